@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what berth and its tests need on a fresh Debian machine, and nothing that is
+# already there: Debian packages (etcd, dockerd, a static busybox for the local test image,
+# iproute2; kubectl's fallback) and the npm packages of package-lock.json.
+# Idempotent and quiet when everything is present. Needs root for apt-get.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
+command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+# busybox-static ships /bin/busybox linked statically; the dynamic one is no use in an image
+if ! { [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; }; then missing+=(busybox-static); fi
+command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
+
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "berth: missing Debian packages: ${missing[*]}; run as root or: sudo apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "berth: installing Debian packages: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# npm packages: install when node_modules is absent or older than the lock file
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "berth: installing npm packages (npm ci)" >&2
+  npm ci --no-audit --no-fund --loglevel=error >&2
+fi
