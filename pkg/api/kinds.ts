@@ -1,0 +1,201 @@
+import type { z } from 'zod';
+import { API_VERSION, type KindInfo, type ObjectMeta, type Resource } from './meta.ts';
+import {
+  ClusterSpec,
+  ClusterStatus,
+  ContainerInstanceSpec,
+  ContainerInstanceStatus,
+  DaemonSpec,
+  DaemonStatus,
+  LeaseSpec,
+  LeaseStatus,
+  ServiceSpec,
+  ServiceStatus,
+  TaskSpec,
+  TaskStatus,
+} from './resources.ts';
+import { DaemonTaskDefinitionSpec, TaskDefinitionSpec, TaskDefinitionStatus } from './taskdefinition.ts';
+
+const age = { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' } as const;
+
+export const Kinds = {
+  Cluster: {
+    kind: 'Cluster',
+    plural: 'clusters',
+    singular: 'cluster',
+    shortNames: ['cl'],
+    namespaced: false,
+    spec: ClusterSpec,
+    status: ClusterStatus,
+    printerColumns: [
+      { name: 'Status', type: 'string', jsonPath: '.status.status' },
+      { name: 'Instances', type: 'integer', jsonPath: '.status.registeredContainerInstancesCount' },
+      { name: 'Running', type: 'integer', jsonPath: '.status.runningTasksCount' },
+      { name: 'Pending', type: 'integer', jsonPath: '.status.pendingTasksCount' },
+      { name: 'Services', type: 'integer', jsonPath: '.status.activeServicesCount' },
+      age,
+    ],
+    fieldSelectors: ['status.status'],
+  },
+  ContainerInstance: {
+    kind: 'ContainerInstance',
+    plural: 'containerinstances',
+    singular: 'containerinstance',
+    shortNames: ['ci'],
+    namespaced: true,
+    spec: ContainerInstanceSpec,
+    status: ContainerInstanceStatus,
+    printerColumns: [
+      { name: 'Status', type: 'string', jsonPath: '.spec.status' },
+      { name: 'Agent', type: 'boolean', jsonPath: '.status.agentConnected' },
+      { name: 'Running', type: 'integer', jsonPath: '.status.runningTasksCount' },
+      { name: 'Pending', type: 'integer', jsonPath: '.status.pendingTasksCount' },
+      { name: 'Host', type: 'string', jsonPath: '.spec.hostname' },
+      { name: 'Agent-Version', type: 'string', jsonPath: '.status.versionInfo.agentVersion', priority: 1 },
+      age,
+    ],
+    fieldSelectors: ['spec.status', 'status.agentConnected'],
+  },
+  TaskDefinition: {
+    kind: 'TaskDefinition',
+    plural: 'taskdefinitions',
+    singular: 'taskdefinition',
+    shortNames: ['td'],
+    namespaced: false,
+    spec: TaskDefinitionSpec,
+    status: TaskDefinitionStatus,
+    printerColumns: [
+      { name: 'Family', type: 'string', jsonPath: '.status.family' },
+      { name: 'Revision', type: 'integer', jsonPath: '.status.revision' },
+      { name: 'Status', type: 'string', jsonPath: '.status.status' },
+      { name: 'Network', type: 'string', jsonPath: '.spec.networkMode' },
+      { name: 'Containers', type: 'string', jsonPath: '.spec.containerDefinitions[*].name', priority: 1 },
+      age,
+    ],
+    fieldSelectors: ['status.family', 'status.status'],
+    immutableSpec: true,
+  },
+  DaemonTaskDefinition: {
+    kind: 'DaemonTaskDefinition',
+    plural: 'daemontaskdefinitions',
+    singular: 'daemontaskdefinition',
+    shortNames: ['dtd'],
+    namespaced: false,
+    spec: DaemonTaskDefinitionSpec,
+    status: TaskDefinitionStatus,
+    printerColumns: [
+      { name: 'Family', type: 'string', jsonPath: '.status.family' },
+      { name: 'Revision', type: 'integer', jsonPath: '.status.revision' },
+      { name: 'Status', type: 'string', jsonPath: '.status.status' },
+      age,
+    ],
+    fieldSelectors: ['status.family', 'status.status'],
+    immutableSpec: true,
+  },
+  Task: {
+    kind: 'Task',
+    plural: 'tasks',
+    singular: 'task',
+    shortNames: ['tk'],
+    namespaced: true,
+    spec: TaskSpec,
+    status: TaskStatus,
+    printerColumns: [
+      { name: 'Task-Definition', type: 'string', jsonPath: '.spec.taskDefinition' },
+      { name: 'Instance', type: 'string', jsonPath: '.spec.containerInstance' },
+      { name: 'Desired', type: 'string', jsonPath: '.spec.desiredStatus' },
+      { name: 'Last', type: 'string', jsonPath: '.status.lastStatus' },
+      { name: 'Group', type: 'string', jsonPath: '.spec.group', priority: 1 },
+      { name: 'Reason', type: 'string', jsonPath: '.status.stoppedReason', priority: 1 },
+      age,
+    ],
+    fieldSelectors: ['spec.containerInstance', 'spec.desiredStatus', 'status.lastStatus', 'spec.group', 'spec.startedBy', 'spec.taskDefinition'],
+  },
+  Service: {
+    kind: 'Service',
+    plural: 'services',
+    singular: 'service',
+    shortNames: ['svc'],
+    namespaced: true,
+    spec: ServiceSpec,
+    status: ServiceStatus,
+    printerColumns: [
+      { name: 'Task-Definition', type: 'string', jsonPath: '.spec.taskDefinition' },
+      { name: 'Desired', type: 'integer', jsonPath: '.spec.desiredCount' },
+      { name: 'Running', type: 'integer', jsonPath: '.status.runningCount' },
+      { name: 'Pending', type: 'integer', jsonPath: '.status.pendingCount' },
+      { name: 'Status', type: 'string', jsonPath: '.status.status' },
+      { name: 'Strategy', type: 'string', jsonPath: '.spec.schedulingStrategy', priority: 1 },
+      age,
+    ],
+    fieldSelectors: ['status.status', 'spec.schedulingStrategy'],
+  },
+  Daemon: {
+    kind: 'Daemon',
+    plural: 'daemons',
+    singular: 'daemon',
+    shortNames: ['dmn'],
+    namespaced: true,
+    spec: DaemonSpec,
+    status: DaemonStatus,
+    printerColumns: [
+      { name: 'Task-Definition', type: 'string', jsonPath: '.spec.daemonTaskDefinition' },
+      { name: 'Desired', type: 'integer', jsonPath: '.status.desiredCount' },
+      { name: 'Running', type: 'integer', jsonPath: '.status.runningCount' },
+      { name: 'Up-To-Date', type: 'integer', jsonPath: '.status.updatedCount' },
+      age,
+    ],
+    fieldSelectors: ['status.status'],
+  },
+  Lease: {
+    kind: 'Lease',
+    plural: 'leases',
+    singular: 'lease',
+    shortNames: [],
+    namespaced: true,
+    spec: LeaseSpec,
+    status: LeaseStatus,
+    printerColumns: [
+      { name: 'Holder', type: 'string', jsonPath: '.spec.holderIdentity' },
+      { name: 'Renewed', type: 'date', jsonPath: '.spec.renewTime' },
+      age,
+    ],
+    fieldSelectors: ['spec.holderIdentity'],
+  },
+} satisfies Record<string, KindInfo>;
+
+export type KindName = keyof typeof Kinds;
+export const KINDS: KindInfo[] = Object.values(Kinds);
+
+const byPlural = new Map(KINDS.map((k) => [k.plural, k]));
+const byKind = new Map(KINDS.map((k) => [k.kind, k]));
+const byAnyName = new Map<string, KindInfo>();
+for (const k of KINDS) {
+  for (const n of [k.plural, k.singular, k.kind.toLowerCase(), ...k.shortNames]) byAnyName.set(n, k);
+}
+
+export const kindByPlural = (plural: string): KindInfo | undefined => byPlural.get(plural);
+export const kindByKind = (kind: string): KindInfo | undefined => byKind.get(kind);
+/** `tasks`, `task`, `Task`, `tk`, `tasks.berth.dev`: what a person types after `get` */
+export const kindByName = (name: string): KindInfo | undefined =>
+  byAnyName.get(name.toLowerCase().replace(/\.berth\.dev$/, '').replace(/\.v1\.berth\.dev$/, ''));
+
+// typed objects of each kind
+type Obj<K extends KindName> = Resource<z.infer<(typeof Kinds)[K]['spec']>, z.infer<(typeof Kinds)[K]['status']>>;
+export type Cluster = Obj<'Cluster'>;
+export type ContainerInstance = Obj<'ContainerInstance'>;
+export type TaskDefinition = Obj<'TaskDefinition'>;
+export type DaemonTaskDefinition = Obj<'DaemonTaskDefinition'>;
+export type Task = Obj<'Task'>;
+export type Service = Obj<'Service'>;
+export type Daemon = Obj<'Daemon'>;
+export type Lease = Obj<'Lease'>;
+
+/** A new object of a kind, ready to create. */
+export function newObject<K extends KindName>(
+  kind: K,
+  metadata: ObjectMeta & { name: string },
+  spec: z.input<(typeof Kinds)[K]['spec']>,
+): Obj<K> {
+  return { apiVersion: API_VERSION, kind, metadata, spec } as Obj<K>;
+}

@@ -1,0 +1,350 @@
+import { z } from 'zod';
+import { Condition } from './meta.ts';
+import { KeyValuePair, PlacementConstraint, PlacementStrategy, Tag } from './taskdefinition.ts';
+
+/**
+ * The spec and status schemas of every kind but task definitions. Field names and enums
+ * are ECS's. Specs are what users (and controllers) write; statuses are written through
+ * the /status subresource by the component that owns them.
+ */
+
+const ts = z.string(); // RFC 3339 timestamps in the resource API; epoch seconds on the ECS face
+
+// ---------------------------------------------------------------- Cluster
+export const ClusterSpec = z.strictObject({
+  settings: z.array(z.strictObject({ name: z.literal('containerInsights'), value: z.enum(['enabled', 'disabled', 'enhanced']) })).optional(),
+  configuration: z.record(z.string(), z.unknown()).optional(),
+  tags: z.array(Tag).max(50).optional(),
+});
+export type ClusterSpec = z.infer<typeof ClusterSpec>;
+
+export const ClusterStatus = z.strictObject({
+  status: z.enum(['ACTIVE', 'PROVISIONING', 'DEPROVISIONING', 'FAILED', 'INACTIVE']),
+  clusterArn: z.string().optional(),
+  registeredContainerInstancesCount: z.number().int().default(0),
+  runningTasksCount: z.number().int().default(0),
+  pendingTasksCount: z.number().int().default(0),
+  activeServicesCount: z.number().int().default(0),
+});
+export type ClusterStatus = z.infer<typeof ClusterStatus>;
+
+// ---------------------------------------------------------------- ContainerInstance
+/** ECS's Resource shape (DescribeContainerInstances registeredResources/remainingResources). */
+export const EcsResource = z.strictObject({
+  name: z.enum(['CPU', 'MEMORY', 'PORTS', 'PORTS_UDP']),
+  type: z.enum(['INTEGER', 'STRINGSET', 'LONG', 'DOUBLE']),
+  integerValue: z.number().int().optional(),
+  longValue: z.number().int().optional(),
+  doubleValue: z.number().optional(),
+  stringSetValue: z.array(z.string()).optional(),
+});
+export type EcsResource = z.infer<typeof EcsResource>;
+
+export const Attribute = z.strictObject({
+  name: z.string().min(1).max(128),
+  value: z.string().max(128).optional(),
+  targetType: z.literal('container-instance').optional(),
+  targetId: z.string().optional(),
+});
+export type Attribute = z.infer<typeof Attribute>;
+
+export const VersionInfo = z.strictObject({
+  agentVersion: z.string().optional(),
+  agentHash: z.string().optional(),
+  dockerVersion: z.string().optional(),
+});
+
+export const ContainerInstanceSpec = z.strictObject({
+  /** ACTIVE or DRAINING: what the operator wants (UpdateContainerInstancesState) */
+  status: z.enum(['ACTIVE', 'DRAINING', 'INACTIVE'], { error: 'status must be ACTIVE, DRAINING or INACTIVE' }).default('ACTIVE'),
+  ec2InstanceId: z.string().optional(),
+  /** the host's name, for a person */
+  hostname: z.string().optional(),
+  attributes: z.array(Attribute).optional(),
+  tags: z.array(Tag).optional(),
+  /** what the agent registered: CPU units, MiB, reserved ports */
+  registeredResources: z.array(EcsResource).optional(),
+  /** [low, high] inclusive, the ports dynamic host ports are chosen from */
+  dynamicHostPortRange: z.tuple([z.number().int(), z.number().int()]).optional(),
+  /** an instance identity fingerprint, so a data dir copied to another host is noticed */
+  hostFingerprint: z.string().optional(),
+});
+export type ContainerInstanceSpec = z.infer<typeof ContainerInstanceSpec>;
+
+export const ContainerInstanceStatus = z.strictObject({
+  containerInstanceArn: z.string().optional(),
+  agentConnected: z.boolean().default(false),
+  lastHeartbeat: ts.optional(),
+  registeredAt: ts.optional(),
+  status: z.enum(['REGISTERING', 'REGISTRATION_FAILED', 'ACTIVE', 'INACTIVE', 'DEREGISTERING', 'DRAINING']).optional(),
+  statusReason: z.string().optional(),
+  remainingResources: z.array(EcsResource).optional(),
+  runningTasksCount: z.number().int().default(0),
+  pendingTasksCount: z.number().int().default(0),
+  versionInfo: VersionInfo.optional(),
+  agentUpdateStatus: z.string().optional(),
+  conditions: z.array(Condition).optional(),
+});
+export type ContainerInstanceStatus = z.infer<typeof ContainerInstanceStatus>;
+
+// ---------------------------------------------------------------- Task
+export const ContainerOverride = z.strictObject({
+  name: z.string(),
+  command: z.array(z.string()).optional(),
+  environment: z.array(KeyValuePair).optional(),
+  cpu: z.number().int().min(0).optional(),
+  memory: z.number().int().min(4).optional(),
+  memoryReservation: z.number().int().min(4).optional(),
+});
+export type ContainerOverride = z.infer<typeof ContainerOverride>;
+
+export const TaskOverride = z.strictObject({
+  containerOverrides: z.array(ContainerOverride).optional(),
+  cpu: z.string().optional(),
+  memory: z.string().optional(),
+  taskRoleArn: z.string().optional(),
+  executionRoleArn: z.string().optional(),
+});
+export type TaskOverride = z.infer<typeof TaskOverride>;
+
+export const HostPortAssignment = z.strictObject({
+  containerName: z.string(),
+  containerPort: z.number().int(),
+  protocol: z.enum(['tcp', 'udp']),
+  hostPort: z.number().int(),
+});
+export type HostPortAssignment = z.infer<typeof HostPortAssignment>;
+
+export const DesiredStatus = z.enum(['RUNNING', 'STOPPED'], { error: 'desiredStatus must be RUNNING or STOPPED' });
+
+export const StopCode = z.enum([
+  'TaskFailedToStart',
+  'EssentialContainerExited',
+  'UserInitiated',
+  'ServiceSchedulerInitiated',
+  'SpotInterruption',
+  'TerminationNotice',
+]);
+
+export const TaskSpec = z.strictObject({
+  /** resolved at creation to `family:revision` */
+  taskDefinition: z.string({ error: 'taskDefinition is required' }).min(1),
+  /** daemon tasks: the daemon task definition they run */
+  daemonTaskDefinition: z.string().optional(),
+  overrides: TaskOverride.optional(),
+  group: z.string().max(255).optional(),
+  startedBy: z.string().max(128).optional(),
+  /** the binding: set once, by the placement controller (through binding) or StartTask */
+  containerInstance: z.string().optional(),
+  desiredStatus: DesiredStatus.default('RUNNING'),
+  stopReason: z.string().max(1024).optional(),
+  stopCode: StopCode.optional(),
+  /** the host ports of the task's port mappings, fixed and dynamic, decided at binding */
+  hostPorts: z.array(HostPortAssignment).optional(),
+  placementConstraints: z.array(PlacementConstraint).optional(),
+  placementStrategy: z.array(PlacementStrategy).optional(),
+  launchType: z.enum(['EC2', 'EXTERNAL']).optional(),
+  clientToken: z.string().max(64).optional(),
+  tags: z.array(Tag).optional(),
+  /** service tasks: the deployment that started them */
+  deploymentId: z.string().optional(),
+});
+export type TaskSpec = z.infer<typeof TaskSpec>;
+
+export const LastStatus = z.enum([
+  'PROVISIONING',
+  'PENDING',
+  'ACTIVATING',
+  'RUNNING',
+  'DEACTIVATING',
+  'STOPPING',
+  'DEPROVISIONING',
+  'STOPPED',
+]);
+export type LastStatus = z.infer<typeof LastStatus>;
+
+export const NetworkBinding = z.strictObject({
+  bindIP: z.string().optional(),
+  containerPort: z.number().int(),
+  hostPort: z.number().int(),
+  protocol: z.enum(['tcp', 'udp']).default('tcp'),
+});
+export type NetworkBinding = z.infer<typeof NetworkBinding>;
+
+export const NetworkInterface = z.strictObject({
+  attachmentId: z.string().optional(),
+  privateIpv4Address: z.string().optional(),
+  ipv6Address: z.string().optional(),
+});
+
+export const HealthStatus = z.enum(['HEALTHY', 'UNHEALTHY', 'UNKNOWN']);
+
+export const ContainerStatus = z.strictObject({
+  name: z.string(),
+  containerArn: z.string().optional(),
+  dockerId: z.string().optional(),
+  dockerName: z.string().optional(),
+  image: z.string().optional(),
+  imageDigest: z.string().optional(),
+  lastStatus: z.enum(['NONE', 'PULLED', 'CREATED', 'PENDING', 'RUNNING', 'STOPPED']).default('PENDING'),
+  exitCode: z.number().int().optional(),
+  reason: z.string().optional(),
+  networkBindings: z.array(NetworkBinding).optional(),
+  networkInterfaces: z.array(NetworkInterface).optional(),
+  healthStatus: HealthStatus.optional(),
+  restartCount: z.number().int().optional(),
+  cpu: z.string().optional(),
+  memory: z.string().optional(),
+  memoryReservation: z.string().optional(),
+});
+export type ContainerStatus = z.infer<typeof ContainerStatus>;
+
+export const Attachment = z.strictObject({
+  id: z.string(),
+  type: z.string(),
+  status: z.string().optional(),
+  details: z.array(KeyValuePair).optional(),
+});
+
+export const TaskStatus = z.strictObject({
+  taskArn: z.string().optional(),
+  lastStatus: LastStatus.default('PROVISIONING'),
+  containers: z.array(ContainerStatus).optional(),
+  healthStatus: HealthStatus.optional(),
+  connectivity: z.enum(['CONNECTED', 'DISCONNECTED']).optional(),
+  connectivityAt: ts.optional(),
+  pullStartedAt: ts.optional(),
+  pullStoppedAt: ts.optional(),
+  startedAt: ts.optional(),
+  stoppingAt: ts.optional(),
+  stoppedAt: ts.optional(),
+  executionStoppedAt: ts.optional(),
+  stopCode: StopCode.optional(),
+  stoppedReason: z.string().optional(),
+  attachments: z.array(Attachment).optional(),
+  /** increments each time the agent reports, like ECS's task `version` */
+  version: z.number().int().optional(),
+});
+export type TaskStatus = z.infer<typeof TaskStatus>;
+
+// ---------------------------------------------------------------- Service
+export const DeploymentCircuitBreaker = z.strictObject({
+  enable: z.boolean(),
+  rollback: z.boolean(),
+});
+
+export const DeploymentConfiguration = z.strictObject({
+  minimumHealthyPercent: z.number().int().min(0, { error: 'minimumHealthyPercent must be 0-100' }).max(100, { error: 'minimumHealthyPercent must be 0-100' }).optional(),
+  maximumPercent: z.number().int().min(100, { error: 'maximumPercent must be 100-200' }).max(200, { error: 'maximumPercent must be 100-200' }).optional(),
+  deploymentCircuitBreaker: DeploymentCircuitBreaker.optional(),
+});
+export type DeploymentConfiguration = z.infer<typeof DeploymentConfiguration>;
+
+export const LoadBalancer = z.strictObject({
+  loadBalancerName: z.string().optional(),
+  targetGroupArn: z.string().optional(),
+  containerName: z.string(),
+  containerPort: z.number().int(),
+});
+
+export const NetworkConfiguration = z.strictObject({
+  awsvpcConfiguration: z
+    .strictObject({
+      subnets: z.array(z.string()).optional(),
+      securityGroups: z.array(z.string()).optional(),
+      assignPublicIp: z.enum(['ENABLED', 'DISABLED']).optional(),
+    })
+    .optional(),
+});
+
+export const ServiceSpec = z.strictObject({
+  taskDefinition: z.string({ error: 'taskDefinition is required' }).min(1, { error: 'taskDefinition is required' }),
+  desiredCount: z.number().int().min(0, { error: 'desiredCount must be 0 or more' }).optional(),
+  launchType: z.enum(['EC2', 'EXTERNAL']).optional(),
+  schedulingStrategy: z.enum(['REPLICA', 'DAEMON'], { error: 'schedulingStrategy must be REPLICA or DAEMON' }).default('REPLICA'),
+  deploymentConfiguration: DeploymentConfiguration.optional(),
+  placementConstraints: z.array(PlacementConstraint).max(10).optional(),
+  placementStrategy: z.array(PlacementStrategy).max(5).optional(),
+  loadBalancers: z.array(LoadBalancer).optional(),
+  role: z.string().optional(),
+  healthCheckGracePeriodSeconds: z.number().int().min(0).max(2147483647).optional(),
+  clientToken: z.string().max(36).optional(),
+  tags: z.array(Tag).max(50).optional(),
+  networkConfiguration: NetworkConfiguration.optional(),
+  enableECSManagedTags: z.boolean().optional(),
+  enableExecuteCommand: z.boolean().optional(),
+  propagateTags: z.enum(['TASK_DEFINITION', 'SERVICE', 'NONE']).optional(),
+});
+export type ServiceSpec = z.infer<typeof ServiceSpec>;
+
+export const Deployment = z.strictObject({
+  id: z.string(),
+  status: z.enum(['PRIMARY', 'ACTIVE', 'INACTIVE']),
+  taskDefinition: z.string(),
+  desiredCount: z.number().int(),
+  pendingCount: z.number().int(),
+  runningCount: z.number().int(),
+  failedTasks: z.number().int().default(0),
+  rolloutState: z.enum(['COMPLETED', 'FAILED', 'IN_PROGRESS']).optional(),
+  rolloutStateReason: z.string().optional(),
+  createdAt: ts,
+  updatedAt: ts,
+});
+export type Deployment = z.infer<typeof Deployment>;
+
+export const ServiceEvent = z.strictObject({ id: z.string(), createdAt: ts, message: z.string() });
+export type ServiceEvent = z.infer<typeof ServiceEvent>;
+
+export const ServiceStatus = z.strictObject({
+  serviceArn: z.string().optional(),
+  status: z.enum(['ACTIVE', 'DRAINING', 'INACTIVE']).default('ACTIVE'),
+  desiredCount: z.number().int().default(0),
+  runningCount: z.number().int().default(0),
+  pendingCount: z.number().int().default(0),
+  deployments: z.array(Deployment).optional(),
+  events: z.array(ServiceEvent).optional(),
+  observedGeneration: z.number().int().optional(),
+  conditions: z.array(Condition).optional(),
+});
+export type ServiceStatus = z.infer<typeof ServiceStatus>;
+
+// ---------------------------------------------------------------- Daemon
+export const DaemonSpec = z.strictObject({
+  /** a daemon task definition: `family`, `family:revision` or its ARN */
+  daemonTaskDefinition: z.string({ error: 'daemonTaskDefinition is required' }).min(1),
+  placementConstraints: z.array(PlacementConstraint).max(10).optional(),
+  deploymentConfiguration: z
+    .strictObject({
+      /** how many instances may be without the daemon at once during a roll (default 1) */
+      maxUnavailable: z.number().int().min(1).optional(),
+    })
+    .optional(),
+  clientToken: z.string().optional(),
+  tags: z.array(Tag).max(50).optional(),
+});
+export type DaemonSpec = z.infer<typeof DaemonSpec>;
+
+export const DaemonStatus = z.strictObject({
+  daemonArn: z.string().optional(),
+  status: z.enum(['ACTIVE', 'DELETE_IN_PROGRESS', 'INACTIVE']).default('ACTIVE'),
+  daemonTaskDefinitionArn: z.string().optional(),
+  desiredCount: z.number().int().default(0),
+  runningCount: z.number().int().default(0),
+  pendingCount: z.number().int().default(0),
+  updatedCount: z.number().int().default(0),
+  events: z.array(ServiceEvent).optional(),
+  observedGeneration: z.number().int().optional(),
+  conditions: z.array(Condition).optional(),
+});
+export type DaemonStatus = z.infer<typeof DaemonStatus>;
+
+// ---------------------------------------------------------------- Lease
+export const LeaseSpec = z.strictObject({
+  holderIdentity: z.string().optional(),
+  leaseDurationSeconds: z.number().int().min(1).optional(),
+  acquireTime: ts.optional(),
+  renewTime: ts.optional(),
+  leaseTransitions: z.number().int().min(0).optional(),
+});
+export type LeaseSpec = z.infer<typeof LeaseSpec>;
+export const LeaseStatus = z.strictObject({});

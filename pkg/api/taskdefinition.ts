@@ -1,0 +1,334 @@
+import { z } from 'zod';
+import { ecsName } from './meta.ts';
+
+/**
+ * Task definitions: every parameter the seeds name (seed 001's task definition parameters,
+ * seed 000's X-Ray examples, seed 003's daemon subset), with ECS's defaults. Field names
+ * are ECS's (camelCase). A task definition manifest's metadata.name is the family; the
+ * stored object is named `family:revision`.
+ */
+
+const int = (what: string) => z.number({ error: `${what} must be a number` }).int({ error: `${what} must be a whole number` });
+const nonNeg = (what: string) => int(what).min(0, { error: `${what} must be 0 or more` });
+const port = (what: string) =>
+  int(what).min(0, { error: `${what} must be between 0 and 65535` }).max(65535, { error: `${what} must be between 0 and 65535` });
+
+export const KeyValuePair = z.strictObject({ name: z.string(), value: z.string() });
+export type KeyValuePair = z.infer<typeof KeyValuePair>;
+
+export const Protocol = z.enum(['tcp', 'udp'], { error: 'protocol must be "tcp" or "udp"' });
+
+export const PortMapping = z.strictObject({
+  containerPort: port('containerPort'),
+  /** 0 or absent in bridge mode: a dynamic host port chosen when the task is placed */
+  hostPort: port('hostPort').optional(),
+  protocol: Protocol.default('tcp'),
+  name: z.string().optional(),
+  appProtocol: z.enum(['http', 'http2', 'grpc']).optional(),
+});
+export type PortMapping = z.infer<typeof PortMapping>;
+
+export const MountPoint = z.strictObject({
+  sourceVolume: z.string({ error: 'sourceVolume is required' }),
+  containerPath: z.string({ error: 'containerPath is required' }).startsWith('/', { error: 'containerPath must be an absolute path' }),
+  readOnly: z.boolean().default(false),
+});
+export type MountPoint = z.infer<typeof MountPoint>;
+
+export const VolumeFrom = z.strictObject({
+  sourceContainer: z.string({ error: 'sourceContainer is required' }),
+  readOnly: z.boolean().default(false),
+});
+export type VolumeFrom = z.infer<typeof VolumeFrom>;
+
+export const LogConfiguration = z.strictObject({
+  logDriver: z.enum(['json-file', 'syslog', 'journald', 'gelf', 'fluentd', 'awslogs', 'splunk', 'awsfirelens', 'local', 'none'], {
+    error: 'logDriver must be one of json-file, syslog, journald, gelf, fluentd, awslogs, splunk, awsfirelens, local, none',
+  }),
+  options: z.record(z.string(), z.string()).optional(),
+  secretOptions: z.array(z.strictObject({ name: z.string(), valueFrom: z.string() })).optional(),
+});
+export type LogConfiguration = z.infer<typeof LogConfiguration>;
+
+export const HealthCheck = z.strictObject({
+  /** ["CMD", "exe", "arg"] or ["CMD-SHELL", "command"] */
+  command: z
+    .array(z.string())
+    .min(1, { error: 'healthCheck.command must not be empty' })
+    .refine((c) => ['CMD', 'CMD-SHELL', 'NONE'].includes(c[0]), {
+      error: 'healthCheck.command must start with "CMD" or "CMD-SHELL"',
+    }),
+  interval: int('interval').min(5, { error: 'interval must be 5-300 seconds' }).max(300, { error: 'interval must be 5-300 seconds' }).default(30),
+  timeout: int('timeout').min(2, { error: 'timeout must be 2-120 seconds' }).max(120, { error: 'timeout must be 2-120 seconds' }).default(5),
+  retries: int('retries').min(1, { error: 'retries must be 1-10' }).max(10, { error: 'retries must be 1-10' }).default(3),
+  startPeriod: int('startPeriod').min(0).max(300, { error: 'startPeriod must be 0-300 seconds' }).optional(),
+});
+export type HealthCheck = z.infer<typeof HealthCheck>;
+
+export const ContainerDependency = z.strictObject({
+  containerName: z.string(),
+  condition: z.enum(['START', 'COMPLETE', 'SUCCESS', 'HEALTHY'], {
+    error: 'condition must be START, COMPLETE, SUCCESS or HEALTHY',
+  }),
+});
+export type ContainerDependency = z.infer<typeof ContainerDependency>;
+
+export const ULIMIT_NAMES = [
+  'core', 'cpu', 'data', 'fsize', 'locks', 'memlock', 'msgqueue', 'nice', 'nofile', 'nproc', 'rss', 'rtprio', 'rttime', 'sigpending', 'stack',
+] as const;
+export const Ulimit = z.strictObject({
+  name: z.enum(ULIMIT_NAMES, { error: `ulimit name must be one of ${ULIMIT_NAMES.join(', ')}` }),
+  softLimit: int('softLimit'),
+  hardLimit: int('hardLimit'),
+});
+export type Ulimit = z.infer<typeof Ulimit>;
+
+export const SystemControl = z.strictObject({ namespace: z.string(), value: z.string() });
+export type SystemControl = z.infer<typeof SystemControl>;
+
+export const Capabilities = z.strictObject({
+  add: z.array(z.string()).optional(),
+  drop: z.array(z.string()).optional(),
+});
+
+export const LinuxParameters = z.strictObject({
+  capabilities: Capabilities.optional(),
+  initProcessEnabled: z.boolean().optional(),
+  sharedMemorySize: nonNeg('sharedMemorySize').optional(),
+  devices: z
+    .array(z.strictObject({ hostPath: z.string(), containerPath: z.string().optional(), permissions: z.array(z.enum(['read', 'write', 'mknod'])).optional() }))
+    .optional(),
+  tmpfs: z.array(z.strictObject({ containerPath: z.string(), size: int('size'), mountOptions: z.array(z.string()).optional() })).optional(),
+  maxSwap: nonNeg('maxSwap').optional(),
+  swappiness: int('swappiness').min(0).max(100).optional(),
+});
+export type LinuxParameters = z.infer<typeof LinuxParameters>;
+
+export const RestartPolicy = z.strictObject({
+  enabled: z.boolean(),
+  ignoredExitCodes: z.array(int('exit code')).max(50).optional(),
+  /** seconds a container must run before a restart is attempted (ECS: 60-1800, default 300) */
+  restartAttemptPeriod: int('restartAttemptPeriod').min(60, { error: 'restartAttemptPeriod must be 60-1800 seconds' }).max(1800, { error: 'restartAttemptPeriod must be 60-1800 seconds' }).optional(),
+});
+export type RestartPolicy = z.infer<typeof RestartPolicy>;
+
+export const Secret = z.strictObject({ name: z.string(), valueFrom: z.string() });
+export const EnvironmentFile = z.strictObject({ value: z.string(), type: z.literal('s3') });
+export const RepositoryCredentials = z.strictObject({ credentialsParameter: z.string() });
+export const HostEntry = z.strictObject({ hostname: z.string(), ipAddress: z.string() });
+
+/** Every container parameter, shared by the ordinary and the daemon container definition. */
+const containerShape = {
+  name: ecsName('container name'),
+  image: z.string({ error: 'image is required' }).min(1, { error: 'image is required' }).max(255, { error: 'image must be at most 255 characters' }),
+  cpu: nonNeg('cpu').default(0),
+  memory: int('memory').min(4, { error: 'memory must be at least 4 MiB' }).optional(),
+  memoryReservation: int('memoryReservation').min(4, { error: 'memoryReservation must be at least 4 MiB' }).optional(),
+  links: z.array(z.string()).optional(),
+  portMappings: z.array(PortMapping).optional(),
+  essential: z.boolean().default(true),
+  entryPoint: z.array(z.string()).optional(),
+  command: z.array(z.string()).optional(),
+  environment: z.array(KeyValuePair).optional(),
+  environmentFiles: z.array(EnvironmentFile).optional(),
+  secrets: z.array(Secret).optional(),
+  mountPoints: z.array(MountPoint).optional(),
+  volumesFrom: z.array(VolumeFrom).optional(),
+  privileged: z.boolean().optional(),
+  user: z.string().optional(),
+  workingDirectory: z.string().optional(),
+  readonlyRootFilesystem: z.boolean().optional(),
+  logConfiguration: LogConfiguration.optional(),
+  healthCheck: HealthCheck.optional(),
+  dependsOn: z.array(ContainerDependency).optional(),
+  ulimits: z.array(Ulimit).optional(),
+  systemControls: z.array(SystemControl).optional(),
+  linuxParameters: LinuxParameters.optional(),
+  hostname: z.string().optional(),
+  dnsServers: z.array(z.string()).optional(),
+  dnsSearchDomains: z.array(z.string()).optional(),
+  extraHosts: z.array(HostEntry).optional(),
+  dockerLabels: z.record(z.string(), z.string()).optional(),
+  dockerSecurityOptions: z.array(z.string()).optional(),
+  repositoryCredentials: RepositoryCredentials.optional(),
+  restartPolicy: RestartPolicy.optional(),
+  stopTimeout: int('stopTimeout').min(2, { error: 'stopTimeout must be 2-120 seconds' }).max(120, { error: 'stopTimeout must be 2-120 seconds' }).optional(),
+  startTimeout: int('startTimeout').min(2).max(600).optional(),
+  disableNetworking: z.boolean().optional(),
+  interactive: z.boolean().optional(),
+  pseudoTerminal: z.boolean().optional(),
+};
+
+export const ContainerDefinition = z.strictObject(containerShape);
+export type ContainerDefinition = z.infer<typeof ContainerDefinition>;
+
+export const NetworkMode = z.enum(['bridge', 'host', 'none', 'awsvpc'], {
+  error: 'networkMode must be bridge, host, none or awsvpc',
+});
+export type NetworkMode = z.infer<typeof NetworkMode> | 'daemon_bridge';
+
+export const HostVolume = z.strictObject({
+  sourcePath: z.string().startsWith('/', { error: 'sourcePath must be an absolute path' }).optional(),
+});
+export const DockerVolumeConfiguration = z.strictObject({
+  scope: z.enum(['task', 'shared']).default('task'),
+  autoprovision: z.boolean().optional(),
+  driver: z.string().optional(),
+  driverOpts: z.record(z.string(), z.string()).optional(),
+  labels: z.record(z.string(), z.string()).optional(),
+});
+export const Volume = z.strictObject({
+  name: ecsName('volume name'),
+  /** with sourcePath: a bind mount of the host path; empty: a Docker volume owned by the task */
+  host: HostVolume.optional(),
+  dockerVolumeConfiguration: DockerVolumeConfiguration.optional(),
+});
+export type Volume = z.infer<typeof Volume>;
+
+export const PlacementConstraint = z.strictObject({
+  type: z.enum(['distinctInstance', 'memberOf'], { error: 'placement constraint type must be distinctInstance or memberOf' }),
+  expression: z.string().max(2000).optional(),
+});
+export type PlacementConstraint = z.infer<typeof PlacementConstraint>;
+
+export const PlacementStrategy = z.strictObject({
+  type: z.enum(['random', 'spread', 'binpack'], { error: 'placement strategy type must be random, spread or binpack' }),
+  field: z.string().optional(),
+});
+export type PlacementStrategy = z.infer<typeof PlacementStrategy>;
+
+export const Tag = z.strictObject({
+  key: z.string().min(1).max(128),
+  value: z.string().max(256).optional(),
+});
+export type Tag = z.infer<typeof Tag>;
+
+/** "256", 256, "1 vCPU", "0.25 vcpu" -> "256" / "1024"; memory "512", "1 GB", "1GB" -> MiB. */
+export const TaskCpu = z
+  .union([z.number(), z.string()])
+  .transform((v, ctx) => {
+    const n = parseUnits(v, /^\s*([\d.]+)\s*(vcpu)?\s*$/i, (x, unit) => (unit ? x * 1024 : x));
+    if (n === undefined) {
+      ctx.addIssue({ code: 'custom', message: 'cpu must be CPU units ("256") or vCPUs ("0.25 vCPU")' });
+      return z.NEVER;
+    }
+    return String(n);
+  });
+export const TaskMemory = z
+  .union([z.number(), z.string()])
+  .transform((v, ctx) => {
+    const n = parseUnits(v, /^\s*([\d.]+)\s*(gb|mb|mib|gib)?\s*$/i, (x, unit) => (unit && /^g/i.test(unit) ? x * 1024 : x));
+    if (n === undefined) {
+      ctx.addIssue({ code: 'custom', message: 'memory must be MiB ("512") or GB ("1 GB")' });
+      return z.NEVER;
+    }
+    return String(n);
+  });
+
+function parseUnits(v: number | string, re: RegExp, scale: (x: number, unit?: string) => number): number | undefined {
+  if (typeof v === 'number') return Number.isInteger(v) && v > 0 ? v : undefined;
+  const m = re.exec(v);
+  if (!m) return undefined;
+  const n = Math.round(scale(Number(m[1]), m[2]));
+  return Number.isFinite(n) && n > 0 ? n : undefined;
+}
+
+const taskShape = {
+  containerDefinitions: z
+    .array(ContainerDefinition, { error: 'containerDefinitions is required' })
+    .min(1, { error: 'a task definition needs at least one container' })
+    .max(10, { error: 'a task definition may have at most 10 containers' }),
+  volumes: z.array(Volume).optional(),
+  networkMode: NetworkMode.default('bridge'),
+  cpu: TaskCpu.optional(),
+  memory: TaskMemory.optional(),
+  taskRoleArn: z.string().optional(),
+  executionRoleArn: z.string().optional(),
+  placementConstraints: z.array(PlacementConstraint).max(10).optional(),
+  requiresCompatibilities: z.array(z.enum(['EC2', 'EXTERNAL', 'FARGATE', 'MANAGED_INSTANCES'])).optional(),
+  pidMode: z.enum(['host', 'task']).optional(),
+  ipcMode: z.enum(['host', 'task', 'none']).optional(),
+  tags: z.array(Tag).max(50).optional(),
+};
+
+/** A TaskDefinition's spec: the register-task-definition fields except `family`. */
+export const TaskDefinitionSpec = z.strictObject(taskShape);
+export type TaskDefinitionSpec = z.infer<typeof TaskDefinitionSpec>;
+export type TaskDefinitionSpecInput = z.input<typeof TaskDefinitionSpec>;
+
+export const TaskDefinitionStatus = z.strictObject({
+  family: z.string(),
+  revision: z.number().int(),
+  taskDefinitionArn: z.string(),
+  status: z.enum(['ACTIVE', 'INACTIVE', 'DELETE_IN_PROGRESS']),
+  registeredAt: z.string().optional(),
+  deregisteredAt: z.string().optional(),
+  requiresAttributes: z.array(z.strictObject({ name: z.string(), value: z.string().optional() })).optional(),
+  /** a hash of the normalized spec: identical content re-applied is a no-op */
+  contentHash: z.string().optional(),
+});
+export type TaskDefinitionStatus = z.infer<typeof TaskDefinitionStatus>;
+
+// ---- daemon task definitions (seed 003) ----
+
+/** The container parameters seed 003 lists for daemon task definitions. */
+export const DAEMON_CONTAINER_FIELDS = [
+  'image', 'name', 'cpu', 'memory', 'memoryReservation', 'essential', 'command', 'entryPoint', 'environment',
+  'environmentFiles', 'secrets', 'privileged', 'user', 'workingDirectory', 'readonlyRootFilesystem', 'mountPoints',
+  'logConfiguration', 'healthCheck', 'dependsOn', 'ulimits', 'systemControls', 'linuxParameters',
+  'repositoryCredentials', 'restartPolicy',
+] as const;
+
+const pick = <T extends Record<string, z.ZodType>, K extends keyof T>(shape: T, keys: readonly K[]) =>
+  Object.fromEntries(keys.map((k) => [k, shape[k]])) as Pick<T, K>;
+
+const daemonUnsupported = (what: string) => (iss: { code?: string; keys?: string[] }) =>
+  iss.code === 'unrecognized_keys'
+    ? `daemon task definitions do not support ${iss.keys!.map((k) => `"${k}"`).join(', ')} in ${what} (seed 003 lists the supported parameters)`
+    : undefined;
+
+export const DaemonLinuxParameters = z.strictObject(
+  { capabilities: Capabilities.optional(), initProcessEnabled: z.boolean().optional() },
+  { error: daemonUnsupported('linuxParameters: only capabilities and initProcessEnabled') },
+);
+
+export const DaemonContainerDefinition = z.strictObject(
+  { ...pick(containerShape, DAEMON_CONTAINER_FIELDS), linuxParameters: DaemonLinuxParameters.optional() },
+  { error: daemonUnsupported('a container definition') },
+);
+export type DaemonContainerDefinition = z.infer<typeof DaemonContainerDefinition>;
+
+export const DaemonVolume = z.strictObject(
+  {
+    name: ecsName('volume name'),
+    host: z.strictObject(
+      { sourcePath: z.string({ error: 'daemon volumes are host bind mounts: host.sourcePath is required' }).startsWith('/', { error: 'sourcePath must be an absolute path' }) },
+      { error: 'daemon volumes are host bind mounts: host.sourcePath is required' },
+    ),
+  },
+  { error: daemonUnsupported('a volume: only bind mounts with host.sourcePath (no Docker, EBS, EFS or FSx volumes)') },
+);
+
+export const DaemonTaskDefinitionSpec = z.strictObject(
+  {
+    containerDefinitions: z
+      .array(DaemonContainerDefinition, { error: 'containerDefinitions is required' })
+      .min(1, { error: 'a daemon task definition needs at least one container' })
+      .max(10, { error: 'a task definition may have at most 10 containers' }),
+    cpu: TaskCpu.optional(),
+    memory: TaskMemory.optional(),
+    taskRoleArn: z.string().optional(),
+    executionRoleArn: z.string().optional(),
+    volumes: z.array(DaemonVolume).optional(),
+    tags: z.array(Tag).max(50).optional(),
+  },
+  {
+    error: (iss) =>
+      iss.code === 'unrecognized_keys'
+        ? iss.keys.includes('networkMode')
+          ? 'daemon task definitions cannot set networkMode: daemons always use daemon_bridge'
+          : `daemon task definitions do not support ${iss.keys.map((k) => `"${k}"`).join(', ')}`
+        : undefined,
+  },
+);
+export type DaemonTaskDefinitionSpec = z.infer<typeof DaemonTaskDefinitionSpec>;
