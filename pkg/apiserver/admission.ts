@@ -1,0 +1,438 @@
+import { Kinds, type Cluster, type ContainerInstance, type Task } from '../api/kinds.ts';
+import { API_VERSION, storeKey, type KindInfo } from '../api/meta.ts';
+import { Arns, isArn, newId, parseArn } from '../api/arn.ts';
+import { contentHash } from '../api/validate.ts';
+import { Allocation, capacityOf, emptyAllocation, release, remainingResources } from '../api/allocation.ts';
+import type { TaskDefinitionStatus } from '../api/taskdefinition.ts';
+import { BerthError, badRequest, invalid, notFound } from '../errors/errors.ts';
+import { credentialKey, hashToken, newToken, type NodeCredential } from './auth.ts';
+import type { Admission, Obj, Registry, WriteContext } from './registry.ts';
+
+const now = () => new Date().toISOString();
+const LAST_ORDER = ['PROVISIONING', 'PENDING', 'ACTIVATING', 'RUNNING', 'DEACTIVATING', 'STOPPING', 'DEPROVISIONING', 'STOPPED'];
+
+/** The annotation that carries a fresh node credential in a registration response (never stored). */
+export const NODE_TOKEN_ANNOTATION = 'berth.dev/node-token';
+/** Finalizer the service and daemon controllers remove once every task is stopped. */
+export const CONTROLLER_FINALIZER = 'berth.dev/controller';
+
+export const allocationKey = (cluster: string, instance: string) => storeKey('allocations', cluster, instance);
+
+type TD = Obj & { spec: Record<string, unknown>; status: TaskDefinitionStatus };
+
+/**
+ * Revisioned, immutable task definitions (and daemon task definitions): applying a family
+ * registers the next revision unless the content equals the latest ACTIVE one; a family
+ * name resolves to its latest ACTIVE revision; DELETE deregisters (INACTIVE), never removes.
+ */
+export class TaskDefinitionAdmission implements Admission {
+  constructor(
+    private readonly registry: Registry,
+    private readonly kind: KindInfo,
+    private readonly arns: Arns,
+  ) {}
+
+  /** every stored revision of a family, newest first */
+  revisions(family: string): TD[] {
+    return this.registry.cache
+      .list(this.kind.plural, undefined, { field: 'status.family', value: family })
+      .map(([, o]) => o as TD)
+      .sort((a, b) => b.status.revision - a.status.revision);
+  }
+
+  latestActive(family: string): TD | undefined {
+    return this.revisions(family).find((r) => r.status.status === 'ACTIVE');
+  }
+
+  resolveName(name: string): string | undefined {
+    let n = name;
+    if (isArn(n)) n = parseArn(n).name;
+    if (n.includes(':')) return n;
+    return this.latestActive(n)?.metadata.name;
+  }
+
+  private arn(name: string) {
+    return this.kind.kind === 'DaemonTaskDefinition' ? this.arns.daemonTaskDefinition(name) : this.arns.taskDefinition(name);
+  }
+
+  async normalize(o: Obj): Promise<Obj | { existing: Obj }> {
+    const [family, revStr] = o.metadata.name.split(':');
+    const hash = contentHash(o.spec);
+    const revs = this.revisions(family);
+    const latest = revs.find((r) => r.status.status === 'ACTIVE');
+    const max = revs[0]?.status.revision ?? 0;
+    if (revStr !== undefined) {
+      const rev = Number(revStr);
+      const same = revs.find((r) => r.status.revision === rev);
+      if (same) {
+        if (same.status.contentHash === hash) return { existing: same };
+        throw invalid(this.kind.kind, o.metadata.name, [{ field: 'spec', message: `revision ${rev} of "${family}" exists with other content; revisions are immutable`, reason: 'FieldValueForbidden' }]);
+      }
+      if (rev !== max + 1) {
+        throw invalid(this.kind.kind, o.metadata.name, [{ field: 'metadata.name', message: `the next revision of "${family}" is ${max + 1}, not ${rev}` }]);
+      }
+    } else if (latest && latest.status.contentHash === hash) {
+      return { existing: latest };
+    }
+    const revision = max + 1;
+    const name = `${family}:${revision}`;
+    return {
+      ...o,
+      metadata: { ...o.metadata, name },
+      status: { family, revision, taskDefinitionArn: this.arn(name), status: 'ACTIVE', registeredAt: now(), contentHash: hash },
+    } as Obj;
+  }
+
+  async update(next: Obj, prev: Obj, _w: WriteContext, sub: 'status' | undefined) {
+    if (sub !== 'status') return;
+    const p = prev.status as TaskDefinitionStatus;
+    const n = next.status as TaskDefinitionStatus;
+    for (const f of ['family', 'revision', 'taskDefinitionArn', 'contentHash', 'registeredAt'] as const) {
+      if (n[f] !== p[f]) throw invalid(this.kind.kind, prev.metadata.name, [{ field: `status.${f}`, message: 'is set by the server and cannot change' }]);
+    }
+    if (p.status === 'INACTIVE' && n.status === 'ACTIVE') {
+      throw invalid(this.kind.kind, prev.metadata.name, [{ field: 'status.status', message: 'a deregistered (INACTIVE) revision cannot become ACTIVE again' }]);
+    }
+  }
+
+  async delete(o: Obj, w: WriteContext): Promise<Obj | undefined> {
+    const deregister = (t: Obj): Obj => ({ ...t, status: { ...(t.status as object), status: 'INACTIVE', deregisteredAt: now() } }) as Obj;
+    const st = o.status as TaskDefinitionStatus;
+    // addressed by family: every ACTIVE revision of it goes, so the family stops resolving
+    if (w.reqName && !w.reqName.includes(':') && !isArn(w.reqName)) {
+      for (const r of this.revisions(st.family)) {
+        if (r.metadata.name === o.metadata.name || r.status.status !== 'ACTIVE') continue;
+        const key = storeKey(this.kind.plural, undefined, r.metadata.name);
+        const copy = deregister(structuredClone(r));
+        delete copy.metadata.resourceVersion;
+        w.compares.push({ key, modRevision: Number(r.metadata.resourceVersion) });
+        w.ops.push({ type: 'put', key, value: JSON.stringify(copy) });
+      }
+    }
+    return st.status === 'INACTIVE' ? o : deregister(o);
+  }
+}
+
+export class ClusterAdmission implements Admission {
+  constructor(
+    private readonly registry: Registry,
+    private readonly arns: Arns,
+  ) {}
+
+  async create(o: Obj) {
+    o.status = { status: 'ACTIVE', clusterArn: this.arns.cluster(o.metadata.name), registeredContainerInstancesCount: 0, runningTasksCount: 0, pendingTasksCount: 0, activeServicesCount: 0 };
+  }
+
+  async delete(o: Obj): Promise<undefined> {
+    const c = this.registry.cache;
+    const instances = c.list('containerinstances', o.metadata.name).filter(([, i]) => (i as ContainerInstance).spec.status !== 'INACTIVE');
+    if (instances.length) {
+      throw new BerthError('Conflict', `the cluster "${o.metadata.name}" cannot be deleted while container instances are active or draining (${instances.length})`, { ecsType: 'ClusterContainsContainerInstancesException' });
+    }
+    const services = c.list('services', o.metadata.name).filter(([, s]) => (s as { status?: { status?: string } }).status?.status !== 'INACTIVE');
+    if (services.length) {
+      throw new BerthError('Conflict', `the cluster "${o.metadata.name}" cannot be deleted while services are active (${services.length})`, { ecsType: 'ClusterContainsServicesException' });
+    }
+    const tasks = c.list('tasks', o.metadata.name).filter(([, t]) => (t as Task).status?.lastStatus !== 'STOPPED');
+    if (tasks.length) {
+      throw new BerthError('Conflict', `the cluster "${o.metadata.name}" cannot be deleted while tasks are running (${tasks.length})`, { ecsType: 'ClusterContainsTasksException' });
+    }
+    return undefined;
+  }
+
+  /** counts are computed on read, so they are always exact */
+  decorate(o: Obj): Obj {
+    const c = this.registry.cache;
+    const ns = o.metadata.name;
+    const tasks = c.list('tasks', ns).map(([, t]) => t as Task);
+    const status = {
+      ...(o.status as Cluster['status']),
+      registeredContainerInstancesCount: c.list('containerinstances', ns).filter(([, i]) => (i as ContainerInstance).spec.status !== 'INACTIVE').length,
+      runningTasksCount: tasks.filter((t) => t.status?.lastStatus === 'RUNNING').length,
+      pendingTasksCount: tasks.filter((t) => t.status?.lastStatus !== 'RUNNING' && t.status?.lastStatus !== 'STOPPED').length,
+      activeServicesCount: c.list('services', ns).filter(([, s]) => (s as { status?: { status?: string } }).status?.status === 'ACTIVE').length,
+    };
+    return { ...o, status };
+  }
+}
+
+/**
+ * Container instances: registration creates the allocation record in the same txn and, for
+ * a bootstrap identity, issues the node credential; reads carry exact remainingResources.
+ */
+export class ContainerInstanceAdmission implements Admission {
+  constructor(
+    private readonly registry: Registry,
+    private readonly arns: Arns,
+  ) {}
+
+  async normalize(o: Obj): Promise<Obj> {
+    if (!o.metadata.name) o.metadata.name = newId();
+    return o;
+  }
+
+  async create(o: Obj, w: WriteContext) {
+    const ns = o.metadata.namespace!;
+    const spec = o.spec as ContainerInstance['spec'];
+    if (!spec.registeredResources?.length) {
+      throw invalid('ContainerInstance', o.metadata.name, [{ field: 'spec.registeredResources', message: 'is required: the CPU, MEMORY, PORTS and PORTS_UDP the instance offers', reason: 'FieldValueRequired' }]);
+    }
+    o.status = {
+      containerInstanceArn: this.arns.containerInstance(ns, o.metadata.name),
+      agentConnected: true,
+      lastHeartbeat: now(),
+      registeredAt: now(),
+      status: 'ACTIVE',
+      runningTasksCount: 0,
+      pendingTasksCount: 0,
+      ...(o.status as object),
+    };
+    const ak = allocationKey(ns, o.metadata.name);
+    w.compares.push({ key: ak, modRevision: 0 });
+    w.ops.push({ type: 'put', key: ak, value: JSON.stringify(emptyAllocation()) });
+    if (w.ctx.user && w.ctx.issueNodeCredential) {
+      const token = newToken();
+      const cred: NodeCredential = { cluster: ns, instance: o.metadata.name, createdAt: now() };
+      w.ops.push({ type: 'put', key: credentialKey(hashToken(token)), value: JSON.stringify({ metadata: { name: hashToken(token) }, ...cred }) });
+      w.response = (out) => ({ ...out, metadata: { ...out.metadata, annotations: { ...(out.metadata as { annotations?: Record<string, string> }).annotations, [NODE_TOKEN_ANNOTATION]: token } } });
+    }
+  }
+
+  async delete(o: Obj, w: WriteContext): Promise<undefined> {
+    const ns = o.metadata.namespace!;
+    const active = this.registry.cache
+      .list('tasks', ns, { field: 'spec.containerInstance', value: o.metadata.name })
+      .filter(([, t]) => (t as Task).status?.lastStatus !== 'STOPPED');
+    if (active.length) {
+      throw new BerthError('Conflict', `container instance "${o.metadata.name}" still has ${active.length} task(s) that are not stopped; stop them or deregister with force`, { ecsType: 'InvalidParameterException' });
+    }
+    const ak = allocationKey(ns, o.metadata.name);
+    const alloc = this.registry.cache.get(ak);
+    if (alloc) {
+      w.compares.push({ key: ak, modRevision: Number(alloc.metadata?.resourceVersion ?? 0) });
+      w.ops.push({ type: 'delete', key: ak });
+    }
+    return undefined;
+  }
+
+  decorate(o: Obj): Obj {
+    const ns = o.metadata.namespace!;
+    const a = this.registry.cache.get(allocationKey(ns, o.metadata.name)) as unknown as Allocation | undefined;
+    const spec = o.spec as ContainerInstance['spec'];
+    const cap = capacityOf(spec.registeredResources);
+    const tasks = this.registry.cache.list('tasks', ns, { field: 'spec.containerInstance', value: o.metadata.name }).map(([, t]) => t as Task);
+    return {
+      ...o,
+      status: {
+        ...(o.status as object),
+        remainingResources: remainingResources(cap, a ? { cpu: a.cpu, memory: a.memory, tasks: a.tasks } : emptyAllocation()),
+        runningTasksCount: tasks.filter((t) => t.status?.lastStatus === 'RUNNING').length,
+        pendingTasksCount: tasks.filter((t) => t.status?.lastStatus !== 'RUNNING' && t.status?.lastStatus !== 'STOPPED').length,
+      },
+    };
+  }
+}
+
+/**
+ * Tasks: the task definition is resolved once at creation; the binding is set once (only
+ * through the binding call); desiredStatus only moves forward; lastStatus only moves
+ * forward; the allocation is released in the txn that records STOPPED or deletes the task.
+ */
+export class TaskAdmission implements Admission {
+  constructor(
+    private readonly registry: Registry,
+    private readonly tds: TaskDefinitionAdmission,
+    private readonly dtds: TaskDefinitionAdmission,
+    private readonly arns: Arns,
+  ) {}
+
+  async normalize(o: Obj): Promise<Obj> {
+    if (!o.metadata.name) o.metadata.name = newId();
+    return o;
+  }
+
+  async create(o: Obj, w: WriteContext) {
+    const spec = o.spec as Task['spec'];
+    const ns = o.metadata.namespace!;
+    const daemon = spec.daemonTaskDefinition !== undefined;
+    const defs = daemon ? this.dtds : this.tds;
+    const ref = daemon ? spec.daemonTaskDefinition! : spec.taskDefinition;
+    const resolved = defs.resolveName(ref);
+    const td = resolved ? (this.registry.cache.get(storeKey(daemon ? 'daemontaskdefinitions' : 'taskdefinitions', undefined, resolved)) as TD | undefined) : undefined;
+    const field = daemon ? 'spec.daemonTaskDefinition' : 'spec.taskDefinition';
+    if (!td) throw invalid('Task', o.metadata.name, [{ field, message: `task definition "${ref}" not found (or it has no ACTIVE revision)` }], `Unable to find task definition '${ref}'`);
+    const owned = spec.startedBy?.startsWith('ecs-svc/') || spec.group?.startsWith('service:') || daemon;
+    if (td.status.status !== 'ACTIVE' && !owned) {
+      throw invalid('Task', o.metadata.name, [{ field, message: `task definition "${resolved}" is INACTIVE; register a new revision` }], `TaskDefinition is inactive`);
+    }
+    spec.taskDefinition = resolved!;
+    if (daemon) spec.daemonTaskDefinition = resolved!;
+    if (spec.containerInstance !== undefined) {
+      throw invalid('Task', o.metadata.name, [{ field: 'spec.containerInstance', message: 'is set through the bindings call (or StartTask), not at creation' }]);
+    }
+    if (spec.hostPorts !== undefined) throw invalid('Task', o.metadata.name, [{ field: 'spec.hostPorts', message: 'is set by the bindings call' }]);
+    const containers = (td.spec.containerDefinitions as Array<{ name: string; image: string }>).map((c) => ({ name: c.name, image: c.image, lastStatus: 'PENDING' as const }));
+    o.status = {
+      taskArn: this.arns.task(ns, o.metadata.name),
+      lastStatus: spec.desiredStatus === 'STOPPED' ? 'STOPPED' : 'PENDING',
+      containers,
+      version: 1,
+      ...(spec.desiredStatus === 'STOPPED' ? { stoppedAt: now(), stoppedReason: spec.stopReason ?? 'created stopped' } : {}),
+    };
+    void w;
+  }
+
+  async update(next: Obj, prev: Obj, w: WriteContext, sub: 'status' | undefined) {
+    const n = next as unknown as Task;
+    const p = prev as unknown as Task;
+    const name = prev.metadata.name;
+    const bad = (field: string, message: string) => {
+      throw invalid('Task', name, [{ field, message, reason: 'FieldValueForbidden' }]);
+    };
+    if (sub !== 'status') {
+      if (n.spec.taskDefinition !== p.spec.taskDefinition) bad('spec.taskDefinition', 'cannot change once the task exists');
+      if (n.spec.containerInstance !== p.spec.containerInstance) bad('spec.containerInstance', 'is set once, through the bindings call');
+      if (JSON.stringify(n.spec.hostPorts) !== JSON.stringify(p.spec.hostPorts)) bad('spec.hostPorts', 'is set once, through the bindings call');
+      if (p.spec.desiredStatus === 'STOPPED' && n.spec.desiredStatus === 'RUNNING') bad('spec.desiredStatus', 'a task that is to stop cannot be made to run again');
+      // a task never placed has no agent to stop it: it stops here and now
+      if (n.spec.desiredStatus === 'STOPPED' && !n.spec.containerInstance && n.status?.lastStatus !== 'STOPPED') {
+        n.status = { ...(n.status ?? { lastStatus: 'STOPPED' }), lastStatus: 'STOPPED', stoppedAt: now(), stoppingAt: now(), stoppedReason: n.spec.stopReason ?? 'Task stopped before it was placed', ...(n.spec.stopCode ? { stopCode: n.spec.stopCode } : {}) };
+      }
+      return;
+    }
+    const from = LAST_ORDER.indexOf(p.status?.lastStatus ?? 'PENDING');
+    const to = LAST_ORDER.indexOf(n.status?.lastStatus ?? 'PENDING');
+    if (to < from) bad('status.lastStatus', `cannot go back from ${p.status?.lastStatus} to ${n.status?.lastStatus}`);
+    if (n.status?.lastStatus === 'STOPPED' && p.status?.lastStatus !== 'STOPPED' && p.spec.containerInstance) {
+      this.releaseInTxn(prev, w);
+    }
+  }
+
+  async delete(o: Obj, w: WriteContext): Promise<undefined> {
+    const t = o as unknown as Task;
+    if (t.spec.containerInstance && t.status?.lastStatus !== 'STOPPED') this.releaseInTxn(o, w);
+    return undefined;
+  }
+
+  private releaseInTxn(task: Obj, w: WriteContext) {
+    const t = task as unknown as Task;
+    const ak = allocationKey(task.metadata.namespace!, t.spec.containerInstance!);
+    const cur = this.registry.cache.get(ak);
+    if (!cur) return;
+    const a = cur as unknown as Allocation & Obj;
+    if (!a.tasks?.[task.metadata.name]) return;
+    const next = release({ cpu: a.cpu, memory: a.memory, tasks: a.tasks }, task.metadata.name);
+    w.compares.push({ key: ak, modRevision: Number(cur.metadata.resourceVersion) });
+    w.ops.push({ type: 'put', key: ak, value: JSON.stringify(next) });
+  }
+}
+
+/** Services: the task definition resolves to a revision; ECS defaults; a controller finalizer. */
+export class ServiceAdmission implements Admission {
+  constructor(
+    private readonly tds: TaskDefinitionAdmission,
+    private readonly arns: Arns,
+  ) {}
+
+  private resolve(o: Obj, field = 'spec.taskDefinition') {
+    const spec = o.spec as { taskDefinition: string };
+    const r = this.tds.resolveName(spec.taskDefinition);
+    if (!r || !this.tds.revisions(r.split(':')[0]).some((t) => t.metadata.name === r)) {
+      throw invalid('Service', o.metadata.name, [{ field, message: `task definition "${spec.taskDefinition}" not found (or it has no ACTIVE revision)` }]);
+    }
+    spec.taskDefinition = r;
+  }
+
+  private defaults(o: Obj) {
+    const spec = o.spec as { schedulingStrategy: string; desiredCount?: number; deploymentConfiguration?: Record<string, unknown> };
+    const daemon = spec.schedulingStrategy === 'DAEMON';
+    if (daemon && spec.desiredCount !== undefined && spec.desiredCount !== 0) {
+      throw invalid('Service', o.metadata.name, [{ field: 'spec.desiredCount', message: 'The daemon scheduling strategy does not support a desired count for services.' }], 'The daemon scheduling strategy does not support a desired count for services.');
+    }
+    if (!daemon && spec.desiredCount === undefined) {
+      throw invalid('Service', o.metadata.name, [{ field: 'spec.desiredCount', message: 'is required for the REPLICA scheduling strategy', reason: 'FieldValueRequired' }]);
+    }
+    const dc = { ...(spec.deploymentConfiguration ?? {}) };
+    dc.minimumHealthyPercent ??= daemon ? 0 : 100;
+    dc.maximumPercent ??= daemon ? 100 : 200;
+    if (daemon && dc.maximumPercent !== 100) {
+      throw invalid('Service', o.metadata.name, [{ field: 'spec.deploymentConfiguration.maximumPercent', message: 'must be 100 for the DAEMON scheduling strategy' }]);
+    }
+    if ((dc.minimumHealthyPercent as number) > (dc.maximumPercent as number)) {
+      throw invalid('Service', o.metadata.name, [{ field: 'spec.deploymentConfiguration.minimumHealthyPercent', message: 'must not be greater than maximumPercent' }]);
+    }
+    spec.deploymentConfiguration = dc;
+  }
+
+  async create(o: Obj) {
+    this.resolve(o);
+    this.defaults(o);
+    const spec = o.spec as { desiredCount?: number };
+    const meta = o.metadata as { finalizers?: string[] };
+    meta.finalizers = [...new Set([...(meta.finalizers ?? []), CONTROLLER_FINALIZER])];
+    o.status = { serviceArn: this.arns.service(o.metadata.namespace!, o.metadata.name), status: 'ACTIVE', desiredCount: spec.desiredCount ?? 0, runningCount: 0, pendingCount: 0, deployments: [], events: [] };
+  }
+
+  async update(next: Obj, prev: Obj, _w: WriteContext, sub: 'status' | undefined) {
+    if (sub === 'status') return;
+    const ns = next.spec as { taskDefinition: string; schedulingStrategy: string };
+    const ps = prev.spec as { taskDefinition: string; schedulingStrategy: string };
+    if (ns.schedulingStrategy !== ps.schedulingStrategy) {
+      throw invalid('Service', prev.metadata.name, [{ field: 'spec.schedulingStrategy', message: 'cannot change once the service exists' }]);
+    }
+    if (ns.taskDefinition !== ps.taskDefinition) this.resolve(next);
+    this.defaults(next);
+  }
+}
+
+/** Daemons: the daemon task definition resolves to a revision; a controller finalizer. */
+export class DaemonAdmission implements Admission {
+  constructor(
+    private readonly dtds: TaskDefinitionAdmission,
+    private readonly arns: Arns,
+  ) {}
+
+  private resolve(o: Obj) {
+    const spec = o.spec as { daemonTaskDefinition: string };
+    const r = this.dtds.resolveName(spec.daemonTaskDefinition);
+    if (!r || !this.dtds.revisions(r.split(':')[0]).some((t) => t.metadata.name === r)) {
+      throw invalid('Daemon', o.metadata.name, [{ field: 'spec.daemonTaskDefinition', message: `daemon task definition "${spec.daemonTaskDefinition}" not found (or it has no ACTIVE revision)` }]);
+    }
+    spec.daemonTaskDefinition = r;
+  }
+
+  async create(o: Obj) {
+    this.resolve(o);
+    const meta = o.metadata as { finalizers?: string[] };
+    meta.finalizers = [...new Set([...(meta.finalizers ?? []), CONTROLLER_FINALIZER])];
+    o.status = { daemonArn: this.arns.daemon(o.metadata.namespace!, o.metadata.name), status: 'ACTIVE', daemonTaskDefinitionArn: this.arns.daemonTaskDefinition((o.spec as { daemonTaskDefinition: string }).daemonTaskDefinition), desiredCount: 0, runningCount: 0, pendingCount: 0, updatedCount: 0 };
+  }
+
+  async update(next: Obj, prev: Obj, _w: WriteContext, sub: 'status' | undefined) {
+    if (sub === 'status') return;
+    if ((next.spec as { daemonTaskDefinition: string }).daemonTaskDefinition !== (prev.spec as { daemonTaskDefinition: string }).daemonTaskDefinition) this.resolve(next);
+  }
+}
+
+/** Installs every kind's admission on a registry; returns the task definition admissions. */
+export function installAdmission(registry: Registry, arns: Arns) {
+  const tds = new TaskDefinitionAdmission(registry, Kinds.TaskDefinition, arns);
+  const dtds = new TaskDefinitionAdmission(registry, Kinds.DaemonTaskDefinition, arns);
+  registry.use('TaskDefinition', tds);
+  registry.use('DaemonTaskDefinition', dtds);
+  registry.use('Cluster', new ClusterAdmission(registry, arns));
+  registry.use('ContainerInstance', new ContainerInstanceAdmission(registry, arns));
+  registry.use('Task', new TaskAdmission(registry, tds, dtds, arns));
+  registry.use('Service', new ServiceAdmission(tds, arns));
+  registry.use('Daemon', new DaemonAdmission(dtds, arns));
+  return { tds, dtds };
+}
+
+/** Index fields of the watch cache: field selectors that are served by index. */
+export const CACHE_INDEXES: Record<string, string[]> = {
+  tasks: ['spec.containerInstance', 'spec.group', 'status.lastStatus', 'spec.startedBy'],
+  taskdefinitions: ['status.family'],
+  daemontaskdefinitions: ['status.family'],
+};
+
+export { API_VERSION, badRequest, notFound };

@@ -1,0 +1,93 @@
+import { createServer as createHttp, type Server } from 'node:http';
+import { createServer as createHttps } from 'node:https';
+import { readFileSync } from 'node:fs';
+import { Arns, DEFAULT_ARN_CONFIG, type ArnConfig } from '../api/arn.ts';
+import { DEFAULT_LIMITS, type Limits } from '../api/validate.ts';
+import { badRequest } from '../errors/errors.ts';
+import type { Logger } from '../log/log.ts';
+import type { Store } from '../store/store.ts';
+import { CACHE_INDEXES, installAdmission } from './admission.ts';
+import { DefaultAuthorizer, TokenAuthenticator, type Authorizer, type TokenEntry } from './auth.ts';
+import { Binder, bindingRoute } from './binding.ts';
+import { Metrics } from './metrics.ts';
+import { Registry } from './registry.ts';
+import { createApiHandler, type ApiRequest } from './server.ts';
+import { WatchCache } from './watchcache.ts';
+import type { ServerResponse } from 'node:http';
+
+export interface ApiServerOptions {
+  store: Store;
+  log: Logger;
+  /** static tokens; absent = dev mode (everyone is admin; listen on loopback only) */
+  tokens?: TokenEntry[];
+  authorizer?: Authorizer;
+  arn?: ArnConfig;
+  limits?: Limits;
+  bodyLimit?: number;
+  watchCacheCapacity?: number;
+  /** more routes (the ECS API) */
+  extensions?: Array<(req: ApiRequest, res: ServerResponse) => Promise<boolean>>;
+}
+
+export interface ApiServer {
+  handler: ReturnType<typeof createApiHandler>;
+  registry: Registry;
+  cache: WatchCache;
+  metrics: Metrics;
+  arns: Arns;
+  binder: Binder;
+  stop(): void;
+}
+
+/** Wires the apiserver's parts on a store: watch cache, registry with admission, auth, binding. */
+export async function buildApiServer(o: ApiServerOptions): Promise<ApiServer> {
+  const metrics = new Metrics();
+  const cache = new WatchCache(o.store, o.log.child({ component: 'watchcache' }), CACHE_INDEXES, o.watchCacheCapacity);
+  await cache.start();
+  const registry = new Registry(o.store, cache, o.log.child({ component: 'registry' }), o.limits ?? DEFAULT_LIMITS);
+  const arns = new Arns(o.arn ?? DEFAULT_ARN_CONFIG);
+  installAdmission(registry, arns);
+  const binder = new Binder(registry);
+  const authenticator = o.tokens ? new TokenAuthenticator(o.tokens, cache) : undefined;
+  const handler = createApiHandler({
+    registry,
+    log: o.log,
+    metrics,
+    authenticator,
+    authorizer: o.tokens ? (o.authorizer ?? new DefaultAuthorizer(cache)) : undefined,
+    bodyLimit: o.bodyLimit,
+    extensions: [bindingRoute(registry, binder), ...(o.extensions ?? [])],
+  });
+  return { handler, registry, cache, metrics, arns, binder, stop: () => cache.stop() };
+}
+
+export interface ListenOptions {
+  /** host:port */
+  listen: string;
+  tlsCertFile?: string;
+  tlsKeyFile?: string;
+}
+
+export function parseListen(s: string): { host: string; port: number } {
+  const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(s);
+  if (!m || Number(m[2]) > 65535) throw badRequest(`--listen ${JSON.stringify(s)}: expected host:port, e.g. 127.0.0.1:6443`);
+  return { host: m[1].replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+}
+
+/** Listens (HTTPS when a certificate is given); resolves with the server and its URL. */
+export async function listen(handler: ApiServer['handler'], o: ListenOptions): Promise<{ server: Server; url: string }> {
+  const { host, port } = parseListen(o.listen);
+  const tls = o.tlsCertFile && o.tlsKeyFile;
+  const server = tls
+    ? createHttps({ cert: readFileSync(o.tlsCertFile!), key: readFileSync(o.tlsKeyFile!) }, (q, s) => void handler(q, s))
+    : createHttp((q, s) => void handler(q, s));
+  server.keepAliveTimeout = 65_000;
+  server.requestTimeout = 0; // watches are long
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  const addr = server.address() as { port: number };
+  const h = host.includes(':') ? `[${host}]` : host;
+  return { server, url: `${tls ? 'https' : 'http'}://${h}:${addr.port}` };
+}

@@ -1,0 +1,129 @@
+import { createHash } from 'node:crypto';
+import { GROUP, VERSION, type KindInfo } from '../api/meta.ts';
+import { openApiSchemaFor } from '../api/openapi.ts';
+
+const GV = `${GROUP}/${VERSION}`;
+
+export const apiVersions = () => ({ kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: '' }] });
+
+/** core v1 serves only an (empty) events list, for `kubectl describe`; client-go treats a version with no resources as a failed discovery */
+export const coreResources = () => ({
+  kind: 'APIResourceList',
+  apiVersion: 'v1',
+  groupVersion: 'v1',
+  resources: [{ name: 'events', singularName: 'event', namespaced: true, kind: 'Event', verbs: ['list'], shortNames: ['ev'] }],
+});
+
+export const apiGroupList = () => ({
+  kind: 'APIGroupList',
+  apiVersion: 'v1',
+  groups: [{ name: GROUP, versions: [{ groupVersion: GV, version: VERSION }], preferredVersion: { groupVersion: GV, version: VERSION } }],
+});
+
+export const apiGroup = () => ({
+  kind: 'APIGroup',
+  apiVersion: 'v1',
+  name: GROUP,
+  versions: [{ groupVersion: GV, version: VERSION }],
+  preferredVersion: { groupVersion: GV, version: VERSION },
+});
+
+const VERBS = ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'];
+
+export function apiResourceList(kinds: KindInfo[]) {
+  const resources: unknown[] = [];
+  for (const k of kinds) {
+    resources.push({
+      name: k.plural,
+      singularName: k.singular,
+      namespaced: k.namespaced,
+      kind: k.kind,
+      verbs: VERBS,
+      ...(k.shortNames.length ? { shortNames: k.shortNames } : {}),
+      categories: ['berth', 'all'],
+    });
+    resources.push({ name: `${k.plural}/status`, singularName: '', namespaced: k.namespaced, kind: k.kind, verbs: ['get', 'patch', 'update'] });
+  }
+  resources.push({ name: 'bindings', singularName: 'binding', namespaced: true, kind: 'Binding', verbs: ['create'] });
+  return { kind: 'APIResourceList', apiVersion: 'v1', groupVersion: GV, resources };
+}
+
+const param = (name: string, inn: 'query' | 'path', description: string, required = false) => ({
+  name,
+  in: inn,
+  description,
+  required,
+  schema: { type: 'string', uniqueItems: true },
+});
+
+const writeParams = [
+  param('dryRun', 'query', 'When present, modifications are not persisted: "All".'),
+  param('fieldManager', 'query', 'The name of the actor making the change.'),
+  param('fieldValidation', 'query', 'How the server treats unknown fields: Strict (default: berth always rejects them), Warn, Ignore.'),
+];
+
+const listParams = ['labelSelector', 'fieldSelector', 'limit', 'continue', 'resourceVersion', 'watch', 'allowWatchBookmarks', 'timeoutSeconds'].map((n) =>
+  param(n, 'query', n),
+);
+
+/** The OpenAPI v3 document of berth.dev/v1; kubectl reads `fieldValidation` from it. */
+export function openApiV3Group(kinds: KindInfo[]) {
+  const schemas: Record<string, unknown> = {};
+  const paths: Record<string, unknown> = {};
+  for (const k of kinds) {
+    const ref = `dev.berth.v1.${k.kind}`;
+    schemas[ref] = { ...openApiSchemaFor(k), 'x-kubernetes-group-version-kind': [{ group: GROUP, kind: k.kind, version: VERSION }] };
+    schemas[`${ref}List`] = {
+      type: 'object',
+      properties: { apiVersion: { type: 'string' }, kind: { type: 'string' }, metadata: { type: 'object' }, items: { type: 'array', items: { $ref: `#/components/schemas/${ref}` } } },
+      'x-kubernetes-group-version-kind': [{ group: GROUP, kind: `${k.kind}List`, version: VERSION }],
+    };
+    const body = { content: { 'application/json': { schema: { $ref: `#/components/schemas/${ref}` } } } };
+    const ok = { '200': { description: 'OK', content: { 'application/json': { schema: { $ref: `#/components/schemas/${ref}` } } } } };
+    const nsPart = k.namespaced ? '/namespaces/{namespace}' : '';
+    const pathParams = [...(k.namespaced ? [param('namespace', 'path', 'the cluster', true)] : [])];
+    const gvk = { group: GROUP, version: VERSION, kind: k.kind };
+    paths[`/apis/${GV}${nsPart}/${k.plural}`] = {
+      parameters: pathParams,
+      get: { operationId: `list${k.kind}`, parameters: listParams, responses: ok, 'x-kubernetes-action': 'list', 'x-kubernetes-group-version-kind': gvk },
+      post: { operationId: `create${k.kind}`, parameters: writeParams, requestBody: body, responses: ok, 'x-kubernetes-action': 'post', 'x-kubernetes-group-version-kind': gvk },
+    };
+    const named = { parameters: [...pathParams, param('name', 'path', 'name of the object', true)] };
+    paths[`/apis/${GV}${nsPart}/${k.plural}/{name}`] = {
+      ...named,
+      get: { operationId: `read${k.kind}`, responses: ok, 'x-kubernetes-action': 'get', 'x-kubernetes-group-version-kind': gvk },
+      put: { operationId: `replace${k.kind}`, parameters: writeParams, requestBody: body, responses: ok, 'x-kubernetes-action': 'put', 'x-kubernetes-group-version-kind': gvk },
+      patch: {
+        operationId: `patch${k.kind}`,
+        parameters: [...writeParams, param('force', 'query', 'force')],
+        requestBody: { content: { 'application/merge-patch+json': { schema: { type: 'object' } }, 'application/json-patch+json': { schema: { type: 'object' } } } },
+        responses: ok,
+        'x-kubernetes-action': 'patch',
+        'x-kubernetes-group-version-kind': gvk,
+      },
+      delete: { operationId: `delete${k.kind}`, parameters: writeParams, responses: ok, 'x-kubernetes-action': 'delete', 'x-kubernetes-group-version-kind': gvk },
+    };
+    paths[`/apis/${GV}${nsPart}/${k.plural}/{name}/status`] = {
+      ...named,
+      get: { operationId: `read${k.kind}Status`, responses: ok },
+      put: { operationId: `replace${k.kind}Status`, parameters: writeParams, requestBody: body, responses: ok },
+      patch: { operationId: `patch${k.kind}Status`, parameters: writeParams, responses: ok },
+    };
+  }
+  return { openapi: '3.0.0', info: { title: 'berth', version: VERSION }, paths, components: { schemas } };
+}
+
+let groupHash: string | undefined;
+export function openApiV3Index(kinds: KindInfo[]) {
+  groupHash ??= createHash('sha256').update(JSON.stringify(openApiV3Group(kinds))).digest('hex').slice(0, 16).toUpperCase();
+  return { paths: { [`apis/${GV}`]: { serverRelativeURL: `/openapi/v3/apis/${GV}?hash=${groupHash}` } } };
+}
+
+/** Swagger 2.0 of the same, for clients that want v2 (kubectl itself asks for v3). */
+export function openApiV2(kinds: KindInfo[]) {
+  const definitions: Record<string, unknown> = {};
+  for (const k of kinds) {
+    definitions[`dev.berth.v1.${k.kind}`] = { ...openApiSchemaFor(k), 'x-kubernetes-group-version-kind': [{ group: GROUP, kind: k.kind, version: VERSION }] };
+  }
+  return { swagger: '2.0', info: { title: 'berth', version: VERSION }, paths: {}, definitions };
+}

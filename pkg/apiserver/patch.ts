@@ -1,0 +1,129 @@
+import { badRequest, invalid } from '../errors/errors.ts';
+
+type Json = unknown;
+
+const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** RFC 7386 JSON merge patch. */
+export function mergePatch(target: Json, patch: Json): Json {
+  if (!isObj(patch)) return structuredClone(patch);
+  const out: Record<string, unknown> = isObj(target) ? { ...target } : {};
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null) delete out[k];
+    else out[k] = mergePatch(out[k], v);
+  }
+  return out;
+}
+
+interface Operation {
+  op: 'add' | 'remove' | 'replace' | 'move' | 'copy' | 'test';
+  path: string;
+  value?: unknown;
+  from?: string;
+}
+
+function parsePointer(p: string, field: string): string[] {
+  if (p === '') return [];
+  if (!p.startsWith('/')) throw badRequest(`${field}: "${p}" is not a JSON pointer (it must start with "/")`);
+  return p
+    .slice(1)
+    .split('/')
+    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
+}
+
+function parent(doc: unknown, tokens: string[], path: string): [unknown, string] {
+  let cur = doc;
+  for (const t of tokens.slice(0, -1)) {
+    if (Array.isArray(cur)) cur = cur[Number(t)];
+    else if (isObj(cur)) cur = cur[t];
+    else cur = undefined;
+    if (cur === undefined) throw invalid('patch', '', [{ field: path, message: `path "${path}" does not exist` }]);
+  }
+  return [cur, tokens[tokens.length - 1]];
+}
+
+function get(doc: unknown, tokens: string[], path: string): unknown {
+  let cur = doc;
+  for (const t of tokens) {
+    if (Array.isArray(cur)) cur = cur[Number(t)];
+    else if (isObj(cur)) cur = cur[t];
+    else cur = undefined;
+    if (cur === undefined) throw invalid('patch', '', [{ field: path, message: `path "${path}" does not exist` }]);
+  }
+  return cur;
+}
+
+function arrayIndex(arr: unknown[], t: string, path: string, forAdd: boolean): number {
+  if (forAdd && t === '-') return arr.length;
+  if (!/^(0|[1-9][0-9]*)$/.test(t)) throw invalid('patch', '', [{ field: path, message: `"${t}" is not an array index` }]);
+  const i = Number(t);
+  if (i > arr.length || (!forAdd && i >= arr.length)) throw invalid('patch', '', [{ field: path, message: `index ${i} is out of range` }]);
+  return i;
+}
+
+function add(doc: unknown, tokens: string[], value: unknown, path: string): unknown {
+  if (tokens.length === 0) return value;
+  const [p, last] = parent(doc, tokens, path);
+  if (Array.isArray(p)) p.splice(arrayIndex(p, last, path, true), 0, value);
+  else if (isObj(p)) p[last] = value;
+  else throw invalid('patch', '', [{ field: path, message: `cannot add at "${path}"` }]);
+  return doc;
+}
+
+function remove(doc: unknown, tokens: string[], path: string): unknown {
+  if (tokens.length === 0) throw invalid('patch', '', [{ field: path, message: 'cannot remove the whole document' }]);
+  const [p, last] = parent(doc, tokens, path);
+  if (Array.isArray(p)) p.splice(arrayIndex(p, last, path, false), 1);
+  else if (isObj(p) && last in p) delete p[last];
+  else throw invalid('patch', '', [{ field: path, message: `path "${path}" does not exist` }]);
+  return doc;
+}
+
+const deepEqual = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+
+/** RFC 6902 JSON patch; a failing `test` or a bad path is an error and changes nothing. */
+export function jsonPatch(target: Json, ops: unknown): Json {
+  if (!Array.isArray(ops)) throw badRequest('a JSON patch must be an array of operations');
+  let doc = structuredClone(target);
+  ops.forEach((raw, i) => {
+    const o = raw as Operation;
+    const field = `patch[${i}]`;
+    if (!isObj(o) || typeof o.op !== 'string' || typeof o.path !== 'string') {
+      throw badRequest(`${field}: each operation needs "op" and "path"`);
+    }
+    const tokens = parsePointer(o.path, field);
+    switch (o.op) {
+      case 'add':
+        doc = add(doc, tokens, structuredClone(o.value), o.path);
+        break;
+      case 'remove':
+        doc = remove(doc, tokens, o.path);
+        break;
+      case 'replace':
+        get(doc, tokens, o.path);
+        doc = tokens.length === 0 ? structuredClone(o.value) : add(remove(doc, tokens, o.path), tokens, structuredClone(o.value), o.path);
+        break;
+      case 'move': {
+        if (typeof o.from !== 'string') throw badRequest(`${field}: move needs "from"`);
+        const from = parsePointer(o.from, field);
+        const v = get(doc, from, o.from);
+        doc = add(remove(doc, from, o.from), tokens, v, o.path);
+        break;
+      }
+      case 'copy': {
+        if (typeof o.from !== 'string') throw badRequest(`${field}: copy needs "from"`);
+        const v = structuredClone(get(doc, parsePointer(o.from, field), o.from));
+        doc = add(doc, tokens, v, o.path);
+        break;
+      }
+      case 'test':
+        if (!deepEqual(get(doc, tokens, o.path), o.value)) {
+          throw invalid('patch', '', [{ field: o.path, message: `test failed: the value at "${o.path}" differs` }]);
+        }
+        break;
+      default:
+        throw badRequest(`${field}: unknown op "${String((o as { op: unknown }).op)}"`);
+    }
+  });
+  return doc;
+}
