@@ -68,6 +68,9 @@ export interface ListenOptions {
   tlsKeyFile?: string;
 }
 
+/** room for long selectors in the URL, which are then refused with a Status that says why */
+const MAX_HEADER = 64 * 1024;
+
 export function parseListen(s: string): { host: string; port: number } {
   const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(s);
   if (!m || Number(m[2]) > 65535) throw badRequest(`--listen ${JSON.stringify(s)}: expected host:port, e.g. 127.0.0.1:6443`);
@@ -79,8 +82,8 @@ export async function listen(handler: ApiServer['handler'], o: ListenOptions): P
   const { host, port } = parseListen(o.listen);
   const tls = o.tlsCertFile && o.tlsKeyFile;
   const server = tls
-    ? createHttps({ cert: readFileSync(o.tlsCertFile!), key: readFileSync(o.tlsKeyFile!) }, (q, s) => void handler(q, s))
-    : createHttp((q, s) => void handler(q, s));
+    ? createHttps({ cert: readFileSync(o.tlsCertFile!), key: readFileSync(o.tlsKeyFile!), maxHeaderSize: MAX_HEADER }, (q, s) => void handler(q, s))
+    : createHttp({ maxHeaderSize: MAX_HEADER }, (q, s) => void handler(q, s));
   server.keepAliveTimeout = 65_000;
   server.requestTimeout = 0; // watches are long
   await new Promise<void>((resolve, reject) => {

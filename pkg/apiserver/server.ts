@@ -10,6 +10,7 @@ import type { Metrics } from './metrics.ts';
 import { Registry, type Obj, type RequestContext } from './registry.ts';
 import { toStatus, type K8sStatus } from './status.ts';
 import { toTable } from './table.ts';
+import { parseFieldSelector, parseLabelSelector } from './selectors.ts';
 
 export const DEFAULT_BODY_LIMIT = 3 * 1024 * 1024;
 
@@ -66,14 +67,25 @@ async function readBody(req: IncomingMessage, limit: number): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-function parseBody(text: string, contentType: string): unknown {
+const BODY_TYPES = new Set(['application/json', 'application/yaml', 'application/x-yaml', 'text/yaml', 'application/merge-patch+json', 'application/json-patch+json']);
+
+function parseBody(text: string, contentType: string, { objectOnly = true } = {}): unknown {
+  const ct = contentType.split(';')[0].trim().toLowerCase();
+  if (ct && !BODY_TYPES.has(ct)) {
+    throw new BerthError('UnsupportedMediaType', `unsupported content type "${ct}"; send application/json or application/yaml`);
+  }
   if (!text.trim()) throw badRequest('the request body is empty');
-  const yaml = /yaml/.test(contentType);
+  const yaml = /yaml/.test(ct);
+  let v: unknown;
   try {
-    return yaml ? parseYaml(text) : JSON.parse(text);
+    v = yaml ? parseYaml(text) : JSON.parse(text);
   } catch (e) {
     throw badRequest(`the request body is not valid ${yaml ? 'YAML' : 'JSON'}: ${(e as Error).message}`);
   }
+  if (objectOnly && (typeof v !== 'object' || v === null || Array.isArray(v))) {
+    throw badRequest(`the request body must be a ${yaml ? 'YAML mapping' : 'JSON object'} (got ${Array.isArray(v) ? 'a list' : v === null ? 'null' : typeof v})`);
+  }
+  return v;
 }
 
 const wantsTable = (accept: string | undefined) => !!accept && /as=Table/.test(accept);
@@ -258,7 +270,8 @@ export function createApiHandler(deps: ApiServerDeps) {
         } else {
           throw new BerthError('UnsupportedMediaType', `unsupported patch content type "${ct}"; use application/merge-patch+json or application/json-patch+json`);
         }
-        const patch = parseBody(await r.bodyText(), 'application/json');
+        const patch = parseBody(await r.bodyText(), 'application/json', { objectOnly: type === 'merge' });
+        if (type === 'json' && !Array.isArray(patch)) throw badRequest('a JSON patch (application/json-patch+json) must be a list of operations');
         return sendJson(res, 200, await registry.patch(kind, nsForKind, name, type, patch, sub, ctx));
       }
       case 'DELETE': {
@@ -308,6 +321,11 @@ export function createApiHandler(deps: ApiServerDeps) {
       }
       write(`{"type":"${type}","object":${body}}\n`);
     };
+    // bad selectors and versions are plain 400s, before the stream starts
+    const rvq = q.get('resourceVersion');
+    if (rvq && !/^\d+$/.test(rvq)) throw badRequest(`resourceVersion: "${rvq}" is not a valid resource version`);
+    parseLabelSelector(q.get('labelSelector') ?? undefined);
+    parseFieldSelector(q.get('fieldSelector') ?? undefined, kind.fieldSelectors);
     let stop: (() => void) | undefined;
     res.writeHead(200, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' });
     res.flushHeaders();
