@@ -11,7 +11,7 @@ import { DefaultAuthorizer, TokenAuthenticator, type Authorizer, type TokenEntry
 import { Binder, bindingRoute } from './binding.ts';
 import { Metrics } from './metrics.ts';
 import { Registry } from './registry.ts';
-import { createApiHandler, type ApiRequest } from './server.ts';
+import { createApiHandler, type ApiRequest, type FrontDoorRequest } from './server.ts';
 import { WatchCache } from './watchcache.ts';
 import type { ServerResponse } from 'node:http';
 
@@ -27,6 +27,20 @@ export interface ApiServerOptions {
   watchCacheCapacity?: number;
   /** more routes (the ECS API) */
   extensions?: Array<(req: ApiRequest, res: ServerResponse) => Promise<boolean>>;
+  /**
+   * routes that authenticate by themselves (the ECS API with SigV4), tried before bearer
+   * auth; made from the server's parts so they share its registry, binder and ARNs
+   */
+  frontDoors?: (parts: ApiParts) => FrontDoor[];
+}
+
+export type FrontDoor = (req: FrontDoorRequest, res: ServerResponse) => Promise<boolean>;
+export interface ApiParts {
+  registry: Registry;
+  cache: WatchCache;
+  arns: Arns;
+  binder: Binder;
+  log: Logger;
 }
 
 export interface ApiServer {
@@ -57,6 +71,7 @@ export async function buildApiServer(o: ApiServerOptions): Promise<ApiServer> {
     authorizer: o.tokens ? (o.authorizer ?? new DefaultAuthorizer(cache)) : undefined,
     bodyLimit: o.bodyLimit,
     extensions: [bindingRoute(registry, binder), ...(o.extensions ?? [])],
+    frontDoors: o.frontDoors?.({ registry, cache, arns, binder, log: o.log }),
   });
   return { handler, registry, cache, metrics, arns, binder, stop: () => cache.stop() };
 }

@@ -25,6 +25,22 @@ export interface ApiServerDeps {
   version?: { gitVersion: string };
   /** extra routes: the binding call, the ECS API; return true when handled */
   extensions?: Array<(req: ApiRequest, res: ServerResponse) => Promise<boolean>>;
+  /** routes that authenticate by themselves (the ECS API, SigV4): tried before bearer auth */
+  frontDoors?: Array<(req: FrontDoorRequest, res: ServerResponse) => Promise<boolean>>;
+}
+
+/** A request handed to a front door: it authenticates, then uses the one authorizer. */
+export interface FrontDoorRequest {
+  raw: IncomingMessage;
+  method: string;
+  path: string;
+  query: URLSearchParams;
+  /** the raw body (size-limited); SigV4 hashes it */
+  bodyText(): Promise<string>;
+  /** the one authorization decision point, for an identity the front door established */
+  authorize(identity: Identity, attrs: Omit<RequestAttributes, 'path'>): void;
+  /** true in dev mode (no token file): every caller is an admin */
+  devMode: boolean;
 }
 
 /** A parsed request, handed to extensions. */
@@ -121,13 +137,27 @@ export function createApiHandler(deps: ApiServerDeps) {
       if (method === 'GET' && path === '/version') {
         return sendJson(res, 200, { major: '1', minor: '0', gitVersion: deps.version?.gitVersion ?? 'v0.1.0-berth', platform: `${process.platform}/${process.arch}` });
       }
+      let bodyText: string | undefined;
+      if (deps.frontDoors?.length) {
+        const front: FrontDoorRequest = {
+          raw: req,
+          method,
+          path,
+          query: url.searchParams,
+          bodyText: async () => (bodyText ??= await readBody(req, limit)),
+          authorize: (id, attrs) => authorizer.authorize(id, { ...attrs, path }),
+          devMode: !deps.authenticator,
+        };
+        for (const door of deps.frontDoors) {
+          if (await door(front, res)) return;
+        }
+      }
       let identity: Identity;
       if (deps.authenticator) {
         const id = deps.authenticator.authenticate(req.headers.authorization);
         if (!id) throw unauthorized('Unauthorized: a valid bearer token is required');
         identity = id;
       } else identity = DEV_IDENTITY;
-      let bodyText: string | undefined;
       const apiReq: ApiRequest = {
         raw: req,
         method,
