@@ -1,0 +1,264 @@
+/**
+ * A simulated ContainerRuntime (like Kubernetes' hollow kubelet): containers live in memory,
+ * start after a configurable latency, exit by rule, fail by rule, and emit the same events as
+ * Docker. No timers are held for containers that simply run, so thousands of agents' worth
+ * fit in one process.
+ */
+import { EventEmitter } from 'node:events';
+import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { BerthError, badRequest, invalid } from '../../errors/errors.ts';
+import {
+  containerLabels,
+  hostPortKey,
+  type ContainerRuntime,
+  type CreateOptions,
+  type EventListener,
+  type LogOptions,
+  type NetworkBinding,
+  type PullOptions,
+  type PullResult,
+  type RuntimeContainer,
+  type RuntimeEvent,
+  type RuntimeTask,
+  type TaskResources,
+} from './runtime.ts';
+
+export interface HollowRule {
+  /** matches when the image equals this string or matches the RegExp */
+  image?: string | RegExp;
+  /** matches the task-definition container name */
+  container?: string;
+  /** inject a failure at this step */
+  fail?: 'pull' | 'create' | 'start';
+  /** the container exits by itself this long after it started */
+  exitAfterMs?: number;
+  /** exit code when it exits by itself (default 0) */
+  exitCode?: number;
+  /** SIGTERM is ignored: stop kills after the timeout (exit 137) */
+  ignoreSigterm?: boolean;
+  /** health reported once running (when the container has a healthCheck) */
+  health?: 'HEALTHY' | 'UNHEALTHY';
+  /** log lines the container "prints" */
+  logs?: string[];
+}
+
+export interface HollowOptions {
+  /** delay between start() and RUNNING; start() resolves after it (default 0) */
+  startLatencyMs?: number;
+  pullLatencyMs?: number;
+  rules?: HollowRule[];
+  /** first two octets of simulated IPs (default 10.200) */
+  ipPrefix?: string;
+  /** dynamic host ports are assigned from this range */
+  dynamicPortRange?: { from: number; to: number };
+}
+
+interface HollowContainer {
+  c: RuntimeContainer;
+  rule?: HollowRule;
+  timer?: NodeJS.Timeout;
+  logs: string[];
+  hasHealth: boolean;
+}
+
+const sleep = (ms: number) => (ms > 0 ? new Promise<void>((r) => setTimeout(r, ms)) : Promise.resolve());
+
+export class HollowRuntime implements ContainerRuntime {
+  readonly kind = 'hollow' as const;
+  private readonly containers = new Map<string, HollowContainer>();
+  private readonly byName = new Map<string, string>();
+  private readonly emitter = new EventEmitter();
+  private ipCounter = 2;
+  private nextPort: number;
+  private closed = false;
+
+  constructor(private readonly opts: HollowOptions = {}) {
+    this.emitter.setMaxListeners(0);
+    this.nextPort = opts.dynamicPortRange?.from ?? 49153;
+  }
+
+  /** change the rules at run time (failure injection) */
+  setRules(rules: HollowRule[]): void {
+    this.opts.rules = rules;
+  }
+
+  private ruleFor(image: string, container?: string): HollowRule | undefined {
+    return this.opts.rules?.find(
+      (r) =>
+        (r.image === undefined || (typeof r.image === 'string' ? r.image === image : r.image.test(image))) &&
+        (r.container === undefined || r.container === container),
+    );
+  }
+
+  private emit(action: string, h: HollowContainer, exitCode?: number): void {
+    if (this.closed) return;
+    const e: RuntimeEvent = { action, id: h.c.id, labels: { ...h.c.labels }, exitCode, time: new Date() };
+    this.emitter.emit('event', e);
+  }
+
+  private get(idOrName: string): HollowContainer | undefined {
+    return this.containers.get(idOrName) ?? this.containers.get(this.byName.get(idOrName) ?? '');
+  }
+
+  async pull(image: string, _opts?: PullOptions): Promise<PullResult> {
+    await sleep(this.opts.pullLatencyMs ?? 0);
+    if (this.ruleFor(image)?.fail === 'pull') {
+      throw new BerthError('ServiceUnavailable', `CannotPullContainerError: simulated pull failure for ${image}`, { kind: 'Image', name: image });
+    }
+    return { image, fromCache: false };
+  }
+
+  async prepareTask(task: RuntimeTask): Promise<TaskResources> {
+    const res: TaskResources = { volumeSources: {} };
+    for (const v of task.volumes ?? []) {
+      res.volumeSources[v.name] = v.host?.sourcePath ? { type: 'bind', source: v.host.sourcePath } : { type: 'volume', source: `hollow-${v.name}` };
+    }
+    if (task.networkMode === 'awsvpc') res.ipAddress = this.newIp();
+    return res;
+  }
+
+  private newIp(): string {
+    const n = this.ipCounter++;
+    return `${this.opts.ipPrefix ?? '10.200'}.${(n >> 8) & 255}.${n & 255}`;
+  }
+
+  async create(task: RuntimeTask, container: string, opts: CreateOptions): Promise<RuntimeContainer> {
+    const def = task.containers.find((c) => c.name === container);
+    if (!def) throw badRequest(`task ${task.taskArn} has no container "${container}"`);
+    const existingId = this.byName.get(opts.name);
+    if (existingId) return structuredClone(this.containers.get(existingId)!.c);
+    const rule = this.ruleFor(def.image, container);
+    if (rule?.fail === 'create') throw new BerthError('InternalError', `CannotCreateContainerError: simulated create failure for ${def.image}`, { kind: 'Container', name: opts.name });
+    for (const l of def.links ?? []) {
+      const target = l.split(':')[0];
+      if (!opts.peers[target]) throw invalid('Task', task.taskArn, [{ field: `containerDefinitions[${container}].links`, message: `linked container "${target}" is not a created container of this task` }]);
+    }
+    const bindings: NetworkBinding[] = [];
+    for (const pm of def.portMappings ?? []) {
+      const proto = pm.protocol ?? 'tcp';
+      let hostPort = task.assignedHostPorts?.[hostPortKey(container, pm.containerPort, proto)] ?? pm.hostPort ?? 0;
+      if (task.networkMode !== 'bridge') hostPort = pm.containerPort;
+      else if (!hostPort) hostPort = this.nextPort++;
+      bindings.push({ containerPort: pm.containerPort, hostPort, protocol: proto, bindIP: '0.0.0.0' });
+    }
+    const id = randomBytes(32).toString('hex');
+    const h: HollowContainer = {
+      c: {
+        id,
+        name: opts.name,
+        image: def.image,
+        labels: { ...(def.dockerLabels ?? {}), ...containerLabels(task, container) },
+        status: 'CREATED',
+        state: 'created',
+        health: 'UNKNOWN',
+        networkBindings: task.networkMode === 'bridge' ? bindings : [],
+        ipAddress: opts.resources.ipAddress ?? (task.networkMode === 'bridge' ? this.newIp() : undefined),
+      },
+      rule,
+      logs: rule?.logs ?? [],
+      hasHealth: !!def.healthCheck,
+    };
+    this.containers.set(id, h);
+    this.byName.set(opts.name, id);
+    this.emit('create', h);
+    return structuredClone(h.c);
+  }
+
+  async start(id: string): Promise<RuntimeContainer> {
+    const h = this.get(id);
+    if (!h) throw new BerthError('NotFound', `CannotStartContainerError: no such container ${id}`, { kind: 'Container', name: id });
+    if (h.c.status === 'RUNNING') return structuredClone(h.c);
+    if (h.rule?.fail === 'start') {
+      h.c.status = 'STOPPED';
+      h.c.state = 'exited';
+      h.c.exitCode = 128;
+      h.c.reason = 'simulated start failure';
+      h.c.finishedAt = new Date();
+      this.emit('die', h, 128);
+      throw new BerthError('InternalError', `CannotStartContainerError: simulated start failure for ${h.c.image}`, { kind: 'Container', name: h.c.name });
+    }
+    await sleep(this.opts.startLatencyMs ?? 0);
+    h.c.status = 'RUNNING';
+    h.c.state = 'running';
+    h.c.exitCode = undefined;
+    h.c.finishedAt = undefined;
+    h.c.startedAt = new Date();
+    this.emit('start', h);
+    if (h.hasHealth) {
+      h.c.health = h.rule?.health ?? 'HEALTHY';
+      this.emit('health_status', h);
+    }
+    if (h.rule?.exitAfterMs !== undefined) {
+      h.timer = setTimeout(() => this.exit(h, h.rule?.exitCode ?? 0), h.rule.exitAfterMs);
+      h.timer.unref?.();
+    }
+    return structuredClone(h.c);
+  }
+
+  private exit(h: HollowContainer, code: number): void {
+    if (h.timer) clearTimeout(h.timer);
+    h.timer = undefined;
+    if (h.c.status !== 'RUNNING') return;
+    h.c.status = 'STOPPED';
+    h.c.state = 'exited';
+    h.c.exitCode = code;
+    h.c.finishedAt = new Date();
+    this.emit('die', h, code);
+  }
+
+  async stop(id: string, timeoutMs: number): Promise<void> {
+    const h = this.get(id);
+    if (!h || h.c.status !== 'RUNNING') return;
+    if (h.rule?.ignoreSigterm) {
+      await sleep(timeoutMs);
+      this.exit(h, 137);
+    } else this.exit(h, 143);
+  }
+
+  async remove(id: string): Promise<void> {
+    const h = this.get(id);
+    if (!h) return;
+    this.exit(h, 137);
+    this.containers.delete(h.c.id);
+    this.byName.delete(h.c.name);
+    this.emit('destroy', h);
+  }
+
+  async inspect(idOrName: string): Promise<RuntimeContainer | undefined> {
+    const h = this.get(idOrName);
+    return h ? structuredClone(h.c) : undefined;
+  }
+
+  async list(labels: Record<string, string>): Promise<RuntimeContainer[]> {
+    const out: RuntimeContainer[] = [];
+    for (const h of this.containers.values()) {
+      if (Object.entries(labels).every(([k, v]) => h.c.labels[k] === v)) out.push(structuredClone(h.c));
+    }
+    return out;
+  }
+
+  async cleanupTask(_task: RuntimeTask): Promise<void> {}
+
+  async logs(id: string, _opts?: LogOptions): Promise<Readable> {
+    const h = this.get(id);
+    if (!h) throw new BerthError('NotFound', `no such container ${id}`, { kind: 'Container', name: id });
+    return Readable.from(h.logs.map((l) => `${l}\n`));
+  }
+
+  onEvent(fn: EventListener): () => void {
+    this.emitter.on('event', fn);
+    return () => this.emitter.off('event', fn);
+  }
+
+  /** number of simulated containers (for fleet metrics) */
+  get size(): number {
+    return this.containers.size;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const h of this.containers.values()) if (h.timer) clearTimeout(h.timer);
+    this.emitter.removeAllListeners();
+  }
+}

@@ -1,0 +1,171 @@
+/**
+ * The container runtime the task engine drives: Docker (runtime/docker.ts) or a simulation
+ * (runtime/hollow.ts). The engine speaks ECS terms (task, container definition); the runtime
+ * translates them and reports containers back in engine terms.
+ */
+import type { Readable } from 'node:stream';
+import type { ContainerDefinition, Volume } from '../../api/taskdefinition.ts';
+
+/** ECS container/task statuses, ordered. */
+export const STATUSES = ['NONE', 'PULLED', 'CREATED', 'RUNNING', 'STOPPED'] as const;
+export type ContainerStatus = (typeof STATUSES)[number];
+
+export type TaskNetworkMode = 'bridge' | 'host' | 'none' | 'awsvpc' | 'daemon_bridge';
+
+/** The real ECS agent's label names (agent/dockerclient/dockerapi: labelPrefix "com.amazonaws.ecs."). */
+export const LABELS = {
+  cluster: 'com.amazonaws.ecs.cluster',
+  taskArn: 'com.amazonaws.ecs.task-arn',
+  containerName: 'com.amazonaws.ecs.container-name',
+  family: 'com.amazonaws.ecs.task-definition-family',
+  version: 'com.amazonaws.ecs.task-definition-version',
+  /** berth: marks containers, volumes and networks berth manages; value = role */
+  managed: 'io.berth.managed',
+} as const;
+
+/** What the runtime needs to know of a task to run its containers. */
+export interface RuntimeTask {
+  taskArn: string;
+  cluster: string;
+  family: string;
+  revision: number;
+  networkMode: TaskNetworkMode;
+  containers: ContainerDefinition[];
+  volumes?: Volume[];
+  /** host ports chosen by the scheduler, keyed `container/containerPort/protocol`; absent or 0 = dynamic */
+  assignedHostPorts?: Record<string, number>;
+}
+
+export const hostPortKey = (container: string, containerPort: number, protocol: 'tcp' | 'udp' = 'tcp') =>
+  `${container}/${containerPort}/${protocol}`;
+
+/** Per-task resources prepared before containers are created. */
+export interface TaskResources {
+  /** awsvpc: the namespace container that others join */
+  namespaceContainerId?: string;
+  /** awsvpc: the task's IP address */
+  ipAddress?: string;
+  /** volume name -> docker bind source or docker volume name */
+  volumeSources: Record<string, { type: 'bind' | 'volume'; source: string }>;
+}
+
+export interface NetworkBinding {
+  containerPort: number;
+  hostPort: number;
+  protocol: 'tcp' | 'udp';
+  bindIP: string;
+}
+
+export type HealthStatus = 'UNKNOWN' | 'HEALTHY' | 'UNHEALTHY';
+
+/** A container as the runtime sees it. */
+export interface RuntimeContainer {
+  id: string;
+  /** docker name without the leading slash */
+  name: string;
+  image: string;
+  labels: Record<string, string>;
+  /** engine status derived from the runtime state: CREATED, RUNNING or STOPPED */
+  status: ContainerStatus;
+  /** raw runtime state, e.g. created, running, exited */
+  state: string;
+  exitCode?: number;
+  /** e.g. OOMKilled, or the runtime's error */
+  reason?: string;
+  startedAt?: Date;
+  finishedAt?: Date;
+  health: HealthStatus;
+  networkBindings: NetworkBinding[];
+  /** first IP address of the container's networks */
+  ipAddress?: string;
+}
+
+export interface RuntimeEvent {
+  /** create, start, die, destroy, health_status, oom, ... or 'resync' after a stream reconnect */
+  action: string;
+  id: string;
+  labels: Record<string, string>;
+  exitCode?: number;
+  time: Date;
+}
+
+export interface RegistryAuth {
+  username?: string;
+  password?: string;
+  email?: string;
+  serveraddress?: string;
+  auth?: string;
+}
+
+export interface PullOptions {
+  /** credentials from the task's repositoryCredentials, already resolved */
+  auth?: RegistryAuth;
+}
+
+export interface PullResult {
+  image: string;
+  /** true when the cached image was used (no pull, or a failed pull fell back to it) */
+  fromCache: boolean;
+  /** the pull error when the cache was used after a failed pull */
+  pullError?: string;
+}
+
+export interface CreateOptions {
+  /** the container's runtime name, recorded in the checkpoint beforehand */
+  name: string;
+  resources: TaskResources;
+  /** container name (task definition) -> runtime name of the same task's containers already created */
+  peers: Record<string, string>;
+}
+
+export interface LogOptions {
+  follow?: boolean;
+  tail?: number;
+  timestamps?: boolean;
+}
+
+export type EventListener = (e: RuntimeEvent) => void;
+
+export interface ContainerRuntime {
+  readonly kind: 'docker' | 'hollow';
+  pull(image: string, opts?: PullOptions): Promise<PullResult>;
+  /** Create the task's volumes and, for awsvpc, its namespace container. Idempotent. */
+  prepareTask(task: RuntimeTask): Promise<TaskResources>;
+  /** Create one container of the task. If the name exists already, returns that container. */
+  create(task: RuntimeTask, container: string, opts: CreateOptions): Promise<RuntimeContainer>;
+  start(id: string): Promise<RuntimeContainer>;
+  /** SIGTERM (or the image's stop signal), then SIGKILL after timeoutMs. */
+  stop(id: string, timeoutMs: number): Promise<void>;
+  remove(id: string): Promise<void>;
+  /** undefined when it does not exist */
+  inspect(idOrName: string): Promise<RuntimeContainer | undefined>;
+  /** containers (running or not) carrying all of these labels */
+  list(labels: Record<string, string>): Promise<RuntimeContainer[]>;
+  /** Remove the task's namespace container and task-scoped volumes. */
+  cleanupTask(task: RuntimeTask): Promise<void>;
+  logs(id: string, opts?: LogOptions): Promise<Readable>;
+  /** subscribe to container events; returns unsubscribe */
+  onEvent(fn: EventListener): () => void;
+  close(): Promise<void>;
+}
+
+/** Standard labels for a task's container. */
+export function containerLabels(task: RuntimeTask, container: string): Record<string, string> {
+  return {
+    [LABELS.cluster]: task.cluster,
+    [LABELS.taskArn]: task.taskArn,
+    [LABELS.containerName]: container,
+    [LABELS.family]: task.family,
+    [LABELS.version]: String(task.revision),
+  };
+}
+
+/** `ecs-FAMILY-REV-CONTAINER-RANDOMHEX`, restricted to Docker's name alphabet. */
+export function containerRuntimeName(task: Pick<RuntimeTask, 'family' | 'revision'>, container: string, random: string): string {
+  const clean = (s: string) => s.replace(/[^a-zA-Z0-9_.-]/g, '');
+  return `ecs-${clean(task.family)}-${task.revision}-${clean(container)}-${random}`;
+}
+
+export function statusRank(s: ContainerStatus): number {
+  return STATUSES.indexOf(s);
+}

@@ -1,0 +1,126 @@
+import { expect } from 'chai';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ContainerDefinition } from '../../pkg/api/taskdefinition.ts';
+import { Checkpoint } from '../../pkg/agent/checkpoint.ts';
+import { TaskRunner } from '../../pkg/agent/engine/taskrunner.ts';
+import { HollowRuntime } from '../../pkg/agent/runtime/hollow.ts';
+import { LABELS, type RuntimeTask } from '../../pkg/agent/runtime/runtime.ts';
+import { ESSENTIAL_EXITED } from '../../pkg/agent/engine/engine.ts';
+
+const task = (id: string, defs: unknown[]): RuntimeTask => ({
+  taskArn: `arn:aws:ecs:local:0:task/c/${id}`, cluster: 'c', family: 'web', revision: 2, networkMode: 'bridge', containers: defs.map((d) => ContainerDefinition.parse(d)),
+});
+
+describe('task runner on the hollow runtime', () => {
+  let dir: string;
+  beforeEach(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-runner-'))));
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('runs a task to RUNNING, records names before create, and stops it', async () => {
+    const rt = new HollowRuntime({ startLatencyMs: 5 });
+    const ck = new Checkpoint(dir);
+    const t = task('1', [
+      { name: 'db', image: 'db', healthCheck: { command: ['CMD', 'true'] } },
+      { name: 'app', image: 'app', links: ['db'], dependsOn: [{ containerName: 'db', condition: 'HEALTHY' }] },
+    ]);
+    const r = new TaskRunner(t, { runtime: rt, checkpoint: ck, defaultStopTimeoutMs: 1000 });
+    await r.start();
+    const running = await r.waitFor((x) => x.known === 'RUNNING', 5000);
+    expect(running.containers.map((c) => c.known)).to.deep.equal(['RUNNING', 'RUNNING']);
+    const saved = JSON.parse(fs.readFileSync(ck.file, 'utf8'));
+    expect(saved.tasks[t.taskArn].containerNames.app).to.match(/^ecs-web-2-app-[0-9a-f]+$/);
+    expect(saved.tasks[t.taskArn].dockerIds.app).to.equal(running.containers[1].runtimeId);
+    r.stop('Task stopped by user');
+    const stopped = await r.waitFor((x) => x.known === 'STOPPED', 5000);
+    expect(stopped.stoppedReason).to.equal('Task stopped by user');
+    expect(stopped.containers.every((c) => c.exitCode === 143)).to.equal(true);
+    await r.cleanup();
+    expect(await rt.list({ [LABELS.taskArn]: t.taskArn })).to.have.length(0);
+    expect(ck.snapshot().tasks[t.taskArn]).to.equal(undefined);
+    await r.close();
+  });
+
+  it('an essential container exit stops the task with the ECS reason', async () => {
+    const rt = new HollowRuntime({ rules: [{ image: 'crash', exitAfterMs: 20, exitCode: 2 }] });
+    const t = task('2', [{ name: 'app', image: 'crash' }, { name: 'side', image: 'ok' }]);
+    const r = new TaskRunner(t, { runtime: rt, checkpoint: new Checkpoint(dir), defaultStopTimeoutMs: 1000 });
+    await r.start();
+    const rep = await r.waitFor((x) => x.known === 'STOPPED', 5000);
+    expect(rep.stoppedReason).to.equal(ESSENTIAL_EXITED);
+    expect(rep.containers.find((c) => c.name === 'app')?.exitCode).to.equal(2);
+    await r.close();
+  });
+
+  it('a pull failure stops the task with CannotPullContainerError', async () => {
+    const rt = new HollowRuntime({ rules: [{ image: 'missing', fail: 'pull' }] });
+    const r = new TaskRunner(task('3', [{ name: 'app', image: 'missing' }]), { runtime: rt, checkpoint: new Checkpoint(dir), defaultStopTimeoutMs: 1000 });
+    await r.start();
+    const rep = await r.waitFor((x) => x.known === 'STOPPED', 5000);
+    expect(rep.containers[0].reason).to.contain('CannotPullContainerError');
+    await r.close();
+  });
+
+  it('re-plans while waiting: a dependency that never turns healthy times out', async () => {
+    const rt = new HollowRuntime({ rules: [{ image: 'sick', health: 'UNHEALTHY' }] });
+    const t = task('6', [
+      { name: 'db', image: 'sick', startTimeout: 2, healthCheck: { command: ['CMD', 'true'] } },
+      { name: 'app', image: 'app', dependsOn: [{ containerName: 'db', condition: 'HEALTHY' }] },
+    ]);
+    const r = new TaskRunner(t, { runtime: rt, checkpoint: new Checkpoint(dir), defaultStopTimeoutMs: 100, recheckMs: 100 });
+    await r.start();
+    const waiting = await r.waitFor((x) => x.waiting.length > 0, 2000);
+    expect(waiting.waiting[0]).to.deep.equal({ container: 'app', on: 'db', condition: 'HEALTHY' });
+    const rep = await r.waitFor((x) => x.known === 'STOPPED', 6000);
+    expect(rep.stoppedReason).to.match(/db.*HEALTHY/);
+    expect(rep.containers.find((c) => c.name === 'app')?.runtimeId, 'app never created').to.equal(undefined);
+    await r.close();
+  });
+
+  it('restart policy restarts an exited container in place; ignored exit codes end it', async () => {
+    const rt = new HollowRuntime({ rules: [{ image: 'flaky', exitAfterMs: 20, exitCode: 1 }, { image: 'done', exitAfterMs: 20, exitCode: 0 }] });
+    const policy = { enabled: true, ignoredExitCodes: [0], restartAttemptPeriod: 60 };
+    const t = task('7', [{ name: 'flaky', image: 'flaky', restartPolicy: policy }, { name: 'done', image: 'done', essential: false, restartPolicy: policy }]);
+    // the injected clock says every run lasted longer than the attempt period
+    const r = new TaskRunner(t, { runtime: rt, checkpoint: new Checkpoint(dir), defaultStopTimeoutMs: 100, now: () => Date.now() + 120_000 });
+    await r.start();
+    const rep = await r.waitFor((x) => (x.containers[0].restartCount >= 2 && x.containers[1].known === 'STOPPED'), 5000);
+    expect(rep.desired).to.equal('RUNNING');
+    expect(rep.containers[1]).to.include({ restartCount: 0, exitCode: 0, desired: 'STOPPED' });
+    expect(await rt.list({ [LABELS.taskArn]: t.taskArn }), 'restarted in place, no new containers').to.have.length(2);
+    r.stop('done');
+    await r.waitFor((x) => x.known === 'STOPPED', 5000);
+    await r.close();
+  });
+
+  it('after an agent restart, adopts running containers and never creates a duplicate', async () => {
+    const rt = new HollowRuntime();
+    const t = task('4', [{ name: 'app', image: 'app' }, { name: 'side', image: 'side' }]);
+    const r1 = new TaskRunner(t, { runtime: rt, checkpoint: new Checkpoint(dir), defaultStopTimeoutMs: 1000 });
+    await r1.start();
+    const first = await r1.waitFor((x) => x.known === 'RUNNING', 5000);
+    await r1.close();
+    const ck2 = new Checkpoint(dir);
+    await ck2.load();
+    const r2 = new TaskRunner(t, { runtime: rt, checkpoint: ck2, defaultStopTimeoutMs: 1000 });
+    await r2.start();
+    const second = await r2.waitFor((x) => x.known === 'RUNNING', 5000);
+    expect(second.containers.map((c) => c.runtimeId)).to.deep.equal(first.containers.map((c) => c.runtimeId));
+    expect(await rt.list({ [LABELS.taskArn]: t.taskArn })).to.have.length(2);
+    await r2.close();
+  });
+
+  it('a name recorded before a crash is reused, not duplicated', async () => {
+    const rt = new HollowRuntime();
+    const t = task('5', [{ name: 'app', image: 'app' }]);
+    const ck = new Checkpoint(dir);
+    // the crash happened after the checkpoint write, before docker create
+    await ck.recordContainerName(t.taskArn, 'app', 'ecs-web-2-app-feedface');
+    const r = new TaskRunner(t, { runtime: rt, checkpoint: ck, defaultStopTimeoutMs: 1000 });
+    await r.start();
+    const rep = await r.waitFor((x) => x.known === 'RUNNING', 5000);
+    expect(rep.containers[0].runtimeName).to.equal('ecs-web-2-app-feedface');
+    await r.close();
+  });
+});
