@@ -3,7 +3,7 @@ import { API_VERSION, storeKey, type KindInfo } from '../api/meta.ts';
 import { Arns, isArn, newId, parseArn } from '../api/arn.ts';
 import { contentHash } from '../api/validate.ts';
 import { Allocation, capacityOf, emptyAllocation, release, remainingResources } from '../api/allocation.ts';
-import type { TaskDefinitionStatus } from '../api/taskdefinition.ts';
+import type { TaskDefinitionSpec, TaskDefinitionStatus } from '../api/taskdefinition.ts';
 import { BerthError, badRequest, invalid, notFound } from '../errors/errors.ts';
 import { credentialKey, hashToken, newToken, type NodeCredential } from './auth.ts';
 import type { Admission, Obj, Registry, WriteContext } from './registry.ts';
@@ -13,6 +13,8 @@ const LAST_ORDER = ['PROVISIONING', 'PENDING', 'ACTIVATING', 'RUNNING', 'DEACTIV
 
 /** The annotation that carries a fresh node credential in a registration response (never stored). */
 export const NODE_TOKEN_ANNOTATION = 'berth.dev/node-token';
+/** on a DaemonTaskDefinition: the ports its containers listen on in the shared daemon_bridge namespace */
+export const DAEMON_PORTS_ANNOTATION = 'berth.dev/ports';
 /** Finalizer the service and daemon controllers remove once every task is stopped. */
 export const CONTROLLER_FINALIZER = 'berth.dev/controller';
 
@@ -388,9 +390,45 @@ export class ServiceAdmission implements Admission {
 /** Daemons: the daemon task definition resolves to a revision; a controller finalizer. */
 export class DaemonAdmission implements Admission {
   constructor(
+    private readonly registry: Registry,
     private readonly dtds: TaskDefinitionAdmission,
     private readonly arns: Arns,
   ) {}
+
+  /**
+   * The ports a daemon listens on in the shared namespace. Daemon task definitions take no
+   * portMappings (seed 003), so they are declared in the annotation `berth.dev/ports`
+   * (e.g. "udp/2000,tcp/8125"); undeclared ports cannot be checked.
+   */
+  private ports(tdName: string): Set<string> {
+    const td = this.registry.cache.get(storeKey('daemontaskdefinitions', undefined, tdName));
+    const raw = (td?.metadata as { annotations?: Record<string, string> } | undefined)?.annotations?.[DAEMON_PORTS_ANNOTATION] ?? '';
+    return new Set(raw.split(',').map((p) => p.trim().toLowerCase()).filter(Boolean).map((p) => (p.includes('/') ? p : `tcp/${p}`)));
+  }
+
+  /**
+   * Daemons share one `daemon_bridge` namespace per instance: two daemons of a cluster may
+   * not listen on the same container port.
+   */
+  private checkPorts(o: Obj) {
+    const ns = o.metadata.namespace!;
+    const mine = this.ports((o.spec as { daemonTaskDefinition: string }).daemonTaskDefinition);
+    if (mine.size === 0) return;
+    for (const [, other] of this.registry.cache.list('daemons', ns)) {
+      if (other.metadata.name === o.metadata.name || (other.status as { status?: string } | undefined)?.status === 'INACTIVE') continue;
+      const theirs = this.ports((other.spec as { daemonTaskDefinition: string }).daemonTaskDefinition);
+      for (const port of mine) {
+        if (theirs.has(port)) {
+          throw invalid('Daemon', o.metadata.name, [
+            {
+              field: 'spec.daemonTaskDefinition',
+              message: `it listens on ${port}, which daemon "${other.metadata.name}" already uses; daemons share the instance's daemon_bridge network namespace, so their ports must differ`,
+            },
+          ]);
+        }
+      }
+    }
+  }
 
   private resolve(o: Obj) {
     const spec = o.spec as { daemonTaskDefinition: string };
@@ -403,6 +441,7 @@ export class DaemonAdmission implements Admission {
 
   async create(o: Obj) {
     this.resolve(o);
+    this.checkPorts(o);
     const meta = o.metadata as { finalizers?: string[] };
     meta.finalizers = [...new Set([...(meta.finalizers ?? []), CONTROLLER_FINALIZER])];
     o.status = { daemonArn: this.arns.daemon(o.metadata.namespace!, o.metadata.name), status: 'ACTIVE', daemonTaskDefinitionArn: this.arns.daemonTaskDefinition((o.spec as { daemonTaskDefinition: string }).daemonTaskDefinition), desiredCount: 0, runningCount: 0, pendingCount: 0, updatedCount: 0 };
@@ -410,7 +449,10 @@ export class DaemonAdmission implements Admission {
 
   async update(next: Obj, prev: Obj, _w: WriteContext, sub: 'status' | undefined) {
     if (sub === 'status') return;
-    if ((next.spec as { daemonTaskDefinition: string }).daemonTaskDefinition !== (prev.spec as { daemonTaskDefinition: string }).daemonTaskDefinition) this.resolve(next);
+    if ((next.spec as { daemonTaskDefinition: string }).daemonTaskDefinition !== (prev.spec as { daemonTaskDefinition: string }).daemonTaskDefinition) {
+      this.resolve(next);
+      this.checkPorts(next);
+    }
   }
 }
 
@@ -424,7 +466,7 @@ export function installAdmission(registry: Registry, arns: Arns) {
   registry.use('ContainerInstance', new ContainerInstanceAdmission(registry, arns));
   registry.use('Task', new TaskAdmission(registry, tds, dtds, arns));
   registry.use('Service', new ServiceAdmission(tds, arns));
-  registry.use('Daemon', new DaemonAdmission(dtds, arns));
+  registry.use('Daemon', new DaemonAdmission(registry, dtds, arns));
   return { tds, dtds };
 }
 

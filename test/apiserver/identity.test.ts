@@ -84,3 +84,25 @@ describe('apiserver identity and authorization', function () {
     expect((await s.call('GET', `${NS}/tasks/tb`)).body.status.lastStatus).to.equal('PENDING');
   });
 });
+
+describe('apiserver daemon admission', function () {
+  this.timeout(30_000);
+  let s: TestApiServer;
+  before(async () => {
+    s = await startApiServer();
+  });
+  after(async () => s?.stop());
+
+  it('refuses a second daemon whose container port clashes on the shared daemon_bridge namespace', async () => {
+    // daemon task definitions take no portMappings (seed 003): ports are declared in an annotation
+    const dtd = (name: string, port: number) => ({ apiVersion: 'berth.dev/v1', kind: 'DaemonTaskDefinition', metadata: { name, annotations: { 'berth.dev/ports': `udp/${port}` } }, spec: { containerDefinitions: [{ name: 'agent', image: 'busybox', memory: 32 }] } });
+    const daemon = (name: string, td: string) => ({ apiVersion: 'berth.dev/v1', kind: 'Daemon', metadata: { name }, spec: { daemonTaskDefinition: td } });
+    for (const [n, p] of [['xray', 2000], ['statsd', 2000], ['logs', 2001]] as const) expect((await s.call('POST', `${V}/daemontaskdefinitions`, dtd(n, p))).status).to.equal(201);
+    expect((await s.call('POST', `${NS}/daemons`, daemon('xray', 'xray'))).status).to.equal(201);
+    const clash = await s.call('POST', `${NS}/daemons`, daemon('statsd', 'statsd'));
+    expect(clash.status).to.equal(422);
+    expect(clash.body.message).to.contain('udp/2000');
+    expect(clash.body.message).to.contain('xray');
+    expect((await s.call('POST', `${NS}/daemons`, daemon('logs', 'logs'))).status).to.equal(201);
+  });
+});
