@@ -1,5 +1,6 @@
 import { createServer as createHttp, type Server } from 'node:http';
 import { createServer as createHttps } from 'node:https';
+import { createServer as createNetServer } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { Arns, DEFAULT_ARN_CONFIG, type ArnConfig } from '../api/arn.ts';
 import { DEFAULT_LIMITS, type Limits } from '../api/validate.ts';
@@ -81,6 +82,12 @@ export interface ListenOptions {
   listen: string;
   tlsCertFile?: string;
   tlsKeyFile?: string;
+  /**
+   * with a certificate: also answer plain HTTP on the same port (the first byte of a
+   * connection tells a TLS handshake from HTTP). `berth up` uses it so kubectl gets TLS (it
+   * sends tokens only over TLS) while SDKs may use http:// on loopback.
+   */
+  alsoPlain?: boolean;
 }
 
 /** room for long selectors in the URL, which are then refused with a Status that says why */
@@ -96,6 +103,7 @@ export function parseListen(s: string): { host: string; port: number } {
 export async function listen(handler: ApiServer['handler'], o: ListenOptions): Promise<{ server: Server; url: string }> {
   const { host, port } = parseListen(o.listen);
   const tls = o.tlsCertFile && o.tlsKeyFile;
+  if (tls && o.alsoPlain) return listenBoth(handler, host, port, o);
   const server = tls
     ? createHttps({ cert: readFileSync(o.tlsCertFile!), key: readFileSync(o.tlsKeyFile!), maxHeaderSize: MAX_HEADER }, (q, s) => void handler(q, s))
     : createHttp({ maxHeaderSize: MAX_HEADER }, (q, s) => void handler(q, s));
@@ -108,4 +116,35 @@ export async function listen(handler: ApiServer['handler'], o: ListenOptions): P
   const addr = server.address() as { port: number };
   const h = host.includes(':') ? `[${host}]` : host;
   return { server, url: `${tls ? 'https' : 'http'}://${h}:${addr.port}` };
+}
+
+/** One port, two protocols: TLS connections go to an https server, the rest to an http one. */
+async function listenBoth(handler: ApiServer['handler'], host: string, port: number, o: ListenOptions): Promise<{ server: Server; url: string }> {
+  const https = createHttps({ cert: readFileSync(o.tlsCertFile!), key: readFileSync(o.tlsKeyFile!), maxHeaderSize: MAX_HEADER }, (q, s) => void handler(q, s));
+  const http = createHttp({ maxHeaderSize: MAX_HEADER }, (q, s) => void handler(q, s));
+  for (const s of [https, http]) {
+    s.keepAliveTimeout = 65_000;
+    s.requestTimeout = 0;
+  }
+  const front = createNetServer((sock) => {
+    sock.once('data', (first: Buffer) => {
+      sock.pause();
+      sock.unshift(first);
+      (first[0] === 0x16 ? https : http).emit('connection', sock);
+      process.nextTick(() => sock.resume());
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    front.once('error', reject);
+    front.listen(port, host, () => resolve());
+  });
+  // closing the front closes both (callers use server.close / closeAllConnections)
+  const facade = front as unknown as Server;
+  facade.closeAllConnections = () => {
+    https.closeAllConnections();
+    http.closeAllConnections();
+  };
+  const addr = front.address() as { port: number };
+  const h = host.includes(':') ? `[${host}]` : host;
+  return { server: facade, url: `https://${h}:${addr.port}` };
 }
