@@ -1,0 +1,76 @@
+/**
+ * The local image berth runs without a registry: `berth/busybox:latest` (also tagged
+ * `busybox:latest`, so the seeds' task definitions run unchanged), imported from Debian's
+ * static busybox with `docker import`.
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type Docker from 'dockerode';
+
+export const BUSYBOX_APPLETS = [
+  'sh', 'ash', 'sleep', 'echo', 'cat', 'nc', 'wget', 'httpd', 'ls', 'ps', 'id', 'env', 'hostname', 'ip', 'ifconfig',
+  'true', 'false', 'kill', 'mkdir', 'rm', 'touch', 'test', 'grep', 'sed', 'head', 'tail', 'ping', 'nslookup', 'route',
+  'printf', 'whoami', 'date', 'uname', 'mount', 'df', 'pwd', 'trap', 'sysctl', 'wc', 'tr', 'cut', 'seq', 'timeout',
+  'udhcpc', 'netstat', 'find', 'xargs', 'chmod', 'ln', 'cp', 'mv', 'dd', 'stat',
+];
+
+const BUSYBOX_TAGS = ['berth/busybox:latest', 'busybox:latest'];
+
+async function hasImage(docker: Docker, ref: string): Promise<boolean> {
+  try {
+    await docker.getImage(ref).inspect();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function busyboxBinary(): string {
+  for (const p of ['/bin/busybox', '/usr/bin/busybox']) {
+    if (fs.existsSync(p)) {
+      const out = execFileSync('file', ['-L', p]).toString();
+      if (/statically linked/.test(out)) return p;
+    }
+  }
+  execFileSync('apt-get', ['install', '-y', 'busybox-static'], { stdio: 'ignore' });
+  return '/bin/busybox';
+}
+
+/** Build `berth/busybox:latest` (also tagged `busybox:latest`) from the host's static busybox. Idempotent. */
+export async function ensureBusyboxImage(docker: Docker): Promise<string> {
+  const present = await Promise.all(BUSYBOX_TAGS.map((t) => hasImage(docker, t)));
+  if (present.every(Boolean)) return BUSYBOX_TAGS[0];
+  if (!present[0]) {
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'berth-busybox-'));
+    try {
+      const root = path.join(dir, 'rootfs');
+      await fsp.mkdir(path.join(root, 'bin'), { recursive: true });
+      for (const d of ['tmp', 'etc', 'proc', 'sys', 'dev', 'root', 'var/www', 'usr/bin']) await fsp.mkdir(path.join(root, d), { recursive: true });
+      await fsp.chmod(path.join(root, 'tmp'), 0o1777);
+      await fsp.copyFile(busyboxBinary(), path.join(root, 'bin/busybox'));
+      await fsp.chmod(path.join(root, 'bin/busybox'), 0o755);
+      for (const a of BUSYBOX_APPLETS) await fsp.symlink('busybox', path.join(root, 'bin', a));
+      await fsp.writeFile(path.join(root, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n');
+      await fsp.writeFile(path.join(root, 'etc/group'), 'root:x:0:\nnogroup:x:65534:\n');
+      const tar = path.join(dir, 'rootfs.tar');
+      execFileSync('tar', ['-C', root, '-cf', tar, '.']);
+      const stream: NodeJS.ReadableStream = await (docker.importImage as (...a: unknown[]) => Promise<NodeJS.ReadableStream>).call(docker, tar, { repo: 'berth/busybox', tag: 'latest', changes: ['CMD ["sh"]', 'ENV PATH=/bin:/usr/bin'] } as never);
+      await new Promise<void>((resolve, reject) =>
+        docker.modem.followProgress(stream, (err: Error | null, res: Array<{ error?: string }>) => {
+          const bad = res?.find((r) => r.error);
+          if (err || bad) reject(err ?? new Error(bad!.error));
+          else resolve();
+        }),
+      );
+    } finally {
+      await fsp.rm(dir, { recursive: true, force: true });
+    }
+  }
+  if (!(await hasImage(docker, 'busybox:latest'))) {
+    await docker.getImage('berth/busybox:latest').tag({ repo: 'busybox', tag: 'latest' });
+  }
+  return BUSYBOX_TAGS[0];
+}
