@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash hack/ensure-deps.sh
-exec npx tsx cmd/berth/main.ts up "$@"
+exec node cmd/berth/bin.mjs up "$@"

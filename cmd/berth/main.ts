@@ -1,0 +1,26 @@
+import 'reflect-metadata';
+import { Command } from 'commander';
+import { onShutdown, runMain } from '../../pkg/cmdutil/cmdutil.ts';
+import { newLogger } from '../../pkg/log/log.ts';
+import { upFiles } from '../../pkg/cli/up/files.ts';
+import { up, type UpHooks } from '../../pkg/cli/up/up.ts';
+
+const program = new Command('berth').description('berth: an orchestrator that does what Amazon ECS does, on your own hosts').showHelpAfterError();
+
+program
+  .command('up')
+  .description('run berth on this machine: apiserver (embedded store), ECS API, controllers and an agent on the local Docker')
+  .option('--listen <host:port>', 'loopback address to serve on', '127.0.0.1:6443')
+  .option('--region <region>', 'the region the ECS API answers as', 'us-east-1')
+  .option('--no-agent', 'do not run an agent on this machine')
+  .option('--log-level <level>', 'pino level', process.env.BERTH_LOG_LEVEL ?? 'info')
+  .action(async (o: { listen: string; region: string; agent: boolean; logLevel: string }) => {
+    const log = newLogger({ level: o.logLevel });
+    const hooks: UpHooks = {};
+    const running = await up({ files: upFiles(), listen: o.listen, region: o.region, agent: o.agent, log, out: (l) => process.stdout.write(l + '\n') }, hooks);
+    onShutdown(log, running.stop);
+  });
+
+runMain('berth', async () => {
+  await program.parseAsync();
+});

@@ -1,0 +1,118 @@
+/**
+ * `berth up`: one machine, one process. The apiserver on the embedded store (TLS and plain
+ * HTTP on one loopback port), the ECS API on the same port, the controllers, and an agent
+ * on the local Docker (berth's own dockerd when none answers); writes the kubeconfig and the
+ * AWS credentials; creates the `default` cluster; prints how to use it.
+ */
+import { buildApiServer, listen, parseListen, type ApiParts, type FrontDoor } from '../../apiserver/apiserver.ts';
+import { Kinds } from '../../api/kinds.ts';
+import { isBerthError, badRequest } from '../../errors/errors.ts';
+import type { Logger } from '../../log/log.ts';
+import { openStore } from '../../store/open.ts';
+import { ensureSelfSignedCert } from '../../tls/selfsigned.ts';
+import { findDocker, startDockerd } from '../../dockerd/dockerd.ts';
+import { isLoopback } from '../../cmdutil/cmdutil.ts';
+import { ensureCredentials, writeClientFiles, type Credentials, type UpFiles } from './files.ts';
+
+/** Something `up` started and stops on the way out. */
+export interface Component {
+  name: string;
+  stop(): Promise<void>;
+}
+
+export interface UpHooks {
+  /** the ECS API front door (SigV4 keys from the access-key file) */
+  ecsFrontDoor?: (parts: ApiParts, accessKeyFile: string, region: string) => FrontDoor;
+  startControllers?: (server: string, caPem: string, token: string, log: Logger) => Promise<Component>;
+  startAgent?: (o: { server: string; caPem: string; bootstrapToken: string; dockerHost: string; dataDir: string; log: Logger }) => Promise<Component>;
+}
+
+export interface UpOptions {
+  files: UpFiles;
+  listen: string;
+  region: string;
+  /** run an agent on the local Docker (default true) */
+  agent: boolean;
+  log: Logger;
+  out: (line: string) => void;
+}
+
+export interface Running {
+  url: string;
+  credentials: Credentials;
+  components: Component[];
+  stop(): Promise<void>;
+}
+
+export async function up(o: UpOptions, hooks: UpHooks): Promise<Running> {
+  const { host } = parseListen(o.listen);
+  if (!isLoopback(host)) throw badRequest(`--listen ${o.listen}: berth up serves on loopback only; run berth-apiserver with --token-auth-file and TLS for anything else`);
+  const components: Component[] = [];
+  const stopAll = async () => {
+    for (const c of [...components].reverse()) {
+      try {
+        await c.stop();
+      } catch (e) {
+        o.log.warn({ component: c.name, err: (e as Error).message }, 'stopping failed');
+      }
+    }
+  };
+  try {
+    const creds = await ensureCredentials(o.files);
+    const cert = await ensureSelfSignedCert(o.files.pkiDir);
+    const store = await openStore(`embedded:${o.files.dataDir}`);
+    components.push({ name: 'store', stop: () => store.close() });
+    const api = await buildApiServer({
+      store,
+      log: o.log.child({ component: 'apiserver' }),
+      tokens: creds.tokens,
+      frontDoors: hooks.ecsFrontDoor ? (parts) => [hooks.ecsFrontDoor!(parts, o.files.accessKeyFile, o.region)] : undefined,
+    });
+    components.push({ name: 'watch cache', stop: async () => api.stop() });
+    const { server, url } = await listen(api.handler, { listen: o.listen, tlsCertFile: cert.certFile, tlsKeyFile: cert.keyFile, alsoPlain: true });
+    components.push({
+      name: 'listener',
+      stop: async () => {
+        server.close();
+        server.closeAllConnections();
+      },
+    });
+    // the default cluster, as ECS creates it on first use
+    try {
+      await api.registry.create(Kinds.Cluster, undefined, { apiVersion: 'berth.dev/v1', kind: 'Cluster', metadata: { name: 'default' } }, { user: 'berth-up' });
+    } catch (e) {
+      if (!isBerthError(e, 'AlreadyExists')) throw e;
+    }
+    await writeClientFiles(o.files, creds, url, cert.certPem);
+
+    if (hooks.startControllers) components.push(await hooks.startControllers(url, cert.certPem, creds.admin.token, o.log.child({ component: 'controller-manager' })));
+    if (o.agent && hooks.startAgent) {
+      let socket = await findDocker();
+      if (!socket) {
+        o.out('berth: no Docker daemon answers; starting berth\'s own dockerd');
+        const d = await startDockerd({ dir: o.files.dockerDir, bridgeName: 'berth0', octet: 15 });
+        components.push({ name: 'dockerd', stop: d.stop });
+        socket = d.socketPath;
+      }
+      components.push(await hooks.startAgent({ server: url, caPem: cert.certPem, bootstrapToken: creds.bootstrap.token, dockerHost: `unix://${socket}`, dataDir: o.files.agentDir, log: o.log.child({ component: 'agent' }) }));
+    }
+    const plain = url.replace(/^https:/, 'http:');
+    o.out(
+      [
+        `berth is up on ${url}`,
+        '',
+        `  kubectl:  kubectl --kubeconfig ${o.files.kubeconfig} get clusters`,
+        `  berth:    npx berth get services        (reads ${o.files.kubeconfig})`,
+        `  AWS SDK:  endpoint ${plain}  region ${o.region}`,
+        `            AWS_SHARED_CREDENTIALS_FILE=${o.files.awsCredentials} AWS_PROFILE=berth`,
+        `            aws ecs list-clusters --endpoint-url ${plain} --region ${o.region}`,
+        '',
+        `running: apiserver (embedded store in ${o.files.dataDir})${hooks.ecsFrontDoor ? ', ECS API' : ''}${hooks.startControllers ? ', controllers' : ''}${o.agent && hooks.startAgent ? ', agent' : ''}. Ctrl-C stops.`,
+      ].join('\n'),
+    );
+    return { url, credentials: creds, components, stop: stopAll };
+  } catch (e) {
+    await stopAll();
+    throw e;
+  }
+}
