@@ -168,3 +168,24 @@ export function remainingResources(cap: Capacity, a: Allocation): EcsResource[] 
     { name: 'PORTS_UDP', type: 'STRINGSET', stringSetValue: sorted(used.udp) },
   ];
 }
+
+/** Dynamic host ports for a task's needs, from the range, avoiding what is in use. */
+export function choosePorts(demand: TaskDemand, used: { tcp: Set<number>; udp: Set<number> }, range: [number, number]): HostPortAssignment[] | string {
+  const out: HostPortAssignment[] = [];
+  const taken = { tcp: new Set(used.tcp), udp: new Set(used.udp) };
+  for (const need of demand.ports) {
+    const set = taken[need.protocol];
+    if (need.hostPort !== undefined) {
+      if (set.has(need.hostPort)) return `host port ${need.protocol}/${need.hostPort} is in use`;
+      set.add(need.hostPort);
+      out.push({ containerName: need.containerName, containerPort: need.containerPort, protocol: need.protocol, hostPort: need.hostPort });
+      continue;
+    }
+    let p = range[0];
+    while (p <= range[1] && set.has(p)) p++;
+    if (p > range[1]) return `no free ${need.protocol} port in the dynamic range ${range[0]}-${range[1]}`;
+    set.add(p);
+    out.push({ containerName: need.containerName, containerPort: need.containerPort, protocol: need.protocol, hostPort: p });
+  }
+  return out;
+}

@@ -4,6 +4,8 @@ import { z } from 'zod';
 export const GROUP = 'berth.dev';
 export const VERSION = 'v1';
 export const API_VERSION = `${GROUP}/${VERSION}` as const;
+/** The namespace that needs no cluster: the controllers' leader-election leases live here. */
+export const SYSTEM_NAMESPACE = 'berth-system';
 
 /** ECS names: 1-255 letters, digits, hyphens and underscores. */
 export const NAME_RE = /^[A-Za-z0-9_-]{1,255}$/;

@@ -2,7 +2,7 @@ import type { ServerResponse } from 'node:http';
 import { z } from 'zod';
 import { GROUP, VERSION, storeKey } from '../api/meta.ts';
 import type { ContainerInstance, Task } from '../api/kinds.ts';
-import { Allocation, allocate, capacityOf, demandOf, emptyAllocation, fitFailure, hostPortsMismatch, usedPorts, type TaskDemand } from '../api/allocation.ts';
+import { Allocation, allocate, capacityOf, choosePorts, demandOf, emptyAllocation, fitFailure, hostPortsMismatch, usedPorts, type TaskDemand } from '../api/allocation.ts';
 import { HostPortAssignment } from '../api/resources.ts';
 import type { TaskDefinitionSpec } from '../api/taskdefinition.ts';
 import { parseOrInvalid } from '../api/validate.ts';
@@ -178,27 +178,6 @@ export class Binder {
     }
     return { compares, ops, planned };
   }
-}
-
-/** Dynamic host ports for a task's needs, from the range, avoiding what is in use. */
-export function choosePorts(demand: TaskDemand, used: { tcp: Set<number>; udp: Set<number> }, range: [number, number]): HostPortAssignment[] | string {
-  const out: HostPortAssignment[] = [];
-  const taken = { tcp: new Set(used.tcp), udp: new Set(used.udp) };
-  for (const need of demand.ports) {
-    const set = taken[need.protocol];
-    if (need.hostPort !== undefined) {
-      if (set.has(need.hostPort)) return `host port ${need.protocol}/${need.hostPort} is in use`;
-      set.add(need.hostPort);
-      out.push({ containerName: need.containerName, containerPort: need.containerPort, protocol: need.protocol, hostPort: need.hostPort });
-      continue;
-    }
-    let p = range[0];
-    while (p <= range[1] && set.has(p)) p++;
-    if (p > range[1]) return `no free ${need.protocol} port in the dynamic range ${range[0]}-${range[1]}`;
-    set.add(p);
-    out.push({ containerName: need.containerName, containerPort: need.containerPort, protocol: need.protocol, hostPort: p });
-  }
-  return out;
 }
 
 /** The HTTP face: POST /apis/berth.dev/v1/namespaces/CLUSTER/bindings */

@@ -4,7 +4,7 @@
  */
 const BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
-class Histogram {
+export class Histogram {
   counts = new Array(BUCKETS.length).fill(0);
   sum = 0;
   n = 0;

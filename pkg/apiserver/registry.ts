@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../log/log.ts';
-import { API_VERSION, storeKey, type KindInfo } from '../api/meta.ts';
+import { API_VERSION, SYSTEM_NAMESPACE, storeKey, type KindInfo } from '../api/meta.ts';
 import { validateObject, type Limits, DEFAULT_LIMITS, stableJson } from '../api/validate.ts';
 import { badRequest, conflict, invalid, isBerthError, notFound, BerthError } from '../errors/errors.ts';
 import type { Op, Compare, Store } from '../store/store.ts';
@@ -121,7 +121,7 @@ export class Registry {
   private checkNamespace(kind: KindInfo, ns: string | undefined) {
     if (kind.namespaced && !ns) throw badRequest(`${kind.plural} live in a cluster: give the namespace (the cluster name)`);
     if (!kind.namespaced && ns) throw badRequest(`${kind.plural} are not namespaced; drop the namespace`);
-    if (kind.namespaced) {
+    if (kind.namespaced && !(kind.kind === 'Lease' && ns === SYSTEM_NAMESPACE)) {
       const cl = this.cache.get(storeKey('clusters', undefined, ns!));
       if (!cl || (cl as { status?: { status?: string } }).status?.status === 'INACTIVE') {
         throw notFound('clusters', ns!, `cluster "${ns}" not found`, 'ClusterNotFoundException');

@@ -1,0 +1,222 @@
+import type { Logger } from 'pino';
+import type { AnyObj, Client, KindRef } from '../../client/client.ts';
+import { isBerthError } from '../../errors/errors.ts';
+
+/**
+ * List, then watch from the list's revision; keep a local cache with indexes; on a 410
+ * (or any broken stream) relist and emit deletes for what vanished meanwhile; resync
+ * periodically so level-triggered controllers revisit everything. Handlers run
+ * synchronously and must only enqueue.
+ */
+export interface InformerHandlers<T> {
+  add?(obj: T): void;
+  update?(prev: T, obj: T): void;
+  delete?(obj: T): void;
+}
+
+export interface InformerOptions {
+  namespace?: string;
+  labelSelector?: string;
+  fieldSelector?: string;
+  /** periodic resync: every cached object is passed to `update(obj, obj)` (default off) */
+  resyncMs?: number;
+  log?: Logger;
+}
+
+export const objKey = (o: AnyObj) => (o.metadata.namespace ? `${o.metadata.namespace}/${o.metadata.name}` : o.metadata.name);
+
+export class Informer<T extends AnyObj = AnyObj> {
+  private readonly items = new Map<string, T>();
+  private readonly handlers: InformerHandlers<T>[] = [];
+  private readonly indexers = new Map<string, (o: T) => string[]>();
+  private readonly indexes = new Map<string, Map<string, Set<string>>>();
+  private rv = '';
+  private synced = false;
+  private syncWaiters: Array<() => void> = [];
+  private abort = new AbortController();
+  private stopped = false;
+  private resyncTimer?: NodeJS.Timeout;
+  /** times the informer relisted (after a 410 or a broken stream) */
+  relists = 0;
+
+  constructor(
+    private readonly client: Client,
+    readonly kind: KindRef,
+    private readonly opts: InformerOptions = {},
+  ) {}
+
+  on(h: InformerHandlers<T>): this {
+    this.handlers.push(h);
+    return this;
+  }
+
+  addIndex(name: string, fn: (o: T) => string[]): this {
+    this.indexers.set(name, fn);
+    const idx = new Map<string, Set<string>>();
+    this.indexes.set(name, idx);
+    for (const [k, o] of this.items) for (const v of fn(o)) (idx.get(v) ?? idx.set(v, new Set()).get(v)!).add(k);
+    return this;
+  }
+
+  get(key: string): T | undefined {
+    return this.items.get(key);
+  }
+
+  list(): T[] {
+    return [...this.items.values()];
+  }
+
+  byIndex(name: string, value: string): T[] {
+    const keys = this.indexes.get(name)?.get(value);
+    if (!keys) return [];
+    const out: T[] = [];
+    for (const k of keys) {
+      const o = this.items.get(k);
+      if (o) out.push(o);
+    }
+    return out;
+  }
+
+  get hasSynced(): boolean {
+    return this.synced;
+  }
+
+  get resourceVersion(): string {
+    return this.rv;
+  }
+
+  waitForSync(): Promise<void> {
+    if (this.synced) return Promise.resolve();
+    return new Promise((r) => this.syncWaiters.push(r));
+  }
+
+  start(): void {
+    void this.run();
+    if (this.opts.resyncMs) {
+      this.resyncTimer = setInterval(() => {
+        for (const o of this.items.values()) for (const h of this.handlers) h.update?.(o, o);
+      }, this.opts.resyncMs);
+      this.resyncTimer.unref?.();
+    }
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.abort.abort();
+    if (this.resyncTimer) clearInterval(this.resyncTimer);
+    for (const w of this.syncWaiters) w();
+    this.syncWaiters = [];
+  }
+
+  private put(key: string, o: T): T | undefined {
+    const prev = this.items.get(key);
+    if (prev) this.unindex(key, prev);
+    this.items.set(key, o);
+    for (const [name, fn] of this.indexers) {
+      const idx = this.indexes.get(name)!;
+      for (const v of fn(o)) (idx.get(v) ?? idx.set(v, new Set()).get(v)!).add(key);
+    }
+    return prev;
+  }
+
+  private remove(key: string): T | undefined {
+    const prev = this.items.get(key);
+    if (!prev) return undefined;
+    this.unindex(key, prev);
+    this.items.delete(key);
+    return prev;
+  }
+
+  private unindex(key: string, o: T) {
+    for (const [name, fn] of this.indexers) {
+      const idx = this.indexes.get(name)!;
+      for (const v of fn(o)) {
+        const s = idx.get(v);
+        s?.delete(key);
+        if (s && s.size === 0) idx.delete(v);
+      }
+    }
+  }
+
+  private async relist(): Promise<void> {
+    const r = await this.client.listAll<T>(this.kind, this.opts.namespace, { labelSelector: this.opts.labelSelector, fieldSelector: this.opts.fieldSelector });
+    const seen = new Set<string>();
+    for (const o of r.items) {
+      const k = objKey(o);
+      seen.add(k);
+      const prev = this.put(k, o);
+      if (!prev) for (const h of this.handlers) h.add?.(o);
+      else if (prev.metadata.resourceVersion !== o.metadata.resourceVersion) for (const h of this.handlers) h.update?.(prev, o);
+    }
+    for (const k of [...this.items.keys()]) {
+      if (seen.has(k)) continue;
+      const prev = this.remove(k)!;
+      for (const h of this.handlers) h.delete?.(prev);
+    }
+    this.rv = r.resourceVersion;
+    if (!this.synced) {
+      this.synced = true;
+      for (const w of this.syncWaiters) w();
+      this.syncWaiters = [];
+    }
+  }
+
+  private async run(): Promise<void> {
+    let needList = true;
+    let delay = 100;
+    while (!this.stopped) {
+      try {
+        if (needList) {
+          if (this.synced) this.relists++;
+          await this.relist();
+          needList = false;
+        }
+        needList = await this.watchOnce();
+        delay = 100;
+      } catch (e) {
+        if (this.stopped) return;
+        if (isBerthError(e, 'Expired')) needList = true;
+        else {
+          this.opts.log?.warn({ err: (e as Error).message, kind: String(typeof this.kind === 'string' ? this.kind : this.kind.kind) }, 'watch failed; relisting');
+          needList = true;
+          await new Promise((r) => setTimeout(r, delay));
+          delay = Math.min(delay * 2, 5000);
+        }
+      }
+    }
+  }
+
+  /** Returns true when a relist is needed (410), false when the stream simply ended. */
+  private async watchOnce(): Promise<boolean> {
+    const stream = this.client.watch<T>(this.kind, this.opts.namespace, {
+      resourceVersion: this.rv,
+      labelSelector: this.opts.labelSelector,
+      fieldSelector: this.opts.fieldSelector,
+      signal: this.abort.signal,
+      timeoutSeconds: 300 + Math.floor(Math.random() * 300),
+    });
+    for await (const ev of stream) {
+      if (ev.type === 'ERROR') {
+        const code = (ev.object as unknown as { code?: number }).code;
+        if (code === 410) return true;
+        throw new Error((ev.object as unknown as { message?: string }).message ?? 'watch error');
+      }
+      const rv = ev.object.metadata?.resourceVersion;
+      if (ev.type === 'BOOKMARK') {
+        if (rv) this.rv = rv;
+        continue;
+      }
+      const k = objKey(ev.object);
+      if (ev.type === 'DELETED') {
+        const prev = this.remove(k);
+        for (const h of this.handlers) h.delete?.(prev ?? ev.object);
+      } else {
+        const prev = this.put(k, ev.object);
+        if (prev) for (const h of this.handlers) h.update?.(prev, ev.object);
+        else for (const h of this.handlers) h.add?.(ev.object);
+      }
+      if (rv) this.rv = rv;
+    }
+    return false;
+  }
+}

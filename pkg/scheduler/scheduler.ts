@@ -1,0 +1,198 @@
+import { allocate, choosePorts, fitFailure, usedPorts, type Allocation, type Capacity, type TaskDemand } from '../api/allocation.ts';
+import type { HostPortAssignment } from '../api/resources.ts';
+import type { PlacementConstraint, PlacementStrategy } from '../api/taskdefinition.ts';
+import { evaluate, parseQuery, QueryError, type Expr } from './query.ts';
+
+/**
+ * Placement as pure functions: feasibility checkers that each say why they rejected an
+ * instance, and strategies (random, spread, binpack) chained the way ECS chains them, each
+ * one breaking the previous one's ties. `schedule` places a batch in order, charging each
+ * placement to an in-memory copy of the instances so later tasks see earlier ones; the
+ * apiserver's binding call is what commits (and re-checks) them.
+ */
+
+export interface InstanceView {
+  name: string;
+  status: 'ACTIVE' | 'DRAINING' | 'INACTIVE' | string;
+  agentConnected: boolean;
+  /** attribute name -> value (undefined value: the attribute exists without one) */
+  attributes: Record<string, string | undefined>;
+  ec2InstanceId?: string;
+  agentVersion?: string;
+  registeredAt?: string;
+  capacity: Capacity;
+  allocation: Allocation;
+  dynamicHostPortRange?: [number, number];
+  /** live (not stopped) tasks on the instance by group */
+  taskGroups: Map<string, number>;
+  runningTasksCount: number;
+}
+
+export interface TaskRequest {
+  name: string;
+  demand: TaskDemand;
+  group?: string;
+  constraints?: PlacementConstraint[];
+  strategies?: PlacementStrategy[];
+}
+
+export type FailureReason = 'AGENT' | 'INACTIVE' | 'RESOURCE:CPU' | 'RESOURCE:MEMORY' | 'RESOURCE:PORTS' | 'ATTRIBUTE' | 'DISTINCT_INSTANCE';
+
+export interface Placement {
+  task: string;
+  instance: string;
+  hostPorts: HostPortAssignment[];
+}
+
+export interface PlacementFailure {
+  task: string;
+  /** how many instances each check rejected */
+  reasons: Partial<Record<FailureReason, number>>;
+  /** the check the most instances failed on, in ECS's words */
+  reason: FailureReason | 'NO_INSTANCES' | 'INVALID';
+  message: string;
+}
+
+export interface ScheduleResult {
+  placements: Placement[];
+  failures: PlacementFailure[];
+}
+
+/** Built-in attributes every instance carries, plus its custom ones. */
+export function instanceAttributes(custom: Array<{ name: string; value?: string }> | undefined): Record<string, string | undefined> {
+  const out: Record<string, string | undefined> = {};
+  for (const a of custom ?? []) out[a.name] = a.value;
+  return out;
+}
+
+/** Feasibility: undefined when the task may go on the instance, else why not. */
+export function infeasible(inst: InstanceView, task: TaskRequest, memberOf: Expr[], distinct: boolean): { reason: FailureReason; detail: string } | undefined {
+  if (inst.status !== 'ACTIVE') return { reason: 'INACTIVE', detail: `the instance is ${inst.status}` };
+  if (!inst.agentConnected) return { reason: 'AGENT', detail: 'the agent is not connected' };
+  if (distinct && task.group && (inst.taskGroups.get(task.group) ?? 0) > 0) return { reason: 'DISTINCT_INSTANCE', detail: `it already runs a task of group ${task.group}` };
+  for (const e of memberOf) {
+    if (!evaluate(e, { ...inst, taskGroups: inst.taskGroups })) return { reason: 'ATTRIBUTE', detail: 'a memberOf constraint does not hold' };
+  }
+  const ports = choosePorts(task.demand, usedPorts(inst.allocation, inst.capacity), inst.dynamicHostPortRange ?? [32768, 60999]);
+  if (typeof ports === 'string') return { reason: 'RESOURCE:PORTS', detail: ports };
+  const f = fitFailure(inst.capacity, inst.allocation, task.demand, ports);
+  return f ? { reason: f.reason, detail: f.detail } : undefined;
+}
+
+const remaining = (i: InstanceView, what: 'cpu' | 'memory') => i.capacity[what] - i.allocation[what];
+
+/**
+ * Order the feasible instances: each strategy scores (lower is better) and later ones
+ * break earlier ones' ties; the last tie-break is random. Spread by an attribute prefers
+ * the attribute value whose instances run the fewest tasks of the group.
+ */
+export function rank(candidates: InstanceView[], all: InstanceView[], task: TaskRequest, strategies: PlacementStrategy[], rnd: () => number): InstanceView[] {
+  const group = task.group ?? '';
+  const groupCount = (i: InstanceView) => (group ? (i.taskGroups.get(group) ?? 0) : [...i.taskGroups.values()].reduce((a, b) => a + b, 0));
+  const scorers = strategies.map((s): ((i: InstanceView) => number) => {
+    if (s.type === 'random') {
+      const r = new Map(candidates.map((i) => [i.name, rnd()]));
+      return (i) => r.get(i.name)!;
+    }
+    if (s.type === 'binpack') {
+      const what = s.field?.toLowerCase() === 'cpu' ? 'cpu' : 'memory';
+      return (i) => remaining(i, what);
+    }
+    const field = s.field ?? 'instanceId';
+    if (field === 'instanceId' || field === 'host') return groupCount;
+    const attr = field.replace(/^attribute:/, '');
+    const perValue = new Map<string, number>();
+    for (const i of all) {
+      if (i.status !== 'ACTIVE') continue;
+      const v = i.attributes[attr] ?? '';
+      perValue.set(v, (perValue.get(v) ?? 0) + groupCount(i));
+    }
+    return (i) => perValue.get(i.attributes[attr] ?? '') ?? 0;
+  });
+  const last = new Map(candidates.map((i) => [i.name, rnd()]));
+  const scored = candidates.map((i) => ({ i, s: [...scorers.map((f) => f(i)), last.get(i.name)!] }));
+  scored.sort((a, b) => {
+    for (let k = 0; k < a.s.length; k++) if (a.s[k] !== b.s[k]) return a.s[k] - b.s[k];
+    return 0;
+  });
+  return scored.map((x) => x.i);
+}
+
+const REASON_WORDS: Record<FailureReason, string> = {
+  'RESOURCE:CPU': 'has insufficient CPU units available',
+  'RESOURCE:MEMORY': 'has insufficient memory available',
+  'RESOURCE:PORTS': 'is already using a port required by your task',
+  AGENT: 'has no connected agent',
+  INACTIVE: 'is not ACTIVE',
+  ATTRIBUTE: 'does not match the required attributes (memberOf)',
+  DISTINCT_INSTANCE: 'already runs a task of the group (distinctInstance)',
+};
+
+/** ECS's sentence for a task nothing could take; the service event prefixes "(service NAME)". */
+export function failureMessage(f: Pick<PlacementFailure, 'reason' | 'reasons'>): string {
+  if (f.reason === 'NO_INSTANCES') return 'was unable to place a task because no container instances were found in your cluster.';
+  if (f.reason === 'INVALID') return 'was unable to place a task because its placement constraints are invalid.';
+  const counts = Object.entries(f.reasons)
+    .sort((a, b) => b[1] - a[1])
+    .map(([r, n]) => `${r} on ${n} instance${n === 1 ? '' : 's'}`)
+    .join(', ');
+  return `was unable to place a task because no container instance met all of its requirements. The closest matching container-instance ID ${REASON_WORDS[f.reason]}. (${counts})`;
+}
+
+/** How close an instance came: later checks mean closer (resources are checked last). */
+const CLOSENESS: FailureReason[] = ['INACTIVE', 'AGENT', 'DISTINCT_INSTANCE', 'ATTRIBUTE', 'RESOURCE:PORTS', 'RESOURCE:CPU', 'RESOURCE:MEMORY'];
+
+export function schedule(instances: InstanceView[], tasks: TaskRequest[], rnd: () => number = Math.random): ScheduleResult {
+  // work on copies: each placement is charged so later tasks of the batch see it
+  const pool = instances.map((i) => ({ ...i, allocation: { ...i.allocation, tasks: { ...i.allocation.tasks } }, taskGroups: new Map(i.taskGroups) }));
+  const placements: Placement[] = [];
+  const failures: PlacementFailure[] = [];
+  const parsed = new Map<string, Expr | QueryError>();
+  for (const t of tasks) {
+    const memberOf: Expr[] = [];
+    let bad: string | undefined;
+    for (const c of t.constraints ?? []) {
+      if (c.type !== 'memberOf') continue;
+      const src = c.expression ?? '';
+      let e = parsed.get(src);
+      if (!e) {
+        try {
+          e = parseQuery(src);
+        } catch (err) {
+          e = err instanceof QueryError ? err : new QueryError(String(err), 0);
+        }
+        parsed.set(src, e);
+      }
+      if (e instanceof QueryError) bad = `memberOf expression "${src}": ${e.message}`;
+      else memberOf.push(e);
+    }
+    if (bad) {
+      failures.push({ task: t.name, reasons: {}, reason: 'INVALID', message: bad });
+      continue;
+    }
+    if (pool.length === 0) {
+      failures.push({ task: t.name, reasons: {}, reason: 'NO_INSTANCES', message: failureMessage({ reason: 'NO_INSTANCES', reasons: {} }) });
+      continue;
+    }
+    const distinct = (t.constraints ?? []).some((c) => c.type === 'distinctInstance');
+    const reasons: Partial<Record<FailureReason, number>> = {};
+    const feasible: typeof pool = [];
+    for (const inst of pool) {
+      const why = infeasible(inst, t, memberOf, distinct);
+      if (why) reasons[why.reason] = (reasons[why.reason] ?? 0) + 1;
+      else feasible.push(inst);
+    }
+    if (feasible.length === 0) {
+      const reason = CLOSENESS.slice().reverse().find((r) => reasons[r]) ?? 'INACTIVE';
+      failures.push({ task: t.name, reasons, reason, message: failureMessage({ reason, reasons }) });
+      continue;
+    }
+    const best = rank(feasible, pool, t, t.strategies?.length ? t.strategies : [{ type: 'spread', field: 'instanceId' }], rnd)[0];
+    const ports = choosePorts(t.demand, usedPorts(best.allocation, best.capacity), best.dynamicHostPortRange ?? [32768, 60999]) as HostPortAssignment[];
+    best.allocation = allocate(best.allocation, t.name, t.demand, ports);
+    if (t.group) best.taskGroups.set(t.group, (best.taskGroups.get(t.group) ?? 0) + 1);
+    else best.taskGroups.set('', (best.taskGroups.get('') ?? 0) + 1);
+    placements.push({ task: t.name, instance: best.name, hostPorts: ports });
+  }
+  return { placements, failures };
+}

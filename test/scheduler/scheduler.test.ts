@@ -1,0 +1,161 @@
+import { expect } from 'chai';
+import { emptyAllocation, type TaskDemand } from '../../pkg/api/allocation.ts';
+import { failureMessage, schedule, type InstanceView, type TaskRequest } from '../../pkg/scheduler/scheduler.ts';
+
+const inst = (name: string, over: Partial<InstanceView> = {}): InstanceView => ({
+  name,
+  status: 'ACTIVE',
+  agentConnected: true,
+  attributes: { 'ecs.availability-zone': 'a' },
+  capacity: { cpu: 1024, memory: 2048, reservedTcp: [22], reservedUdp: [] },
+  allocation: emptyAllocation(),
+  taskGroups: new Map(),
+  runningTasksCount: 0,
+  ...over,
+});
+const demand = (cpu: number, memory: number, ports: TaskDemand['ports'] = []): TaskDemand => ({ cpu, memory, ports });
+const task = (name: string, d: TaskDemand, over: Partial<TaskRequest> = {}): TaskRequest => ({ name, demand: d, group: 'service:web', ...over });
+let seed = 1;
+const rnd = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
+
+describe('scheduler: feasibility', () => {
+  const cases: Array<{ name: string; instance: Partial<InstanceView>; task: Partial<TaskRequest> & { demand?: TaskDemand }; reason?: string }> = [
+    { name: 'fits', instance: {}, task: {} },
+    { name: 'not ACTIVE', instance: { status: 'DRAINING' }, task: {}, reason: 'INACTIVE' },
+    { name: 'agent disconnected', instance: { agentConnected: false }, task: {}, reason: 'AGENT' },
+    { name: 'CPU', instance: {}, task: { demand: demand(2048, 10) }, reason: 'RESOURCE:CPU' },
+    { name: 'memory', instance: {}, task: { demand: demand(10, 4096) }, reason: 'RESOURCE:MEMORY' },
+    { name: 'memory already allocated', instance: { allocation: { cpu: 0, memory: 2000, tasks: {} } }, task: { demand: demand(10, 100) }, reason: 'RESOURCE:MEMORY' },
+    { name: 'reserved tcp port', instance: {}, task: { demand: demand(1, 1, [{ containerName: 'a', containerPort: 22, protocol: 'tcp', hostPort: 22 }]) }, reason: 'RESOURCE:PORTS' },
+    { name: 'allocated udp port', instance: { allocation: { cpu: 0, memory: 0, tasks: { x: { cpu: 0, memory: 0, tcp: [], udp: [53] } } } }, task: { demand: demand(1, 1, [{ containerName: 'a', containerPort: 53, protocol: 'udp', hostPort: 53 }]) }, reason: 'RESOURCE:PORTS' },
+    { name: 'same port other protocol', instance: { allocation: { cpu: 0, memory: 0, tasks: { x: { cpu: 0, memory: 0, tcp: [53], udp: [] } } } }, task: { demand: demand(1, 1, [{ containerName: 'a', containerPort: 53, protocol: 'udp', hostPort: 53 }]) } },
+    { name: 'dynamic range exhausted', instance: { dynamicHostPortRange: [40000, 40000], allocation: { cpu: 0, memory: 0, tasks: { x: { cpu: 0, memory: 0, tcp: [40000], udp: [] } } } }, task: { demand: demand(1, 1, [{ containerName: 'a', containerPort: 80, protocol: 'tcp' }]) }, reason: 'RESOURCE:PORTS' },
+    { name: 'distinctInstance', instance: { taskGroups: new Map([['service:web', 1]]) }, task: { constraints: [{ type: 'distinctInstance' }] }, reason: 'DISTINCT_INSTANCE' },
+    { name: 'distinctInstance other group', instance: { taskGroups: new Map([['service:db', 1]]) }, task: { constraints: [{ type: 'distinctInstance' }] } },
+    { name: 'memberOf miss', instance: {}, task: { constraints: [{ type: 'memberOf', expression: 'attribute:ecs.availability-zone == b' }] }, reason: 'ATTRIBUTE' },
+    { name: 'memberOf hit', instance: {}, task: { constraints: [{ type: 'memberOf', expression: 'attribute:ecs.availability-zone in [a, b]' }] } },
+    { name: 'memberOf invalid', instance: {}, task: { constraints: [{ type: 'memberOf', expression: 'attribute:x ==' }] }, reason: 'INVALID' },
+  ];
+  for (const c of cases) {
+    it(c.name, () => {
+      const r = schedule([inst('i1', c.instance)], [task('t1', c.task.demand ?? demand(100, 100), c.task)], rnd);
+      if (c.reason) {
+        expect(r.placements).to.have.length(0);
+        expect(r.failures[0].reason).to.equal(c.reason);
+      } else {
+        expect(r.failures).to.deep.equal([]);
+        expect(r.placements[0].instance).to.equal('i1');
+      }
+    });
+  }
+
+  it('no instances at all', () => {
+    const r = schedule([], [task('t', demand(1, 1))], rnd);
+    expect(r.failures[0].reason).to.equal('NO_INSTANCES');
+  });
+
+  it('says which requirement failed on how many instances, naming the closest', () => {
+    const r = schedule([inst('i1', { agentConnected: false }), inst('i2', { capacity: { cpu: 1024, memory: 64, reservedTcp: [], reservedUdp: [] } }), inst('i3', { capacity: { cpu: 1024, memory: 64, reservedTcp: [], reservedUdp: [] } })], [task('t', demand(10, 128))], rnd);
+    expect(r.failures[0].reason).to.equal('RESOURCE:MEMORY');
+    expect(r.failures[0].message).to.include('The closest matching container-instance ID has insufficient memory available');
+    expect(r.failures[0].message).to.include('RESOURCE:MEMORY on 2 instances, AGENT on 1 instance');
+    expect(failureMessage({ reason: 'RESOURCE:CPU', reasons: { 'RESOURCE:CPU': 1 } })).to.include('insufficient CPU units');
+  });
+});
+
+describe('scheduler: strategies', () => {
+  const three = () => [inst('i1'), inst('i2'), inst('i3')];
+
+  it('spread by instanceId balances a service across instances', () => {
+    const tasks = Array.from({ length: 9 }, (_, i) => task(`t${i}`, demand(10, 10)));
+    const r = schedule(three(), tasks, rnd);
+    const per = new Map<string, number>();
+    for (const p of r.placements) per.set(p.instance, (per.get(p.instance) ?? 0) + 1);
+    expect([...per.values()]).to.deep.equal([3, 3, 3]);
+  });
+
+  it('spread counts tasks of the same group already running', () => {
+    const r = schedule([inst('i1', { taskGroups: new Map([['service:web', 2]]) }), inst('i2')], [task('a', demand(1, 1)), task('b', demand(1, 1))], rnd);
+    expect(r.placements.map((p) => p.instance)).to.deep.equal(['i2', 'i2']);
+  });
+
+  it('spread by attribute balances across zones first', () => {
+    const insts = [inst('a1', { attributes: { 'ecs.availability-zone': 'a' } }), inst('a2', { attributes: { 'ecs.availability-zone': 'a' } }), inst('b1', { attributes: { 'ecs.availability-zone': 'b' } })];
+    const r2 = schedule(insts, Array.from({ length: 4 }, (_, i) => task(`t${i}`, demand(1, 1), { strategies: [{ type: 'spread', field: 'attribute:ecs.availability-zone' }, { type: 'spread', field: 'instanceId' }] })), rnd);
+    const zone = (n: string) => (n.startsWith('a') ? 'a' : 'b');
+    const perZone = new Map<string, number>();
+    for (const p of r2.placements) perZone.set(zone(p.instance), (perZone.get(zone(p.instance)) ?? 0) + 1);
+    expect(perZone.get('a')).to.equal(2);
+    expect(perZone.get('b')).to.equal(2);
+    expect(r2.placements.filter((p) => p.instance === 'b1')).to.have.length(2);
+  });
+
+  it('binpack by memory fills the fullest instance first', () => {
+    const insts = [inst('i1'), inst('i2', { allocation: { cpu: 0, memory: 1024, tasks: {} } })];
+    const r = schedule(insts, [task('a', demand(1, 512), { strategies: [{ type: 'binpack', field: 'memory' }] }), task('b', demand(1, 512), { strategies: [{ type: 'binpack', field: 'memory' }] }), task('c', demand(1, 512), { strategies: [{ type: 'binpack', field: 'memory' }] })], rnd);
+    expect(r.placements.map((p) => p.instance)).to.deep.equal(['i2', 'i2', 'i1']);
+  });
+
+  it('binpack by cpu', () => {
+    const insts = [inst('i1', { allocation: { cpu: 512, memory: 0, tasks: {} } }), inst('i2')];
+    const r = schedule(insts, [task('a', demand(256, 1), { strategies: [{ type: 'binpack', field: 'cpu' }] })], rnd);
+    expect(r.placements[0].instance).to.equal('i1');
+  });
+
+  it('random places on any feasible instance, and only feasible ones', () => {
+    const seen = new Set<string>();
+    for (let k = 0; k < 40; k++) {
+      const r = schedule([inst('i1'), inst('i2'), inst('i3', { agentConnected: false })], [task('a', demand(1, 1), { strategies: [{ type: 'random' }] })], rnd);
+      seen.add(r.placements[0].instance);
+    }
+    expect([...seen].sort()).to.deep.equal(['i1', 'i2']);
+  });
+
+  it('chooses distinct dynamic host ports within a batch on one instance', () => {
+    const d = demand(1, 1, [{ containerName: 'web', containerPort: 80, protocol: 'tcp' }]);
+    const r = schedule([inst('i1', { dynamicHostPortRange: [40000, 40010] })], [task('a', d, { strategies: [{ type: 'binpack', field: 'memory' }] }), task('b', d, { strategies: [{ type: 'binpack', field: 'memory' }] })], rnd);
+    expect(r.placements.map((p) => p.hostPorts[0].hostPort)).to.deep.equal([40000, 40001]);
+  });
+});
+
+describe('scheduler: property: a batch never over-commits', () => {
+  it('random clusters and tasks: every placement fits, no port twice, every failure has a reason', () => {
+    for (let round = 0; round < 200; round++) {
+      const n = 1 + Math.floor(rnd() * 6);
+      const insts = Array.from({ length: n }, (_, i) =>
+        inst(`i${i}`, {
+          capacity: { cpu: 256 * (1 + Math.floor(rnd() * 4)), memory: 256 * (1 + Math.floor(rnd() * 8)), reservedTcp: [22], reservedUdp: [] },
+          status: rnd() < 0.1 ? 'DRAINING' : 'ACTIVE',
+          agentConnected: rnd() > 0.1,
+          dynamicHostPortRange: [50000, 50003],
+        }),
+      );
+      const tasks = Array.from({ length: Math.floor(rnd() * 30) }, (_, i) => {
+        const ports: TaskDemand['ports'] = [];
+        if (rnd() < 0.3) ports.push({ containerName: 'c', containerPort: 80, protocol: 'tcp', ...(rnd() < 0.5 ? { hostPort: 8080 } : {}) });
+        if (rnd() < 0.2) ports.push({ containerName: 'c', containerPort: 53, protocol: 'udp', hostPort: 53 });
+        const strategies = [[{ type: 'random' as const }], [{ type: 'binpack' as const, field: 'memory' }], [{ type: 'spread' as const, field: 'instanceId' }]][Math.floor(rnd() * 3)];
+        return task(`t${i}`, demand(Math.floor(rnd() * 512), 4 + Math.floor(rnd() * 600), ports), { strategies, constraints: rnd() < 0.2 ? [{ type: 'distinctInstance' }] : [] });
+      });
+      const r = schedule(insts, tasks, rnd);
+      expect(r.placements.length + r.failures.length).to.equal(tasks.length);
+      for (const f of r.failures) expect(Object.keys(f.reasons).length + (f.reason === 'NO_INSTANCES' ? 1 : 0)).to.be.greaterThan(0);
+      for (const i of insts) {
+        const mine = r.placements.filter((p) => p.instance === i.name);
+        expect(i.status === 'ACTIVE' && i.agentConnected || mine.length === 0).to.equal(true);
+        const ts = mine.map((p) => tasks.find((t) => t.name === p.task)!);
+        expect(ts.reduce((s, t) => s + t.demand.cpu, 0)).to.be.at.most(i.capacity.cpu);
+        expect(ts.reduce((s, t) => s + t.demand.memory, 0)).to.be.at.most(i.capacity.memory);
+        const tcp = mine.flatMap((p) => p.hostPorts.filter((h) => h.protocol === 'tcp').map((h) => h.hostPort));
+        const udp = mine.flatMap((p) => p.hostPorts.filter((h) => h.protocol === 'udp').map((h) => h.hostPort));
+        expect(new Set(tcp).size).to.equal(tcp.length);
+        expect(new Set(udp).size).to.equal(udp.length);
+        expect(tcp).to.not.include(22);
+        // a distinctInstance task never lands where an earlier task of its group already went
+        mine.forEach((p, k) => {
+          if (tasks.find((t) => t.name === p.task)!.constraints?.some((c) => c.type === 'distinctInstance')) expect(k, `${p.task} on ${i.name}`).to.equal(0);
+        });
+      }
+    }
+  });
+});
