@@ -26,6 +26,8 @@ export const CheckpointData = z.object({
   instanceId: z.string().optional(),
   /** the node credential issued at registration */
   token: z.string().optional(),
+  /** the host the instance registered from: a data dir copied elsewhere is refused */
+  hostFingerprint: z.string().optional(),
   tasks: z.record(z.string(), CheckpointTask).default({}),
 });
 export type CheckpointData = z.infer<typeof CheckpointData>;

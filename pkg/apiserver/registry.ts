@@ -345,7 +345,11 @@ export class Registry {
       if (!cur) throw notFound(kind.plural, reqName, `${kind.plural} "${reqName}" not found`);
       if (expectRv !== undefined && expectRv !== cur.metadata.resourceVersion) throw conflict(kind.plural, reqName);
       const curClone = structuredClone(cur);
-      const changed = mutate(structuredClone(cur)) as Obj;
+      // the patch is applied to the object without its version, so a version in the result
+      // is one the client asked for (a precondition); without it the write retries on conflict
+      const probe = structuredClone(cur);
+      delete (probe.metadata as { resourceVersion?: string }).resourceVersion;
+      const changed = mutate(probe) as Obj;
       if (typeof changed !== 'object' || changed === null || Array.isArray(changed)) throw badRequest('the result of the patch is not an object');
       const patchedRv = (changed.metadata as { resourceVersion?: string } | undefined)?.resourceVersion;
       if (patchedRv !== undefined && patchedRv !== cur.metadata.resourceVersion) throw conflict(kind.plural, reqName);

@@ -66,6 +66,7 @@ export function planDaemon(input: DaemonPlanInput): DaemonPlan {
     byInstance.set(key, list);
   }
   const instances = new Map(input.instances.map((i) => [i.id, i]));
+  const stoppingOn = new Set(input.tasks.filter((t) => t.desiredStatus === 'STOPPED' && t.lastStatus !== 'STOPPED' && t.containerInstance).map((t) => t.containerInstance!));
   // unbound or on unknown instances: they can never run
   for (const [ci, list] of byInstance) {
     if (ci && instances.has(ci)) continue;
@@ -87,6 +88,11 @@ export function planDaemon(input: DaemonPlanInput): DaemonPlan {
     for (const extra of sorted.slice(1)) stop.push({ task: extra.name, reason: 'Duplicate daemon task on the instance' });
     const current = sorted[0];
     if (!current) {
+      // a copy still stopping holds the shared namespace's ports: the new one waits for it
+      if (stoppingOn.has(i.id)) {
+        if (shouldRun(i)) unavailable++;
+        continue;
+      }
       if (shouldRun(i)) {
         start.push({ containerInstance: i.id, taskDefinition: input.taskDefinition });
         unavailable++;

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { Histogram } from '../../apiserver/metrics.ts';
 import { isBerthError } from '../../errors/errors.ts';
-import type { Informer } from './informer.ts';
+import type { Informer } from '../../client/informer.ts';
 import { WorkQueue, type WorkQueueOptions } from './workqueue.ts';
 
 /**
@@ -16,7 +16,7 @@ export interface ReconcileResult {
 
 export interface ControllerOptions {
   name: string;
-  informers: Informer[];
+  informers: Array<Pick<Informer, 'waitForSync'>>;
   reconcile: (key: string, log: Logger) => Promise<ReconcileResult | void>;
   workers?: number;
   queue?: WorkQueueOptions;
@@ -25,7 +25,7 @@ export interface ControllerOptions {
 }
 
 export class Controller {
-  readonly queue: WorkQueue;
+  queue: WorkQueue;
   private running = false;
   private workers: Promise<void>[] = [];
 
@@ -36,6 +36,13 @@ export class Controller {
   enqueue = (key: string) => this.queue.add(key);
 
   async run(): Promise<void> {
+    if (this.running) return;
+    if (this.queue.isShutDown) {
+      // run again after losing and regaining leadership: what was queued meanwhile is kept
+      const old = this.queue;
+      this.queue = new WorkQueue(this.o.queue);
+      for (const k of old.drain()) this.queue.add(k);
+    }
     this.running = true;
     await Promise.all(this.o.informers.map((i) => i.waitForSync()));
     if (!this.running) return;
@@ -47,6 +54,7 @@ export class Controller {
     this.running = false;
     this.queue.shutDown();
     await Promise.all(this.workers);
+    this.workers = [];
   }
 
   private async worker(): Promise<void> {

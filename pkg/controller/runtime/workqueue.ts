@@ -109,9 +109,25 @@ export class WorkQueue {
     }
   }
 
+  get isShutDown(): boolean {
+    return this.shuttingDown;
+  }
+
+  /** The keys still waiting (after a shut-down, to carry them over to a new queue). */
+  drain(): string[] {
+    const out = [...new Set([...this.queue.slice(this.head), ...this.dirty])];
+    this.queue.length = 0;
+    this.head = 0;
+    this.dirty.clear();
+    return out;
+  }
+
   shutDown(): void {
     this.shuttingDown = true;
-    for (const t of this.timers.values()) clearTimeout(t);
+    for (const [k, t] of this.timers) {
+      clearTimeout(t);
+      this.dirty.add(k);
+    }
     this.timers.clear();
     const ws = this.waiters;
     this.waiters = [];

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
-import type { AnyObj, Client, KindRef } from '../../client/client.ts';
-import { isBerthError } from '../../errors/errors.ts';
+import type { AnyObj, Client, KindRef } from './client.ts';
+import { isBerthError } from '../errors/errors.ts';
 
 /**
  * List, then watch from the list's revision; keep a local cache with indexes; on a 410

@@ -1,0 +1,57 @@
+import 'reflect-metadata';
+import { createServer } from 'node:http';
+import { readFileSync } from 'node:fs';
+import { Command } from 'commander';
+import { container } from 'tsyringe';
+import { Client, clientFromKubeconfig } from '../../pkg/client/client.ts';
+import { onShutdown, runMain } from '../../pkg/cmdutil/cmdutil.ts';
+import { ALL_CONTROLLERS, ControllerManager, type ControllerName } from '../../pkg/controller/manager.ts';
+import { badRequest } from '../../pkg/errors/errors.ts';
+import { newLogger, type Logger } from '../../pkg/log/log.ts';
+
+const program = new Command('berth-controller-manager')
+  .description('the berth controllers: services, placement, daemons, instance health, garbage collection')
+  .option('--server <url>', 'the apiserver URL')
+  .option('--token <token>', 'bearer token (or BERTH_TOKEN)')
+  .option('--kubeconfig <file>', 'take server, token and CA from a kubeconfig (berth up writes ~/.berth/config)')
+  .option('--certificate-authority <file>', 'CA bundle that signed the apiserver certificate')
+  .option('--controllers <list>', `comma-separated, from ${ALL_CONTROLLERS.join(',')}`, ALL_CONTROLLERS.join(','))
+  .option('--leader-elect <bool>', 'leader election on Lease objects, one per controller', 'true')
+  .option('--metrics-listen <host:port>', 'serve Prometheus metrics here (e.g. 127.0.0.1:10257)')
+  .option('--log-level <level>', 'pino level', process.env.BERTH_LOG_LEVEL ?? 'info')
+  .showHelpAfterError();
+
+runMain('berth-controller-manager', async () => {
+  program.parse();
+  const o = program.opts<{ server?: string; token?: string; kubeconfig?: string; certificateAuthority?: string; controllers: string; leaderElect: string; metricsListen?: string; logLevel: string }>();
+  const controllers = o.controllers.split(',').map((s) => s.trim()).filter(Boolean);
+  const unknown = controllers.filter((c) => !(ALL_CONTROLLERS as readonly string[]).includes(c));
+  if (unknown.length) throw badRequest(`--controllers: unknown controller(s) ${unknown.join(', ')}; choose from ${ALL_CONTROLLERS.join(', ')}`);
+  if (!['true', 'false'].includes(o.leaderElect)) throw badRequest('--leader-elect must be true or false');
+  let client: Client;
+  if (o.kubeconfig) client = (await clientFromKubeconfig({ path: o.kubeconfig, server: o.server, token: o.token })).client;
+  else {
+    if (!o.server) throw badRequest('--server (or --kubeconfig) is required');
+    client = new Client({ server: o.server, token: o.token ?? process.env.BERTH_TOKEN, ca: o.certificateAuthority ? readFileSync(o.certificateAuthority) : undefined, userAgent: 'berth-controller-manager' });
+  }
+  container.register<Logger>('Logger', { useValue: newLogger({ level: o.logLevel }) });
+  container.register<Client>('Client', { useValue: client });
+  const log = container.resolve<Logger>('Logger');
+  const mgr = new ControllerManager({ client: container.resolve<Client>('Client'), log, controllers: controllers as ControllerName[], leaderElect: o.leaderElect === 'true' });
+  await mgr.start();
+  let metrics: ReturnType<typeof createServer> | undefined;
+  if (o.metricsListen) {
+    const [host, port] = [o.metricsListen.slice(0, o.metricsListen.lastIndexOf(':')), Number(o.metricsListen.slice(o.metricsListen.lastIndexOf(':') + 1))];
+    metrics = createServer((req, res) => {
+      if (req.url === '/metrics') res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4' }).end(mgr.metrics.render());
+      else if (req.url === '/healthz') res.writeHead(200).end('ok');
+      else res.writeHead(404).end();
+    }).listen(port, host);
+  }
+  log.info({ server: client.server, controllers, identity: mgr.identity }, 'berth-controller-manager running');
+  onShutdown(log, async () => {
+    metrics?.close();
+    await mgr.stop();
+    client.close();
+  });
+});

@@ -1,0 +1,111 @@
+import { hostname } from 'node:os';
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Client } from '../client/client.ts';
+import { daemonController } from './daemon/controller.ts';
+import { SharedInformers } from './informers.ts';
+import { gcController, instanceHealthController } from './instancehealth/controller.ts';
+import { DEFAULT_HEALTH, type HealthConfig } from './instancehealth/plan.ts';
+import { placementController } from './placement/placement.ts';
+import { Controller, ControllerMetrics } from './runtime/controller.ts';
+import { LeaderElector } from './runtime/leader.ts';
+import { serviceController } from './service/controller.ts';
+
+export const ALL_CONTROLLERS = ['service', 'placement', 'daemon', 'instancehealth', 'gc'] as const;
+export type ControllerName = (typeof ALL_CONTROLLERS)[number];
+
+export interface ManagerOptions {
+  client: Client;
+  log: Logger;
+  controllers?: ControllerName[];
+  /** leader election on Lease objects, one per controller (default on) */
+  leaderElect?: boolean;
+  identity?: string;
+  leaseDurationMs?: number;
+  renewDeadlineMs?: number;
+  retryPeriodMs?: number;
+  health?: HealthConfig;
+  retentionMs?: number;
+  resyncMs?: number;
+}
+
+/**
+ * Runs the chosen controllers over one set of shared informers. With leader election each
+ * controller runs only while this process holds its lease (`berth-controller-NAME` in the
+ * `berth-system` namespace), so several controller-managers can run for availability.
+ */
+export class ControllerManager {
+  readonly informers: SharedInformers;
+  readonly metrics = new ControllerMetrics();
+  readonly controllers = new Map<ControllerName, Controller>();
+  private readonly electors: LeaderElector[] = [];
+  readonly identity: string;
+
+  constructor(private readonly o: ManagerOptions) {
+    this.informers = new SharedInformers(o.client, o.log.child({ component: 'informers' }), o.resyncMs);
+    this.identity = o.identity ?? `${hostname()}_${randomUUID().slice(0, 8)}`;
+    const log = o.log;
+    for (const name of o.controllers ?? ALL_CONTROLLERS) {
+      const l = log.child({ controller: name });
+      const c =
+        name === 'service'
+          ? serviceController(o.client, this.informers, l, this.metrics)
+          : name === 'placement'
+            ? placementController(o.client, this.informers, l, this.metrics)
+            : name === 'daemon'
+              ? daemonController(o.client, this.informers, l, this.metrics)
+              : name === 'instancehealth'
+                ? instanceHealthController(o.client, this.informers, l, o.health ?? DEFAULT_HEALTH, this.metrics)
+                : gcController(o.client, this.informers, l, o.retentionMs, this.metrics);
+      this.controllers.set(name, c);
+    }
+  }
+
+  /** Which controllers this process leads right now. */
+  leading(): ControllerName[] {
+    if (this.o.leaderElect === false) return [...this.controllers.keys()];
+    return [...this.controllers.keys()].filter((_, i) => this.electors[i]?.isLeader);
+  }
+
+  async start(): Promise<void> {
+    const inf = this.informers;
+    // informers start at once (a standby keeps warm caches, so takeover is quick)
+    await inf.start(inf.taskDefinitions, inf.daemonTaskDefinitions, inf.instances, inf.tasks, inf.services, inf.daemons);
+    for (const [name, c] of this.controllers) {
+      if (this.o.leaderElect === false) {
+        void c.run();
+        continue;
+      }
+      const el = new LeaderElector({
+        client: this.o.client,
+        name: `berth-controller-${name}`,
+        identity: this.identity,
+        leaseDurationMs: this.o.leaseDurationMs,
+        renewDeadlineMs: this.o.renewDeadlineMs,
+        retryPeriodMs: this.o.retryPeriodMs,
+        log: this.o.log,
+        onStartedLeading: () => {
+          void c.run();
+          // revisit everything: the previous leader may have left work half done
+          for (const o of [...inf.services.list(), ...inf.daemons.list(), ...inf.instances.list()]) {
+            if (name === 'service' && o.kind === 'Service') c.enqueue(`${o.metadata.namespace}/${o.metadata.name}`);
+            if (name === 'daemon' && o.kind === 'Daemon') c.enqueue(`${o.metadata.namespace}/${o.metadata.name}`);
+            if ((name === 'placement' || name === 'instancehealth' || name === 'gc') && o.kind === 'ContainerInstance') c.enqueue(o.metadata.namespace!);
+          }
+          if (name === 'placement' || name === 'gc') for (const t of inf.tasks.list()) c.enqueue(t.metadata.namespace!);
+        },
+        onStoppedLeading: async () => {
+          await c.stop();
+        },
+      });
+      this.electors.push(el);
+      el.start();
+    }
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.electors.map((e) => e.stop()));
+    await Promise.all([...this.controllers.values()].map((c) => c.stop()));
+    this.informers.stop();
+  }
+}

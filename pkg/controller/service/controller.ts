@@ -1,0 +1,177 @@
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import { API_VERSION } from '../../api/meta.ts';
+import { CONTROLLER_FINALIZER } from '../../apiserver/admission.ts';
+import type { Service, Task } from '../../api/kinds.ts';
+import type { Client } from '../../client/client.ts';
+import { isBerthError } from '../../errors/errors.ts';
+import { splitKey, type SharedInformers } from '../informers.ts';
+import { Controller, type ControllerMetrics } from '../runtime/controller.ts';
+import { Expectations } from '../runtime/expectations.ts';
+import { planService, type PlanTask } from './plan.ts';
+
+/**
+ * The service controller: for each service, read it and the tasks of its group from the
+ * caches, let `planService` decide, then create tasks, stop tasks and write the status
+ * (optimistically, at the version it read: a conflict re-queues and re-plans from fresh
+ * state). Placement is not its business: it creates unbound tasks and the placement
+ * controller binds them.
+ */
+const CONCURRENCY = 32;
+
+async function inParallel<T>(items: T[], fn: (t: T) => Promise<void>): Promise<void> {
+  let i = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(CONCURRENCY, items.length) }, async () => {
+      while (i < items.length) await fn(items[i++]);
+    }),
+  );
+}
+
+const ms = (s?: string) => (s ? Date.parse(s) : 0);
+
+/** A status without the deployments' `updatedAt`, which the plan stamps on every pass: no write when only that differs. */
+const comparable = (s: unknown) => JSON.stringify(s, (k, v) => (k === 'updatedAt' ? undefined : v));
+
+/** Our own status writes come back as updates: only spec, deletion and finalizer changes are news. */
+export const specChanged = (p: { metadata: { generation?: number; deletionTimestamp?: string; finalizers?: string[] } }, o: typeof p) =>
+  p.metadata.generation !== o.metadata.generation || p.metadata.deletionTimestamp !== o.metadata.deletionTimestamp || String(p.metadata.finalizers) !== String(o.metadata.finalizers);
+
+export function serviceController(client: Client, inf: SharedInformers, log: Logger, metrics?: ControllerMetrics): Controller {
+  const exp = new Expectations();
+  const c: Controller = new Controller({
+    name: 'service',
+    informers: [inf.services, inf.tasks, inf.instances, inf.taskDefinitions],
+    workers: 4,
+    log,
+    metrics,
+    reconcile: async (key, rlog) => {
+      const [ns, name] = splitKey(key);
+      const svc = inf.services.get(key);
+      if (!svc) return;
+      if (svc.spec.schedulingStrategy === 'DAEMON') return; // DAEMON-strategy services are the daemon controller's
+      // our last writes must be in the cache before we plan again, or we would act twice
+      if (!exp.satisfied(key, Number(svc.metadata.resourceVersion))) return { requeueAfterMs: 200 };
+      const deleting = !!svc.metadata.deletionTimestamp;
+      const instances = new Map(inf.instances.byIndex('namespace', ns).map((i) => [i.metadata.name, i]));
+      const tasks: PlanTask[] = inf.tasks.byIndex('group', `${ns}/service:${name}`).map((t) => {
+        const ci = t.spec.containerInstance ? instances.get(t.spec.containerInstance) : undefined;
+        const tdSpec = inf.taskDefinitionSpec(t);
+        return {
+          name: t.metadata.name,
+          deploymentId: t.spec.deploymentId,
+          taskDefinition: t.spec.taskDefinition,
+          desiredStatus: t.spec.desiredStatus,
+          lastStatus: t.status?.lastStatus ?? 'PENDING',
+          containerInstance: t.spec.containerInstance,
+          onDrainingInstance: !!t.spec.containerInstance && (!ci || ci.spec.status !== 'ACTIVE'),
+          healthStatus: t.status?.healthStatus,
+          hasHealthCheck: !!tdSpec?.containerDefinitions.some((cd) => cd.healthCheck),
+          startedAt: t.status?.startedAt ? ms(t.status.startedAt) : undefined,
+          createdAt: ms(t.metadata.creationTimestamp),
+          failed: t.status?.lastStatus === 'STOPPED' && t.spec.desiredStatus === 'RUNNING',
+        };
+      });
+      const plan = planService({
+        name,
+        generation: svc.metadata.generation ?? 1,
+        spec: svc.spec,
+        taskDefinition: svc.spec.taskDefinition,
+        status: svc.status,
+        tasks,
+        deleting,
+        now: Date.now(),
+        newId: () => randomUUID().replace(/-/g, '').slice(0, 20),
+      });
+      // status first: it records a new deployment id before tasks carry it
+      const status = { ...plan.status, observedGeneration: svc.metadata.generation ?? 1 };
+      if (comparable(status) !== comparable(svc.status)) {
+        const out = await client.updateStatus<Service>({ ...svc, status });
+        exp.expect(key, [], Number(out.metadata.resourceVersion));
+      }
+      
+      await inParallel(plan.stop, async (s) => {
+        try {
+          exp.expect(key, [s.task]);
+          await client.patch('Task', ns, s.task, { spec: { desiredStatus: 'STOPPED', stopReason: s.reason, stopCode: 'ServiceSchedulerInitiated' } });
+        } catch (e) {
+          exp.observed(key, s.task);
+          if (!isBerthError(e, 'NotFound')) throw e;
+        }
+      });
+      const creates: Array<{ deploymentId: string; taskDefinition: string }> = [];
+      for (const s of plan.start) for (let k = 0; k < s.count; k++) creates.push(s);
+      await inParallel(creates, async (s) => {
+        const task: Task = {
+          apiVersion: API_VERSION,
+          kind: 'Task',
+          metadata: {
+            name: randomUUID().replace(/-/g, ''),
+            namespace: ns,
+            labels: { 'berth.dev/service': name },
+            ownerReferences: [{ apiVersion: API_VERSION, kind: 'Service', name, uid: svc.metadata.uid!, controller: true }],
+          },
+          spec: {
+            taskDefinition: s.taskDefinition,
+            group: `service:${name}`,
+            startedBy: s.deploymentId,
+            deploymentId: s.deploymentId,
+            desiredStatus: 'RUNNING',
+            launchType: svc.spec.launchType,
+            placementConstraints: svc.spec.placementConstraints,
+            placementStrategy: svc.spec.placementStrategy,
+            ...(svc.spec.propagateTags === 'SERVICE' && svc.spec.tags ? { tags: svc.spec.tags } : {}),
+          },
+        } as Task;
+        exp.expect(key, [task.metadata.name]);
+        try {
+          await client.create(task);
+        } catch (e) {
+          exp.observed(key, task.metadata.name);
+          throw e;
+        }
+      });
+      if (plan.start.length || plan.stop.length) rlog.debug({ started: creates.length, stopped: plan.stop.length }, 'acted');
+      if (plan.finished && deleting) {
+        const fin = (svc.metadata.finalizers ?? []).filter((f: string) => f !== CONTROLLER_FINALIZER);
+        await client.patch('Service', ns, name, { metadata: { finalizers: fin, resourceVersion: undefined } });
+        return;
+      }
+      // grace periods and health checks are time-based: look again in a while
+      return { requeueAfterMs: plan.start.length || plan.stop.length ? 5_000 : 30_000 };
+    },
+  });
+  inf.services.on({ add: (s) => c.enqueue(`${s.metadata.namespace}/${s.metadata.name}`), update: (p, s) => (specChanged(p, s) ? c.enqueue(`${s.metadata.namespace}/${s.metadata.name}`) : undefined) });
+  const keyOf = (t: Task) => (t.spec.group?.startsWith('service:') ? `${t.metadata.namespace}/${t.spec.group.slice(8)}` : undefined);
+  inf.tasks.on({
+    // a task we created is seen when it appears; one we stopped when its desiredStatus is STOPPED
+    add: (t) => {
+      const key = keyOf(t);
+      if (!key) return;
+      exp.observed(key, t.metadata.name);
+      c.enqueue(key);
+    },
+    update: (p, t) => {
+      const key = keyOf(t);
+      if (!key) return;
+      if (t.spec.desiredStatus === 'STOPPED') exp.observed(key, t.metadata.name);
+      if (p.status?.lastStatus !== t.status?.lastStatus || p.status?.healthStatus !== t.status?.healthStatus || p.spec.desiredStatus !== t.spec.desiredStatus || p.spec.containerInstance !== t.spec.containerInstance) c.enqueue(key);
+    },
+    delete: (t) => {
+      const key = keyOf(t);
+      if (!key) return;
+      exp.observed(key, t.metadata.name);
+      c.enqueue(key);
+    },
+  });
+  inf.instances.on({
+    update: (p, i) => {
+      if (p.spec.status === i.spec.status) return;
+      for (const s of inf.services.byIndex('namespace', i.metadata.namespace!)) c.enqueue(`${s.metadata.namespace}/${s.metadata.name}`);
+    },
+    delete: (i) => {
+      for (const s of inf.services.byIndex('namespace', i.metadata.namespace!)) c.enqueue(`${s.metadata.namespace}/${s.metadata.name}`);
+    },
+  });
+  return c;
+}

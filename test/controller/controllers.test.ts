@@ -1,0 +1,172 @@
+import { expect } from 'chai';
+import type { Daemon, Service, Task } from '../../pkg/api/kinds.ts';
+import { Client } from '../../pkg/client/client.ts';
+import { ControllerManager } from '../../pkg/controller/manager.ts';
+import { silentLogger, newLogger } from '../../pkg/log/log.ts';
+import { startApiServer, type TestApiServer } from '../support/apiserver.ts';
+import { eventually, startFleet, type Fleet } from '../support/fleet.ts';
+
+const log = () => (process.env.BERTH_TEST_LOG ? newLogger({ level: 'debug' }) : silentLogger());
+const td = (name: string, memory = 128, extra: Record<string, unknown> = {}) => ({
+  apiVersion: 'berth.dev/v1',
+  kind: 'TaskDefinition',
+  metadata: { name },
+  spec: { containerDefinitions: [{ name: 'app', image: 'busybox', memory, command: ['sleep', '3600'], ...extra }] },
+});
+const svc = (name: string, taskDefinition: string, desiredCount: number, extra: Record<string, unknown> = {}) => ({
+  apiVersion: 'berth.dev/v1',
+  kind: 'Service',
+  metadata: { name, namespace: 'default' },
+  spec: { taskDefinition, desiredCount, ...extra },
+});
+
+for (const store of (process.env.ONLY_STORE ? [process.env.ONLY_STORE] : ['embedded', 'etcd']) as Array<'embedded' | 'etcd'>) {
+  describe(`controllers with real agents on a hollow fleet (${store} store)`, function () {
+    this.timeout(120_000);
+    let api: TestApiServer;
+    let client: Client;
+    let fleet: Fleet;
+    let mgr: ControllerManager;
+
+    const tasksOf = async (service: string) => (await client.list<Task>('Task', 'default', { fieldSelector: `spec.group=service:${service}` })).items;
+    const live = (ts: Task[]) => ts.filter((t) => t.spec.desiredStatus === 'RUNNING' && t.status?.lastStatus !== 'STOPPED');
+    const running = (ts: Task[]) => ts.filter((t) => t.spec.desiredStatus === 'RUNNING' && t.status?.lastStatus === 'RUNNING');
+
+    before(async () => {
+      api = await startApiServer({ store });
+      client = new Client({ server: api.url, token: api.adminToken });
+      fleet = await startFleet(api.url, api.bootstrapToken, 3, { memoryMiB: 1024, cpus: 2 });
+      mgr = new ControllerManager({ client, log: log(), leaderElect: false, health: { heartbeatTimeoutMs: 3000, lostGraceMs: 2000 }, resyncMs: 5000 });
+      await mgr.start();
+    });
+    after(async () => {
+      await mgr?.stop();
+      await fleet?.stop();
+      client?.close();
+      await api?.stop();
+    });
+
+    it('holds a service at its desired count, spread across instances, and reports a steady state', async () => {
+      await client.create(td('web'));
+      await client.create(svc('web', 'web', 6));
+      const ts = await eventually(async () => {
+        const r = running(await tasksOf('web'));
+        return r.length === 6 && r;
+      }, 30_000, '6 running tasks');
+      const per = new Map<string, number>();
+      for (const t of ts) per.set(t.spec.containerInstance!, (per.get(t.spec.containerInstance!) ?? 0) + 1);
+      expect([...per.values()].sort()).to.deep.equal([2, 2, 2]);
+      // the containers really exist on the hollow runtimes, one per task
+      const containers = fleet.agents.reduce((s, a) => s + (a.runtime as unknown as { containers: Map<string, unknown> }).containers.size, 0);
+      expect(containers).to.equal(6);
+      const s = await eventually(async () => {
+        const s = await client.get<Service>('Service', 'default', 'web');
+        return s.status?.runningCount === 6 && s.status.events?.some((e) => e.message === '(service web) has reached a steady state.') && s;
+      }, 20_000, 'steady state');
+      expect(s.status!.deployments).to.have.length(1);
+      expect(s.status!.deployments![0].rolloutState).to.equal('COMPLETED');
+    });
+
+    it('rolls a service to a new revision within maximumPercent, ending with only new tasks', async () => {
+      await client.request('PUT', client.path('TaskDefinition', undefined, 'web'), td('web', 129)).catch(async () => client.create(td('web', 129)));
+      const rev2 = (await client.list('TaskDefinition', undefined, { fieldSelector: 'status.family=web' })).items.map((t) => t.metadata.name).sort().pop()!;
+      expect(rev2).to.equal('web:2');
+      let peak = 0;
+      const stopWatch = setInterval(async () => {
+        try {
+          peak = Math.max(peak, live(await tasksOf('web')).length);
+        } catch {
+          /* ignore */
+        }
+      }, 50);
+      await client.patch('Service', 'default', 'web', { spec: { taskDefinition: 'web:2' } });
+      await eventually(async () => {
+        const r = running(await tasksOf('web'));
+        return r.length === 6 && r.every((t) => t.spec.taskDefinition === 'web:2') && live(await tasksOf('web')).length === 6;
+      }, 60_000, 'rollout to web:2');
+      clearInterval(stopWatch);
+      expect(peak).to.be.at.most(12);
+      const s = await eventually(async () => {
+        const s = await client.get<Service>('Service', 'default', 'web');
+        return s.status?.deployments?.length === 1 && s;
+      }, 20_000, 'old deployment gone');
+      expect(s.status!.deployments![0].taskDefinition).to.equal('web:2');
+    });
+
+    it('scales down, stopping tasks through the agents', async () => {
+      await client.patch('Service', 'default', 'web', { spec: { desiredCount: 2 } });
+      await eventually(async () => {
+        const ts = await tasksOf('web');
+        return live(ts).length === 2 && ts.filter((t) => t.spec.desiredStatus === 'STOPPED').every((t) => t.status?.lastStatus === 'STOPPED');
+      }, 30_000, 'scaled to 2');
+      const stopped = (await tasksOf('web')).filter((t) => t.spec.desiredStatus === 'STOPPED');
+      expect(stopped.length).to.be.greaterThan(0);
+      expect(stopped[0].spec.stopCode).to.equal('ServiceSchedulerInitiated');
+    });
+
+    it('says in a service event why a task cannot be placed', async () => {
+      await client.create(td('huge', 4000));
+      await client.create(svc('huge', 'huge', 1));
+      const s = await eventually(async () => {
+        const s = await client.get<Service>('Service', 'default', 'huge');
+        return s.status?.events?.find((e) => e.message.includes('unable to place a task')) && s;
+      }, 20_000, 'placement failure event').catch(async (e) => {
+        console.log(JSON.stringify(await client.get('Service', 'default', 'huge'), null, 1), JSON.stringify((await tasksOf('huge')).map((t) => [t.spec, t.status?.lastStatus])));
+        throw e;
+      });
+      const msg = s.status!.events!.find((e) => e.message.includes('unable to place'))!.message;
+      expect(msg).to.match(/^\(service huge\) was unable to place a task because no container instance met all of its requirements\. The closest matching container-instance ID has insufficient memory available\./);
+      expect(msg).to.include('RESOURCE:MEMORY on 3 instances');
+      await client.delete('Service', 'default', 'huge');
+    });
+
+    it('moves tasks off a DRAINING instance', async () => {
+      const before = live(await tasksOf('web'));
+      const victim = before[0].spec.containerInstance!;
+      await client.patch('ContainerInstance', 'default', victim, { spec: { status: 'DRAINING' } });
+      await eventually(async () => {
+        const r = running(await tasksOf('web'));
+        return r.length === 2 && r.every((t) => t.spec.containerInstance !== victim) && live(await tasksOf('web')).length === 2;
+      }, 30_000, 'tasks moved off the draining instance');
+      await client.patch('ContainerInstance', 'default', victim, { spec: { status: 'ACTIVE' } });
+    });
+
+    it('runs one daemon task on every instance, including one that joins later', async () => {
+      await client.create({ apiVersion: 'berth.dev/v1', kind: 'DaemonTaskDefinition', metadata: { name: 'agentd' }, spec: { containerDefinitions: [{ name: 'd', image: 'busybox', memory: 32, command: ['sleep', '3600'] }] } });
+      await client.create({ apiVersion: 'berth.dev/v1', kind: 'Daemon', metadata: { name: 'agentd', namespace: 'default' }, spec: { daemonTaskDefinition: 'agentd' } });
+      const daemonTasks = async () => (await client.list<Task>('Task', 'default', { fieldSelector: 'spec.group=daemon:agentd' })).items;
+      await eventually(async () => {
+        const r = running(await daemonTasks());
+        return r.length === 3 && new Set(r.map((t) => t.spec.containerInstance)).size === 3;
+      }, 30_000, 'a daemon task per instance');
+      const [added] = await fleet.add(1);
+      await eventually(async () => running(await daemonTasks()).some((t) => t.spec.containerInstance === added.agent.instanceId), 30_000, 'daemon on the new instance');
+      const d = await eventually(async () => {
+        const d = await client.get<Daemon>('Daemon', 'default', 'agentd');
+        return d.status?.runningCount === 4 && d;
+      }, 20_000, 'daemon status');
+      expect(d.status!.desiredCount).to.equal(4);
+    });
+
+    it('marks a silent agent disconnected and replaces its service tasks elsewhere', async () => {
+      const ts = live(await tasksOf('web'));
+      const victimId = ts[0].spec.containerInstance!;
+      const victim = fleet.agents.find((a) => a.agent.instanceId === victimId)!;
+      await victim.agent.stop(); // heartbeats stop; containers (hollow) stay
+      await eventually(async () => (await client.get('ContainerInstance', 'default', victimId)).status?.agentConnected === false, 20_000, 'disconnected');
+      await eventually(async () => {
+        const r = running(await tasksOf('web'));
+        return r.length === 2 && r.every((t) => t.spec.containerInstance !== victimId);
+      }, 30_000, 'replaced elsewhere');
+      const lost = (await tasksOf('web')).filter((t) => t.spec.containerInstance === victimId && /no longer reachable/.test(t.spec.stopReason ?? ''));
+      expect(lost.length).to.be.greaterThan(0);
+    });
+
+    it('deletes a service: its tasks stop, then the service is gone', async () => {
+      await client.delete('Service', 'default', 'web');
+      await eventually(async () => (await client.tryGet('Service', 'default', 'web')) === undefined, 30_000, 'service gone');
+      const left = (await tasksOf('web')).filter((t) => t.spec.desiredStatus === 'RUNNING' && t.status?.lastStatus !== 'STOPPED');
+      expect(left).to.deep.equal([]);
+    });
+  });
+}
