@@ -40,9 +40,10 @@ export interface OwnDockerd {
 /**
  * Starts dockerd with everything under `dir` (kept across runs when the caller keeps the
  * dir: images survive), a bridge named `bridgeName` on 10.OCTET.0.1/24 and an address pool
- * 10.OCTET.16.0/20. Waits until it answers (60 s).
+ * 10.OCTET.16.0/20. Waits until it answers (60 s). With `liveRestore` containers keep
+ * running when it stops, and the next start re-attaches to them.
  */
-export async function startDockerd(o: { dir: string; bridgeName: string; octet: number; removeDirOnStop?: boolean }): Promise<OwnDockerd> {
+export async function startDockerd(o: { dir: string; bridgeName: string; octet: number; removeDirOnStop?: boolean; liveRestore?: boolean }): Promise<OwnDockerd> {
   await fsp.mkdir(o.dir, { recursive: true });
   const socketPath = path.join(o.dir, 'docker.sock');
   try {
@@ -61,6 +62,8 @@ export async function startDockerd(o: { dir: string; bridgeName: string; octet: 
     // iptables stay on: with br_netfilter and a DROP forward policy, bridged traffic needs
     // docker's ACCEPT rules (with --iptables=false links between containers break)
     '--iptables=true',
+    // berth up: containers outlive the daemon, so tasks keep running across restarts
+    ...(o.liveRestore ? ['--live-restore'] : []),
   ];
   const logFile = path.join(o.dir, 'dockerd.log');
   const logFd = fs.openSync(logFile, 'a');
@@ -74,6 +77,8 @@ export async function startDockerd(o: { dir: string; bridgeName: string; octet: 
       await exited;
       clearTimeout(t);
     }
+    // with live restore the containers still run on these mounts and this bridge
+    if (o.liveRestore) return;
     // overlay mounts may linger briefly; best effort
     try {
       execFileSync('sh', ['-c', `grep -o " ${o.dir}[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l`], { stdio: 'ignore' });

@@ -2,7 +2,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Server } from 'node:http';
-import { buildApiServer, listen, type ApiServer } from '../../pkg/apiserver/apiserver.ts';
+import { buildApiServer, listen, type ApiServer, type ApiServerOptions } from '../../pkg/apiserver/apiserver.ts';
 import { newToken, type TokenEntry } from '../../pkg/apiserver/auth.ts';
 import { newLogger, silentLogger } from '../../pkg/log/log.ts';
 import { EmbeddedStore } from '../../pkg/store/embedded.ts';
@@ -36,7 +36,15 @@ export interface TestApiServer {
  * /berth/ keyspace, so each etcd-backed server gets its own etcd). The `default` cluster
  * exists unless `noDefaultCluster`.
  */
-export async function startApiServer(opts: { store?: 'embedded' | 'etcd'; noDefaultCluster?: boolean; watchCacheCapacity?: number } = {}): Promise<TestApiServer> {
+export async function startApiServer(
+  opts: {
+    store?: 'embedded' | 'etcd';
+    noDefaultCluster?: boolean;
+    watchCacheCapacity?: number;
+    /** routes that authenticate by themselves, e.g. the ECS API (passed to buildApiServer) */
+    frontDoors?: ApiServerOptions['frontDoors'];
+  } = {},
+): Promise<TestApiServer> {
   const dir = await mkdtemp(join(tmpdir(), 'berth-api-'));
   let etcd: EtcdProcess | undefined;
   let store: Store;
@@ -54,7 +62,7 @@ export async function startApiServer(opts: { store?: 'embedded' | 'etcd'; noDefa
     { token: viewerToken, user: 'viewer', uid: '2', groups: ['berth:viewers'] },
     { token: bootstrapToken, user: 'bootstrap', uid: '3', groups: ['berth:bootstrappers'] },
   ];
-  const api = await buildApiServer({ store, log: process.env.BERTH_TEST_LOG ? newLogger({ level: 'debug' }) : silentLogger(), tokens, watchCacheCapacity: opts.watchCacheCapacity });
+  const api = await buildApiServer({ store, log: process.env.BERTH_TEST_LOG ? newLogger({ level: 'debug' }) : silentLogger(), tokens, watchCacheCapacity: opts.watchCacheCapacity, frontDoors: opts.frontDoors });
   const { server, url } = await listen(api.handler, { listen: '127.0.0.1:0' });
   const cert = await ensureSelfSignedCert(join(dir, 'pki'));
   const { server: tlsServer, url: tlsUrl } = await listen(api.handler, { listen: '127.0.0.1:0', tlsCertFile: cert.certFile, tlsKeyFile: cert.keyFile });

@@ -11,6 +11,7 @@ import type { Logger } from '../../log/log.ts';
 import { openStore } from '../../store/open.ts';
 import { ensureSelfSignedCert } from '../../tls/selfsigned.ts';
 import { findDocker, startDockerd } from '../../dockerd/dockerd.ts';
+import { ensureBusyboxImage } from '../../dockerd/image.ts';
 import { isLoopback } from '../../cmdutil/cmdutil.ts';
 import { ensureCredentials, writeClientFiles, type Credentials, type UpFiles } from './files.ts';
 
@@ -33,6 +34,8 @@ export interface UpOptions {
   region: string;
   /** run an agent on the local Docker (default true) */
   agent: boolean;
+  /** the agent's runtime: hollow needs no Docker */
+  runtime?: 'docker' | 'hollow';
   log: Logger;
   out: (line: string) => void;
 }
@@ -69,7 +72,10 @@ export async function up(o: UpOptions, hooks: UpHooks): Promise<Running> {
       frontDoors: hooks.ecsFrontDoor ? (parts) => [hooks.ecsFrontDoor!(parts, o.files.accessKeyFile, o.region)] : undefined,
     });
     components.push({ name: 'watch cache', stop: async () => api.stop() });
-    const { server, url } = await listen(api.handler, { listen: o.listen, tlsCertFile: cert.certFile, tlsKeyFile: cert.keyFile, alsoPlain: true });
+    const { server, url } = await listen(api.handler, { listen: o.listen, tlsCertFile: cert.certFile, tlsKeyFile: cert.keyFile, alsoPlain: true }).catch((e: NodeJS.ErrnoException) => {
+      if (e.code === 'EADDRINUSE') throw badRequest(`${o.listen} is in use: is another berth up running? (stop it, or pass --listen 127.0.0.1:PORT)`);
+      throw e;
+    });
     components.push({
       name: 'listener',
       stop: async () => {
@@ -87,12 +93,21 @@ export async function up(o: UpOptions, hooks: UpHooks): Promise<Running> {
 
     if (hooks.startControllers) components.push(await hooks.startControllers(url, cert.certPem, creds.admin.token, o.log.child({ component: 'controller-manager' })));
     if (o.agent && hooks.startAgent) {
-      let socket = await findDocker();
+      let socket = o.runtime === 'hollow' ? '/dev/null' : await findDocker();
       if (!socket) {
         o.out('berth: no Docker daemon answers; starting berth\'s own dockerd');
-        const d = await startDockerd({ dir: o.files.dockerDir, bridgeName: 'berth0', octet: 15 });
+        const d = await startDockerd({ dir: o.files.dockerDir, bridgeName: 'berth0', octet: 15, liveRestore: true });
         components.push({ name: 'dockerd', stop: d.stop });
         socket = d.socketPath;
+      }
+      if (o.runtime !== 'hollow') {
+        // no registry may be reachable: make sure the local busybox image the examples use exists
+        try {
+          const Docker = (await import('dockerode')).default;
+          await ensureBusyboxImage(new Docker({ socketPath: socket }));
+        } catch (e) {
+          o.log.warn({ err: (e as Error).message }, 'could not build the local busybox image (install busybox-static); examples that use it will fail to pull');
+        }
       }
       components.push(await hooks.startAgent({ server: url, caPem: cert.certPem, bootstrapToken: creds.bootstrap.token, dockerHost: `unix://${socket}`, dataDir: o.files.agentDir, log: o.log.child({ component: 'agent' }) }));
     }

@@ -85,6 +85,23 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
       });
       // status first: it records a new deployment id before tasks carry it
       const status = { ...plan.status, observedGeneration: svc.metadata.generation ?? 1 };
+      // ECS throttles a service whose tasks keep failing to start: after 3 failures in a row
+      // (none reached RUNNING since), launches wait 5 s, doubling, up to 15 minutes
+      let throttleMs = 0;
+      if (plan.start.length) {
+        const lastRunning = Math.max(0, ...tasks.map((t) => t.startedAt ?? 0));
+        const streak = tasks.filter((t) => t.failed && t.createdAt > lastRunning).length;
+        if (streak >= 3) {
+          const backoff = Math.min(5_000 * 2 ** Math.min(streak - 3, 12), 15 * 60_000);
+          const since = Date.now() - Math.max(...tasks.map((t) => t.createdAt));
+          if (since < backoff) {
+            throttleMs = backoff - since;
+            plan.start = [];
+            const message = `(service ${name}) is unable to consistently start tasks successfully.`;
+            if (status.events?.[0]?.message !== message) status.events = [{ id: randomUUID(), createdAt: new Date().toISOString(), message }, ...(status.events ?? [])].slice(0, 100);
+          }
+        }
+      }
       if (comparable(status) !== comparable(svc.status)) {
         const out = await client.updateStatus<Service>({ ...svc, status });
         exp.expect(key, [], Number(out.metadata.resourceVersion));
@@ -138,7 +155,7 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
         return;
       }
       // grace periods and health checks are time-based: look again in a while
-      return { requeueAfterMs: plan.start.length || plan.stop.length ? 5_000 : 30_000 };
+      return { requeueAfterMs: throttleMs ? throttleMs + 10 : plan.start.length || plan.stop.length ? 5_000 : 30_000 };
     },
   });
   inf.services.on({ add: (s) => c.enqueue(`${s.metadata.namespace}/${s.metadata.name}`), update: (p, s) => (specChanged(p, s) ? c.enqueue(`${s.metadata.namespace}/${s.metadata.name}`) : undefined) });

@@ -1,0 +1,27 @@
+import 'reflect-metadata';
+import { readFileSync } from 'node:fs';
+import { Command } from 'commander';
+import { container } from 'tsyringe';
+import { loadAgentConfig, pinoLevel, type AgentConfig } from '../../pkg/agent/config.ts';
+import { launchAgent } from '../../pkg/agent/launch.ts';
+import { onShutdown, runMain } from '../../pkg/cmdutil/cmdutil.ts';
+import { newLogger, type Logger } from '../../pkg/log/log.ts';
+
+const program = new Command('berth-agent')
+  .description('the berth node agent: registers this host as a container instance and runs its tasks on Docker.\nConfigured by the ECS agent environment variables (ECS_CLUSTER, ECS_BACKEND_HOST, ECS_DATADIR, ...), BERTH_BOOTSTRAP_TOKEN and BERTH_CA_FILE.')
+  .option('--config <file>', 'an ecs.config-style KEY=VALUE file (the environment wins)')
+  .option('-loglevel, --loglevel <level>', 'crit, error, warn, info, debug (overrides ECS_LOGLEVEL)')
+  .showHelpAfterError();
+
+runMain('berth-agent', async () => {
+  program.parse();
+  const o = program.opts<{ config?: string; loglevel?: string }>();
+  const env = { ...process.env, ...(o.loglevel ? { ECS_LOGLEVEL: o.loglevel } : {}) };
+  container.register<AgentConfig>('AgentConfig', { useValue: loadAgentConfig({ env, file: o.config }) });
+  const cfg = container.resolve<AgentConfig>('AgentConfig');
+  container.register<Logger>('Logger', { useValue: newLogger({ level: pinoLevel(cfg.logLevel), format: cfg.logOutputFormat, file: cfg.logFile || undefined }) });
+  const log = container.resolve<Logger>('Logger');
+  const caPem = process.env.BERTH_CA_FILE ? readFileSync(process.env.BERTH_CA_FILE, 'utf8') : undefined;
+  const running = await launchAgent(cfg, log, { caPem });
+  onShutdown(log, () => running.stop());
+});
