@@ -386,10 +386,14 @@ export class Registry {
             }
             throw invalid(kind.kind, name, [{ field: 'spec', message: `${kind.plural} revisions are immutable; apply the family "${name.split(':')[0]}" to register a new revision`, reason: 'FieldValueForbidden' }]);
           }
-          (next.metadata as Record<string, unknown>).generation = Number((curClone.metadata as Record<string, unknown>).generation ?? 1) + 1;
         }
       }
       if (a.update) await a.update(next, curClone, w, sub);
+      // generation counts spec changes as admission leaves them (`web` resolving to the same
+      // `web:3` is no change)
+      if (sub !== 'status' && !kind.immutableSpec && stableJson(next.spec) !== stableJson(curClone.spec)) {
+        (next.metadata as Record<string, unknown>).generation = Number((curClone.metadata as Record<string, unknown>).generation ?? 1) + 1;
+      }
       delete next.metadata.resourceVersion;
       const prevComparable = { ...curClone, metadata: { ...curClone.metadata, resourceVersion: undefined } };
       if (stableJson(next) === stableJson(prevComparable) && w.ops.length === 0) {
