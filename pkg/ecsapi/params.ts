@@ -84,7 +84,7 @@ export function unsupported(i: Input, names: string[]) {
  * Paging over a sorted list: `nextToken` names the last key handed out, so a page is stable
  * while items come and go.
  */
-export function paginate<T>(items: T[], keyOf: (t: T) => string, i: Input, opts: { defaultMax: number; max: number }): { page: T[]; nextToken?: string } {
+export function paginate<T>(items: T[], keyOf: (t: T) => string, i: Input, opts: { defaultMax: number; max: number; desc?: boolean }): { page: T[]; nextToken?: string } {
   const maxResults = int(i, 'maxResults', { min: 1, max: opts.max, message: `maxResults must be between 1 and ${opts.max}.` }) ?? opts.defaultMax;
   const token = str(i, 'nextToken');
   let after: string | undefined;
@@ -97,8 +97,9 @@ export function paginate<T>(items: T[], keyOf: (t: T) => string, i: Input, opts:
       throw invalidParameter('Invalid nextToken.');
     }
   }
-  const sorted = [...items].sort((a, b) => (keyOf(a) < keyOf(b) ? -1 : keyOf(a) > keyOf(b) ? 1 : 0));
-  const rest = after === undefined ? sorted : sorted.filter((t) => keyOf(t) > after!);
+  const dir = opts.desc ? -1 : 1;
+  const sorted = [...items].sort((a, b) => dir * (keyOf(a) < keyOf(b) ? -1 : keyOf(a) > keyOf(b) ? 1 : 0));
+  const rest = after === undefined ? sorted : sorted.filter((t) => (opts.desc ? keyOf(t) < after! : keyOf(t) > after!));
   const page = rest.slice(0, maxResults);
   const more = rest.length > maxResults;
   return { page, ...(more ? { nextToken: Buffer.from(JSON.stringify({ after: keyOf(page[page.length - 1]) })).toString('base64url') } : {}) };

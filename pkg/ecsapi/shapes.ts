@@ -34,10 +34,11 @@ export function clusterToEcs(c: Cluster, arns: Arns, include: string[] = []): Js
     runningTasksCount: st?.runningTasksCount ?? 0,
     pendingTasksCount: st?.pendingTasksCount ?? 0,
     activeServicesCount: st?.activeServicesCount ?? 0,
-    statistics: [],
-    tags: include.includes('TAGS') || include.length === 0 ? (c.spec?.tags ?? []) : undefined,
-    settings: c.spec?.settings ?? [{ name: 'containerInsights', value: 'disabled' }],
-    configuration: c.spec?.configuration,
+    // like ECS, the optional parts only when asked for (`include`)
+    statistics: include.includes('STATISTICS') ? [] : undefined,
+    tags: include.includes('TAGS') ? (c.spec?.tags ?? []) : undefined,
+    settings: include.includes('SETTINGS') ? (c.spec?.settings ?? [{ name: 'containerInsights', value: 'disabled' }]) : undefined,
+    configuration: include.includes('CONFIGURATIONS') ? c.spec?.configuration : undefined,
     capacityProviders: [],
     defaultCapacityProviderStrategy: [],
   });

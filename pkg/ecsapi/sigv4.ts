@@ -179,18 +179,6 @@ export function stringToSign(longDate: string, scope: string, canonical: string)
   return ['AWS4-HMAC-SHA256', longDate, scope, sha256hex(canonical)].join('\n');
 }
 
-/** Signs like the SDK (tests and tools): returns the Authorization header value. */
-export function sign(r: SigV4Request, key: { accessKeyId: string; secretAccessKey: string }, region: string, longDate: string, service = SIGNING_SERVICE): string {
-  const signed = Object.keys(r.headers)
-    .map((h) => h.toLowerCase())
-    .filter((h) => !['authorization', 'user-agent', 'connection', 'expect', 'content-length'].includes(h))
-    .sort();
-  const date = longDate.slice(0, 8);
-  const scope = `${date}/${region}/${service}/aws4_request`;
-  const sig = createHmac('sha256', signingKey(key.secretAccessKey, date, region, service)).update(stringToSign(longDate, scope, canonicalRequest(r, signed))).digest('hex');
-  return `AWS4-HMAC-SHA256 Credential=${key.accessKeyId}/${scope}, SignedHeaders=${signed.join(';')}, Signature=${sig}`;
-}
-
 /**
  * Verifies a request's SigV4 signature against the known keys; returns the key's identity
  * or throws the error AWS would answer with.

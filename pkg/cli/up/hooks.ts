@@ -2,6 +2,7 @@ import { loadAgentConfig } from '../../agent/config.ts';
 import { launchAgent } from '../../agent/launch.ts';
 import { Client } from '../../client/client.ts';
 import { ControllerManager } from '../../controller/manager.ts';
+import { ecsFrontDoor } from '../../ecsapi/ecsapi.ts';
 import type { UpHooks } from './up.ts';
 
 /**
@@ -11,6 +12,7 @@ import type { UpHooks } from './up.ts';
  */
 export function upHooks(o: { runtime: 'docker' | 'hollow'; env?: Record<string, string | undefined> }): UpHooks {
   return {
+    ecsFrontDoor: (parts, accessKeyFile, region) => ecsFrontDoor(parts, { accessKeyFile, region }),
     startControllers: async (server, caPem, token, log) => {
       const client = new Client({ server, token, ca: caPem, userAgent: 'berth-controller-manager' });
       const mgr = new ControllerManager({ client, log, leaderElect: false });

@@ -18,7 +18,7 @@ export class WorkQueue {
   private readonly dirty = new Set<string>();
   private readonly processing = new Set<string>();
   private readonly failures = new Map<string, number>();
-  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private readonly timers = new Map<string, { t: NodeJS.Timeout; at: number }>();
   private waiters: Array<(k: string | undefined) => void> = [];
   private shuttingDown = false;
   private tokens: number;
@@ -48,16 +48,20 @@ export class WorkQueue {
     this.queue.push(key);
   }
 
+  /** Adds the key after `ms`; of several pending delays for one key the earliest wins (client-go's delaying queue). */
   addAfter(key: string, ms: number): void {
     if (this.shuttingDown) return;
     if (ms <= 0) return this.add(key);
-    if (this.timers.has(key)) return;
+    const at = Date.now() + ms;
+    const prev = this.timers.get(key);
+    if (prev && prev.at <= at) return;
+    if (prev) clearTimeout(prev.t);
     const t = setTimeout(() => {
       this.timers.delete(key);
       this.add(key);
     }, ms);
     t.unref?.();
-    this.timers.set(key, t);
+    this.timers.set(key, { t, at });
   }
 
   /** Re-queue after this key's backoff (doubling per failure) or the global bucket's wait, whichever is longer. */
@@ -124,7 +128,7 @@ export class WorkQueue {
 
   shutDown(): void {
     this.shuttingDown = true;
-    for (const [k, t] of this.timers) {
+    for (const [k, { t }] of this.timers) {
       clearTimeout(t);
       this.dirty.add(k);
     }

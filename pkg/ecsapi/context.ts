@@ -1,0 +1,133 @@
+import type { ApiParts } from '../apiserver/apiserver.ts';
+import type { Identity, RequestAttributes } from '../apiserver/auth.ts';
+import type { Obj, Registry, RequestContext } from '../apiserver/registry.ts';
+import { allocationKey } from '../apiserver/admission.ts';
+import { Kinds, type Cluster, type ContainerInstance, type Task } from '../api/kinds.ts';
+import { API_VERSION, type KindInfo } from '../api/meta.ts';
+import { isArn, resolveIdentifier, type ArnResource } from '../api/arn.ts';
+import { Allocation, capacityOf, emptyAllocation } from '../api/allocation.ts';
+import { isBerthError } from '../errors/errors.ts';
+import type { InstanceView } from '../scheduler/scheduler.ts';
+import { str, type Input } from './params.ts';
+import { EcsError, invalidParameter } from './wire.ts';
+
+/** What every operation gets: the server's parts, the caller, and the one authorizer. */
+export interface OpContext {
+  parts: ApiParts;
+  registry: Registry;
+  /** the caller, authenticated by SigV4 */
+  identity: Identity;
+  /** for the registry: who writes (admission, audit) */
+  req: RequestContext;
+  authorize(attrs: Omit<RequestAttributes, 'path'>): void;
+  region: string;
+}
+
+export type Operation = (c: OpContext, input: Input) => Promise<unknown>;
+
+export const clusterNotFound = () => new EcsError('ClusterNotFoundException', 'Cluster not found.');
+
+/** A cluster named by name or ARN (default `default`); throws ClusterNotFoundException when absent. */
+export async function clusterOf(c: OpContext, i: Input, member = 'cluster'): Promise<string> {
+  const given = str(i, member) ?? 'default';
+  const name = isArn(given) ? resolveIdentifier(given, 'cluster').name : given;
+  c.authorize({ verb: 'get', resource: 'clusters', name });
+  const cl = (await c.registry.peek(Kinds.Cluster, undefined, name)) as Cluster | undefined;
+  if (!cl || cl.status?.status === 'INACTIVE') throw clusterNotFound();
+  return name;
+}
+
+/**
+ * An identifier of a cluster-scoped resource as ECS takes it: an id or name, or an ARN
+ * (long format, which names the cluster, or the old short one). `clusterMismatch` is set
+ * when the ARN names another cluster than the request's.
+ */
+export function idOf(value: string, resource: ArnResource, cluster: string): { name: string; clusterMismatch: boolean } {
+  const r = resolveIdentifier(value, resource);
+  if (!r.name) throw invalidParameter(`"${value}" does not name a ${resource}.`);
+  return { name: r.name, clusterMismatch: r.cluster !== undefined && r.cluster !== cluster };
+}
+
+/** The object, or undefined when it does not exist (other errors propagate). */
+export async function getOrUndefined(c: OpContext, kind: KindInfo, ns: string | undefined, name: string): Promise<Obj | undefined> {
+  try {
+    return await c.registry.get(kind, ns, name);
+  } catch (e) {
+    if (isBerthError(e, 'NotFound')) return undefined;
+    throw e;
+  }
+}
+
+/**
+ * Read-modify-write through the registry's merge patch, pinned to the version read (a
+ * precondition), retried from fresh state on conflict: for list members such as attributes
+ * that a plain merge patch would replace wholesale.
+ */
+export async function guaranteedPatch(
+  c: OpContext,
+  kind: KindInfo,
+  ns: string | undefined,
+  name: string,
+  mutate: (cur: Obj) => Record<string, unknown> | undefined,
+): Promise<Obj> {
+  for (let attempt = 0; ; attempt++) {
+    const cur = await c.registry.get(kind, ns, name);
+    const patch = mutate(structuredClone(cur));
+    if (!patch) return cur;
+    try {
+      return await c.registry.patch(kind, ns, name, 'merge', { ...patch, metadata: { ...((patch.metadata as object) ?? {}), resourceVersion: cur.metadata.resourceVersion } }, undefined, c.req);
+    } catch (e) {
+      if (!isBerthError(e, 'Conflict') || attempt >= 5) throw e;
+    }
+  }
+}
+
+export const newObj = (kind: string, name: string, spec: unknown, namespace?: string) => ({
+  apiVersion: API_VERSION,
+  kind,
+  metadata: { name, ...(namespace ? { namespace } : {}) },
+  spec,
+});
+
+/** Allocation record of an instance from the apiserver cache (empty when absent or unreadable). */
+export function allocationOf(c: OpContext, cluster: string, instance: string): Allocation {
+  const raw = c.registry.cache.get(allocationKey(cluster, instance)) as unknown as Partial<Allocation> | undefined;
+  const r = Allocation.safeParse(raw ? { cpu: raw.cpu, memory: raw.memory, tasks: raw.tasks } : undefined);
+  return r.success ? r.data : emptyAllocation();
+}
+
+/** An instance as the scheduler sees it, from the apiserver's cache (call registry.fresh() first). */
+export function instanceView(c: OpContext, ci: ContainerInstance): InstanceView {
+  const ns = ci.metadata.namespace!;
+  const attributes: Record<string, string | undefined> = {};
+  for (const a of ci.spec.attributes ?? []) attributes[a.name] = a.value;
+  const taskGroups = new Map<string, number>();
+  let running = 0;
+  for (const [, o] of c.registry.cache.list('tasks', ns, { field: 'spec.containerInstance', value: ci.metadata.name })) {
+    const t = o as unknown as Task;
+    if (t.status?.lastStatus === 'STOPPED' || t.spec.desiredStatus === 'STOPPED') continue;
+    const g = t.spec.group ?? '';
+    taskGroups.set(g, (taskGroups.get(g) ?? 0) + 1);
+    if (t.status?.lastStatus === 'RUNNING') running++;
+  }
+  return {
+    name: ci.metadata.name,
+    status: ci.spec.status === 'ACTIVE' ? (ci.status?.status === 'INACTIVE' ? 'INACTIVE' : 'ACTIVE') : ci.spec.status,
+    agentConnected: ci.status?.agentConnected ?? false,
+    attributes,
+    ec2InstanceId: ci.spec.ec2InstanceId,
+    agentVersion: ci.status?.versionInfo?.agentVersion,
+    registeredAt: ci.status?.registeredAt,
+    capacity: capacityOf(ci.spec.registeredResources),
+    allocation: allocationOf(c, ns, ci.metadata.name),
+    dynamicHostPortRange: ci.spec.dynamicHostPortRange,
+    taskGroups,
+    runningTasksCount: running,
+  };
+}
+
+export async function instanceViews(c: OpContext, cluster: string): Promise<InstanceView[]> {
+  await c.registry.fresh();
+  return c.registry.cache.list('containerinstances', cluster).map(([, o]) => instanceView(c, o as unknown as ContainerInstance));
+}
+

@@ -1,0 +1,145 @@
+import { Kinds, type Service } from '../api/kinds.ts';
+import { isBerthError } from '../errors/errors.ts';
+import { clusterOf, getOrUndefined, idOf, newObj, type OpContext, type Operation } from './context.ts';
+import { bool, obj, oneOf, paginate, str, strList, unsupported, type Input } from './params.ts';
+import { compact, serviceStatus, serviceToEcs } from './shapes.ts';
+import { EcsError, invalidParameter } from './wire.ts';
+
+/**
+ * Services: the create-service JSON as a Service (metadata.name = serviceName, spec = the
+ * rest); the service controller keeps it at its desired count and writes deployments and
+ * events into its status, which DescribeServices shows.
+ */
+
+const SVC = Kinds.Service;
+const shape = (c: OpContext, s: unknown, include: string[] = []) => serviceToEcs(s as Service, c.parts.arns, include);
+
+/** Create/update members berth does not implement (refused with a message when given). */
+const UNSUPPORTED = ['capacityProviderStrategy', 'platformVersion', 'serviceRegistries', 'serviceConnectConfiguration', 'volumeConfigurations', 'vpcLatticeConfigurations'];
+
+const notActive = () => new EcsError('ServiceNotActiveException', 'Service was not ACTIVE.');
+const notFound = () => new EcsError('ServiceNotFoundException', 'Service not found.');
+
+function deploymentController(i: Input) {
+  const dc = obj(i, 'deploymentController');
+  if (dc && dc.type !== undefined && dc.type !== 'ECS') throw invalidParameter(`deploymentController type ${String(dc.type)} is not supported by berth; only ECS (rolling update) is.`);
+}
+
+async function getService(c: OpContext, cluster: string, given: string): Promise<Service> {
+  const { name, clusterMismatch } = idOf(given, 'service', cluster);
+  const s = clusterMismatch ? undefined : ((await getOrUndefined(c, SVC, cluster, name)) as Service | undefined);
+  if (!s) throw notFound();
+  return s;
+}
+
+export const CreateService: Operation = async (c, i) => {
+  const cluster = await clusterOf(c, i);
+  const name = str(i, 'serviceName', { required: true })!;
+  str(i, 'taskDefinition', { required: true });
+  unsupported(i, UNSUPPORTED);
+  deploymentController(i);
+  const clientToken = str(i, 'clientToken', { max: 36 });
+  const spec: Input = {};
+  for (const [k, v] of Object.entries(i)) {
+    if (['cluster', 'serviceName', 'deploymentController', 'availabilityZoneRebalancing', ...UNSUPPORTED].includes(k) || v === null || v === undefined) continue;
+    spec[k] = v;
+  }
+  c.authorize({ verb: 'create', resource: 'services', namespace: cluster });
+  const existing = (await c.registry.peek(SVC, cluster, name)) as Service | undefined;
+  if (existing) {
+    if (clientToken && existing.spec.clientToken === clientToken && !existing.metadata.deletionTimestamp) return { service: shape(c, existing) };
+    throw invalidParameter('Creation of service was not idempotent.');
+  }
+  try {
+    const { obj: created } = await c.registry.create(SVC, cluster, newObj('Service', name, spec, cluster), c.req);
+    return { service: shape(c, created) };
+  } catch (e) {
+    if (isBerthError(e, 'AlreadyExists')) throw invalidParameter('Creation of service was not idempotent.');
+    throw e;
+  }
+};
+
+/** UpdateService members and where they go in the spec (merge patch: objects merge, lists replace). */
+const UPDATABLE = [
+  'desiredCount',
+  'taskDefinition',
+  'deploymentConfiguration',
+  'placementConstraints',
+  'placementStrategy',
+  'healthCheckGracePeriodSeconds',
+  'enableExecuteCommand',
+  'enableECSManagedTags',
+  'propagateTags',
+  'loadBalancers',
+  'networkConfiguration',
+];
+
+export const UpdateService: Operation = async (c, i) => {
+  const cluster = await clusterOf(c, i);
+  const given = str(i, 'service', { required: true })!;
+  unsupported(i, UNSUPPORTED);
+  deploymentController(i);
+  // forceNewDeployment: accepted; berth starts a new deployment when the task definition changes
+  bool(i, 'forceNewDeployment');
+  const patch: Input = {};
+  for (const k of UPDATABLE) if (i[k] !== undefined && i[k] !== null) patch[k] = i[k];
+  for (const k of Object.keys(i)) {
+    if (![...UPDATABLE, ...UNSUPPORTED, 'cluster', 'service', 'forceNewDeployment', 'deploymentController', 'availabilityZoneRebalancing'].includes(k) && i[k] !== null && i[k] !== undefined) {
+      throw invalidParameter(`${k} cannot be changed by UpdateService.`);
+    }
+  }
+  const cur = await getService(c, cluster, given);
+  const name = cur.metadata.name;
+  if (serviceStatus(cur) !== 'ACTIVE') throw notActive();
+  c.authorize({ verb: 'patch', resource: 'services', namespace: cluster, name });
+  if (Object.keys(patch).length === 0) return { service: shape(c, cur) };
+  const out = await c.registry.patch(SVC, cluster, name, 'merge', { spec: patch }, undefined, c.req);
+  return { service: shape(c, out) };
+};
+
+export const DeleteService: Operation = async (c, i) => {
+  const cluster = await clusterOf(c, i);
+  const given = str(i, 'service', { required: true })!;
+  const force = bool(i, 'force') ?? false;
+  const cur = await getService(c, cluster, given);
+  const name = cur.metadata.name;
+  c.authorize({ verb: 'delete', resource: 'services', namespace: cluster, name });
+  if (serviceStatus(cur) !== 'ACTIVE') return { service: shape(c, cur) };
+  const replica = cur.spec.schedulingStrategy !== 'DAEMON';
+  if (replica && (cur.spec.desiredCount ?? 0) > 0) {
+    if (!force) throw invalidParameter('The service cannot be stopped while it is scaled above 0.');
+    // with force, the service goes to zero as it drains (as ECS shows it)
+    c.authorize({ verb: 'patch', resource: 'services', namespace: cluster, name });
+    await c.registry.patch(SVC, cluster, name, 'merge', { spec: { desiredCount: 0 } }, undefined, c.req);
+  }
+  const out = await c.registry.delete(SVC, cluster, name, c.req);
+  return { service: shape(c, out) };
+};
+
+export const DescribeServices: Operation = async (c, i) => {
+  const cluster = await clusterOf(c, i);
+  const ids = strList(i, 'services', { required: true, min: 1, max: 10 })!;
+  const include = strList(i, 'include') ?? [];
+  const services: unknown[] = [];
+  const failures: unknown[] = [];
+  for (const given of ids) {
+    const { name, clusterMismatch } = idOf(given, 'service', cluster);
+    c.authorize({ verb: 'get', resource: 'services', namespace: cluster, name });
+    const s = clusterMismatch ? undefined : await getOrUndefined(c, SVC, cluster, name);
+    if (!s) failures.push({ arn: c.parts.arns.service(cluster, name), reason: 'MISSING' });
+    else services.push(shape(c, s, include));
+  }
+  return { services, failures };
+};
+
+export const ListServices: Operation = async (c, i) => {
+  const cluster = await clusterOf(c, i);
+  const launchType = oneOf(i, 'launchType', ['EC2', 'EXTERNAL', 'FARGATE', 'MANAGED_INSTANCES'] as const);
+  const schedulingStrategy = oneOf(i, 'schedulingStrategy', ['REPLICA', 'DAEMON'] as const);
+  c.authorize({ verb: 'list', resource: 'services', namespace: cluster });
+  const items = (await c.registry.list(SVC, cluster)).items
+    .map((o) => o as unknown as Service)
+    .filter((s) => serviceStatus(s) !== 'INACTIVE' && (!launchType || (s.spec.launchType ?? 'EC2') === launchType) && (!schedulingStrategy || s.spec.schedulingStrategy === schedulingStrategy));
+  const { page, nextToken } = paginate(items, (s) => s.metadata.name, i, { defaultMax: 10, max: 100 });
+  return compact({ serviceArns: page.map((s) => s.status?.serviceArn ?? c.parts.arns.service(cluster, s.metadata.name)), nextToken });
+};

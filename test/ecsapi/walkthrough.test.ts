@@ -1,0 +1,134 @@
+import { expect } from 'chai';
+import {
+  CreateClusterCommand,
+  CreateServiceCommand,
+  DeleteServiceCommand,
+  DescribeContainerInstancesCommand,
+  DescribeServicesCommand,
+  DescribeTasksCommand,
+  ECSClient,
+  ListContainerInstancesCommand,
+  ListTaskDefinitionsCommand,
+  ListTasksCommand,
+  RegisterTaskDefinitionCommand,
+  RunTaskCommand,
+  StopTaskCommand,
+  UpdateServiceCommand,
+  waitUntilServicesStable,
+  waitUntilTasksRunning,
+  waitUntilTasksStopped,
+} from '@aws-sdk/client-ecs';
+import { Client } from '../../pkg/client/client.ts';
+import { ControllerManager } from '../../pkg/controller/manager.ts';
+import { newLogger, silentLogger } from '../../pkg/log/log.ts';
+import { eventually, startFleet, type Fleet } from '../support/fleet.ts';
+import { startEcsServer, type EcsTestServer } from './support.ts';
+
+const arn = (rest: string) => `arn:aws:ecs:us-east-1:000000000000:${rest}`;
+const waiter = (client: ECSClient) => ({ client, minDelay: 1, maxDelay: 1, maxWaitTime: 60 });
+
+/**
+ * Seed 001's "Using the AWS CLI with Amazon ECS" (steps 1-9) redone through the SDK against
+ * berth with real agents (hollow runtime) and the real controllers, then a service, with
+ * the SDK's own waiters.
+ */
+describe('ECS API walk-through of seed 001 with agents and controllers (embedded store)', function () {
+  this.timeout(120_000);
+  let s: EcsTestServer;
+  let ecs: ECSClient;
+  let client: Client;
+  let fleet: Fleet;
+  let mgr: ControllerManager;
+  let taskArn: string;
+
+  before(async () => {
+    s = await startEcsServer();
+    ecs = s.client();
+    client = new Client({ server: s.api.url, token: s.api.adminToken });
+    fleet = await startFleet(s.api.url, s.api.bootstrapToken, 2, { memoryMiB: 1024, cpus: 2 });
+    mgr = new ControllerManager({ client, log: process.env.BERTH_TEST_LOG ? newLogger({ level: 'debug' }) : silentLogger(), leaderElect: false, resyncMs: 5000 });
+    await mgr.start();
+  });
+  after(async () => {
+    await mgr?.stop();
+    await fleet?.stop();
+    client?.close();
+    await s?.stop();
+  });
+
+  it('step 1: create-cluster', async () => {
+    const out = await ecs.send(new CreateClusterCommand({ clusterName: 'MyCluster' }));
+    expect(out.cluster).to.include({ clusterName: 'MyCluster', status: 'ACTIVE', clusterArn: arn('cluster/MyCluster') });
+  });
+
+  it('steps 3-4: list-container-instances and describe-container-instances (the agents registered)', async () => {
+    const list = await eventually(async () => {
+      const l = await ecs.send(new ListContainerInstancesCommand({ cluster: 'default' }));
+      return l.containerInstanceArns?.length === 2 && l;
+    }, 20_000, 'two instances');
+    const ids = list.containerInstanceArns!.map((a) => a.split('/').pop()!);
+    const out = await ecs.send(new DescribeContainerInstancesCommand({ cluster: 'default', containerInstances: ids }));
+    expect(out.failures).to.deep.equal([]);
+    for (const ci of out.containerInstances!) {
+      expect(ci).to.include({ status: 'ACTIVE', agentConnected: true });
+      expect(ci.registeredResources?.map((r) => r.name)).to.include.members(['CPU', 'MEMORY', 'PORTS', 'PORTS_UDP']);
+      expect(ci.registeredResources?.find((r) => r.name === 'CPU')?.integerValue).to.equal(2048);
+      expect(ci.remainingResources?.find((r) => r.name === 'CPU')?.integerValue).to.equal(2048);
+    }
+  });
+
+  it('steps 5-6: register-task-definition and list-task-definitions', async () => {
+    const out = await ecs.send(
+      new RegisterTaskDefinitionCommand({ family: 'sleep360', containerDefinitions: [{ name: 'sleep', image: 'busybox', cpu: 10, command: ['sleep', '360'], memory: 10, essential: true }] }),
+    );
+    expect(out.taskDefinition).to.include({ family: 'sleep360', revision: 1, taskDefinitionArn: arn('task-definition/sleep360:1') });
+    expect((await ecs.send(new ListTaskDefinitionsCommand({}))).taskDefinitionArns).to.deep.equal([arn('task-definition/sleep360:1')]);
+  });
+
+  it('steps 7-9: run-task, list-tasks, describe-tasks (RUNNING, via the tasksRunning waiter)', async () => {
+    const run = await ecs.send(new RunTaskCommand({ cluster: 'default', taskDefinition: 'sleep360:1', count: 1 }));
+    expect(run.failures).to.deep.equal([]);
+    const t = run.tasks![0];
+    expect(t).to.include({ lastStatus: 'PENDING', desiredStatus: 'RUNNING', taskDefinitionArn: arn('task-definition/sleep360:1'), clusterArn: arn('cluster/default') });
+    expect(t.containerInstanceArn).to.match(/container-instance\/default\/[0-9a-f]{32}$/);
+    taskArn = t.taskArn!;
+    expect((await ecs.send(new ListTasksCommand({ cluster: 'default' }))).taskArns).to.deep.equal([taskArn]);
+    await waitUntilTasksRunning(waiter(ecs), { cluster: 'default', tasks: [taskArn] });
+    const d = await ecs.send(new DescribeTasksCommand({ cluster: 'default', tasks: [taskArn.split('/').pop()!] }));
+    expect(d.tasks?.[0]).to.include({ lastStatus: 'RUNNING', desiredStatus: 'RUNNING' });
+    expect(d.tasks?.[0].startedAt).to.be.instanceOf(Date);
+    expect(d.tasks?.[0].containers?.[0]).to.include({ name: 'sleep', lastStatus: 'RUNNING' });
+    expect(d.tasks?.[0].containers?.[0].networkBindings).to.deep.equal([]);
+  });
+
+  it('stop-task: the agent stops it (tasksStopped waiter) and the resources are released', async () => {
+    await ecs.send(new StopTaskCommand({ cluster: 'default', task: taskArn, reason: 'walk-through done' }));
+    await waitUntilTasksStopped(waiter(ecs), { cluster: 'default', tasks: [taskArn] });
+    const d = await ecs.send(new DescribeTasksCommand({ cluster: 'default', tasks: [taskArn] }));
+    expect(d.tasks?.[0]).to.include({ lastStatus: 'STOPPED', desiredStatus: 'STOPPED', stopCode: 'UserInitiated', stoppedReason: 'walk-through done' });
+    expect(d.tasks?.[0].stoppedAt).to.be.instanceOf(Date);
+    const ci = await ecs.send(new DescribeContainerInstancesCommand({ cluster: 'default', containerInstances: [d.tasks![0].containerInstanceArn!] }));
+    expect(ci.containerInstances?.[0].remainingResources?.find((r) => r.name === 'CPU')?.integerValue).to.equal(2048);
+  });
+
+  it('a service reaches a steady state (servicesStable waiter), scales, and is deleted', async () => {
+    const created = await ecs.send(new CreateServiceCommand({ cluster: 'default', serviceName: 'sleepers', taskDefinition: 'sleep360', desiredCount: 3 }));
+    expect(created.service?.status).to.equal('ACTIVE');
+    await waitUntilServicesStable(waiter(ecs), { cluster: 'default', services: ['sleepers'] });
+    const d = await ecs.send(new DescribeServicesCommand({ cluster: 'default', services: ['sleepers'] }));
+    const svc = d.services![0];
+    expect(svc).to.include({ desiredCount: 3, runningCount: 3, pendingCount: 0 });
+    expect(svc.deployments).to.have.length(1);
+    expect(svc.deployments?.[0]).to.include({ status: 'PRIMARY', desiredCount: 3, runningCount: 3, taskDefinition: arn('task-definition/sleep360:1') });
+    expect(svc.deployments?.[0].id).to.match(/^ecs-svc\//);
+    expect(svc.deployments?.[0].createdAt).to.be.instanceOf(Date);
+    expect((await ecs.send(new ListTasksCommand({ cluster: 'default', serviceName: 'sleepers' }))).taskArns).to.have.length(3);
+    await ecs.send(new UpdateServiceCommand({ cluster: 'default', service: 'sleepers', desiredCount: 1 }));
+    await eventually(async () => (await ecs.send(new ListTasksCommand({ cluster: 'default', serviceName: 'sleepers' }))).taskArns?.length === 1, 30_000, 'scaled to 1');
+    await waitUntilServicesStable(waiter(ecs), { cluster: 'default', services: ['sleepers'] });
+    const del = await ecs.send(new DeleteServiceCommand({ cluster: 'default', service: 'sleepers', force: true }));
+    expect(del.service?.status).to.equal('DRAINING');
+    // the controller drains it and lets it go
+    await eventually(async () => (await ecs.send(new DescribeServicesCommand({ cluster: 'default', services: ['sleepers'] }))).failures?.[0]?.reason === 'MISSING', 30_000, 'service gone');
+  });
+});
