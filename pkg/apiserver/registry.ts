@@ -199,11 +199,13 @@ export class Registry {
     const fields = parseFieldSelector(opts.fieldSelector, kind.fieldSelectors);
     await this.fresh();
     const matches = (o: Obj) => matchesLabels(labels, o.metadata.labels) && matchesFields(fields, o);
+    const idx = fields.find((f) => f.op === 'eq' && this.cache.isIndexed(kind.plural, f.field));
     const w: CacheWatcher = {
       plural: kind.plural,
       namespace: kind.namespaced ? ns : undefined,
       matches,
       send: (type, obj) => sink(type, this.out(kind, obj)),
+      ...(idx ? { index: { field: idx.field, value: idx.value } } : {}),
     };
     const rv = opts.resourceVersion;
     if (rv !== undefined && rv !== '' && rv !== '0' && !/^\d+$/.test(rv)) {
@@ -212,7 +214,6 @@ export class Registry {
     let from: number;
     if (!rv || rv === '0' || opts.sendInitialEvents) {
       from = this.cache.revision;
-      const idx = fields.find((f) => f.op === 'eq' && this.cache.isIndexed(kind.plural, f.field));
       for (const [, o] of this.cache.list(kind.plural, w.namespace, idx ? { field: idx.field, value: idx.value } : undefined)) {
         if (matches(o)) sink('ADDED', this.out(kind, o));
       }

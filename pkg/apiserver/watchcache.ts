@@ -31,6 +31,8 @@ export interface CacheWatcher {
   /** does the object match this watcher's selectors */
   matches(o: Obj): boolean;
   send(type: WatchType, obj: Obj, rev: number): void;
+  /** an exact match on an indexed field (`spec.containerInstance=ID`): only events whose old or new object has that value reach it */
+  index?: { field: string; value: string };
 }
 
 const pluralOf = (key: string) => key.split('/')[2] ?? '';
@@ -66,6 +68,10 @@ export class WatchCache {
   private ringStart = 0; // events with rev > ringStart are all in the ring
   private rev = 0;
   private readonly watchers = new Set<CacheWatcher>();
+  /** plural -> watchers without an index */
+  private readonly plainWatchers = new Map<string, Set<CacheWatcher>>();
+  /** plural -> field -> value -> watchers (1,000 agents each watching their own tasks cost one lookup per event, not 1,000 matches) */
+  private readonly indexedWatchers = new Map<string, Map<string, Map<string, Set<CacheWatcher>>>>();
   private waiters: Array<{ rev: number; resolve: () => void }> = [];
   private watch?: { close(): void };
   private stopped = false;
@@ -172,11 +178,12 @@ export class WatchCache {
       per.delete(e.key);
     }
     this.ring.push(e);
-    if (this.ring.length > this.capacity) {
+    // trimmed in chunks of a tenth: shifting a 100,000-entry array on every event costs more than the event
+    if (this.ring.length > this.capacity + Math.ceil(this.capacity / 10)) {
       const drop = this.ring.splice(0, this.ring.length - this.capacity);
       this.ringStart = drop[drop.length - 1].rev;
     }
-    if (notify) for (const w of this.watchers) this.dispatch(w, e);
+    if (notify) this.notify(e);
   }
 
   private index(plural: string, key: string, o: Obj) {
@@ -203,6 +210,44 @@ export class WatchCache {
       set?.delete(key);
       if (set && set.size === 0) byVal.delete(v);
     }
+  }
+
+  private notify(e: CacheEvent) {
+    const plain = this.plainWatchers.get(e.plural);
+    if (plain) for (const w of plain) this.dispatch(w, e);
+    const byField = this.indexedWatchers.get(e.plural);
+    if (!byField) return;
+    for (const [field, byVal] of byField) {
+      const a = e.prev ? valueAt(e.prev, field) : undefined;
+      const b = e.obj ? valueAt(e.obj, field) : undefined;
+      if (a !== undefined) for (const w of byVal.get(a) ?? []) this.dispatch(w, e);
+      if (b !== undefined && b !== a) for (const w of byVal.get(b) ?? []) this.dispatch(w, e);
+    }
+  }
+
+  private register(w: CacheWatcher): () => void {
+    this.watchers.add(w);
+    if (w.index && this.isIndexed(w.plural, w.index.field)) {
+      const byField = this.indexedWatchers.get(w.plural) ?? new Map<string, Map<string, Set<CacheWatcher>>>();
+      this.indexedWatchers.set(w.plural, byField);
+      const byVal = byField.get(w.index.field) ?? new Map<string, Set<CacheWatcher>>();
+      byField.set(w.index.field, byVal);
+      const set = byVal.get(w.index.value) ?? new Set<CacheWatcher>();
+      byVal.set(w.index.value, set);
+      set.add(w);
+      return () => {
+        this.watchers.delete(w);
+        set.delete(w);
+        if (set.size === 0) byVal.delete(w.index!.value);
+      };
+    }
+    const set = this.plainWatchers.get(w.plural) ?? new Set<CacheWatcher>();
+    this.plainWatchers.set(w.plural, set);
+    set.add(w);
+    return () => {
+      this.watchers.delete(w);
+      set.delete(w);
+    };
   }
 
   /** Delivers one event to one watcher, turning selector transitions into ADDED/DELETED. */
@@ -281,12 +326,13 @@ export class WatchCache {
    * ring (410 Expired when that history is gone), then live events.
    */
   addWatcher(w: CacheWatcher, fromRev: number): () => void {
-    if (fromRev < this.ringStart) {
-      throw expired(`too old resource version: ${fromRev} (${this.ringStart + 1})`);
+    // the ring is trimmed in chunks, but holds exactly `capacity` events as far as watchers can tell
+    const start = this.ring.length > this.capacity ? this.ring[this.ring.length - this.capacity - 1].rev : this.ringStart;
+    if (fromRev < start) {
+      throw expired(`too old resource version: ${fromRev} (${start + 1})`);
     }
     for (const e of this.ring) if (e.rev > fromRev) this.dispatch(w, e);
-    this.watchers.add(w);
-    return () => this.watchers.delete(w);
+    return this.register(w);
   }
 
   stop() {

@@ -1,10 +1,10 @@
 import type { Logger } from 'pino';
-import { capacityOf, demandOf, emptyAllocation, allocate, type Allocation, type TaskDemand } from '../api/allocation.ts';
+import { demandOf, emptyAllocation, allocate, type Allocation, type TaskDemand } from '../api/allocation.ts';
 import type { ContainerInstance, Daemon, DaemonTaskDefinition, Service, Task, TaskDefinition } from '../api/kinds.ts';
 import type { TaskDefinitionSpec } from '../api/taskdefinition.ts';
 import type { Client } from '../client/client.ts';
 import { Informer, objKey } from '../client/informer.ts';
-import type { InstanceView } from '../scheduler/scheduler.ts';
+import { instanceView, type InstanceView } from '../scheduler/scheduler.ts';
 
 /**
  * The informers every controller shares (one list+watch per kind per process, like
@@ -78,31 +78,7 @@ export class SharedInformers {
   }
 
   instanceView(i: ContainerInstance): InstanceView {
-    const ns = i.metadata.namespace!;
-    const attributes: Record<string, string | undefined> = {};
-    for (const a of i.spec.attributes ?? []) attributes[a.name] = a.value;
-    const taskGroups = new Map<string, number>();
-    let running = 0;
-    for (const t of this.tasksOn(ns, i.metadata.name)) {
-      if (t.status?.lastStatus === 'STOPPED' || t.spec.desiredStatus === 'STOPPED') continue;
-      const g = t.spec.group ?? '';
-      taskGroups.set(g, (taskGroups.get(g) ?? 0) + 1);
-      if (t.status?.lastStatus === 'RUNNING') running++;
-    }
-    return {
-      name: i.metadata.name,
-      status: i.spec.status === 'ACTIVE' ? (i.status?.status === 'INACTIVE' ? 'INACTIVE' : 'ACTIVE') : i.spec.status,
-      agentConnected: i.status?.agentConnected ?? false,
-      attributes,
-      ec2InstanceId: i.spec.ec2InstanceId,
-      agentVersion: i.status?.versionInfo?.agentVersion,
-      registeredAt: i.status?.registeredAt,
-      capacity: capacityOf(i.spec.registeredResources),
-      allocation: this.allocationOf(ns, i.metadata.name),
-      dynamicHostPortRange: i.spec.dynamicHostPortRange,
-      taskGroups,
-      runningTasksCount: running,
-    };
+    return instanceView(i, this.tasksOn(i.metadata.namespace!, i.metadata.name), this.allocationOf(i.metadata.namespace!, i.metadata.name));
   }
 }
 

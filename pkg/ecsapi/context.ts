@@ -5,9 +5,9 @@ import { allocationKey } from '../apiserver/admission.ts';
 import { Kinds, type Cluster, type ContainerInstance, type Task } from '../api/kinds.ts';
 import { API_VERSION, type KindInfo } from '../api/meta.ts';
 import { isArn, resolveIdentifier, type ArnResource } from '../api/arn.ts';
-import { Allocation, capacityOf, emptyAllocation } from '../api/allocation.ts';
+import { Allocation, emptyAllocation } from '../api/allocation.ts';
 import { isBerthError } from '../errors/errors.ts';
-import type { InstanceView } from '../scheduler/scheduler.ts';
+import { instanceView as schedulerView, type InstanceView } from '../scheduler/scheduler.ts';
 import { str, type Input } from './params.ts';
 import { EcsError, invalidParameter } from './wire.ts';
 
@@ -99,31 +99,8 @@ export function allocationOf(c: OpContext, cluster: string, instance: string): A
 /** An instance as the scheduler sees it, from the apiserver's cache (call registry.fresh() first). */
 export function instanceView(c: OpContext, ci: ContainerInstance): InstanceView {
   const ns = ci.metadata.namespace!;
-  const attributes: Record<string, string | undefined> = {};
-  for (const a of ci.spec.attributes ?? []) attributes[a.name] = a.value;
-  const taskGroups = new Map<string, number>();
-  let running = 0;
-  for (const [, o] of c.registry.cache.list('tasks', ns, { field: 'spec.containerInstance', value: ci.metadata.name })) {
-    const t = o as unknown as Task;
-    if (t.status?.lastStatus === 'STOPPED' || t.spec.desiredStatus === 'STOPPED') continue;
-    const g = t.spec.group ?? '';
-    taskGroups.set(g, (taskGroups.get(g) ?? 0) + 1);
-    if (t.status?.lastStatus === 'RUNNING') running++;
-  }
-  return {
-    name: ci.metadata.name,
-    status: ci.spec.status === 'ACTIVE' ? (ci.status?.status === 'INACTIVE' ? 'INACTIVE' : 'ACTIVE') : ci.spec.status,
-    agentConnected: ci.status?.agentConnected ?? false,
-    attributes,
-    ec2InstanceId: ci.spec.ec2InstanceId,
-    agentVersion: ci.status?.versionInfo?.agentVersion,
-    registeredAt: ci.status?.registeredAt,
-    capacity: capacityOf(ci.spec.registeredResources),
-    allocation: allocationOf(c, ns, ci.metadata.name),
-    dynamicHostPortRange: ci.spec.dynamicHostPortRange,
-    taskGroups,
-    runningTasksCount: running,
-  };
+  const tasks = c.registry.cache.list('tasks', ns, { field: 'spec.containerInstance', value: ci.metadata.name }).map(([, o]) => o as unknown as Task);
+  return schedulerView(ci, tasks, allocationOf(c, ns, ci.metadata.name));
 }
 
 export async function instanceViews(c: OpContext, cluster: string): Promise<InstanceView[]> {

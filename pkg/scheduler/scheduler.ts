@@ -1,4 +1,5 @@
-import { allocate, choosePorts, fitFailure, usedPorts, type Allocation, type Capacity, type TaskDemand } from '../api/allocation.ts';
+import { allocate, capacityOf, choosePorts, fitFailure, usedPorts, type Allocation, type Capacity, type TaskDemand } from '../api/allocation.ts';
+import type { ContainerInstance, Task } from '../api/kinds.ts';
 import type { HostPortAssignment } from '../api/resources.ts';
 import type { PlacementConstraint, PlacementStrategy } from '../api/taskdefinition.ts';
 import { evaluate, parseQuery, QueryError, type Expr } from './query.ts';
@@ -195,4 +196,36 @@ export function schedule(instances: InstanceView[], tasks: TaskRequest[], rnd: (
     placements.push({ task: t.name, instance: best.name, hostPorts: ports });
   }
   return { placements, failures };
+}
+
+/**
+ * An instance as the scheduler sees it: its registration, the live tasks bound to it (for
+ * groups and counts) and what is allocated on it. Shared by the placement controller
+ * (from informers) and the ECS API's RunTask (from the apiserver cache).
+ */
+export function instanceView(ci: ContainerInstance, tasks: Iterable<Task>, allocation: Allocation): InstanceView {
+  const attributes: Record<string, string | undefined> = {};
+  for (const a of ci.spec.attributes ?? []) attributes[a.name] = a.value;
+  const taskGroups = new Map<string, number>();
+  let running = 0;
+  for (const t of tasks) {
+    if (t.status?.lastStatus === 'STOPPED' || t.spec.desiredStatus === 'STOPPED') continue;
+    const g = t.spec.group ?? '';
+    taskGroups.set(g, (taskGroups.get(g) ?? 0) + 1);
+    if (t.status?.lastStatus === 'RUNNING') running++;
+  }
+  return {
+    name: ci.metadata.name,
+    status: ci.spec.status === 'ACTIVE' ? (ci.status?.status === 'INACTIVE' ? 'INACTIVE' : 'ACTIVE') : ci.spec.status,
+    agentConnected: ci.status?.agentConnected ?? false,
+    attributes,
+    ec2InstanceId: ci.spec.ec2InstanceId,
+    agentVersion: ci.status?.versionInfo?.agentVersion,
+    registeredAt: ci.status?.registeredAt,
+    capacity: capacityOf(ci.spec.registeredResources),
+    allocation,
+    dynamicHostPortRange: ci.spec.dynamicHostPortRange,
+    taskGroups,
+    runningTasksCount: running,
+  };
 }

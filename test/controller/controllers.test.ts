@@ -148,6 +148,24 @@ for (const store of (process.env.ONLY_STORE ? [process.env.ONLY_STORE] : ['embed
       expect(d.status!.desiredCount).to.equal(4);
     });
 
+    it('runs a DAEMON-strategy service as one task of its task definition per instance', async () => {
+      await client.create(td('node-exporter', 16));
+      await client.create(svc('node-exporter', 'node-exporter', 0, { schedulingStrategy: 'DAEMON' }));
+      const ts = await eventually(async () => {
+        const r = running(await tasksOf('node-exporter'));
+        return r.length === fleet.agents.length && new Set(r.map((t) => t.spec.containerInstance)).size === fleet.agents.length && r;
+      }, 30_000, 'one per instance');
+      expect(ts.every((t) => t.spec.taskDefinition === 'node-exporter:1')).to.equal(true);
+      const s = await eventually(async () => {
+        const s = await client.get<Service>('Service', 'default', 'node-exporter');
+        return s.status?.runningCount === fleet.agents.length && s.status.deployments?.[0]?.rolloutState === 'COMPLETED' && s;
+      }, 20_000, 'daemon service status');
+      expect(s.status!.desiredCount).to.equal(fleet.agents.length);
+      await client.delete('Service', 'default', 'node-exporter');
+      await eventually(async () => (await client.tryGet('Service', 'default', 'node-exporter')) === undefined, 30_000, 'daemon service deleted');
+      expect(live(await tasksOf('node-exporter'))).to.deep.equal([]);
+    });
+
     it('marks a silent agent disconnected and replaces its service tasks elsewhere', async () => {
       const ts = live(await tasksOf('web'));
       const victimId = ts[0].spec.containerInstance!;

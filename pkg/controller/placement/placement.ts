@@ -1,10 +1,12 @@
 import type { Logger } from 'pino';
 import type { Task } from '../../api/kinds.ts';
+import { NOMINATED_ANNOTATION } from '../../apiserver/admission.ts';
 import { allocate } from '../../api/allocation.ts';
 import type { HostPortAssignment } from '../../api/resources.ts';
 import type { Client } from '../../client/client.ts';
 import { isBerthError } from '../../errors/errors.ts';
 import { schedule, type TaskRequest } from '../../scheduler/scheduler.ts';
+import { evaluate, parseQuery } from '../../scheduler/query.ts';
 import type { SharedInformers } from '../informers.ts';
 import { Controller, type ControllerMetrics } from '../runtime/controller.ts';
 import { recordServiceEvent } from '../service/events.ts';
@@ -26,14 +28,14 @@ export function placementController(client: Client, inf: SharedInformers, log: L
   const assumed = new Map<string, { ns: string; instance: string; hostPorts: HostPortAssignment[]; at: number }>();
   const c: Controller = new Controller({
     name: 'placement',
-    informers: [inf.tasks, inf.instances, inf.taskDefinitions, inf.daemonTaskDefinitions],
+    informers: [inf.tasks, inf.instances, inf.daemons, inf.taskDefinitions, inf.daemonTaskDefinitions],
     workers: 2,
     log,
     metrics,
     reconcile: async (ns, rlog) => {
       const pending = inf.tasks
         .byIndex('unbound', ns)
-        .filter((t) => !t.spec.daemonTaskDefinition)
+        .filter((t) => !t.spec.daemonTaskDefinition && !t.metadata.annotations?.[NOMINATED_ANNOTATION])
         .sort((a, b) => (a.metadata.creationTimestamp ?? '').localeCompare(b.metadata.creationTimestamp ?? '') || a.metadata.name.localeCompare(b.metadata.name))
         .slice(0, BATCH);
       const now = Date.now();
@@ -41,6 +43,17 @@ export function placementController(client: Client, inf: SharedInformers, log: L
       const unassumed = pending.filter((t) => !assumed.has(`${ns}/${t.metadata.name}`));
       if (unassumed.length === 0) return assumed.size ? { requeueAfterMs: 1000 } : undefined;
       const instances = inf.instances.byIndex('namespace', ns).map((i) => inf.instanceView(i));
+      // daemons first: an instance takes application tasks only once every daemon of the
+      // cluster that belongs on it has its task bound there (seed 003)
+      const daemons = inf.daemons.byIndex('namespace', ns).filter((d) => !d.metadata.deletionTimestamp);
+      if (daemons.length) {
+        const exprs = daemons.map((d) => ({ group: `daemon:${d.metadata.name}`, memberOf: (d.spec.placementConstraints ?? []).filter((p) => p.type === 'memberOf').map((p) => parseQuery(p.expression ?? '')) }));
+        for (const v of instances) {
+          if (v.status !== 'ACTIVE') continue;
+          const missing = exprs.some((d) => d.memberOf.every((e) => evaluate(e, v)) && !v.taskGroups.get(d.group));
+          if (missing) v.status = 'WAITING_FOR_DAEMONS';
+        }
+      }
       const views = new Map(instances.map((v) => [v.name, v]));
       for (const [k, a] of assumed) {
         if (a.ns !== ns) continue;
@@ -103,12 +116,14 @@ export function placementController(client: Client, inf: SharedInformers, log: L
   });
   const enqueueTask = (t: Task) => {
     if (t.spec.containerInstance) assumed.delete(`${t.metadata.namespace}/${t.metadata.name}`);
-    if (!t.spec.containerInstance && t.spec.desiredStatus === 'RUNNING' && t.status?.lastStatus !== 'STOPPED' && !t.spec.daemonTaskDefinition) c.enqueue(t.metadata.namespace!);
+    if (!t.spec.containerInstance && t.spec.desiredStatus === 'RUNNING' && t.status?.lastStatus !== 'STOPPED' && !t.spec.daemonTaskDefinition && !t.metadata.annotations?.[NOMINATED_ANNOTATION]) c.enqueue(t.metadata.namespace!);
   };
   inf.tasks.on({
     add: enqueueTask,
     update: (prev, t) => {
       enqueueTask(t);
+      // a daemon task bound on an instance opens it to application tasks
+      if (t.spec.group?.startsWith('daemon:') && !prev.spec.containerInstance && t.spec.containerInstance && inf.tasks.byIndex('unbound', t.metadata.namespace!).length) c.enqueue(t.metadata.namespace!);
       // freed capacity: a task that stopped may make room for pending ones
       if (prev.status?.lastStatus !== 'STOPPED' && t.status?.lastStatus === 'STOPPED' && inf.tasks.byIndex('unbound', t.metadata.namespace!).length) c.enqueue(t.metadata.namespace!);
     },

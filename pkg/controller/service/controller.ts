@@ -103,7 +103,11 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
         }
       }
       if (comparable(status) !== comparable(svc.status)) {
-        const out = await client.updateStatus<Service>({ ...svc, status });
+        const out = await client.updateStatus<Service>({ ...svc, status }).catch((e) => {
+          if (isBerthError(e, 'NotFound')) return undefined; // deleted meanwhile: its delete event ends this
+          throw e;
+        });
+        if (!out) return;
         exp.expect(key, [], Number(out.metadata.resourceVersion));
       }
       
@@ -151,7 +155,9 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
       if (plan.start.length || plan.stop.length) rlog.debug({ started: creates.length, stopped: plan.stop.length }, 'acted');
       if (plan.finished && deleting) {
         const fin = (svc.metadata.finalizers ?? []).filter((f: string) => f !== CONTROLLER_FINALIZER);
-        await client.patch('Service', ns, name, { metadata: { finalizers: fin, resourceVersion: undefined } });
+        await client.patch('Service', ns, name, { metadata: { finalizers: fin, resourceVersion: undefined } }).catch((e) => {
+          if (!isBerthError(e, 'NotFound')) throw e; // gone already
+        });
         return;
       }
       // grace periods and health checks are time-based: look again in a while
