@@ -7,6 +7,7 @@ import type { ContainerInstance, Service, Task } from '../api/kinds.ts';
 import type { AnyObj, Client } from '../client/client.ts';
 import { BerthError, isBerthError } from '../errors/errors.ts';
 import { readManifests, type Manifest } from './manifests.ts';
+import { stringify } from 'yaml';
 import { describeLines, parseOutput, renderObjects, renderTable, type Table } from './printers.ts';
 
 /**
@@ -61,6 +62,27 @@ function target(a: string, b?: string): { kind: KindInfo; name?: string } {
 
 const ref = (m: AnyObj) => `${String(m.kind).toLowerCase()}/${m.metadata.name}`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A line diff (LCS) with `+`, `-` and two-space context lines. */
+export function lineDiff(a: string, b: string): string[] {
+  const x = a ? a.trimEnd().split('\n') : [];
+  const y = b ? b.trimEnd().split('\n') : [];
+  const n = x.length;
+  const m = y.length;
+  const L = Array.from({ length: n + 1 }, () => new Array<number>(m + 1).fill(0));
+  for (let i = n - 1; i >= 0; i--) for (let j = m - 1; j >= 0; j--) L[i][j] = x[i] === y[j] ? L[i + 1][j + 1] + 1 : Math.max(L[i + 1][j], L[i][j + 1]);
+  const out: string[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < n || j < m) {
+    if (i < n && j < m && x[i] === y[j]) {
+      out.push(`  ${x[i++]}`);
+      j++;
+    } else if (j < m && (i === n || L[i][j + 1] >= L[i + 1][j])) out.push(`+ ${y[j++]}`);
+    else out.push(`- ${x[i++]}`);
+  }
+  return out;
+}
 
 /** Stable JSON of a spec for "did anything change" decisions. */
 const stable = (v: unknown): string => JSON.stringify(v, (_k, x) => (x && typeof x === 'object' && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).sort(([a], [b]) => a.localeCompare(b))) : x));
@@ -192,6 +214,31 @@ export function buildProgram(deps: CliDeps): Command {
         }
       }
       if (errors.length) throw new BerthError('BadRequest', errors.join('\n'));
+    });
+
+  sub('diff', 'show what apply would change (a dry run on the server, so defaults and revisions are the server\'s)')
+    .requiredOption('-f, --filename <path...>', 'file, directory or - for stdin')
+    .action(async (o: { filename: string[] }, cmd: Command) => {
+      const { client, namespace } = await conn(cmd);
+      let changed = false;
+      for (const m of await readManifests(o.filename, io.stdin)) {
+        const r = m.resource as AnyObj;
+        const kind = kindOf(r.kind ?? '');
+        const ns = kind.namespaced ? (r.metadata?.namespace ?? namespace) : undefined;
+        const cur = await client.tryGet(kind, ns, r.metadata.name);
+        const body: AnyObj = { ...r, apiVersion: 'berth.dev/v1', kind: kind.kind, metadata: { ...(cur?.metadata ?? {}), ...r.metadata, ...(ns ? { namespace: ns } : {}) } };
+        delete body.status;
+        const next = cur
+          ? await client.request<AnyObj>('PUT', client.path(kind, ns, r.metadata.name), body, { query: { dryRun: 'All' } })
+          : await client.request<AnyObj>('POST', client.path(kind, ns), body, { query: { dryRun: 'All' } });
+        const view = (x: AnyObj | undefined) => (x ? stringify({ metadata: { labels: x.metadata.labels, annotations: x.metadata.annotations }, spec: x.spec }) : '');
+        const lines = lineDiff(view(cur), view(next));
+        if (!lines.some((l) => l.startsWith('+') || l.startsWith('-'))) continue;
+        changed = true;
+        io.out(`--- ${kind.singular}/${cur ? (cur.status?.family ? `${cur.status.family}:${cur.status.revision}` : cur.metadata.name) : '(new)'}\n+++ ${kind.singular}/${next.status?.family ? `${next.status.family}:${next.status.revision}` : next.metadata.name}\n`);
+        io.out(lines.join('\n') + '\n');
+      }
+      if (!changed) io.out('no differences\n');
     });
 
   sub('get', 'list resources, or show one')

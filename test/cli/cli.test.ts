@@ -67,6 +67,11 @@ spec: {taskDefinition: web, desiredCount: ${count}}
     r = await run('apply', '-f', f);
     expect(r.out).to.equal('taskdefinition/web:1 unchanged\nservice/web unchanged\n');
     await writeFile(f, doc(96, 2));
+    r = await run('diff', '-f', f);
+    expect(r.code, r.err).to.equal(0);
+    expect(r.out).to.include('--- taskdefinition/web:1\n+++ taskdefinition/web:2');
+    expect(r.out).to.match(/^- +memory: 64$/m);
+    expect(r.out).to.match(/^\+ +memory: 96$/m);
     r = await run('apply', '-f', f, '--dry-run');
     expect(r.out).to.include('(dry run)');
     expect((await client.list('TaskDefinition', undefined, { fieldSelector: 'status.family=web' })).items).to.have.length(1);

@@ -4,6 +4,7 @@ import type { Client } from '../../client/client.ts';
 import { isBerthError } from '../../errors/errors.ts';
 import type { SharedInformers } from '../informers.ts';
 import { Controller, type ControllerMetrics } from '../runtime/controller.ts';
+import { inParallel } from '../runtime/parallel.ts';
 import { DEFAULT_HEALTH, planGc, planInstanceHealth, type GcObject, type HealthConfig } from './plan.ts';
 
 const ms = (s?: string) => (s ? Date.parse(s) : 0);
@@ -41,12 +42,12 @@ export function instanceHealthController(client: Client, inf: SharedInformers, l
           if (!isBerthError(e, 'Conflict') && !isBerthError(e, 'NotFound')) throw e;
         }
       }
-      for (const l of plan.lost) {
-        rlog.info({ task: l.task }, 'task on a lost instance; stopping it so it is replaced');
+      if (plan.lost.length) rlog.info({ tasks: plan.lost.length }, 'tasks on a lost instance; stopping them so they are replaced');
+      await inParallel(plan.lost, async (l) => {
         await client.patch('Task', ns, l.task, { spec: { desiredStatus: 'STOPPED', stopReason: l.reason, stopCode: 'TaskFailedToStart' } }).catch((e) => {
           if (!isBerthError(e, 'NotFound')) throw e;
         });
-      }
+      }, 16);
       return { requeueAfterMs: period };
     },
   });

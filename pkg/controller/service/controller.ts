@@ -8,6 +8,7 @@ import { isBerthError } from '../../errors/errors.ts';
 import { splitKey, type SharedInformers } from '../informers.ts';
 import { Controller, type ControllerMetrics } from '../runtime/controller.ts';
 import { Expectations } from '../runtime/expectations.ts';
+import { inParallel } from '../runtime/parallel.ts';
 import { planService, type PlanTask } from './plan.ts';
 
 /**
@@ -17,17 +18,6 @@ import { planService, type PlanTask } from './plan.ts';
  * state). Placement is not its business: it creates unbound tasks and the placement
  * controller binds them.
  */
-const CONCURRENCY = 32;
-
-async function inParallel<T>(items: T[], fn: (t: T) => Promise<void>): Promise<void> {
-  let i = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(CONCURRENCY, items.length) }, async () => {
-      while (i < items.length) await fn(items[i++]);
-    }),
-  );
-}
-
 const ms = (s?: string) => (s ? Date.parse(s) : 0);
 
 /** A status without the deployments' `updatedAt`, which the plan stamps on every pass: no write when only that differs. */
