@@ -58,10 +58,15 @@ export async function getOrUndefined(c: OpContext, kind: KindInfo, ns: string | 
   }
 }
 
+/** Conflicts a pinned read-modify-write outlives before it gives up (a ServerException, retryable). */
+const PATCH_ATTEMPTS = 16;
+
 /**
  * Read-modify-write through the registry's merge patch, pinned to the version read (a
  * precondition), retried from fresh state on conflict: for list members such as attributes
- * that a plain merge patch would replace wholesale.
+ * and tags that a plain merge patch would replace wholesale. Between attempts it waits a
+ * little (jittered, growing): the winner's write may not be in the watch cache yet, and
+ * many writers of one object (concurrent TagResource calls) each need a turn.
  */
 export async function guaranteedPatch(
   c: OpContext,
@@ -77,7 +82,8 @@ export async function guaranteedPatch(
     try {
       return await c.registry.patch(kind, ns, name, 'merge', { ...patch, metadata: { ...((patch.metadata as object) ?? {}), resourceVersion: cur.metadata.resourceVersion } }, undefined, c.req);
     } catch (e) {
-      if (!isBerthError(e, 'Conflict') || attempt >= 5) throw e;
+      if (!isBerthError(e, 'Conflict') || attempt >= PATCH_ATTEMPTS - 1) throw e;
+      await new Promise((r) => setTimeout(r, Math.random() * Math.min(200, 5 * 2 ** attempt)));
     }
   }
 }

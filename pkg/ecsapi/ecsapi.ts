@@ -7,6 +7,17 @@ import type { FrontDoorRequest } from '../apiserver/server.ts';
 import { CreateCluster, DeleteCluster, DescribeClusters, ListClusters } from './clusters.ts';
 import type { OpContext, Operation } from './context.ts';
 import {
+  CreateDaemon,
+  DeleteDaemon,
+  DeleteDaemonTaskDefinition,
+  DescribeDaemon,
+  DescribeDaemonTaskDefinition,
+  ListDaemons,
+  ListDaemonTaskDefinitions,
+  RegisterDaemonTaskDefinition,
+  UpdateDaemon,
+} from './daemons.ts';
+import {
   DeleteAttributes,
   DeregisterContainerInstance,
   DescribeContainerInstances,
@@ -19,6 +30,7 @@ import {
 import type { Input } from './params.ts';
 import { CreateService, DeleteService, DescribeServices, ListServices, UpdateService } from './services.ts';
 import { loadAccessKeyFile, verify, type AccessKey } from './sigv4.ts';
+import { ListTagsForResource, TagResource, UntagResource } from './tags.ts';
 import { DeregisterTaskDefinition, DescribeTaskDefinition, ListTaskDefinitionFamilies, ListTaskDefinitions, RegisterTaskDefinition } from './taskdefs.ts';
 import { DescribeTasks, ListTasks, RunTask, StartTask, StopTask } from './tasks.ts';
 import { EcsError, TARGET_PREFIX, sendEcs, toEcsError } from './wire.ts';
@@ -62,6 +74,18 @@ export const OPERATIONS: Record<string, Operation> = {
   DeleteService,
   DescribeServices,
   ListServices,
+  RegisterDaemonTaskDefinition,
+  DescribeDaemonTaskDefinition,
+  ListDaemonTaskDefinitions,
+  DeleteDaemonTaskDefinition,
+  CreateDaemon,
+  UpdateDaemon,
+  DeleteDaemon,
+  DescribeDaemon,
+  ListDaemons,
+  TagResource,
+  UntagResource,
+  ListTagsForResource,
 };
 
 export interface EcsFrontDoorOptions {

@@ -15,7 +15,7 @@ import { EcsError, invalidParameter } from './wire.ts';
  */
 
 const CI = Kinds.ContainerInstance;
-const ciShape = (c: OpContext, o: unknown) => instanceToEcs(o as ContainerInstance, c.parts.arns);
+const ciShape = (c: OpContext, o: unknown, include: string[] = []) => instanceToEcs(o as ContainerInstance, c.parts.arns, include);
 
 function ec2InstanceIdOf(doc: string | undefined): string | undefined {
   if (!doc) return undefined;
@@ -43,7 +43,7 @@ export const RegisterContainerInstance: Operation = async (c, i) => {
     if (cur) {
       c.authorize({ verb: 'patch', resource: 'containerinstances', namespace: cluster, name });
       const out = await c.registry.patch(CI, cluster, name, 'merge', { spec: compact({ registeredResources: totalResources, attributes, tags, ec2InstanceId }) }, undefined, c.req);
-      return { containerInstance: ciShape(c, out) };
+      return { containerInstance: ciShape(c, out, ['TAGS']) };
     }
   }
   c.authorize({ verb: 'create', resource: 'containerinstances', namespace: cluster });
@@ -54,7 +54,7 @@ export const RegisterContainerInstance: Operation = async (c, i) => {
     c.authorize({ verb: 'patch', resource: 'containerinstances', subresource: 'status', namespace: cluster, name });
     obj = await c.registry.patch(CI, cluster, name, 'merge', { status: { versionInfo } }, 'status', c.req);
   }
-  return { containerInstance: ciShape(c, obj) };
+  return { containerInstance: ciShape(c, obj, ['TAGS']) };
 };
 
 export const DeregisterContainerInstance: Operation = async (c, i) => {
@@ -90,6 +90,7 @@ export const DeregisterContainerInstance: Operation = async (c, i) => {
 export const DescribeContainerInstances: Operation = async (c, i) => {
   const cluster = await clusterOf(c, i);
   const ids = strList(i, 'containerInstances', { required: true, min: 1, max: 100 })!;
+  const include = strList(i, 'include') ?? [];
   const containerInstances: unknown[] = [];
   const failures: unknown[] = [];
   for (const given of ids) {
@@ -97,7 +98,7 @@ export const DescribeContainerInstances: Operation = async (c, i) => {
     c.authorize({ verb: 'get', resource: 'containerinstances', namespace: cluster, name });
     const o = clusterMismatch ? undefined : await getOrUndefined(c, CI, cluster, name);
     if (!o) failures.push({ arn: c.parts.arns.containerInstance(cluster, name), reason: 'MISSING' });
-    else containerInstances.push(ciShape(c, o));
+    else containerInstances.push(ciShape(c, o, include));
   }
   return { containerInstances, failures };
 };

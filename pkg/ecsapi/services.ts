@@ -1,4 +1,5 @@
 import { Kinds, type Service } from '../api/kinds.ts';
+import { stableJson } from '../api/validate.ts';
 import { isBerthError } from '../errors/errors.ts';
 import { clusterOf, getOrUndefined, idOf, newObj, type OpContext, type Operation } from './context.ts';
 import { bool, obj, oneOf, paginate, str, strList, unsupported, type Input } from './params.ts';
@@ -47,7 +48,7 @@ export const CreateService: Operation = async (c, i) => {
   c.authorize({ verb: 'create', resource: 'services', namespace: cluster });
   const existing = (await c.registry.peek(SVC, cluster, name)) as Service | undefined;
   if (existing) {
-    if (clientToken && existing.spec.clientToken === clientToken && !existing.metadata.deletionTimestamp) return { service: shape(c, existing) };
+    if (!existing.metadata.deletionTimestamp && (await sameAsCreated(c, cluster, name, spec, existing))) return { service: shape(c, existing) };
     throw invalidParameter('Creation of service was not idempotent.');
   }
   try {
@@ -58,6 +59,18 @@ export const CreateService: Operation = async (c, i) => {
     throw e;
   }
 };
+
+/**
+ * ECS's idempotency: a CreateService that repeats the one that made the service (the same
+ * parameters, clientToken included) returns it. The request is normalized by a dry-run
+ * create (admission resolves the task definition and fills ECS's defaults) and compared
+ * with the stored spec, so `sleep360` and `sleep360:1` are the same request while it is the
+ * latest revision.
+ */
+async function sameAsCreated(c: OpContext, cluster: string, name: string, spec: Input, existing: Service): Promise<boolean> {
+  const { obj: dry } = await c.registry.create(SVC, cluster, newObj('Service', name, structuredClone(spec), cluster), { ...c.req, dryRun: true });
+  return stableJson(dry.spec) === stableJson(existing.spec);
+}
 
 /** UpdateService members and where they go in the spec (merge patch: objects merge, lists replace). */
 const UPDATABLE = [

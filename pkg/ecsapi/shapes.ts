@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Arns } from '../api/arn.ts';
-import type { Cluster, ContainerInstance, Service, Task, TaskDefinition } from '../api/kinds.ts';
+import type { Cluster, ContainerInstance, Daemon, DaemonTaskDefinition, Service, Task, TaskDefinition } from '../api/kinds.ts';
 import type { Resource } from '../api/meta.ts';
 import type { EcsResource } from '../api/resources.ts';
 import { taskDefinitionToEcs } from '../api/ecsjson.ts';
@@ -17,6 +17,32 @@ export const epoch = (iso: string | undefined): number | undefined => {
   const ms = Date.parse(iso);
   return Number.isNaN(ms) ? undefined : ms / 1000;
 };
+
+export interface Tag {
+  key: string;
+  value?: string;
+}
+
+/**
+ * Where the tags of task definitions live once changed by TagResource/UntagResource: their
+ * revisions are immutable (spec.tags is part of the registered content), so later tags are
+ * kept in this annotation (a JSON list of {key, value}) and take the place of spec.tags.
+ */
+export const TAGS_ANNOTATION = 'berth.dev/tags';
+
+/** The tags of any tagged object: the annotation when TagResource wrote one, else spec.tags. */
+export function tagsOf(o: { metadata: { annotations?: Record<string, string> }; spec?: unknown }): Tag[] {
+  const raw = o.metadata.annotations?.[TAGS_ANNOTATION];
+  if (raw !== undefined) {
+    try {
+      const v = JSON.parse(raw) as unknown;
+      if (Array.isArray(v)) return v as Tag[];
+    } catch {
+      /* unreadable: fall back to the registered tags */
+    }
+  }
+  return ((o.spec as { tags?: Tag[] } | undefined)?.tags ?? []).map((t) => ({ ...t }));
+}
 
 /** JSON.stringify drops undefined members; this also drops them for deep equality in tests. */
 export function compact<T extends Json>(o: T): T {
@@ -36,7 +62,7 @@ export function clusterToEcs(c: Cluster, arns: Arns, include: string[] = []): Js
     activeServicesCount: st?.activeServicesCount ?? 0,
     // like ECS, the optional parts only when asked for (`include`)
     statistics: include.includes('STATISTICS') ? [] : undefined,
-    tags: include.includes('TAGS') ? (c.spec?.tags ?? []) : undefined,
+    tags: include.includes('TAGS') ? tagsOf(c) : undefined,
     settings: include.includes('SETTINGS') ? (c.spec?.settings ?? [{ name: 'containerInsights', value: 'disabled' }]) : undefined,
     configuration: include.includes('CONFIGURATIONS') ? c.spec?.configuration : undefined,
     capacityProviders: [],
@@ -60,7 +86,7 @@ export function instanceStatus(ci: ContainerInstance): string {
   return ci.spec.status;
 }
 
-export function instanceToEcs(ci: ContainerInstance, arns: Arns): Json {
+export function instanceToEcs(ci: ContainerInstance, arns: Arns, include: string[] = []): Json {
   const ns = ci.metadata.namespace!;
   return compact({
     containerInstanceArn: ci.status?.containerInstanceArn ?? arns.containerInstance(ns, ci.metadata.name),
@@ -78,7 +104,8 @@ export function instanceToEcs(ci: ContainerInstance, arns: Arns): Json {
     attributes: (ci.spec.attributes ?? []).map((a) => compact({ name: a.name, value: a.value })),
     registeredAt: epoch(ci.status?.registeredAt ?? ci.metadata.creationTimestamp),
     attachments: [],
-    tags: ci.spec.tags ?? [],
+    // like ECS, only when asked for (`include: ["TAGS"]`)
+    tags: include.includes('TAGS') ? tagsOf(ci) : undefined,
   });
 }
 
@@ -143,7 +170,8 @@ export function taskToEcs(t: Task, arns: Arns, td?: TaskDefinition, include: str
   return compact({
     taskArn,
     clusterArn: arns.cluster(ns),
-    taskDefinitionArn: arns.taskDefinition(t.spec.taskDefinition),
+    // a daemon's task runs a daemon task definition
+    taskDefinitionArn: t.spec.daemonTaskDefinition ? arns.daemonTaskDefinition(t.spec.daemonTaskDefinition) : arns.taskDefinition(t.spec.taskDefinition),
     containerInstanceArn: t.spec.containerInstance ? arns.containerInstance(ns, t.spec.containerInstance) : undefined,
     overrides: { containerOverrides: overrides.containerOverrides ?? (td?.spec.containerDefinitions ?? []).map((c) => ({ name: c.name })), inferenceAcceleratorOverrides: [], ...stripUndefined(overrides, ['containerOverrides']) },
     lastStatus: st?.lastStatus ?? 'PROVISIONING',
@@ -168,7 +196,7 @@ export function taskToEcs(t: Task, arns: Arns, td?: TaskDefinition, include: str
     launchType: t.spec.launchType ?? 'EC2',
     attachments: st?.attachments ?? [],
     healthStatus: st?.healthStatus ?? 'UNKNOWN',
-    tags: include.includes('TAGS') ? (t.spec.tags ?? []) : undefined,
+    tags: include.includes('TAGS') ? tagsOf(t) : undefined,
     enableExecuteCommand: false,
   });
 }
@@ -228,10 +256,133 @@ export function serviceToEcs(s: Service, arns: Arns, include: string[] = []): Js
     healthCheckGracePeriodSeconds: spec.healthCheckGracePeriodSeconds,
     schedulingStrategy: spec.schedulingStrategy,
     deploymentController: { type: 'ECS' },
-    tags: include.includes('TAGS') ? (spec.tags ?? []) : undefined,
+    tags: include.includes('TAGS') ? tagsOf(s) : undefined,
     createdBy: undefined,
     enableECSManagedTags: spec.enableECSManagedTags ?? false,
     propagateTags: spec.propagateTags ?? 'NONE',
     enableExecuteCommand: spec.enableExecuteCommand ?? false,
+  });
+}
+
+// ---------------------------------------------------------------- daemons
+
+export type DaemonTaskDefinitionStatus = 'ACTIVE' | 'DELETE_IN_PROGRESS' | 'DELETED';
+
+/**
+ * ECS's status of a daemon task definition. berth keeps a deleted revision (INACTIVE): while
+ * a daemon or a live task still uses it, that is ECS's DELETE_IN_PROGRESS; after, DELETED.
+ */
+export const daemonTaskDefinitionStatus = (td: DaemonTaskDefinition, inUse: boolean): DaemonTaskDefinitionStatus =>
+  td.status?.status === 'ACTIVE' ? 'ACTIVE' : inUse ? 'DELETE_IN_PROGRESS' : 'DELETED';
+
+/** The stored name `family:revision` (a get by family shows the family as its name). */
+const revisionName = (td: DaemonTaskDefinition) => (td.status ? `${td.status.family}:${td.status.revision}` : td.metadata.name);
+
+/** ECS's DaemonTaskDefinition shape (DescribeDaemonTaskDefinition). */
+export function daemonTaskDefinitionToEcs(td: DaemonTaskDefinition, arns: Arns, status: DaemonTaskDefinitionStatus): Json {
+  const st = td.status;
+  const { tags: _tags, ...spec } = td.spec;
+  void _tags;
+  const [family, rev] = revisionName(td).split(':');
+  return compact({
+    daemonTaskDefinitionArn: st?.taskDefinitionArn ?? arns.daemonTaskDefinition(revisionName(td)),
+    family: st?.family ?? family,
+    revision: st?.revision ?? Number(rev),
+    ...spec,
+    volumes: spec.volumes ?? [],
+    status,
+    registeredAt: epoch(st?.registeredAt ?? td.metadata.creationTimestamp),
+    deleteRequestedAt: epoch(st?.deregisteredAt),
+  });
+}
+
+/** ECS's DaemonTaskDefinitionSummary (ListDaemonTaskDefinitions). */
+export function daemonTaskDefinitionSummary(td: DaemonTaskDefinition, arns: Arns, status: DaemonTaskDefinitionStatus): Json {
+  return compact({
+    arn: td.status?.taskDefinitionArn ?? arns.daemonTaskDefinition(revisionName(td)),
+    registeredAt: epoch(td.status?.registeredAt ?? td.metadata.creationTimestamp),
+    deleteRequestedAt: epoch(td.status?.deregisteredAt),
+    status,
+  });
+}
+
+/** Set by the ECS face's daemon writes: ECS's `updatedAt` (berth objects carry no such time). */
+export const UPDATED_AT_ANNOTATION = 'berth.dev/updated-at';
+
+/** ECS's status of a daemon: one being deleted is DELETE_IN_PROGRESS until its tasks are gone. */
+export function daemonStatus(d: Daemon): 'ACTIVE' | 'DELETE_IN_PROGRESS' | 'INACTIVE' {
+  if (d.status?.status === 'INACTIVE') return 'INACTIVE';
+  return d.metadata.deletionTimestamp || d.status?.status === 'DELETE_IN_PROGRESS' ? 'DELETE_IN_PROGRESS' : 'ACTIVE';
+}
+
+const digest = (s: string) => createHash('sha256').update(s).digest();
+
+/**
+ * A daemon revision (ECS: a snapshot of the daemon's configuration) is, in berth, the daemon
+ * running one daemon task definition: the same id on every read.
+ */
+export function daemonRevisionArn(d: Daemon, arns: Arns, taskDefinition: string): string {
+  const id = BigInt(`0x${digest(`${d.metadata.uid}/${taskDefinition}`).toString('hex').slice(0, 15)}`).toString();
+  return `${arns.daemon(d.metadata.namespace!, d.metadata.name).replace(':daemon/', ':daemon-revision/')}/${id}`;
+}
+
+/** The daemon's deployment: each change of its spec (a new generation) is one. */
+export function daemonDeploymentArn(d: Daemon, arns: Arns): string {
+  const id = digest(`${d.metadata.uid}/${d.metadata.generation ?? 1}`).toString('base64url').replace(/[-_]/g, '').slice(0, 21);
+  return `${arns.daemon(d.metadata.namespace!, d.metadata.name).replace(':daemon/', ':daemon-deployment/')}/${id}`;
+}
+
+function daemonTimes(d: Daemon): { createdAt?: number; updatedAt?: number } {
+  const created = d.metadata.creationTimestamp;
+  const candidates = [created, d.metadata.annotations?.[UPDATED_AT_ANNOTATION], d.metadata.deletionTimestamp].filter((x): x is string => !!x && !Number.isNaN(Date.parse(x)));
+  const updated = candidates.sort((a, b) => Date.parse(b) - Date.parse(a))[0];
+  return { createdAt: epoch(created), updatedAt: epoch(updated) };
+}
+
+/** What Create/Update/DeleteDaemon answer with. */
+export function daemonResponse(d: Daemon, arns: Arns, withUpdatedAt = true): Json {
+  const t = daemonTimes(d);
+  return compact({
+    daemonArn: d.status?.daemonArn ?? arns.daemon(d.metadata.namespace!, d.metadata.name),
+    status: daemonStatus(d),
+    createdAt: t.createdAt,
+    updatedAt: withUpdatedAt ? t.updatedAt : undefined,
+    deploymentArn: daemonDeploymentArn(d, arns),
+  });
+}
+
+/** ECS's DaemonSummary (ListDaemons). */
+export function daemonSummary(d: Daemon, arns: Arns): Json {
+  const t = daemonTimes(d);
+  return compact({ daemonArn: d.status?.daemonArn ?? arns.daemon(d.metadata.namespace!, d.metadata.name), status: daemonStatus(d), createdAt: t.createdAt, updatedAt: t.updatedAt });
+}
+
+/**
+ * ECS's DaemonDetail (DescribeDaemon). `currentRevisions`: the revision the daemon runs now
+ * (its daemon task definition) first, then any older one that still has live tasks during a
+ * roll; counts come from the daemon's tasks. berth has no capacity providers, so none are
+ * listed.
+ */
+export function daemonDetail(d: Daemon, arns: Arns, tasks: Task[]): Json {
+  const ns = d.metadata.namespace!;
+  const target = d.spec.daemonTaskDefinition;
+  const live = tasks.filter((t) => t.spec.desiredStatus === 'RUNNING' && t.status?.lastStatus !== 'STOPPED');
+  const revOf = (t: Task) => t.spec.daemonTaskDefinition ?? t.spec.taskDefinition;
+  const revisions = [target, ...new Set(live.map(revOf).filter((r) => r !== target))];
+  const running = (rev?: string) => live.filter((t) => t.status?.lastStatus === 'RUNNING' && (rev === undefined || revOf(t) === rev)).length;
+  const desired = d.status?.desiredCount ?? 0;
+  const t = daemonTimes(d);
+  return compact({
+    daemonArn: d.status?.daemonArn ?? arns.daemon(ns, d.metadata.name),
+    clusterArn: arns.cluster(ns),
+    status: daemonStatus(d),
+    currentRevisions: revisions.map((rev) => ({
+      arn: daemonRevisionArn(d, arns, rev),
+      totalRunningCount: running(rev),
+      totalWithoutDaemonCount: rev === target ? Math.max(0, desired - running()) : 0,
+    })),
+    deploymentArn: daemonDeploymentArn(d, arns),
+    createdAt: t.createdAt,
+    updatedAt: t.updatedAt,
   });
 }

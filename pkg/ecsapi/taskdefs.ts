@@ -4,7 +4,7 @@ import { ecsToManifest } from '../api/ecsjson.ts';
 import { isBerthError } from '../errors/errors.ts';
 import type { OpContext, Operation } from './context.ts';
 import { list, oneOf, paginate, str, strList, type Input } from './params.ts';
-import { compact, taskDefinitionShape } from './shapes.ts';
+import { compact, tagsOf, taskDefinitionShape } from './shapes.ts';
 import { clientException } from './wire.ts';
 
 /**
@@ -29,7 +29,7 @@ export const RegisterTaskDefinition: Operation = async (c, i) => {
   c.authorize({ verb: 'create', resource: 'taskdefinitions' });
   const { obj } = await c.registry.create(TD, undefined, manifest, c.req);
   const td = obj as unknown as TaskDefinition;
-  return compact({ taskDefinition: shape(c, td), tags: td.spec.tags ?? [] });
+  return compact({ taskDefinition: shape(c, td), tags: tagsOf(td) });
 };
 
 async function getTd(c: OpContext, ref: string): Promise<TaskDefinition> {
@@ -54,7 +54,7 @@ export const DescribeTaskDefinition: Operation = async (c, i) => {
   const include = strList(i, 'include') ?? [];
   c.authorize({ verb: 'get', resource: 'taskdefinitions', name: ref });
   const td = await getTd(c, ref);
-  return compact({ taskDefinition: shape(c, td), tags: include.includes('TAGS') ? (td.spec.tags ?? []) : undefined });
+  return compact({ taskDefinition: shape(c, td), tags: include.includes('TAGS') ? tagsOf(td) : undefined });
 };
 
 export const DeregisterTaskDefinition: Operation = async (c, i) => {

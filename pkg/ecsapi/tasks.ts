@@ -28,8 +28,10 @@ export interface Failure {
   detail?: string;
 }
 
+/** The task's definition from the cache: a daemon's task runs a daemon task definition (a subset of the same shape). */
 function tdOf(c: OpContext, t: Task): TaskDefinition | undefined {
-  return c.registry.cache.get(storeKey('taskdefinitions', undefined, t.spec.taskDefinition)) as unknown as TaskDefinition | undefined;
+  const key = t.spec.daemonTaskDefinition ? storeKey('daemontaskdefinitions', undefined, t.spec.daemonTaskDefinition) : storeKey('taskdefinitions', undefined, t.spec.taskDefinition);
+  return c.registry.cache.get(key) as unknown as TaskDefinition | undefined;
 }
 
 export const taskShape = (c: OpContext, t: Task, include: string[] = []) => taskToEcs(t, c.parts.arns, tdOf(c, t), include);
@@ -306,9 +308,10 @@ export const ListTasks: Operation = async (c, i) => {
   const family = str(i, 'family');
   const startedBy = str(i, 'startedBy');
   const serviceName = str(i, 'serviceName');
+  const daemonName = str(i, 'daemonName');
+  if (serviceName && daemonName) throw invalidParameter('serviceName and daemonName cannot both be given: a task belongs to a service or to a daemon.');
   const desiredStatus = oneOf(i, 'desiredStatus', ['RUNNING', 'PENDING', 'STOPPED'] as const) ?? 'RUNNING';
   const launchType = oneOf(i, 'launchType', ['EC2', 'EXTERNAL', 'FARGATE', 'MANAGED_INSTANCES'] as const);
-  unsupported(i, ['daemonName']);
   c.authorize({ verb: 'list', resource: 'tasks', namespace: cluster });
   const items = (await c.registry.list(TASK, cluster)).items
     .map((o) => o as unknown as Task)
@@ -321,6 +324,7 @@ export const ListTasks: Operation = async (c, i) => {
         (!family || t.spec.taskDefinition.split(':')[0] === family) &&
         (!startedBy || t.spec.startedBy === startedBy) &&
         (!serviceName || t.spec.group === `service:${serviceName}`) &&
+        (!daemonName || t.spec.group === `daemon:${daemonName}`) &&
         (!launchType || (t.spec.launchType ?? 'EC2') === launchType),
     );
   const { page, nextToken } = paginate(items, (t) => t.metadata.name, i, { defaultMax: 100, max: 100 });

@@ -414,27 +414,40 @@ for (const store of (process.env.ONLY_STORE ? [process.env.ONLY_STORE] : ['embed
 
     describe('services', () => {
       it('CreateService returns the service; a clashing name is not idempotent; a clientToken is', async () => {
-        const out = await ecs.send(
-          new CreateServiceCommand({
-            cluster: 'c1',
-            serviceName: 'sleeper',
-            taskDefinition: 'sleep360',
-            desiredCount: 2,
-            clientToken: 'svc-token',
-            placementStrategy: [{ type: 'spread', field: 'instanceId' }],
-            deploymentConfiguration: { maximumPercent: 150 },
-          }),
-        );
+        const input = {
+          cluster: 'c1',
+          serviceName: 'sleeper',
+          taskDefinition: 'sleep360',
+          desiredCount: 2,
+          clientToken: 'svc-token',
+          placementStrategy: [{ type: 'spread' as const, field: 'instanceId' }],
+          deploymentConfiguration: { maximumPercent: 150 },
+        };
+        const out = await ecs.send(new CreateServiceCommand(input));
         const svc = out.service!;
         expect(svc).to.include({ serviceName: 'sleeper', serviceArn: arn('service/c1/sleeper'), clusterArn: arn('cluster/c1'), status: 'ACTIVE', desiredCount: 2, runningCount: 0, pendingCount: 0, taskDefinition: arn('task-definition/sleep360:1'), schedulingStrategy: 'REPLICA', launchType: 'EC2' });
         expect(svc.deploymentConfiguration).to.deep.include({ maximumPercent: 150, minimumHealthyPercent: 100 });
         expect(svc.placementStrategy).to.deep.equal([{ type: 'spread', field: 'instanceId' }]);
         expect(svc.createdAt).to.be.instanceOf(Date);
-        const same = await ecs.send(new CreateServiceCommand({ cluster: 'c1', serviceName: 'sleeper', taskDefinition: 'sleep360', desiredCount: 2, clientToken: 'svc-token' }));
-        expect(same.service?.serviceArn).to.equal(svc.serviceArn);
-        const e = await thrown(() => ecs.send(new CreateServiceCommand({ cluster: 'c1', serviceName: 'sleeper', taskDefinition: 'sleep360', desiredCount: 1 })));
-        expect(e).to.be.instanceOf(InvalidParameterException);
-        expect(e.message).to.equal('Creation of service was not idempotent.');
+        // the same request again (the task definition by family or by the revision it resolved to) is the same service
+        const same = await ecs.send(new CreateServiceCommand(input));
+        expect(same.service).to.deep.equal(svc);
+        expect((await ecs.send(new CreateServiceCommand({ ...input, taskDefinition: 'sleep360:1' }))).service?.serviceArn).to.equal(svc.serviceArn);
+        // nothing new was written
+        const stored = await s.api.call('GET', `${V}/namespaces/c1/services/sleeper`);
+        expect(stored.body.metadata.generation).to.equal(1);
+        // a clashing name with other parameters, or the same parameters with another token (or none), is not
+        for (const other of [
+          { ...input, desiredCount: 1 },
+          { ...input, placementStrategy: undefined },
+          { ...input, clientToken: 'other-token' },
+          { ...input, clientToken: undefined },
+          { cluster: 'c1', serviceName: 'sleeper', taskDefinition: 'sleep360', desiredCount: 1 },
+        ]) {
+          const e = await thrown(() => ecs.send(new CreateServiceCommand(other)));
+          expect(e, JSON.stringify(other)).to.be.instanceOf(InvalidParameterException);
+          expect(e.message).to.equal('Creation of service was not idempotent.');
+        }
         const e2 = await thrown(() => ecs.send(new CreateServiceCommand({ cluster: 'c1', serviceName: 'x', taskDefinition: 'nope', desiredCount: 1 })));
         expect(e2).to.be.instanceOf(InvalidParameterException);
         const e3 = await thrown(() => ecs.send(new CreateServiceCommand({ cluster: 'c1', serviceName: 'd', taskDefinition: 'sleep360', schedulingStrategy: 'DAEMON', desiredCount: 2 })));
