@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import os from 'node:os';
@@ -134,6 +134,9 @@ export class Agent {
   private flushTimer?: NodeJS.Timeout;
   private flushing?: Promise<void>;
   private introspection?: Server;
+  private logServer?: Server;
+  /** the container-log endpoint and the secret the apiserver presents to it */
+  private logs?: { endpoint: string; token: string };
   private stopped = false;
   private readonly log: Logger;
   private readonly cfg: AgentConfig;
@@ -154,6 +157,7 @@ export class Agent {
 
   async start(): Promise<void> {
     await this.checkpoint.load();
+    if (this.cfg.logsListen) await this.serveLogs();
     await this.register();
     this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.deps.heartbeatMs ?? 15_000);
     this.heartbeatTimer.unref?.();
@@ -223,7 +227,7 @@ export class Agent {
         dynamicHostPortRange: [this.cfg.dynamicHostPortRange.from, this.cfg.dynamicHostPortRange.to],
         hostFingerprint: fp,
       },
-      status: { agentConnected: true, runningTasksCount: 0, pendingTasksCount: 0, versionInfo: { agentVersion: AGENT_VERSION, dockerVersion: this.deps.dockerVersion } },
+      status: { agentConnected: true, runningTasksCount: 0, pendingTasksCount: 0, ...(this.logs ? { logs: this.logs } : {}), versionInfo: { agentVersion: AGENT_VERSION, dockerVersion: this.deps.dockerVersion } },
     } as ContainerInstance);
     const token = ci.metadata.annotations?.[NODE_TOKEN_ANNOTATION];
     if (!token) throw new BerthError('Forbidden', 'the apiserver issued no node credential: register with a bootstrap token (BERTH_BOOTSTRAP_TOKEN of group berth:bootstrappers)');
@@ -243,7 +247,7 @@ export class Agent {
   async heartbeat(): Promise<void> {
     if (this.stopped && this.instanceId) return;
     try {
-      await this.client.patch('ContainerInstance', this.cfg.cluster, this.instanceId, { status: { agentConnected: true, lastHeartbeat: iso(), versionInfo: { agentVersion: AGENT_VERSION, ...(this.deps.dockerVersion ? { dockerVersion: this.deps.dockerVersion } : {}) } } }, { status: true });
+      await this.client.patch('ContainerInstance', this.cfg.cluster, this.instanceId, { status: { agentConnected: true, lastHeartbeat: iso(), ...(this.logs ? { logs: this.logs } : {}), versionInfo: { agentVersion: AGENT_VERSION, ...(this.deps.dockerVersion ? { dockerVersion: this.deps.dockerVersion } : {}) } } }, { status: true });
     } catch (e) {
       this.log.warn({ err: (e as Error).message }, 'heartbeat failed');
     }
@@ -379,6 +383,51 @@ export class Agent {
     this.flushing = undefined;
   }
 
+  /**
+   * Container logs for the apiserver (`GET /v1/logs?task=NAME&container=C&follow=1&tail=N`),
+   * which proxies `berth logs` here. Only the apiserver knows the secret: the agent reports
+   * it in its instance status and the apiserver never shows it to clients.
+   */
+  private async serveLogs(): Promise<void> {
+    const token = randomUUID() + randomUUID();
+    const srv = createServer((req, res) => {
+      void (async () => {
+        const url = new URL(req.url ?? '/', 'http://x');
+        const fail = (code: number, message: string) => res.writeHead(code, { 'Content-Type': 'text/plain' }).end(message + '\n');
+        const given = Buffer.from(req.headers.authorization ?? '');
+        const want = Buffer.from(`Bearer ${token}`);
+        if (given.length !== want.length || !timingSafeEqual(given, want)) return fail(401, 'unauthorized');
+        if (url.pathname !== '/v1/logs') return fail(404, 'not found');
+        const task = url.searchParams.get('task') ?? '';
+        const slot = [...this.runners.values()].find((x) => x.name === task && x.runner);
+        if (!slot) return fail(404, `task ${task} is not running on this instance (or its containers were cleaned up)`);
+        const report = slot.runner.report();
+        const want1 = url.searchParams.get('container');
+        const c = want1 ? report.containers.find((x) => x.name === want1) : report.containers[0];
+        if (!c) return fail(404, `task ${task} has no container named ${want1}; it has ${report.containers.map((x) => x.name).join(', ')}`);
+        if (!c.runtimeId) return fail(404, `container ${c.name} of task ${task} has not been created yet`);
+        const tail = url.searchParams.get('tail');
+        const stream = await this.deps.runtime.logs(c.runtimeId, { follow: url.searchParams.get('follow') === 'true', ...(tail ? { tail: Number(tail) } : {}) });
+        res.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8' });
+        stream.pipe(res);
+        res.on('close', () => stream.destroy());
+      })().catch((e: Error) => {
+        if (!res.headersSent) res.writeHead(500, { 'Content-Type': 'text/plain' }).end(`${e.message}\n`);
+        else res.end();
+      });
+    });
+    const i = this.cfg.logsListen.lastIndexOf(':');
+    const host = this.cfg.logsListen.slice(0, i);
+    await new Promise<void>((resolve, reject) => {
+      srv.once('error', (e) => reject(new BerthError('BadRequest', `BERTH_LOGS_LISTEN ${this.cfg.logsListen}: ${e.message}`)));
+      srv.listen(Number(this.cfg.logsListen.slice(i + 1)), host, () => resolve());
+    });
+    this.logServer = srv;
+    const port = (srv.address() as { port: number }).port;
+    const reachable = host === '0.0.0.0' || host === '::' ? (Object.values(os.networkInterfaces()).flat().find((a) => a && a.family === 'IPv4' && !a.internal)?.address ?? '127.0.0.1') : host;
+    this.logs = { endpoint: `http://${reachable}:${port}`, token };
+  }
+
   private async serveIntrospection(): Promise<void> {
     const srv = createServer((req, res) => {
       const url = new URL(req.url ?? '/', 'http://x');
@@ -426,6 +475,8 @@ export class Agent {
     }
     this.runners.clear();
     this.introspection?.close();
+    this.logServer?.close();
+    this.logServer?.closeAllConnections();
     this.client.close();
   }
 }

@@ -142,6 +142,8 @@ const vars = {
   ECS_INSTANCE_ID: [z.string(), ''],
   BERTH_BOOTSTRAP_TOKEN: [z.string(), ''],
   BERTH_RUNTIME: [oneOf(['docker', 'hollow']), 'docker'],
+  /** host:port the agent serves container logs on, for the apiserver (empty: no logs) */
+  BERTH_LOGS_LISTEN: [z.string().regex(/^$|^[^\s:]+:\d+$/, { error: 'must be HOST:PORT' }), ''],
 } as const satisfies Record<string, readonly [z.ZodType, string | undefined]>;
 
 export type AgentVariable = keyof typeof vars;
@@ -183,6 +185,7 @@ export interface AgentConfig {
   instanceId: string;
   bootstrapToken: string;
   runtime: 'docker' | 'hollow';
+  logsListen: string;
 }
 
 /** Parse an `ecs.config`-style file: KEY=VALUE lines, `#` comments, optional `export`, optional quotes. */
@@ -277,6 +280,7 @@ export function loadAgentConfig(opts: LoadOptions = {}): AgentConfig {
     instanceId: val.ECS_INSTANCE_ID as string,
     bootstrapToken: val.BERTH_BOOTSTRAP_TOKEN as string,
     runtime: val.BERTH_RUNTIME as AgentConfig['runtime'],
+    logsListen: val.BERTH_LOGS_LISTEN as string,
   };
 }
 

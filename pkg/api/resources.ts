@@ -84,6 +84,8 @@ export const ContainerInstanceStatus = z.strictObject({
   versionInfo: VersionInfo.optional(),
   agentUpdateStatus: z.string().optional(),
   conditions: z.array(Condition).optional(),
+  /** where the agent serves container logs to the apiserver; the token is never shown to clients */
+  logs: z.strictObject({ endpoint: z.string(), token: z.string().optional() }).optional(),
 });
 export type ContainerInstanceStatus = z.infer<typeof ContainerInstanceStatus>;
 

@@ -225,10 +225,12 @@ export class ContainerInstanceAdmission implements Admission {
     const spec = o.spec as ContainerInstance['spec'];
     const cap = capacityOf(spec.registeredResources);
     const tasks = this.registry.cache.list('tasks', ns, { field: 'spec.containerInstance', value: o.metadata.name }).map(([, t]) => t as Task);
+    const st = o.status as ContainerInstance['status'];
     return {
       ...o,
       status: {
         ...(o.status as object),
+        ...(st?.logs ? { logs: { endpoint: st.logs.endpoint } } : {}),
         remainingResources: remainingResources(cap, a ? { cpu: a.cpu, memory: a.memory, tasks: a.tasks } : emptyAllocation()),
         runningTasksCount: tasks.filter((t) => t.status?.lastStatus === 'RUNNING').length,
         pendingTasksCount: tasks.filter((t) => t.status?.lastStatus !== 'RUNNING' && t.status?.lastStatus !== 'STOPPED').length,

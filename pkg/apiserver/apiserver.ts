@@ -10,6 +10,7 @@ import type { Store } from '../store/store.ts';
 import { CACHE_INDEXES, installAdmission } from './admission.ts';
 import { DefaultAuthorizer, TokenAuthenticator, type Authorizer, type TokenEntry } from './auth.ts';
 import { Binder, bindingRoute } from './binding.ts';
+import { logsRoute } from './logs.ts';
 import { Metrics } from './metrics.ts';
 import { Registry } from './registry.ts';
 import { createApiHandler, type ApiRequest, type FrontDoorRequest } from './server.ts';
@@ -71,7 +72,7 @@ export async function buildApiServer(o: ApiServerOptions): Promise<ApiServer> {
     authenticator,
     authorizer: o.tokens ? (o.authorizer ?? new DefaultAuthorizer(cache)) : undefined,
     bodyLimit: o.bodyLimit,
-    extensions: [bindingRoute(registry, binder), ...(o.extensions ?? [])],
+    extensions: [bindingRoute(registry, binder), logsRoute(registry), ...(o.extensions ?? [])],
     frontDoors: o.frontDoors?.({ registry, cache, arns, binder, log: o.log }),
   });
   return { handler, registry, cache, metrics, arns, binder, stop: () => cache.stop() };

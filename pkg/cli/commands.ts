@@ -336,6 +336,25 @@ export function buildProgram(deps: CliDeps): Command {
       if (errors.length) throw new BerthError('BadRequest', errors.join('\n'));
     });
 
+  sub('logs', 'print the logs of a task\'s container (served by the agent of its instance)')
+    .argument('<task>', 'task id (or task/ID)')
+    .option('-c, --container <name>', 'the container (default: the first)')
+    .option('-f, --follow', 'keep printing new lines')
+    .option('--tail <lines>', 'only the last N lines')
+    .action(async (task: string, o: { container?: string; follow?: boolean; tail?: string }, cmd: Command) => {
+      const { client, namespace } = await conn(cmd);
+      const name = task.replace(/^(task|tasks|tk)\//, '');
+      if (o.tail !== undefined && !/^\d+$/.test(o.tail)) throw new BerthError('BadRequest', `--tail ${o.tail}: must be a number of lines`);
+      const ac = new AbortController();
+      if (o.follow) process.once('SIGINT', () => ac.abort());
+      const res = await client.stream(`${client.path('Task', namespace, name)}/log`, { container: o.container, follow: o.follow ? 'true' : undefined, tailLines: o.tail }, ac.signal);
+      try {
+        for await (const chunk of res) io.out((chunk as Buffer).toString('utf8'));
+      } catch (e) {
+        if ((e as Error).name !== 'AbortError') throw e;
+      }
+    });
+
   sub('scale', 'set a service\'s desired count')
     .argument('<service>', 'service/NAME or NAME')
     .requiredOption('--replicas <n>', 'the desired count')

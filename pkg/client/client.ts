@@ -247,6 +247,28 @@ export class Client {
     return this.request('POST', `/apis/${GROUP}/${VERSION}/namespaces/${encodeURIComponent(ns)}/bindings`, { bindings });
   }
 
+  /** A streamed GET (task logs): the body as it arrives; a non-2xx answer throws its Status. */
+  async stream(path: string, query: Record<string, string | number | boolean | undefined> = {}, signal?: AbortSignal): Promise<http.IncomingMessage> {
+    const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+      const req = this.mod.request(this.server + path + query_(query), { method: 'GET', headers: { ...this.headers, Accept: '*/*' }, agent: this.streamAgent, signal }, resolve);
+      req.on('error', (e) => reject(e.name === 'AbortError' ? e : new BerthError('ServiceUnavailable', `cannot reach the apiserver at ${this.server}: ${e.message}`)));
+      req.end();
+    });
+    if ((res.statusCode ?? 0) >= 300) {
+      const chunks: Buffer[] = [];
+      for await (const c of res) chunks.push(c as Buffer);
+      const text = Buffer.concat(chunks).toString('utf8');
+      let body: unknown = text;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        /* text */
+      }
+      throw statusError(res.statusCode ?? 0, body);
+    }
+    return res;
+  }
+
   /**
    * A watch stream from `resourceVersion`. Ends when the server closes it or `signal`
    * aborts; a 410 arrives as an ERROR event carrying a Status with code 410 (or as a thrown
@@ -303,6 +325,8 @@ export interface BindResult {
   detail?: string;
   resourceVersion?: string;
 }
+
+const query_ = (q: Record<string, string | number | boolean | undefined>) => query(q);
 
 function query(q: Record<string, string | number | boolean | undefined> | undefined): string {
   if (!q) return '';

@@ -33,7 +33,7 @@ describe('berth CLI (in-process, against a real apiserver, controllers and hollo
   before(async () => {
     api = await startApiServer();
     client = new Client({ server: api.url, token: api.adminToken });
-    fleet = await startFleet(api.url, api.bootstrapToken, 2, { memoryMiB: 2048 });
+    fleet = await startFleet(api.url, api.bootstrapToken, 2, { memoryMiB: 2048, hollow: { rules: [{ image: 'busybox', logs: ['hello from hollow', 'second line'] }] } });
     mgr = new ControllerManager({ client, log: silentLogger(), leaderElect: false, resyncMs: 2000 });
     await mgr.start();
     dir = await mkdtemp(join(tmpdir(), 'berth-cli-'));
@@ -156,6 +156,15 @@ spec: {taskDefinition: missing, desiredCount: 1}
     const lines = r.out.trim().split('\n');
     expect(lines).to.have.length(2);
     expect(lines[0]).to.match(/^task\/\w+ created \(sleep360:1\) on \w+$/);
+    // logs: served by the agent of the task's instance, proxied by the apiserver
+    const first = lines[0].split(' ')[0].slice('task/'.length);
+    await eventually(async () => (await client.get<Task>('Task', 'default', first)).status?.lastStatus === 'RUNNING', 20_000, 'running');
+    r = await run('logs', first);
+    expect(r.code, r.err).to.equal(0);
+    expect(r.out).to.equal('hello from hollow\nsecond line\n');
+    r = await run('logs', first, '-c', 'nope');
+    expect(r.code).to.equal(1);
+    expect(r.err).to.include('has no container named nope; it has sleep');
     r = await run('run-task', '--task-definition', 'sleep360', '--count', '11');
     expect(r.err).to.include('must be 1 to 10');
     const ci = fleet.agents[0].agent.instanceId;

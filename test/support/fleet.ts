@@ -32,7 +32,7 @@ export async function startFleet(server: string, bootstrapToken: string, n: numb
     for (let i = 0; i < k; i++) {
       const dir = await mkdtemp(join(tmpdir(), 'berth-agent-'));
       const config = loadAgentConfig({
-        env: { ECS_CLUSTER: opts.cluster ?? 'default', ECS_DATADIR: dir, ECS_CHECKPOINT: 'true', BERTH_BOOTSTRAP_TOKEN: bootstrapToken, ECS_BACKEND_HOST: server, ECS_INTROSPECTION_PORT: '0', BERTH_RUNTIME: 'hollow', ECS_CONTAINER_STOP_TIMEOUT: '2s', ...opts.env, ...env },
+        env: { ECS_CLUSTER: opts.cluster ?? 'default', ECS_DATADIR: dir, ECS_CHECKPOINT: 'true', BERTH_BOOTSTRAP_TOKEN: bootstrapToken, ECS_BACKEND_HOST: server, ECS_INTROSPECTION_PORT: '0', BERTH_RUNTIME: 'hollow', ECS_CONTAINER_STOP_TIMEOUT: '2s', BERTH_LOGS_LISTEN: '127.0.0.1:0', ...opts.env, ...env },
       });
       const runtime = new HollowRuntime(opts.hollow);
       const agent = new Agent({

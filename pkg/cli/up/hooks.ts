@@ -38,6 +38,7 @@ export function upHooks(o: { runtime: 'docker' | 'hollow'; env?: Record<string, 
           DOCKER_HOST: a.dockerHost,
           BERTH_RUNTIME: o.runtime,
           ECS_INTROSPECTION_PORT: env.ECS_INTROSPECTION_PORT ?? '0',
+          BERTH_LOGS_LISTEN: env.BERTH_LOGS_LISTEN ?? '127.0.0.1:0',
         },
       });
       const running = await launchAgent(cfg, a.log, { caPem: a.caPem });
