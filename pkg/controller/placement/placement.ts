@@ -58,9 +58,14 @@ export function placementController(client: Client, inf: SharedInformers, log: L
       for (const [k, a] of assumed) {
         if (a.ns !== ns) continue;
         const t = inf.tasks.get(k);
+        // the watch event can beat the binding call's answer: then the cache counts it already
+        if (!t || t.spec.containerInstance) {
+          assumed.delete(k);
+          continue;
+        }
         const v = views.get(a.instance);
-        const d = t && inf.demand(t);
-        if (!t || !v || !d) continue;
+        const d = inf.demand(t);
+        if (!v || !d) continue;
         v.allocation = allocate(v.allocation, t.metadata.name, d, a.hostPorts);
         const g = t.spec.group ?? '';
         v.taskGroups.set(g, (v.taskGroups.get(g) ?? 0) + 1);
