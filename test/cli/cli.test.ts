@@ -196,4 +196,13 @@ spec: {taskDefinition: missing, desiredCount: 1}
     expect(r.out).to.include('apply');
     expect(r.out).to.include('rollout');
   });
+
+  it('applies every example in deploy/examples, and the seeds\' raw ECS JSON', async () => {
+    let r = await run('apply', '-f', 'deploy/examples');
+    expect(r.code, r.err).to.equal(0);
+    for (const want of ['taskdefinition/console-sample-app:1 created', 'service/console-sample-app created', 'daemon/log-collector created', 'daemon/monitoring-daemon created', 'taskdefinition/hello_world:1 created', 'taskdefinition/scorekeep:1 created', 'taskdefinition/scorekeep-awsvpc:1 created']) expect(r.out).to.include(want);
+    r = await run('apply', '-f', 'deploy/examples/ecs-json');
+    expect(r.code, r.err).to.equal(0);
+    expect(r.out).to.include('taskdefinition/hello_world:2 created');
+  });
 });

@@ -558,9 +558,12 @@ for (const store of (process.env.ONLY_STORE ? [process.env.ONLY_STORE] : ['embed
       }, 20_000, 'DescribeDaemon counts');
       expect(d.currentRevisions).to.have.length(1);
       expect(d.currentRevisions?.[0].totalWithoutDaemonCount).to.equal(0);
-      // the Daemon's status, as the controller writes it
-      const r = await s.api.call('GET', `${V}/namespaces/default/daemons/agentd`);
-      expect(r.body.status).to.include({ desiredCount: 2, runningCount: 2 });
+      // the Daemon's status, as the controller writes it (it follows the tasks' events)
+      const st = await eventually(async () => {
+        const r = await s.api.call('GET', `${V}/namespaces/default/daemons/agentd`);
+        return r.body.status?.runningCount === 2 && r.body.status;
+      }, 20_000, 'daemon status');
+      expect(st).to.include({ desiredCount: 2, runningCount: 2 });
     });
 
     it('starts the daemon on an instance that joins later', async () => {
