@@ -29,8 +29,14 @@ describe('task runner on the hollow runtime', () => {
     await r.start();
     const running = await r.waitFor((x) => x.known === 'RUNNING', 5000);
     expect(running.containers.map((c) => c.known)).to.deep.equal(['RUNNING', 'RUNNING']);
-    const saved = JSON.parse(fs.readFileSync(ck.file, 'utf8'));
+    // the name is on disk before the create; the docker id is written right after it, and the
+    // container's own events may move the task on while that write is still in flight
+    let saved = JSON.parse(fs.readFileSync(ck.file, 'utf8'));
     expect(saved.tasks[t.taskArn].containerNames.app).to.match(/^ecs-web-2-app-[0-9a-f]+$/);
+    for (let i = 0; i < 50 && !saved.tasks[t.taskArn].dockerIds.app; i++) {
+      await new Promise((res) => setTimeout(res, 20));
+      saved = JSON.parse(fs.readFileSync(ck.file, 'utf8'));
+    }
     expect(saved.tasks[t.taskArn].dockerIds.app).to.equal(running.containers[1].runtimeId);
     r.stop('Task stopped by user');
     const stopped = await r.waitFor((x) => x.known === 'STOPPED', 5000);

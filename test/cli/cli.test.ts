@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { expect } from 'chai';
 import type { Service, Task } from '../../pkg/api/kinds.ts';
 import { runCli, type CliDeps } from '../../pkg/cli/commands.ts';
+import { buildConfigCommands, completionScript } from '../../pkg/cli/config.ts';
 import { Client } from '../../pkg/client/client.ts';
 import { ControllerManager } from '../../pkg/controller/manager.ts';
 import { silentLogger } from '../../pkg/log/log.ts';
@@ -204,5 +205,39 @@ spec: {taskDefinition: missing, desiredCount: 1}
     r = await run('apply', '-f', 'deploy/examples/ecs-json');
     expect(r.code, r.err).to.equal(0);
     expect(r.out).to.include('taskdefinition/hello_world:2 created');
+  });
+
+  it('version, config contexts and bash completion', async () => {
+    let r = await run('version');
+    expect(r.out).to.match(/^Client Version: test\nServer Version: v\S+\n$/);
+    const kc = join(dir, 'kubeconfig');
+    await writeFile(kc, (await import('node:fs')).readFileSync(api.kubeconfigPath, 'utf8'));
+    const withConfig = async (...argv: string[]) => {
+      let out = '';
+      let err = '';
+      const deps: CliDeps = {
+        io: { out: (x) => void (out += x), err: (x) => void (err += x), stdin: async () => '' },
+        version: 'test',
+        connect: async () => ({ client, namespace: 'default' }),
+        extend: (program, d) => {
+          buildConfigCommands(program, d, (given) => given ?? kc);
+          program.command('completion').action(() => d.io.out(completionScript(program)));
+        },
+      };
+      return { code: await runCli(argv, deps), out, err };
+    };
+    r = await withConfig('config', 'current-context');
+    expect(r.out).to.equal('berth\n');
+    r = await withConfig('config', 'get-contexts');
+    expect(r.out).to.match(/^\*\s+berth\s+berth\s+default$/m);
+    r = await withConfig('config', 'use-context', 'nope');
+    expect(r.code).to.equal(1);
+    expect(r.err).to.include('no context named "nope"');
+    r = await withConfig('config', 'view');
+    expect(r.out).to.include('token: REDACTED');
+    expect(r.out).to.not.include(api.adminToken);
+    r = await withConfig('completion');
+    expect(r.out).to.include('complete -F _berth berth');
+    expect(r.out).to.match(/compgen -W "[^"]*apply[^"]*rollout/);
   });
 });

@@ -291,7 +291,10 @@ export function observe(input: EngineTask, container: string, o: Observation): E
     }
   }
   if (o.exitCode !== undefined && c.known === 'STOPPED') c.exitCode = o.exitCode;
-  if (o.health) c.health = o.health;
+  // an inspect that raced a start can arrive after it: a view of an earlier state (CREATED,
+  // health UNKNOWN) must not undo what the newer one (RUNNING, HEALTHY) said
+  const stale = !restarting && rank(o.known) < rank(c.known);
+  if (o.health && !stale) c.health = o.health;
   if (o.reason) c.reason = o.reason;
   const target: Record<ActionKind, ContainerStatus> = { pull: 'PULLED', create: 'CREATED', start: 'RUNNING', restart: 'RUNNING', stop: 'STOPPED' };
   if (c.pending === 'restart') {
