@@ -248,9 +248,14 @@ export class Client {
   }
 
   /** A streamed GET (task logs): the body as it arrives; a non-2xx answer throws its Status. */
-  async stream(path: string, query: Record<string, string | number | boolean | undefined> = {}, signal?: AbortSignal): Promise<http.IncomingMessage> {
+  stream(path: string, query: Record<string, string | number | boolean | undefined> = {}, signal?: AbortSignal): Promise<http.IncomingMessage> {
+    return this.open(path + query_(query), { Accept: '*/*' }, signal);
+  }
+
+  /** Opens a long-lived GET on the stream pool; a non-2xx answer is read and thrown as its Status. */
+  private async open(pathAndQuery: string, headers: Record<string, string>, signal?: AbortSignal): Promise<http.IncomingMessage> {
     const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
-      const req = this.mod.request(this.server + path + query_(query), { method: 'GET', headers: { ...this.headers, Accept: '*/*' }, agent: this.streamAgent, signal }, resolve);
+      const req = this.mod.request(this.server + pathAndQuery, { method: 'GET', headers: { ...this.headers, ...headers }, agent: this.streamAgent, signal }, resolve);
       req.on('error', (e) => reject(e.name === 'AbortError' ? e : new BerthError('ServiceUnavailable', `cannot reach the apiserver at ${this.server}: ${e.message}`)));
       req.end();
     });
@@ -279,23 +284,7 @@ export class Client {
     const path = k.namespaced && !ns ? `/apis/${GROUP}/${VERSION}/${k.plural}` : this.path(k, ns);
     const { signal, timeoutSeconds, ...q } = opts;
     const qs = query({ ...q, watch: 1, allowWatchBookmarks: true, timeoutSeconds });
-    const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
-      const req = this.mod.request(this.server + path + qs, { method: 'GET', headers: this.headers, agent: this.streamAgent, signal }, resolve);
-      req.on('error', (e) => reject(e.name === 'AbortError' ? e : new BerthError('ServiceUnavailable', `cannot reach the apiserver at ${this.server}: ${e.message}`)));
-      req.end();
-    });
-    if ((res.statusCode ?? 0) >= 300) {
-      const chunks: Buffer[] = [];
-      for await (const c of res) chunks.push(c as Buffer);
-      const text = Buffer.concat(chunks).toString('utf8');
-      let body: unknown = text;
-      try {
-        body = JSON.parse(text);
-      } catch {
-        /* text */
-      }
-      throw statusError(res.statusCode ?? 0, body);
-    }
+    const res = await this.open(path + qs, {}, signal);
     const lines = createInterface({ input: res, crlfDelay: Infinity });
     try {
       for await (const line of lines) {

@@ -9,6 +9,7 @@ import { evaluate, parseQuery } from '../../scheduler/query.ts';
 import { splitKey, type SharedInformers } from '../informers.ts';
 import { Controller, type ControllerMetrics } from '../runtime/controller.ts';
 import { Expectations } from '../runtime/expectations.ts';
+import { createOwnedTask, stopOwnedTask } from '../runtime/writes.ts';
 import { specChanged } from '../service/controller.ts';
 import { planDaemon, type DaemonInstance } from './plan.ts';
 
@@ -57,13 +58,7 @@ export function daemonController(client: Client, inf: SharedInformers, log: Logg
         deleting,
       });
       for (const s of plan.stop) {
-        exp.expect(key, [s.task]);
-        try {
-          await client.patch('Task', ns, s.task, { spec: { desiredStatus: 'STOPPED', stopReason: s.reason, stopCode: 'ServiceSchedulerInitiated' } });
-        } catch (e) {
-          exp.observed(key, s.task);
-          if (!isBerthError(e, 'NotFound')) throw e;
-        }
+        await stopOwnedTask(client, exp, key, ns, s.task, s.reason);
       }
       const failures: string[] = [];
       for (const s of plan.start) {
@@ -82,13 +77,7 @@ export function daemonController(client: Client, inf: SharedInformers, log: Logg
             ? { taskDefinition: s.taskDefinition, daemonTaskDefinition: s.taskDefinition, group, startedBy: `daemon/${name}`, desiredStatus: 'RUNNING' }
             : { taskDefinition: s.taskDefinition, group, startedBy: svc!.status?.deployments?.[0]?.id ?? `ecs-svc/${name}`, deploymentId: svc!.status?.deployments?.[0]?.id, desiredStatus: 'RUNNING' },
         } as Task;
-        exp.expect(key, [task.metadata.name]);
-        try {
-          await client.create(task);
-        } catch (e) {
-          exp.observed(key, task.metadata.name);
-          throw e;
-        }
+        await createOwnedTask(client, exp, key, task);
         const r = await client.bind(ns, [{ task: task.metadata.name, containerInstance: s.containerInstance }]);
         const res = r.results[0];
         if (!res.bound) {

@@ -8,6 +8,7 @@ import { isBerthError } from '../../errors/errors.ts';
 import { splitKey, type SharedInformers } from '../informers.ts';
 import { Controller, type ControllerMetrics } from '../runtime/controller.ts';
 import { Expectations } from '../runtime/expectations.ts';
+import { createOwnedTask, stopOwnedTask } from '../runtime/writes.ts';
 import { inParallel } from '../runtime/parallel.ts';
 import { planService, type PlanTask } from './plan.ts';
 
@@ -102,13 +103,7 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
       }
       
       await inParallel(plan.stop, async (s) => {
-        try {
-          exp.expect(key, [s.task]);
-          await client.patch('Task', ns, s.task, { spec: { desiredStatus: 'STOPPED', stopReason: s.reason, stopCode: 'ServiceSchedulerInitiated' } });
-        } catch (e) {
-          exp.observed(key, s.task);
-          if (!isBerthError(e, 'NotFound')) throw e;
-        }
+        await stopOwnedTask(client, exp, key, ns, s.task, s.reason);
       });
       const creates: Array<{ deploymentId: string; taskDefinition: string }> = [];
       for (const s of plan.start) for (let k = 0; k < s.count; k++) creates.push(s);
@@ -134,13 +129,7 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
             ...(svc.spec.propagateTags === 'SERVICE' && svc.spec.tags ? { tags: svc.spec.tags } : {}),
           },
         } as Task;
-        exp.expect(key, [task.metadata.name]);
-        try {
-          await client.create(task);
-        } catch (e) {
-          exp.observed(key, task.metadata.name);
-          throw e;
-        }
+        await createOwnedTask(client, exp, key, task);
       });
       if (plan.start.length || plan.stop.length) rlog.debug({ started: creates.length, stopped: plan.stop.length }, 'acted');
       if (plan.finished && deleting) {
