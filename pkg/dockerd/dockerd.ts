@@ -70,6 +70,17 @@ export async function startDockerd(o: { dir: string; bridgeName: string; octet: 
   const proc: ChildProcess = spawn('dockerd', args, { stdio: ['ignore', logFd, logFd] });
   fs.closeSync(logFd);
   const stop = async () => {
+    // the bridges of its user-defined networks (berth's daemon_bridge, 169.254.172.0/22)
+    // outlive dockerd; left behind they clash with the next daemon's network of that subnet
+    let bridges: string[] = [];
+    if (!o.liveRestore && proc.exitCode === null) {
+      try {
+        const nets = await new Docker({ socketPath, timeout: 5000 }).listNetworks();
+        bridges = nets.filter((n) => n.Driver === 'bridge' && n.Name !== 'bridge').map((n) => n.Options?.['com.docker.network.bridge.name'] ?? `br-${n.Id.slice(0, 12)}`);
+      } catch {
+        /* not answering: nothing to learn */
+      }
+    }
     if (proc.exitCode === null && proc.pid) {
       const exited = new Promise<void>((r) => proc.once('exit', () => r()));
       proc.kill('SIGTERM');
@@ -85,10 +96,12 @@ export async function startDockerd(o: { dir: string; bridgeName: string; octet: 
     } catch {
       /* nothing mounted */
     }
-    try {
-      execFileSync('ip', ['link', 'del', o.bridgeName], { stdio: 'ignore' });
-    } catch {
-      /* gone already */
+    for (const b of [o.bridgeName, ...bridges]) {
+      try {
+        execFileSync('ip', ['link', 'del', b], { stdio: 'ignore' });
+      } catch {
+        /* gone already */
+      }
     }
     if (o.removeDirOnStop) await fsp.rm(o.dir, { recursive: true, force: true }).catch(() => undefined);
   };
