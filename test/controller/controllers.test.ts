@@ -139,8 +139,34 @@ for (const store of (process.env.ONLY_STORE ? [process.env.ONLY_STORE] : ['embed
         const r = running(await daemonTasks());
         return r.length === 3 && new Set(r.map((t) => t.spec.containerInstance)).size === 3;
       }, 30_000, 'a daemon task per instance');
+      // a service that wants one task per instance and one more than there are instances:
+      // its last task waits for a new instance, which must take the daemon first
+      await client.create(td('spread1', 16));
+      await client.create(svc('spread1', 'spread1', 4, { placementConstraints: [{ type: 'distinctInstance' }] }));
+      await eventually(async () => running(await tasksOf('spread1')).length === 3, 30_000, '3 of 4 placed');
+      const bindOrder: Array<{ instance: string; group: string }> = [];
+      const seen = new Set<string>();
+      const ac = new AbortController();
+      const from = (await client.list('Task', 'default', { limit: 1 })).resourceVersion;
+      void (async () => {
+        try {
+          for await (const ev of client.watch<Task>('Task', 'default', { resourceVersion: from, signal: ac.signal })) {
+            const t = ev.object;
+            if (ev.type === 'BOOKMARK' || !t.spec?.containerInstance || seen.has(t.metadata.name)) continue;
+            seen.add(t.metadata.name);
+            bindOrder.push({ instance: t.spec.containerInstance, group: t.spec.group ?? '' });
+          }
+        } catch {
+          /* aborted */
+        }
+      })();
       const [added] = await fleet.add(1);
       await eventually(async () => running(await daemonTasks()).some((t) => t.spec.containerInstance === added.agent.instanceId), 30_000, 'daemon on the new instance');
+      await eventually(async () => running(await tasksOf('spread1')).length === 4, 30_000, 'the 4th spread1 task on the new instance');
+      ac.abort();
+      const onNew = bindOrder.filter((b) => b.instance === added.agent.instanceId).map((b) => b.group);
+      expect(onNew.slice(0, 2)).to.deep.equal(['daemon:agentd', 'service:spread1']);
+      await client.delete('Service', 'default', 'spread1');
       const d = await eventually(async () => {
         const d = await client.get<Daemon>('Daemon', 'default', 'agentd');
         return d.status?.runningCount === 4 && d;
