@@ -10,11 +10,12 @@ import { newLogger, type Logger } from '../../pkg/log/log.ts';
 const program = new Command('berth-agent')
   .description('the berth node agent: registers this host as a container instance and runs its tasks on Docker.\nConfigured by the ECS agent environment variables (ECS_CLUSTER, ECS_BACKEND_HOST, ECS_DATADIR, ...), BERTH_BOOTSTRAP_TOKEN and BERTH_CA_FILE.')
   .option('--config <file>', 'an ecs.config-style KEY=VALUE file (the environment wins)')
-  .option('-loglevel, --loglevel <level>', 'crit, error, warn, info, debug (overrides ECS_LOGLEVEL)')
+  .option('--loglevel <level>', 'crit, error, warn, info, debug (overrides ECS_LOGLEVEL); -loglevel as the ECS agent spells it works too')
   .showHelpAfterError();
 
 runMain('berth-agent', async () => {
-  program.parse();
+  // the ECS agent's Go-style single-dash flag
+  program.parse(process.argv.map((a) => (a === '-loglevel' ? '--loglevel' : a.startsWith('-loglevel=') ? `-${a}` : a)));
   const o = program.opts<{ config?: string; loglevel?: string }>();
   const env = { ...process.env, ...(o.loglevel ? { ECS_LOGLEVEL: o.loglevel } : {}) };
   container.register<AgentConfig>('AgentConfig', { useValue: loadAgentConfig({ env, file: o.config }) });
