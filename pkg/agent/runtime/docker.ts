@@ -58,6 +58,7 @@ export type DockerRuntimeConfig = Pick<
   AgentConfig,
   'dockerHost' | 'imagePullBehavior' | 'engineAuthType' | 'engineAuthData' | 'disablePrivileged' | 'availableLoggingDrivers' | 'containerCreateTimeoutMs' | 'cluster'
 > &
+  Partial<Pick<AgentConfig, 'containerStartTimeoutMs'>> &
   Partial<Pick<AgentConfig, 'imagePullTimeoutMs'>>;
 
 export interface DockerRuntimeOptions {
@@ -567,11 +568,21 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   async start(id: string): Promise<RuntimeContainer> {
+    // ECS_CONTAINER_START_TIMEOUT: a start Docker does not answer in time fails the container
+    const timeoutMs = this.opts.config.containerStartTimeoutMs || 180_000;
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await this.docker.getContainer(id).start();
+      await Promise.race([
+        this.docker.getContainer(id).start(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(Object.assign(new Error(`no answer from Docker within ${timeoutMs} ms (ECS_CONTAINER_START_TIMEOUT)`), { statusCode: 0 })), timeoutMs);
+        }),
+      ]);
     } catch (e) {
       const err = e as { statusCode?: number; message: string };
       if (err.statusCode !== 304) throw new BerthError(err.statusCode === 404 ? 'NotFound' : 'InternalError', `CannotStartContainerError: ${err.message}`, { kind: 'Container', name: id });
+    } finally {
+      clearTimeout(timer);
     }
     const c = await this.inspect(id);
     if (!c) throw internal(`container ${id} vanished after start`);
