@@ -86,6 +86,28 @@ describe('quickstart end to end (berth up on real Docker, the CLI as a user runs
     const hello = /^task\/(\w+) created/.exec(await ok('run-task', '--task-definition', 'hello', '--wait'))![1];
     await eventually(async () => (await berth(['logs', hello])).out === 'hello from berth\n', 60_000, 'logs');
 
+    // seed 001's console sample app: a Docker volume shared through volumesFrom, written by
+    // a non-essential busybox and served by the web container on host port 8080
+    await ok('apply', '-f', 'deploy/examples/console-sample-app.yaml');
+    const date = await eventually(async () => {
+      const r = await fetch('http://127.0.0.1:8080/my-vol/date').catch(() => undefined);
+      return r?.status === 200 && (await r.text());
+    }, 90_000, 'the sample app serving the date the writer keeps in the shared volume');
+    expect(date).to.match(/\d{2}:\d{2}:\d{2}/);
+    await ok('delete', '-f', 'deploy/examples/console-sample-app.yaml');
+
+    // seed 000's X-Ray sidecar: a dynamic UDP host port chosen at binding, reported by the agent
+    await ok('apply', '-f', 'deploy/examples/xray-scorekeep.yaml');
+    const xray = /^task\/(\w+) created/.exec(await ok('run-task', '--task-definition', 'scorekeep', '--wait'))![1];
+    const bindings = await eventually(async () => {
+      const t = JSON.parse(await ok('get', 'task', xray, '-o', 'json'));
+      return t.status?.lastStatus === 'RUNNING' && t.status.containers.find((c: { name: string }) => c.name === 'xray-daemon')?.networkBindings;
+    }, 90_000, 'scorekeep RUNNING');
+    const udp = bindings.find((b: { protocol: string }) => b.protocol === 'udp');
+    expect(udp.containerPort).to.equal(2000);
+    expect(udp.hostPort).to.be.greaterThan(1023);
+    await ok('stop-task', xray);
+
     // real kubectl against berth up
     const k = await kubectl(join(home, 'config'), ['get', 'tasks.berth.dev', '-n', 'default']);
     expect(k.code, k.stderr).to.equal(0);
