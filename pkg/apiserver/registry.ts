@@ -256,6 +256,10 @@ export class Registry {
   }
 
   async create(kind: KindInfo, ns: string | undefined, body: unknown, ctx: RequestContext = {}): Promise<{ obj: Obj; created: boolean }> {
+    // admission reads the cache (a service resolves its task definition, a namespaced object
+    // needs its cluster): it must see this apiserver's own earlier writes, or a create right
+    // after another races the watch
+    await this.fresh();
     this.checkNamespace(kind, ns);
     for (let attempt = 0; ; attempt++) {
       const w: WriteContext = { registry: this, compares: [], ops: [], ctx };
