@@ -101,3 +101,12 @@ export const storeKey = (plural: string, namespace: string | undefined, name: st
   `/berth/${plural}/${namespace ?? '_'}/${name}`;
 export const storePrefix = (plural: string, namespace?: string) =>
   namespace === undefined ? `/berth/${plural}/` : `/berth/${plural}/${namespace}/`;
+
+/** The query parameters of a list (and of a watch), as the resource API takes them. */
+export interface ListOptions {
+  labelSelector?: string;
+  fieldSelector?: string;
+  limit?: number;
+  continue?: string;
+  resourceVersion?: string;
+}

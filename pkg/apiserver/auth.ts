@@ -24,11 +24,14 @@ export interface TokenEntry {
   groups: string[];
 }
 
-/** One CSV line: `token,user,uid,"group1,group2"` (Kubernetes' static token file format). */
-export function parseTokenFile(text: string, file = 'token file'): TokenEntry[] {
-  const out: TokenEntry[] = [];
-  text.split(/\r?\n/).forEach((line, i) => {
-    const l = line.trim();
+/**
+ * The credential files' CSV: one record a line, `#` comments and blank lines skipped, a
+ * quoted field may hold commas (`"group1,group2"`). Fields are returned as written.
+ */
+export function csvRecords(text: string): Array<{ line: number; cols: string[] }> {
+  const out: Array<{ line: number; cols: string[] }> = [];
+  text.split(/\r?\n/).forEach((raw, i) => {
+    const l = raw.trim();
     if (!l || l.startsWith('#')) return;
     const cols: string[] = [];
     let cur = '';
@@ -41,11 +44,20 @@ export function parseTokenFile(text: string, file = 'token file'): TokenEntry[] 
       } else cur += ch;
     }
     cols.push(cur);
+    out.push({ line: i + 1, cols });
+  });
+  return out;
+}
+
+/** One CSV line: `token,user,uid,"group1,group2"` (Kubernetes' static token file format). */
+export function parseTokenFile(text: string, file = 'token file'): TokenEntry[] {
+  const out: TokenEntry[] = [];
+  for (const { line, cols } of csvRecords(text)) {
     if (cols.length < 3 || !cols[0] || !cols[1]) {
-      throw badRequest(`${file} line ${i + 1}: expected token,user,uid[,"group1,group2"]`);
+      throw badRequest(`${file} line ${line}: expected token,user,uid[,"group1,group2"]`);
     }
     out.push({ token: cols[0], user: cols[1], uid: cols[2], groups: (cols[3] ?? '').split(',').map((g) => g.trim()).filter(Boolean) });
-  });
+  }
   return out;
 }
 

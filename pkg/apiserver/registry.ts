@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../log/log.ts';
-import { API_VERSION, SYSTEM_NAMESPACE, storeKey, type KindInfo } from '../api/meta.ts';
+import { API_VERSION, SYSTEM_NAMESPACE, storeKey, type KindInfo, type ListOptions } from '../api/meta.ts';
 import { validateObject, type Limits, DEFAULT_LIMITS, stableJson } from '../api/validate.ts';
 import { badRequest, conflict, invalid, isBerthError, notFound, BerthError } from '../errors/errors.ts';
 import type { Op, Compare, Store } from '../store/store.ts';
@@ -51,14 +51,6 @@ export interface Admission {
   resolveName?(name: string, ns: string | undefined): string | undefined;
   /** decorate an object on its way out (computed fields) */
   decorate?(obj: Obj): Obj;
-}
-
-export interface ListOptions {
-  labelSelector?: string;
-  fieldSelector?: string;
-  limit?: number;
-  continue?: string;
-  resourceVersion?: string;
 }
 
 export interface ListResult {
@@ -490,3 +482,5 @@ export function bookmark(kind: KindInfo, rev: number, initialEventsEnd = false):
 
 export const isConflict = (e: unknown) => isBerthError(e, 'Conflict');
 export type { Selector, FieldRequirement };
+
+export type { ListOptions };

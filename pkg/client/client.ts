@@ -2,9 +2,11 @@ import http from 'node:http';
 import https from 'node:https';
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { API_VERSION, GROUP, VERSION, type KindInfo } from '../api/meta.ts';
+import { API_VERSION, GROUP, VERSION, type KindInfo, type ListOptions } from '../api/meta.ts';
 import { kindByKind, kindByName, type KindName } from '../api/kinds.ts';
 import { BerthError, isBerthError, type Reason } from '../errors/errors.ts';
+
+export type { ListOptions };
 
 /**
  * The typed REST client every berth component (controllers, agents, the CLI, the ECS
@@ -30,14 +32,6 @@ export interface ClientConfig {
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type AnyObj = { apiVersion?: string; kind?: string; metadata: { name: string; namespace?: string; resourceVersion?: string; [k: string]: any }; spec?: any; status?: any };
-
-export interface ListOptions {
-  labelSelector?: string;
-  fieldSelector?: string;
-  limit?: number;
-  continue?: string;
-  resourceVersion?: string;
-}
 
 export interface ListResult<T> {
   items: T[];

@@ -49,6 +49,30 @@ export function idOf(value: string, resource: ArnResource, cluster: string): { n
 }
 
 /** The object, or undefined when it does not exist (other errors propagate). */
+/**
+ * Describe* of many objects of one cluster, as ECS answers it: each identifier (name, id or
+ * ARN) authorized and read; what is missing (or names another cluster) becomes a MISSING
+ * failure instead of an error.
+ */
+export async function describeMany(
+  c: OpContext,
+  cluster: string,
+  ids: string[],
+  what: { resource: ArnResource; kind: KindInfo; arn: (cluster: string, name: string) => string },
+  shape: (o: Obj) => unknown,
+): Promise<{ found: unknown[]; failures: Array<{ arn: string; reason: 'MISSING' }> }> {
+  const found: unknown[] = [];
+  const failures: Array<{ arn: string; reason: 'MISSING' }> = [];
+  for (const given of ids) {
+    const { name, clusterMismatch } = idOf(given, what.resource, cluster);
+    c.authorize({ verb: 'get', resource: what.kind.plural, namespace: cluster, name });
+    const o = clusterMismatch ? undefined : await getOrUndefined(c, what.kind, cluster, name);
+    if (!o) failures.push({ arn: what.arn(cluster, name), reason: 'MISSING' });
+    else found.push(shape(o));
+  }
+  return { found, failures };
+}
+
 export async function getOrUndefined(c: OpContext, kind: KindInfo, ns: string | undefined, name: string): Promise<Obj | undefined> {
   try {
     return await c.registry.get(kind, ns, name);

@@ -3,7 +3,7 @@ import { newId } from '../api/arn.ts';
 import type { Attribute } from '../api/resources.ts';
 import { isBerthError } from '../errors/errors.ts';
 import { evaluate, parseQuery, QueryError, type Expr } from '../scheduler/query.ts';
-import { clusterOf, getOrUndefined, guaranteedPatch, idOf, instanceView, newObj, type OpContext, type Operation } from './context.ts';
+import { clusterOf, describeMany, getOrUndefined, guaranteedPatch, idOf, instanceView, newObj, type OpContext, type Operation } from './context.ts';
 import { bool, list, oneOf, paginate, str, strList, unsupported, type Input } from './params.ts';
 import { compact, instanceStatus, instanceToEcs } from './shapes.ts';
 import { EcsError, invalidParameter } from './wire.ts';
@@ -91,16 +91,8 @@ export const DescribeContainerInstances: Operation = async (c, i) => {
   const cluster = await clusterOf(c, i);
   const ids = strList(i, 'containerInstances', { required: true, min: 1, max: 100 })!;
   const include = strList(i, 'include') ?? [];
-  const containerInstances: unknown[] = [];
-  const failures: unknown[] = [];
-  for (const given of ids) {
-    const { name, clusterMismatch } = idOf(given, 'container-instance', cluster);
-    c.authorize({ verb: 'get', resource: 'containerinstances', namespace: cluster, name });
-    const o = clusterMismatch ? undefined : await getOrUndefined(c, CI, cluster, name);
-    if (!o) failures.push({ arn: c.parts.arns.containerInstance(cluster, name), reason: 'MISSING' });
-    else containerInstances.push(ciShape(c, o, include));
-  }
-  return { containerInstances, failures };
+  const r = await describeMany(c, cluster, ids, { resource: 'container-instance', kind: CI, arn: (cl, n) => c.parts.arns.containerInstance(cl, n) }, (o) => ciShape(c, o, include));
+  return { containerInstances: r.found, failures: r.failures };
 };
 
 const CI_STATUSES = ['ACTIVE', 'DRAINING', 'REGISTERING', 'DEREGISTERING', 'REGISTRATION_FAILED'] as const;

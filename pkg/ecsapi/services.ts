@@ -1,7 +1,7 @@
 import { Kinds, type Service } from '../api/kinds.ts';
 import { stableJson } from '../api/validate.ts';
 import { isBerthError } from '../errors/errors.ts';
-import { clusterOf, getOrUndefined, idOf, newObj, type OpContext, type Operation } from './context.ts';
+import { clusterOf, describeMany, getOrUndefined, idOf, newObj, type OpContext, type Operation } from './context.ts';
 import { bool, obj, oneOf, paginate, str, strList, unsupported, type Input } from './params.ts';
 import { compact, serviceStatus, serviceToEcs } from './shapes.ts';
 import { EcsError, invalidParameter } from './wire.ts';
@@ -133,16 +133,8 @@ export const DescribeServices: Operation = async (c, i) => {
   const cluster = await clusterOf(c, i);
   const ids = strList(i, 'services', { required: true, min: 1, max: 10 })!;
   const include = strList(i, 'include') ?? [];
-  const services: unknown[] = [];
-  const failures: unknown[] = [];
-  for (const given of ids) {
-    const { name, clusterMismatch } = idOf(given, 'service', cluster);
-    c.authorize({ verb: 'get', resource: 'services', namespace: cluster, name });
-    const s = clusterMismatch ? undefined : await getOrUndefined(c, SVC, cluster, name);
-    if (!s) failures.push({ arn: c.parts.arns.service(cluster, name), reason: 'MISSING' });
-    else services.push(shape(c, s, include));
-  }
-  return { services, failures };
+  const r = await describeMany(c, cluster, ids, { resource: 'service', kind: SVC, arn: (cl, n) => c.parts.arns.service(cl, n) }, (o) => shape(c, o, include));
+  return { services: r.found, failures: r.failures };
 };
 
 export const ListServices: Operation = async (c, i) => {

@@ -1,7 +1,7 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
-import type { Identity } from '../apiserver/auth.ts';
+import { csvRecords, type Identity } from '../apiserver/auth.ts';
 import { EcsError } from './wire.ts';
 
 /**
@@ -19,29 +19,12 @@ export interface AccessKey {
   groups: string[];
 }
 
-function splitCsv(line: string): string[] {
-  const cols: string[] = [];
-  let cur = '';
-  let quoted = false;
-  for (const ch of line) {
-    if (ch === '"') quoted = !quoted;
-    else if (ch === ',' && !quoted) {
-      cols.push(cur);
-      cur = '';
-    } else cur += ch;
-  }
-  cols.push(cur);
-  return cols.map((c) => c.trim());
-}
-
 export function parseAccessKeyFile(text: string, file = 'access key file'): AccessKey[] {
   const out: AccessKey[] = [];
-  text.split(/\r?\n/).forEach((line, i) => {
-    const l = line.trim();
-    if (!l || l.startsWith('#')) return;
-    const cols = splitCsv(l);
+  for (const rec of csvRecords(text)) {
+    const cols = rec.cols.map((c) => c.trim());
     if (cols.length < 2 || !cols[0] || !cols[1]) {
-      throw new Error(`${file} line ${i + 1}: expected accessKeyId,secretAccessKey[,user[,"group1,group2"]]`);
+      throw new Error(`${file} line ${rec.line}: expected accessKeyId,secretAccessKey[,user[,"group1,group2"]]`);
     }
     out.push({
       accessKeyId: cols[0],
@@ -49,7 +32,7 @@ export function parseAccessKeyFile(text: string, file = 'access key file'): Acce
       user: cols[2] || cols[0],
       groups: (cols[3] ?? '').split(',').map((g) => g.trim()).filter(Boolean),
     });
-  });
+  }
   return out;
 }
 

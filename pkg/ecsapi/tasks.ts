@@ -7,7 +7,7 @@ import { storeKey } from '../api/meta.ts';
 import { isBerthError } from '../errors/errors.ts';
 import { infeasible, schedule, type InstanceView, type TaskRequest } from '../scheduler/scheduler.ts';
 import { parseQuery, type Expr } from '../scheduler/query.ts';
-import { clusterOf, getOrUndefined, idOf, instanceViews, newObj, type OpContext, type Operation } from './context.ts';
+import { clusterOf, describeMany, getOrUndefined, idOf, instanceViews, newObj, type OpContext, type Operation } from './context.ts';
 import { int, list, obj, oneOf, paginate, str, strList, unsupported, type Input } from './params.ts';
 import { compact, taskToEcs } from './shapes.ts';
 import { getTd, tdRef } from './taskdefs.ts';
@@ -289,16 +289,8 @@ export const DescribeTasks: Operation = async (c, i) => {
   const cluster = await clusterOf(c, i);
   const ids = strList(i, 'tasks', { required: true, min: 1, max: 100 })!;
   const include = strList(i, 'include') ?? [];
-  const tasks: unknown[] = [];
-  const failures: Failure[] = [];
-  for (const given of ids) {
-    const { name, clusterMismatch } = idOf(given, 'task', cluster);
-    c.authorize({ verb: 'get', resource: 'tasks', namespace: cluster, name });
-    const t = clusterMismatch ? undefined : await getOrUndefined(c, TASK, cluster, name);
-    if (!t) failures.push({ arn: c.parts.arns.task(cluster, name), reason: 'MISSING' });
-    else tasks.push(taskShape(c, t as unknown as Task, include));
-  }
-  return { tasks, failures };
+  const r = await describeMany(c, cluster, ids, { resource: 'task', kind: TASK, arn: (cl, n) => c.parts.arns.task(cl, n) }, (o) => taskShape(c, o as unknown as Task, include));
+  return { tasks: r.found, failures: r.failures };
 };
 
 export const ListTasks: Operation = async (c, i) => {

@@ -6,17 +6,15 @@ import type { Service, Task } from '../../pkg/api/kinds.ts';
 import { runCli, type CliDeps } from '../../pkg/cli/commands.ts';
 import { buildConfigCommands, completionScript } from '../../pkg/cli/config.ts';
 import { Client } from '../../pkg/client/client.ts';
-import { ControllerManager } from '../../pkg/controller/manager.ts';
-import { silentLogger } from '../../pkg/log/log.ts';
 import { startApiServer, type TestApiServer } from '../support/apiserver.ts';
-import { eventually, startFleet, type Fleet } from '../support/fleet.ts';
+import { eventually, startControlPlane, type Fleet, type Running } from '../support/fleet.ts';
 
 describe('berth CLI (in-process, against a real apiserver, controllers and hollow agents)', function () {
   this.timeout(120_000);
   let api: TestApiServer;
   let client: Client;
   let fleet: Fleet;
-  let mgr: ControllerManager;
+  let cp: Running;
   let dir: string;
 
   const run = async (...argv: string[]) => {
@@ -33,16 +31,12 @@ describe('berth CLI (in-process, against a real apiserver, controllers and hollo
 
   before(async () => {
     api = await startApiServer();
-    client = new Client({ server: api.url, token: api.adminToken });
-    fleet = await startFleet(api.url, api.bootstrapToken, 2, { memoryMiB: 2048, hollow: { rules: [{ image: 'busybox', logs: ['hello from hollow', 'second line'] }] } });
-    mgr = new ControllerManager({ client, log: silentLogger(), leaderElect: false, resyncMs: 2000 });
-    await mgr.start();
+    cp = await startControlPlane(api, 2, { fleet: { memoryMiB: 2048, hollow: { rules: [{ image: 'busybox', logs: ['hello from hollow', 'second line'] }] } }, manager: { resyncMs: 2000 } });
+    ({ client, fleet } = cp);
     dir = await mkdtemp(join(tmpdir(), 'berth-cli-'));
   });
   after(async () => {
-    await mgr?.stop();
-    await fleet?.stop();
-    client?.close();
+    await cp?.stop();
     await api?.stop();
     await rm(dir, { recursive: true, force: true });
   });

@@ -1,12 +1,9 @@
 import { expect } from 'chai';
 import type { Daemon, Service, Task } from '../../pkg/api/kinds.ts';
 import { Client } from '../../pkg/client/client.ts';
-import { ControllerManager } from '../../pkg/controller/manager.ts';
-import { silentLogger, newLogger } from '../../pkg/log/log.ts';
 import { startApiServer, type TestApiServer } from '../support/apiserver.ts';
-import { eventually, startFleet, type Fleet } from '../support/fleet.ts';
+import { eventually, startControlPlane, type Fleet, type Running } from '../support/fleet.ts';
 
-const log = () => (process.env.BERTH_TEST_LOG ? newLogger({ level: 'debug' }) : silentLogger());
 const td = (name: string, memory = 128, extra: Record<string, unknown> = {}) => ({
   apiVersion: 'berth.dev/v1',
   kind: 'TaskDefinition',
@@ -26,7 +23,7 @@ for (const store of (process.env.ONLY_STORE ? [process.env.ONLY_STORE] : ['embed
     let api: TestApiServer;
     let client: Client;
     let fleet: Fleet;
-    let mgr: ControllerManager;
+    let cp: Running;
 
     const tasksOf = async (service: string) => (await client.list<Task>('Task', 'default', { fieldSelector: `spec.group=service:${service}` })).items;
     const live = (ts: Task[]) => ts.filter((t) => t.spec.desiredStatus === 'RUNNING' && t.status?.lastStatus !== 'STOPPED');
@@ -34,15 +31,11 @@ for (const store of (process.env.ONLY_STORE ? [process.env.ONLY_STORE] : ['embed
 
     before(async () => {
       api = await startApiServer({ store });
-      client = new Client({ server: api.url, token: api.adminToken });
-      fleet = await startFleet(api.url, api.bootstrapToken, 3, { memoryMiB: 1024, cpus: 2 });
-      mgr = new ControllerManager({ client, log: log(), leaderElect: false, health: { heartbeatTimeoutMs: 3000, lostGraceMs: 2000 }, resyncMs: 5000 });
-      await mgr.start();
+      cp = await startControlPlane(api, 3, { fleet: { memoryMiB: 1024, cpus: 2 }, manager: { health: { heartbeatTimeoutMs: 3000, lostGraceMs: 2000 } } });
+      ({ client, fleet } = cp);
     });
     after(async () => {
-      await mgr?.stop();
-      await fleet?.stop();
-      client?.close();
+      await cp?.stop();
       await api?.stop();
     });
 

@@ -37,9 +37,7 @@ import {
   waitUntilDaemonTaskDefinitionDeleted,
 } from '@aws-sdk/client-ecs';
 import { Client } from '../../pkg/client/client.ts';
-import { ControllerManager } from '../../pkg/controller/manager.ts';
-import { newLogger, silentLogger } from '../../pkg/log/log.ts';
-import { eventually, startFleet, type Fleet } from '../support/fleet.ts';
+import { eventually, startControlPlane, type Fleet, type Running } from '../support/fleet.ts';
 import { resources, startEcsServer, thrown, type EcsTestServer } from './support.ts';
 
 const ACCOUNT = '000000000000';
@@ -509,7 +507,7 @@ for (const store of (process.env.ONLY_STORE ? [process.env.ONLY_STORE] : ['embed
     let ecs: ECSClient;
     let client: Client;
     let fleet: Fleet;
-    let mgr: ControllerManager;
+    let cp: Running;
     const daemonArn = arn('daemon/default/agentd');
     const runningTasks = async (daemonName = 'agentd') => {
       const l = await ecs.send(new ListTasksCommand({ cluster: 'default', daemonName }));
@@ -520,15 +518,11 @@ for (const store of (process.env.ONLY_STORE ? [process.env.ONLY_STORE] : ['embed
     before(async () => {
       s = await startEcsServer({ store });
       ecs = s.client();
-      client = new Client({ server: s.api.url, token: s.api.adminToken });
-      fleet = await startFleet(s.api.url, s.api.bootstrapToken, 2, { memoryMiB: 1024, cpus: 2 });
-      mgr = new ControllerManager({ client, log: process.env.BERTH_TEST_LOG ? newLogger({ level: 'debug' }) : silentLogger(), leaderElect: false, resyncMs: 5000 });
-      await mgr.start();
+      cp = await startControlPlane(s.api, 2, { fleet: { memoryMiB: 1024, cpus: 2 } });
+      ({ client, fleet } = cp);
     });
     after(async () => {
-      await mgr?.stop();
-      await fleet?.stop();
-      client?.close();
+      await cp?.stop();
       await s?.stop();
     });
 

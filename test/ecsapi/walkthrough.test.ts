@@ -19,9 +19,7 @@ import {
   waitUntilTasksStopped,
 } from '@aws-sdk/client-ecs';
 import { Client } from '../../pkg/client/client.ts';
-import { ControllerManager } from '../../pkg/controller/manager.ts';
-import { newLogger, silentLogger } from '../../pkg/log/log.ts';
-import { eventually, startFleet, type Fleet } from '../support/fleet.ts';
+import { eventually, startControlPlane, type Fleet, type Running } from '../support/fleet.ts';
 import { startEcsServer, type EcsTestServer } from './support.ts';
 
 const arn = (rest: string) => `arn:aws:ecs:us-east-1:000000000000:${rest}`;
@@ -38,21 +36,17 @@ describe('ECS API walk-through of seed 001 with agents and controllers (embedded
   let ecs: ECSClient;
   let client: Client;
   let fleet: Fleet;
-  let mgr: ControllerManager;
+  let cp: Running;
   let taskArn: string;
 
   before(async () => {
     s = await startEcsServer();
     ecs = s.client();
-    client = new Client({ server: s.api.url, token: s.api.adminToken });
-    fleet = await startFleet(s.api.url, s.api.bootstrapToken, 2, { memoryMiB: 1024, cpus: 2 });
-    mgr = new ControllerManager({ client, log: process.env.BERTH_TEST_LOG ? newLogger({ level: 'debug' }) : silentLogger(), leaderElect: false, resyncMs: 5000 });
-    await mgr.start();
+    cp = await startControlPlane(s.api, 2, { fleet: { memoryMiB: 1024, cpus: 2 } });
+    ({ client, fleet } = cp);
   });
   after(async () => {
-    await mgr?.stop();
-    await fleet?.stop();
-    client?.close();
+    await cp?.stop();
     await s?.stop();
   });
 

@@ -6,6 +6,7 @@ import { loadAgentConfig } from '../../pkg/agent/config.ts';
 import { HollowRuntime, type HollowOptions } from '../../pkg/agent/runtime/hollow.ts';
 import { Client } from '../../pkg/client/client.ts';
 import { silentLogger, newLogger } from '../../pkg/log/log.ts';
+import { ControllerManager, type ManagerOptions } from '../../pkg/controller/manager.ts';
 
 export interface HollowAgent {
   agent: Agent;
@@ -80,4 +81,36 @@ export async function eventually<T>(fn: () => Promise<T | undefined | false> | T
     if (Date.now() - t0 > timeoutMs) throw last instanceof Error ? last : new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+export interface Running {
+  client: Client;
+  fleet: Fleet;
+  mgr: ControllerManager;
+  stop(): Promise<void>;
+}
+
+/**
+ * Beside a test apiserver: an admin client, a hollow fleet of real agents, and the real
+ * controller-manager (no leader election), stopped together.
+ */
+export async function startControlPlane(
+  api: { url: string; adminToken: string; bootstrapToken: string },
+  agents: number,
+  opts: { fleet?: Parameters<typeof startFleet>[3]; manager?: Partial<ManagerOptions> } = {},
+): Promise<Running> {
+  const client = new Client({ server: api.url, token: api.adminToken });
+  const fleet = await startFleet(api.url, api.bootstrapToken, agents, opts.fleet);
+  const mgr = new ControllerManager({ client, log: log(), leaderElect: false, resyncMs: 5000, ...opts.manager });
+  await mgr.start();
+  return {
+    client,
+    fleet,
+    mgr,
+    async stop() {
+      await mgr.stop();
+      await fleet.stop();
+      client.close();
+    },
+  };
 }

@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { API_VERSION } from '../../api/meta.ts';
-import { CONTROLLER_FINALIZER, NOMINATED_ANNOTATION } from '../../apiserver/admission.ts';
+import { NOMINATED_ANNOTATION } from '../../apiserver/admission.ts';
 import type { Daemon, Task } from '../../api/kinds.ts';
 import type { Client } from '../../client/client.ts';
 import { isBerthError } from '../../errors/errors.ts';
@@ -9,8 +8,9 @@ import { evaluate, parseQuery } from '../../scheduler/query.ts';
 import { splitKey, type SharedInformers } from '../informers.ts';
 import { Controller, type ControllerMetrics } from '../runtime/controller.ts';
 import { Expectations } from '../runtime/expectations.ts';
-import { createOwnedTask, stopOwnedTask } from '../runtime/writes.ts';
+import { createOwnedTask, dropControllerFinalizer, ownedTask, stopOwnedTask } from '../runtime/writes.ts';
 import { specChanged } from '../service/controller.ts';
+import { withEvent } from '../service/events.ts';
 import { planDaemon, type DaemonInstance } from './plan.ts';
 
 /**
@@ -62,21 +62,15 @@ export function daemonController(client: Client, inf: SharedInformers, log: Logg
       }
       const failures: string[] = [];
       for (const s of plan.start) {
-        const task: Task = {
-          apiVersion: API_VERSION,
-          kind: 'Task',
-          metadata: {
-            name: randomUUID().replace(/-/g, ''),
-            namespace: ns,
-            labels: d ? { 'berth.dev/daemon': name } : { 'berth.dev/service': name },
-            // assigned, not scheduled: the placement controller leaves it to this binding
-            annotations: { [NOMINATED_ANNOTATION]: s.containerInstance },
-            ownerReferences: [{ apiVersion: API_VERSION, kind: d ? 'Daemon' : 'Service', name, uid: owner.metadata.uid!, controller: true }],
-          },
-          spec: d
+        // assigned, not scheduled: the placement controller leaves it to this binding
+        const task = ownedTask(
+          ns,
+          { kind: d ? 'Daemon' : 'Service', name, uid: owner.metadata.uid! },
+          (d
             ? { taskDefinition: s.taskDefinition, daemonTaskDefinition: s.taskDefinition, group, startedBy: `daemon/${name}`, desiredStatus: 'RUNNING' }
-            : { taskDefinition: s.taskDefinition, group, startedBy: svc!.status?.deployments?.[0]?.id ?? `ecs-svc/${name}`, deploymentId: svc!.status?.deployments?.[0]?.id, desiredStatus: 'RUNNING' },
-        } as Task;
+            : { taskDefinition: s.taskDefinition, group, startedBy: svc!.status?.deployments?.[0]?.id ?? `ecs-svc/${name}`, deploymentId: svc!.status?.deployments?.[0]?.id, desiredStatus: 'RUNNING' }) as Task['spec'],
+          { [NOMINATED_ANNOTATION]: s.containerInstance },
+        );
         await createOwnedTask(client, exp, key, task);
         const r = await client.bind(ns, [{ task: task.metadata.name, containerInstance: s.containerInstance }]);
         const res = r.results[0];
@@ -89,9 +83,7 @@ export function daemonController(client: Client, inf: SharedInformers, log: Logg
       const now = new Date().toISOString();
       const counts = { desiredCount: plan.desiredCount, runningCount: plan.runningCount, pendingCount: plan.pendingCount - failures.length };
       let events = owner.status?.events ?? [];
-      const event = (message: string) => {
-        if (events[0]?.message !== message) events = [{ id: randomUUID(), createdAt: now, message }, ...events].slice(0, 100);
-      };
+      const event = (message: string) => (events = withEvent(events, message, now));
       if (failures.length) event(`(${d ? 'daemon' : 'service'} ${name}) was unable to place a task on ${failures.length} instance(s): ${failures.slice(0, 3).join('; ')}`);
       const steady = !deleting && plan.start.length === 0 && plan.stop.length === 0 && plan.runningCount === plan.desiredCount && plan.updatedCount === plan.desiredCount;
       if (svc && steady) event(`(service ${name}) has reached a steady state.`);
@@ -127,10 +119,7 @@ export function daemonController(client: Client, inf: SharedInformers, log: Logg
       }
       if (plan.start.length || plan.stop.length) rlog.debug({ started: plan.start.length, stopped: plan.stop.length }, 'acted');
       if (plan.finished && deleting) {
-        const fin = (owner.metadata.finalizers ?? []).filter((f: string) => f !== CONTROLLER_FINALIZER);
-        await client.patch(d ? 'Daemon' : 'Service', ns, name, { metadata: { finalizers: fin } }).catch((e) => {
-          if (!isBerthError(e, 'NotFound')) throw e; // gone already
-        });
+        await dropControllerFinalizer(client, d ? 'Daemon' : 'Service', ns, owner);
         return;
       }
       return { requeueAfterMs: failures.length ? 5_000 : 30_000 };

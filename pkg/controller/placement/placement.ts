@@ -21,6 +21,9 @@ import { recordServiceEvent } from '../service/events.ts';
  */
 export const BATCH = 5000;
 
+/** Tasks this controller places; daemons' are assigned by the daemon controller instead. */
+const scheduled = (t: Task) => !t.spec.daemonTaskDefinition && !t.metadata.annotations?.[NOMINATED_ANNOTATION];
+
 export function placementController(client: Client, inf: SharedInformers, log: Logger, metrics?: ControllerMetrics): Controller {
   const lastFailure = new Map<string, string>();
   // bindings made but not yet seen in the task cache (kube-scheduler's "assumed pods"):
@@ -35,7 +38,7 @@ export function placementController(client: Client, inf: SharedInformers, log: L
     reconcile: async (ns, rlog) => {
       const pending = inf.tasks
         .byIndex('unbound', ns)
-        .filter((t) => !t.spec.daemonTaskDefinition && !t.metadata.annotations?.[NOMINATED_ANNOTATION])
+        .filter(scheduled)
         .sort((a, b) => (a.metadata.creationTimestamp ?? '').localeCompare(b.metadata.creationTimestamp ?? '') || a.metadata.name.localeCompare(b.metadata.name))
         .slice(0, BATCH);
       const now = Date.now();
@@ -121,7 +124,7 @@ export function placementController(client: Client, inf: SharedInformers, log: L
   });
   const enqueueTask = (t: Task) => {
     if (t.spec.containerInstance) assumed.delete(`${t.metadata.namespace}/${t.metadata.name}`);
-    if (!t.spec.containerInstance && t.spec.desiredStatus === 'RUNNING' && t.status?.lastStatus !== 'STOPPED' && !t.spec.daemonTaskDefinition && !t.metadata.annotations?.[NOMINATED_ANNOTATION]) c.enqueue(t.metadata.namespace!);
+    if (!t.spec.containerInstance && t.spec.desiredStatus === 'RUNNING' && t.status?.lastStatus !== 'STOPPED' && scheduled(t)) c.enqueue(t.metadata.namespace!);
   };
   inf.tasks.on({
     add: enqueueTask,

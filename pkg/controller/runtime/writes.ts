@@ -1,4 +1,7 @@
+import { randomUUID } from 'node:crypto';
 import type { Task } from '../../api/kinds.ts';
+import { API_VERSION } from '../../api/meta.ts';
+import { CONTROLLER_FINALIZER } from '../../apiserver/admission.ts';
 import type { Client } from '../../client/client.ts';
 import { isBerthError } from '../../errors/errors.ts';
 import type { Expectations } from './expectations.ts';
@@ -26,4 +29,28 @@ export async function stopOwnedTask(client: Client, exp: Expectations, key: stri
     exp.observed(key, name);
     if (!isBerthError(e, 'NotFound')) throw e;
   }
+}
+
+/** A new task owned by a Service or Daemon: generated name, owner label and controller reference. */
+export function ownedTask(ns: string, owner: { kind: 'Service' | 'Daemon'; name: string; uid: string }, spec: Task['spec'], annotations?: Record<string, string>): Task {
+  return {
+    apiVersion: API_VERSION,
+    kind: 'Task',
+    metadata: {
+      name: randomUUID().replace(/-/g, ''),
+      namespace: ns,
+      labels: { [`berth.dev/${owner.kind.toLowerCase()}`]: owner.name },
+      ...(annotations ? { annotations } : {}),
+      ownerReferences: [{ apiVersion: API_VERSION, kind: owner.kind, name: owner.name, uid: owner.uid, controller: true }],
+    },
+    spec,
+  } as Task;
+}
+
+/** Everything an owner ran is gone: drop the controller's finalizer so the delete completes. */
+export async function dropControllerFinalizer(client: Client, kind: 'Service' | 'Daemon', ns: string, obj: { metadata: { name: string; finalizers?: string[] } }): Promise<void> {
+  const finalizers = (obj.metadata.finalizers ?? []).filter((f) => f !== CONTROLLER_FINALIZER);
+  await client.patch(kind, ns, obj.metadata.name, { metadata: { finalizers } }).catch((e) => {
+    if (!isBerthError(e, 'NotFound')) throw e; // gone already
+  });
 }

@@ -1,15 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { API_VERSION } from '../../api/meta.ts';
-import { CONTROLLER_FINALIZER } from '../../apiserver/admission.ts';
 import type { Service, Task } from '../../api/kinds.ts';
 import type { Client } from '../../client/client.ts';
 import { isBerthError } from '../../errors/errors.ts';
 import { splitKey, type SharedInformers } from '../informers.ts';
 import { Controller, type ControllerMetrics } from '../runtime/controller.ts';
 import { Expectations } from '../runtime/expectations.ts';
-import { createOwnedTask, stopOwnedTask } from '../runtime/writes.ts';
+import { createOwnedTask, dropControllerFinalizer, ownedTask, stopOwnedTask } from '../runtime/writes.ts';
 import { inParallel } from '../runtime/parallel.ts';
+import { withEvent } from './events.ts';
 import { planService, type PlanTask } from './plan.ts';
 
 /**
@@ -89,7 +88,7 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
             throttleMs = backoff - since;
             plan.start = [];
             const message = `(service ${name}) is unable to consistently start tasks successfully.`;
-            if (status.events?.[0]?.message !== message) status.events = [{ id: randomUUID(), createdAt: new Date().toISOString(), message }, ...(status.events ?? [])].slice(0, 100);
+            status.events = withEvent(status.events, message);
           }
         }
       }
@@ -108,35 +107,22 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
       const creates: Array<{ deploymentId: string; taskDefinition: string }> = [];
       for (const s of plan.start) for (let k = 0; k < s.count; k++) creates.push(s);
       await inParallel(creates, async (s) => {
-        const task: Task = {
-          apiVersion: API_VERSION,
-          kind: 'Task',
-          metadata: {
-            name: randomUUID().replace(/-/g, ''),
-            namespace: ns,
-            labels: { 'berth.dev/service': name },
-            ownerReferences: [{ apiVersion: API_VERSION, kind: 'Service', name, uid: svc.metadata.uid!, controller: true }],
-          },
-          spec: {
-            taskDefinition: s.taskDefinition,
-            group: `service:${name}`,
-            startedBy: s.deploymentId,
-            deploymentId: s.deploymentId,
-            desiredStatus: 'RUNNING',
-            launchType: svc.spec.launchType,
-            placementConstraints: svc.spec.placementConstraints,
-            placementStrategy: svc.spec.placementStrategy,
-            ...(svc.spec.propagateTags === 'SERVICE' && svc.spec.tags ? { tags: svc.spec.tags } : {}),
-          },
-        } as Task;
+        const task = ownedTask(ns, { kind: 'Service', name, uid: svc.metadata.uid! }, {
+          taskDefinition: s.taskDefinition,
+          group: `service:${name}`,
+          startedBy: s.deploymentId,
+          deploymentId: s.deploymentId,
+          desiredStatus: 'RUNNING',
+          launchType: svc.spec.launchType,
+          placementConstraints: svc.spec.placementConstraints,
+          placementStrategy: svc.spec.placementStrategy,
+          ...(svc.spec.propagateTags === 'SERVICE' && svc.spec.tags ? { tags: svc.spec.tags } : {}),
+        } as Task['spec']);
         await createOwnedTask(client, exp, key, task);
       });
       if (plan.start.length || plan.stop.length) rlog.debug({ started: creates.length, stopped: plan.stop.length }, 'acted');
       if (plan.finished && deleting) {
-        const fin = (svc.metadata.finalizers ?? []).filter((f: string) => f !== CONTROLLER_FINALIZER);
-        await client.patch('Service', ns, name, { metadata: { finalizers: fin, resourceVersion: undefined } }).catch((e) => {
-          if (!isBerthError(e, 'NotFound')) throw e; // gone already
-        });
+        await dropControllerFinalizer(client, 'Service', ns, svc);
         return;
       }
       // grace periods and health checks are time-based: look again in a while
