@@ -99,11 +99,11 @@ describe('quickstart end to end (berth up on real Docker, the CLI as a user runs
     // seed 000's X-Ray sidecar: a dynamic UDP host port chosen at binding, reported by the agent
     await ok('apply', '-f', 'deploy/examples/xray-scorekeep.yaml');
     const xray = /^task\/(\w+) created/.exec(await ok('run-task', '--task-definition', 'scorekeep', '--wait'))![1];
-    const bindings = await eventually(async () => {
+    const udp = await eventually(async () => {
       const t = JSON.parse(await ok('get', 'task', xray, '-o', 'json'));
-      return t.status?.lastStatus === 'RUNNING' && t.status.containers.find((c: { name: string }) => c.name === 'xray-daemon')?.networkBindings;
-    }, 90_000, 'scorekeep RUNNING');
-    const udp = bindings.find((b: { protocol: string }) => b.protocol === 'udp');
+      const bindings = t.status?.lastStatus === 'RUNNING' ? t.status.containers.find((c: { name: string }) => c.name === 'xray-daemon')?.networkBindings : undefined;
+      return bindings?.find((b: { protocol: string }) => b.protocol === 'udp');
+    }, 90_000, 'scorekeep RUNNING with its UDP binding reported');
     expect(udp.containerPort).to.equal(2000);
     expect(udp.hostPort).to.be.greaterThan(1023);
     await ok('stop-task', xray);

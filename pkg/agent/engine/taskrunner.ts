@@ -11,6 +11,7 @@ import type { Checkpoint } from '../checkpoint.ts';
 import {
   LABELS,
   containerRuntimeName,
+  statusRank,
   type ContainerRuntime,
   type HealthStatus,
   type NetworkBinding,
@@ -107,7 +108,11 @@ export class TaskRunner {
   }
 
   private record(name: string, c: RuntimeContainer): void {
-    this.seen[name] = c;
+    // an inspect that raced a start can land after it: a view of an earlier state (CREATED,
+    // no ports yet) must not replace the newer one; a restart shows a newer start time
+    const prev = this.seen[name];
+    const stale = prev && statusRank(c.status) < statusRank(prev.status) && (c.startedAt?.getTime() ?? 0) <= (prev.startedAt?.getTime() ?? 0);
+    if (!stale) this.seen[name] = c;
     this.ids[name] = c.id;
     this.names[name] = c.name;
     this.state = observe(this.state, name, {
