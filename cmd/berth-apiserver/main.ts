@@ -16,12 +16,15 @@ const program = new Command('berth-apiserver')
   .option('--tls-cert-file <file>', 'serving certificate (PEM)')
   .option('--tls-private-key-file <file>', 'serving key (PEM)')
   .option('--token-auth-file <file>', 'static bearer tokens, CSV: token,user,uid,"group1,group2"; absent: dev mode (loopback only, everyone is admin)')
+  .option('--inactive-retention <seconds>', 'how long a deleted service or deregistered container instance stays describable (INACTIVE)', '3600')
   .option('--log-level <level>', 'pino level', process.env.BERTH_LOG_LEVEL ?? 'info')
   .showHelpAfterError();
 
 runMain('berth-apiserver', async () => {
   program.parse();
-  const o = program.opts<{ store: string; listen: string; tlsCertFile?: string; tlsPrivateKeyFile?: string; tokenAuthFile?: string; logLevel: string }>();
+  const o = program.opts<{ store: string; listen: string; tlsCertFile?: string; tlsPrivateKeyFile?: string; tokenAuthFile?: string; logLevel: string; inactiveRetention: string }>();
+  const retention = Number(o.inactiveRetention);
+  if (!Number.isFinite(retention) || retention <= 0) throw badRequest(`--inactive-retention ${o.inactiveRetention}: must be a positive number of seconds`);
   const { host } = parseListen(o.listen);
   if (!o.tokenAuthFile && !isLoopback(host)) {
     throw badRequest(`--listen ${o.listen}: without --token-auth-file the server runs in dev mode, which listens on loopback only`);
@@ -34,7 +37,7 @@ runMain('berth-apiserver', async () => {
   const log = container.resolve<Logger>('Logger');
   const store = container.resolve<Store>('Store');
 
-  const api = await buildApiServer({ store, log, tokens });
+  const api = await buildApiServer({ store, log, tokens, inactiveRetentionMs: retention * 1000 });
   const { server, url } = await listen(api.handler, { listen: o.listen, tlsCertFile: o.tlsCertFile, tlsKeyFile: o.tlsPrivateKeyFile });
   log.info({ url, store: o.store, auth: tokens ? 'tokens' : 'dev' }, 'berth-apiserver serving');
   onShutdown(log, async () => {

@@ -19,13 +19,14 @@ const program = new Command('berth-controller-manager')
   .option('--leader-elect <bool>', 'leader election on Lease objects, one per controller', 'true')
   .option('--instance-heartbeat-timeout <seconds>', 'an agent silent this long is marked disconnected', '60')
   .option('--instance-lost-grace <seconds>', 'then, after this long, its service and daemon tasks are replaced elsewhere', '120')
+  .option('--stopped-task-retention <seconds>', 'how long a STOPPED task stays describable before it is deleted', '3600')
   .option('--metrics-listen <host:port>', 'serve Prometheus metrics here (e.g. 127.0.0.1:10257)')
   .option('--log-level <level>', 'pino level', process.env.BERTH_LOG_LEVEL ?? 'info')
   .showHelpAfterError();
 
 runMain('berth-controller-manager', async () => {
   program.parse();
-  const o = program.opts<{ server?: string; token?: string; kubeconfig?: string; certificateAuthority?: string; controllers: string; leaderElect: string; metricsListen?: string; logLevel: string; instanceHeartbeatTimeout: string; instanceLostGrace: string }>();
+  const o = program.opts<{ server?: string; token?: string; kubeconfig?: string; certificateAuthority?: string; controllers: string; leaderElect: string; metricsListen?: string; logLevel: string; instanceHeartbeatTimeout: string; instanceLostGrace: string; stoppedTaskRetention: string }>();
   const controllers = o.controllers.split(',').map((s) => s.trim()).filter(Boolean);
   const unknown = controllers.filter((c) => !(ALL_CONTROLLERS as readonly string[]).includes(c));
   if (unknown.length) throw badRequest(`--controllers: unknown controller(s) ${unknown.join(', ')}; choose from ${ALL_CONTROLLERS.join(', ')}`);
@@ -45,7 +46,7 @@ runMain('berth-controller-manager', async () => {
   container.register<Logger>('Logger', { useValue: newLogger({ level: o.logLevel }) });
   container.register<Client>('Client', { useValue: client });
   const log = container.resolve<Logger>('Logger');
-  const mgr = new ControllerManager({ client: container.resolve<Client>('Client'), log, controllers: controllers as ControllerName[], leaderElect: o.leaderElect === 'true', health });
+  const mgr = new ControllerManager({ client: container.resolve<Client>('Client'), log, controllers: controllers as ControllerName[], leaderElect: o.leaderElect === 'true', health, retentionMs: secs('--stopped-task-retention', o.stoppedTaskRetention) });
   await mgr.start();
   let metrics: ReturnType<typeof createServer> | undefined;
   if (o.metricsListen) {

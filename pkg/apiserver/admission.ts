@@ -219,6 +219,12 @@ export class ContainerInstanceAdmission implements Admission {
     return undefined;
   }
 
+  /** a deregistered instance is described (INACTIVE, disconnected) for the retention, as in ECS */
+  tombstone(o: Obj): Obj {
+    const d = this.decorate(o);
+    return { ...d, spec: { ...(d.spec as object), status: 'INACTIVE' }, status: { ...(d.status as object), status: 'INACTIVE', agentConnected: false } } as Obj;
+  }
+
   decorate(o: Obj): Obj {
     const ns = o.metadata.namespace!;
     const a = this.registry.cache.get(allocationKey(ns, o.metadata.name)) as unknown as Allocation | undefined;
@@ -377,6 +383,11 @@ export class ServiceAdmission implements Admission {
     const meta = o.metadata as { finalizers?: string[] };
     meta.finalizers = [...new Set([...(meta.finalizers ?? []), CONTROLLER_FINALIZER])];
     o.status = { serviceArn: this.arns.service(o.metadata.namespace!, o.metadata.name), status: 'ACTIVE', desiredCount: spec.desiredCount ?? 0, runningCount: 0, pendingCount: 0, deployments: [], events: [] };
+  }
+
+  /** a deleted service is described (INACTIVE) for the retention; its name is free again at once */
+  tombstone(o: Obj): Obj {
+    return { ...o, status: { ...(o.status as object), status: 'INACTIVE' } } as Obj;
   }
 
   async update(next: Obj, prev: Obj, _w: WriteContext, sub: 'status' | undefined) {

@@ -3,6 +3,7 @@ import { createServer as createHttps } from 'node:https';
 import { createServer as createNetServer } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { Arns, DEFAULT_ARN_CONFIG, type ArnConfig } from '../api/arn.ts';
+import { Kinds } from '../api/kinds.ts';
 import { DEFAULT_LIMITS, type Limits } from '../api/validate.ts';
 import { badRequest } from '../errors/errors.ts';
 import type { Logger } from '../log/log.ts';
@@ -27,6 +28,8 @@ export interface ApiServerOptions {
   limits?: Limits;
   bodyLimit?: number;
   watchCacheCapacity?: number;
+  /** how long a deleted service or deregistered instance stays describable as INACTIVE (ECS: one hour) */
+  inactiveRetentionMs?: number;
   /** more routes (the ECS API) */
   extensions?: Array<(req: ApiRequest, res: ServerResponse) => Promise<boolean>>;
   /**
@@ -75,7 +78,25 @@ export async function buildApiServer(o: ApiServerOptions): Promise<ApiServer> {
     extensions: [bindingRoute(registry, binder), logsRoute(registry), ...(o.extensions ?? [])],
     frontDoors: o.frontDoors?.({ registry, cache, arns, binder, log: o.log }),
   });
-  return { handler, registry, cache, metrics, arns, binder, stop: () => cache.stop() };
+  // the INACTIVE records of deleted services and deregistered instances expire after the
+  // retention; every apiserver sweeps (a delete pinned to the record's version is idempotent)
+  const retention = o.inactiveRetentionMs ?? 3_600_000;
+  const sweep = setInterval(() => {
+    registry.sweepInactive([Kinds.Service, Kinds.ContainerInstance], retention).catch((e) => o.log.warn({ err: (e as Error).message }, 'sweeping INACTIVE records failed'));
+  }, Math.max(1000, Math.min(retention / 4, 60_000)));
+  sweep.unref();
+  return {
+    handler,
+    registry,
+    cache,
+    metrics,
+    arns,
+    binder,
+    stop: () => {
+      clearInterval(sweep);
+      cache.stop();
+    },
+  };
 }
 
 export interface ListenOptions {

@@ -51,7 +51,17 @@ export interface Admission {
   resolveName?(name: string, ns: string | undefined): string | undefined;
   /** decorate an object on its way out (computed fields) */
   decorate?(obj: Obj): Obj;
+  /**
+   * an object of this kind that is removed stays describable as this record (INACTIVE) for
+   * the retention: ECS keeps deleted services and deregistered instances for an hour
+   */
+  tombstone?(obj: Obj): Obj;
 }
+
+/** When a tombstone was written (an annotation on the record). */
+export const INACTIVE_SINCE_ANNOTATION = 'berth.dev/inactive-since';
+/** Where a removed object's record lives: beside, not among, the live objects of its kind. */
+export const tombstoneKey = (plural: string, ns: string | undefined, name: string) => storeKey(`inactive.${plural}`, ns, name);
 
 export interface ListResult {
   items: Obj[];
@@ -401,6 +411,7 @@ export class Registry {
         (next.metadata as Record<string, unknown>).deletionTimestamp !== undefined &&
         !((next.metadata as Record<string, unknown>).finalizers as string[] | undefined)?.length;
       if (ctx.dryRun) return this.out(kind, { ...next, metadata: { ...next.metadata, resourceVersion: cur.metadata.resourceVersion } });
+      if (finalizing) this.addTombstone(kind, ns, next, w);
       const r = await this.store.txn(
         [{ key, modRevision: Number(cur.metadata.resourceVersion) }, ...w.compares],
         [finalizing ? { type: 'delete', key } : { type: 'put', key, value: JSON.stringify(next) }, ...w.ops],
@@ -441,6 +452,7 @@ export class Registry {
       }
       if (ctx.dryRun) return this.out(kind, replacement ?? cur);
       if (replacement) delete replacement.metadata.resourceVersion;
+      else this.addTombstone(kind, ns, curClone, w);
       const r = await this.store.txn(
         [{ key, modRevision: Number(cur.metadata.resourceVersion) }, ...w.compares],
         [replacement ? { type: 'put', key, value: JSON.stringify(replacement) } : { type: 'delete', key }, ...w.ops],
@@ -453,6 +465,36 @@ export class Registry {
       if (preconditionRv || attempt >= 10) throw conflict(kind.plural, reqName);
       this.noteWrite(r.revision);
     }
+  }
+
+  /** The removal of `o` also writes its describable record, when its kind keeps one. */
+  private addTombstone(kind: KindInfo, ns: string | undefined, o: Obj, w: WriteContext) {
+    const t = this.adm(kind).tombstone?.(structuredClone(o));
+    if (!t) return;
+    const meta = t.metadata as { annotations?: Record<string, string>; resourceVersion?: string };
+    delete meta.resourceVersion;
+    meta.annotations = { ...meta.annotations, [INACTIVE_SINCE_ANNOTATION]: now() };
+    w.ops.push({ type: 'put', key: tombstoneKey(kind.plural, kind.namespaced ? ns : undefined, o.metadata.name), value: JSON.stringify(t) });
+  }
+
+  /** The INACTIVE record of a removed object (a deleted service, a deregistered instance), while it is kept. */
+  async inactive(kind: KindInfo, ns: string | undefined, name: string): Promise<Obj | undefined> {
+    await this.fresh();
+    return this.cache.get(tombstoneKey(kind.plural, kind.namespaced ? ns : undefined, name));
+  }
+
+  /** Deletes the INACTIVE records older than the retention; returns how many. */
+  async sweepInactive(kinds: KindInfo[], retentionMs: number, nowMs = Date.now()): Promise<number> {
+    let n = 0;
+    for (const kind of kinds) {
+      for (const [key, o] of this.cache.list(`inactive.${kind.plural}`, undefined)) {
+        const since = Date.parse((o.metadata as { annotations?: Record<string, string> }).annotations?.[INACTIVE_SINCE_ANNOTATION] ?? '');
+        if (Number.isFinite(since) && nowMs - since < retentionMs) continue;
+        const r = await this.txn([{ key, modRevision: Number(o.metadata.resourceVersion) }], [{ type: 'delete', key }]);
+        if (r.succeeded) n++;
+      }
+    }
+    return n;
   }
 
   /** A raw txn on behalf of a kind's logic (binding); notes the revision for freshness. */

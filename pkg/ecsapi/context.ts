@@ -66,7 +66,8 @@ export async function describeMany(
   for (const given of ids) {
     const { name, clusterMismatch } = idOf(given, what.resource, cluster);
     c.authorize({ verb: 'get', resource: what.kind.plural, namespace: cluster, name });
-    const o = clusterMismatch ? undefined : await getOrUndefined(c, what.kind, cluster, name);
+    // a deleted service or deregistered instance is still described (INACTIVE) for an hour
+    const o = clusterMismatch ? undefined : ((await getOrUndefined(c, what.kind, cluster, name)) ?? (await c.registry.inactive(what.kind, cluster, name)));
     if (!o) failures.push({ arn: what.arn(cluster, name), reason: 'MISSING' });
     else found.push(shape(o));
   }

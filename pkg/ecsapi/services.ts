@@ -28,7 +28,8 @@ function deploymentController(i: Input) {
 
 async function getService(c: OpContext, cluster: string, given: string): Promise<Service> {
   const { name, clusterMismatch } = idOf(given, 'service', cluster);
-  const s = clusterMismatch ? undefined : ((await getOrUndefined(c, SVC, cluster, name)) as Service | undefined);
+  // a deleted service is still found (INACTIVE) for the retention
+  const s = clusterMismatch ? undefined : (((await getOrUndefined(c, SVC, cluster, name)) ?? (await c.registry.inactive(SVC, cluster, name))) as Service | undefined);
   if (!s) throw notFound();
   return s;
 }
@@ -142,9 +143,10 @@ export const ListServices: Operation = async (c, i) => {
   const launchType = oneOf(i, 'launchType', ['EC2', 'EXTERNAL', 'FARGATE', 'MANAGED_INSTANCES'] as const);
   const schedulingStrategy = oneOf(i, 'schedulingStrategy', ['REPLICA', 'DAEMON'] as const);
   c.authorize({ verb: 'list', resource: 'services', namespace: cluster });
+  // like ECS: a DRAINING (deleted) service is no longer listed, only described
   const items = (await c.registry.list(SVC, cluster)).items
     .map((o) => o as unknown as Service)
-    .filter((s) => serviceStatus(s) !== 'INACTIVE' && (!launchType || (s.spec.launchType ?? 'EC2') === launchType) && (!schedulingStrategy || s.spec.schedulingStrategy === schedulingStrategy));
+    .filter((s) => serviceStatus(s) === 'ACTIVE' && (!launchType || (s.spec.launchType ?? 'EC2') === launchType) && (!schedulingStrategy || s.spec.schedulingStrategy === schedulingStrategy));
   const { page, nextToken } = paginate(items, (s) => s.metadata.name, i, { defaultMax: 10, max: 100 });
   return compact({ serviceArns: page.map((s) => s.status?.serviceArn ?? c.parts.arns.service(cluster, s.metadata.name)), nextToken });
 };

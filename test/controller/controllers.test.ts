@@ -1,8 +1,9 @@
 import { expect } from 'chai';
-import type { Daemon, Service, Task } from '../../pkg/api/kinds.ts';
+import { Kinds, type Daemon, type Service, type Task } from '../../pkg/api/kinds.ts';
 import { Client } from '../../pkg/client/client.ts';
 import { startApiServer, type TestApiServer } from '../support/apiserver.ts';
 import { eventually, startControlPlane, type Fleet, type Running } from '../support/fleet.ts';
+import { kubectl } from '../support/kubectl.ts';
 
 const td = (name: string, memory = 128, extra: Record<string, unknown> = {}) => ({
   apiVersion: 'berth.dev/v1',
@@ -58,6 +59,12 @@ for (const store of (process.env.ONLY_STORE ? [process.env.ONLY_STORE] : ['embed
       }, 20_000, 'steady state');
       expect(s.status!.deployments).to.have.length(1);
       expect(s.status!.deployments![0].rolloutState).to.equal('COMPLETED');
+      // conditions a Kubernetes user can wait on, with the real kubectl
+      const steady = s.status!.conditions?.find((c) => c.type === 'Steady');
+      expect(steady).to.include({ status: 'True', reason: 'SteadyState', observedGeneration: 1 });
+      const w = await kubectl(api.kubeconfigPath, ['wait', '--for=condition=Steady', 'services.berth.dev/web', '-n', 'default', '--timeout=30s']);
+      expect(w.code, w.stderr).to.equal(0);
+      expect(w.stdout).to.match(/condition met/);
     });
 
     it('rolls a service to a new revision within maximumPercent, ending with only new tasks', async () => {
@@ -199,11 +206,31 @@ for (const store of (process.env.ONLY_STORE ? [process.env.ONLY_STORE] : ['embed
       expect(lost.length).to.be.greaterThan(0);
     });
 
-    it('deletes a service: its tasks stop, then the service is gone', async () => {
+    it('deletes a service: its tasks stop, then the service is gone (its INACTIVE record stays); the name can be used again', async () => {
+      const uid = (await client.get<Service>('Service', 'default', 'web')).metadata.uid;
       await client.delete('Service', 'default', 'web');
       await eventually(async () => (await client.tryGet('Service', 'default', 'web')) === undefined, 30_000, 'service gone');
       const left = (await tasksOf('web')).filter((t) => t.spec.desiredStatus === 'RUNNING' && t.status?.lastStatus !== 'STOPPED');
       expect(left).to.deep.equal([]);
+      const record = (await api.api.registry.inactive(Kinds.Service, 'default', 'web')) as Service | undefined;
+      expect(record?.metadata.uid).to.equal(uid);
+      expect(record?.status?.status).to.equal('INACTIVE');
+      expect(record?.status?.conditions?.find((c) => c.type === 'Steady')).to.include({ status: 'False', reason: 'Inactive' });
+      // a new service under the same name owns none of the old (stopped) tasks
+      const old = new Set((await tasksOf('web')).map((t) => t.metadata.name));
+      await client.create(svc('web', 'web', 1));
+      const mine = await eventually(async () => {
+        const r = running(await tasksOf('web')).filter((t) => !old.has(t.metadata.name));
+        return r.length === 1 && r;
+      }, 30_000, 'one new task');
+      expect(mine[0].metadata.ownerReferences?.[0].uid).to.not.equal(uid);
+      const again = await eventually(async () => {
+        const s = await client.get<Service>('Service', 'default', 'web');
+        return s.status?.runningCount === 1 && s.status.deployments?.length === 1 && s;
+      }, 20_000, 'new service steady');
+      expect(again.status!.deployments![0].failedTasks).to.equal(0);
+      await client.delete('Service', 'default', 'web');
+      await eventually(async () => (await client.tryGet('Service', 'default', 'web')) === undefined, 30_000, 'service gone again');
     });
   });
 }

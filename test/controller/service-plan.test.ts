@@ -136,6 +136,57 @@ describe('service controller plan', () => {
     expect(w.running().length).to.equal(2);
   });
 
+  it('writes Steady and Progressing conditions through a service\'s life; lastTransitionTime moves only when a status flips', () => {
+    const cond = (w: World) => Object.fromEntries((w.status!.conditions ?? []).map((c) => [c.type, `${c.status}/${c.reason}`]));
+    const w = new World({ taskDefinition: 'app', desiredCount: 2, schedulingStrategy: 'REPLICA', deploymentConfiguration: { deploymentCircuitBreaker: { enable: true, rollback: true } } });
+    w.tick();
+    expect(cond(w)).to.deep.equal({ Steady: 'False/TasksPending', Progressing: 'True/RolloutInProgress' });
+    w.settle();
+    expect(cond(w)).to.deep.equal({ Steady: 'True/SteadyState', Progressing: 'False/RolloutCompleted' });
+    const steadySince = w.status!.conditions!.find((c) => c.type === 'Steady')!.lastTransitionTime;
+    w.tick();
+    w.tick();
+    expect(w.status!.conditions!.find((c) => c.type === 'Steady')!.lastTransitionTime).to.equal(steadySince);
+    // a new revision: deploying, then steady on it
+    w.generation = 2;
+    w.taskDefinition = 'app:2';
+    w.tick();
+    expect(cond(w)).to.deep.equal({ Steady: 'False/Deploying', Progressing: 'True/RolloutInProgress' });
+    expect(w.status!.conditions!.every((c) => c.observedGeneration === 2)).to.equal(true);
+    w.settle();
+    expect(cond(w)).to.deep.equal({ Steady: 'True/SteadyState', Progressing: 'False/RolloutCompleted' });
+    // a failing revision: the circuit breaker rolls back, and the condition says so
+    w.generation = 3;
+    w.taskDefinition = 'app:bad';
+    w.failImage.add('app:bad');
+    const seen = new Set<string>();
+    for (let i = 0; i < 40; i++) {
+      w.tick();
+      seen.add(cond(w).Progressing);
+    }
+    // (the previous deployment still runs at full count, so the roll back completes at once)
+    expect([...seen]).to.deep.equal(['True/RolloutInProgress', 'False/RolledBack']);
+    expect(cond(w)).to.deep.equal({ Steady: 'True/SteadyState', Progressing: 'False/RolledBack' });
+    // deletion
+    w.tick(true);
+    expect(cond(w).Steady).to.equal('False/Draining');
+    w.tick(true);
+    expect(cond(w).Steady).to.equal('False/Inactive');
+  });
+
+  it('a failed deployment without rollback is Progressing=False/RolloutFailed', () => {
+    const w = new World({ taskDefinition: 'app', desiredCount: 2, schedulingStrategy: 'REPLICA', deploymentConfiguration: { deploymentCircuitBreaker: { enable: true, rollback: false } } });
+    w.settle();
+    w.generation = 2;
+    w.taskDefinition = 'app:bad';
+    w.failImage.add('app:bad');
+    for (let i = 0; i < 40; i++) w.tick();
+    const p = w.status!.conditions!.find((c) => c.type === 'Progressing')!;
+    expect(p).to.include({ status: 'False', reason: 'RolloutFailed' });
+    expect(p.message).to.match(/circuit breaker/);
+    expect(w.status!.conditions!.find((c) => c.type === 'Steady')!.status).to.equal('False');
+  });
+
   it('replaces tasks on a DRAINING instance before stopping them, within the bounds', () => {
     const w = new World({ taskDefinition: 'app', desiredCount: 3, schedulingStrategy: 'REPLICA' });
     w.settle();

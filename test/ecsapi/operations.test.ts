@@ -519,6 +519,8 @@ for (const store of (process.env.ONLY_STORE ? [process.env.ONLY_STORE] : ['embed
         expect(e2).to.be.instanceOf(ServiceNotActiveException);
         const e3 = await thrown(() => ecs.send(new DeleteServiceCommand({ cluster: 'c1', service: 'nope' })));
         expect(e3).to.be.instanceOf(ServiceNotFoundException);
+        // a DRAINING service is described but no longer listed
+        expect((await ecs.send(new ListServicesCommand({ cluster: 'c1' }))).serviceArns).to.deep.equal([arn('service/c1/zero')]);
         // a service at 0 needs no force
         expect((await ecs.send(new DeleteServiceCommand({ cluster: 'c1', service: 'zero' }))).service?.status).to.equal('DRAINING');
       });
@@ -538,8 +540,12 @@ for (const store of (process.env.ONLY_STORE ? [process.env.ONLY_STORE] : ['embed
         const tasks = (await s.api.call('GET', `${V}/namespaces/c1/tasks`)).body.items as Array<{ status: { lastStatus: string } }>;
         expect(tasks.length).to.be.greaterThan(0);
         expect(tasks.every((t) => t.status.lastStatus === 'STOPPED')).to.equal(true);
+        // like ECS, a deregistered instance is no longer listed but still described, INACTIVE
         const d = await ecs.send(new DescribeContainerInstancesCommand({ cluster: 'c1', containerInstances: [ci1] }));
-        expect(d.failures?.[0].reason).to.equal('MISSING');
+        expect(d.failures).to.deep.equal([]);
+        expect(d.containerInstances?.[0]).to.include({ containerInstanceArn: ci1Arn, status: 'INACTIVE', agentConnected: false });
+        // and it no longer holds the cluster
+        expect((await s.api.call('GET', `${V}/namespaces/c1/containerinstances/${ci1}`)).status).to.equal(404);
       });
     });
   });

@@ -46,7 +46,7 @@ export class Sha256 {
 export const sdkSigner = (key: { accessKeyId: string; secretAccessKey: string }, region: string) =>
   new SignatureV4({ credentials: key, region, service: 'ecs', sha256: Sha256 as never });
 
-export async function startEcsServer(opts: { store?: 'embedded' | 'etcd' } = {}): Promise<EcsTestServer> {
+export async function startEcsServer(opts: { store?: 'embedded' | 'etcd'; inactiveRetentionMs?: number } = {}): Promise<EcsTestServer> {
   const dir = await mkdtemp(join(tmpdir(), 'berth-ecs-'));
   const admin = newKey('ecs-admin', ['berth:admins']);
   const viewer = newKey('ecs-viewer', ['berth:viewers']);
@@ -55,6 +55,7 @@ export async function startEcsServer(opts: { store?: 'embedded' | 'etcd' } = {})
   await writeFile(keyFile, `${admin.accessKeyId},${admin.secretAccessKey},${admin.user},"${admin.groups.join(',')}"\n`, { mode: 0o600 });
   const api = await startApiServer({
     store: opts.store,
+    inactiveRetentionMs: opts.inactiveRetentionMs,
     frontDoors: (parts) => [ecsFrontDoor(parts, { accessKeyFile: keyFile, keys: [viewer], region: 'us-east-1' })],
   });
   const clients: ECSClient[] = [];

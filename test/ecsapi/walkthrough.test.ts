@@ -8,10 +8,12 @@ import {
   DescribeTasksCommand,
   ECSClient,
   ListContainerInstancesCommand,
+  ListServicesCommand,
   ListTaskDefinitionsCommand,
   ListTasksCommand,
   RegisterTaskDefinitionCommand,
   RunTaskCommand,
+  ServiceNotActiveException,
   StopTaskCommand,
   UpdateServiceCommand,
   waitUntilServicesStable,
@@ -20,7 +22,7 @@ import {
 } from '@aws-sdk/client-ecs';
 import { Client } from '../../pkg/client/client.ts';
 import { eventually, startControlPlane, type Fleet, type Running } from '../support/fleet.ts';
-import { startEcsServer, type EcsTestServer } from './support.ts';
+import { startEcsServer, thrown, type EcsTestServer } from './support.ts';
 
 const arn = (rest: string) => `arn:aws:ecs:us-east-1:000000000000:${rest}`;
 const waiter = (client: ECSClient) => ({ client, minDelay: 1, maxDelay: 1, maxWaitTime: 60 });
@@ -40,7 +42,7 @@ describe('ECS API walk-through of seed 001 with agents and controllers (embedded
   let taskArn: string;
 
   before(async () => {
-    s = await startEcsServer();
+    s = await startEcsServer({ inactiveRetentionMs: 6000 });
     ecs = s.client();
     cp = await startControlPlane(s.api, 2, { fleet: { memoryMiB: 1024, cpus: 2 } });
     ({ client, fleet } = cp);
@@ -122,7 +124,29 @@ describe('ECS API walk-through of seed 001 with agents and controllers (embedded
     await waitUntilServicesStable(waiter(ecs), { cluster: 'default', services: ['sleepers'] });
     const del = await ecs.send(new DeleteServiceCommand({ cluster: 'default', service: 'sleepers', force: true }));
     expect(del.service?.status).to.equal('DRAINING');
-    // the controller drains it and lets it go
-    await eventually(async () => (await ecs.send(new DescribeServicesCommand({ cluster: 'default', services: ['sleepers'] }))).failures?.[0]?.reason === 'MISSING', 30_000, 'service gone');
+    // a DRAINING service is no longer listed, only described
+    expect((await ecs.send(new ListServicesCommand({ cluster: 'default' }))).serviceArns).to.deep.equal([]);
+    // the controller stops its tasks; the service becomes INACTIVE and stays describable
+    const inactive = await eventually(async () => {
+      const r = await ecs.send(new DescribeServicesCommand({ cluster: 'default', services: ['sleepers'] }));
+      return r.services?.[0]?.status === 'INACTIVE' && r.services[0];
+    }, 30_000, 'service INACTIVE');
+    expect(inactive).to.include({ serviceName: 'sleepers', serviceArn: arn('service/default/sleepers'), desiredCount: 0 });
+    const live = (await ecs.send(new ListTasksCommand({ cluster: 'default', serviceName: 'sleepers', desiredStatus: 'RUNNING' }))).taskArns;
+    expect(live).to.deep.equal([]);
+    expect((await ecs.send(new ListServicesCommand({ cluster: 'default' }))).serviceArns).to.deep.equal([]);
+    const e = await thrown(() => ecs.send(new UpdateServiceCommand({ cluster: 'default', service: 'sleepers', desiredCount: 1 })));
+    expect(e).to.be.instanceOf(ServiceNotActiveException);
+    // the name is free again: a new service of that name starts from nothing
+    const again = await ecs.send(new CreateServiceCommand({ cluster: 'default', serviceName: 'sleepers', taskDefinition: 'sleep360', desiredCount: 1 }));
+    expect(again.service).to.include({ status: 'ACTIVE', desiredCount: 1 });
+    await waitUntilServicesStable(waiter(ecs), { cluster: 'default', services: ['sleepers'] });
+    const now = (await ecs.send(new DescribeServicesCommand({ cluster: 'default', services: ['sleepers'] }))).services![0];
+    expect(now).to.include({ status: 'ACTIVE', runningCount: 1 });
+    expect(now.deployments).to.have.length(1);
+    await ecs.send(new DeleteServiceCommand({ cluster: 'default', service: 'sleepers', force: true }));
+    await eventually(async () => (await ecs.send(new DescribeServicesCommand({ cluster: 'default', services: ['sleepers'] }))).services?.[0]?.status === 'INACTIVE', 30_000, 'INACTIVE again');
+    // after the retention (a few seconds here, an hour by default) it is gone
+    await eventually(async () => (await ecs.send(new DescribeServicesCommand({ cluster: 'default', services: ['sleepers'] }))).failures?.[0]?.reason === 'MISSING', 30_000, 'INACTIVE record expired');
   });
 });

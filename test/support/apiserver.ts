@@ -41,6 +41,8 @@ export async function startApiServer(
     store?: 'embedded' | 'etcd';
     noDefaultCluster?: boolean;
     watchCacheCapacity?: number;
+    /** how long INACTIVE records of deleted services / deregistered instances are kept */
+    inactiveRetentionMs?: number;
     /** routes that authenticate by themselves, e.g. the ECS API (passed to buildApiServer) */
     frontDoors?: ApiServerOptions['frontDoors'];
   } = {},
@@ -62,7 +64,7 @@ export async function startApiServer(
     { token: viewerToken, user: 'viewer', uid: '2', groups: ['berth:viewers'] },
     { token: bootstrapToken, user: 'bootstrap', uid: '3', groups: ['berth:bootstrappers'] },
   ];
-  const api = await buildApiServer({ store, log: process.env.BERTH_TEST_LOG ? newLogger({ level: 'debug' }) : silentLogger(), tokens, watchCacheCapacity: opts.watchCacheCapacity, frontDoors: opts.frontDoors });
+  const api = await buildApiServer({ store, log: process.env.BERTH_TEST_LOG ? newLogger({ level: 'debug' }) : silentLogger(), tokens, watchCacheCapacity: opts.watchCacheCapacity, inactiveRetentionMs: opts.inactiveRetentionMs, frontDoors: opts.frontDoors });
   const { server, url } = await listen(api.handler, { listen: '127.0.0.1:0' });
   const cert = await ensureSelfSignedCert(join(dir, 'pki'));
   const { server: tlsServer, url: tlsUrl } = await listen(api.handler, { listen: '127.0.0.1:0', tlsCertFile: cert.certFile, tlsKeyFile: cert.keyFile });

@@ -44,7 +44,9 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
       if (!exp.satisfied(key, Number(svc.metadata.resourceVersion))) return { requeueAfterMs: 200 };
       const deleting = !!svc.metadata.deletionTimestamp;
       const instances = new Map(inf.instances.byIndex('namespace', ns).map((i) => [i.metadata.name, i]));
-      const tasks: PlanTask[] = inf.tasks.byIndex('group', `${ns}/service:${name}`).map((t) => {
+      // a service deleted and created again under its name does not own its predecessor's tasks
+      const mine = (t: Task) => !t.metadata.ownerReferences?.some((o) => o.controller && o.uid !== svc.metadata.uid);
+      const tasks: PlanTask[] = inf.tasks.byIndex('group', `${ns}/service:${name}`).filter(mine).map((t) => {
         const ci = t.spec.containerInstance ? instances.get(t.spec.containerInstance) : undefined;
         const tdSpec = inf.taskDefinitionSpec(t);
         return {
@@ -122,6 +124,8 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
       });
       if (plan.start.length || plan.stop.length) rlog.debug({ started: creates.length, stopped: plan.stop.length }, 'acted');
       if (plan.finished && deleting) {
+        // the status above says INACTIVE; removing the object leaves that record describable
+        // (ECS DescribeServices) for the apiserver's retention, and frees the name
         await dropControllerFinalizer(client, 'Service', ns, svc);
         return;
       }

@@ -11,6 +11,7 @@
  * breaker fails a deployment after min(max(ceil(desired / 2), 3), 200) tasks fail to reach
  * RUNNING and, with rollback, makes the previous deployment PRIMARY again.
  */
+import type { Condition } from '../../api/meta.ts';
 import type { Deployment, ServiceEvent, ServiceSpec, ServiceStatus } from '../../api/resources.ts';
 
 export interface PlanTask {
@@ -134,6 +135,7 @@ export function planService(input: PlanInput): Plan {
   const orphanLive = input.tasks.filter((t) => live(t) && (!t.deploymentId || !known.has(t.deploymentId)));
 
   // ---- circuit breaker on the primary
+  let rolledBackNow = false;
   const cb = dc.deploymentCircuitBreaker;
   const primaryFailed = byDeployment(primary.id).filter((t) => t.failed).length;
   primary.failedTasks = primaryFailed;
@@ -143,6 +145,7 @@ export function planService(input: PlanInput): Plan {
     addEvent(`${svc} (deployment ${primary.id}) deployment failed: tasks failed to start.`);
     const previous = deployments.find((d) => d.status === 'ACTIVE');
     if (cb.rollback && previous) {
+      rolledBackNow = true;
       primary.status = 'INACTIVE';
       previous.status = 'PRIMARY';
       previous.desiredCount = desired;
@@ -264,9 +267,31 @@ export function planService(input: PlanInput): Plan {
   }
 
   const finished = input.deleting && input.tasks.every((t) => !live(t) || stopping.has(t.name)) && stop.length === 0;
+  const serviceState = input.deleting ? (finished ? 'INACTIVE' : 'DRAINING') : 'ACTIVE';
+
+  // ---- conditions (for `kubectl wait --for=condition=Steady` and friends)
+  const prevProgress = prevCondition(prev, 'Progressing')?.reason;
+  const rollingBack = rolledBackNow || prevProgress === 'RollingBack';
+  const progressing: Omit<Condition, 'lastTransitionTime' | 'observedGeneration'> =
+    primary.rolloutState === 'IN_PROGRESS'
+      ? { type: 'Progressing', status: 'True', reason: rollingBack ? 'RollingBack' : 'RolloutInProgress', message: primary.rolloutStateReason ?? 'ECS deployment in progress.' }
+      : primary.rolloutState === 'FAILED'
+        ? { type: 'Progressing', status: 'False', reason: 'RolloutFailed', message: primary.rolloutStateReason ?? 'the deployment failed' }
+        : { type: 'Progressing', status: 'False', reason: rollingBack || prevProgress === 'RolledBack' ? 'RolledBack' : 'RolloutCompleted', message: `deployment ${primary.id} (${primary.taskDefinition}) completed` };
+  const steadyCond: Omit<Condition, 'lastTransitionTime' | 'observedGeneration'> =
+    serviceState !== 'ACTIVE'
+      ? { type: 'Steady', status: 'False', reason: serviceState === 'DRAINING' ? 'Draining' : 'Inactive', message: serviceState === 'DRAINING' ? 'the service is being deleted: its tasks are stopping' : 'the service is deleted and all its tasks are stopping or stopped' }
+      : steady
+        ? { type: 'Steady', status: 'True', reason: 'SteadyState', message: `${desired} of ${desired} tasks running on ${primary.taskDefinition}` }
+        : deployments.length > 1
+          ? { type: 'Steady', status: 'False', reason: 'Deploying', message: `rolling to ${primary.taskDefinition}: ${primary.runningCount} of ${desired} running, ${deployments.length - 1} older deployment(s) draining` }
+          : { type: 'Steady', status: 'False', reason: primary.runningCount < desired ? 'TasksPending' : 'Scaling', message: `${primary.runningCount} of ${desired} tasks running, ${primary.pendingCount} pending` };
+  const conditions = [steadyCond, progressing].map((c) => withTransition(prev, c, now, input.generation));
+
   const status: ServiceStatus = {
     ...(prev as ServiceStatus),
-    status: input.deleting ? (finished ? 'INACTIVE' : 'DRAINING') : 'ACTIVE',
+    status: serviceState,
+    conditions,
     desiredCount: desired,
     runningCount,
     pendingCount,
@@ -275,6 +300,15 @@ export function planService(input: PlanInput): Plan {
     observedGeneration: input.generation,
   };
   return { start, stop, status, finished };
+}
+
+const prevCondition = (prev: Partial<ServiceStatus>, type: string) => prev.conditions?.find((c) => c.type === type);
+
+/** A condition keeps its lastTransitionTime until its status changes (the Kubernetes rule). */
+function withTransition(prev: Partial<ServiceStatus>, c: Omit<Condition, 'lastTransitionTime' | 'observedGeneration'>, now: number, generation: number): Condition {
+  const before = prevCondition(prev, c.type);
+  const lastTransitionTime = before && before.status === c.status && before.lastTransitionTime ? before.lastTransitionTime : iso(now);
+  return { ...c, lastTransitionTime, observedGeneration: generation };
 }
 
 /**
