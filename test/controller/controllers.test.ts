@@ -192,6 +192,28 @@ for (const store of (process.env.ONLY_STORE ? [process.env.ONLY_STORE] : ['embed
       expect(live(await tasksOf('node-exporter'))).to.deep.equal([]);
     });
 
+    it('reserves the daemons\' room on a joining instance before a pending application task can take it', async () => {
+      await client.create(td('collector', 16));
+      await client.create(svc('collector', 'collector', 0, { schedulingStrategy: 'DAEMON' }));
+      const n = fleet.agents.length;
+      await eventually(async () => running(await tasksOf('collector')).length === n, 30_000, 'collector on every instance');
+      // 1,000 MiB fits an empty instance (1,024 MiB) but none that runs the daemons (32 + 16 MiB)
+      await client.create(td('hog', 1000));
+      await client.create(svc('hog', 'hog', 1));
+      await eventually(async () => (await client.get<Service>('Service', 'default', 'hog')).status?.events?.some((e) => /unable to place a task/.test(e.message)), 20_000, 'hog unplaceable');
+      const [added] = await fleet.add(1);
+      const id = added.agent.instanceId;
+      const onNew = async () => (await client.list<Task>('Task', 'default', { fieldSelector: `spec.containerInstance=${id}` })).items.filter((t) => t.spec.desiredStatus === 'RUNNING');
+      await eventually(async () => (await onNew()).filter((t) => t.status?.lastStatus === 'RUNNING').length === 2, 30_000, 'both daemons on the new instance');
+      await new Promise((r) => setTimeout(r, 1000)); // the placement controller had every chance to bind hog there
+      expect((await onNew()).map((t) => t.spec.group).sort()).to.deep.equal(['daemon:agentd', 'service:collector']);
+      expect(live(await tasksOf('hog')).every((t) => !t.spec.containerInstance)).to.equal(true);
+      await client.delete('Service', 'default', 'hog').catch(() => undefined);
+      await client.patch('Service', 'default', 'hog', { spec: { desiredCount: 0 } }).catch(() => undefined);
+      await client.delete('Service', 'default', 'collector');
+      await eventually(async () => (await client.tryGet('Service', 'default', 'hog')) === undefined && (await client.tryGet('Service', 'default', 'collector')) === undefined, 30_000, 'cleaned up');
+    });
+
     it('marks a silent agent disconnected and replaces its service tasks elsewhere', async () => {
       const ts = live(await tasksOf('web'));
       const victimId = ts[0].spec.containerInstance!;

@@ -1,6 +1,8 @@
 import { expect } from 'chai';
 import { emptyAllocation, type TaskDemand } from '../../pkg/api/allocation.ts';
 import { failureMessage, schedule, type InstanceView, type TaskRequest } from '../../pkg/scheduler/scheduler.ts';
+import { holdForDaemons, WAITING_FOR_DAEMONS, type DaemonClaim } from '../../pkg/scheduler/daemons.ts';
+import { parseQuery } from '../../pkg/scheduler/query.ts';
 
 const inst = (name: string, over: Partial<InstanceView> = {}): InstanceView => ({
   name,
@@ -158,4 +160,30 @@ describe('scheduler: property: a batch never over-commits', () => {
       }
     }
   });
+});
+
+describe('scheduler: daemons are placed and reserved first', () => {
+  const claim = (group: string, d?: TaskDemand, memberOf: string[] = []): DaemonClaim => ({ group, demand: d, memberOf: memberOf.map(parseQuery) });
+  const cases: Array<{ name: string; instance: Partial<InstanceView>; daemons: DaemonClaim[]; held: boolean }> = [
+    { name: 'a daemon that belongs, fits and has no task yet holds the instance', instance: {}, daemons: [claim('daemon:logs', demand(128, 256))], held: true },
+    { name: 'its task is there: nothing held', instance: { taskGroups: new Map([['daemon:logs', 1]]) }, daemons: [claim('daemon:logs', demand(128, 256))], held: false },
+    { name: 'one of two daemons missing still holds', instance: { taskGroups: new Map([['daemon:logs', 1]]) }, daemons: [claim('daemon:logs', demand(1, 1)), claim('service:metrics', demand(1, 1))], held: true },
+    { name: 'memberOf excludes the instance: nothing held', instance: {}, daemons: [claim('daemon:logs', demand(1, 1), ['attribute:ecs.availability-zone == b'])], held: false },
+    { name: 'memberOf includes the instance', instance: {}, daemons: [claim('daemon:logs', demand(1, 1), ['attribute:ecs.availability-zone == a'])], held: true },
+    { name: 'the daemon cannot fit anyway: it must not starve the instance', instance: {}, daemons: [claim('daemon:big', demand(4096, 256))], held: false },
+    { name: 'its task definition is unknown: nothing held', instance: {}, daemons: [claim('daemon:logs')], held: false },
+    { name: 'a DRAINING instance is not held (it takes nothing anyway)', instance: { status: 'DRAINING' }, daemons: [claim('daemon:logs', demand(1, 1))], held: false },
+    { name: 'no daemons', instance: {}, daemons: [], held: false },
+  ];
+  for (const c of cases) {
+    it(c.name, () => {
+      const v = inst('i1', c.instance);
+      const before = v.status;
+      expect(holdForDaemons([v], c.daemons)).to.deep.equal(c.held ? ['i1'] : []);
+      expect(v.status).to.equal(c.held ? WAITING_FOR_DAEMONS : before);
+      // a held instance takes no application task
+      const r = schedule([v], [task('app', demand(10, 10))], rnd);
+      expect(r.placements.length).to.equal(c.held || before !== 'ACTIVE' ? 0 : 1);
+    });
+  }
 });

@@ -6,7 +6,9 @@ import type { HostPortAssignment } from '../../api/resources.ts';
 import type { Client } from '../../client/client.ts';
 import { isBerthError } from '../../errors/errors.ts';
 import { schedule, type TaskRequest } from '../../scheduler/scheduler.ts';
-import { evaluate, parseQuery } from '../../scheduler/query.ts';
+import { parseQuery } from '../../scheduler/query.ts';
+import { holdForDaemons, type DaemonClaim } from '../../scheduler/daemons.ts';
+import { demandOf } from '../../api/allocation.ts';
 import type { SharedInformers } from '../informers.ts';
 import { Controller, type ControllerMetrics } from '../runtime/controller.ts';
 import { recordServiceEvent } from '../service/events.ts';
@@ -25,13 +27,29 @@ export const BATCH = 5000;
 const scheduled = (t: Task) => !t.spec.daemonTaskDefinition && !t.metadata.annotations?.[NOMINATED_ANNOTATION];
 
 export function placementController(client: Client, inf: SharedInformers, log: Logger, metrics?: ControllerMetrics): Controller {
+  // the cluster's Daemons and DAEMON-strategy services, with their demand
+  const daemonClaims = (ns: string): DaemonClaim[] => {
+    const memberOf = (pcs: Array<{ type: string; expression?: string }> | undefined) => (pcs ?? []).filter((p) => p.type === 'memberOf').map((p) => parseQuery(p.expression ?? ''));
+    const claims: DaemonClaim[] = [];
+    for (const d of inf.daemons.byIndex('namespace', ns)) {
+      if (d.metadata.deletionTimestamp) continue;
+      const td = inf.daemonTaskDefinitions.get(d.spec.daemonTaskDefinition);
+      claims.push({ group: `daemon:${d.metadata.name}`, memberOf: memberOf(d.spec.placementConstraints), demand: td ? demandOf(td.spec, undefined, { daemon: true }) : undefined });
+    }
+    for (const s of inf.services.byIndex('namespace', ns)) {
+      if (s.spec.schedulingStrategy !== 'DAEMON' || s.metadata.deletionTimestamp) continue;
+      const td = inf.taskDefinitions.get(s.spec.taskDefinition);
+      claims.push({ group: `service:${s.metadata.name}`, memberOf: memberOf(s.spec.placementConstraints), demand: td ? demandOf(td.spec, undefined, { daemon: false }) : undefined });
+    }
+    return claims;
+  };
   const lastFailure = new Map<string, string>();
   // bindings made but not yet seen in the task cache (kube-scheduler's "assumed pods"):
   // without them the next batch would see the instances emptier than they are
   const assumed = new Map<string, { ns: string; instance: string; hostPorts: HostPortAssignment[]; at: number }>();
   const c: Controller = new Controller({
     name: 'placement',
-    informers: [inf.tasks, inf.instances, inf.daemons, inf.taskDefinitions, inf.daemonTaskDefinitions],
+    informers: [inf.tasks, inf.instances, inf.daemons, inf.services, inf.taskDefinitions, inf.daemonTaskDefinitions],
     workers: 2,
     log,
     metrics,
@@ -47,16 +65,8 @@ export function placementController(client: Client, inf: SharedInformers, log: L
       if (unassumed.length === 0) return assumed.size ? { requeueAfterMs: 1000 } : undefined;
       const instances = inf.instances.byIndex('namespace', ns).map((i) => inf.instanceView(i));
       // daemons first: an instance takes application tasks only once every daemon of the
-      // cluster that belongs on it has its task bound there (seed 003)
-      const daemons = inf.daemons.byIndex('namespace', ns).filter((d) => !d.metadata.deletionTimestamp);
-      if (daemons.length) {
-        const exprs = daemons.map((d) => ({ group: `daemon:${d.metadata.name}`, memberOf: (d.spec.placementConstraints ?? []).filter((p) => p.type === 'memberOf').map((p) => parseQuery(p.expression ?? '')) }));
-        for (const v of instances) {
-          if (v.status !== 'ACTIVE') continue;
-          const missing = exprs.some((d) => d.memberOf.every((e) => evaluate(e, v)) && !v.taskGroups.get(d.group));
-          if (missing) v.status = 'WAITING_FOR_DAEMONS';
-        }
-      }
+      // cluster that belongs (and fits) on it has its task bound there (seed 003)
+      holdForDaemons(instances, daemonClaims(ns));
       const views = new Map(instances.map((v) => [v.name, v]));
       for (const [k, a] of assumed) {
         if (a.ns !== ns) continue;
@@ -122,6 +132,7 @@ export function placementController(client: Client, inf: SharedInformers, log: L
       return retry ? { requeueAfterMs: r.placements.length ? 50 : 2000 } : undefined;
     },
   });
+  const isDaemonService = (t: Task) => !!t.spec.group?.startsWith('service:') && inf.services.get(`${t.metadata.namespace}/${t.spec.group.slice(8)}`)?.spec.schedulingStrategy === 'DAEMON';
   const enqueueTask = (t: Task) => {
     if (t.spec.containerInstance) assumed.delete(`${t.metadata.namespace}/${t.metadata.name}`);
     if (!t.spec.containerInstance && t.spec.desiredStatus === 'RUNNING' && t.status?.lastStatus !== 'STOPPED' && scheduled(t)) c.enqueue(t.metadata.namespace!);
@@ -131,7 +142,7 @@ export function placementController(client: Client, inf: SharedInformers, log: L
     update: (prev, t) => {
       enqueueTask(t);
       // a daemon task bound on an instance opens it to application tasks
-      if (t.spec.group?.startsWith('daemon:') && !prev.spec.containerInstance && t.spec.containerInstance && inf.tasks.byIndex('unbound', t.metadata.namespace!).length) c.enqueue(t.metadata.namespace!);
+      if ((t.spec.group?.startsWith('daemon:') || isDaemonService(t)) && !prev.spec.containerInstance && t.spec.containerInstance && inf.tasks.byIndex('unbound', t.metadata.namespace!).length) c.enqueue(t.metadata.namespace!);
       // freed capacity: a task that stopped may make room for pending ones
       if (prev.status?.lastStatus !== 'STOPPED' && t.status?.lastStatus === 'STOPPED' && inf.tasks.byIndex('unbound', t.metadata.namespace!).length) c.enqueue(t.metadata.namespace!);
     },
@@ -148,5 +159,9 @@ export function placementController(client: Client, inf: SharedInformers, log: L
     for (const ns of new Set(inf.tasks.list().filter((t) => !t.spec.containerInstance).map((t) => t.metadata.namespace!))) c.enqueue(ns);
   };
   inf.taskDefinitions.on({ add: onTd });
+  inf.daemonTaskDefinitions.on({ add: onTd });
+  // a daemon that goes away (or changes where it belongs) releases the instances it held
+  inf.daemons.on({ update: (_p, d) => onInstance(d), delete: onInstance });
+  inf.services.on({ update: (_p, s) => (s.spec.schedulingStrategy === 'DAEMON' ? onInstance(s) : undefined), delete: (s) => (s.spec.schedulingStrategy === 'DAEMON' ? onInstance(s) : undefined) });
   return c;
 }
