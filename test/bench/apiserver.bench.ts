@@ -6,10 +6,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { cpus, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, startEtcd } from '../support/etcd.ts';
+import { describeMachine } from './machine.ts';
 
 const TASKS = Number(process.env.BENCH_TASKS ?? 10_000);
 const INSTANCES = Number(process.env.BENCH_INSTANCES ?? 1_000);
@@ -130,7 +131,7 @@ const dir = await mkdtemp(join(tmpdir(), 'berth-bench-api-'));
 const etcd = await startEtcd();
 try {
   const results = {
-    machine: { cpus: cpus().length, node: process.version },
+    machine: describeMachine(),
     tasks: TASKS,
     instances: INSTANCES,
     etcd: await bench(`etcd://${etcd.endpoint.replace(/^https?:\/\//, '')}`),

@@ -11,7 +11,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -21,6 +21,7 @@ import { clientFromKubeconfig } from '../../pkg/client/client.ts';
 import { startDockerd } from '../../pkg/dockerd/dockerd.ts';
 import { ensureBusyboxImage } from '../../pkg/dockerd/image.ts';
 import { freePort } from '../support/etcd.ts';
+import { describeMachine } from './machine.ts';
 
 const run = promisify(execFile);
 const args = process.argv.slice(2);
@@ -160,7 +161,7 @@ try {
   await rm(dir, { recursive: true, force: true });
 }
 
-const out = { benchmark: 'docker', date: new Date().toISOString(), machine: { cpus: cpus().length, cpu: cpus()[0]?.model, memory_gib: Math.round(totalmem() / 2 ** 30), node: process.version }, command: `npm run bench:docker -- ${args.join(' ')}`.trim(), results };
+const out = { benchmark: 'docker', date: new Date().toISOString(), machine: describeMachine(), command: `npm run bench:docker -- ${args.join(' ')}`.trim(), results };
 console.log(JSON.stringify(out, null, 2));
 mkdirSync(join(root, 'test/bench/results'), { recursive: true });
 writeFileSync(join(root, 'test/bench/results/docker.json'), JSON.stringify(out, null, 2) + '\n');

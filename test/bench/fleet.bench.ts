@@ -7,13 +7,14 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ContainerInstance } from '../../pkg/api/kinds.ts';
 import { Client } from '../../pkg/client/client.ts';
 import { freePort, startEtcd, type EtcdProcess } from '../support/etcd.ts';
 import { startFleet } from '../support/fleet.ts';
+import { describeMachine } from './machine.ts';
 
 const args = process.argv.slice(2);
 const flag = (n: string, d: string) => (args.includes(`--${n}`) ? args[args.indexOf(`--${n}`) + 1] : d);
@@ -79,7 +80,7 @@ try {
   await etcd?.stop();
   await rm(dir, { recursive: true, force: true });
 }
-const out = { benchmark: 'fleet', date: new Date().toISOString(), machine: { cpus: cpus().length, cpu: cpus()[0]?.model, memory_gib: Math.round(totalmem() / 2 ** 30), node: process.version }, command: `npm run bench:fleet -- ${args.join(' ')}`.trim(), result };
+const out = { benchmark: 'fleet', date: new Date().toISOString(), machine: describeMachine(), command: `npm run bench:fleet -- ${args.join(' ')}`.trim(), result };
 console.log(JSON.stringify(out, null, 2));
 mkdirSync(join(root, 'test/bench/results'), { recursive: true });
 writeFileSync(join(root, `test/bench/results/fleet-${STORE}.json`), JSON.stringify(out, null, 2) + '\n');

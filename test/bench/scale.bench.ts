@@ -2,22 +2,28 @@
 // the control plane at scale. Real etcd (or the embedded store), berth-apiserver and
 // berth-controller-manager as their own processes, and a hollow fleet of N real agents
 // (registration, heartbeats, task watch, task engine, status reports; only the containers
-// are simulated) in this process. Creates services totalling M tasks at once and reports
-// bind and RUNNING rates and latencies, time to steady, peak RSS and CPU of each process,
-// store operations, and the raw etcd txn rate of a plain client measured in the same run.
-// Then rolls every service to a new revision, then kills 10% of the agents. A benchmark,
-// not a test: it prints figures and asserts nothing. Writes test/bench/results/scale.json.
+// are simulated) split over --fleet-procs worker processes (test/bench/fleet-worker.ts), so
+// the fleet's CPU does not queue behind the Tracker that times tasks in this process.
+// Creates services totalling M tasks at once and reports bind and RUNNING rates and
+// latencies, time to steady, peak RSS and CPU of each process, store operations, and the
+// raw etcd txn rate of a plain client measured in the same run. Then rolls every service to
+// a new revision, then kills 10% of the agents (through the workers). Other flags:
+// --heartbeat S (agents' heartbeat period), --hb-timeout S and --lost-grace S (the
+// controller-manager's --instance-heartbeat-timeout and --instance-lost-grace).
+// A benchmark, not a test: it prints figures and asserts nothing. Writes
+// test/bench/results/scale.json. SIGINT/SIGTERM stop every child it started, by pid.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Etcd3 } from 'etcd3';
 import type { Service, Task } from '../../pkg/api/kinds.ts';
 import { Client } from '../../pkg/client/client.ts';
 import { freePort, startEtcd, type EtcdProcess } from '../support/etcd.ts';
-import { startFleet, type Fleet } from '../support/fleet.ts';
+import { FleetWorker } from './fleet-worker.ts';
+import { describeMachine } from './machine.ts';
 
 const args = process.argv.slice(2);
 const flag = (name: string, def: string) => {
@@ -29,6 +35,13 @@ const N = Number(flag('instances', quick ? '100' : '2000'));
 const M = Number(flag('tasks', quick ? '1000' : '20000'));
 const PER_SERVICE = Number(flag('per-service', '100'));
 const STORES = flag('store', 'both') === 'both' ? ['etcd', 'embedded'] : [flag('store', 'etcd')];
+const FLEET_PROCS = Math.max(1, Math.min(N, Number(flag('fleet-procs', '2'))));
+const HEARTBEAT_S = Number(flag('heartbeat', '5'));
+const HB_TIMEOUT_S = Number(flag('hb-timeout', '10'));
+const LOST_GRACE_S = Number(flag('lost-grace', '5'));
+for (const [k, v] of Object.entries({ instances: N, tasks: M, 'per-service': PER_SERVICE, 'fleet-procs': FLEET_PROCS, heartbeat: HEARTBEAT_S, 'hb-timeout': HB_TIMEOUT_S, 'lost-grace': LOST_GRACE_S })) {
+  if (!Number.isFinite(v) || v <= 0) throw new Error(`--${k}: expected a positive number, got ${v}`);
+}
 const root = join(dirname(fileURLToPath(import.meta.url)), '../..');
 
 const pct = (xs: number[], p: number) => {
@@ -42,6 +55,66 @@ const cpuSeconds = (pid: number) => {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
   return (Number(f[11]) + Number(f[12])) / 100; // utime + stime in clock ticks (100/s)
 };
+
+/** Resets this process's peak RSS (VmHWM), so each store's run reports its own; best effort. */
+const resetHwm = () => {
+  try {
+    writeFileSync('/proc/self/clear_refs', '5');
+  } catch {
+    /* not Linux, or not allowed */
+  }
+};
+
+/** SIGTERM by pid, then SIGKILL if it has not exited within graceMs. */
+async function stopChild(p: ChildProcess, graceMs = 5000) {
+  const alive = () => p.exitCode === null && p.signalCode === null;
+  if (!alive() || !p.pid) return;
+  const exited = new Promise<void>((r) => p.once('exit', () => r()));
+  const within = (ms: number) => Promise.race([exited.then(() => true), sleep(ms).then(() => false)]);
+  process.kill(p.pid, 'SIGTERM');
+  if (await within(graceMs)) return;
+  if (alive()) process.kill(p.pid, 'SIGKILL');
+  await within(5000);
+}
+
+/** Direct children of this process still alive (pids from /proc), whatever started them. */
+function childPids(): number[] {
+  const out: number[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const f = readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1].split(' ');
+      if (Number(f[1]) === process.pid && f[0] !== 'Z') out.push(Number(d));
+    } catch {
+      /* gone */
+    }
+  }
+  return out;
+}
+
+// SIGINT/SIGTERM (Ctrl-C, a kill): stop the current run's children by pid, remove its temp
+// dir, and exit. A second signal while that runs is ignored; the cleanup has its own timeouts.
+let interrupted: NodeJS.Signals | undefined;
+let cleanupCurrent: (() => Promise<void>) | undefined;
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    if (interrupted) return console.error(`[bench] ${sig} again: still stopping the children`);
+    interrupted = sig;
+    console.error(`[bench] ${sig}: stopping every child process`);
+    void (async () => {
+      await (cleanupCurrent?.() ?? Promise.resolve()).catch((e) => console.error(`[bench] cleanup: ${(e as Error).message}`));
+      // anything a half-finished start left behind (it was never recorded): by pid
+      for (const pid of childPids()) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
+      process.exit(sig === 'SIGINT' ? 130 : 143);
+    })();
+  });
+}
 
 async function waitHttp(url: string, token: string) {
   for (let i = 0; i < 300; i++) {
@@ -150,7 +223,7 @@ async function untilSteady(client: Client, services: string[], td: (i: number) =
     const ok = list.every((s, i) => {
       const idx = services.indexOf(s.metadata.name);
       const dep = s.status?.deployments ?? [];
-      return s.status?.runningCount === s.spec.desiredCount && dep.length === 1 && dep[0].taskDefinition === td(idx) && dep[0].runningCount === s.spec.desiredCount && i >= 0;
+      return s.status?.runningCount === s.spec.desiredCount && dep.length === 1 && dep[0].taskDefinition === td(idx) && dep[0].runningCount === s.spec.desiredCount && dep[0].rolloutState === 'COMPLETED' && i >= 0;
     });
     if (ok && list.length === services.length) return Date.now();
     if (Date.now() > deadline) throw new Error('services did not become steady in time');
@@ -161,13 +234,30 @@ async function untilSteady(client: Client, services: string[], td: (i: number) =
 async function runOne(store: string) {
   const dir = await mkdtemp(join(tmpdir(), 'berth-scale-'));
   let etcd: EtcdProcess | undefined;
+  let etcdStarting: Promise<EtcdProcess> | undefined;
   const procs: ChildProcess[] = [];
-  let fleet: Fleet | undefined;
+  const workers: FleetWorker[] = [];
+  let cleaning: Promise<void> | undefined;
+  // Every child by pid: the fleet workers first (their agents stop while the apiserver still
+  // answers), then the controller-manager and the apiserver, then etcd; then the temp dir
+  // (which also holds the agents' data dirs: each worker's --tmp-dir is inside it).
+  const cleanup = () =>
+    (cleaning ??= (async () => {
+      await Promise.all(workers.map((w) => w.shutdown().catch((e) => console.error(`[${store}] fleet-worker ${w.pid}: ${(e as Error).message}`))));
+      for (const p of [...procs].reverse()) await stopChild(p).catch(() => undefined);
+      const e = etcd ?? (await etcdStarting?.catch(() => undefined));
+      await e?.stop().catch(() => undefined);
+      await rm(dir, { recursive: true, force: true });
+    })());
+  cleanupCurrent = cleanup;
+  resetHwm();
+  const benchCpu0 = cpuSeconds(process.pid);
   try {
     let storeSpec = `embedded:${join(dir, 'data')}`;
     let raw = 0;
     if (store === 'etcd') {
-      etcd = await startEtcd();
+      etcdStarting = startEtcd();
+      etcd = await etcdStarting;
       storeSpec = etcd.url;
       raw = await rawEtcdTxnRate(etcd.endpoint);
     }
@@ -181,14 +271,21 @@ async function runOne(store: string) {
     await waitHttp(url, token);
     const client = new Client({ server: url, token, maxSockets: 128 });
     await client.create({ apiVersion: 'berth.dev/v1', kind: 'Cluster', metadata: { name: 'default' } }).catch(() => undefined);
-    const cm = spawn(process.execPath, [join(root, 'cmd/berth-controller-manager/bin.mjs'), '--server', url, '--token', token, '--leader-elect', 'false', '--instance-heartbeat-timeout', '10', '--instance-lost-grace', '5', '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const cm = spawn(process.execPath, [join(root, 'cmd/berth-controller-manager/bin.mjs'), '--server', url, '--token', token, '--leader-elect', 'false', '--instance-heartbeat-timeout', String(HB_TIMEOUT_S), '--instance-lost-grace', String(LOST_GRACE_S), '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
     procs.push(cm);
 
     const tf = Date.now();
-    // each hollow instance: 4 vCPU, 16 GiB; tasks of 10 CPU units / 64 MiB => capacity is not the limit
-    fleet = await startFleet(url, boot, N, { cpus: 4, memoryMiB: 16384, heartbeatMs: 5000 });
+    // each hollow instance: 4 vCPU, 16 GiB; tasks of 10 CPU units / 64 MiB => capacity is not the limit.
+    // The fleet runs in FLEET_PROCS worker processes, started together, N split evenly.
+    for (let w = 0; w < FLEET_PROCS; w++) {
+      const count = Math.floor(N / FLEET_PROCS) + (w < N % FLEET_PROCS ? 1 : 0);
+      const tmp = join(dir, `fleet-${w}`);
+      await mkdir(tmp);
+      workers.push(new FleetWorker({ server: url, bootstrapToken: boot, count, cpus: 4, memoryMiB: 16384, heartbeatMs: HEARTBEAT_S * 1000, tmpDir: tmp }));
+    }
+    await Promise.all(workers.map((w) => w.ready));
     const fleetUpS = Math.round((Date.now() - tf) / 100) / 10;
-    console.error(`[${store}] fleet of ${N} agents registered in ${fleetUpS} s`);
+    console.error(`[${store}] fleet of ${N} agents in ${FLEET_PROCS} processes (${workers.map((w) => w.opts.count).join('+')}) registered in ${fleetUpS} s`);
 
     const tracker = new Tracker(client);
     await tracker.start();
@@ -217,13 +314,25 @@ async function runOne(store: string) {
     const rollout = tracker.phase(rolled, t1, steady2);
     console.error(`[${store}] rollout: ${JSON.stringify(rollout)}`);
 
-    // ---- scenario 3: kill 10% of the agents (they stop heartbeating; their containers stay)
-    const victims = fleet.agents.slice(0, Math.max(1, Math.floor(N / 10)));
-    const victimIds = new Set(victims.map((v) => v.agent.instanceId));
+    // ---- scenario 3: kill 10% of the agents (they stop heartbeating; their containers stay),
+    // taken round-robin over the workers so every process loses its share
+    const K = Math.max(1, Math.floor(N / 10));
+    const byWorker = workers.map(() => [] as string[]);
+    const most = Math.max(...workers.map((w) => w.instanceIds.length));
+    for (let i = 0, picked = 0; picked < K && i < most * workers.length; i++) {
+      const w = i % workers.length;
+      const id = workers[w].instanceIds[Math.floor(i / workers.length)];
+      if (id !== undefined) {
+        byWorker[w].push(id);
+        picked++;
+      }
+    }
+    const victimIds = new Set(byWorker.flat());
     const lostTasks = (await client.listAll<Task>('Task', 'default', { fieldSelector: 'spec.desiredStatus=RUNNING' })).items.filter((t) => victimIds.has(t.spec.containerInstance ?? '')).length;
     const before3 = new Set(tracker.created.keys());
     const t2 = Date.now();
-    for (const v of victims) await v.agent.stop();
+    const stopped = await Promise.all(workers.map((w, i) => (byWorker[i].length ? w.stopAgents(byWorker[i]) : Promise.resolve([]))));
+    if (stopped.flat().length !== victimIds.size) throw new Error(`stopped ${stopped.flat().length} agents, wanted ${victimIds.size}`);
     let recovered = 0;
     for (;;) {
       const live = (await client.listAll<Task>('Task', 'default', { fieldSelector: 'status.lastStatus=RUNNING' })).items.filter((t) => t.spec.desiredStatus === 'RUNNING' && !victimIds.has(t.spec.containerInstance ?? ''));
@@ -235,7 +344,7 @@ async function runOne(store: string) {
       await sleep(500);
     }
     const replaced = new Set([...tracker.created.keys()].filter((k) => !before3.has(k)));
-    const failover = { killed_agents: victims.length, tasks_on_them: lostTasks, heartbeat_timeout_s: 10, lost_grace_s: 5, all_running_elsewhere_s: Math.round((recovered - t2) / 100) / 10, replacements: tracker.phase(replaced, t2, recovered) };
+    const failover = { killed_agents: victimIds.size, killed_per_worker: byWorker.map((b) => b.length), tasks_on_them: lostTasks, heartbeat_timeout_s: HB_TIMEOUT_S, lost_grace_s: LOST_GRACE_S, all_running_elsewhere_s: Math.round((recovered - t2) / 100) / 10, replacements: tracker.phase(replaced, t2, recovered) };
     console.error(`[${store}] failover: ${JSON.stringify(failover)}`);
     tracker.stop();
 
@@ -244,13 +353,18 @@ async function runOne(store: string) {
       instances: N,
       tasks: M,
       services: S,
+      fleet_procs: FLEET_PROCS,
+      heartbeat_s: HEARTBEAT_S,
+      instance_heartbeat_timeout_s: HB_TIMEOUT_S,
+      instance_lost_grace_s: LOST_GRACE_S,
       fleet_registered_s: fleetUpS,
       create,
       rollout,
       failover,
       apiserver: { peak_rss_mib: hwmMiB(apiserver.pid!), cpu_s_create: Math.round((cpu1.api - cpu0.api) * 10) / 10, cpu_s_total: Math.round(cpuSeconds(apiserver.pid!) * 10) / 10 },
       controller_manager: { peak_rss_mib: hwmMiB(cm.pid!), cpu_s_create: Math.round((cpu1.cm - cpu0.cm) * 10) / 10, cpu_s_total: Math.round(cpuSeconds(cm.pid!) * 10) / 10 },
-      bench_process_with_fleet: { peak_rss_mib: hwmMiB(process.pid) },
+      fleet_workers: workers.map((w) => ({ agents: w.opts.count, ...(w.stats() ?? { peak_rss_mib: undefined, cpu_s: undefined }) })),
+      bench_process: { peak_rss_mib: hwmMiB(process.pid), cpu_s: Math.round((cpuSeconds(process.pid) - benchCpu0) * 10) / 10 },
       etcd_ops_during_create: Object.fromEntries(Object.entries(ops1).map(([k, v]) => [k, v - (ops0[k] ?? 0)])),
       raw_etcd_txn_per_s: store === 'etcd' ? raw : undefined,
       bound_rate_vs_raw_etcd: store === 'etcd' && raw ? Math.round((create.bound_per_s / raw) * 1000) / 1000 : undefined,
@@ -258,22 +372,20 @@ async function runOne(store: string) {
     client.close();
     return result;
   } finally {
-    await fleet?.stop().catch(() => undefined);
-    for (const p of procs.reverse()) {
-      if (p.exitCode === null) {
-        p.kill('SIGTERM');
-        await new Promise((r) => setTimeout(r, 500));
-        if (p.exitCode === null) p.kill('SIGKILL');
-      }
-    }
-    await etcd?.stop();
-    await rm(dir, { recursive: true, force: true });
+    await cleanup();
+    if (cleanupCurrent === cleanup) cleanupCurrent = undefined;
   }
 }
 
+const machine = describeMachine(); // before the runs: load_avg_at_start is the load they started under
 const results = [];
-for (const s of STORES) results.push(await runOne(s));
-const out = { benchmark: 'scale', date: new Date().toISOString(), machine: { cpus: cpus().length, cpu: cpus()[0]?.model, memory_gib: Math.round(totalmem() / 2 ** 30), node: process.version }, command: `npm run bench:scale -- ${args.join(' ')}`.trim(), results };
+for (const s of STORES) {
+  if (interrupted) break;
+  // after a signal the run fails as its children go away: the handler reports and exits
+  results.push(await runOne(s).catch((e) => (interrupted ? new Promise<never>(() => undefined) : Promise.reject(e))));
+}
+if (interrupted) await new Promise(() => undefined); // the signal handler exits once its cleanup is done
+const out = { benchmark: 'scale', date: new Date().toISOString(), machine, command: `npm run bench:scale -- ${args.join(' ')}`.trim(), results };
 console.log(JSON.stringify(out, null, 2));
 console.table(results.map((r) => ({ store: r.store, instances: r.instances, tasks: r.tasks, 'bound/s': r.create.bound_per_s, 'running/s': r.create.running_per_s, 'bind p99 ms': r.create.to_bound_ms.p99, 'running p99 ms': r.create.to_running_ms.p99, 'steady s': r.create.all_steady_s, 'rollout s': r.rollout.all_steady_s, 'failover s': r.failover.all_running_elsewhere_s, 'api MiB': r.apiserver.peak_rss_mib, 'cm MiB': r.controller_manager.peak_rss_mib })));
 mkdirSync(join(root, 'test/bench/results'), { recursive: true });

@@ -1,16 +1,16 @@
 // `npm run bench:store`: throughput and watch latency of both store backends, measured in
 // one run on this machine, printed as JSON and written to test/bench/results/store.json.
 // A benchmark, not a test: it asserts nothing about the figures.
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EmbeddedStore } from '../../pkg/store/embedded.ts';
 import { EtcdStore } from '../../pkg/store/etcd.ts';
 import type { Store } from '../../pkg/store/store.ts';
 import { startEtcd } from '../support/etcd.ts';
+import { describeMachine } from './machine.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 
@@ -112,11 +112,10 @@ async function main() {
     await etcd.stop();
     await rm(dir, { recursive: true, force: true });
   }
-  const etcdVersion = execFileSync('etcd', ['--version']).toString().split('\n')[0];
   const report = {
     benchmark: 'store',
     date: new Date().toISOString(),
-    machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version, etcd: etcdVersion },
+    machine: describeMachine(),
     secondsPerFigure: SECONDS,
     results,
     ratios: {

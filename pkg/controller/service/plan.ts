@@ -244,8 +244,10 @@ export function planService(input: PlanInput): Plan {
     d.failedTasks = ts.filter((t) => t.failed).length;
     d.updatedAt = iso(now);
   }
-  // old deployments with nothing left are gone (INACTIVE, dropped from the list like ECS)
-  deployments = deployments.filter((d) => d === primary || d.runningCount + d.pendingCount > 0);
+  // old deployments with nothing left are gone (INACTIVE, dropped from the list like ECS);
+  // one whose last tasks are being stopped by this very plan stays until the stops land,
+  // so the list never reads "one deployment" while old tasks still run
+  deployments = deployments.filter((d) => d === primary || d.runningCount + d.pendingCount > 0 || byDeployment(d.id).some(live));
   for (const d of deployments) if (d !== primary) d.status = 'ACTIVE';
 
   const runningCount = deployments.reduce((n, d) => n + d.runningCount, 0);
