@@ -16,13 +16,16 @@ const program = new Command('berth-apiserver')
   .option('--tls-cert-file <file>', 'serving certificate (PEM)')
   .option('--tls-private-key-file <file>', 'serving key (PEM)')
   .option('--token-auth-file <file>', 'static bearer tokens, CSV: token,user,uid,"group1,group2"; absent: dev mode (loopback only, everyone is admin)')
+  .option('--watch-cache-size <events>', 'past events the watch cache keeps for watchers that resume (older resume points get 410 Gone and relist)', '100000')
   .option('--inactive-retention <seconds>', 'how long a deleted service or deregistered container instance stays describable (INACTIVE)', '3600')
   .option('--log-level <level>', 'pino level', process.env.BERTH_LOG_LEVEL ?? 'info')
   .showHelpAfterError();
 
 runMain('berth-apiserver', async () => {
   program.parse();
-  const o = program.opts<{ store: string; listen: string; tlsCertFile?: string; tlsPrivateKeyFile?: string; tokenAuthFile?: string; logLevel: string; inactiveRetention: string }>();
+  const o = program.opts<{ store: string; listen: string; tlsCertFile?: string; tlsPrivateKeyFile?: string; tokenAuthFile?: string; logLevel: string; inactiveRetention: string; watchCacheSize: string }>();
+  const watchCacheCapacity = Number(o.watchCacheSize);
+  if (!Number.isInteger(watchCacheCapacity) || watchCacheCapacity < 100) throw badRequest(`--watch-cache-size ${o.watchCacheSize}: must be a whole number of events, at least 100`);
   const retention = Number(o.inactiveRetention);
   if (!Number.isFinite(retention) || retention <= 0) throw badRequest(`--inactive-retention ${o.inactiveRetention}: must be a positive number of seconds`);
   const { host } = parseListen(o.listen);
@@ -37,7 +40,7 @@ runMain('berth-apiserver', async () => {
   const log = container.resolve<Logger>('Logger');
   const store = container.resolve<Store>('Store');
 
-  const api = await buildApiServer({ store, log, tokens, inactiveRetentionMs: retention * 1000 });
+  const api = await buildApiServer({ store, log, tokens, inactiveRetentionMs: retention * 1000, watchCacheCapacity });
   const { server, url } = await listen(api.handler, { listen: o.listen, tlsCertFile: o.tlsCertFile, tlsKeyFile: o.tlsPrivateKeyFile });
   log.info({ url, store: o.store, auth: tokens ? 'tokens' : 'dev' }, 'berth-apiserver serving');
   onShutdown(log, async () => {

@@ -21,6 +21,23 @@ export interface CacheEvent {
   plural: string;
   obj?: Obj;
   prev?: Obj;
+  /** the stored JSON of `obj` */
+  value?: string;
+}
+
+/**
+ * An event as the ring keeps it: the stored JSON, not the parsed objects. Live watchers get
+ * the parsed objects at once; only a watcher resuming from an older revision needs the
+ * history, and it parses what it reads. Parsed objects cost several times their JSON, and
+ * the ring holds up to `capacity` past versions of objects.
+ */
+interface RingEntry {
+  rev: number;
+  key: string;
+  plural: string;
+  value?: string;
+  prevValue?: string;
+  prevRev?: number;
 }
 
 export type WatchType = 'ADDED' | 'MODIFIED' | 'DELETED';
@@ -64,7 +81,9 @@ export class WatchCache {
   private readonly byPlural = new Map<string, Map<string, Obj>>();
   /** plural -> field -> value -> keys */
   private readonly indexes = new Map<string, Map<string, Map<string, Set<string>>>>();
-  private readonly ring: CacheEvent[] = [];
+  private readonly ring: RingEntry[] = [];
+  /** key -> the current object's stored JSON and revision (the next event's `prev` in the ring) */
+  private readonly raw = new Map<string, { value: string; rev: number }>();
   private ringStart = 0; // events with rev > ringStart are all in the ring
   private rev = 0;
   private readonly watchers = new Set<CacheWatcher>();
@@ -116,7 +135,7 @@ export class WatchCache {
       seen.add(kv.key);
       const prev = this.byKey.get(kv.key);
       if (prev && prev.metadata.resourceVersion === String(kv.modRevision)) continue;
-      events.push({ rev: kv.modRevision, key: kv.key, plural: pluralOf(kv.key), obj: parseStored(kv.value, kv.modRevision), prev });
+      events.push({ rev: kv.modRevision, key: kv.key, plural: pluralOf(kv.key), obj: parseStored(kv.value, kv.modRevision), prev, value: kv.value });
     }
     for (const [key, prev] of this.byKey) {
       if (!seen.has(key)) events.push({ rev: listRev, key, plural: pluralOf(key), prev });
@@ -159,7 +178,7 @@ export class WatchCache {
           continue;
         }
       }
-      this.apply({ rev: e.modRevision, key: e.key, plural: pluralOf(e.key), obj, prev: this.byKey.get(e.key) }, true);
+      this.apply({ rev: e.modRevision, key: e.key, plural: pluralOf(e.key), obj, prev: this.byKey.get(e.key), value: e.value }, true);
     }
     if (evs.length) this.rev = Math.max(this.rev, evs[evs.length - 1].modRevision);
     this.resolveWaiters();
@@ -177,7 +196,11 @@ export class WatchCache {
       this.byKey.delete(e.key);
       per.delete(e.key);
     }
-    this.ring.push(e);
+    const before = this.raw.get(e.key);
+    const value = e.obj ? (e.value ?? JSON.stringify(e.obj)) : undefined;
+    if (value !== undefined) this.raw.set(e.key, { value, rev: e.rev });
+    else this.raw.delete(e.key);
+    this.ring.push({ rev: e.rev, key: e.key, plural: e.plural, value, prevValue: before?.value, prevRev: before?.rev });
     // trimmed in chunks of a tenth: shifting a 100,000-entry array on every event costs more than the event
     if (this.ring.length > this.capacity + Math.ceil(this.capacity / 10)) {
       const drop = this.ring.splice(0, this.ring.length - this.capacity);
@@ -331,7 +354,11 @@ export class WatchCache {
     if (fromRev < start) {
       throw expired(`too old resource version: ${fromRev} (${start + 1})`);
     }
-    for (const e of this.ring) if (e.rev > fromRev) this.dispatch(w, e);
+    for (const r of this.ring) {
+      if (r.rev <= fromRev || r.plural !== w.plural) continue;
+      if (w.namespace !== undefined && namespaceOf(r.key) !== w.namespace) continue;
+      this.dispatch(w, { rev: r.rev, key: r.key, plural: r.plural, obj: r.value !== undefined ? parseStored(r.value, r.rev) : undefined, prev: r.prevValue !== undefined ? parseStored(r.prevValue, r.prevRev!) : undefined });
+    }
     return this.register(w);
   }
 

@@ -67,14 +67,22 @@ export function instanceAttributes(custom: Array<{ name: string; value?: string 
 }
 
 /** Feasibility: undefined when the task may go on the instance, else why not. */
-export function infeasible(inst: InstanceView, task: TaskRequest, memberOf: Expr[], distinct: boolean): { reason: FailureReason; detail: string } | undefined {
+export function infeasible(
+  inst: InstanceView,
+  task: TaskRequest,
+  memberOf: Expr[],
+  distinct: boolean,
+  /** the instance's used ports, when the caller keeps them (schedule() does, per batch) */
+  used?: (inst: InstanceView) => { tcp: Set<number>; udp: Set<number> },
+): { reason: FailureReason; detail: string } | undefined {
   if (inst.status !== 'ACTIVE') return { reason: 'INACTIVE', detail: `the instance is ${inst.status}` };
   if (!inst.agentConnected) return { reason: 'AGENT', detail: 'the agent is not connected' };
   if (distinct && task.group && (inst.taskGroups.get(task.group) ?? 0) > 0) return { reason: 'DISTINCT_INSTANCE', detail: `it already runs a task of group ${task.group}` };
   for (const e of memberOf) {
     if (!evaluate(e, { ...inst, taskGroups: inst.taskGroups })) return { reason: 'ATTRIBUTE', detail: 'a memberOf constraint does not hold' };
   }
-  const ports = choosePorts(task.demand, usedPorts(inst.allocation, inst.capacity), inst.dynamicHostPortRange ?? [32768, 60999]);
+  // most tasks ask for no host port: then the instance's ports are not looked at
+  const ports = task.demand.ports.length ? choosePorts(task.demand, used?.(inst) ?? usedPorts(inst.allocation, inst.capacity), inst.dynamicHostPortRange ?? [32768, 60999]) : [];
   if (typeof ports === 'string') return { reason: 'RESOURCE:PORTS', detail: ports };
   const f = fitFailure(inst.capacity, inst.allocation, task.demand, ports);
   return f ? { reason: f.reason, detail: f.detail } : undefined;
@@ -88,9 +96,21 @@ const remaining = (i: InstanceView, what: 'cpu' | 'memory') => i.capacity[what] 
  * the attribute value whose instances run the fewest tasks of the group.
  */
 export function rank(candidates: InstanceView[], all: InstanceView[], task: TaskRequest, strategies: PlacementStrategy[], rnd: () => number): InstanceView[] {
+  const scorers = scorersFor(candidates, all, task, strategies, rnd);
+  const last = new Map(candidates.map((i) => [i.name, rnd()]));
+  const scored = candidates.map((i) => ({ i, s: [...scorers.map((f) => f(i)), last.get(i.name)!] }));
+  scored.sort((a, b) => {
+    for (let k = 0; k < a.s.length; k++) if (a.s[k] !== b.s[k]) return a.s[k] - b.s[k];
+    return 0;
+  });
+  return scored.map((x) => x.i);
+}
+
+/** One scoring function per strategy (lower is better). */
+function scorersFor(candidates: InstanceView[], all: InstanceView[], task: TaskRequest, strategies: PlacementStrategy[], rnd: () => number): Array<(i: InstanceView) => number> {
   const group = task.group ?? '';
   const groupCount = (i: InstanceView) => (group ? (i.taskGroups.get(group) ?? 0) : [...i.taskGroups.values()].reduce((a, b) => a + b, 0));
-  const scorers = strategies.map((s): ((i: InstanceView) => number) => {
+  return strategies.map((s): ((i: InstanceView) => number) => {
     if (s.type === 'random') {
       const r = new Map(candidates.map((i) => [i.name, rnd()]));
       return (i) => r.get(i.name)!;
@@ -110,13 +130,33 @@ export function rank(candidates: InstanceView[], all: InstanceView[], task: Task
     }
     return (i) => perValue.get(i.attributes[attr] ?? '') ?? 0;
   });
-  const last = new Map(candidates.map((i) => [i.name, rnd()]));
-  const scored = candidates.map((i) => ({ i, s: [...scorers.map((f) => f(i)), last.get(i.name)!] }));
-  scored.sort((a, b) => {
-    for (let k = 0; k < a.s.length; k++) if (a.s[k] !== b.s[k]) return a.s[k] - b.s[k];
-    return 0;
-  });
-  return scored.map((x) => x.i);
+}
+
+/**
+ * The instance `rank` would put first, found in one pass (no sort): per task the scheduler
+ * needs only the best of up to thousands of candidates. Ties on every strategy are broken
+ * at random, like rank's last key.
+ */
+export function best(candidates: InstanceView[], all: InstanceView[], task: TaskRequest, strategies: PlacementStrategy[], rnd: () => number): InstanceView | undefined {
+  const scorers = scorersFor(candidates, all, task, strategies, rnd);
+  let top: InstanceView | undefined;
+  let topScore: number[] = [];
+  let ties = 1;
+  for (const i of candidates) {
+    const s = scorers.map((f) => f(i));
+    let cmp = 0;
+    if (top) for (let k = 0; k < s.length && cmp === 0; k++) cmp = s[k] - topScore[k];
+    if (!top || cmp < 0) {
+      top = i;
+      topScore = s;
+      ties = 1;
+    } else if (cmp === 0) {
+      // reservoir sampling over the tied: each is chosen with equal probability
+      ties++;
+      if (rnd() * ties < 1) top = i;
+    }
+  }
+  return top;
 }
 
 const REASON_WORDS: Record<FailureReason, string> = {
@@ -149,6 +189,8 @@ export function schedule(instances: InstanceView[], tasks: TaskRequest[], rnd: (
   const placements: Placement[] = [];
   const failures: PlacementFailure[] = [];
   const parsed = new Map<string, Expr | QueryError>();
+  // each pool instance's used host ports, built on first need and kept up to date as the batch places tasks
+  const usedCache = new Map<InstanceView, { tcp: Set<number>; udp: Set<number> }>();
   for (const t of tasks) {
     const memberOf: Expr[] = [];
     let bad: string | undefined;
@@ -176,10 +218,15 @@ export function schedule(instances: InstanceView[], tasks: TaskRequest[], rnd: (
       continue;
     }
     const distinct = (t.constraints ?? []).some((c) => c.type === 'distinctInstance');
+    const used = (i: InstanceView) => {
+      let u = usedCache.get(i);
+      if (!u) usedCache.set(i, (u = usedPorts(i.allocation, i.capacity)));
+      return u;
+    };
     const reasons: Partial<Record<FailureReason, number>> = {};
     const feasible: typeof pool = [];
     for (const inst of pool) {
-      const why = infeasible(inst, t, memberOf, distinct);
+      const why = infeasible(inst, t, memberOf, distinct, used);
       if (why) reasons[why.reason] = (reasons[why.reason] ?? 0) + 1;
       else feasible.push(inst);
     }
@@ -188,12 +235,13 @@ export function schedule(instances: InstanceView[], tasks: TaskRequest[], rnd: (
       failures.push({ task: t.name, reasons, reason, message: failureMessage({ reason, reasons }) });
       continue;
     }
-    const best = rank(feasible, pool, t, t.strategies?.length ? t.strategies : [{ type: 'spread', field: 'instanceId' }], rnd)[0];
-    const ports = choosePorts(t.demand, usedPorts(best.allocation, best.capacity), best.dynamicHostPortRange ?? [32768, 60999]) as HostPortAssignment[];
-    best.allocation = allocate(best.allocation, t.name, t.demand, ports);
-    if (t.group) best.taskGroups.set(t.group, (best.taskGroups.get(t.group) ?? 0) + 1);
-    else best.taskGroups.set('', (best.taskGroups.get('') ?? 0) + 1);
-    placements.push({ task: t.name, instance: best.name, hostPorts: ports });
+    const chosen = best(feasible, pool, t, t.strategies?.length ? t.strategies : [{ type: 'spread', field: 'instanceId' }], rnd)!;
+    const ports = t.demand.ports.length ? (choosePorts(t.demand, used(chosen), chosen.dynamicHostPortRange ?? [32768, 60999]) as HostPortAssignment[]) : [];
+    chosen.allocation = allocate(chosen.allocation, t.name, t.demand, ports);
+    for (const p of ports) used(chosen)[p.protocol].add(p.hostPort);
+    if (t.group) chosen.taskGroups.set(t.group, (chosen.taskGroups.get(t.group) ?? 0) + 1);
+    else chosen.taskGroups.set('', (chosen.taskGroups.get('') ?? 0) + 1);
+    placements.push({ task: t.name, instance: chosen.name, hostPorts: ports });
   }
   return { placements, failures };
 }

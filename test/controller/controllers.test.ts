@@ -4,6 +4,7 @@ import { Client } from '../../pkg/client/client.ts';
 import { startApiServer, type TestApiServer } from '../support/apiserver.ts';
 import { eventually, startControlPlane, type Fleet, type Running } from '../support/fleet.ts';
 import { kubectl } from '../support/kubectl.ts';
+import { LABELS } from '../../pkg/agent/runtime/runtime.ts';
 
 const td = (name: string, memory = 128, extra: Record<string, unknown> = {}) => ({
   apiVersion: 'berth.dev/v1',
@@ -226,6 +227,17 @@ for (const store of (process.env.ONLY_STORE ? [process.env.ONLY_STORE] : ['embed
       }, 30_000, 'replaced elsewhere');
       const lost = (await tasksOf('web')).filter((t) => t.spec.containerInstance === victimId && /no longer reachable/.test(t.spec.stopReason ?? ''));
       expect(lost.length).to.be.greaterThan(0);
+      // the agent comes back (same data dir, same containers): it resumes its instance and
+      // stops the containers of the tasks that were replaced meanwhile
+      const lostArns = new Set(lost.map((t) => t.status?.taskArn ?? t.metadata.name));
+      const lostContainers = async () => (await victim.runtime.list({})).filter((c) => lostArns.has(c.labels[LABELS.taskArn]) || lost.some((t) => c.labels[LABELS.taskArn]?.endsWith(`/${t.metadata.name}`)));
+      expect((await lostContainers()).some((c) => c.status === 'RUNNING')).to.equal(true);
+      await fleet.restart(victim);
+      expect(victim.agent.instanceId).to.equal(victimId);
+      await eventually(async () => (await client.get('ContainerInstance', 'default', victimId)).status?.agentConnected === true, 20_000, 'reconnected');
+      await eventually(async () => (await lostContainers()).every((c) => c.status !== 'RUNNING'), 20_000, 'lost tasks\' containers stopped');
+      await eventually(async () => (await tasksOf('web')).filter((t) => lost.some((l) => l.metadata.name === t.metadata.name)).every((t) => t.status?.lastStatus === 'STOPPED'), 20_000, 'lost tasks recorded STOPPED');
+      expect(running(await tasksOf('web'))).to.have.length(2);
     });
 
     it('deletes a service: its tasks stop, then the service is gone (its INACTIVE record stays); the name can be used again', async () => {

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { emptyAllocation, type TaskDemand } from '../../pkg/api/allocation.ts';
-import { failureMessage, schedule, type InstanceView, type TaskRequest } from '../../pkg/scheduler/scheduler.ts';
+import { best, failureMessage, rank, schedule, type InstanceView, type TaskRequest } from '../../pkg/scheduler/scheduler.ts';
 import { holdForDaemons, WAITING_FOR_DAEMONS, type DaemonClaim } from '../../pkg/scheduler/daemons.ts';
 import { parseQuery } from '../../pkg/scheduler/query.ts';
 
@@ -186,4 +186,38 @@ describe('scheduler: daemons are placed and reserved first', () => {
       expect(r.placements.length).to.equal(c.held || before !== 'ACTIVE' ? 0 : 1);
     });
   }
+});
+
+describe('scheduler: best() picks what rank() puts first, in one pass', () => {
+  it('agrees with rank on every strategy key over random clusters', () => {
+    for (let round = 0; round < 200; round++) {
+      const n = 1 + Math.floor(rnd() * 30);
+      const pool = Array.from({ length: n }, (_, k) =>
+        inst(`i${k}`, {
+          attributes: { 'ecs.availability-zone': ['a', 'b', 'c'][Math.floor(rnd() * 3)] },
+          allocation: { cpu: Math.floor(rnd() * 4) * 128, memory: Math.floor(rnd() * 8) * 128, tasks: {} },
+          taskGroups: new Map([['service:web', Math.floor(rnd() * 4)]]),
+        }),
+      );
+      const strategies = [
+        [{ type: 'spread', field: 'instanceId' }],
+        [{ type: 'spread', field: 'attribute:ecs.availability-zone' }, { type: 'binpack', field: 'memory' }],
+        [{ type: 'binpack', field: 'cpu' }],
+        [{ type: 'random' }],
+      ][round % 4] as TaskRequest['strategies'] & object;
+      const t = task('t', demand(1, 1));
+      const b = best(pool, pool, t, strategies, rnd)!;
+      const first = rank(pool, pool, t, strategies, rnd)[0];
+      if (strategies[0].type === 'random') continue; // both random: nothing to compare
+      const key = (i: InstanceView) => strategies.map((s) => (s.type === 'binpack' ? (s.field === 'cpu' ? i.capacity.cpu - i.allocation.cpu : i.capacity.memory - i.allocation.memory) : s.field === 'instanceId' ? i.taskGroups.get('service:web') ?? 0 : pool.filter((p) => p.attributes['ecs.availability-zone'] === i.attributes['ecs.availability-zone']).reduce((a, p) => a + (p.taskGroups.get('service:web') ?? 0), 0)));
+      expect(key(b), `round ${round}`).to.deep.equal(key(first));
+    }
+  });
+
+  it('breaks ties at random, covering every tied instance', () => {
+    const pool = Array.from({ length: 5 }, (_, k) => inst(`i${k}`));
+    const seen = new Set<string>();
+    for (let k = 0; k < 200; k++) seen.add(best(pool, pool, task('t', demand(1, 1)), [{ type: 'spread', field: 'instanceId' }], rnd)!.name);
+    expect([...seen].sort()).to.deep.equal(['i0', 'i1', 'i2', 'i3', 'i4']);
+  });
 });

@@ -12,11 +12,14 @@ export interface HollowAgent {
   agent: Agent;
   runtime: HollowRuntime;
   dir: string;
+  env?: Record<string, string>;
 }
 
 export interface Fleet {
   agents: HollowAgent[];
   add(n?: number, env?: Record<string, string>): Promise<HollowAgent[]>;
+  /** stops an agent and starts a new one on its data dir and containers (a restarted agent) */
+  restart(h: HollowAgent): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -28,25 +31,26 @@ const log = () => (process.env.BERTH_TEST_LOG ? newLogger({ level: 'debug' }) : 
  */
 export async function startFleet(server: string, bootstrapToken: string, n: number, opts: { cluster?: string; env?: Record<string, string>; hollow?: HollowOptions; memoryMiB?: number; cpus?: number; heartbeatMs?: number } = {}): Promise<Fleet> {
   const agents: HollowAgent[] = [];
+  const newAgent = (dir: string, runtime: HollowRuntime, env: Record<string, string>) =>
+    new Agent({
+      config: loadAgentConfig({
+        env: { ECS_CLUSTER: opts.cluster ?? 'default', ECS_DATADIR: dir, ECS_CHECKPOINT: 'true', BERTH_BOOTSTRAP_TOKEN: bootstrapToken, ECS_BACKEND_HOST: server, ECS_INTROSPECTION_PORT: '0', BERTH_RUNTIME: 'hollow', ECS_CONTAINER_STOP_TIMEOUT: '2s', BERTH_LOGS_LISTEN: '127.0.0.1:0', ...opts.env, ...env },
+      }),
+      client: new Client({ server, token: bootstrapToken }),
+      runtime,
+      log: log(),
+      host: { cpus: opts.cpus ?? 2, totalMemory: (opts.memoryMiB ?? 4096) * 1024 * 1024 },
+      fingerprint: `hollow-${dir}`,
+      heartbeatMs: opts.heartbeatMs ?? 1000,
+    });
   const add = async (k = 1, env: Record<string, string> = {}) => {
     const made: HollowAgent[] = [];
     for (let i = 0; i < k; i++) {
       const dir = await mkdtemp(join(tmpdir(), 'berth-agent-'));
-      const config = loadAgentConfig({
-        env: { ECS_CLUSTER: opts.cluster ?? 'default', ECS_DATADIR: dir, ECS_CHECKPOINT: 'true', BERTH_BOOTSTRAP_TOKEN: bootstrapToken, ECS_BACKEND_HOST: server, ECS_INTROSPECTION_PORT: '0', BERTH_RUNTIME: 'hollow', ECS_CONTAINER_STOP_TIMEOUT: '2s', BERTH_LOGS_LISTEN: '127.0.0.1:0', ...opts.env, ...env },
-      });
       const runtime = new HollowRuntime(opts.hollow);
-      const agent = new Agent({
-        config,
-        client: new Client({ server, token: bootstrapToken }),
-        runtime,
-        log: log(),
-        host: { cpus: opts.cpus ?? 2, totalMemory: (opts.memoryMiB ?? 4096) * 1024 * 1024 },
-        fingerprint: `hollow-${dir}`,
-        heartbeatMs: opts.heartbeatMs ?? 1000,
-      });
+      const agent = newAgent(dir, runtime, env);
       await agent.start();
-      const h = { agent, runtime, dir };
+      const h = { agent, runtime, dir, env };
       agents.push(h);
       made.push(h);
     }
@@ -56,6 +60,12 @@ export async function startFleet(server: string, bootstrapToken: string, n: numb
   return {
     agents,
     add,
+    async restart(h) {
+      await h.agent.stop();
+      // the same data dir and the same (hollow) containers: the agent resumes its instance
+      h.agent = newAgent(h.dir, h.runtime, h.env ?? {});
+      await h.agent.start();
+    },
     async stop() {
       for (const a of agents) {
         await a.agent.stop();

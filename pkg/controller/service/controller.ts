@@ -43,11 +43,12 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
       // our last writes must be in the cache before we plan again, or we would act twice
       if (!exp.satisfied(key, Number(svc.metadata.resourceVersion))) return { requeueAfterMs: 200 };
       const deleting = !!svc.metadata.deletionTimestamp;
-      const instances = new Map(inf.instances.byIndex('namespace', ns).map((i) => [i.metadata.name, i]));
+
       // a service deleted and created again under its name does not own its predecessor's tasks
       const mine = (t: Task) => !t.metadata.ownerReferences?.some((o) => o.controller && o.uid !== svc.metadata.uid);
       const tasks: PlanTask[] = inf.tasks.byIndex('group', `${ns}/service:${name}`).filter(mine).map((t) => {
-        const ci = t.spec.containerInstance ? instances.get(t.spec.containerInstance) : undefined;
+        // looked up per task: a map of the cluster's 2,000 instances per reconcile was the hot spot
+        const ci = t.spec.containerInstance ? inf.instances.get(`${ns}/${t.spec.containerInstance}`) : undefined;
         const tdSpec = inf.taskDefinitionSpec(t);
         return {
           name: t.metadata.name,
