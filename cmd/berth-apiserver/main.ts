@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { container } from 'tsyringe';
 import { buildApiServer, listen, parseListen } from '../../pkg/apiserver/apiserver.ts';
 import { loadTokenFile } from '../../pkg/apiserver/auth.ts';
+import { DEFAULT_WATCH_CACHE_SIZE } from '../../pkg/apiserver/watchcache.ts';
 import { isLoopback, onShutdown, runMain } from '../../pkg/cmdutil/cmdutil.ts';
 import { badRequest } from '../../pkg/errors/errors.ts';
 import { newLogger, type Logger } from '../../pkg/log/log.ts';
@@ -16,7 +17,7 @@ const program = new Command('berth-apiserver')
   .option('--tls-cert-file <file>', 'serving certificate (PEM)')
   .option('--tls-private-key-file <file>', 'serving key (PEM)')
   .option('--token-auth-file <file>', 'static bearer tokens, CSV: token,user,uid,"group1,group2"; absent: dev mode (loopback only, everyone is admin)')
-  .option('--watch-cache-size <events>', 'past events the watch cache keeps for watchers that resume (older resume points get 410 Gone and relist)', '100000')
+  .option('--watch-cache-size <events>', 'past events the watch cache keeps for watchers that resume (older resume points get 410 Gone and relist)', String(DEFAULT_WATCH_CACHE_SIZE))
   .option('--inactive-retention <seconds>', 'how long a deleted service or deregistered container instance stays describable (INACTIVE)', '3600')
   .option('--log-level <level>', 'pino level', process.env.BERTH_LOG_LEVEL ?? 'info')
   .showHelpAfterError();

@@ -40,6 +40,8 @@ const HEARTBEAT_S = Number(flag('heartbeat', '5'));
 const HB_TIMEOUT_S = Number(flag('hb-timeout', '10'));
 // --cpu-prof DIR: the apiserver and the controller-manager write V8 CPU profiles there on exit
 const CPU_PROF = flag('cpu-prof', '');
+// --api-node-args "...": extra node flags for berth-apiserver (e.g. --max-old-space-size=256)
+const API_NODE_ARGS = flag('api-node-args', '').split(' ').filter(Boolean);
 const profArgs = (_name: string) => (CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', CPU_PROF] : []); // one CPU.<date>.<pid>.<thread>.cpuprofile per thread
 const LOST_GRACE_S = Number(flag('lost-grace', '5'));
 for (const [k, v] of Object.entries({ instances: N, tasks: M, 'per-service': PER_SERVICE, 'fleet-procs': FLEET_PROCS, heartbeat: HEARTBEAT_S, 'hb-timeout': HB_TIMEOUT_S, 'lost-grace': LOST_GRACE_S })) {
@@ -159,6 +161,19 @@ async function storeOps(etcd: EtcdProcess | undefined): Promise<Record<string, n
   return out;
 }
 
+/** The apiserver's own request counters (berth_apiserver_requests_total), summed by verb and resource. */
+async function apiRequests(url: string, token: string): Promise<Record<string, number>> {
+  const text = await (await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text();
+  const out: Record<string, number> = {};
+  for (const m of text.matchAll(/^berth_apiserver_requests_total\{verb="([^"]+)",resource="([^"]+)",code="\d+"\} (\d+)$/gm)) {
+    const k = `${m[1]} ${m[2]}`;
+    out[k] = (out[k] ?? 0) + Number(m[3]);
+  }
+  return out;
+}
+const delta = (a: Record<string, number>, b: Record<string, number>) =>
+  Object.fromEntries(Object.entries(b).map(([k, v]) => [k, v - (a[k] ?? 0)]).filter(([, v]) => (v as number) > 0).sort((x, y) => (y[1] as number) - (x[1] as number)));
+
 interface Phase {
   tasks: number;
   bound_per_s: number;
@@ -269,7 +284,7 @@ async function runOne(store: string) {
     writeFileSync(join(dir, 'tokens.csv'), `${token},admin,1,"berth:admins"\n${boot},bootstrap,2,"berth:bootstrappers"\n`);
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
-    const apiserver = spawn(process.execPath, [...profArgs('apiserver'), join(root, 'cmd/berth-apiserver/bin.mjs'), '--store', storeSpec, '--listen', `127.0.0.1:${port}`, '--token-auth-file', join(dir, 'tokens.csv'), '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const apiserver = spawn(process.execPath, [...API_NODE_ARGS, ...profArgs('apiserver'), join(root, 'cmd/berth-apiserver/bin.mjs'), '--store', storeSpec, '--listen', `127.0.0.1:${port}`, '--token-auth-file', join(dir, 'tokens.csv'), '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
     procs.push(apiserver);
     await waitHttp(url, token);
     const client = new Client({ server: url, token, maxSockets: 128 });
@@ -297,6 +312,7 @@ async function runOne(store: string) {
     await client.create({ apiVersion: 'berth.dev/v1', kind: 'TaskDefinition', metadata: { name: 'bench' }, spec: { containerDefinitions: [{ name: 'app', image: 'busybox', cpu: 10, memory: 64, command: ['sleep', '1d'] }] } });
     const cpu0 = { api: cpuSeconds(apiserver.pid!), cm: cpuSeconds(cm.pid!) };
     const ops0 = await storeOps(etcd);
+    const req0 = await apiRequests(url, token);
 
     // ---- scenario 1: M tasks at once
     const t0 = Date.now();
@@ -306,6 +322,7 @@ async function runOne(store: string) {
     console.error(`[${store}] create: ${JSON.stringify(create)}`);
     const cpu1 = { api: cpuSeconds(apiserver.pid!), cm: cpuSeconds(cm.pid!) };
     const ops1 = await storeOps(etcd);
+    const req1 = await apiRequests(url, token);
 
     // ---- scenario 2: roll every service to a new revision
     const before = new Set(tracker.created.keys());
@@ -368,6 +385,7 @@ async function runOne(store: string) {
       controller_manager: { peak_rss_mib: hwmMiB(cm.pid!), cpu_s_create: Math.round((cpu1.cm - cpu0.cm) * 10) / 10, cpu_s_total: Math.round(cpuSeconds(cm.pid!) * 10) / 10 },
       fleet_workers: workers.map((w) => ({ agents: w.opts.count, ...(w.stats() ?? { peak_rss_mib: undefined, cpu_s: undefined }) })),
       bench_process: { peak_rss_mib: hwmMiB(process.pid), cpu_s: Math.round((cpuSeconds(process.pid) - benchCpu0) * 10) / 10 },
+      apiserver_requests_during_create: delta(req0, req1),
       etcd_ops_during_create: Object.fromEntries(Object.entries(ops1).map(([k, v]) => [k, v - (ops0[k] ?? 0)])),
       raw_etcd_txn_per_s: store === 'etcd' ? raw : undefined,
       bound_rate_vs_raw_etcd: store === 'etcd' && raw ? Math.round((create.bound_per_s / raw) * 1000) / 1000 : undefined,
