@@ -113,6 +113,7 @@ export function fitFailure(
 ): { reason: FitFailure; detail: string } | undefined {
   if (a.cpu + demand.cpu > cap.cpu) return { reason: 'RESOURCE:CPU', detail: `needs ${demand.cpu} CPU units, ${cap.cpu - a.cpu} remain` };
   if (a.memory + demand.memory > cap.memory) return { reason: 'RESOURCE:MEMORY', detail: `needs ${demand.memory} MiB, ${cap.memory - a.memory} remain` };
+  if (hostPorts.length === 0) return undefined; // the common case: no host port to check
   const used = usedPorts(a, cap);
   const mine = { tcp: new Set<number>(), udp: new Set<number>() };
   for (const hp of hostPorts) {

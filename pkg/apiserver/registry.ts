@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../log/log.ts';
 import { API_VERSION, SYSTEM_NAMESPACE, storeKey, type KindInfo, type ListOptions } from '../api/meta.ts';
-import { validateObject, type Limits, DEFAULT_LIMITS, stableJson } from '../api/validate.ts';
+import { validateObject, type Limits, DEFAULT_LIMITS, sameJson } from '../api/validate.ts';
 import { badRequest, conflict, invalid, isBerthError, notFound, BerthError } from '../errors/errors.ts';
 import type { Op, Compare, Store } from '../store/store.ts';
 import { mergePatch, jsonPatch } from './patch.ts';
@@ -380,7 +380,7 @@ export class Registry {
         } as Obj;
         if (next.metadata && (next.metadata as Record<string, unknown>).deletionTimestamp === undefined) delete (next.metadata as Record<string, unknown>).deletionTimestamp;
         delete (next.metadata as Record<string, unknown>).managedFields;
-        if (stableJson(next.spec) !== stableJson(curClone.spec)) {
+        if (!sameJson(next.spec, curClone.spec)) {
           if (kind.immutableSpec) {
             // revisions are immutable: a changed spec addressed by its family registers the
             // next revision (this is how `kubectl apply` of an edited file lands); addressed
@@ -398,12 +398,12 @@ export class Registry {
       if (a.update) await a.update(next, curClone, w, sub);
       // generation counts spec changes as admission leaves them (`web` resolving to the same
       // `web:3` is no change)
-      if (sub !== 'status' && !kind.immutableSpec && stableJson(next.spec) !== stableJson(curClone.spec)) {
+      if (sub !== 'status' && !kind.immutableSpec && !sameJson(next.spec, curClone.spec)) {
         (next.metadata as Record<string, unknown>).generation = Number((curClone.metadata as Record<string, unknown>).generation ?? 1) + 1;
       }
       delete next.metadata.resourceVersion;
       const prevComparable = { ...curClone, metadata: { ...curClone.metadata, resourceVersion: undefined } };
-      if (stableJson(next) === stableJson(prevComparable) && w.ops.length === 0) {
+      if (w.ops.length === 0 && (sub === 'status' ? sameJson(next.status, curClone.status) : sameJson(next, prevComparable))) {
         return this.out(kind, cur); // nothing changed: no write
       }
       // finalizers: a deleting object whose last finalizer went away is removed now

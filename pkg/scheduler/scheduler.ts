@@ -139,19 +139,23 @@ function scorersFor(candidates: InstanceView[], all: InstanceView[], task: TaskR
  */
 export function best(candidates: InstanceView[], all: InstanceView[], task: TaskRequest, strategies: PlacementStrategy[], rnd: () => number): InstanceView | undefined {
   const scorers = scorersFor(candidates, all, task, strategies, rnd);
+  const k = scorers.length;
+  // no allocation per candidate: thousands of candidates for each of thousands of tasks
+  const topScore = new Array<number>(k).fill(0);
   let top: InstanceView | undefined;
-  let topScore: number[] = [];
   let ties = 1;
   for (const i of candidates) {
-    const s = scorers.map((f) => f(i));
     let cmp = 0;
-    if (top) for (let k = 0; k < s.length && cmp === 0; k++) cmp = s[k] - topScore[k];
+    if (top) {
+      for (let j = 0; j < k && cmp === 0; j++) cmp = scorers[j](i) - topScore[j];
+      if (cmp > 0) continue;
+    }
     if (!top || cmp < 0) {
       top = i;
-      topScore = s;
+      for (let j = 0; j < k; j++) topScore[j] = scorers[j](i);
       ties = 1;
-    } else if (cmp === 0) {
-      // reservoir sampling over the tied: each is chosen with equal probability
+    } else {
+      // tied on every strategy: reservoir sampling gives each tied instance an equal chance
       ties++;
       if (rnd() * ties < 1) top = i;
     }

@@ -13,11 +13,12 @@ describe('instance health and gc plans', () => {
       [30_001, true, ['i']],
       [30_001, false, []], // already disconnected
     ];
-    for (const [silent, connected, want] of rows) expect(planInstanceHealth([inst('i', silent, connected)], [], 1_000_000, cfg).disconnect, `${silent}`).to.deep.equal(want);
+    for (const [silent, connected, want] of rows) expect(planInstanceHealth([inst('i', silent, connected)], () => [], 1_000_000, cfg).disconnect, `${silent}`).to.deep.equal(want);
   });
 
   it('marks owned tasks on a lost instance for replacement after the grace, and leaves one-off and stopped tasks alone', () => {
-    const tasks = [task('svc', 'i'), task('oneoff', 'i', false), task('done', 'i', true, 'STOPPED', 'STOPPED'), task('elsewhere', 'j')];
+    const all = [task('svc', 'i'), task('oneoff', 'i', false), task('done', 'i', true, 'STOPPED', 'STOPPED'), task('elsewhere', 'j')];
+    const tasks = (id: string) => all.filter((t) => t.containerInstance === id);
     expect(planInstanceHealth([inst('i', 60_000, false), inst('j', 0)], tasks, 1_000_000, cfg).lost).to.deep.equal([]);
     const p = planInstanceHealth([inst('i', 90_001, false), inst('j', 0)], tasks, 1_000_000, cfg);
     expect(p.lost.map((l) => l.task)).to.deep.equal(['svc']);

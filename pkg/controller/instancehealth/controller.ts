@@ -17,6 +17,12 @@ const ms = (s?: string) => (s ? Date.parse(s) : 0);
  */
 export function instanceHealthController(client: Client, inf: SharedInformers, log: Logger, cfg: HealthConfig = DEFAULT_HEALTH, metrics?: ControllerMetrics): Controller {
   const period = Math.max(500, Math.min(cfg.heartbeatTimeoutMs / 4, 10_000));
+  // when this controller last SAW each instance's heartbeat change, by its own clock (like
+  // Kubernetes' node lifecycle controller's probeTimestamp): neither the agents' clocks nor
+  // a lagging cache can make a live instance look silent. An instance first seen counts as
+  // heard from now.
+  const heardAt = new Map<string, number>();
+  const key = (i: ContainerInstance) => `${i.metadata.namespace}/${i.metadata.name}`;
   const c: Controller = new Controller({
     name: 'instancehealth',
     informers: [inf.instances, inf.tasks],
@@ -25,10 +31,13 @@ export function instanceHealthController(client: Client, inf: SharedInformers, l
     metrics,
     reconcile: async (ns, rlog) => {
       const instances = inf.instances.byIndex('namespace', ns);
-      const tasks = instances.flatMap((i) => inf.tasksOn(ns, i.metadata.name));
       const plan = planInstanceHealth(
-        instances.map((i) => ({ id: i.metadata.name, agentConnected: i.status?.agentConnected ?? false, lastHeartbeat: ms(i.status?.lastHeartbeat ?? i.status?.registeredAt ?? i.metadata.creationTimestamp), status: i.spec.status })),
-        tasks.map((t) => ({ name: t.metadata.name, containerInstance: t.spec.containerInstance, desiredStatus: t.spec.desiredStatus, lastStatus: t.status?.lastStatus ?? 'PENDING', owned: !!t.spec.group && (t.spec.group.startsWith('service:') || t.spec.group.startsWith('daemon:')) })),
+        instances.map((i) => {
+          if (!heardAt.has(key(i))) heardAt.set(key(i), Date.now());
+          return { id: i.metadata.name, agentConnected: i.status?.agentConnected ?? false, lastHeartbeat: heardAt.get(key(i))!, status: i.spec.status };
+        }),
+        (id) =>
+          inf.tasksOn(ns, id).map((t) => ({ name: t.metadata.name, containerInstance: t.spec.containerInstance, desiredStatus: t.spec.desiredStatus, lastStatus: t.status?.lastStatus ?? 'PENDING', owned: !!t.spec.group && (t.spec.group.startsWith('service:') || t.spec.group.startsWith('daemon:')) })),
         Date.now(),
         cfg,
       );
@@ -51,7 +60,17 @@ export function instanceHealthController(client: Client, inf: SharedInformers, l
       return { requeueAfterMs: period };
     },
   });
-  inf.instances.on({ add: (i) => c.enqueue(i.metadata.namespace!), update: (p, i) => (p.status?.agentConnected !== i.status?.agentConnected ? c.enqueue(i.metadata.namespace!) : undefined) });
+  inf.instances.on({
+    add: (i) => {
+      heardAt.set(key(i), Date.now());
+      c.enqueue(i.metadata.namespace!);
+    },
+    update: (p, i) => {
+      if (p.status?.lastHeartbeat !== i.status?.lastHeartbeat) heardAt.set(key(i), Date.now());
+      if (p.status?.agentConnected !== i.status?.agentConnected) c.enqueue(i.metadata.namespace!);
+    },
+    delete: (i) => heardAt.delete(key(i)),
+  });
   return c;
 }
 
@@ -79,10 +98,12 @@ export function gcController(client: Client, inf: SharedInformers, log: Logger, 
       return { requeueAfterMs: period };
     },
   });
+  // a task that stops is due only after the retention: look again within a period, not at
+  // once (one pass per stopped task was the controller-manager's hot spot while thousands stopped)
   inf.tasks.on({
-    add: (t) => (t.status?.lastStatus === 'STOPPED' ? c.enqueue(t.metadata.namespace!) : undefined),
-    update: (p, t) => (p.status?.lastStatus !== 'STOPPED' && t.status?.lastStatus === 'STOPPED' ? c.enqueue(t.metadata.namespace!) : undefined),
+    add: (t) => (t.status?.lastStatus === 'STOPPED' ? c.enqueueAfter(t.metadata.namespace!, period) : undefined),
+    update: (p, t) => (p.status?.lastStatus !== 'STOPPED' && t.status?.lastStatus === 'STOPPED' ? c.enqueueAfter(t.metadata.namespace!, period) : undefined),
   });
-  inf.instances.on({ add: (i) => c.enqueue(i.metadata.namespace!) });
+  inf.instances.on({ add: (i) => c.enqueueAfter(i.metadata.namespace!, period) });
   return c;
 }

@@ -40,18 +40,19 @@ export interface HealthPlan {
   lost: Array<{ task: string; reason: string }>;
 }
 
-export function planInstanceHealth(instances: HealthInstance[], tasks: HealthTask[], now: number, cfg: HealthConfig = DEFAULT_HEALTH): HealthPlan {
+export function planInstanceHealth(instances: HealthInstance[], tasksOn: (instance: string) => HealthTask[], now: number, cfg: HealthConfig = DEFAULT_HEALTH): HealthPlan {
   const disconnect: string[] = [];
-  const lostInstances = new Set<string>();
+  const lost: HealthPlan['lost'] = [];
   for (const i of instances) {
     if (i.status === 'INACTIVE') continue;
     const silentFor = now - i.lastHeartbeat;
     if (silentFor > cfg.heartbeatTimeoutMs && i.agentConnected) disconnect.push(i.id);
-    if (silentFor > cfg.heartbeatTimeoutMs + cfg.lostGraceMs) lostInstances.add(i.id);
+    // only a lost instance's tasks are looked at: the healthy path costs one pass over the instances
+    if (silentFor <= cfg.heartbeatTimeoutMs + cfg.lostGraceMs) continue;
+    for (const t of tasksOn(i.id)) {
+      if (t.owned && t.desiredStatus === 'RUNNING' && t.lastStatus !== 'STOPPED') lost.push({ task: t.name, reason: LOST_REASON });
+    }
   }
-  const lost = tasks
-    .filter((t) => t.owned && t.containerInstance && lostInstances.has(t.containerInstance) && t.desiredStatus === 'RUNNING' && t.lastStatus !== 'STOPPED')
-    .map((t) => ({ task: t.name, reason: LOST_REASON }));
   return { disconnect, lost };
 }
 

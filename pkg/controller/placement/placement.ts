@@ -22,6 +22,8 @@ import { recordServiceEvent } from '../service/events.ts';
  * ECS's words.
  */
 export const BATCH = 5000;
+/** how long a new pending task waits for others to join its batch */
+export const BATCH_WINDOW_MS = 50;
 
 /** Tasks this controller places; daemons' are assigned by the daemon controller instead. */
 const scheduled = (t: Task) => !t.spec.daemonTaskDefinition && !t.metadata.annotations?.[NOMINATED_ANNOTATION];
@@ -135,7 +137,8 @@ export function placementController(client: Client, inf: SharedInformers, log: L
   const isDaemonService = (t: Task) => !!t.spec.group?.startsWith('service:') && inf.services.get(`${t.metadata.namespace}/${t.spec.group.slice(8)}`)?.spec.schedulingStrategy === 'DAEMON';
   const enqueueTask = (t: Task) => {
     if (t.spec.containerInstance) assumed.delete(`${t.metadata.namespace}/${t.metadata.name}`);
-    if (!t.spec.containerInstance && t.spec.desiredStatus === 'RUNNING' && t.status?.lastStatus !== 'STOPPED' && scheduled(t)) c.enqueue(t.metadata.namespace!);
+    // a short window lets a burst of new tasks share one pass over the cluster's instances
+    if (!t.spec.containerInstance && t.spec.desiredStatus === 'RUNNING' && t.status?.lastStatus !== 'STOPPED' && scheduled(t)) c.enqueueAfter(t.metadata.namespace!, BATCH_WINDOW_MS);
   };
   inf.tasks.on({
     add: enqueueTask,

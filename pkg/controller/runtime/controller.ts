@@ -34,6 +34,8 @@ export class Controller {
   }
 
   enqueue = (key: string) => this.queue.add(key);
+  /** enqueue in `ms` (the earliest pending delay wins): lets a burst of events share one reconcile */
+  enqueueAfter = (key: string, ms: number) => this.queue.addAfter(key, ms);
 
   async run(): Promise<void> {
     if (this.running) return;
