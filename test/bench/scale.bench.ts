@@ -36,8 +36,9 @@ const M = Number(flag('tasks', quick ? '1000' : '20000'));
 const PER_SERVICE = Number(flag('per-service', '100'));
 const STORES = flag('store', 'both') === 'both' ? ['etcd', 'embedded'] : [flag('store', 'etcd')];
 const FLEET_PROCS = Math.max(1, Math.min(N, Number(flag('fleet-procs', '2'))));
-const HEARTBEAT_S = Number(flag('heartbeat', '5'));
-const HB_TIMEOUT_S = Number(flag('hb-timeout', '10'));
+// agents heartbeat every 10 s (Kubernetes renews node leases every 10 s), silent for 30 s = disconnected
+const HEARTBEAT_S = Number(flag('heartbeat', '10'));
+const HB_TIMEOUT_S = Number(flag('hb-timeout', '30'));
 // --cpu-prof DIR: the apiserver and the controller-manager write V8 CPU profiles there on exit
 const CPU_PROF = flag('cpu-prof', '');
 // --api-node-args "...": extra node flags for berth-apiserver (e.g. --max-old-space-size=256)
