@@ -123,7 +123,7 @@ describe('service controller plan', () => {
     expect(w.tasks.length).to.equal(before);
   });
 
-  it('without rollback a failed deployment stops trying and keeps what runs', () => {
+  it('without rollback a failed deployment stops trying, keeps what runs, and is Progressing=False/RolloutFailed', () => {
     const w = new World({ taskDefinition: 'app', desiredCount: 2, schedulingStrategy: 'REPLICA', deploymentConfiguration: { deploymentCircuitBreaker: { enable: true, rollback: false } } });
     w.settle();
     w.generation = 2;
@@ -133,6 +133,11 @@ describe('service controller plan', () => {
     const primary = w.status!.deployments!.find((d) => d.status === 'PRIMARY')!;
     expect(primary.rolloutState).to.equal('FAILED');
     expect(w.tasks.filter((t) => t.taskDefinition === 'app:bad').length).to.be.lessThan(8);
+    // and says so in its conditions
+    const p = w.status!.conditions!.find((c) => c.type === 'Progressing')!;
+    expect(p).to.include({ status: 'False', reason: 'RolloutFailed' });
+    expect(p.message).to.match(/circuit breaker/);
+    expect(w.status!.conditions!.find((c) => c.type === 'Steady')!.status).to.equal('False');
     expect(w.running().length).to.equal(2);
   });
 
@@ -172,19 +177,6 @@ describe('service controller plan', () => {
     expect(cond(w).Steady).to.equal('False/Draining');
     w.tick(true);
     expect(cond(w).Steady).to.equal('False/Inactive');
-  });
-
-  it('a failed deployment without rollback is Progressing=False/RolloutFailed', () => {
-    const w = new World({ taskDefinition: 'app', desiredCount: 2, schedulingStrategy: 'REPLICA', deploymentConfiguration: { deploymentCircuitBreaker: { enable: true, rollback: false } } });
-    w.settle();
-    w.generation = 2;
-    w.taskDefinition = 'app:bad';
-    w.failImage.add('app:bad');
-    for (let i = 0; i < 40; i++) w.tick();
-    const p = w.status!.conditions!.find((c) => c.type === 'Progressing')!;
-    expect(p).to.include({ status: 'False', reason: 'RolloutFailed' });
-    expect(p.message).to.match(/circuit breaker/);
-    expect(w.status!.conditions!.find((c) => c.type === 'Steady')!.status).to.equal('False');
   });
 
   it('replaces tasks on a DRAINING instance before stopping them, within the bounds', () => {
