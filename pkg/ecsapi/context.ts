@@ -66,12 +66,16 @@ export async function describeMany(
   for (const given of ids) {
     const { name, clusterMismatch } = idOf(given, what.resource, cluster);
     c.authorize({ verb: 'get', resource: what.kind.plural, namespace: cluster, name });
-    // a deleted service or deregistered instance is still described (INACTIVE) for an hour
-    const o = clusterMismatch ? undefined : ((await getOrUndefined(c, what.kind, cluster, name)) ?? (await c.registry.inactive(what.kind, cluster, name)));
+    const o = clusterMismatch ? undefined : await getOrInactive(c, what.kind, cluster, name);
     if (!o) failures.push({ arn: what.arn(cluster, name), reason: 'MISSING' });
     else found.push(shape(o));
   }
   return { found, failures };
+}
+
+/** The object, or while it is kept, the INACTIVE record of a deleted service or deregistered instance (ECS describes those for an hour). */
+export async function getOrInactive(c: OpContext, kind: KindInfo, ns: string | undefined, name: string): Promise<Obj | undefined> {
+  return (await getOrUndefined(c, kind, ns, name)) ?? (await c.registry.inactive(kind, ns, name));
 }
 
 export async function getOrUndefined(c: OpContext, kind: KindInfo, ns: string | undefined, name: string): Promise<Obj | undefined> {

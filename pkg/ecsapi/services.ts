@@ -1,7 +1,7 @@
 import { Kinds, type Service } from '../api/kinds.ts';
 import { stableJson } from '../api/validate.ts';
 import { isBerthError } from '../errors/errors.ts';
-import { clusterOf, describeMany, getOrUndefined, idOf, newObj, type OpContext, type Operation } from './context.ts';
+import { clusterOf, describeMany, getOrInactive, idOf, newObj, type OpContext, type Operation } from './context.ts';
 import { bool, obj, oneOf, paginate, str, strList, unsupported, type Input } from './params.ts';
 import { compact, serviceStatus, serviceToEcs } from './shapes.ts';
 import { EcsError, invalidParameter } from './wire.ts';
@@ -28,8 +28,7 @@ function deploymentController(i: Input) {
 
 async function getService(c: OpContext, cluster: string, given: string): Promise<Service> {
   const { name, clusterMismatch } = idOf(given, 'service', cluster);
-  // a deleted service is still found (INACTIVE) for the retention
-  const s = clusterMismatch ? undefined : (((await getOrUndefined(c, SVC, cluster, name)) ?? (await c.registry.inactive(SVC, cluster, name))) as Service | undefined);
+  const s = clusterMismatch ? undefined : ((await getOrInactive(c, SVC, cluster, name)) as Service | undefined);
   if (!s) throw notFound();
   return s;
 }

@@ -43,7 +43,7 @@ const HB_TIMEOUT_S = Number(flag('hb-timeout', '30'));
 const CPU_PROF = flag('cpu-prof', '');
 // --api-node-args "...": extra node flags for berth-apiserver (e.g. --max-old-space-size=256)
 const API_NODE_ARGS = flag('api-node-args', '').split(' ').filter(Boolean);
-const profArgs = (_name: string) => (CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', CPU_PROF] : []); // one CPU.<date>.<pid>.<thread>.cpuprofile per thread
+const profArgs = () => (CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', CPU_PROF] : []); // one CPU.<date>.<pid>.<thread>.cpuprofile per thread
 const LOST_GRACE_S = Number(flag('lost-grace', '5'));
 for (const [k, v] of Object.entries({ instances: N, tasks: M, 'per-service': PER_SERVICE, 'fleet-procs': FLEET_PROCS, heartbeat: HEARTBEAT_S, 'hb-timeout': HB_TIMEOUT_S, 'lost-grace': LOST_GRACE_S })) {
   if (!Number.isFinite(v) || v <= 0) throw new Error(`--${k}: expected a positive number, got ${v}`);
@@ -296,12 +296,12 @@ async function runOne(store: string) {
     writeFileSync(join(dir, 'tokens.csv'), `${token},admin,1,"berth:admins"\n${boot},bootstrap,2,"berth:bootstrappers"\n`);
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
-    const apiserver = spawn(process.execPath, [...API_NODE_ARGS, ...profArgs('apiserver'), join(root, 'cmd/berth-apiserver/bin.mjs'), '--store', storeSpec, '--listen', `127.0.0.1:${port}`, '--token-auth-file', join(dir, 'tokens.csv'), '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const apiserver = spawn(process.execPath, [...API_NODE_ARGS, ...profArgs(), join(root, 'cmd/berth-apiserver/bin.mjs'), '--store', storeSpec, '--listen', `127.0.0.1:${port}`, '--token-auth-file', join(dir, 'tokens.csv'), '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
     procs.push(apiserver);
     await waitHttp(url, token);
     const client = new Client({ server: url, token, maxSockets: 128 });
     await client.create({ apiVersion: 'berth.dev/v1', kind: 'Cluster', metadata: { name: 'default' } }).catch(() => undefined);
-    const cm = spawn(process.execPath, [...profArgs('controller-manager'), join(root, 'cmd/berth-controller-manager/bin.mjs'), '--server', url, '--token', token, '--leader-elect', 'false', '--instance-heartbeat-timeout', String(HB_TIMEOUT_S), '--instance-lost-grace', String(LOST_GRACE_S), '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const cm = spawn(process.execPath, [...profArgs(), join(root, 'cmd/berth-controller-manager/bin.mjs'), '--server', url, '--token', token, '--leader-elect', 'false', '--instance-heartbeat-timeout', String(HB_TIMEOUT_S), '--instance-lost-grace', String(LOST_GRACE_S), '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
     procs.push(cm);
 
     const tf = Date.now();

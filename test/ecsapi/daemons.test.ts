@@ -37,8 +37,8 @@ import {
   waitUntilDaemonTaskDefinitionDeleted,
 } from '@aws-sdk/client-ecs';
 import { Client } from '../../pkg/client/client.ts';
-import { eventually, startControlPlane, type Fleet, type Running } from '../support/fleet.ts';
-import { resources, startEcsServer, thrown, type EcsTestServer } from './support.ts';
+import { eventually, type Fleet, type Running } from '../support/fleet.ts';
+import { resources, startEcsControlPlane, startEcsServer, thrown, type EcsTestServer } from './support.ts';
 
 const ACCOUNT = '000000000000';
 const arn = (rest: string) => `arn:aws:ecs:us-east-1:${ACCOUNT}:${rest}`;
@@ -508,6 +508,7 @@ for (const store of (process.env.ONLY_STORE ? [process.env.ONLY_STORE] : ['embed
     let client: Client;
     let fleet: Fleet;
     let cp: Running;
+    let env: Awaited<ReturnType<typeof startEcsControlPlane>>;
     const daemonArn = arn('daemon/default/agentd');
     const runningTasks = async (daemonName = 'agentd') => {
       const l = await ecs.send(new ListTasksCommand({ cluster: 'default', daemonName }));
@@ -516,15 +517,11 @@ for (const store of (process.env.ONLY_STORE ? [process.env.ONLY_STORE] : ['embed
     };
 
     before(async () => {
-      s = await startEcsServer({ store });
-      ecs = s.client();
-      cp = await startControlPlane(s.api, 2, { fleet: { memoryMiB: 1024, cpus: 2 } });
+      env = await startEcsControlPlane({ store });
+      ({ s, ecs, cp } = env);
       ({ client, fleet } = cp);
     });
-    after(async () => {
-      await cp?.stop();
-      await s?.stop();
-    });
+    after(async () => env?.stop());
 
     it('runs one task of a daemon on every instance; ListTasks by daemonName finds them', async () => {
       await ecs.send(new RegisterDaemonTaskDefinitionCommand({ family: 'agentd', containerDefinitions: [{ name: 'agent', image: 'busybox', memory: 32, command: ['sleep', '3600'] }] }));

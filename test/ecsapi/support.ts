@@ -6,6 +6,7 @@ import { ECSClient } from '@aws-sdk/client-ecs';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { ecsFrontDoor, type AccessKey } from '../../pkg/ecsapi/ecsapi.ts';
 import { startApiServer, type TestApiServer } from '../support/apiserver.ts';
+import { startControlPlane, type Running } from '../support/fleet.ts';
 
 /** A real apiserver (embedded or etcd store) with the ECS front door, and SDK clients for it. */
 export interface EcsTestServer {
@@ -124,4 +125,24 @@ export async function thrown(fn: () => Promise<unknown>): Promise<any> {
     return e;
   }
   throw new Error('expected an error, got none');
+}
+
+/** The ECS front door beside the real controllers and two hollow agents (2 vCPU, 1 GiB each): the SDK drives a working berth. */
+export async function startEcsControlPlane(opts: Parameters<typeof startEcsServer>[0] = {}): Promise<{ s: EcsTestServer; ecs: ECSClient; cp: Running; stop(): Promise<void> }> {
+  const s = await startEcsServer(opts);
+  try {
+    const cp = await startControlPlane(s.api, 2, { fleet: { memoryMiB: 1024, cpus: 2 } });
+    return {
+      s,
+      ecs: s.client(),
+      cp,
+      stop: async () => {
+        await cp.stop();
+        await s.stop();
+      },
+    };
+  } catch (e) {
+    await s.stop();
+    throw e;
+  }
 }

@@ -21,8 +21,8 @@ import {
   waitUntilTasksStopped,
 } from '@aws-sdk/client-ecs';
 import { Client } from '../../pkg/client/client.ts';
-import { eventually, startControlPlane, type Fleet, type Running } from '../support/fleet.ts';
-import { startEcsServer, thrown, type EcsTestServer } from './support.ts';
+import { eventually, type Fleet, type Running } from '../support/fleet.ts';
+import { startEcsControlPlane, thrown, type EcsTestServer } from './support.ts';
 
 const arn = (rest: string) => `arn:aws:ecs:us-east-1:000000000000:${rest}`;
 const waiter = (client: ECSClient) => ({ client, minDelay: 1, maxDelay: 1, maxWaitTime: 60 });
@@ -39,18 +39,15 @@ describe('ECS API walk-through of seed 001 with agents and controllers (embedded
   let client: Client;
   let fleet: Fleet;
   let cp: Running;
+  let env: Awaited<ReturnType<typeof startEcsControlPlane>>;
   let taskArn: string;
 
   before(async () => {
-    s = await startEcsServer({ inactiveRetentionMs: 6000 });
-    ecs = s.client();
-    cp = await startControlPlane(s.api, 2, { fleet: { memoryMiB: 1024, cpus: 2 } });
+    env = await startEcsControlPlane({ inactiveRetentionMs: 6000 });
+    ({ s, ecs, cp } = env);
     ({ client, fleet } = cp);
   });
-  after(async () => {
-    await cp?.stop();
-    await s?.stop();
-  });
+  after(async () => env?.stop());
 
   it('step 1: create-cluster', async () => {
     const out = await ecs.send(new CreateClusterCommand({ clusterName: 'MyCluster' }));
