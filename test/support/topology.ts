@@ -35,6 +35,7 @@ import { Cleanup } from './cleanup.ts';
 import { startEtcdCluster, type EtcdCluster } from './etcdcluster.ts';
 import { eventually } from './fleet.ts';
 import { haproxyConfig } from './haproxy.ts';
+import { startRecordingProxy, type RecordingProxy } from './recorder.ts';
 import { deleteLink, deleteNetns, inNetns, ip, nsExec, spawnIn, sweepLeftovers, type Proc } from './netns.ts';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
@@ -48,6 +49,12 @@ export interface TopologyOptions {
   controllerManagerArgs?: string[];
   /** extra ecs.config entries for every agent */
   agentConfig?: Record<string, string>;
+  /**
+   * put a recording proxy (test/support/recorder.ts, in the test's process, on the root
+   * namespace's address) between each controller-manager and the load balancer, so a test
+   * can tell which process wrote what, and when
+   */
+  recordControllerManagers?: boolean;
 }
 
 export interface TopoHost {
@@ -87,6 +94,8 @@ export interface Topology {
   etcd: EtcdCluster;
   apiservers: Proc[];
   controllerManagers: Proc[];
+  /** with recordControllerManagers: the requests of each controller-manager, by index */
+  cmRecorders: RecordingProxy[];
   haproxy: Proc;
   hosts: TopoHost[];
   controlNs: string;
@@ -184,7 +193,7 @@ export async function startTopology(o: TopologyOptions = {}): Promise<Topology> 
     const pki = path.join(dir, 'pki');
     await createCa({ dir: pki });
     const ca = caIn(pki);
-    await issueCertificate({ ca, dir: pki, base: 'apiserver', role: 'server', commonName: 'berth-apiserver', names: [addr.lb, ...addr.api, 'berth.topology.internal'] });
+    await issueCertificate({ ca, dir: pki, base: 'apiserver', role: 'server', commonName: 'berth-apiserver', names: [addr.lb, ...addr.api, addr.root, 'berth.topology.internal'] });
     await issueCertificate({ ca, dir: pki, base: 'berth-apiserver', role: 'client', commonName: 'berth-apiserver' });
     const caPem = readFileSync(ca.certFile, 'utf8');
     const f = (n: string) => path.join(pki, n);
@@ -255,10 +264,18 @@ export async function startTopology(o: TopologyOptions = {}): Promise<Topology> 
     });
 
     // --- controller-managers: deploy/systemd/berth-controller-manager.service's flags
+    const cmRecorders: RecordingProxy[] = [];
+    if (o.recordControllerManagers) {
+      for (let i = 0; i < nCm; i++) {
+        const r = await startRecordingProxy({ host: addr.root, certFile: f('apiserver.crt'), keyFile: f('apiserver.key'), upstream: url, caPem });
+        cleanup.add(`recorder ${i + 1}`, () => r.close());
+        cmRecorders.push(r);
+      }
+    }
     const controllerManagers = Array.from({ length: nCm }, (_, i) =>
       start(ctl, `controller-manager-${i + 1}`, [
         process.execPath, bin('berth-controller-manager'),
-        '--server', url, '--certificate-authority', ca.certFile, '--token', controllerToken,
+        '--server', cmRecorders[i]?.url ?? url, '--certificate-authority', ca.certFile, '--token', controllerToken,
         '--controllers', 'service,placement,daemon,instancehealth,gc',
         ...(o.controllerManagerArgs ?? ['--instance-heartbeat-timeout', '60', '--instance-lost-grace', '120']),
       ]),
@@ -316,7 +333,7 @@ export async function startTopology(o: TopologyOptions = {}): Promise<Topology> 
 
     const topo: Topology = {
       id, dir, subnet: `${net}.0/24`, url, caPem, caFile: ca.certFile, adminToken, bootstrapToken, accessKey, client, etcd,
-      apiservers, controllerManagers, haproxy, hosts, controlNs: ctl,
+      apiservers, controllerManagers, cmRecorders, haproxy, hosts, controlNs: ctl,
       logs: (chars = 1500) => procs.map((p) => `--- ${p.name} (pid ${p.pid}${p.running ? '' : ', exited'})\n${p.tail(chars)}`).join('\n'),
       async stop() {
         const failed = await cleanup.run();
