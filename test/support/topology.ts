@@ -233,16 +233,10 @@ export async function startTopology(o: TopologyOptions = {}): Promise<Topology> 
 
     // --- apiservers: deploy/systemd/berth-apiserver.service's flags
     const apiservers = addr.api.map((a, i) =>
-      start(ctl, `apiserver-${i + 1}`, [
-        process.execPath, bin('berth-apiserver'),
-        '--store', etcd.storeUrl,
-        '--etcd-cafile', ca.certFile, '--etcd-certfile', f('berth-apiserver.crt'), '--etcd-keyfile', f('berth-apiserver.key'),
-        '--listen', `${a}:6443`,
-        '--tls-cert-file', f('apiserver.crt'), '--tls-private-key-file', f('apiserver.key'),
-        '--token-auth-file', f('tokens.csv'),
-        '--access-key-file', f('access-keys.csv'), '--region', 'us-east-1',
-        '--log-level', 'info',
-      ]),
+      start(ctl, `apiserver-${i + 1}`, [process.execPath, bin('berth-apiserver'), ...apiserverArgv({
+        store: etcd.storeUrl, ca: ca.certFile, etcdCert: f('berth-apiserver.crt'), etcdKey: f('berth-apiserver.key'), listen: `${a}:6443`,
+        cert: f('apiserver.crt'), key: f('apiserver.key'), tokens: f('tokens.csv'), accessKeys: f('access-keys.csv'),
+      })]),
     );
     await Promise.all(apiservers.map((p, i) => eventually(async () => {
       if (!p.running) throw new Error(`${p.name} exited:\n${p.tail()}`);
@@ -273,12 +267,10 @@ export async function startTopology(o: TopologyOptions = {}): Promise<Topology> 
       }
     }
     const controllerManagers = Array.from({ length: nCm }, (_, i) =>
-      start(ctl, `controller-manager-${i + 1}`, [
-        process.execPath, bin('berth-controller-manager'),
-        '--server', cmRecorders[i]?.url ?? url, '--certificate-authority', ca.certFile, '--token', controllerToken,
-        '--controllers', 'service,placement,daemon,instancehealth,gc',
-        ...(o.controllerManagerArgs ?? ['--instance-heartbeat-timeout', '60', '--instance-lost-grace', '120']),
-      ]),
+      start(ctl, `controller-manager-${i + 1}`, [process.execPath, bin('berth-controller-manager'), ...controllerManagerArgv({
+        server: cmRecorders[i]?.url ?? url, ca: ca.certFile, token: controllerToken,
+        extra: o.controllerManagerArgs ?? ['--instance-heartbeat-timeout', '60', '--instance-lost-grace', '120'],
+      })]),
     );
 
     // --- hosts: a dockerd and an agent each, in parallel
@@ -355,6 +347,24 @@ function tryKill(pid: number): void {
   } catch {
     /* gone */
   }
+}
+
+/** berth-apiserver's flags, as deploy/systemd/berth-apiserver.service passes them (a test compares the two). */
+export function apiserverArgv(v: { store: string; ca: string; etcdCert: string; etcdKey: string; listen: string; cert: string; key: string; tokens: string; accessKeys: string }): string[] {
+  return [
+    '--store', v.store,
+    '--etcd-cafile', v.ca, '--etcd-certfile', v.etcdCert, '--etcd-keyfile', v.etcdKey,
+    '--listen', v.listen,
+    '--tls-cert-file', v.cert, '--tls-private-key-file', v.key,
+    '--token-auth-file', v.tokens,
+    '--access-key-file', v.accessKeys, '--region', 'us-east-1',
+    '--log-level', 'info',
+  ];
+}
+
+/** berth-controller-manager's flags, as deploy/systemd/berth-controller-manager.service passes them. */
+export function controllerManagerArgv(v: { server: string; ca: string; token: string; extra: string[] }): string[] {
+  return ['--server', v.server, '--certificate-authority', v.ca, '--token', v.token, '--controllers', 'service,placement,daemon,instancehealth,gc', ...v.extra];
 }
 
 /** deploy/ecs.config with some values replaced (and others added): the file an operator edits. */
