@@ -56,7 +56,7 @@ describe('many hosts: cross-host behaviour on the namespace topology (3 hosts, 2
   it('every agent advertises the address other hosts reach it at, not loopback (instance attribute and logs endpoint)', async () => {
     for (const h of t.hosts) {
       const ci = await instance(h.instanceId);
-      expect(hostIpOf(t, ci), h.name).to.equal(h.ip);
+      expect(hostIpOf(ci), h.name).to.equal(h.ip);
       expect(ci.status?.agentConnected, h.name).to.equal(true);
     }
     // the logs endpoint is inside the apiserver's view only; its reachability is proven by `berth logs` below
@@ -69,7 +69,7 @@ describe('many hosts: cross-host behaviour on the namespace topology (3 hosts, 2
     const binding = running.containers![0].networkBindings![0];
     expect(binding.containerPort).to.equal(8080);
     expect(binding.hostPort).to.be.greaterThan(0);
-    const addr = hostIpOf(t, await instance(h2.instanceId))!;
+    const addr = hostIpOf(await instance(h2.instanceId))!;
     const probe = await startTaskOn(t, ecs, h1, 'probe', { TARGET: `${addr}:${binding.hostPort}` }, 'probe');
     const done = await waitTask(ecs, probe, 'STOPPED');
     expect(done.containers![0].exitCode, JSON.stringify(done.containers)).to.equal(0);

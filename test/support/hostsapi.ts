@@ -71,8 +71,7 @@ export async function waitTask(ecs: ECSClient, id: string, status: 'RUNNING' | '
 }
 
 /** The address a host advertises for its bridge-mode host ports (the instance attribute berth.host-ip). */
-export function hostIpOf(t: Topology, ci: { spec: { attributes?: Array<{ name: string; value?: string }> } }): string | undefined {
-  void t;
+export function hostIpOf(ci: { spec: { attributes?: Array<{ name: string; value?: string }> } }): string | undefined {
   return ci.spec.attributes?.find((a) => a.name === 'berth.host-ip')?.value;
 }
 
