@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what berth and its tests need on a fresh Debian machine, and nothing that is
 # already there: Debian packages (etcd, dockerd, a static busybox for the local test image,
-# iproute2; kubectl's fallback) and the npm packages of package-lock.json.
+# iproute2; kubectl's fallback; haproxy, iptables and openssl for the multi-host tests) and the npm packages of package-lock.json.
 # Idempotent and quiet when everything is present. Needs root for apt-get.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +13,11 @@ command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 # busybox-static ships /bin/busybox linked statically; the dynamic one is no use in an image
 if ! { [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; }; then missing+=(busybox-static); fi
 command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
+# the multi-host tests: HAProxy in front of the apiservers, nsenter (util-linux) and iptables in the host namespaces
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+command -v nsenter >/dev/null 2>&1 || missing+=(util-linux)
+command -v iptables >/dev/null 2>&1 || missing+=(iptables)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

@@ -5,6 +5,7 @@ import { container } from 'tsyringe';
 import { loadAgentConfig, pinoLevel, type AgentConfig } from '../../pkg/agent/config.ts';
 import { launchAgent } from '../../pkg/agent/launch.ts';
 import { onShutdown, runMain } from '../../pkg/cmdutil/cmdutil.ts';
+import { badRequest } from '../../pkg/errors/errors.ts';
 import { newLogger, type Logger } from '../../pkg/log/log.ts';
 
 const program = new Command('berth-agent')
@@ -22,7 +23,16 @@ runMain('berth-agent', async () => {
   const cfg = container.resolve<AgentConfig>('AgentConfig');
   container.register<Logger>('Logger', { useValue: newLogger({ level: pinoLevel(cfg.logLevel), format: cfg.logOutputFormat, file: cfg.logFile || undefined }) });
   const log = container.resolve<Logger>('Logger');
-  const caPem = process.env.BERTH_CA_FILE ? readFileSync(process.env.BERTH_CA_FILE, 'utf8') : undefined;
+  // BERTH_CA_FILE from the environment or the ecs.config file: the agent verifies the apiserver against it
+  let caPem: string | undefined;
+  if (cfg.caFile) {
+    try {
+      caPem = readFileSync(cfg.caFile, 'utf8');
+    } catch (e) {
+      throw badRequest(`BERTH_CA_FILE ${cfg.caFile}: ${(e as Error).message}`);
+    }
+    if (!caPem.includes('-----BEGIN CERTIFICATE-----')) throw badRequest(`BERTH_CA_FILE ${cfg.caFile}: not a PEM certificate bundle`);
+  }
   const running = await launchAgent(cfg, log, { caPem });
   onShutdown(log, () => running.stop());
 });

@@ -1,22 +1,29 @@
 import 'reflect-metadata';
 import { Command } from 'commander';
 import { container } from 'tsyringe';
+import { existsSync } from 'node:fs';
 import { buildApiServer, listen, parseListen } from '../../pkg/apiserver/apiserver.ts';
 import { loadTokenFile } from '../../pkg/apiserver/auth.ts';
 import { DEFAULT_WATCH_CACHE_SIZE } from '../../pkg/apiserver/watchcache.ts';
 import { isLoopback, onShutdown, runMain } from '../../pkg/cmdutil/cmdutil.ts';
+import { ecsFrontDoor } from '../../pkg/ecsapi/ecsapi.ts';
 import { badRequest } from '../../pkg/errors/errors.ts';
 import { newLogger, type Logger } from '../../pkg/log/log.ts';
 import { openStore } from '../../pkg/store/open.ts';
 import type { Store } from '../../pkg/store/store.ts';
 
 const program = new Command('berth-apiserver')
-  .description('the berth resource API (Kubernetes-compatible) on etcd or the embedded store')
-  .option('--store <spec>', 'embedded:PATH or etcd://host:port[,host:port...]', 'embedded:./.berth/data')
+  .description('the berth resource API (Kubernetes-compatible) and the ECS API (JSON 1.1, SigV4) on one port, on etcd or the embedded store')
+  .option('--store <spec>', 'embedded:PATH, etcd://host:port[,host:port...] or etcd+https://host:port[,...] (TLS)', 'embedded:./.berth/data')
+  .option('--etcd-cafile <file>', 'CA bundle that signed the etcd members\' serving certificates (etcd+https)')
+  .option('--etcd-certfile <file>', 'client certificate for etcd members started with --client-cert-auth')
+  .option('--etcd-keyfile <file>', 'key of --etcd-certfile')
   .option('--listen <host:port>', 'address to serve on', '127.0.0.1:6443')
   .option('--tls-cert-file <file>', 'serving certificate (PEM)')
   .option('--tls-private-key-file <file>', 'serving key (PEM)')
   .option('--token-auth-file <file>', 'static bearer tokens, CSV: token,user,uid,"group1,group2"; absent: dev mode (loopback only, everyone is admin)')
+  .option('--access-key-file <file>', 'ECS API keys, CSV: accessKeyId,secretAccessKey,user,"group1,group2" (re-read when it changes)')
+  .option('--region <region>', 'the region the ECS API answers as', 'us-east-1')
   .option('--watch-cache-size <events>', 'past events the watch cache keeps for watchers that resume (older resume points get 410 Gone and relist)', String(DEFAULT_WATCH_CACHE_SIZE))
   .option('--inactive-retention <seconds>', 'how long a deleted service or deregistered container instance stays describable (INACTIVE)', '3600')
   .option('--log-level <level>', 'pino level', process.env.BERTH_LOG_LEVEL ?? 'info')
@@ -24,7 +31,10 @@ const program = new Command('berth-apiserver')
 
 runMain('berth-apiserver', async () => {
   program.parse();
-  const o = program.opts<{ store: string; listen: string; tlsCertFile?: string; tlsPrivateKeyFile?: string; tokenAuthFile?: string; logLevel: string; inactiveRetention: string; watchCacheSize: string }>();
+  const o = program.opts<{
+    store: string; listen: string; tlsCertFile?: string; tlsPrivateKeyFile?: string; tokenAuthFile?: string; logLevel: string; inactiveRetention: string; watchCacheSize: string;
+    etcdCafile?: string; etcdCertfile?: string; etcdKeyfile?: string; accessKeyFile?: string; region: string;
+  }>();
   const watchCacheCapacity = Number(o.watchCacheSize);
   if (!Number.isInteger(watchCacheCapacity) || watchCacheCapacity < 100) throw badRequest(`--watch-cache-size ${o.watchCacheSize}: must be a whole number of events, at least 100`);
   const retention = Number(o.inactiveRetention);
@@ -35,15 +45,22 @@ runMain('berth-apiserver', async () => {
   }
   if (!!o.tlsCertFile !== !!o.tlsPrivateKeyFile) throw badRequest('--tls-cert-file and --tls-private-key-file go together');
   const tokens = o.tokenAuthFile ? loadTokenFile(o.tokenAuthFile) : undefined;
+  if (o.accessKeyFile && !existsSync(o.accessKeyFile)) throw badRequest(`--access-key-file ${o.accessKeyFile}: no such file`);
+  if (!/^[a-z]{2}(-[a-z]+)+-\d+$/.test(o.region)) throw badRequest(`--region ${o.region}: not a region name (e.g. us-east-1)`);
+  const etcdTls = o.etcdCafile || o.etcdCertfile || o.etcdKeyfile ? { caFile: o.etcdCafile, certFile: o.etcdCertfile, keyFile: o.etcdKeyfile } : undefined;
 
   container.register<Logger>('Logger', { useValue: newLogger({ level: o.logLevel }) });
-  container.register<Store>('Store', { useValue: await openStore(o.store) });
+  container.register<Store>('Store', { useValue: await openStore(o.store, { tls: etcdTls }) });
   const log = container.resolve<Logger>('Logger');
   const store = container.resolve<Store>('Store');
 
-  const api = await buildApiServer({ store, log, tokens, inactiveRetentionMs: retention * 1000, watchCacheCapacity });
+  // the ECS API on the same port, as `berth up` serves it
+  const api = await buildApiServer({
+    store, log, tokens, inactiveRetentionMs: retention * 1000, watchCacheCapacity,
+    frontDoors: (parts) => [ecsFrontDoor(parts, { accessKeyFile: o.accessKeyFile, region: o.region })],
+  });
   const { server, url } = await listen(api.handler, { listen: o.listen, tlsCertFile: o.tlsCertFile, tlsKeyFile: o.tlsPrivateKeyFile });
-  log.info({ url, store: o.store, auth: tokens ? 'tokens' : 'dev' }, 'berth-apiserver serving');
+  log.info({ url, store: o.store, etcdTls: !!etcdTls, auth: tokens ? 'tokens' : 'dev', ecsKeys: o.accessKeyFile ?? 'none' }, 'berth-apiserver serving');
   onShutdown(log, async () => {
     server.close();
     server.closeAllConnections();

@@ -1,6 +1,7 @@
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { connect as tcpConnect } from 'node:net';
 import os from 'node:os';
 import type { Logger } from 'pino';
 import { API_VERSION } from '../api/meta.ts';
@@ -205,6 +206,8 @@ export class Agent {
       { name: 'ecs.instance-type', value: process.env.ECS_INSTANCE_TYPE ?? 'berth.host' },
       ...(process.env.ECS_AVAILABILITY_ZONE ? [{ name: 'ecs.availability-zone', value: process.env.ECS_AVAILABILITY_ZONE }] : []),
       { name: 'ecs.capability.docker-remote-api.1.44' },
+      // where other hosts reach this one: with the host ports of bridge-mode tasks, a task's endpoint
+      { name: 'berth.host-ip', value: await this.hostAddress() },
       ...Object.entries(this.cfg.instanceAttributes).map(([name, value]) => ({ name, value })),
     ];
     const id = this.cfg.instanceId || randomUUID().replace(/-/g, '');
@@ -424,8 +427,40 @@ export class Agent {
     });
     this.logServer = srv;
     const port = (srv.address() as { port: number }).port;
-    const reachable = host === '0.0.0.0' || host === '::' ? (Object.values(os.networkInterfaces()).flat().find((a) => a && a.family === 'IPv4' && !a.internal)?.address ?? '127.0.0.1') : host;
+    const reachable = host === '0.0.0.0' || host === '::' ? await this.hostAddress() : host;
     this.logs = { endpoint: `http://${reachable}:${port}`, token };
+  }
+
+  private hostAddressP?: Promise<string>;
+
+  /**
+   * The address other hosts (and the apiserver, for logs) reach this one at: BERTH_HOST_IP,
+   * else the local end of a TCP connection to ECS_BACKEND_HOST (the interface that routes to
+   * the control plane), else the first non-loopback IPv4 address.
+   */
+  private hostAddress(): Promise<string> {
+    this.hostAddressP ??= (async () => {
+      if (this.cfg.hostIp) return this.cfg.hostIp;
+      const fallback = Object.values(os.networkInterfaces()).flat().find((a) => a && a.family === 'IPv4' && !a.internal)?.address ?? '127.0.0.1';
+      let u: URL;
+      try {
+        u = new URL(this.cfg.backendHost);
+      } catch {
+        return fallback;
+      }
+      const port = Number(u.port || (u.protocol === 'https:' ? 443 : 80));
+      return new Promise<string>((resolve) => {
+        const sock = tcpConnect({ host: u.hostname.replace(/^\[|\]$/g, ''), port, timeout: 5000 });
+        const done = (addr: string | undefined) => {
+          sock.destroy();
+          resolve(addr && addr !== '127.0.0.1' && addr !== '::1' ? addr.replace(/^::ffff:/, '') : fallback);
+        };
+        sock.once('connect', () => done(sock.localAddress));
+        sock.once('timeout', () => done(undefined));
+        sock.once('error', () => done(undefined));
+      });
+    })();
+    return this.hostAddressP;
   }
 
   private async serveIntrospection(): Promise<void> {

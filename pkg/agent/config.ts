@@ -144,6 +144,10 @@ const vars = {
   BERTH_RUNTIME: [oneOf(['docker', 'hollow']), 'docker'],
   /** host:port the agent serves container logs on, for the apiserver (empty: no logs) */
   BERTH_LOGS_LISTEN: [z.string().regex(/^$|^[^\s:]+:\d+$/, { error: 'must be HOST:PORT' }), ''],
+  /** CA bundle (PEM file) that signed the apiserver's certificate (empty: the system roots) */
+  BERTH_CA_FILE: [z.string(), ''],
+  /** the address other hosts and the apiserver reach this host at (empty: the local address of the connection to ECS_BACKEND_HOST) */
+  BERTH_HOST_IP: [z.string().regex(/^$|^\d{1,3}(\.\d{1,3}){3}$|^[0-9a-fA-F:]+$/, { error: 'must be an IPv4 or IPv6 address' }), ''],
 } as const satisfies Record<string, readonly [z.ZodType, string | undefined]>;
 
 export type AgentVariable = keyof typeof vars;
@@ -186,6 +190,8 @@ export interface AgentConfig {
   bootstrapToken: string;
   runtime: 'docker' | 'hollow';
   logsListen: string;
+  caFile: string;
+  hostIp: string;
 }
 
 /** Parse an `ecs.config`-style file: KEY=VALUE lines, `#` comments, optional `export`, optional quotes. */
@@ -281,6 +287,8 @@ export function loadAgentConfig(opts: LoadOptions = {}): AgentConfig {
     bootstrapToken: val.BERTH_BOOTSTRAP_TOKEN as string,
     runtime: val.BERTH_RUNTIME as AgentConfig['runtime'],
     logsListen: val.BERTH_LOGS_LISTEN as string,
+    caFile: val.BERTH_CA_FILE as string,
+    hostIp: val.BERTH_HOST_IP as string,
   };
 }
 

@@ -9,6 +9,7 @@ import { BerthError, isBerthError } from '../errors/errors.ts';
 import { readManifests, type Manifest } from './manifests.ts';
 import { stringify } from 'yaml';
 import { describeLines, parseOutput, renderObjects, renderTable, type Table } from './printers.ts';
+import { buildCertsCommands } from './certs/certs.ts';
 
 /**
  * The `berth` commands: flags -> options -> validate -> run, with the IO and the client
@@ -494,6 +495,7 @@ export function buildProgram(deps: CliDeps): Command {
       }
     });
 
+  buildCertsCommands(program, io);
   deps.extend?.(program, deps);
   program.addOption(new Option('--no-color', 'plain output').hideHelp());
   return program;

@@ -43,13 +43,30 @@ export interface OwnDockerd {
  * 10.OCTET.16.0/20. Waits until it answers (60 s). With `liveRestore` containers keep
  * running when it stops, and the next start re-attaches to them.
  */
-export async function startDockerd(o: { dir: string; bridgeName: string; octet: number; removeDirOnStop?: boolean; liveRestore?: boolean }): Promise<OwnDockerd> {
+export async function startDockerd(o: {
+  dir: string;
+  bridgeName: string;
+  octet: number;
+  removeDirOnStop?: boolean;
+  liveRestore?: boolean;
+  /**
+   * run inside this network namespace (a name of `ip netns`): its bridge, routes and iptables are the namespace's.
+   * Entered with `nsenter --net` only: `ip netns exec` also mounts a fresh /sys, which hides the cgroup mounts dockerd needs.
+   */
+  netns?: string;
+  /** the bridge's address (CIDR) and the pool of user networks, instead of 10.OCTET.0.1/24 and 10.OCTET.16.0/20 */
+  bridgeCidr?: string;
+  addressPool?: string;
+}): Promise<OwnDockerd> {
   await fsp.mkdir(o.dir, { recursive: true });
   const socketPath = path.join(o.dir, 'docker.sock');
+  const ip = (...args: string[]) => execFileSync('ip', [...(o.netns ? ['-n', o.netns] : []), ...args], { stdio: 'ignore' });
   try {
-    execFileSync('ip', ['link', 'show', o.bridgeName], { stdio: 'ignore' });
+    ip('link', 'show', o.bridgeName);
   } catch {
-    execFileSync('sh', ['-c', `ip link add name ${o.bridgeName} type bridge && ip addr add 10.${o.octet}.0.1/24 dev ${o.bridgeName} && ip link set ${o.bridgeName} up`]);
+    ip('link', 'add', 'name', o.bridgeName, 'type', 'bridge');
+    ip('addr', 'add', o.bridgeCidr ?? `10.${o.octet}.0.1/24`, 'dev', o.bridgeName);
+    ip('link', 'set', o.bridgeName, 'up');
   }
   const args = [
     `--data-root=${path.join(o.dir, 'data')}`,
@@ -58,7 +75,7 @@ export async function startDockerd(o: { dir: string; bridgeName: string; octet: 
     `--host=unix://${socketPath}`,
     '--storage-driver=overlay2',
     `--bridge=${o.bridgeName}`,
-    `--default-address-pool=base=10.${o.octet}.16.0/20,size=24`,
+    `--default-address-pool=${o.addressPool ?? `base=10.${o.octet}.16.0/20,size=24`}`,
     // iptables stay on: with br_netfilter and a DROP forward policy, bridged traffic needs
     // docker's ACCEPT rules (with --iptables=false links between containers break)
     '--iptables=true',
@@ -67,7 +84,8 @@ export async function startDockerd(o: { dir: string; bridgeName: string; octet: 
   ];
   const logFile = path.join(o.dir, 'dockerd.log');
   const logFd = fs.openSync(logFile, 'a');
-  const proc: ChildProcess = spawn('dockerd', args, { stdio: ['ignore', logFd, logFd] });
+  const cmd = [...(o.netns ? ['nsenter', `--net=/run/netns/${o.netns}`, '--'] : []), 'dockerd', ...args];
+  const proc: ChildProcess = spawn(cmd[0], cmd.slice(1), { stdio: ['ignore', logFd, logFd] });
   fs.closeSync(logFd);
   const stop = async () => {
     // the bridges of its user-defined networks (berth's daemon_bridge, 169.254.172.0/22)
@@ -98,7 +116,7 @@ export async function startDockerd(o: { dir: string; bridgeName: string; octet: 
     }
     for (const b of [o.bridgeName, ...bridges]) {
       try {
-        execFileSync('ip', ['link', 'del', b], { stdio: 'ignore' });
+        ip('link', 'del', b);
       } catch {
         /* gone already */
       }

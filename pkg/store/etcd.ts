@@ -22,6 +22,8 @@ export interface EtcdStoreOptions {
   hosts: string[];
   /** per-call deadline for unary calls, ms (default 10 s) */
   callTimeoutMs?: number;
+  /** TLS: the CA that verifies the members and the client certificate they may require */
+  credentials?: { rootCertificate: Buffer; certChain?: Buffer; privateKey?: Buffer };
 }
 
 /**
@@ -49,6 +51,7 @@ export class EtcdStore implements Store {
     const deadline = opts.callTimeoutMs ?? 10_000;
     this.client = new Etcd3({
       hosts: opts.hosts,
+      ...(opts.credentials ? { credentials: opts.credentials } : {}),
       faultHandling: { global: noop },
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + deadline }),
     });

@@ -68,6 +68,8 @@ export class TaskRunner {
   private readonly ids: Record<string, string> = {};
   private readonly seen: Record<string, RuntimeContainer> = {};
   private resources?: Promise<TaskResources>;
+  /** the task's own address (awsvpc: its namespace container's), which its containers do not show */
+  private taskIp?: string;
   private chain: Promise<void> = Promise.resolve();
   private listeners = new Set<(r: TaskReport) => void>();
   private offEvents?: () => void;
@@ -186,6 +188,7 @@ export class TaskRunner {
         case 'create': {
           this.resources ??= this.deps.runtime.prepareTask(this.task);
           const resources = await this.resources;
+          this.taskIp = resources.ipAddress;
           let name = this.names[a.container];
           if (!name) {
             name = containerRuntimeName(this.task, a.container, this.deps.random?.() ?? randomBytes(10).toString('hex'));
@@ -238,7 +241,7 @@ export class TaskRunner {
       known: taskKnownStatus(this.state),
       desired: this.state.desired,
       stoppedReason: this.state.stoppedReason,
-      ipAddress: Object.values(this.seen).find((c) => c.ipAddress)?.ipAddress,
+      ipAddress: this.taskIp ?? Object.values(this.seen).find((c) => c.ipAddress)?.ipAddress,
       waiting: this.waiting,
       containers: this.state.containers.map((c) => ({
         name: c.name,

@@ -1,0 +1,207 @@
+/**
+ * Test support: an invariant checker for fault scenarios. Every 100 ms it reads the real
+ * state through the API (tasks, container instances, services, task definitions) and
+ * records the worst value of each invariant:
+ *
+ * - service.maxLive: live tasks of a service (desired RUNNING and not STOPPED) never above
+ *   floor(desiredCount * maximumPercent / 100) once steady;
+ * - service.minHealthy: RUNNING tasks never below ceil(desiredCount * minimumHealthyPercent / 100)
+ *   once steady, except inside a declared fault window (a lost host takes its tasks with it:
+ *   ECS's bounds are for deployments, not for hardware failures);
+ * - daemon.perInstance: at most one live copy of a daemon per instance;
+ * - instance.overcommit: CPU and memory of the live tasks bound to an instance within its
+ *   registered resources;
+ * - instance.hostPorts: no host port (with its protocol) held by two live tasks of one instance;
+ * - instance.falseDisconnect: no instance outside a fault window marked disconnected.
+ *
+ * A sample that fails (the API unreachable) is counted, not judged.
+ */
+import type { ContainerInstance, Service, Task } from '../../pkg/api/kinds.ts';
+import type { Client } from '../../pkg/client/client.ts';
+
+export interface InvariantResult {
+  /** the worst value observed (a count, or a ratio for over-commit) */
+  worst: number;
+  /** the bound the worst value is compared against */
+  limit: number;
+  violations: number;
+  /** the first violation, for the failure message */
+  first?: string;
+}
+
+export interface CheckerReport {
+  samples: number;
+  failedSamples: number;
+  invariants: Record<string, InvariantResult>;
+  violations: string[];
+}
+
+interface Usage {
+  cpu: number;
+  memory: number;
+}
+
+const live = (t: Task) => t.spec.desiredStatus !== 'STOPPED' && t.status?.lastStatus !== 'STOPPED';
+
+export class InvariantChecker {
+  private timer?: NodeJS.Timeout;
+  private running?: Promise<void>;
+  private readonly results = new Map<string, InvariantResult>();
+  private samples = 0;
+  private failed = 0;
+  /** instances (ids) inside a fault window: minHealthy and falseDisconnect are not judged for them */
+  private readonly faulted = new Set<string>();
+  private faultWindow = false;
+  private readonly tdUsage = new Map<string, Promise<Usage>>();
+
+  constructor(private readonly o: { client: Client; cluster: string; intervalMs?: number }) {}
+
+  start(): void {
+    const tick = () => {
+      this.running = this.sample().finally(() => {
+        this.running = undefined;
+        if (this.timer) this.timer = setTimeout(tick, this.o.intervalMs ?? 100);
+      });
+    };
+    this.timer = setTimeout(tick, 0);
+  }
+
+  async stop(): Promise<CheckerReport> {
+    const t = this.timer;
+    this.timer = undefined;
+    if (t) clearTimeout(t);
+    await this.running;
+    return this.report();
+  }
+
+  /** A fault is being injected on these instances (or the whole system with none given). */
+  faultBegins(instances: string[] = []): void {
+    this.faultWindow = true;
+    for (const i of instances) this.faulted.add(i);
+  }
+
+  faultEnds(): void {
+    this.faultWindow = false;
+    this.faulted.clear();
+  }
+
+  report(): CheckerReport {
+    const invariants = Object.fromEntries([...this.results].sort(([a], [b]) => a.localeCompare(b)));
+    const violations = Object.entries(invariants).filter(([, r]) => r.violations > 0).map(([k, r]) => `${k}: ${r.violations} violation(s), worst ${r.worst} vs limit ${r.limit}; first: ${r.first}`);
+    return { samples: this.samples, failedSamples: this.failed, invariants, violations };
+  }
+
+  /**
+   * Records one observation. `higherIsWorse`: the value must stay <= limit; otherwise >= limit.
+   * The worst value is kept even when it is within the bound.
+   */
+  private observe(name: string, value: number, limit: number, higherIsWorse: boolean, detail: () => string): void {
+    const r = this.results.get(name) ?? { worst: value, limit, violations: 0 };
+    if (higherIsWorse ? value > r.worst : value < r.worst) r.worst = value;
+    r.limit = higherIsWorse ? Math.min(r.limit, limit) : Math.max(r.limit, limit);
+    const bad = higherIsWorse ? value > limit : value < limit;
+    if (bad) {
+      r.violations++;
+      r.first ??= `${new Date().toISOString()} ${detail()}`;
+    }
+    this.results.set(name, r);
+  }
+
+  private usageOf(t: Task): Promise<Usage> {
+    const daemon = t.spec.daemonTaskDefinition !== undefined;
+    const name = daemon ? t.spec.daemonTaskDefinition! : t.spec.taskDefinition;
+    const key = `${daemon ? 'd' : 't'}/${name}`;
+    let p = this.tdUsage.get(key);
+    if (!p) {
+      p = this.o.client.get(daemon ? 'DaemonTaskDefinition' : 'TaskDefinition', undefined, name).then((td) => {
+        const cs = (td.spec.containerDefinitions ?? []) as Array<{ cpu?: number; memory?: number; memoryReservation?: number }>;
+        const cpu = td.spec.cpu ? Number(td.spec.cpu) : cs.reduce((s, c) => s + (c.cpu ?? 0), 0);
+        const memory = td.spec.memory ? Number(td.spec.memory) : cs.reduce((s, c) => s + (c.memoryReservation ?? c.memory ?? 0), 0);
+        return { cpu, memory };
+      });
+      p.catch(() => this.tdUsage.delete(key));
+      this.tdUsage.set(key, p);
+    }
+    return p;
+  }
+
+  private async sample(): Promise<void> {
+    let tasks: Task[];
+    let cis: ContainerInstance[];
+    let services: Service[];
+    try {
+      [tasks, cis, services] = await Promise.all([
+        this.o.client.list<Task>('Task', this.o.cluster).then((r) => r.items),
+        this.o.client.list<ContainerInstance>('ContainerInstance', this.o.cluster).then((r) => r.items),
+        this.o.client.list<Service>('Service', this.o.cluster).then((r) => r.items),
+      ]);
+    } catch {
+      this.failed++;
+      return;
+    }
+    this.samples++;
+    const liveTasks = tasks.filter(live);
+
+    for (const s of services) {
+      if (s.metadata.deletionTimestamp) continue;
+      const desired = s.spec.desiredCount ?? 0;
+      const dc = s.spec.deploymentConfiguration ?? {};
+      const maxLive = Math.floor((desired * (dc.maximumPercent ?? 200)) / 100);
+      const minHealthy = Math.ceil((desired * (dc.minimumHealthyPercent ?? 100)) / 100);
+      const mine = liveTasks.filter((t) => t.spec.group === `service:${s.metadata.name}`);
+      const steady = s.status?.deployments?.length === 1 && (s.status?.runningCount ?? 0) >= desired;
+      this.observe(`service.${s.metadata.name}.maxLive`, mine.length, maxLive, true, () => `${mine.length} live tasks, desired ${desired}, maximumPercent ${dc.maximumPercent ?? 200}: ${mine.map((t) => `${t.metadata.name}@${t.spec.containerInstance}:${t.status?.lastStatus}`).join(' ')}`);
+      const running = mine.filter((t) => t.status?.lastStatus === 'RUNNING' && !this.faulted.has(t.spec.containerInstance ?? ''));
+      if (steady || this.results.has(`service.${s.metadata.name}.minHealthy`)) {
+        if (!this.faultWindow) this.observe(`service.${s.metadata.name}.minHealthy`, running.length, minHealthy, false, () => `${running.length} RUNNING, desired ${desired}, minimumHealthyPercent ${dc.minimumHealthyPercent ?? 100}`);
+      }
+    }
+
+    const perInstance = new Map<string, Task[]>();
+    for (const t of liveTasks) {
+      if (!t.spec.containerInstance) continue;
+      const l = perInstance.get(t.spec.containerInstance) ?? [];
+      l.push(t);
+      perInstance.set(t.spec.containerInstance, l);
+    }
+    let worstDaemon = 0;
+    let daemonDetail = '';
+    let worstPorts = 0;
+    let portDetail = '';
+    for (const [ci, ts] of perInstance) {
+      const daemons = new Map<string, number>();
+      for (const t of ts) if (t.spec.daemonTaskDefinition) daemons.set(t.spec.group ?? t.spec.daemonTaskDefinition, (daemons.get(t.spec.group ?? t.spec.daemonTaskDefinition) ?? 0) + 1);
+      for (const [d, n] of daemons) if (n > worstDaemon) [worstDaemon, daemonDetail] = [n, `${n} live copies of ${d} on ${ci}`];
+      const ports = new Map<string, number>();
+      for (const t of ts) for (const h of t.spec.hostPorts ?? []) ports.set(`${h.hostPort}/${h.protocol ?? 'tcp'}`, (ports.get(`${h.hostPort}/${h.protocol ?? 'tcp'}`) ?? 0) + 1);
+      for (const [p, n] of ports) if (n > worstPorts) [worstPorts, portDetail] = [n, `host port ${p} held by ${n} live tasks on ${ci}`];
+    }
+    this.observe('daemon.perInstance', worstDaemon, 1, true, () => daemonDetail);
+    this.observe('instance.hostPorts', worstPorts, 1, true, () => portDetail);
+
+    let worstRatio = 0;
+    let ratioDetail = '';
+    for (const ci of cis) {
+      const reg = ci.spec.registeredResources ?? [];
+      const cpuCap = reg.find((r) => r.name === 'CPU')?.integerValue ?? Infinity;
+      const memCap = reg.find((r) => r.name === 'MEMORY')?.integerValue ?? Infinity;
+      let cpu = 0;
+      let mem = 0;
+      for (const t of perInstance.get(ci.metadata.name) ?? []) {
+        try {
+          const u = await this.usageOf(t);
+          cpu += u.cpu;
+          mem += u.memory;
+        } catch {
+          /* a task definition that cannot be read is not judged */
+        }
+      }
+      const ratio = Math.max(cpu / cpuCap, mem / memCap);
+      if (ratio > worstRatio) [worstRatio, ratioDetail] = [ratio, `${ci.metadata.name}: cpu ${cpu}/${cpuCap}, memory ${mem}/${memCap}`];
+      if (!this.faulted.has(ci.metadata.name) && ci.spec.status !== 'INACTIVE') {
+        this.observe('instance.falseDisconnect', ci.status?.agentConnected === false ? 1 : 0, 0, true, () => `${ci.metadata.name} marked disconnected outside a fault on it`);
+      }
+    }
+    this.observe('instance.overcommit', Math.round(worstRatio * 1000) / 1000, 1, true, () => ratioDetail);
+  }
+}
