@@ -9,6 +9,7 @@ import { BerthError, isBerthError } from '../errors/errors.ts';
 import { readManifests, type Manifest } from './manifests.ts';
 import { stringify } from 'yaml';
 import { describeLines, parseOutput, renderObjects, renderTable, type Table } from './printers.ts';
+import { addTokenCommand } from './token.ts';
 
 /**
  * The `berth` commands: flags -> options -> validate -> run, with the IO and the client
@@ -493,6 +494,8 @@ export function buildProgram(deps: CliDeps): Command {
         io.err(`Server: ${(e as Error).message}\n`);
       }
     });
+
+  addTokenCommand(program, io, conn);
 
   deps.extend?.(program, deps);
   program.addOption(new Option('--no-color', 'plain output').hideHelp());
