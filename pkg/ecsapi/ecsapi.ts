@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { statSync } from 'node:fs';
 import type { ServerResponse } from 'node:http';
+import { parseClientJson, UnsafeKeyError } from '../api/safepath.ts';
 import type { ApiParts, FrontDoor } from '../apiserver/apiserver.ts';
 import { ADMINS, type Identity } from '../apiserver/auth.ts';
 import type { FrontDoorRequest } from '../apiserver/server.ts';
@@ -170,8 +171,9 @@ export function ecsFrontDoor(parts: ApiParts, opts: EcsFrontDoorOptions): FrontD
       let input: unknown = {};
       if (body.trim()) {
         try {
-          input = JSON.parse(body);
+          input = parseClientJson(body); // S1: no key that reaches a prototype, at any depth
         } catch (e) {
+          if (e instanceof UnsafeKeyError) throw new EcsError('InvalidParameterException', `${e.message}.`);
           throw new EcsError('SerializationException', `The request body is not valid JSON: ${(e as Error).message}`);
         }
       }

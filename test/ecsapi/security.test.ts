@@ -46,6 +46,17 @@ describe('ECS API security: S10 (signed X-Amz-Target, the key file read once) an
     expect(ok.status).to.equal(200);
   });
 
+  it('S1: refuses an input with a key that reaches a prototype, at any depth, and keeps working', async () => {
+    for (const body of ['{"__proto__":{"x":1}}', '{"cluster":"default","tags":[{"key":"a","value":"b","constructor":{"prototype":{"x":1}}}]}']) {
+      const r = await s.raw(`${TARGET}ListServices`, body);
+      expect(r.status, body).to.equal(400);
+      expect(r.body.__type, body).to.equal('InvalidParameterException');
+      expect(r.body.message, body).to.match(/holds the key "(__proto__|constructor)"/);
+      expect(({} as Record<string, unknown>).x).to.equal(undefined);
+    }
+    expect((await s.raw(`${TARGET}ListClusters`, '{}')).status).to.equal(200);
+  });
+
   it('S5: answers a request with an unknown key without reading its body', async () => {
     const url = new URL(s.api.url);
     const answer = await new Promise<string>((resolve, reject) => {
