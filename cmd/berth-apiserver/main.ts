@@ -26,6 +26,7 @@ const program = new Command('berth-apiserver')
   .option('--min-request-timeout <seconds>', 'a watch without timeoutSeconds ends after a random time between this and twice this', String(DEFAULT_SERVER_LIMITS.minWatchTimeoutMs / 1000))
   .option('--max-watches-per-identity <n>', 'open watches (and followed logs) per identity; beyond: 429 (0: no limit)', String(DEFAULT_SERVER_LIMITS.maxWatchesPerIdentity))
   .option('--max-requests-inflight-per-identity <n>', 'requests in flight per identity, watches aside; beyond: 429 (0: no limit)', String(DEFAULT_SERVER_LIMITS.maxInFlightPerIdentity))
+  .option('--max-connections-per-identity <n>', 'connections one identity\'s requests may come on; a request on one more: 429 (0: no limit)', String(DEFAULT_SERVER_LIMITS.maxConnectionsPerIdentity))
   .option('--watch-buffer-bytes <bytes>', 'a watch whose client has this much unread is closed (it relists)', String(DEFAULT_SERVER_LIMITS.watchBufferBytes))
   .option('--log-level <level>', 'pino level', process.env.BERTH_LOG_LEVEL ?? 'info')
   .showHelpAfterError();
@@ -46,6 +47,7 @@ runMain('berth-apiserver', async () => {
     minRequestTimeout: string;
     maxWatchesPerIdentity: string;
     maxRequestsInflightPerIdentity: string;
+    maxConnectionsPerIdentity: string;
     watchBufferBytes: string;
   }>();
   const whole = (flag: string, v: string, min: number) => {
@@ -58,6 +60,7 @@ runMain('berth-apiserver', async () => {
     minWatchTimeoutMs: whole('--min-request-timeout', o.minRequestTimeout, 1) * 1000,
     maxWatchesPerIdentity: whole('--max-watches-per-identity', o.maxWatchesPerIdentity, 0),
     maxInFlightPerIdentity: whole('--max-requests-inflight-per-identity', o.maxRequestsInflightPerIdentity, 0),
+    maxConnectionsPerIdentity: whole('--max-connections-per-identity', o.maxConnectionsPerIdentity, 0),
     watchBufferBytes: whole('--watch-buffer-bytes', o.watchBufferBytes, 64 * 1024),
   };
   const proxyProtocolTrusted = o.proxyProtocolTrusted?.split(',').map((c) => c.trim()).filter(Boolean);

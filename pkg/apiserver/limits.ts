@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import { tooManyRequests } from '../errors/errors.ts';
 import type { Identity } from './auth.ts';
 
@@ -17,6 +18,8 @@ export interface ServerLimits {
   maxWatchesPerIdentity: number;
   /** requests in flight per identity (not watches); beyond: 429 with Retry-After */
   maxInFlightPerIdentity: number;
+  /** connections an identity's requests arrive on (each costs the server 30-65 KB); a request on one more: 429, and the connection closes */
+  maxConnectionsPerIdentity: number;
 }
 
 export const DEFAULT_SERVER_LIMITS: ServerLimits = {
@@ -25,6 +28,7 @@ export const DEFAULT_SERVER_LIMITS: ServerLimits = {
   minWatchTimeoutMs: 1_800_000,
   maxWatchesPerIdentity: 250,
   maxInFlightPerIdentity: 400,
+  maxConnectionsPerIdentity: 500,
 };
 
 /** Kubernetes' rule (endpoints/handlers/get.go): the client's timeout, else a random one in [min, 2*min]. */
@@ -63,5 +67,44 @@ export class IdentityLimiter {
 
   count(id: Identity): number {
     return this.held.get(identityKey(id)) ?? 0;
+  }
+}
+
+/**
+ * The connections each identity's requests arrive on. A connection belongs to the
+ * identity of its latest request (a client may switch tokens on a pooled connection) and
+ * leaves when it closes.
+ */
+export class ConnectionTracker {
+  private readonly owner = new WeakMap<Socket, string>();
+  private readonly byIdentity = new Map<string, Set<Socket>>();
+  constructor(private readonly limit: number) {}
+
+  /** Counts `sock` for `id`; throws 429 when it would be one connection too many. */
+  admit(id: Identity, sock: Socket): void {
+    if (this.limit <= 0) return;
+    const k = identityKey(id);
+    const had = this.owner.get(sock);
+    if (had === k) return;
+    const set = this.byIdentity.get(k) ?? new Set<Socket>();
+    if (set.size >= this.limit) {
+      throw tooManyRequests(`too many connections for ${id.user}: ${set.size} open, the limit is ${this.limit}; reuse connections (keep-alive) or close some`, 1);
+    }
+    if (had !== undefined) this.drop(had, sock);
+    else sock.once('close', () => this.drop(this.owner.get(sock), sock));
+    this.owner.set(sock, k);
+    set.add(sock);
+    this.byIdentity.set(k, set);
+  }
+
+  private drop(k: string | undefined, sock: Socket) {
+    if (k === undefined) return;
+    const set = this.byIdentity.get(k);
+    set?.delete(sock);
+    if (set && set.size === 0) this.byIdentity.delete(k);
+  }
+
+  count(id: Identity): number {
+    return this.byIdentity.get(identityKey(id))?.size ?? 0;
   }
 }

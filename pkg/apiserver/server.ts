@@ -7,7 +7,7 @@ import { assertSafeKeys, UnsafeKeyError } from '../api/safepath.ts';
 import type { Logger } from '../log/log.ts';
 import { AllowAll, BOOTSTRAPPERS, type Authorizer, type Identity, type RequestAttributes, type TokenAuthenticator } from './auth.ts';
 import { discoveryDocuments } from './discovery.ts';
-import { DEFAULT_SERVER_LIMITS, IdentityLimiter, watchTimeoutMs, type ServerLimits } from './limits.ts';
+import { ConnectionTracker, DEFAULT_SERVER_LIMITS, IdentityLimiter, watchTimeoutMs, type ServerLimits } from './limits.ts';
 import { sourceAddressOf } from './listener.ts';
 import type { Metrics } from './metrics.ts';
 import { Registry, type Obj, type RequestContext } from './registry.ts';
@@ -137,6 +137,19 @@ export function createApiHandler(deps: ApiServerDeps) {
   const lim: ServerLimits = { ...DEFAULT_SERVER_LIMITS, ...deps.limits };
   const watchSlots = new IdentityLimiter(lim.maxWatchesPerIdentity, 'watches');
   const requestSlots = new IdentityLimiter(lim.maxInFlightPerIdentity, 'requests in flight');
+  const connections = new ConnectionTracker(lim.maxConnectionsPerIdentity);
+  /** S5, per identity: the connections its requests come on, then its watches or its requests in flight */
+  const admit = (id: Identity, req: IncomingMessage, res: ServerResponse, longRunning: boolean): (() => void) => {
+    try {
+      connections.admit(id, req.socket);
+    } catch (e) {
+      res.setHeader('Connection', 'close');
+      throw e;
+    }
+    const release = (longRunning ? watchSlots : requestSlots).acquire(id);
+    res.once('close', release);
+    return release;
+  };
   const documents = discoveryDocuments(KINDS);
 
   return async function handle(req: IncomingMessage, res: ServerResponse) {
@@ -182,7 +195,7 @@ export function createApiHandler(deps: ApiServerDeps) {
           bodyText: async (max = limit) => (bodyText ??= await readBody(req, Math.min(max, limit))),
           sourceAddress,
           authorize: (id, attrs) => authorizer.authorize(id, { ...attrs, path }),
-          admit: (id) => requestSlots.acquire(id),
+          admit: (id) => admit(id, req, res, false),
           devMode: !deps.authenticator,
         };
         for (const door of deps.frontDoors) {
@@ -195,9 +208,7 @@ export function createApiHandler(deps: ApiServerDeps) {
         if (!id) throw unauthorized('Unauthorized: a valid bearer token is required');
         identity = id;
       } else identity = DEV_IDENTITY;
-      // S5: per identity, open watches and requests in flight are bounded
-      const release = (longRunning ? watchSlots : requestSlots).acquire(identity);
-      res.once('close', release);
+      admit(identity, req, res, longRunning);
       const apiReq: ApiRequest = {
         raw: req,
         method,

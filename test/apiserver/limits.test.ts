@@ -155,3 +155,46 @@ describe('S5: limits through the real apiserver', function () {
     again.abort();
   });
 });
+
+describe('S5: connections per identity', function () {
+  this.timeout(60_000);
+  let s: TestApiServer;
+  before(async () => {
+    s = await startApiServer({ build: { serverLimits: { maxConnectionsPerIdentity: 2 } } });
+  });
+  after(async () => s?.stop());
+
+  /** one keep-alive GET on `c`; resolves with the status line once the whole answer is in */
+  const get = (c: ReturnType<typeof raw>, token: string) => {
+    const before = c.received().length;
+    c.sock.write(`GET ${V}/clusters HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n\r\n`);
+    return eventually(() => {
+      const text = c.received().slice(before);
+      const m = /Content-Length: (\d+)\r\n[\s\S]*?\r\n\r\n/i.exec(text);
+      if (!m || text.length < m.index + m[0].length + Number(m[1])) return undefined;
+      return text.split('\r\n')[0] + (/Connection: close/i.test(text) ? ' [close]' : '');
+    }, 10_000, 'an answer');
+  };
+
+  it('refuses a request on one connection too many (429, and that connection closes); the others keep working', async () => {
+    const [a, b, c] = [raw(s.url, ''), raw(s.url, ''), raw(s.url, '')];
+    expect(await get(a, s.viewerToken)).to.equal('HTTP/1.1 200 OK');
+    expect(await get(b, s.viewerToken)).to.equal('HTTP/1.1 200 OK');
+    expect(await get(c, s.viewerToken)).to.equal('HTTP/1.1 429 Too Many Requests [close]');
+    await within(c.closed, 10_000, 'the refused connection to close');
+    expect(c.received()).to.contain('too many connections for viewer');
+    expect(await get(a, s.viewerToken)).to.equal('HTTP/1.1 200 OK');
+    // another identity has connections of its own
+    const d = raw(s.url, '');
+    expect(await get(d, s.adminToken)).to.equal('HTTP/1.1 200 OK');
+    // a closed connection frees its place
+    a.sock.destroy();
+    await eventually(async () => {
+      const e = raw(s.url, '');
+      const line = await get(e, s.viewerToken);
+      e.sock.destroy();
+      return line === 'HTTP/1.1 200 OK';
+    }, 10_000, 'a place to free up');
+    for (const x of [b, d]) x.sock.destroy();
+  });
+});
