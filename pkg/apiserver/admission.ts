@@ -234,13 +234,13 @@ export class ContainerInstanceAdmission implements Admission {
   private revokeCredentials(ns: string, name: string, w: WriteContext) {
     const c = this.registry.cache;
     const hashes = new Set<string>();
-    const idx = c.get(credentialIndexKey(ns, name)) as unknown as { tokenHash?: string } | undefined;
+    const idx = c.get(credentialIndexKey(ns, name)) as (Obj & { tokenHash?: string }) | undefined;
     if (idx) {
       w.ops.push({ type: 'delete', key: credentialIndexKey(ns, name) });
       if (idx.tokenHash) hashes.add(idx.tokenHash);
     }
     for (const [, cred] of c.list('nodecredentials', undefined)) {
-      const nc = cred as unknown as NodeCredential;
+      const nc = cred as Obj & Partial<NodeCredential>;
       if (nc.cluster === ns && nc.instance === name) hashes.add(cred.metadata.name);
     }
     for (const h of hashes) w.ops.push({ type: 'delete', key: credentialKey(h) });

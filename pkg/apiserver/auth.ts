@@ -122,7 +122,7 @@ export class TokenAuthenticator {
   }
 
   private bootstrapToken(id: string, secret: string): Identity | undefined {
-    const rec = this.cache.get(bootstrapTokenKey(id)) as unknown as BootstrapTokenRecord | undefined;
+    const rec = this.cache.get(bootstrapTokenKey(id)) as BootstrapTokenRecord | undefined;
     if (!rec) return undefined;
     const want = Buffer.from(rec.secretHash, 'hex');
     const got = Buffer.from(hashToken(secret), 'hex');

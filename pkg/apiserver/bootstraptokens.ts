@@ -84,7 +84,7 @@ export function bootstrapTokensRoute(registry: Registry, now: () => number = Dat
     if (id !== undefined && !/^[a-z0-9]{6}$/.test(id)) throw notFound('bootstraptokens', id, `bootstrap token "${id.slice(0, 32)}" not found (ids are 6 characters a-z, 0-9)`);
     const stored = async (tokenId: string) => {
       await registry.fresh();
-      const o = registry.cache.get(bootstrapTokenKey(tokenId)) as unknown as (BootstrapTokenRecord & Obj) | undefined;
+      const o = registry.cache.get(bootstrapTokenKey(tokenId)) as (BootstrapTokenRecord & Obj) | undefined;
       if (!o) throw notFound('bootstraptokens', tokenId, `bootstrap token "${tokenId}" not found`);
       return o;
     };
@@ -97,7 +97,7 @@ export function bootstrapTokensRoute(registry: Registry, now: () => number = Dat
         }
         r.authorize({ verb: 'list', resource: 'bootstraptokens' });
         await registry.fresh();
-        const items = registry.cache.list('bootstraptokens', undefined).map(([, o]) => viewOf(o as unknown as BootstrapTokenRecord, now()));
+        const items = registry.cache.list('bootstraptokens', undefined).map(([, o]) => viewOf(o as BootstrapTokenRecord, now()));
         send(res, 200, { apiVersion: API_VERSION, kind: 'BootstrapTokenList', metadata: { resourceVersion: String(registry.cache.revision) }, items });
         return true;
       }

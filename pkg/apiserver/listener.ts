@@ -209,7 +209,9 @@ export function frontServer(targets: { tls?: Server; plain?: Server }, o: FrontO
   });
   // the inner servers never listen themselves: 'listening' starts their connection tracking
   // (closeAllConnections) and the checks of headersTimeout and requestTimeout
-  for (const t of [targets.tls, targets.plain]) t?.emit('listening');
+  front.once('listening', () => {
+    for (const t of [targets.tls, targets.plain]) t?.emit('listening');
+  });
   front.once('close', () => {
     for (const t of [targets.tls, targets.plain]) t?.close(() => undefined);
   });

@@ -3,7 +3,7 @@ import { isIP } from 'node:net';
 import type { ServerResponse } from 'node:http';
 import { GROUP, VERSION, storeKey } from '../api/meta.ts';
 import type { ContainerInstance, Task } from '../api/kinds.ts';
-import { BerthError, badRequest, notFound, unavailable } from '../errors/errors.ts';
+import { badGateway, badRequest, notFound, unavailable } from '../errors/errors.ts';
 import { cidrList, inList, isLoopback, normalizeAddress } from './listener.ts';
 import type { Registry } from './registry.ts';
 import type { ApiRequest } from './server.ts';
@@ -81,7 +81,7 @@ export function logsRoute(registry: Registry, o: LogsProxyOptions = {}) {
     const problem = logsEndpointProblem(logs.endpoint, ci?.status?.registeredAddress);
     const target = parseLogsEndpoint(logs.endpoint);
     if (problem || typeof target === 'string') {
-      throw new BerthError('BadGateway', `the logs endpoint of container instance "${instance}" is refused: ${problem ?? target}`);
+      throw badGateway(`the logs endpoint of container instance "${instance}" is refused: ${problem ?? target}`);
     }
     const q = new URLSearchParams({ task: name });
     const container = r.query.get('container');
@@ -97,10 +97,10 @@ export function logsRoute(registry: Registry, o: LogsProxyOptions = {}) {
       if (!/^\d{1,9}$/.test(tail)) throw badRequest(`tailLines: "${tail}" is not a number of lines`);
       q.set('tail', tail);
     }
-    const gone = () => new BerthError('BadGateway', `the agent of container instance "${instance}" did not serve the logs of task "${name}"`);
+    const gone = () => badGateway(`the agent of container instance "${instance}" did not serve the logs of task "${name}"`);
     await new Promise<void>((resolve, reject) => {
       let settled = false;
-      const fail = (e: BerthError) => {
+      const fail = (e: Error) => {
         if (settled) return;
         settled = true;
         up.destroy();
@@ -114,7 +114,7 @@ export function logsRoute(registry: Registry, o: LogsProxyOptions = {}) {
           if (code !== 200 || !/^text\/plain\b/.test(type)) {
             ur.resume();
             if (code === 404) {
-              fail(new BerthError('NotFound', `the agent of container instance "${instance}" has no logs of task "${name}"${container ? ` container "${container}"` : ''}: the task is not running there, or its containers were cleaned up`, { kind: 'tasks', name }));
+              fail(notFound('tasks', name, `the agent of container instance "${instance}" has no logs of task "${name}"${container ? ` container "${container}"` : ''}: the task is not running there, or its containers were cleaned up`));
             } else fail(gone());
             return;
           }
@@ -133,8 +133,8 @@ export function logsRoute(registry: Registry, o: LogsProxyOptions = {}) {
           });
         },
       );
-      up.on('timeout', () => fail(new BerthError('BadGateway', `the agent of container instance "${instance}" did not answer within ${Math.round(connectTimeoutMs / 1000)} s`)));
-      up.on('error', () => fail(new BerthError('BadGateway', `cannot reach the agent of container instance "${instance}"`)));
+      up.on('timeout', () => fail(badGateway(`the agent of container instance "${instance}" did not answer within ${Math.round(connectTimeoutMs / 1000)} s`)));
+      up.on('error', () => fail(badGateway(`cannot reach the agent of container instance "${instance}"`)));
       up.end();
     });
     return true;
