@@ -21,12 +21,19 @@ const program = new Command('berth-apiserver')
   .option('--token-auth-file <file>', 'static bearer tokens, CSV: token,user,uid,"group1,group2"; absent: dev mode (loopback only, everyone is admin)')
   .option('--watch-cache-size <events>', 'past events the watch cache keeps for watchers that resume (older resume points get 410 Gone and relist)', String(DEFAULT_WATCH_CACHE_SIZE))
   .option('--inactive-retention <seconds>', 'how long a deleted service or deregistered container instance stays describable (INACTIVE)', '3600')
-  .option('--proxy-protocol-trusted <cidrs>', 'CIDR[,CIDR...] of TCP load balancers that send a PROXY protocol header (v1 or v2): their clients\' real addresses count (registration, logs, audit); off by default')
+  .option(
+    '--proxy-protocol-trusted <cidrs>',
+    'CIDR[,CIDR...] of TCP load balancers that send a PROXY protocol header (v1 or v2): their clients\' real addresses count (registration, logs, audit); off by default',
+  )
   .option('--request-timeout <seconds>', 'a request that is not a watch or a followed log is answered 504 after this', String(DEFAULT_SERVER_LIMITS.requestTimeoutMs / 1000))
   .option('--min-request-timeout <seconds>', 'a watch without timeoutSeconds ends after a random time between this and twice this', String(DEFAULT_SERVER_LIMITS.minWatchTimeoutMs / 1000))
   .option('--max-watches-per-identity <n>', 'open watches (and followed logs) per identity; beyond: 429 (0: no limit)', String(DEFAULT_SERVER_LIMITS.maxWatchesPerIdentity))
   .option('--max-requests-inflight-per-identity <n>', 'requests in flight per identity, watches aside; beyond: 429 (0: no limit)', String(DEFAULT_SERVER_LIMITS.maxInFlightPerIdentity))
-  .option('--max-connections-per-identity <n>', 'connections one identity\'s requests may come on; a request on one more: 429 (0: no limit)', String(DEFAULT_SERVER_LIMITS.maxConnectionsPerIdentity))
+  .option(
+    '--max-connections-per-identity <n>',
+    'connections one identity\'s requests may come on; a request on one more: 429 (0: no limit)',
+    String(DEFAULT_SERVER_LIMITS.maxConnectionsPerIdentity),
+  )
   .option('--watch-buffer-bytes <bytes>', 'a watch whose client has this much unread is closed (it relists)', String(DEFAULT_SERVER_LIMITS.watchBufferBytes))
   .option('--log-level <level>', 'pino level', process.env.BERTH_LOG_LEVEL ?? 'info')
   .showHelpAfterError();

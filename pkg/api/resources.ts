@@ -81,7 +81,8 @@ const RegisteredResources = z
         const ports = r.stringSetValue ?? [];
         if (ports.length > REGISTERED_MAXIMA.ports) ctx.addIssue({ code: 'custom', path: at('stringSetValue'), message: `at most ${REGISTERED_MAXIMA.ports} ports` });
         ports.forEach((p, j) => {
-          if (!/^\d{1,5}$/.test(p) || Number(p) > 65535) ctx.addIssue({ code: 'custom', path: at('stringSetValue', j), message: `"${p.slice(0, 20)}" is not a port number (0-65535)` });
+          if (/^\d{1,5}$/.test(p) && Number(p) <= 65535) return;
+          ctx.addIssue({ code: 'custom', path: at('stringSetValue', j), message: `"${p.slice(0, 20)}" is not a port number (0-65535)` });
         });
       }
     });

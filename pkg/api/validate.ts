@@ -208,7 +208,9 @@ export function validateObject(
   // S9: a generated name is the prefix plus 5 characters, so the prefix obeys the name rules
   const gen = metadata.generateName;
   if (gen !== undefined && !name && !/^[A-Za-z0-9_-]{1,250}$/.test(gen)) {
-    causes.push({ field: 'metadata.generateName', message: `"${gen.slice(0, 64)}${gen.length > 64 ? '...' : ''}" must be 1-250 letters, digits, hyphens (-) and underscores (_) (5 random characters are appended)`, reason: 'FieldValueInvalid' });
+    const shown = `"${gen.slice(0, 64)}${gen.length > 64 ? '...' : ''}"`;
+    const message = `${shown} must be 1-250 letters, digits, hyphens (-) and underscores (_) (5 random characters are appended)`;
+    causes.push({ field: 'metadata.generateName', message, reason: 'FieldValueInvalid' });
   }
   let spec: unknown;
   if (o.spec === undefined && kind.kind !== 'Cluster' && kind.kind !== 'Lease') {

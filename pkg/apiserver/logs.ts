@@ -13,7 +13,10 @@ import type { ApiRequest } from './server.ts';
  * (169.254.169.254 is the cloud metadata service), the cloud providers' other metadata and
  * wire-server addresses, unspecified, multicast and broadcast.
  */
-const NEVER = cidrList(['0.0.0.0/8', '169.254.0.0/16', '100.100.100.200/32', '168.63.129.16/32', '224.0.0.0/4', '255.255.255.255/32', '::/128', 'fe80::/10', 'ff00::/8', 'fd00:ec2::254/128'], 'logs');
+const NEVER = cidrList(
+  ['0.0.0.0/8', '169.254.0.0/16', '100.100.100.200/32', '168.63.129.16/32', '224.0.0.0/4', '255.255.255.255/32', '::/128', 'fe80::/10', 'ff00::/8', 'fd00:ec2::254/128'],
+  'logs',
+);
 
 /** An agent's logs endpoint: exactly `http://IPv4:port` or `http://[IPv6]:port`. */
 export function parseLogsEndpoint(endpoint: string): { host: string; port: number } | string {
@@ -114,7 +117,8 @@ export function logsRoute(registry: Registry, o: LogsProxyOptions = {}) {
           if (code !== 200 || !/^text\/plain\b/.test(type)) {
             ur.resume();
             if (code === 404) {
-              fail(notFound('tasks', name, `the agent of container instance "${instance}" has no logs of task "${name}"${container ? ` container "${container}"` : ''}: the task is not running there, or its containers were cleaned up`));
+              const what = `task "${name}"${container ? ` container "${container}"` : ''}`;
+              fail(notFound('tasks', name, `the agent of container instance "${instance}" has no logs of ${what}: the task is not running there, or its containers were cleaned up`));
             } else fail(gone());
             return;
           }

@@ -79,7 +79,8 @@ export function nodeWriteProblem(node: NodeRef, op: Omit<NodeWrite, 'ctx'>): str
     case 'ContainerInstance': {
       if (ns !== node.cluster || prev.metadata.name !== node.instance) return `${who} may not write container instance ${ns}/${prev.metadata.name}`;
       const bad = forbiddenChange(op.kind, prev, next, NODE_INSTANCE_STATUS_FIELDS);
-      return bad ? `${who} may not change ${bad} of its container instance (it may write ${[...NODE_INSTANCE_STATUS_FIELDS].map((f) => `status.${f}`).join(', ')})` : undefined;
+      const may = [...NODE_INSTANCE_STATUS_FIELDS].map((f) => `status.${f}`).join(', ');
+      return bad ? `${who} may not change ${bad} of its container instance (it may write ${may})` : undefined;
     }
     case 'Task': {
       const bound = (prev.spec as { containerInstance?: string } | undefined)?.containerInstance;

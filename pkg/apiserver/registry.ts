@@ -30,7 +30,14 @@ export interface RequestContext {
  * as NodeRestriction): it sees the operation, the stored object and the one to be written,
  * and throws to refuse. `prev` is the object the write compares against in its txn.
  */
-export type WriteValidator = (op: { verb: 'create' | 'update' | 'delete'; kind: KindInfo; sub: 'status' | undefined; prev?: Obj; next?: Obj; ctx: RequestContext }) => void;
+export type WriteValidator = (op: {
+  verb: 'create' | 'update' | 'delete';
+  kind: KindInfo;
+  sub: 'status' | undefined;
+  prev?: Obj;
+  next?: Obj;
+  ctx: RequestContext;
+}) => void;
 
 /** What a kind-specific admission hook may do at each step, within the write's transaction. */
 export interface WriteContext {

@@ -62,7 +62,8 @@ export function addTokenCommand(program: Command, io: IO, conn: (cmd: Command) =
         const { client } = await conn(cmd);
         const t = await client.request<BootstrapTokenView>('POST', PATH, body);
         io.out(`${t.status.token}\n`);
-        io.err(`bootstrap token ${t.metadata.name} for cluster "${t.spec.cluster}"${t.spec.expiration ? `, valid until ${t.spec.expiration}` : ', never expires'}: start agents with BERTH_BOOTSTRAP_TOKEN=<the token above> ECS_CLUSTER=${t.spec.cluster}\n`);
+        const until = t.spec.expiration ? `, valid until ${t.spec.expiration}` : ', never expires';
+        io.err(`bootstrap token ${t.metadata.name} for cluster "${t.spec.cluster}"${until}: start agents with BERTH_BOOTSTRAP_TOKEN=<the token above> ECS_CLUSTER=${t.spec.cluster}\n`);
       }),
   );
   out(

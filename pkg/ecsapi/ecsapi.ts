@@ -109,7 +109,10 @@ export const KEY_FILE_RECHECK_MS = 1000;
  * a request names a key that is not known, which may have just been added). A file being
  * rewritten (unreadable or malformed for a moment) keeps the last good keys.
  */
-export function keyring(opts: Pick<EcsFrontDoorOptions, 'accessKeyFile' | 'keys'>, deps: { now?: () => number; mtime?: (file: string) => number } = {}): (recheck?: boolean) => Map<string, AccessKey> {
+export function keyring(
+  opts: Pick<EcsFrontDoorOptions, 'accessKeyFile' | 'keys'>,
+  deps: { now?: () => number; mtime?: (file: string) => number } = {},
+): (recheck?: boolean) => Map<string, AccessKey> {
   const now = deps.now ?? Date.now;
   const mtime = deps.mtime ?? ((f: string) => statSync(f).mtimeMs);
   const build = (fileKeys: AccessKey[]) => new Map([...(opts.keys ?? []), ...fileKeys].map((k) => [k.accessKeyId, k]));
