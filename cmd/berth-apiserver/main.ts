@@ -4,6 +4,8 @@ import { container } from 'tsyringe';
 import { existsSync } from 'node:fs';
 import { buildApiServer, listen, parseListen } from '../../pkg/apiserver/apiserver.ts';
 import { loadTokenFile } from '../../pkg/apiserver/auth.ts';
+import { DEFAULT_SERVER_LIMITS, type ServerLimits } from '../../pkg/apiserver/limits.ts';
+import { cidrList } from '../../pkg/apiserver/listener.ts';
 import { DEFAULT_WATCH_CACHE_SIZE } from '../../pkg/apiserver/watchcache.ts';
 import { isLoopback, onShutdown, runMain } from '../../pkg/cmdutil/cmdutil.ts';
 import { ecsFrontDoor } from '../../pkg/ecsapi/ecsapi.ts';
@@ -26,15 +28,62 @@ const program = new Command('berth-apiserver')
   .option('--region <region>', 'the region the ECS API answers as', 'us-east-1')
   .option('--watch-cache-size <events>', 'past events the watch cache keeps for watchers that resume (older resume points get 410 Gone and relist)', String(DEFAULT_WATCH_CACHE_SIZE))
   .option('--inactive-retention <seconds>', 'how long a deleted service or deregistered container instance stays describable (INACTIVE)', '3600')
+  .option(
+    '--proxy-protocol-trusted <cidrs>',
+    'CIDR[,CIDR...] of TCP load balancers that send a PROXY protocol header (v1 or v2): their clients\' real addresses count (registration, logs, audit); off by default',
+  )
+  .option('--request-timeout <seconds>', 'a request that is not a watch or a followed log is answered 504 after this', String(DEFAULT_SERVER_LIMITS.requestTimeoutMs / 1000))
+  .option('--min-request-timeout <seconds>', 'a watch without timeoutSeconds ends after a random time between this and twice this', String(DEFAULT_SERVER_LIMITS.minWatchTimeoutMs / 1000))
+  .option('--max-watches-per-identity <n>', 'open watches (and followed logs) per identity; beyond: 429 (0: no limit)', String(DEFAULT_SERVER_LIMITS.maxWatchesPerIdentity))
+  .option('--max-requests-inflight-per-identity <n>', 'requests in flight per identity, watches aside; beyond: 429 (0: no limit)', String(DEFAULT_SERVER_LIMITS.maxInFlightPerIdentity))
+  .option(
+    '--max-connections-per-identity <n>',
+    'connections one identity\'s requests may come on; a request on one more: 429 (0: no limit)',
+    String(DEFAULT_SERVER_LIMITS.maxConnectionsPerIdentity),
+  )
+  .option('--watch-buffer-bytes <bytes>', 'a watch whose client has this much unread is closed (it relists)', String(DEFAULT_SERVER_LIMITS.watchBufferBytes))
   .option('--log-level <level>', 'pino level', process.env.BERTH_LOG_LEVEL ?? 'info')
   .showHelpAfterError();
 
 runMain('berth-apiserver', async () => {
   program.parse();
   const o = program.opts<{
-    store: string; listen: string; tlsCertFile?: string; tlsPrivateKeyFile?: string; tokenAuthFile?: string; logLevel: string; inactiveRetention: string; watchCacheSize: string;
-    etcdCafile?: string; etcdCertfile?: string; etcdKeyfile?: string; accessKeyFile?: string; region: string;
+    store: string;
+    listen: string;
+    tlsCertFile?: string;
+    tlsPrivateKeyFile?: string;
+    tokenAuthFile?: string;
+    logLevel: string;
+    inactiveRetention: string;
+    watchCacheSize: string;
+    proxyProtocolTrusted?: string;
+    requestTimeout: string;
+    minRequestTimeout: string;
+    maxWatchesPerIdentity: string;
+    maxRequestsInflightPerIdentity: string;
+    maxConnectionsPerIdentity: string;
+    watchBufferBytes: string;
+    etcdCafile?: string;
+    etcdCertfile?: string;
+    etcdKeyfile?: string;
+    accessKeyFile?: string;
+    region: string;
   }>();
+  const whole = (flag: string, v: string, min: number) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) throw badRequest(`${flag} ${v}: must be a whole number, at least ${min}`);
+    return n;
+  };
+  const serverLimits: ServerLimits = {
+    requestTimeoutMs: whole('--request-timeout', o.requestTimeout, 1) * 1000,
+    minWatchTimeoutMs: whole('--min-request-timeout', o.minRequestTimeout, 1) * 1000,
+    maxWatchesPerIdentity: whole('--max-watches-per-identity', o.maxWatchesPerIdentity, 0),
+    maxInFlightPerIdentity: whole('--max-requests-inflight-per-identity', o.maxRequestsInflightPerIdentity, 0),
+    maxConnectionsPerIdentity: whole('--max-connections-per-identity', o.maxConnectionsPerIdentity, 0),
+    watchBufferBytes: whole('--watch-buffer-bytes', o.watchBufferBytes, 64 * 1024),
+  };
+  const proxyProtocolTrusted = o.proxyProtocolTrusted?.split(',').map((c) => c.trim()).filter(Boolean);
+  if (proxyProtocolTrusted) cidrList(proxyProtocolTrusted); // a malformed CIDR fails here, naming the flag
   const watchCacheCapacity = Number(o.watchCacheSize);
   if (!Number.isInteger(watchCacheCapacity) || watchCacheCapacity < 100) throw badRequest(`--watch-cache-size ${o.watchCacheSize}: must be a whole number of events, at least 100`);
   const retention = Number(o.inactiveRetention);
@@ -56,10 +105,10 @@ runMain('berth-apiserver', async () => {
 
   // the ECS API on the same port, as `berth up` serves it
   const api = await buildApiServer({
-    store, log, tokens, inactiveRetentionMs: retention * 1000, watchCacheCapacity,
+    store, log, tokens, inactiveRetentionMs: retention * 1000, watchCacheCapacity, serverLimits,
     frontDoors: (parts) => [ecsFrontDoor(parts, { accessKeyFile: o.accessKeyFile, region: o.region })],
   });
-  const { server, url } = await listen(api.handler, { listen: o.listen, tlsCertFile: o.tlsCertFile, tlsKeyFile: o.tlsPrivateKeyFile });
+  const { server, url } = await listen(api.handler, { listen: o.listen, tlsCertFile: o.tlsCertFile, tlsKeyFile: o.tlsPrivateKeyFile, proxyProtocolTrusted });
   log.info({ url, store: o.store, etcdTls: !!etcdTls, auth: tokens ? 'tokens' : 'dev', ecsKeys: o.accessKeyFile ?? 'none' }, 'berth-apiserver serving');
   onShutdown(log, async () => {
     server.close();

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { isUnsafeKey } from './safepath.ts';
 
 /** API group and version of every berth kind. */
 export const GROUP = 'berth.dev';
@@ -13,6 +14,9 @@ export const ecsName = (what: string) =>
   z
     .string({ error: `${what} must be a string` })
     .regex(NAME_RE, { error: `${what} must be 1-255 letters, digits, hyphens (-) and underscores (_)` });
+
+/** a label or annotation key: never one that reaches a prototype (S1) */
+const MetaKey = z.string().refine((k) => !isUnsafeKey(k), { error: 'the keys __proto__, constructor and prototype are not allowed' });
 
 export const OwnerReference = z.strictObject({
   apiVersion: z.string(),
@@ -38,8 +42,8 @@ export const ObjectMeta = z.strictObject({
   creationTimestamp: z.string().optional(),
   deletionTimestamp: z.string().optional(),
   deletionGracePeriodSeconds: z.number().int().optional(),
-  labels: z.record(z.string(), z.string()).optional(),
-  annotations: z.record(z.string(), z.string()).optional(),
+  labels: z.record(MetaKey, z.string()).optional(),
+  annotations: z.record(MetaKey, z.string()).optional(),
   ownerReferences: z.array(OwnerReference).optional(),
   finalizers: z.array(z.string()).optional(),
   managedFields: z.array(z.unknown()).optional(),

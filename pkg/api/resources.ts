@@ -54,6 +54,40 @@ export const VersionInfo = z.strictObject({
   dockerVersion: z.string().optional(),
 });
 
+/**
+ * The most one instance may register (S7): a bootstrap credential must not be able to
+ * announce a host so large that it attracts every task (and the secrets they carry). 1,024
+ * vCPUs in CPU units, 32 TiB in MiB, every port once.
+ */
+export const REGISTERED_MAXIMA = { CPU: 1024 * 1024, MEMORY: 32 * 1024 * 1024, ports: 65_536 } as const;
+
+/** registeredResources: each resource once, integers within REGISTERED_MAXIMA, ports as port numbers */
+const RegisteredResources = z
+  .array(EcsResource)
+  .max(8)
+  .superRefine((list, ctx) => {
+    const seen = new Set<string>();
+    list.forEach((r, i) => {
+      const at = (...p: Array<string | number>) => [i, ...p];
+      if (seen.has(r.name)) ctx.addIssue({ code: 'custom', path: at('name'), message: `${r.name} is given twice` });
+      seen.add(r.name);
+      if (r.name === 'CPU' || r.name === 'MEMORY') {
+        const max = REGISTERED_MAXIMA[r.name];
+        for (const f of ['integerValue', 'longValue', 'doubleValue'] as const) {
+          const v = r[f];
+          if (v !== undefined && (v < 0 || v > max)) ctx.addIssue({ code: 'custom', path: at(f), message: `${r.name} must be between 0 and ${max}, got ${v}` });
+        }
+      } else {
+        const ports = r.stringSetValue ?? [];
+        if (ports.length > REGISTERED_MAXIMA.ports) ctx.addIssue({ code: 'custom', path: at('stringSetValue'), message: `at most ${REGISTERED_MAXIMA.ports} ports` });
+        ports.forEach((p, j) => {
+          if (/^\d{1,5}$/.test(p) && Number(p) <= 65535) return;
+          ctx.addIssue({ code: 'custom', path: at('stringSetValue', j), message: `"${p.slice(0, 20)}" is not a port number (0-65535)` });
+        });
+      }
+    });
+  });
+
 export const ContainerInstanceSpec = z.strictObject({
   /** ACTIVE or DRAINING: what the operator wants (UpdateContainerInstancesState) */
   status: z.enum(['ACTIVE', 'DRAINING', 'INACTIVE'], { error: 'status must be ACTIVE, DRAINING or INACTIVE' }).default('ACTIVE'),
@@ -63,7 +97,7 @@ export const ContainerInstanceSpec = z.strictObject({
   attributes: z.array(Attribute).optional(),
   tags: z.array(Tag).optional(),
   /** what the agent registered: CPU units, MiB, reserved ports */
-  registeredResources: z.array(EcsResource).optional(),
+  registeredResources: RegisteredResources.optional(),
   /** [low, high] inclusive, the ports dynamic host ports are chosen from */
   dynamicHostPortRange: z.tuple([z.number().int(), z.number().int()]).optional(),
   /** an instance identity fingerprint, so a data dir copied to another host is noticed */
@@ -84,8 +118,10 @@ export const ContainerInstanceStatus = z.strictObject({
   versionInfo: VersionInfo.optional(),
   agentUpdateStatus: z.string().optional(),
   conditions: z.array(Condition).optional(),
-  /** where the agent serves container logs to the apiserver; the token is never shown to clients */
-  logs: z.strictObject({ endpoint: z.string(), token: z.string().optional() }).optional(),
+  /** where the agent serves container logs to the apiserver (http://IP:PORT on registeredAddress); the token is never shown to clients */
+  logs: z.strictObject({ endpoint: z.string().max(128), token: z.string().max(512).optional() }).optional(),
+  /** the address the instance registered from, recorded by the apiserver (no client writes it): the logs proxy reaches only this address */
+  registeredAddress: z.string().optional(),
 });
 export type ContainerInstanceStatus = z.infer<typeof ContainerInstanceStatus>;
 

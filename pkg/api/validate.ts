@@ -35,6 +35,11 @@ export function causesFromZod(err: z.ZodError, prefix: string): FieldCause[] {
       }
       continue;
     }
+    if (iss.code === 'invalid_key') {
+      const inner = (iss as { issues?: Array<{ message: string }> }).issues?.[0]?.message ?? iss.message;
+      causes.push({ field: fieldPath(prefix, iss.path), message: `key "${String(iss.path[iss.path.length - 1])}": ${inner}`, reason: 'FieldValueInvalid' });
+      continue;
+    }
     if (iss.code === 'invalid_union') {
       causes.push({ field: fieldPath(prefix, iss.path), message: iss.message, reason: 'FieldValueInvalid' });
       continue;
@@ -199,6 +204,13 @@ export function validateObject(
   if (!name && !metadata.generateName) causes.push({ field: 'metadata.name', message: 'is required', reason: 'FieldValueRequired' });
   else if (name && !nameOk) {
     causes.push({ field: 'metadata.name', message: `"${name}" must be 1-255 letters, digits, hyphens (-) and underscores (_)`, reason: 'FieldValueInvalid' });
+  }
+  // S9: a generated name is the prefix plus 5 characters, so the prefix obeys the name rules
+  const gen = metadata.generateName;
+  if (gen !== undefined && !name && !/^[A-Za-z0-9_-]{1,250}$/.test(gen)) {
+    const shown = `"${gen.slice(0, 64)}${gen.length > 64 ? '...' : ''}"`;
+    const message = `${shown} must be 1-250 letters, digits, hyphens (-) and underscores (_) (5 random characters are appended)`;
+    causes.push({ field: 'metadata.generateName', message, reason: 'FieldValueInvalid' });
   }
   let spec: unknown;
   if (o.spec === undefined && kind.kind !== 'Cluster' && kind.kind !== 'Lease') {

@@ -5,7 +5,9 @@ import { contentHash } from '../api/validate.ts';
 import { Allocation, capacityOf, emptyAllocation, release, remainingResources } from '../api/allocation.ts';
 import type { TaskDefinitionSpec, TaskDefinitionStatus } from '../api/taskdefinition.ts';
 import { BerthError, badRequest, invalid, notFound } from '../errors/errors.ts';
-import { credentialKey, hashToken, newToken, type NodeCredential } from './auth.ts';
+import { credentialIndexKey, credentialKey, hashToken, newToken, type NodeCredential } from './auth.ts';
+import { logsEndpointProblem } from './logs.ts';
+import { nodeRestriction } from './noderestriction.ts';
 import type { Admission, Obj, Registry, WriteContext } from './registry.ts';
 
 const now = () => new Date().toISOString();
@@ -161,8 +163,9 @@ export class ClusterAdmission implements Admission {
 }
 
 /**
- * Container instances: registration creates the allocation record in the same txn and, for
- * a bootstrap identity, issues the node credential; reads carry exact remainingResources.
+ * Container instances: registration creates the allocation record in the same txn, records
+ * the address the instance registered from and, for a bootstrap identity, issues the node
+ * credential; deregistration revokes it (S4); reads carry exact remainingResources.
  */
 export class ContainerInstanceAdmission implements Admission {
   constructor(
@@ -190,6 +193,7 @@ export class ContainerInstanceAdmission implements Admission {
       runningTasksCount: 0,
       pendingTasksCount: 0,
       ...(o.status as object),
+      ...(w.ctx.sourceAddress ? { registeredAddress: w.ctx.sourceAddress } : {}),
     };
     const ak = allocationKey(ns, o.metadata.name);
     w.compares.push({ key: ak, modRevision: 0 });
@@ -197,7 +201,9 @@ export class ContainerInstanceAdmission implements Admission {
     if (w.ctx.user && w.ctx.issueNodeCredential) {
       const token = newToken();
       const cred: NodeCredential = { cluster: ns, instance: o.metadata.name, createdAt: now() };
-      w.ops.push({ type: 'put', key: credentialKey(hashToken(token)), value: JSON.stringify({ metadata: { name: hashToken(token) }, ...cred }) });
+      const hash = hashToken(token);
+      w.ops.push({ type: 'put', key: credentialKey(hash), value: JSON.stringify({ metadata: { name: hash }, ...cred }) });
+      w.ops.push({ type: 'put', key: credentialIndexKey(ns, o.metadata.name), value: JSON.stringify({ metadata: { name: o.metadata.name }, tokenHash: hash }) });
       w.response = (out) => ({ ...out, metadata: { ...out.metadata, annotations: { ...(out.metadata as { annotations?: Record<string, string> }).annotations, [NODE_TOKEN_ANNOTATION]: token } } });
     }
   }
@@ -216,7 +222,50 @@ export class ContainerInstanceAdmission implements Admission {
       w.compares.push({ key: ak, modRevision: Number(alloc.metadata?.resourceVersion ?? 0) });
       w.ops.push({ type: 'delete', key: ak });
     }
+    this.revokeCredentials(ns, o.metadata.name, w);
     return undefined;
+  }
+
+  /**
+   * S4: the node credential of a deregistered instance dies with it, in the same txn. Found
+   * through the instance's index; credentials issued before the index existed are found by
+   * a scan (deregistration is rare).
+   */
+  private revokeCredentials(ns: string, name: string, w: WriteContext) {
+    const c = this.registry.cache;
+    const hashes = new Set<string>();
+    const idx = c.get(credentialIndexKey(ns, name)) as (Obj & { tokenHash?: string }) | undefined;
+    if (idx) {
+      w.ops.push({ type: 'delete', key: credentialIndexKey(ns, name) });
+      if (idx.tokenHash) hashes.add(idx.tokenHash);
+    }
+    for (const [, cred] of c.list('nodecredentials', undefined)) {
+      const nc = cred as Obj & Partial<NodeCredential>;
+      if (nc.cluster === ns && nc.instance === name) hashes.add(cred.metadata.name);
+    }
+    for (const h of hashes) w.ops.push({ type: 'delete', key: credentialKey(h) });
+  }
+
+  /**
+   * Status writes: the registered address is the server's (kept from the stored object;
+   * an instance registered before it was recorded gets it from its own node's next write),
+   * and the logs endpoint must be on it (S3).
+   */
+  async update(next: Obj, prev: Obj, w: WriteContext, sub: 'status' | undefined) {
+    if (sub !== 'status') return;
+    const ps = (prev.status ?? {}) as ContainerInstance['status'] & object;
+    const ns = (next.status ?? {}) as ContainerInstance['status'] & object;
+    const own = w.ctx.node && w.ctx.node.cluster === prev.metadata.namespace && w.ctx.node.instance === prev.metadata.name;
+    const registeredAddress = ps.registeredAddress ?? (own ? w.ctx.sourceAddress : undefined);
+    if (registeredAddress) ns.registeredAddress = registeredAddress;
+    else delete ns.registeredAddress;
+    next.status = ns;
+    // a changed endpoint is checked here; one that was stored before (an instance registered
+    // before addresses were recorded) is checked by the logs proxy when it is used
+    if (ns.logs && ns.logs.endpoint !== ps.logs?.endpoint) {
+      const problem = logsEndpointProblem(ns.logs.endpoint, ns.registeredAddress);
+      if (problem) throw invalid('ContainerInstance', prev.metadata.name, [{ field: 'status.logs.endpoint', message: problem }]);
+    }
   }
 
   /** a deregistered instance is described (INACTIVE, disconnected) for the retention, as in ECS */
@@ -482,6 +531,7 @@ export function installAdmission(registry: Registry, arns: Arns) {
   registry.use('Task', new TaskAdmission(registry, tds, dtds, arns));
   registry.use('Service', new ServiceAdmission(tds, arns));
   registry.use('Daemon', new DaemonAdmission(registry, dtds, arns));
+  registry.useValidator(nodeRestriction);
   return { tds, dtds };
 }
 

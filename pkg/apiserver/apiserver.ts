@@ -1,6 +1,5 @@
-import { createServer as createHttp, type Server } from 'node:http';
+import { createServer as createHttp } from 'node:http';
 import { createServer as createHttps } from 'node:https';
-import { createServer as createNetServer } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { Arns, DEFAULT_ARN_CONFIG, type ArnConfig } from '../api/arn.ts';
 import { Kinds } from '../api/kinds.ts';
@@ -11,7 +10,10 @@ import type { Store } from '../store/store.ts';
 import { CACHE_INDEXES, installAdmission } from './admission.ts';
 import { DefaultAuthorizer, TokenAuthenticator, type Authorizer, type TokenEntry } from './auth.ts';
 import { Binder, bindingRoute } from './binding.ts';
-import { logsRoute } from './logs.ts';
+import { bootstrapTokensRoute } from './bootstraptokens.ts';
+import type { ServerLimits } from './limits.ts';
+import { DEFAULT_FIRST_BYTE_TIMEOUT_MS, frontServer, type Listener } from './listener.ts';
+import { logsRoute, type LogsProxyOptions } from './logs.ts';
 import { Metrics } from './metrics.ts';
 import { Registry } from './registry.ts';
 import { createApiHandler, type ApiRequest, type FrontDoorRequest } from './server.ts';
@@ -27,6 +29,14 @@ export interface ApiServerOptions {
   arn?: ArnConfig;
   limits?: Limits;
   bodyLimit?: number;
+  /** request, watch and per-identity limits (S5) */
+  serverLimits?: Partial<ServerLimits>;
+  /** timeouts of the logs proxy (S3) */
+  logsProxy?: LogsProxyOptions;
+  /** the clock bootstrap token expiry is judged by (tests move it) */
+  now?: () => number;
+  /** the randomness of server-side watch timeouts (tests pin it) */
+  random?: () => number;
   watchCacheCapacity?: number;
   /** how long a deleted service or deregistered instance stays describable as INACTIVE (ECS: one hour) */
   inactiveRetentionMs?: number;
@@ -67,7 +77,7 @@ export async function buildApiServer(o: ApiServerOptions): Promise<ApiServer> {
   const arns = new Arns(o.arn ?? DEFAULT_ARN_CONFIG);
   installAdmission(registry, arns);
   const binder = new Binder(registry);
-  const authenticator = o.tokens ? new TokenAuthenticator(o.tokens, cache) : undefined;
+  const authenticator = o.tokens ? new TokenAuthenticator(o.tokens, cache, o.now) : undefined;
   const handler = createApiHandler({
     registry,
     log: o.log,
@@ -75,7 +85,9 @@ export async function buildApiServer(o: ApiServerOptions): Promise<ApiServer> {
     authenticator,
     authorizer: o.tokens ? (o.authorizer ?? new DefaultAuthorizer(cache)) : undefined,
     bodyLimit: o.bodyLimit,
-    extensions: [bindingRoute(registry, binder), logsRoute(registry), ...(o.extensions ?? [])],
+    limits: o.serverLimits,
+    random: o.random,
+    extensions: [bindingRoute(registry, binder), logsRoute(registry, o.logsProxy), bootstrapTokensRoute(registry, o.now), ...(o.extensions ?? [])],
     frontDoors: o.frontDoors?.({ registry, cache, arns, binder, log: o.log }),
   });
   // the INACTIVE records of deleted services and deregistered instances expire after the
@@ -110,6 +122,14 @@ export interface ListenOptions {
    * sends tokens only over TLS) while SDKs may use http:// on loopback.
    */
   alsoPlain?: boolean;
+  /** CIDRs of load balancers whose connections start with a PROXY protocol header (v1 or v2) */
+  proxyProtocolTrusted?: string[];
+  /** a connection that sends nothing for this long is closed (default 10 s) */
+  firstByteTimeoutMs?: number;
+  /** the request line and headers must arrive within this (default 30 s; 408 after) */
+  headersTimeoutMs?: number;
+  /** the whole request, body included, must arrive within this (default 60 s; 408 after); answers may stream longer (watches) */
+  bodyTimeoutMs?: number;
 }
 
 /** room for long selectors in the URL, which are then refused with a Status that says why */
@@ -121,52 +141,34 @@ export function parseListen(s: string): { host: string; port: number } {
   return { host: m[1].replace(/^\[|\]$/g, ''), port: Number(m[2]) };
 }
 
-/** Listens (HTTPS when a certificate is given); resolves with the server and its URL. */
-export async function listen(handler: ApiServer['handler'], o: ListenOptions): Promise<{ server: Server; url: string }> {
+/**
+ * Listens (HTTPS when a certificate is given, and plain HTTP too with `alsoPlain`); resolves
+ * with the server and its URL. Every connection passes the TCP front (listener.ts): a
+ * first-byte timeout and, from trusted balancers, the PROXY protocol header (S3, S5).
+ */
+export async function listen(handler: ApiServer['handler'], o: ListenOptions): Promise<{ server: Listener; url: string }> {
   const { host, port } = parseListen(o.listen);
-  const tls = o.tlsCertFile && o.tlsKeyFile;
-  if (tls && o.alsoPlain) return listenBoth(handler, host, port, o);
-  const server = tls
-    ? createHttps({ cert: readFileSync(o.tlsCertFile!), key: readFileSync(o.tlsKeyFile!), maxHeaderSize: MAX_HEADER }, (q, s) => void handler(q, s))
-    : createHttp({ maxHeaderSize: MAX_HEADER }, (q, s) => void handler(q, s));
-  server.keepAliveTimeout = 65_000;
-  server.requestTimeout = 0; // watches are long
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => resolve());
-  });
-  const addr = server.address() as { port: number };
-  const h = host.includes(':') ? `[${host}]` : host;
-  return { server, url: `${tls ? 'https' : 'http'}://${h}:${addr.port}` };
-}
-
-/** One port, two protocols: TLS connections go to an https server, the rest to an http one. */
-async function listenBoth(handler: ApiServer['handler'], host: string, port: number, o: ListenOptions): Promise<{ server: Server; url: string }> {
-  const https = createHttps({ cert: readFileSync(o.tlsCertFile!), key: readFileSync(o.tlsKeyFile!), maxHeaderSize: MAX_HEADER }, (q, s) => void handler(q, s));
-  const http = createHttp({ maxHeaderSize: MAX_HEADER }, (q, s) => void handler(q, s));
+  const tls = !!(o.tlsCertFile && o.tlsKeyFile);
+  const serve = (q: Parameters<ApiServer['handler']>[0], r: Parameters<ApiServer['handler']>[1]) => void handler(q, r);
+  const headersTimeout = o.headersTimeoutMs ?? 30_000;
+  // how often the timeouts are checked (Node's default, 30 s, would let a short one run twice as long)
+  const common = { maxHeaderSize: MAX_HEADER, connectionsCheckingInterval: Math.min(30_000, Math.max(100, Math.floor(headersTimeout / 4))) };
+  const https = tls ? createHttps({ ...common, handshakeTimeout: o.firstByteTimeoutMs ?? DEFAULT_FIRST_BYTE_TIMEOUT_MS, cert: readFileSync(o.tlsCertFile!), key: readFileSync(o.tlsKeyFile!) }, serve) : undefined;
+  const http = !tls || o.alsoPlain ? createHttp(common, serve) : undefined;
   for (const s of [https, http]) {
+    if (!s) continue;
     s.keepAliveTimeout = 65_000;
-    s.requestTimeout = 0;
+    // both bound receiving the request only: a watch's answer streams for as long as it lasts
+    s.headersTimeout = headersTimeout;
+    s.requestTimeout = Math.max(o.bodyTimeoutMs ?? 60_000, headersTimeout);
   }
-  const front = createNetServer((sock) => {
-    sock.once('data', (first: Buffer) => {
-      sock.pause();
-      sock.unshift(first);
-      (first[0] === 0x16 ? https : http).emit('connection', sock);
-      process.nextTick(() => sock.resume());
-    });
-  });
+  const front = frontServer({ tls: https, plain: http }, { firstByteTimeoutMs: o.firstByteTimeoutMs ?? DEFAULT_FIRST_BYTE_TIMEOUT_MS, proxyProtocolTrusted: o.proxyProtocolTrusted });
   await new Promise<void>((resolve, reject) => {
     front.once('error', reject);
     front.listen(port, host, () => resolve());
   });
-  // closing the front closes both (callers use server.close / closeAllConnections)
-  const facade = front as unknown as Server;
-  facade.closeAllConnections = () => {
-    https.closeAllConnections();
-    http.closeAllConnections();
-  };
   const addr = front.address() as { port: number };
   const h = host.includes(':') ? `[${host}]` : host;
-  return { server: facade, url: `https://${h}:${addr.port}` };
+  // closing the front closes both (callers use server.close / closeAllConnections)
+  return { server: front, url: `${tls ? 'https' : 'http'}://${h}:${addr.port}` };
 }

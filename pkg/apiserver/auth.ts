@@ -1,7 +1,9 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { badRequest, forbidden } from '../errors/errors.ts';
+import { badRequest, forbidden, unauthorized } from '../errors/errors.ts';
 import { storeKey } from '../api/meta.ts';
+import { BOOTSTRAP_TOKEN_RE, bootstrapTokenKey, type BootstrapTokenRecord } from './bootstraptokens.ts';
+import type { FieldRequirement } from './selectors.ts';
 import type { WatchCache } from './watchcache.ts';
 
 export interface Identity {
@@ -10,12 +12,16 @@ export interface Identity {
   groups: string[];
   /** node identities: the instance they are bound to */
   node?: { cluster: string; instance: string };
+  /** bootstrap tokens (`berth token create`): the one cluster they may register instances in */
+  bootstrap?: { tokenId: string; cluster: string };
 }
 
 export const ADMINS = 'berth:admins';
 export const VIEWERS = 'berth:viewers';
 export const BOOTSTRAPPERS = 'berth:bootstrappers';
 export const NODES = 'berth:nodes';
+/** may read /metrics (besides admins) */
+export const METRICS = 'berth:metrics';
 
 export interface TokenEntry {
   token: string;
@@ -68,6 +74,8 @@ export const newToken = () => randomBytes(24).toString('base64url');
 
 /** Where node credentials live: only their hash is stored. */
 export const credentialKey = (tokenHash: string) => storeKey('nodecredentials', undefined, tokenHash);
+/** instance -> the hash of its credential, so deregistration can revoke it (S4) */
+export const credentialIndexKey = (cluster: string, instance: string) => storeKey('nodecredentials.byinstance', cluster, instance);
 
 export interface NodeCredential {
   cluster: string;
@@ -76,28 +84,32 @@ export interface NodeCredential {
 }
 
 /**
- * Bearer-token authentication: static tokens from the token file, plus node credentials
- * issued at registration (stored hashed, read through the watch cache so every apiserver
- * knows them).
+ * Bearer-token authentication: static tokens from the token file, bootstrap tokens
+ * (`ID.SECRET`, created with `berth token create`, scoped to a cluster, optionally
+ * expiring), and node credentials issued at registration (revoked at deregistration). The
+ * last two are stored hashed and read through the watch cache, so every apiserver knows
+ * them.
  */
 export class TokenAuthenticator {
   private readonly byHash = new Map<string, TokenEntry>();
   constructor(
     entries: TokenEntry[],
     private readonly cache: WatchCache,
+    private readonly now: () => number = Date.now,
   ) {
     for (const e of entries) this.byHash.set(hashToken(e.token), e);
   }
 
+  /** The caller, or undefined when the header carries no known token; throws Unauthorized for an expired bootstrap token. */
   authenticate(header: string | undefined): Identity | undefined {
     if (!header) return undefined;
     const m = /^Bearer\s+(\S+)$/i.exec(header);
     if (!m) return undefined;
     const h = hashToken(m[1]);
     const e = this.byHash.get(h);
-    if (e && timingSafeEqual(Buffer.from(hashToken(e.token)), Buffer.from(h))) {
-      return { user: e.user, uid: e.uid, groups: e.groups };
-    }
+    if (e) return { user: e.user, uid: e.uid, groups: e.groups };
+    const bt = BOOTSTRAP_TOKEN_RE.exec(m[1]);
+    if (bt) return this.bootstrapToken(bt[1], bt[2]);
     const cred = this.cache.get(credentialKey(h)) as unknown as NodeCredential | undefined;
     if (cred) {
       return {
@@ -108,6 +120,16 @@ export class TokenAuthenticator {
     }
     return undefined;
   }
+
+  private bootstrapToken(id: string, secret: string): Identity | undefined {
+    const rec = this.cache.get(bootstrapTokenKey(id)) as BootstrapTokenRecord | undefined;
+    if (!rec) return undefined;
+    const want = Buffer.from(rec.secretHash, 'hex');
+    const got = Buffer.from(hashToken(secret), 'hex');
+    if (want.length !== got.length || !timingSafeEqual(want, got)) return undefined;
+    if (rec.expiration && Date.parse(rec.expiration) <= this.now()) throw unauthorized(`Unauthorized: bootstrap token "${id}" expired at ${rec.expiration}`);
+    return { user: `system:bootstrap:${id}`, groups: [BOOTSTRAPPERS], bootstrap: { tokenId: id, cluster: rec.cluster } };
+  }
 }
 
 export interface RequestAttributes {
@@ -117,8 +139,13 @@ export interface RequestAttributes {
   subresource?: string;
   namespace?: string;
   name?: string;
-  /** the request's field selector (node identities must scope lists/watches to themselves) */
+  /** the request's field selector as given (for messages and audit) */
   fieldSelector?: string;
+  /**
+   * the field selector as the list or watch will run it, parsed once by the server (S2:
+   * authorization decides on what runs, never on a second reading of the string)
+   */
+  fieldRequirements?: FieldRequirement[];
   path: string;
 }
 
@@ -128,11 +155,13 @@ export interface Authorizer {
 }
 
 const READS = new Set(['get', 'list', 'watch']);
+/** resources only admins read (viewers read every kind, not these) */
+const ADMIN_ONLY = new Set(['bootstraptokens']);
 
 /**
- * berth's built-in authorizer: admins everything, viewers read, bootstrappers register
- * instances, nodes only what is bound to their instance. (IAM-style policies plug in here
- * in the security issue.)
+ * berth's built-in authorizer: admins everything, viewers read, `/metrics` for admins and
+ * the metrics group (S8), bootstrappers register instances (a bootstrap token only in its
+ * cluster: S7), nodes only what is bound to their instance (S2). Policies compose with it.
  */
 export class DefaultAuthorizer implements Authorizer {
   constructor(private readonly cache: WatchCache) {}
@@ -142,14 +171,22 @@ export class DefaultAuthorizer implements Authorizer {
       throw forbidden(`${id.user} cannot ${a.verb} ${a.resource ?? a.path}${a.subresource ? '/' + a.subresource : ''}${a.name ? ` "${a.name}"` : ''}${a.namespace ? ` in cluster "${a.namespace}"` : ''}: ${why}`);
     };
     if (id.groups.includes(ADMINS)) return;
-    if (id.groups.includes(VIEWERS) && READS.has(a.verb)) return;
+    if (!a.resource && a.path === '/metrics') {
+      if (a.verb === 'get' && id.groups.includes(METRICS)) return;
+      return deny(`metrics are for ${ADMINS} and ${METRICS}`);
+    }
+    if (id.groups.includes(VIEWERS) && READS.has(a.verb) && !(a.resource && ADMIN_ONLY.has(a.resource))) return;
     if (!a.resource) {
       if (a.verb === 'get') return; // discovery, openapi, version
       return deny('not allowed');
     }
     if (id.groups.includes(BOOTSTRAPPERS)) {
-      if (a.resource === 'containerinstances' && a.verb === 'create' && !a.subresource) return;
-      if (a.resource === 'clusters' && a.verb === 'get') return;
+      const scope = id.bootstrap?.cluster;
+      if (a.resource === 'containerinstances' && a.verb === 'create' && !a.subresource) {
+        if (scope === undefined || a.namespace === scope) return;
+        return deny(`bootstrap token "${id.bootstrap!.tokenId}" registers instances only in cluster "${scope}"`);
+      }
+      if (a.resource === 'clusters' && a.verb === 'get' && (scope === undefined || a.name === scope)) return;
     }
     if (id.node) return this.node(id.node, a, deny);
     deny('no rule allows it');
@@ -163,21 +200,23 @@ export class DefaultAuthorizer implements Authorizer {
         break;
       case 'containerinstances':
         if (a.name !== n.instance) deny('a node may only read and write its own container instance');
-        if (READS.has(a.verb)) return;
+        if (a.verb === 'get') return;
         if ((a.verb === 'update' || a.verb === 'patch') && a.subresource === 'status') return;
         deny('a node may write only the status of its container instance');
         break;
       case 'tasks': {
         if (a.verb === 'list' || a.verb === 'watch') {
           const want = `spec.containerInstance=${n.instance}`;
-          const sel = (a.fieldSelector ?? '').split(',').map((s) => s.trim().replace('==', '='));
-          if (sel.includes(want)) return;
-          deny(`a node must list and watch tasks with fieldSelector ${want}`);
+          if (a.namespace !== n.cluster) deny(`a node lists and watches tasks only in its cluster "${n.cluster}", with fieldSelector ${want}`);
+          const onInstance = (a.fieldRequirements ?? []).filter((r) => r.field === 'spec.containerInstance');
+          if (onInstance.length === 1 && onInstance[0].op === 'eq' && onInstance[0].value === n.instance) return;
+          deny(`a node must list and watch tasks with exactly one requirement on spec.containerInstance: ${want}`);
         }
+        if (a.verb === 'logs') deny('a node does not read logs through the apiserver');
         const t = a.name ? this.cache.get(storeKey('tasks', n.cluster, a.name)) : undefined;
         const bound = (t as { spec?: { containerInstance?: string } } | undefined)?.spec?.containerInstance;
         if (bound !== n.instance) deny('the task is not bound to this node');
-        if (a.verb === 'get' || a.verb === 'logs') return;
+        if (a.verb === 'get') return;
         if ((a.verb === 'update' || a.verb === 'patch') && a.subresource === 'status') return;
         deny('a node may write only the status of its tasks');
         break;

@@ -1,16 +1,25 @@
 import { badRequest, invalid } from '../errors/errors.ts';
+import { findUnsafeKey, isPlainObject as isObj, isUnsafeKey, ownValue, unsafeKeyMessage } from '../api/safepath.ts';
 
 type Json = unknown;
 
-const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-
-/** RFC 7386 JSON merge patch. */
+/**
+ * RFC 7386 JSON merge patch. A key that could reach a prototype (`__proto__`,
+ * `constructor`, `prototype`) anywhere in the patch is refused before anything is applied
+ * (S1), and the target is read by own keys only.
+ */
 export function mergePatch(target: Json, patch: Json): Json {
+  const bad = findUnsafeKey(patch);
+  if (bad) throw badRequest(unsafeKeyMessage(bad, 'the merge patch'));
+  return merge(target, patch);
+}
+
+function merge(target: Json, patch: Json): Json {
   if (!isObj(patch)) return structuredClone(patch);
   const out: Record<string, unknown> = isObj(target) ? { ...target } : {};
   for (const [k, v] of Object.entries(patch)) {
     if (v === null) delete out[k];
-    else out[k] = mergePatch(out[k], v);
+    else out[k] = merge(ownValue(out, k), v);
   }
   return out;
 }
@@ -22,21 +31,32 @@ interface Operation {
   from?: string;
 }
 
+/**
+ * An RFC 6901 pointer as tokens; a token that could reach a prototype is refused here, so
+ * no walker below ever sees one (S1).
+ */
 function parsePointer(p: string, field: string): string[] {
   if (p === '') return [];
   if (!p.startsWith('/')) throw badRequest(`${field}: "${p}" is not a JSON pointer (it must start with "/")`);
-  return p
+  const tokens = p
     .slice(1)
     .split('/')
     .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
+  const bad = tokens.find(isUnsafeKey);
+  if (bad !== undefined) throw badRequest(`${field}: the path "${p}" holds the token "${bad}"; the tokens __proto__, constructor and prototype are not allowed`);
+  return tokens;
+}
+
+/** One step of a walk: array elements by index, object members by own key only. */
+function step(cur: unknown, t: string): unknown {
+  if (Array.isArray(cur)) return /^(0|[1-9][0-9]*)$/.test(t) ? cur[Number(t)] : undefined;
+  return isObj(cur) ? ownValue(cur, t) : undefined;
 }
 
 function parent(doc: unknown, tokens: string[], path: string): [unknown, string] {
   let cur = doc;
   for (const t of tokens.slice(0, -1)) {
-    if (Array.isArray(cur)) cur = cur[Number(t)];
-    else if (isObj(cur)) cur = cur[t];
-    else cur = undefined;
+    cur = step(cur, t);
     if (cur === undefined) throw invalid('patch', '', [{ field: path, message: `path "${path}" does not exist` }]);
   }
   return [cur, tokens[tokens.length - 1]];
@@ -45,9 +65,7 @@ function parent(doc: unknown, tokens: string[], path: string): [unknown, string]
 function get(doc: unknown, tokens: string[], path: string): unknown {
   let cur = doc;
   for (const t of tokens) {
-    if (Array.isArray(cur)) cur = cur[Number(t)];
-    else if (isObj(cur)) cur = cur[t];
-    else cur = undefined;
+    cur = step(cur, t);
     if (cur === undefined) throw invalid('patch', '', [{ field: path, message: `path "${path}" does not exist` }]);
   }
   return cur;
@@ -74,7 +92,7 @@ function remove(doc: unknown, tokens: string[], path: string): unknown {
   if (tokens.length === 0) throw invalid('patch', '', [{ field: path, message: 'cannot remove the whole document' }]);
   const [p, last] = parent(doc, tokens, path);
   if (Array.isArray(p)) p.splice(arrayIndex(p, last, path, false), 1);
-  else if (isObj(p) && last in p) delete p[last];
+  else if (isObj(p) && Object.hasOwn(p, last)) delete p[last];
   else throw invalid('patch', '', [{ field: path, message: `path "${path}" does not exist` }]);
   return doc;
 }
@@ -91,7 +109,9 @@ export function jsonPatch(target: Json, ops: unknown): Json {
     if (!isObj(o) || typeof o.op !== 'string' || typeof o.path !== 'string') {
       throw badRequest(`${field}: each operation needs "op" and "path"`);
     }
-    const tokens = parsePointer(o.path, field);
+    const tokens = parsePointer(o.path, `${field}.path`);
+    const badValue = findUnsafeKey(o.value);
+    if (badValue) throw badRequest(unsafeKeyMessage(badValue, `${field}.value`));
     switch (o.op) {
       case 'add':
         doc = add(doc, tokens, structuredClone(o.value), o.path);
@@ -105,14 +125,14 @@ export function jsonPatch(target: Json, ops: unknown): Json {
         break;
       case 'move': {
         if (typeof o.from !== 'string') throw badRequest(`${field}: move needs "from"`);
-        const from = parsePointer(o.from, field);
+        const from = parsePointer(o.from, `${field}.from`);
         const v = get(doc, from, o.from);
         doc = add(remove(doc, from, o.from), tokens, v, o.path);
         break;
       }
       case 'copy': {
         if (typeof o.from !== 'string') throw badRequest(`${field}: copy needs "from"`);
-        const v = structuredClone(get(doc, parsePointer(o.from, field), o.from));
+        const v = structuredClone(get(doc, parsePointer(o.from, `${field}.from`), o.from));
         doc = add(doc, tokens, v, o.path);
         break;
       }

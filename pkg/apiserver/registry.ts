@@ -19,7 +19,25 @@ export interface RequestContext {
   fieldValidation?: string;
   /** a bootstrap identity registering an instance receives a node credential */
   issueNodeCredential?: boolean;
+  /** a node identity's instance: node restriction decides what it may write */
+  node?: { cluster: string; instance: string };
+  /** the address the request came from (registration records it) */
+  sourceAddress?: string;
 }
+
+/**
+ * A check every write of every kind passes (Kubernetes' validating admission plugins, such
+ * as NodeRestriction): it sees the operation, the stored object and the one to be written,
+ * and throws to refuse. `prev` is the object the write compares against in its txn.
+ */
+export type WriteValidator = (op: {
+  verb: 'create' | 'update' | 'delete';
+  kind: KindInfo;
+  sub: 'status' | undefined;
+  prev?: Obj;
+  next?: Obj;
+  ctx: RequestContext;
+}) => void;
 
 /** What a kind-specific admission hook may do at each step, within the write's transaction. */
 export interface WriteContext {
@@ -73,6 +91,8 @@ export interface ListResult {
 export interface WatchOptions {
   labelSelector?: string;
   fieldSelector?: string;
+  /** the field selector already parsed (by the server, which authorized on it) */
+  fields?: FieldRequirement[];
   resourceVersion?: string;
   allowWatchBookmarks?: boolean;
   /** list-then-watch: send the current state as ADDED first (no or "0" resourceVersion) */
@@ -91,6 +111,7 @@ const now = () => new Date().toISOString();
 export class Registry {
   private lastWriteRev = 0;
   private readonly admission = new Map<string, Admission>();
+  private readonly validators: WriteValidator[] = [];
 
   constructor(
     readonly store: Store,
@@ -101,6 +122,15 @@ export class Registry {
 
   use(kind: string, a: Admission) {
     this.admission.set(kind, a);
+  }
+
+  /** Adds a check that every create, update and delete of every kind passes. */
+  useValidator(v: WriteValidator) {
+    this.validators.push(v);
+  }
+
+  private validateWrite(op: Parameters<WriteValidator>[0]) {
+    for (const v of this.validators) v(op);
   }
 
   private adm(kind: KindInfo): Admission {
@@ -162,9 +192,9 @@ export class Registry {
     return { ...o, metadata: { ...o.metadata, name: reqName } };
   }
 
-  async list(kind: KindInfo, ns: string | undefined, opts: ListOptions = {}): Promise<ListResult> {
+  async list(kind: KindInfo, ns: string | undefined, opts: ListOptions & { fields?: FieldRequirement[] } = {}): Promise<ListResult> {
     const labels = parseLabelSelector(opts.labelSelector);
-    const fields = parseFieldSelector(opts.fieldSelector, kind.fieldSelectors);
+    const fields = opts.fields ?? parseFieldSelector(opts.fieldSelector, kind.fieldSelectors);
     await this.fresh();
     let after = '';
     if (opts.continue) after = decodeContinue(opts.continue, `/berth/${kind.plural}/`).nextKey;
@@ -198,7 +228,7 @@ export class Registry {
    */
   async watch(kind: KindInfo, ns: string | undefined, opts: WatchOptions, sink: WatchSink): Promise<() => void> {
     const labels = parseLabelSelector(opts.labelSelector);
-    const fields = parseFieldSelector(opts.fieldSelector, kind.fieldSelectors);
+    const fields = opts.fields ?? parseFieldSelector(opts.fieldSelector, kind.fieldSelectors);
     await this.fresh();
     const matches = (o: Obj) => matchesLabels(labels, o.metadata.labels) && matchesFields(fields, o);
     const idx = fields.find((f) => f.op === 'eq' && this.cache.isIndexed(kind.plural, f.field));
@@ -287,6 +317,7 @@ export class Registry {
       delete meta.deletionTimestamp;
       delete meta.managedFields;
       delete meta.generateName;
+      this.validateWrite({ verb: 'create', kind, sub: undefined, next: o, ctx });
       if (a.create) await a.create(o, w);
       if (o.status !== undefined) o.status = this.validateStatus(kind, o.status, o.metadata.name);
       const key = this.key(kind, ns, o.metadata.name);
@@ -395,6 +426,7 @@ export class Registry {
           }
         }
       }
+      this.validateWrite({ verb: 'update', kind, sub, prev: curClone, next, ctx });
       if (a.update) await a.update(next, curClone, w, sub);
       // generation counts spec changes as admission leaves them (`web` resolving to the same
       // `web:3` is no change)
@@ -444,6 +476,7 @@ export class Registry {
       if (preconditionRv && preconditionRv !== cur.metadata.resourceVersion) throw conflict(kind.plural, reqName);
       const w: WriteContext = { registry: this, compares: [], ops: [], ctx, reqName };
       const curClone = structuredClone(cur);
+      this.validateWrite({ verb: 'delete', kind, sub: undefined, prev: curClone, ctx });
       let replacement = a.delete ? await a.delete(curClone, w) : undefined;
       const finalizers = (curClone.metadata as Record<string, unknown>).finalizers as string[] | undefined;
       if (!replacement && finalizers?.length) {

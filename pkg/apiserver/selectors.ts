@@ -1,9 +1,13 @@
 import { badRequest } from '../errors/errors.ts';
+import { isUnsafeKey, ownValue } from '../api/safepath.ts';
 
 /**
  * Kubernetes label and field selectors.
  * Labels: `a=b`, `a==b`, `a!=b`, `a in (x,y)`, `a notin (x,y)`, `a`, `!a`, comma-joined (and).
- * Fields: `path=value`, `path==value`, `path!=value`, comma-joined.
+ * Fields: `path=value`, `path==value`, `path!=value`, comma-joined; as in Kubernetes'
+ * fields.ParseSelector a comma always separates requirements (parentheses mean nothing)
+ * and `\,`, `\=` and `\\` escape inside a value. One parser for the list, the watch and the
+ * authorizer (S2: the authorizer split on commas while the list kept `(,...,)` together).
  */
 
 export type Requirement =
@@ -66,6 +70,7 @@ export function parseLabelSelector(s: string | undefined | null): Selector {
 }
 
 function checkKey(k: string, what: string) {
+  if (isUnsafeKey(k)) throw badRequest(`${what}: "${k}" is not allowed as a label key`);
   if (!KEY_RE.test(k) || k.length > 317) throw badRequest(`${what}: "${k}" is not a valid label key`);
 }
 function checkValue(v: string, what: string) {
@@ -107,12 +112,31 @@ export interface FieldRequirement {
   value: string;
 }
 
+/** Splits a field selector on unescaped commas; `\\x` stays escaped for the requirement parser. */
+function splitFields(s: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  for (let i = 0; i < s.length; i++) {
+    const ch = s[i];
+    if (ch === '\\' && i + 1 < s.length) {
+      cur += ch + s[++i];
+    } else if (ch === ',') {
+      out.push(cur);
+      cur = '';
+    } else cur += ch;
+  }
+  out.push(cur);
+  return out.map((x) => x.trim()).filter((x) => x.length > 0);
+}
+
+const unescapeValue = (v: string) => v.replace(/\\(.)/g, '$1');
+
 /** Parses a field selector; `allowed` are the fields this kind can select on. */
 export function parseFieldSelector(s: string | undefined | null, allowed: readonly string[]): FieldRequirement[] {
   if (!s) return [];
   if (s.length > MAX_SELECTOR) throw badRequest(`fieldSelector: longer than ${MAX_SELECTOR} characters`);
   const out: FieldRequirement[] = [];
-  for (const part of splitTop(s)) {
+  for (const part of splitFields(s)) {
     const m = /^([A-Za-z0-9_.]+)\s*(==|=|!=)\s*(.*)$/.exec(part);
     if (!m) throw badRequest(`fieldSelector: cannot parse "${part}"`);
     const field = m[1];
@@ -121,17 +145,21 @@ export function parseFieldSelector(s: string | undefined | null, allowed: readon
         `fieldSelector: "${field}" is not a supported field selector; use one of metadata.name, metadata.namespace${allowed.length ? ', ' + allowed.join(', ') : ''}`,
       );
     }
-    out.push({ field, op: m[2] === '!=' ? 'neq' : 'eq', value: m[3] });
+    const value = m[3];
+    if (/[=!]/.test(value.replace(/\\./g, ''))) {
+      throw badRequest(`fieldSelector: cannot parse "${part}": a value may not hold an unescaped "=" or "!"`);
+    }
+    out.push({ field, op: m[2] === '!=' ? 'neq' : 'eq', value: unescapeValue(value) });
   }
   return out;
 }
 
-/** The string value of a dotted field path, as field selectors compare it ('' when absent). */
+/** The string value of a dotted field path, as field selectors compare it ('' when absent); own keys only. */
 export function fieldValue(obj: unknown, path: string): string {
   let cur: unknown = obj;
   for (const p of path.split('.')) {
-    if (cur === null || typeof cur !== 'object') return '';
-    cur = (cur as Record<string, unknown>)[p];
+    if (cur === null || typeof cur !== 'object' || isUnsafeKey(p)) return '';
+    cur = ownValue(cur, p);
   }
   if (cur === undefined || cur === null) return '';
   return String(cur);

@@ -2,15 +2,18 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parse as parseYaml } from 'yaml';
 import { GROUP, VERSION, type KindInfo } from '../api/meta.ts';
 import { KINDS, kindByPlural } from '../api/kinds.ts';
-import { BerthError, badRequest, isBerthError, notFound, tooLarge, unauthorized } from '../errors/errors.ts';
+import { BerthError, badRequest, isBerthError, notFound, timeout as timedOut, tooLarge, unauthorized } from '../errors/errors.ts';
+import { assertSafeKeys, UnsafeKeyError } from '../api/safepath.ts';
 import type { Logger } from '../log/log.ts';
 import { AllowAll, BOOTSTRAPPERS, type Authorizer, type Identity, type RequestAttributes, type TokenAuthenticator } from './auth.ts';
-import { apiGroup, apiGroupList, apiResourceList, apiVersions, coreResources, openApiV2, openApiV3Group, openApiV3Index } from './discovery.ts';
+import { discoveryDocuments } from './discovery.ts';
+import { ConnectionTracker, DEFAULT_SERVER_LIMITS, IdentityLimiter, watchTimeoutMs, type ServerLimits } from './limits.ts';
+import { sourceAddressOf } from './listener.ts';
 import type { Metrics } from './metrics.ts';
 import { Registry, type Obj, type RequestContext } from './registry.ts';
 import { toStatus, type K8sStatus } from './status.ts';
 import { toTable } from './table.ts';
-import { parseFieldSelector, parseLabelSelector } from './selectors.ts';
+import { parseFieldSelector, parseLabelSelector, type FieldRequirement } from './selectors.ts';
 
 export const DEFAULT_BODY_LIMIT = 3 * 1024 * 1024;
 
@@ -22,6 +25,10 @@ export interface ApiServerDeps {
   authenticator?: TokenAuthenticator;
   authorizer?: Authorizer;
   bodyLimit?: number;
+  /** request and watch limits (S5); each absent field takes its default */
+  limits?: Partial<ServerLimits>;
+  /** the randomness of server-side watch timeouts (tests pin it) */
+  random?: () => number;
   version?: { gitVersion: string };
   /** extra routes: the binding call, the ECS API; return true when handled */
   extensions?: Array<(req: ApiRequest, res: ServerResponse) => Promise<boolean>>;
@@ -35,10 +42,14 @@ export interface FrontDoorRequest {
   method: string;
   path: string;
   query: URLSearchParams;
-  /** the raw body (size-limited); SigV4 hashes it */
-  bodyText(): Promise<string>;
+  /** the raw body, at most `limit` bytes (default: the server's body limit); SigV4 hashes it */
+  bodyText(limit?: number): Promise<string>;
+  /** the address the request came from (the PROXY protocol source behind a trusted balancer) */
+  sourceAddress: string;
   /** the one authorization decision point, for an identity the front door established */
   authorize(identity: Identity, attrs: Omit<RequestAttributes, 'path'>): void;
+  /** counts the request against the identity's in-flight limit (429 beyond it); call the result when done */
+  admit(identity: Identity): () => void;
   /** true in dev mode (no token file): every caller is an admin */
   devMode: boolean;
 }
@@ -50,6 +61,8 @@ export interface ApiRequest {
   path: string;
   query: URLSearchParams;
   identity: Identity;
+  /** the address the request came from (the PROXY protocol source behind a trusted balancer) */
+  sourceAddress: string;
   body(): Promise<unknown>;
   bodyText(): Promise<string>;
   authorize(attrs: Omit<RequestAttributes, 'path'>): void;
@@ -95,7 +108,10 @@ function parseBody(text: string, contentType: string, { objectOnly = true } = {}
   let v: unknown;
   try {
     v = yaml ? parseYaml(text) : JSON.parse(text);
+    // S1: no object built from client input carries a key that reaches a prototype
+    assertSafeKeys(v, 'the request body');
   } catch (e) {
+    if (e instanceof UnsafeKeyError) throw badRequest(e.message);
     throw badRequest(`the request body is not valid ${yaml ? 'YAML' : 'JSON'}: ${(e as Error).message}`);
   }
   if (objectOnly && (typeof v !== 'object' || v === null || Array.isArray(v))) {
@@ -106,6 +122,10 @@ function parseBody(text: string, contentType: string, { objectOnly = true } = {}
 
 const wantsTable = (accept: string | undefined) => !!accept && /as=Table/.test(accept);
 
+/** Watches and followed logs may run for as long as the client reads; every other request has a deadline. */
+const isLongRunning = (method: string, path: string, q: URLSearchParams) =>
+  method === 'GET' && (q.get('watch') === '1' || q.get('watch') === 'true' || (path.endsWith('/log') && q.get('follow') === 'true'));
+
 /**
  * The resource API's request handler (Kubernetes-compatible). Built apart from listen()
  * so tests and `berth up` can mount it on any server.
@@ -114,6 +134,23 @@ export function createApiHandler(deps: ApiServerDeps) {
   const { registry, log, metrics } = deps;
   const authorizer = deps.authorizer ?? new AllowAll();
   const limit = deps.bodyLimit ?? DEFAULT_BODY_LIMIT;
+  const lim: ServerLimits = { ...DEFAULT_SERVER_LIMITS, ...deps.limits };
+  const watchSlots = new IdentityLimiter(lim.maxWatchesPerIdentity, 'watches');
+  const requestSlots = new IdentityLimiter(lim.maxInFlightPerIdentity, 'requests in flight');
+  const connections = new ConnectionTracker(lim.maxConnectionsPerIdentity);
+  /** S5, per identity: the connections its requests come on, then its watches or its requests in flight */
+  const admit = (id: Identity, req: IncomingMessage, res: ServerResponse, longRunning: boolean): (() => void) => {
+    try {
+      connections.admit(id, req.socket);
+    } catch (e) {
+      res.setHeader('Connection', 'close');
+      throw e;
+    }
+    const release = (longRunning ? watchSlots : requestSlots).acquire(id);
+    res.once('close', release);
+    return release;
+  };
+  const documents = discoveryDocuments(KINDS);
 
   return async function handle(req: IncomingMessage, res: ServerResponse) {
     const started = process.hrtime.bigint();
@@ -125,8 +162,19 @@ export function createApiHandler(deps: ApiServerDeps) {
     res.on('finish', () => {
       metrics.observeRequest(verbLabel, resourceLabel, res.statusCode, Number(process.hrtime.bigint() - started) / 1e9);
     });
+    const path = url.pathname.replace(/\/+$/, '') || '/';
+    const longRunning = isLongRunning(method, path, url.searchParams);
+    if (!longRunning && lim.requestTimeoutMs > 0) {
+      // S5: a request that is not a watch has a deadline; what it was doing may still complete
+      const t = setTimeout(() => {
+        if (res.writableEnded) return;
+        if (res.headersSent) res.destroy();
+        else sendStatus(res, timedOut(`the request did not finish within ${lim.requestTimeoutMs / 1000} s; it may still complete`));
+      }, lim.requestTimeoutMs);
+      res.once('close', () => clearTimeout(t));
+    }
+    const sourceAddress = sourceAddressOf(req.socket);
     try {
-      const path = url.pathname.replace(/\/+$/, '') || '/';
       // unauthenticated endpoints
       if (method === 'GET' && (path === '/healthz' || path === '/livez' || path === '/readyz')) {
         const ready = path !== '/readyz' || registry.cache.isReady;
@@ -144,8 +192,10 @@ export function createApiHandler(deps: ApiServerDeps) {
           method,
           path,
           query: url.searchParams,
-          bodyText: async () => (bodyText ??= await readBody(req, limit)),
+          bodyText: async (max = limit) => (bodyText ??= await readBody(req, Math.min(max, limit))),
+          sourceAddress,
           authorize: (id, attrs) => authorizer.authorize(id, { ...attrs, path }),
+          admit: (id) => admit(id, req, res, false),
           devMode: !deps.authenticator,
         };
         for (const door of deps.frontDoors) {
@@ -158,12 +208,14 @@ export function createApiHandler(deps: ApiServerDeps) {
         if (!id) throw unauthorized('Unauthorized: a valid bearer token is required');
         identity = id;
       } else identity = DEV_IDENTITY;
+      admit(identity, req, res, longRunning);
       const apiReq: ApiRequest = {
         raw: req,
         method,
         path,
         query: url.searchParams,
         identity,
+        sourceAddress,
         bodyText: async () => (bodyText ??= await readBody(req, limit)),
         body: async () => parseBody(await apiReq.bodyText(), String(req.headers['content-type'] ?? 'application/json')),
         authorize: (attrs) => authorizer.authorize(identity, { ...attrs, path }),
@@ -172,14 +224,24 @@ export function createApiHandler(deps: ApiServerDeps) {
         if (await ext(apiReq, res)) return;
       }
       if (method === 'GET' && path === '/metrics') {
-        apiReq.authorize({ verb: 'get' });
+        apiReq.authorize({ verb: 'get' }); // S8: admins and berth:metrics only
         res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4' });
         res.end(metrics.render());
         return;
       }
       if (method === 'GET') {
-        const doc = discovery(path);
-        if (doc !== undefined) return sendJson(res, 200, doc);
+        const doc = documents(path);
+        if (doc !== undefined) {
+          // S6: built once; a client that has it is told so
+          if (req.headers['if-none-match'] === doc.etag) {
+            res.writeHead(304, { ETag: doc.etag });
+            res.end();
+            return;
+          }
+          res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(doc.body), ETag: doc.etag });
+          res.end(doc.body);
+          return;
+        }
         const ev = /^\/api\/v1(\/namespaces\/[^/]+)?\/events$/.exec(path);
         if (ev) return sendJson(res, 200, { kind: 'EventList', apiVersion: 'v1', metadata: { resourceVersion: String(registry.cache.revision) }, items: [] });
       }
@@ -203,28 +265,6 @@ export function createApiHandler(deps: ApiServerDeps) {
     }
   };
 
-  function discovery(path: string): unknown {
-    switch (path) {
-      case '/api':
-        return apiVersions();
-      case '/api/v1':
-        return coreResources();
-      case '/apis':
-        return apiGroupList();
-      case `/apis/${GROUP}`:
-        return apiGroup();
-      case `/apis/${GROUP}/${VERSION}`:
-        return apiResourceList(KINDS);
-      case '/openapi/v2':
-        return openApiV2(KINDS);
-      case '/openapi/v3':
-        return openApiV3Index(KINDS);
-      case `/openapi/v3/apis/${GROUP}/${VERSION}`:
-        return openApiV3Group(KINDS);
-    }
-    return undefined;
-  }
-
   async function resource(
     r: ApiRequest,
     res: ServerResponse,
@@ -240,6 +280,8 @@ export function createApiHandler(deps: ApiServerDeps) {
       dryRun: q.get('dryRun') === 'All',
       fieldValidation: q.get('fieldValidation') ?? 'Strict',
       issueNodeCredential: r.identity.groups.includes(BOOTSTRAPPERS),
+      ...(r.identity.node ? { node: r.identity.node } : {}),
+      sourceAddress: r.sourceAddress,
     };
     if (ctx.dryRun === false && q.has('dryRun') && q.get('dryRun') !== '') throw badRequest(`dryRun: only "All" is supported`);
     const accept = r.raw.headers.accept;
@@ -250,14 +292,28 @@ export function createApiHandler(deps: ApiServerDeps) {
         if (name === undefined) {
           const watch = q.get('watch') === '1' || q.get('watch') === 'true';
           setVerb(watch ? 'watch' : 'list');
-          r.authorize({ verb: watch ? 'watch' : 'list', resource: kind.plural, namespace: nsForKind, fieldSelector: q.get('fieldSelector') ?? undefined });
-          if (watch) return serveWatch(r, res, kind, nsForKind, wantsTable(accept));
+          // S2: the selectors are parsed once; authorization decides on what the list or watch runs
+          // (a selector that does not parse proves nothing: it is authorized as none, so a node is
+          // refused with 403, and whoever may list without one learns what is wrong with it, 400)
+          const fieldSelector = q.get('fieldSelector') ?? undefined;
+          let fields: FieldRequirement[] = [];
+          let unparsed: unknown;
+          try {
+            fields = parseFieldSelector(fieldSelector, kind.fieldSelectors);
+            parseLabelSelector(q.get('labelSelector') ?? undefined);
+          } catch (e) {
+            unparsed = e;
+          }
+          r.authorize({ verb: watch ? 'watch' : 'list', resource: kind.plural, namespace: nsForKind, fieldSelector, fieldRequirements: fields });
+          if (unparsed) throw unparsed;
+          if (watch) return serveWatch(r, res, kind, nsForKind, wantsTable(accept), fields);
           const limitStr = q.get('limit');
           const lim = limitStr ? Number(limitStr) : undefined;
           if (limitStr && (!Number.isInteger(lim) || lim! < 0)) throw badRequest(`limit: "${limitStr}" is not a whole number`);
           const list = await registry.list(kind, nsForKind, {
             labelSelector: q.get('labelSelector') ?? undefined,
-            fieldSelector: q.get('fieldSelector') ?? undefined,
+            fieldSelector,
+            fields,
             limit: lim,
             continue: q.get('continue') ?? undefined,
           });
@@ -323,19 +379,26 @@ export function createApiHandler(deps: ApiServerDeps) {
     }
   }
 
-  async function serveWatch(r: ApiRequest, res: ServerResponse, kind: KindInfo, ns: string | undefined, table: boolean) {
+  async function serveWatch(r: ApiRequest, res: ServerResponse, kind: KindInfo, ns: string | undefined, table: boolean, fields: FieldRequirement[]) {
     const q = r.query;
-    const timeout = Number(q.get('timeoutSeconds') ?? 0);
+    const timeoutSeconds = Number(q.get('timeoutSeconds') ?? 0);
+    if (!Number.isFinite(timeoutSeconds) || timeoutSeconds < 0) throw badRequest(`timeoutSeconds: "${q.get('timeoutSeconds')}" is not a number of seconds`);
     const bookmarks = q.get('allowWatchBookmarks') === 'true' || q.get('allowWatchBookmarks') === '1';
     let closed = false;
     let first = true;
+    // the initial state (and a replay from the history) may queue more than the buffer: the
+    // cap counts what is queued beyond it, until the socket has drained once
+    let starting = true;
+    let allowance = 0;
     const memo = new WeakMap<object, string>();
     const write = (line: string) => {
       if (closed) return;
       res.write(line);
-      if (res.writableLength > 16 * 1024 * 1024) {
-        log.warn({ kind: kind.plural }, 'watch: client too slow, closing');
+      if (!starting && res.writableLength > lim.watchBufferBytes + allowance) {
+        // S5: a client that does not read is cut off: it relists and watches again
+        log.warn({ kind: kind.plural, user: r.identity.user, queued: res.writableLength }, 'watch: client too slow, closing');
         close();
+        res.destroy();
       }
     };
     const sink = (type: string, obj: Obj) => {
@@ -354,8 +417,6 @@ export function createApiHandler(deps: ApiServerDeps) {
     // bad selectors and versions are plain 400s, before the stream starts
     const rvq = q.get('resourceVersion');
     if (rvq && !/^\d+$/.test(rvq)) throw badRequest(`resourceVersion: "${rvq}" is not a valid resource version`);
-    parseLabelSelector(q.get('labelSelector') ?? undefined);
-    parseFieldSelector(q.get('fieldSelector') ?? undefined, kind.fieldSelectors);
     let stop: (() => void) | undefined;
     res.writeHead(200, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' });
     res.flushHeaders();
@@ -378,6 +439,7 @@ export function createApiHandler(deps: ApiServerDeps) {
         {
           labelSelector: q.get('labelSelector') ?? undefined,
           fieldSelector: q.get('fieldSelector') ?? undefined,
+          fields,
           resourceVersion: q.get('resourceVersion') ?? undefined,
           allowWatchBookmarks: bookmarks,
           sendInitialEvents: q.get('sendInitialEvents') === 'true',
@@ -385,6 +447,9 @@ export function createApiHandler(deps: ApiServerDeps) {
         (type, obj) => sink(type, obj),
       );
       if (closed) stop();
+      starting = false;
+      allowance = res.writableLength;
+      if (allowance > 0) res.once('drain', () => (allowance = 0));
     } catch (e) {
       // like Kubernetes: a watch that cannot start answers 200 and one ERROR event
       const s = toStatus(e);
@@ -393,7 +458,8 @@ export function createApiHandler(deps: ApiServerDeps) {
       close();
       return;
     }
-    if (timeout > 0) timers.push(setTimeout(close, timeout * 1000));
+    // S5: without timeoutSeconds the server ends the watch after [min, 2*min], so clients rebalance
+    timers.push(setTimeout(close, watchTimeoutMs(timeoutSeconds, lim.minWatchTimeoutMs, deps.random)));
     if (bookmarks) {
       const tick = () => {
         if (closed) return;

@@ -10,6 +10,7 @@ import { readManifests, type Manifest } from './manifests.ts';
 import { stringify } from 'yaml';
 import { describeLines, parseOutput, renderObjects, renderTable, type Table } from './printers.ts';
 import { buildCertsCommands } from './certs/certs.ts';
+import { addTokenCommand } from './token.ts';
 
 /**
  * The `berth` commands: flags -> options -> validate -> run, with the IO and the client
@@ -496,6 +497,7 @@ export function buildProgram(deps: CliDeps): Command {
     });
 
   buildCertsCommands(program, io);
+  addTokenCommand(program, io, conn);
   deps.extend?.(program, deps);
   program.addOption(new Option('--no-color', 'plain output').hideHelp());
   return program;

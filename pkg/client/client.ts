@@ -55,9 +55,9 @@ const kindInfo = (k: KindRef): KindInfo => {
 
 const reasons = new Set<Reason>([
   'NotFound', 'AlreadyExists', 'Conflict', 'Invalid', 'BadRequest', 'Unauthorized', 'Forbidden', 'RequestEntityTooLarge',
-  'TooManyRequests', 'Expired', 'MethodNotAllowed', 'UnsupportedMediaType', 'NotAcceptable', 'ServiceUnavailable', 'Timeout', 'InternalError',
+  'TooManyRequests', 'Expired', 'MethodNotAllowed', 'UnsupportedMediaType', 'NotAcceptable', 'ServiceUnavailable', 'BadGateway', 'Timeout', 'InternalError',
 ]);
-const byCode: Record<number, Reason> = { 400: 'BadRequest', 401: 'Unauthorized', 403: 'Forbidden', 404: 'NotFound', 409: 'Conflict', 410: 'Expired', 413: 'RequestEntityTooLarge', 415: 'UnsupportedMediaType', 422: 'Invalid', 429: 'TooManyRequests', 503: 'ServiceUnavailable', 504: 'Timeout' };
+const byCode: Record<number, Reason> = { 400: 'BadRequest', 401: 'Unauthorized', 403: 'Forbidden', 404: 'NotFound', 409: 'Conflict', 410: 'Expired', 413: 'RequestEntityTooLarge', 415: 'UnsupportedMediaType', 422: 'Invalid', 429: 'TooManyRequests', 502: 'BadGateway', 503: 'ServiceUnavailable', 504: 'Timeout' };
 
 /** A Kubernetes Status body (or anything else an error response carried) as a BerthError. */
 export function statusError(code: number, body: unknown): BerthError {

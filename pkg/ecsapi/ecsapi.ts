@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { statSync } from 'node:fs';
 import type { ServerResponse } from 'node:http';
+import { parseClientJson, UnsafeKeyError } from '../api/safepath.ts';
 import type { ApiParts, FrontDoor } from '../apiserver/apiserver.ts';
 import { ADMINS, type Identity } from '../apiserver/auth.ts';
 import type { FrontDoorRequest } from '../apiserver/server.ts';
@@ -29,7 +30,7 @@ import {
 } from './instances.ts';
 import type { Input } from './params.ts';
 import { CreateService, DeleteService, DescribeServices, ListServices, UpdateService } from './services.ts';
-import { loadAccessKeyFile, verify, type AccessKey } from './sigv4.ts';
+import { checkHeaders, loadAccessKeyFile, parseAuthorization, verify, type AccessKey } from './sigv4.ts';
 import { ListTagsForResource, TagResource, UntagResource } from './tags.ts';
 import { DeregisterTaskDefinition, DescribeTaskDefinition, ListTaskDefinitionFamilies, ListTaskDefinitions, RegisterTaskDefinition } from './taskdefs.ts';
 import { DescribeTasks, ListTasks, RunTask, StartTask, StopTask } from './tasks.ts';
@@ -98,50 +99,84 @@ export interface EcsFrontDoorOptions {
 
 const DEV_IDENTITY: Identity = { user: 'admin', groups: [ADMINS] };
 
-/** Keys from the options and the file; the file is re-read when its mtime changes. */
-function keyring(opts: EcsFrontDoorOptions) {
-  let fileKeys: AccessKey[] = [];
+/** How often, at most, the access-key file's mtime is looked at. */
+export const KEY_FILE_RECHECK_MS = 1000;
+
+/**
+ * Keys from the options and the file, as one Map that is rebuilt only when the file
+ * changed; the file's mtime is looked at no more than once per KEY_FILE_RECHECK_MS (S10: it
+ * was stat()ed and a Map built on every ECS request), or at once when asked to (`recheck`:
+ * a request names a key that is not known, which may have just been added). A file being
+ * rewritten (unreadable or malformed for a moment) keeps the last good keys.
+ */
+export function keyring(
+  opts: Pick<EcsFrontDoorOptions, 'accessKeyFile' | 'keys'>,
+  deps: { now?: () => number; mtime?: (file: string) => number } = {},
+): (recheck?: boolean) => Map<string, AccessKey> {
+  const now = deps.now ?? Date.now;
+  const mtime = deps.mtime ?? ((f: string) => statSync(f).mtimeMs);
+  const build = (fileKeys: AccessKey[]) => new Map([...(opts.keys ?? []), ...fileKeys].map((k) => [k.accessKeyId, k]));
   let seen = -1;
+  let checkedAt = -Infinity;
+  let current = build([]);
   const load = () => {
     if (!opts.accessKeyFile) return;
-    const m = statSync(opts.accessKeyFile).mtimeMs;
+    const m = mtime(opts.accessKeyFile);
     if (m === seen) return;
-    fileKeys = loadAccessKeyFile(opts.accessKeyFile);
+    current = build(loadAccessKeyFile(opts.accessKeyFile));
     seen = m;
   };
   load(); // a missing or malformed file fails at start-up, with the file's name
-  return (): Map<string, AccessKey> => {
-    try {
-      load();
-    } catch {
-      /* keep the last good keys while the file is being rewritten */
+  checkedAt = now();
+  return (recheck = false) => {
+    if (opts.accessKeyFile && (recheck || now() - checkedAt >= KEY_FILE_RECHECK_MS)) {
+      checkedAt = now();
+      try {
+        load();
+      } catch {
+        /* keep the last good keys while the file is being rewritten */
+      }
     }
-    return new Map([...(opts.keys ?? []), ...fileKeys].map((k) => [k.accessKeyId, k]));
+    return current;
   };
 }
+
+/**
+ * The most an ECS request body may be (S5): it is read only after the headers'
+ * signature checks pass, and it is much less than the resource API's limit, which takes
+ * whole manifests. RegisterTaskDefinition is the largest input (a task definition of at
+ * most the configured size, 64 KiB by default).
+ */
+export const ecsBodyLimit = (taskDefinitionBytes: number) => Math.max(512 * 1024, 4 * taskDefinitionBytes);
 
 export function ecsFrontDoor(parts: ApiParts, opts: EcsFrontDoorOptions): FrontDoor {
   const keys = keyring(opts);
   const log = parts.log.child({ component: 'ecsapi' });
+  const bodyLimit = ecsBodyLimit(parts.registry.limits.taskDefinitionBytes);
   return async (req: FrontDoorRequest, res: ServerResponse): Promise<boolean> => {
     const target = req.raw.headers['x-amz-target'];
     if (req.method !== 'POST' || typeof target !== 'string' || !target.startsWith(TARGET_PREFIX)) return false;
     const requestId = randomUUID();
     const op = target.slice(TARGET_PREFIX.length);
+    let release: (() => void) | undefined;
     try {
-      const body = await req.bodyText();
-      const known = keys();
-      const identity =
-        known.size === 0 && req.devMode
-          ? DEV_IDENTITY // dev mode without keys: every caller is the admin (loopback only)
-          : verify({ method: req.method, url: req.raw.url ?? '/', headers: req.raw.headers, body }, known);
+      let known = keys();
+      const keyId = parseAuthorization(String(req.raw.headers.authorization ?? ''))?.accessKeyId;
+      if (keyId && !known.has(keyId)) known = keys(true);
+      const dev = known.size === 0 && req.devMode; // dev mode without keys: every caller is the admin (loopback only)
+      const signed = { url: req.raw.url ?? '/', headers: req.raw.headers };
+      const checked = dev ? undefined : checkHeaders(signed, known);
+      const body = await req.bodyText(bodyLimit);
+      const identity = checked ? verify({ ...signed, method: req.method, body }, known, Date.now(), checked) : DEV_IDENTITY;
+      release = req.admit(identity);
       const handler = Object.hasOwn(OPERATIONS, op) ? OPERATIONS[op] : undefined;
       if (!handler) throw new EcsError('UnknownOperationException', `Unknown operation "${op}": berth does not implement it (X-Amz-Target ${target}).`);
       let input: unknown = {};
       if (body.trim()) {
         try {
-          input = JSON.parse(body);
+          input = parseClientJson(body); // S1: no key that reaches a prototype, at any depth
         } catch (e) {
+          if (e instanceof UnsafeKeyError) throw new EcsError('InvalidParameterException', `${e.message}.`);
           throw new EcsError('SerializationException', `The request body is not valid JSON: ${(e as Error).message}`);
         }
       }
@@ -152,7 +187,7 @@ export function ecsFrontDoor(parts: ApiParts, opts: EcsFrontDoorOptions): FrontD
         parts,
         registry: parts.registry,
         identity,
-        req: { user: identity.user },
+        req: { user: identity.user, sourceAddress: req.sourceAddress },
         authorize: (attrs) => req.authorize(identity, attrs),
         region: opts.region,
       };
@@ -165,6 +200,8 @@ export function ecsFrontDoor(parts: ApiParts, opts: EcsFrontDoorOptions): FrontD
       else log.debug({ op, requestId, type: w.type, message: w.message }, 'ecs request refused');
       if (!res.headersSent) sendEcs(res, requestId, w.status, { __type: w.type, message: w.message });
       else res.end();
+    } finally {
+      release?.();
     }
     return true;
   };

@@ -162,11 +162,20 @@ export function stringToSign(longDate: string, scope: string, canonical: string)
   return ['AWS4-HMAC-SHA256', longDate, scope, sha256hex(canonical)].join('\n');
 }
 
+/** What the headers alone establish: the key, the signing scope and the date (the body is not read yet). */
+export interface CheckedHeaders {
+  a: ParsedAuthorization;
+  key: AccessKey;
+  isoDate: string;
+}
+
 /**
- * Verifies a request's SigV4 signature against the known keys; returns the key's identity
- * or throws the error AWS would answer with.
+ * Everything of a SigV4 check that needs no body: the Authorization header, a known key,
+ * the service, the signed headers (host, the date and X-Amz-Target, so no signature can be
+ * replayed for another operation: S10) and the clock skew. The ECS front door runs it
+ * before it reads the body, so an unauthenticated caller never makes it read one (S5).
  */
-export function verify(r: SigV4Request, keys: Map<string, AccessKey>, now = Date.now()): Identity {
+export function checkHeaders(r: Pick<SigV4Request, 'url' | 'headers'>, keys: Map<string, AccessKey>, now = Date.now()): CheckedHeaders {
   const header = r.headers.authorization;
   if (!header) {
     if (/[?&]X-Amz-Signature=/i.test(r.url)) {
@@ -188,6 +197,9 @@ export function verify(r: SigV4Request, keys: Map<string, AccessKey>, now = Date
     throw new EcsError('InvalidSignatureException', `Credential should be scoped to correct service: '${SIGNING_SERVICE}'. `, 403);
   }
   if (!a.signedHeaders.includes('host')) throw new EcsError('InvalidSignatureException', "'Host' must be a signed header.", 403);
+  if (r.headers['x-amz-target'] !== undefined && !a.signedHeaders.includes('x-amz-target')) {
+    throw new EcsError('InvalidSignatureException', "'X-Amz-Target' must be a signed header: the signature has to cover the operation it authorizes.", 403);
+  }
   const rawDate = r.headers['x-amz-date'] ?? r.headers.date;
   const longDate = Array.isArray(rawDate) ? rawDate[0] : rawDate;
   if (!longDate || (!a.signedHeaders.includes('x-amz-date') && !a.signedHeaders.includes('date'))) {
@@ -208,6 +220,15 @@ export function verify(r: SigV4Request, keys: Map<string, AccessKey>, now = Date
   for (const h of a.signedHeaders) {
     if (r.headers[h] === undefined) throw new EcsError('InvalidSignatureException', `The request signature we calculated does not match the signature you provided: signed header '${h}' is missing from the request.`, 403);
   }
+  return { a, key, isoDate };
+}
+
+/**
+ * Verifies a request's SigV4 signature against the known keys; returns the key's identity
+ * or throws the error AWS would answer with. `checked`: what checkHeaders already found.
+ */
+export function verify(r: SigV4Request, keys: Map<string, AccessKey>, now = Date.now(), checked = checkHeaders(r, keys, now)): Identity {
+  const { a, key, isoDate } = checked;
   const declared = r.headers['x-amz-content-sha256'];
   if (declared !== undefined) {
     const d = String(declared).toLowerCase();

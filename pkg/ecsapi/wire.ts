@@ -82,6 +82,7 @@ export function toEcsError(err: unknown): WireError {
       return { status: 400, type: given ?? 'UnrecognizedClientException', message };
     case 'InternalError':
     case 'ServiceUnavailable':
+    case 'BadGateway':
     case 'Timeout':
       return { status: 500, type: given ?? 'ServerException', message };
     case 'TooManyRequests':

@@ -27,6 +27,8 @@ export type Reason =
   | 'UnsupportedMediaType'
   | 'NotAcceptable'
   | 'ServiceUnavailable'
+  /** a component the apiserver proxies to (an agent's logs) failed or answered something else */
+  | 'BadGateway'
   | 'Timeout'
   | 'InternalError';
 
@@ -45,6 +47,7 @@ const httpStatus: Record<Reason, number> = {
   UnsupportedMediaType: 415,
   NotAcceptable: 406,
   ServiceUnavailable: 503,
+  BadGateway: 502,
   Timeout: 504,
   InternalError: 500,
 };
@@ -103,6 +106,8 @@ export const tooManyRequests = (message: string, retryAfterSeconds = 1) =>
 export const expired = (message: string) => new BerthError('Expired', message);
 export const internal = (message: string) => new BerthError('InternalError', message);
 export const unavailable = (message: string) => new BerthError('ServiceUnavailable', message);
+export const badGateway = (message: string) => new BerthError('BadGateway', message);
+export const timeout = (message: string) => new BerthError('Timeout', message);
 
 /** Store-level: a watch or list asked for a revision older than the compaction point. */
 export class CompactedError extends BerthError {

@@ -57,7 +57,8 @@ const rssMiB = (pid: number) => Math.round(Number(/VmRSS:\s+(\d+)/.exec(readFile
 
 async function startServer(storeSpec: string): Promise<{ base: string; child: ChildProcess }> {
   const port = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'cmd/berth-apiserver/main.ts'), '--store', storeSpec, '--listen', `127.0.0.1:${port}`, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  // one identity holds all WATCHERS watches (and their connections) here: the per-identity limits are off for this measurement
+  const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'cmd/berth-apiserver/main.ts'), '--store', storeSpec, '--listen', `127.0.0.1:${port}`, '--log-level', 'warn', '--max-watches-per-identity', '0', '--max-connections-per-identity', '0'], { stdio: ['ignore', 'ignore', 'inherit'] });
   const base = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 200; i++) {
     try {

@@ -32,7 +32,7 @@ describe('deploy/ agrees with the code and with the topology the multi-host test
 
   it('C15: berth-apiserver.service passes exactly the topology\'s flags, every one known to berth-apiserver, ECS keys and TLS to etcd included', () => {
     const unit = unitFlags(read('deploy/systemd/berth-apiserver.service'));
-    const topo = flagNames(apiserverArgv({ store: 's', ca: 'c', etcdCert: 'e', etcdKey: 'k', listen: 'l', cert: 'c', key: 'k', tokens: 't', accessKeys: 'a' }));
+    const topo = flagNames(apiserverArgv({ store: 's', ca: 'c', etcdCert: 'e', etcdKey: 'k', listen: 'l', cert: 'c', key: 'k', tokens: 't', accessKeys: 'a', proxyTrusted: 'p' }));
     expect([...unit.keys()].sort()).to.deep.equal(topo);
     const known = help('berth-apiserver');
     for (const f of unit.keys()) expect(known, f).to.contain(f);

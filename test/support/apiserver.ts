@@ -1,8 +1,8 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Server } from 'node:http';
-import { buildApiServer, listen, type ApiServer, type ApiServerOptions } from '../../pkg/apiserver/apiserver.ts';
+import { buildApiServer, listen, type ApiServer, type ApiServerOptions, type ListenOptions } from '../../pkg/apiserver/apiserver.ts';
+import type { Listener } from '../../pkg/apiserver/listener.ts';
 import { newToken, type TokenEntry } from '../../pkg/apiserver/auth.ts';
 import { newLogger, silentLogger } from '../../pkg/log/log.ts';
 import { EmbeddedStore } from '../../pkg/store/embedded.ts';
@@ -45,6 +45,12 @@ export async function startApiServer(
     inactiveRetentionMs?: number;
     /** routes that authenticate by themselves, e.g. the ECS API (passed to buildApiServer) */
     frontDoors?: ApiServerOptions['frontDoors'];
+    /** tokens besides the admin, viewer and bootstrap ones */
+    tokens?: TokenEntry[];
+    /** more options for buildApiServer (limits, clocks) */
+    build?: Partial<Omit<ApiServerOptions, 'store' | 'log' | 'tokens'>>;
+    /** more options for both listeners (timeouts, PROXY protocol) */
+    listen?: Partial<Omit<ListenOptions, 'listen' | 'tlsCertFile' | 'tlsKeyFile'>>;
   } = {},
 ): Promise<TestApiServer> {
   const dir = await mkdtemp(join(tmpdir(), 'berth-api-'));
@@ -63,11 +69,12 @@ export async function startApiServer(
     { token: adminToken, user: 'admin', uid: '1', groups: ['berth:admins'] },
     { token: viewerToken, user: 'viewer', uid: '2', groups: ['berth:viewers'] },
     { token: bootstrapToken, user: 'bootstrap', uid: '3', groups: ['berth:bootstrappers'] },
+    ...(opts.tokens ?? []),
   ];
-  const api = await buildApiServer({ store, log: process.env.BERTH_TEST_LOG ? newLogger({ level: 'debug' }) : silentLogger(), tokens, watchCacheCapacity: opts.watchCacheCapacity, inactiveRetentionMs: opts.inactiveRetentionMs, frontDoors: opts.frontDoors });
-  const { server, url } = await listen(api.handler, { listen: '127.0.0.1:0' });
+  const api = await buildApiServer({ store, log: process.env.BERTH_TEST_LOG ? newLogger({ level: 'debug' }) : silentLogger(), tokens, watchCacheCapacity: opts.watchCacheCapacity, inactiveRetentionMs: opts.inactiveRetentionMs, frontDoors: opts.frontDoors, ...opts.build });
+  const { server, url } = await listen(api.handler, { ...opts.listen, listen: '127.0.0.1:0' });
   const cert = await ensureSelfSignedCert(join(dir, 'pki'));
-  const { server: tlsServer, url: tlsUrl } = await listen(api.handler, { listen: '127.0.0.1:0', tlsCertFile: cert.certFile, tlsKeyFile: cert.keyFile });
+  const { server: tlsServer, url: tlsUrl } = await listen(api.handler, { ...opts.listen, listen: '127.0.0.1:0', tlsCertFile: cert.certFile, tlsKeyFile: cert.keyFile });
   const kubeconfigPath = join(dir, 'kubeconfig');
   await writeFile(
     kubeconfigPath,
@@ -124,7 +131,7 @@ export async function startApiServer(
   };
 }
 
-function closeServer(server: Server): Promise<void> {
+function closeServer(server: Listener): Promise<void> {
   return new Promise((resolve) => {
     server.close(() => resolve());
     server.closeAllConnections();

@@ -59,4 +59,5 @@ export const DEPLOY_HAPROXY: HaproxyConfig = {
     { name: 'apiserver-3', address: '10.0.0.13:6443' },
   ],
   caFile: '/etc/berth/pki/ca.crt',
+  sendProxy: true,
 };

@@ -236,6 +236,8 @@ export async function startTopology(o: TopologyOptions = {}): Promise<Topology> 
       start(ctl, `apiserver-${i + 1}`, [process.execPath, bin('berth-apiserver'), ...apiserverArgv({
         store: etcd.storeUrl, ca: ca.certFile, etcdCert: f('berth-apiserver.crt'), etcdKey: f('berth-apiserver.key'), listen: `${a}:6443`,
         cert: f('apiserver.crt'), key: f('apiserver.key'), tokens: f('tokens.csv'), accessKeys: f('access-keys.csv'),
+        // HAProxy runs in the control namespace and connects from one of its addresses
+        proxyTrusted: [...addr.etcd, ...addr.api, addr.lb].map((x) => `${x}/32`).join(','),
       })]),
     );
     await Promise.all(apiservers.map((p, i) => eventually(async () => {
@@ -244,7 +246,7 @@ export async function startTopology(o: TopologyOptions = {}): Promise<Topology> 
     }, 90_000, `${p.name} ready`)));
 
     // --- HAProxy: deploy/haproxy/haproxy.cfg with this topology's addresses
-    await fsp.writeFile(path.join(dir, 'haproxy.cfg'), haproxyConfig({ bind: `${addr.lb}:6443`, servers: addr.api.map((a, i) => ({ name: `apiserver-${i + 1}`, address: `${a}:6443` })), caFile: ca.certFile }));
+    await fsp.writeFile(path.join(dir, 'haproxy.cfg'), haproxyConfig({ bind: `${addr.lb}:6443`, servers: addr.api.map((a, i) => ({ name: `apiserver-${i + 1}`, address: `${a}:6443` })), caFile: ca.certFile, sendProxy: true }));
     const haproxy = start(ctl, 'haproxy', ['haproxy', '-db', '-f', path.join(dir, 'haproxy.cfg')]);
     const url = `https://${addr.lb}:6443`;
     await eventually(async () => {
@@ -350,7 +352,11 @@ function tryKill(pid: number): void {
 }
 
 /** berth-apiserver's flags, as deploy/systemd/berth-apiserver.service passes them (a test compares the two). */
-export function apiserverArgv(v: { store: string; ca: string; etcdCert: string; etcdKey: string; listen: string; cert: string; key: string; tokens: string; accessKeys: string }): string[] {
+export function apiserverArgv(v: {
+  store: string; ca: string; etcdCert: string; etcdKey: string; listen: string; cert: string; key: string; tokens: string; accessKeys: string;
+  /** the load balancer's address (CIDR): it sends the PROXY protocol, so agents' real addresses count */
+  proxyTrusted: string;
+}): string[] {
   return [
     '--store', v.store,
     '--etcd-cafile', v.ca, '--etcd-certfile', v.etcdCert, '--etcd-keyfile', v.etcdKey,
@@ -358,6 +364,7 @@ export function apiserverArgv(v: { store: string; ca: string; etcdCert: string; 
     '--tls-cert-file', v.cert, '--tls-private-key-file', v.key,
     '--token-auth-file', v.tokens,
     '--access-key-file', v.accessKeys, '--region', 'us-east-1',
+    '--proxy-protocol-trusted', v.proxyTrusted,
     '--log-level', 'info',
   ];
 }
