@@ -2,6 +2,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { badRequest, forbidden } from '../errors/errors.ts';
 import { storeKey } from '../api/meta.ts';
+import type { AccessRequest } from './policy.ts';
 import type { WatchCache } from './watchcache.ts';
 
 export interface Identity {
@@ -120,6 +121,14 @@ export interface RequestAttributes {
   /** the request's field selector (node identities must scope lists/watches to themselves) */
   fieldSelector?: string;
   path: string;
+  /**
+   * the IAM action the request performs, when its face names one (the ECS face: the
+   * operation's action and resources); the resource API's is derived from the attributes
+   * above (actions.ts)
+   */
+  action?: AccessRequest;
+  /** a create's object, as sent (the action of creating a task names its task definition) */
+  object?: unknown;
 }
 
 /** The one pluggable authorization decision point. Throws Forbidden with a reason. */
@@ -139,7 +148,7 @@ export class DefaultAuthorizer implements Authorizer {
 
   authorize(id: Identity, a: RequestAttributes): void {
     const deny = (why: string) => {
-      throw forbidden(`${id.user} cannot ${a.verb} ${a.resource ?? a.path}${a.subresource ? '/' + a.subresource : ''}${a.name ? ` "${a.name}"` : ''}${a.namespace ? ` in cluster "${a.namespace}"` : ''}: ${why}`);
+      throw forbidden(`${id.user} cannot ${a.verb} ${a.resource ?? a.path}${a.subresource ? '/' + a.subresource : ''}${a.name ? ` "${a.name}"` : ''}${a.namespace ? ` in cluster "${a.namespace}"` : ''}: ${why}`, { why });
     };
     if (id.groups.includes(ADMINS)) return;
     if (id.groups.includes(VIEWERS) && READS.has(a.verb)) return;

@@ -45,6 +45,12 @@ export async function startApiServer(
     inactiveRetentionMs?: number;
     /** routes that authenticate by themselves, e.g. the ECS API (passed to buildApiServer) */
     frontDoors?: ApiServerOptions['frontDoors'];
+    /** more static tokens (beside admin, viewer and bootstrap) */
+    tokens?: TokenEntry[];
+    /** passed to buildApiServer: IAM policies, the audit log */
+    policyFile?: string;
+    policyFileIntervalMs?: number;
+    auditLog?: string;
   } = {},
 ): Promise<TestApiServer> {
   const dir = await mkdtemp(join(tmpdir(), 'berth-api-'));
@@ -63,8 +69,19 @@ export async function startApiServer(
     { token: adminToken, user: 'admin', uid: '1', groups: ['berth:admins'] },
     { token: viewerToken, user: 'viewer', uid: '2', groups: ['berth:viewers'] },
     { token: bootstrapToken, user: 'bootstrap', uid: '3', groups: ['berth:bootstrappers'] },
+    ...(opts.tokens ?? []),
   ];
-  const api = await buildApiServer({ store, log: process.env.BERTH_TEST_LOG ? newLogger({ level: 'debug' }) : silentLogger(), tokens, watchCacheCapacity: opts.watchCacheCapacity, inactiveRetentionMs: opts.inactiveRetentionMs, frontDoors: opts.frontDoors });
+  const api = await buildApiServer({
+    store,
+    log: process.env.BERTH_TEST_LOG ? newLogger({ level: 'debug' }) : silentLogger(),
+    tokens,
+    watchCacheCapacity: opts.watchCacheCapacity,
+    inactiveRetentionMs: opts.inactiveRetentionMs,
+    frontDoors: opts.frontDoors,
+    policyFile: opts.policyFile,
+    policyFileIntervalMs: opts.policyFileIntervalMs,
+    auditLog: opts.auditLog,
+  });
   const { server, url } = await listen(api.handler, { listen: '127.0.0.1:0' });
   const cert = await ensureSelfSignedCert(join(dir, 'pki'));
   const { server: tlsServer, url: tlsUrl } = await listen(api.handler, { listen: '127.0.0.1:0', tlsCertFile: cert.certFile, tlsKeyFile: cert.keyFile });
@@ -115,7 +132,7 @@ export async function startApiServer(
     store,
     call,
     async stop() {
-      api.stop();
+      await api.stop();
       await Promise.all([closeServer(server), closeServer(tlsServer)]);
       await store.close();
       await etcd?.stop();
