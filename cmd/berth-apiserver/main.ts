@@ -1,10 +1,12 @@
 import 'reflect-metadata';
 import { Command } from 'commander';
 import { container } from 'tsyringe';
+import { DEFAULT_ARN_CONFIG } from '../../pkg/api/arn.ts';
 import { buildApiServer, listen, parseListen } from '../../pkg/apiserver/apiserver.ts';
 import { loadTokenFile } from '../../pkg/apiserver/auth.ts';
 import { DEFAULT_WATCH_CACHE_SIZE } from '../../pkg/apiserver/watchcache.ts';
 import { isLoopback, onShutdown, runMain } from '../../pkg/cmdutil/cmdutil.ts';
+import { ecsFrontDoor } from '../../pkg/ecsapi/ecsapi.ts';
 import { badRequest } from '../../pkg/errors/errors.ts';
 import { newLogger, type Logger } from '../../pkg/log/log.ts';
 import { openStore } from '../../pkg/store/open.ts';
@@ -19,12 +21,29 @@ const program = new Command('berth-apiserver')
   .option('--token-auth-file <file>', 'static bearer tokens, CSV: token,user,uid,"group1,group2"; absent: dev mode (loopback only, everyone is admin)')
   .option('--watch-cache-size <events>', 'past events the watch cache keeps for watchers that resume (older resume points get 410 Gone and relist)', String(DEFAULT_WATCH_CACHE_SIZE))
   .option('--inactive-retention <seconds>', 'how long a deleted service or deregistered container instance stays describable (INACTIVE)', '3600')
+  .option('--policy-file <file>', 'IAM policies attached to users and groups (JSON or YAML; see the README); re-read when it changes')
+  .option('--audit-log <file>', 'append one JSON line per state-changing or denied request to this file')
+  .option('--access-key-file <file>', 'serve the ECS API (SigV4) with these static keys, CSV: accessKeyId,secretAccessKey,user,"group1,group2"; re-read when it changes')
+  .option('--region <region>', 'the AWS region the ECS API answers for and its ARNs name', 'us-east-1')
   .option('--log-level <level>', 'pino level', process.env.BERTH_LOG_LEVEL ?? 'info')
   .showHelpAfterError();
 
 runMain('berth-apiserver', async () => {
   program.parse();
-  const o = program.opts<{ store: string; listen: string; tlsCertFile?: string; tlsPrivateKeyFile?: string; tokenAuthFile?: string; logLevel: string; inactiveRetention: string; watchCacheSize: string }>();
+  const o = program.opts<{
+    store: string;
+    listen: string;
+    tlsCertFile?: string;
+    tlsPrivateKeyFile?: string;
+    tokenAuthFile?: string;
+    logLevel: string;
+    inactiveRetention: string;
+    watchCacheSize: string;
+    policyFile?: string;
+    auditLog?: string;
+    accessKeyFile?: string;
+    region: string;
+  }>();
   const watchCacheCapacity = Number(o.watchCacheSize);
   if (!Number.isInteger(watchCacheCapacity) || watchCacheCapacity < 100) throw badRequest(`--watch-cache-size ${o.watchCacheSize}: must be a whole number of events, at least 100`);
   const retention = Number(o.inactiveRetention);
@@ -35,19 +54,31 @@ runMain('berth-apiserver', async () => {
   }
   if (!!o.tlsCertFile !== !!o.tlsPrivateKeyFile) throw badRequest('--tls-cert-file and --tls-private-key-file go together');
   const tokens = o.tokenAuthFile ? loadTokenFile(o.tokenAuthFile) : undefined;
+  if (o.policyFile && !tokens) throw badRequest('--policy-file needs --token-auth-file: in dev mode every caller is an admin, whom policies do not restrict');
+  if (!/^[a-z]{2}(-[a-z]+)+-\d$/.test(o.region)) throw badRequest(`--region ${o.region}: expected an AWS region name such as us-east-1`);
 
   container.register<Logger>('Logger', { useValue: newLogger({ level: o.logLevel }) });
   container.register<Store>('Store', { useValue: await openStore(o.store) });
   const log = container.resolve<Logger>('Logger');
   const store = container.resolve<Store>('Store');
 
-  const api = await buildApiServer({ store, log, tokens, inactiveRetentionMs: retention * 1000, watchCacheCapacity });
+  const api = await buildApiServer({
+    store,
+    log,
+    tokens,
+    inactiveRetentionMs: retention * 1000,
+    watchCacheCapacity,
+    policyFile: o.policyFile,
+    auditLog: o.auditLog,
+    arn: { ...DEFAULT_ARN_CONFIG, region: o.region },
+    frontDoors: o.accessKeyFile ? (parts) => [ecsFrontDoor(parts, { accessKeyFile: o.accessKeyFile, region: o.region })] : undefined,
+  });
   const { server, url } = await listen(api.handler, { listen: o.listen, tlsCertFile: o.tlsCertFile, tlsKeyFile: o.tlsPrivateKeyFile });
-  log.info({ url, store: o.store, auth: tokens ? 'tokens' : 'dev' }, 'berth-apiserver serving');
+  log.info({ url, store: o.store, auth: tokens ? 'tokens' : 'dev', ecs: !!o.accessKeyFile, policies: o.policyFile, audit: o.auditLog }, 'berth-apiserver serving');
   onShutdown(log, async () => {
     server.close();
     server.closeAllConnections();
-    api.stop();
+    await api.stop();
     await store.close();
   });
 });

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parse as parseYaml } from 'yaml';
 import { GROUP, VERSION, type KindInfo } from '../api/meta.ts';
@@ -5,7 +6,8 @@ import { KINDS, kindByPlural } from '../api/kinds.ts';
 import { BerthError, badRequest, isBerthError, notFound, tooLarge, unauthorized } from '../errors/errors.ts';
 import type { Logger } from '../log/log.ts';
 import { AllowAll, BOOTSTRAPPERS, type Authorizer, type Identity, type RequestAttributes, type TokenAuthenticator } from './auth.ts';
-import { apiGroup, apiGroupList, apiResourceList, apiVersions, coreResources, openApiV2, openApiV3Group, openApiV3Index } from './discovery.ts';
+import { apiGroup, apiGroupList, apiResourceList, apiVersions, coreResources, openApiV2, openApiV3Group, openApiV3Index, reviewDiscovery } from './discovery.ts';
+import { audited, auditLine, type AuditLog, type AuditRecord } from './audit.ts';
 import type { Metrics } from './metrics.ts';
 import { Registry, type Obj, type RequestContext } from './registry.ts';
 import { toStatus, type K8sStatus } from './status.ts';
@@ -27,6 +29,8 @@ export interface ApiServerDeps {
   extensions?: Array<(req: ApiRequest, res: ServerResponse) => Promise<boolean>>;
   /** routes that authenticate by themselves (the ECS API, SigV4): tried before bearer auth */
   frontDoors?: Array<(req: FrontDoorRequest, res: ServerResponse) => Promise<boolean>>;
+  /** the audit log (--audit-log): state-changing and denied requests */
+  audit?: AuditLog;
 }
 
 /** A request handed to a front door: it authenticates, then uses the one authorizer. */
@@ -41,6 +45,10 @@ export interface FrontDoorRequest {
   authorize(identity: Identity, attrs: Omit<RequestAttributes, 'path'>): void;
   /** true in dev mode (no token file): every caller is an admin */
   devMode: boolean;
+  /** this request's id (the ECS face answers it as x-amzn-RequestId) */
+  requestId: string;
+  /** what the audit log will say about this request: the front door fills in its face, caller and outcome */
+  audit: AuditRecord;
 }
 
 /** A parsed request, handed to extensions. */
@@ -53,6 +61,8 @@ export interface ApiRequest {
   body(): Promise<unknown>;
   bodyText(): Promise<string>;
   authorize(attrs: Omit<RequestAttributes, 'path'>): void;
+  /** what the audit log will say about this request (authorize() records the attributes) */
+  audit: AuditRecord;
 }
 
 const DEV_IDENTITY: Identity = { user: 'admin', groups: ['berth:admins'] };
@@ -104,6 +114,9 @@ function parseBody(text: string, contentType: string, { objectOnly = true } = {}
   return v;
 }
 
+/** methods that change state: always audited */
+const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+
 const wantsTable = (accept: string | undefined) => !!accept && /as=Table/.test(accept);
 
 /**
@@ -122,9 +135,22 @@ export function createApiHandler(deps: ApiServerDeps) {
     let resourceLabel = 'other';
     let verbLabel = method.toLowerCase();
     res.setHeader('Cache-Control', 'no-cache, private');
+    const rec: AuditRecord = { received: new Date(), requestId: randomUUID(), face: 'k8s', mutating: MUTATING.has(method) };
     res.on('finish', () => {
       metrics.observeRequest(verbLabel, resourceLabel, res.statusCode, Number(process.hrtime.bigint() - started) / 1e9);
     });
+    if (deps.audit) {
+      // once per request, when the response ends (or the connection goes first)
+      let done = false;
+      const write = () => {
+        if (done) return;
+        done = true;
+        const code = res.headersSent || res.writableFinished ? res.statusCode : 499;
+        if (audited(rec, code)) deps.audit!.write(auditLine(rec, req, code, url.pathname));
+      };
+      res.once('finish', write);
+      res.once('close', write);
+    }
     try {
       const path = url.pathname.replace(/\/+$/, '') || '/';
       // unauthenticated endpoints
@@ -145,19 +171,30 @@ export function createApiHandler(deps: ApiServerDeps) {
           path,
           query: url.searchParams,
           bodyText: async () => (bodyText ??= await readBody(req, limit)),
-          authorize: (id, attrs) => authorizer.authorize(id, { ...attrs, path }),
+          authorize: (id, attrs) => {
+            rec.attrs = attrs;
+            rec.identity = id;
+            authorizer.authorize(id, { ...attrs, path });
+          },
           devMode: !deps.authenticator,
+          requestId: rec.requestId,
+          audit: rec,
         };
         for (const door of deps.frontDoors) {
           if (await door(front, res)) return;
         }
       }
+      res.setHeader('Audit-Id', rec.requestId);
       let identity: Identity;
       if (deps.authenticator) {
         const id = deps.authenticator.authenticate(req.headers.authorization);
-        if (!id) throw unauthorized('Unauthorized: a valid bearer token is required');
+        if (!id) {
+          rec.denied = true;
+          throw unauthorized('Unauthorized: a valid bearer token is required');
+        }
         identity = id;
       } else identity = DEV_IDENTITY;
+      rec.identity = identity;
       const apiReq: ApiRequest = {
         raw: req,
         method,
@@ -166,7 +203,11 @@ export function createApiHandler(deps: ApiServerDeps) {
         identity,
         bodyText: async () => (bodyText ??= await readBody(req, limit)),
         body: async () => parseBody(await apiReq.bodyText(), String(req.headers['content-type'] ?? 'application/json')),
-        authorize: (attrs) => authorizer.authorize(identity, { ...attrs, path }),
+        authorize: (attrs) => {
+          rec.attrs = attrs;
+          authorizer.authorize(identity, { ...attrs, path });
+        },
+        audit: rec,
       };
       for (const ext of deps.extensions ?? []) {
         if (await ext(apiReq, res)) return;
@@ -195,6 +236,10 @@ export function createApiHandler(deps: ApiServerDeps) {
       resourceLabel = plural;
       await resource(apiReq, res, kind, ns, name, sub as 'status' | undefined, (v) => (verbLabel = v));
     } catch (e) {
+      if (isBerthError(e, 'Forbidden') || isBerthError(e, 'Unauthorized')) {
+        rec.denied = true;
+        rec.message = e.message;
+      }
       if (res.headersSent) {
         res.end();
         return;
@@ -222,7 +267,7 @@ export function createApiHandler(deps: ApiServerDeps) {
       case `/openapi/v3/apis/${GROUP}/${VERSION}`:
         return openApiV3Group(KINDS);
     }
-    return undefined;
+    return reviewDiscovery(path);
   }
 
   async function resource(
@@ -242,6 +287,7 @@ export function createApiHandler(deps: ApiServerDeps) {
       issueNodeCredential: r.identity.groups.includes(BOOTSTRAPPERS),
     };
     if (ctx.dryRun === false && q.has('dryRun') && q.get('dryRun') !== '') throw badRequest(`dryRun: only "All" is supported`);
+    r.audit.dryRun = ctx.dryRun;
     const accept = r.raw.headers.accept;
     const nsForKind = kind.namespaced ? ns : undefined;
     if (!kind.namespaced && ns) throw notFound('resource', kind.plural, `${kind.plural} are not namespaced`);
@@ -274,9 +320,11 @@ export function createApiHandler(deps: ApiServerDeps) {
       case 'POST': {
         setVerb('create');
         if (name !== undefined) throw new BerthError('MethodNotAllowed', `POST is not allowed on a named ${kind.singular}; use PUT or PATCH`);
-        r.authorize({ verb: 'create', resource: kind.plural, namespace: nsForKind });
+        // the body first: what a create asks for depends on it (creating a task runs its task definition)
         const body = await r.body();
+        r.authorize({ verb: 'create', resource: kind.plural, namespace: nsForKind, object: body });
         const { obj, created } = await registry.create(kind, nsForKind, body, ctx);
+        r.audit.createdName = obj.metadata.name;
         return sendJson(res, created ? 201 : 200, obj);
       }
       case 'PUT': {
@@ -314,7 +362,7 @@ export function createApiHandler(deps: ApiServerDeps) {
         if (text.trim()) {
           const opts = parseBody(text, 'application/json') as { preconditions?: { resourceVersion?: string }; dryRun?: string[] };
           precondition = opts?.preconditions?.resourceVersion;
-          if (opts?.dryRun?.includes('All')) ctx.dryRun = true;
+          if (opts?.dryRun?.includes('All')) ctx.dryRun = r.audit.dryRun = true;
         }
         return sendJson(res, 200, await registry.delete(kind, nsForKind, name, ctx, precondition));
       }

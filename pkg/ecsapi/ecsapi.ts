@@ -1,9 +1,10 @@
-import { randomUUID } from 'node:crypto';
 import { statSync } from 'node:fs';
 import type { ServerResponse } from 'node:http';
+import { cacheLookups } from '../apiserver/actions.ts';
 import type { ApiParts, FrontDoor } from '../apiserver/apiserver.ts';
 import { ADMINS, type Identity } from '../apiserver/auth.ts';
 import type { FrontDoorRequest } from '../apiserver/server.ts';
+import { ecsAction } from './actions.ts';
 import { CreateCluster, DeleteCluster, DescribeClusters, ListClusters } from './clusters.ts';
 import type { OpContext, Operation } from './context.ts';
 import {
@@ -96,6 +97,9 @@ export interface EcsFrontDoorOptions {
   region: string;
 }
 
+/** the errors of a caller who could not be authenticated or was not authorized (audited as denials) */
+const AUTH_ERRORS = new Set(['AccessDeniedException', 'UnrecognizedClientException', 'MissingAuthenticationTokenException', 'InvalidSignatureException', 'IncompleteSignatureException']);
+
 const DEV_IDENTITY: Identity = { user: 'admin', groups: [ADMINS] };
 
 /** Keys from the options and the file; the file is re-read when its mtime changes. */
@@ -123,11 +127,17 @@ function keyring(opts: EcsFrontDoorOptions) {
 export function ecsFrontDoor(parts: ApiParts, opts: EcsFrontDoorOptions): FrontDoor {
   const keys = keyring(opts);
   const log = parts.log.child({ component: 'ecsapi' });
+  const lookups = cacheLookups(parts.cache);
   return async (req: FrontDoorRequest, res: ServerResponse): Promise<boolean> => {
     const target = req.raw.headers['x-amz-target'];
     if (req.method !== 'POST' || typeof target !== 'string' || !target.startsWith(TARGET_PREFIX)) return false;
-    const requestId = randomUUID();
+    const requestId = req.requestId;
     const op = target.slice(TARGET_PREFIX.length);
+    const audit = req.audit;
+    audit.face = 'ecs';
+    // every action but the Describe and List ones changes state (or tries to)
+    audit.mutating = !/^(Describe|List)/.test(op);
+    audit.iam = { action: `ecs:${op.slice(0, 128)}`, resources: [] };
     try {
       const body = await req.bodyText();
       const known = keys();
@@ -135,6 +145,7 @@ export function ecsFrontDoor(parts: ApiParts, opts: EcsFrontDoorOptions): FrontD
         known.size === 0 && req.devMode
           ? DEV_IDENTITY // dev mode without keys: every caller is the admin (loopback only)
           : verify({ method: req.method, url: req.raw.url ?? '/', headers: req.raw.headers, body }, known);
+      audit.identity = identity;
       const handler = Object.hasOwn(OPERATIONS, op) ? OPERATIONS[op] : undefined;
       if (!handler) throw new EcsError('UnknownOperationException', `Unknown operation "${op}": berth does not implement it (X-Amz-Target ${target}).`);
       let input: unknown = {};
@@ -148,12 +159,15 @@ export function ecsFrontDoor(parts: ApiParts, opts: EcsFrontDoorOptions): FrontD
       if (typeof input !== 'object' || input === null || Array.isArray(input)) {
         throw new EcsError('SerializationException', `The request body must be a JSON object (got ${Array.isArray(input) ? 'a list' : input === null ? 'null' : typeof input}).`);
       }
+      // what the operation asks for in IAM's terms: every check it makes is decided for this action
+      const action = ecsAction(op, input as Input, parts.arns, lookups);
+      audit.iam = action;
       const ctx: OpContext = {
         parts,
         registry: parts.registry,
         identity,
         req: { user: identity.user },
-        authorize: (attrs) => req.authorize(identity, attrs),
+        authorize: (attrs) => req.authorize(identity, { ...attrs, action }),
         region: opts.region,
       };
       const out = await handler(ctx, input as Input);
@@ -161,6 +175,9 @@ export function ecsFrontDoor(parts: ApiParts, opts: EcsFrontDoorOptions): FrontD
       sendEcs(res, requestId, 200, out);
     } catch (e) {
       const w = toEcsError(e);
+      audit.errorType = w.type;
+      audit.message = w.message;
+      audit.denied = w.status === 403 || AUTH_ERRORS.has(w.type);
       if (w.status >= 500) log.error({ op, requestId, err: (e as Error)?.stack ?? String(e) }, 'ecs request failed');
       else log.debug({ op, requestId, type: w.type, message: w.message }, 'ecs request refused');
       if (!res.headersSent) sendEcs(res, requestId, w.status, { __type: w.type, message: w.message });
