@@ -114,6 +114,30 @@ function parseBody(text: string, contentType: string, { objectOnly = true } = {}
   return v;
 }
 
+/**
+ * The request target's path and query, never throwing: `new URL` reads a target that starts
+ * with `//` as a host (`//%ff/x`), and an invalid one throws outside any handler (FZ2: one
+ * unauthenticated request crashed the process). Leading slashes are collapsed first; what
+ * still does not parse is answered 400.
+ */
+function requestTarget(raw: string | undefined): { ok: boolean; pathname: string; searchParams: URLSearchParams } {
+  try {
+    const u = new URL((raw ?? '/').replace(/^\/+/, '/'), 'http://x');
+    return { ok: true, pathname: u.pathname, searchParams: u.searchParams };
+  } catch {
+    return { ok: false, pathname: '/', searchParams: new URLSearchParams() };
+  }
+}
+
+function decodable(path: string): boolean {
+  try {
+    decodeURIComponent(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** methods that change state: always audited */
 const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
@@ -130,12 +154,14 @@ export function createApiHandler(deps: ApiServerDeps) {
 
   return async function handle(req: IncomingMessage, res: ServerResponse) {
     const started = process.hrtime.bigint();
-    const url = new URL(req.url ?? '/', 'http://x');
+    const url = requestTarget(req.url);
     const method = req.method ?? 'GET';
     let resourceLabel = 'other';
     let verbLabel = method.toLowerCase();
     res.setHeader('Cache-Control', 'no-cache, private');
     const rec: AuditRecord = { received: new Date(), requestId: randomUUID(), face: 'k8s', mutating: MUTATING.has(method) };
+    // as Kubernetes: every response names its request (the ECS face's x-amzn-RequestId is the same id)
+    res.setHeader('Audit-Id', rec.requestId);
     res.on('finish', () => {
       metrics.observeRequest(verbLabel, resourceLabel, res.statusCode, Number(process.hrtime.bigint() - started) / 1e9);
     });
@@ -152,6 +178,7 @@ export function createApiHandler(deps: ApiServerDeps) {
       res.once('close', write);
     }
     try {
+      if (!url.ok) throw badRequest(`the request target ${JSON.stringify((req.url ?? '').slice(0, 200))} is not a valid path`);
       const path = url.pathname.replace(/\/+$/, '') || '/';
       // unauthenticated endpoints
       if (method === 'GET' && (path === '/healthz' || path === '/livez' || path === '/readyz')) {
@@ -184,7 +211,9 @@ export function createApiHandler(deps: ApiServerDeps) {
           if (await door(front, res)) return;
         }
       }
-      res.setHeader('Audit-Id', rec.requestId);
+      // a path that is not valid percent-encoding is refused once, here, for every route after
+      // it (decoding a name in a route would otherwise throw a URIError: a 500)
+      if (!decodable(path)) throw badRequest(`the path ${JSON.stringify(path.slice(0, 200))} is not valid percent-encoding`);
       let identity: Identity;
       if (deps.authenticator) {
         const id = deps.authenticator.authenticate(req.headers.authorization);

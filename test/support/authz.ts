@@ -65,7 +65,7 @@ export interface AuthzServer {
   tokens: Record<Who, string | undefined>;
   keys: Record<'admin' | 'viewer' | 'alice', AccessKey>;
   /** a resource-API request as `who` (bearer token; none for anonymous) */
-  k8s(who: Who, method: string, path: string, body?: unknown, o?: { contentType?: string; token?: string }): Promise<Reply>;
+  k8s(who: Who, method: string, path: string, body?: unknown, o?: { contentType?: string; token?: string; headers?: Record<string, string> }): Promise<Reply>;
   /** an ECS request as `who` (SigV4 with its key; nodes send their bearer token, which the ECS face does not take) */
   ecs(who: Who, op: string, input: unknown, o?: { key?: AccessKey }): Promise<Reply>;
   /** rewrites the policy file (the server re-reads it) */
@@ -104,6 +104,7 @@ export async function startAuthzServer(o: { store?: 'embedded' | 'etcd'; policie
       headers: {
         ...(token ? { Authorization: `Bearer ${token}` } : {}),
         ...(body !== undefined ? { 'Content-Type': ro.contentType ?? 'application/json' } : {}),
+        ...ro.headers,
       },
       body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
     });
