@@ -40,8 +40,10 @@ export class PolicyAuthorizer implements Authorizer {
   /** The decision without throwing (SelfSubjectAccessReview asks for it). */
   decide(id: Identity, a: RequestAttributes): Verdict {
     if (id.groups.includes(ADMINS)) return { allowed: true, reason: `${ADMINS} may do everything (policies do not restrict admins)` };
-    const req = this.request(id, a);
-    const attached = req ? this.policies.current().forIdentity(id) : [];
+    // the IAM request is made only when a policy is attached or a denial must name it (the
+    // hot path, a node writing its tasks' status with no policy attached, skips it)
+    const attached = this.policies.current().forIdentity(id);
+    let req = attached.length ? this.request(id, a) : undefined;
     let d: Decision | undefined;
     if (req && attached.length) {
       d = evaluate(attached, req);
@@ -57,6 +59,7 @@ export class PolicyAuthorizer implements Authorizer {
     } catch (e) {
       if (!isBerthError(e, 'Forbidden')) throw e;
       const builtin = (e as BerthError).details.why ?? e.message;
+      req ??= this.request(id, a);
       const resource = d?.resource ?? req?.resources[0] ?? '*';
       const why = req ? `${builtin}; no identity-based policy allows ${req.action} on ${resource}` : builtin;
       return { allowed: false, explicit: false, reason: why, error: this.denied(id, a, req, { effect: 'ImplicitDeny', resource }, why) };
