@@ -1,5 +1,6 @@
 import { createWriteStream, openSync, type WriteStream } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
+import { badRequest } from '../errors/errors.ts';
 import type { Logger } from '../log/log.ts';
 import type { Identity, RequestAttributes } from './auth.ts';
 
@@ -123,7 +124,13 @@ export class AuditLog {
     private readonly maxPendingBytes = 64 * 1024 * 1024,
   ) {
     // opened now, so a path that cannot be written fails the start with its reason
-    this.stream = createWriteStream(file, { fd: openSync(file, 'a', 0o600), flags: 'a' });
+    let fd: number;
+    try {
+      fd = openSync(file, 'a', 0o600);
+    } catch (e) {
+      throw badRequest(`audit log ${file}: cannot open it to append (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
+    this.stream = createWriteStream(file, { fd, flags: 'a' });
     this.stream.on('error', (e) => {
       if (!this.failed) this.log.error({ file, err: e.message }, 'audit log: writing failed; audit lines are being lost');
       this.failed = true;
