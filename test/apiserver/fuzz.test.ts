@@ -90,7 +90,12 @@ describe('fuzzer: random and mutated requests to both faces, as every kind of id
   before(async () => {
     s = await startAuthzServer();
   });
-  after(async () => s?.stop());
+  after(async () => {
+    // the apiserver ran in this process: should a case have planted keys on Object.prototype
+    // (S1), take them off again so that the suites after this one are not poisoned too
+    for (const k of Object.getOwnPropertyNames(Object.prototype)) if (!prototypeKeys.includes(k)) delete (Object.prototype as Record<string, unknown>)[k];
+    await s?.stop();
+  });
 
   const tokenOf = (who: FuzzWho) => (who === 'bootstrap' ? s.api.bootstrapToken : who === 'admin' || who === 'viewer' || who === 'alice' || who === 'nodeA' || who === 'nodeB' || who === 'stranger' ? s.tokens[who] : undefined);
   const keyOf = (who: FuzzWho) => (who === 'admin' || who === 'viewer' || who === 'alice' ? s.keys[who] : who === 'stranger' ? newKey('stranger', ['berth:admins']) : undefined);
