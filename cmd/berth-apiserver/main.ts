@@ -23,7 +23,10 @@ const program = new Command('berth-apiserver')
   .option('--inactive-retention <seconds>', 'how long a deleted service or deregistered container instance stays describable (INACTIVE)', '3600')
   .option('--policy-file <file>', 'IAM policies attached to users and groups (JSON or YAML; see the README); re-read when it changes')
   .option('--audit-log <file>', 'append one JSON line per state-changing or denied request to this file')
-  .option('--access-key-file <file>', 'serve the ECS API (SigV4) with these static keys, CSV: accessKeyId,secretAccessKey,user,"group1,group2"; re-read when it changes')
+  .option(
+    '--access-key-file <file>',
+    'serve the ECS API (SigV4) with these static keys, CSV: accessKeyId,secretAccessKey,user,"group1,group2"; re-read when it changes',
+  )
   .option('--region <region>', 'the AWS region the ECS API answers for and its ARNs name', 'us-east-1')
   .option('--log-level <level>', 'pino level', process.env.BERTH_LOG_LEVEL ?? 'info')
   .showHelpAfterError();
@@ -74,7 +77,8 @@ runMain('berth-apiserver', async () => {
     frontDoors: o.accessKeyFile ? (parts) => [ecsFrontDoor(parts, { accessKeyFile: o.accessKeyFile, region: o.region })] : undefined,
   });
   const { server, url } = await listen(api.handler, { listen: o.listen, tlsCertFile: o.tlsCertFile, tlsKeyFile: o.tlsPrivateKeyFile });
-  log.info({ url, store: o.store, auth: tokens ? 'tokens' : 'dev', ecs: !!o.accessKeyFile, policies: o.policyFile, audit: o.auditLog }, 'berth-apiserver serving');
+  const serving = { url, store: o.store, auth: tokens ? 'tokens' : 'dev', ecs: !!o.accessKeyFile, policies: o.policyFile, audit: o.auditLog };
+  log.info(serving, 'berth-apiserver serving');
   onShutdown(log, async () => {
     server.close();
     server.closeAllConnections();

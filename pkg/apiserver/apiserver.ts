@@ -88,7 +88,8 @@ export async function buildApiServer(o: ApiServerOptions): Promise<ApiServer> {
   installAdmission(registry, arns);
   const binder = new Binder(registry);
   const authenticator = o.tokens ? new TokenAuthenticator(o.tokens, cache) : undefined;
-  const authorizer = o.tokens ? new PolicyAuthorizer(o.authorizer ?? new DefaultAuthorizer(cache), policyFile ?? o.policies ?? NO_POLICIES, arns, cacheLookups(cache)) : undefined;
+  const builtin = o.authorizer ?? new DefaultAuthorizer(cache);
+  const authorizer = o.tokens ? new PolicyAuthorizer(builtin, policyFile ?? o.policies ?? NO_POLICIES, arns, cacheLookups(cache)) : undefined;
   policyFile?.start();
   const handler = createApiHandler({
     registry,

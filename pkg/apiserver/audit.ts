@@ -86,10 +86,11 @@ export function auditLine(rec: AuditRecord, req: IncomingMessage, code: number, 
     if (iam) what = { action: iam.action, arns: iam.resources };
   } else if (a?.resource) {
     const name = a.name ?? rec.createdName;
-    what = {
-      verb: a.verb,
-      resource: { plural: a.resource, ...(a.namespace ? { namespace: a.namespace } : {}), ...(name ? { name } : {}), ...(a.subresource ? { subresource: a.subresource } : {}) },
-    };
+    const resource: AuditLine['resource'] = { plural: a.resource };
+    if (a.namespace) resource.namespace = a.namespace;
+    if (name) resource.name = name;
+    if (a.subresource) resource.subresource = a.subresource;
+    what = { verb: a.verb, resource };
   } else what = { verb: a?.verb ?? methodVerb(req.method), path };
   return {
     time: rec.received.toISOString(),
@@ -106,7 +107,8 @@ export function auditLine(rec: AuditRecord, req: IncomingMessage, code: number, 
   };
 }
 
-const methodVerb = (m: string | undefined) => ({ GET: 'get', POST: 'create', PUT: 'update', PATCH: 'patch', DELETE: 'delete' })[m ?? ''] ?? (m ?? '').toLowerCase();
+const VERB_OF: Record<string, string> = { GET: 'get', POST: 'create', PUT: 'update', PATCH: 'patch', DELETE: 'delete' };
+const methodVerb = (m: string | undefined) => VERB_OF[m ?? ''] ?? (m ?? '').toLowerCase();
 
 /** Whether a finished request goes into the audit log. */
 export const audited = (rec: AuditRecord, code: number) => rec.mutating || rec.denied === true || code === 401 || code === 403;

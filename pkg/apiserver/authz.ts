@@ -55,7 +55,7 @@ export class PolicyAuthorizer implements Authorizer {
     }
     try {
       this.builtin.authorize(id, a);
-      return { allowed: true, reason: 'allowed by berth\'s built-in rules for its groups' };
+      return { allowed: true, reason: "allowed by berth's built-in rules for its groups" };
     } catch (e) {
       if (!isBerthError(e, 'Forbidden')) throw e;
       const builtin = (e as BerthError).details.why ?? e.message;
@@ -107,12 +107,17 @@ const K8S_VERB: Record<RequestAttributes['verb'], string> = {
  * apierrors.NewForbidden): `tasks.berth.dev "t1" is forbidden: User "alice" cannot create
  * resource "tasks" in API group "berth.dev" in the namespace "A": <reason>`.
  */
-export function kubernetesForbidden(user: string, a: Pick<RequestAttributes, 'verb' | 'resource' | 'subresource' | 'namespace' | 'name' | 'path'>, reason: string): string {
+export function kubernetesForbidden(
+  user: string,
+  a: Pick<RequestAttributes, 'verb' | 'resource' | 'subresource' | 'namespace' | 'name' | 'path'>,
+  reason: string,
+): string {
   const verb = K8S_VERB[a.verb] ?? a.verb;
   if (!a.resource) return `forbidden: User ${JSON.stringify(user)} cannot ${verb} path ${JSON.stringify(a.path)}: ${reason}`;
   const sub = a.verb === 'logs' ? 'log' : a.subresource;
   const res = sub ? `${a.resource}/${sub}` : a.resource;
   const scope = a.namespace ? `in the namespace ${JSON.stringify(a.namespace)}` : 'at the cluster scope';
   const what = `${a.resource}.${GROUP}${a.name ? ` ${JSON.stringify(a.name)}` : ''}`;
-  return `${what} is forbidden: User ${JSON.stringify(user)} cannot ${verb} resource ${JSON.stringify(res)} in API group ${JSON.stringify(GROUP)} ${scope}: ${reason}`;
+  const who = `User ${JSON.stringify(user)}`;
+  return `${what} is forbidden: ${who} cannot ${verb} resource ${JSON.stringify(res)} in API group ${JSON.stringify(GROUP)} ${scope}: ${reason}`;
 }

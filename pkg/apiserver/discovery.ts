@@ -18,7 +18,10 @@ export const coreResources = () => ({
 export const AUTHZ_GROUP = 'authorization.k8s.io';
 export const AUTHN_GROUP = 'authentication.k8s.io';
 const reviewGroups = () =>
-  [AUTHZ_GROUP, AUTHN_GROUP].map((name) => ({ name, versions: [{ groupVersion: `${name}/v1`, version: 'v1' }], preferredVersion: { groupVersion: `${name}/v1`, version: 'v1' } }));
+  [AUTHZ_GROUP, AUTHN_GROUP].map((name) => {
+    const gv = { groupVersion: `${name}/v1`, version: 'v1' };
+    return { name, versions: [gv], preferredVersion: gv };
+  });
 
 export const apiGroupList = () => ({
   kind: 'APIGroupList',

@@ -361,14 +361,17 @@ export function parsePolicy(name: string, doc: unknown, at = `policies.${name}`)
     const sid = typeof st.Sid === 'string' ? st.Sid : undefined;
     const label = sid !== undefined ? ` (Sid ${JSON.stringify(sid)})` : '';
     const sbad = (el: string, message: string) => bad(`${sat}.${el}`, `${message}${label}`);
-    for (const k of Object.keys(st)) if (!STATEMENT_KEYS.has(k)) sbad(k, 'unknown statement element (Sid, Effect, Action, NotAction, Resource, NotResource, Condition)');
+    for (const k of Object.keys(st)) {
+      if (!STATEMENT_KEYS.has(k)) sbad(k, 'unknown statement element (Sid, Effect, Action, NotAction, Resource, NotResource, Condition)');
+    }
     if (st.Sid !== undefined) {
       if (typeof st.Sid !== 'string' || !/^[A-Za-z0-9]*$/.test(st.Sid)) sbad('Sid', `must be letters and digits, got ${show(st.Sid)}`);
       else if (sids.has(st.Sid)) sbad('Sid', 'is used by another statement of this policy; Sids must be unique');
       else sids.add(st.Sid);
     }
     if (st.Principal !== undefined || st.NotPrincipal !== undefined) {
-      sbad(st.Principal !== undefined ? 'Principal' : 'NotPrincipal', 'is not allowed: berth policies are identity-based (attached to users and groups), which name no principal');
+      const el = st.Principal !== undefined ? 'Principal' : 'NotPrincipal';
+      sbad(el, 'is not allowed: berth policies are identity-based (attached to users and groups), which name no principal');
     }
     if (st.Effect !== 'Allow' && st.Effect !== 'Deny') sbad('Effect', `must be "Allow" or "Deny", got ${show(st.Effect)}`);
     const strings = (el: string, v: unknown): string[] | undefined => {
@@ -393,11 +396,13 @@ export function parsePolicy(name: string, doc: unknown, at = `policies.${name}`)
     };
     const act = pair('Action', 'NotAction');
     for (const a of act.values ?? []) {
-      if (a !== '*' && !ACTION_RE.test(a)) sbad(act.not ? 'NotAction' : 'Action', `${JSON.stringify(a)} is not an action: write service:Action, e.g. "ecs:RunTask" or "ecs:Describe*"`);
+      if (a === '*' || ACTION_RE.test(a)) continue;
+      sbad(act.not ? 'NotAction' : 'Action', `${JSON.stringify(a)} is not an action: write service:Action, e.g. "ecs:RunTask" or "ecs:Describe*"`);
     }
     const res = pair('Resource', 'NotResource');
     for (const r of res.values ?? []) {
-      if (r !== '*' && !r.startsWith('arn:')) sbad(res.not ? 'NotResource' : 'Resource', `${JSON.stringify(r)} is not an ARN: write "*" or an ARN such as "arn:aws:ecs:REGION:ACCOUNT:cluster/NAME"`);
+      if (r === '*' || r.startsWith('arn:')) continue;
+      sbad(res.not ? 'NotResource' : 'Resource', `${JSON.stringify(r)} is not an ARN: write "*" or an ARN such as "arn:aws:ecs:REGION:ACCOUNT:cluster/NAME"`);
     }
     const conditions: Condition[] = [];
     if (st.Condition !== undefined) {
@@ -407,7 +412,8 @@ export function parsePolicy(name: string, doc: unknown, at = `policies.${name}`)
           const m = /^(?:(ForAnyValue|ForAllValues):)?(.+?)(IfExists)?$/.exec(operator);
           const base = m?.[2] ?? '';
           if (!m || !BASE_OPS.has(base) || (base === 'Null' && (m[1] || m[3]))) {
-            sbad(`Condition.${operator}`, `unknown condition operator (berth knows ${[...BASE_OPS].join(', ')}, with ...IfExists and ForAnyValue:/ForAllValues:)`);
+            const known = `berth knows ${[...BASE_OPS].join(', ')}, with ...IfExists and ForAnyValue:/ForAllValues:`;
+            sbad(`Condition.${operator}`, `unknown condition operator (${known})`);
             continue;
           }
           if (!isObject(block) || Object.keys(block).length === 0) {

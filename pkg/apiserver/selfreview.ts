@@ -78,7 +78,16 @@ const msgField = (f: Fields, no: number) => {
 };
 
 interface Spec {
-  resourceAttributes?: { namespace?: string; verb?: string; group?: string; version?: string; resource?: string; subresource?: string; name?: string; fieldSelector?: { rawSelector?: string } };
+  resourceAttributes?: {
+    namespace?: string;
+    verb?: string;
+    group?: string;
+    version?: string;
+    resource?: string;
+    subresource?: string;
+    name?: string;
+    fieldSelector?: { rawSelector?: string };
+  };
   nonResourceAttributes?: { path?: string; verb?: string };
 }
 
@@ -173,7 +182,10 @@ function accessReviewStatus(id: Identity, spec: Spec, authorizer: PolicyAuthoriz
 }
 
 async function specOf(r: ApiRequest): Promise<{ spec: Spec; object: Record<string, unknown> }> {
-  const ct = String(r.raw.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+  const ct = String(r.raw.headers['content-type'] ?? '')
+    .split(';')[0]
+    .trim()
+    .toLowerCase();
   if (ct === 'application/vnd.kubernetes.protobuf') {
     const body = await rawBody(r);
     if (!body.subarray(0, MAGIC.length).equals(MAGIC)) throw badRequest('the protobuf body does not start with the Kubernetes magic "k8s\\0"');

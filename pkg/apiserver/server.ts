@@ -6,7 +6,17 @@ import { KINDS, kindByPlural } from '../api/kinds.ts';
 import { BerthError, badRequest, isBerthError, notFound, tooLarge, unauthorized } from '../errors/errors.ts';
 import type { Logger } from '../log/log.ts';
 import { AllowAll, BOOTSTRAPPERS, type Authorizer, type Identity, type RequestAttributes, type TokenAuthenticator } from './auth.ts';
-import { apiGroup, apiGroupList, apiResourceList, apiVersions, coreResources, openApiV2, openApiV3Group, openApiV3Index, reviewDiscovery } from './discovery.ts';
+import {
+  apiGroup,
+  apiGroupList,
+  apiResourceList,
+  apiVersions,
+  coreResources,
+  openApiV2,
+  openApiV3Group,
+  openApiV3Index,
+  reviewDiscovery,
+} from './discovery.ts';
 import { audited, auditLine, type AuditLog, type AuditRecord } from './audit.ts';
 import type { Metrics } from './metrics.ts';
 import { Registry, type Obj, type RequestContext } from './registry.ts';

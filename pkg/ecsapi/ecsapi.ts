@@ -98,7 +98,13 @@ export interface EcsFrontDoorOptions {
 }
 
 /** the errors of a caller who could not be authenticated or was not authorized (audited as denials) */
-const AUTH_ERRORS = new Set(['AccessDeniedException', 'UnrecognizedClientException', 'MissingAuthenticationTokenException', 'InvalidSignatureException', 'IncompleteSignatureException']);
+const AUTH_ERRORS = new Set([
+  'AccessDeniedException',
+  'UnrecognizedClientException',
+  'MissingAuthenticationTokenException',
+  'InvalidSignatureException',
+  'IncompleteSignatureException',
+]);
 
 const DEV_IDENTITY: Identity = { user: 'admin', groups: [ADMINS] };
 

@@ -68,7 +68,9 @@ function ecsMessage(e: BerthError): string {
  */
 export function accessDenied(d: Denial): string {
   const what = d.action ? `${d.action} on resource: ${d.resource ?? '*'}` : `this request on resource: ${d.resource ?? '*'}`;
-  const why = d.explicit ? 'with an explicit deny in an identity-based policy' : `because no identity-based policy allows the ${d.action ?? 'requested'} action`;
+  const why = d.explicit
+    ? 'with an explicit deny in an identity-based policy'
+    : `because no identity-based policy allows the ${d.action ?? 'requested'} action`;
   return `User: ${d.principal} is not authorized to perform: ${what} ${why}`;
 }
 

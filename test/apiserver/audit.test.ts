@@ -41,7 +41,9 @@ describe('audit log', function () {
     };
     const cl = { apiVersion: 'berth.dev/v1', kind: 'Cluster', metadata: { name: 'audited' } };
     expect((await k('admin', 'POST', `${V}/clusters`, cl)).status).to.equal(201);
-    expect((await k('admin', 'PATCH', `${V}/clusters/audited`, { metadata: { labels: { team: 'a' } } }, { contentType: 'application/merge-patch+json' })).status).to.equal(200);
+    expect(
+      (await k('admin', 'PATCH', `${V}/clusters/audited`, { metadata: { labels: { team: 'a' } } }, { contentType: 'application/merge-patch+json' })).status,
+    ).to.equal(200);
     // reads are not audited
     expect((await k('admin', 'GET', `${V}/clusters/audited`)).status).to.equal(200);
     ids.pop();
@@ -63,8 +65,24 @@ describe('audit log', function () {
     expect((await ecs('stranger', 'ListClusters', {})).status).to.equal(400);
 
     const want = [
-      { face: 'k8s', user: 'admin', groups: ['berth:admins'], userAgent: 'audit-session', verb: 'create', resource: { plural: 'clusters', name: 'audited' }, code: 201 },
-      { face: 'k8s', user: 'admin', groups: ['berth:admins'], userAgent: 'audit-session', verb: 'patch', resource: { plural: 'clusters', name: 'audited' }, code: 200 },
+      {
+        face: 'k8s',
+        user: 'admin',
+        groups: ['berth:admins'],
+        userAgent: 'audit-session',
+        verb: 'create',
+        resource: { plural: 'clusters', name: 'audited' },
+        code: 201,
+      },
+      {
+        face: 'k8s',
+        user: 'admin',
+        groups: ['berth:admins'],
+        userAgent: 'audit-session',
+        verb: 'patch',
+        resource: { plural: 'clusters', name: 'audited' },
+        code: 200,
+      },
       {
         face: 'k8s',
         user: 'viewer',
@@ -75,9 +93,26 @@ describe('audit log', function () {
         code: 403,
         message: `clusters.berth.dev "audited" is forbidden: User "viewer" cannot delete resource "clusters" in API group "berth.dev" at the cluster scope: no rule allows it; no identity-based policy allows ecs:DeleteCluster on ${ARN}:cluster/audited`,
       },
-      { face: 'k8s', user: 'admin', groups: ['berth:admins'], userAgent: 'audit-session', verb: 'delete', resource: { plural: 'clusters', name: 'audited' }, code: 200 },
+      {
+        face: 'k8s',
+        user: 'admin',
+        groups: ['berth:admins'],
+        userAgent: 'audit-session',
+        verb: 'delete',
+        resource: { plural: 'clusters', name: 'audited' },
+        code: 200,
+      },
       { face: 'k8s', userAgent: 'audit-session', verb: 'get', path: `${V}/clusters`, code: 401, message: 'Unauthorized: a valid bearer token is required' },
-      { face: 'k8s', user: 'admin', groups: ['berth:admins'], userAgent: 'audit-session', verb: 'create', resource: { plural: 'clusters', name: 'dry' }, code: 201, dryRun: true },
+      {
+        face: 'k8s',
+        user: 'admin',
+        groups: ['berth:admins'],
+        userAgent: 'audit-session',
+        verb: 'create',
+        resource: { plural: 'clusters', name: 'dry' },
+        code: 201,
+        dryRun: true,
+      },
       { face: 'ecs', user: 'admin', groups: ['berth:admins'], userAgent: 'berth-authz-test', action: 'ecs:CreateCluster', arns: ['*'], code: 200 },
       {
         face: 'ecs',
@@ -90,7 +125,15 @@ describe('audit log', function () {
         error: 'AccessDeniedException',
         message: `User: arn:aws:iam::000000000000:user/alice is not authorized to perform: ecs:RunTask on resource: ${ARN}:task-definition/web:1 because no identity-based policy allows the ecs:RunTask action`,
       },
-      { face: 'ecs', userAgent: 'berth-authz-test', action: 'ecs:ListClusters', arns: [], code: 400, error: 'UnrecognizedClientException', message: 'The security token included in the request is invalid.' },
+      {
+        face: 'ecs',
+        userAgent: 'berth-authz-test',
+        action: 'ecs:ListClusters',
+        arns: [],
+        code: 400,
+        error: 'UnrecognizedClientException',
+        message: 'The security token included in the request is invalid.',
+      },
     ];
     await eventually(async () => (await lines(s.auditLog)).length - before >= want.length, 10_000, "the session's lines");
     // and nothing more arrives
@@ -132,7 +175,11 @@ describe('audit log', function () {
     const t = await startAuthzServer();
     const before = (await lines(t.auditLog)).length;
     const n = 40;
-    await Promise.all(Array.from({ length: n }, (_, i) => t.k8s('viewer', 'POST', `${V}/clusters`, { apiVersion: 'berth.dev/v1', kind: 'Cluster', metadata: { name: `f${i}` } })));
+    await Promise.all(
+      Array.from({ length: n }, (_, i) =>
+        t.k8s('viewer', 'POST', `${V}/clusters`, { apiVersion: 'berth.dev/v1', kind: 'Cluster', metadata: { name: `f${i}` } }),
+      ),
+    );
     const file = t.auditLog;
     const { readFile: rf, rm } = await import('node:fs/promises');
     // stop the apiserver (flushing the log) but keep the directory to read it

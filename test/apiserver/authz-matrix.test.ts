@@ -150,7 +150,12 @@ const K8S: K8sRow[] = [
     req: async (w) => ({
       method: 'POST',
       path: `${ns('A')}/containerinstances`,
-      body: { apiVersion: 'berth.dev/v1', kind: 'ContainerInstance', metadata: { name: `reg-${lower(w)}` }, spec: { registeredResources: [{ name: 'CPU', type: 'INTEGER', integerValue: 1 }] } },
+      body: {
+        apiVersion: 'berth.dev/v1',
+        kind: 'ContainerInstance',
+        metadata: { name: `reg-${lower(w)}` },
+        spec: { registeredResources: [{ name: 'CPU', type: 'INTEGER', integerValue: 1 }] },
+      },
     }),
     expect: { admin: 201, viewer: 403, alice: 403, nodeA: 403, nodeB: 403, anonymous: 401, stranger: 401 },
   },
@@ -159,7 +164,12 @@ const K8S: K8sRow[] = [
     req: async (w) => ({
       method: 'POST',
       path: `${V}/taskdefinitions`,
-      body: { apiVersion: 'berth.dev/v1', kind: 'TaskDefinition', metadata: { name: `td-${lower(w)}` }, spec: { containerDefinitions: [{ name: 'c', image: 'busybox', memory: 64 }] } },
+      body: {
+        apiVersion: 'berth.dev/v1',
+        kind: 'TaskDefinition',
+        metadata: { name: `td-${lower(w)}` },
+        spec: { containerDefinitions: [{ name: 'c', image: 'busybox', memory: 64 }] },
+      },
     }),
     expect: { admin: 201, viewer: 403, alice: 403, nodeA: 403, nodeB: 403, anonymous: 401, stranger: 401 },
   },
@@ -203,19 +213,54 @@ const K8S: K8sRow[] = [
 
 const ECS: EcsRow[] = [
   { name: 'ListClusters', req: async () => ({ op: 'ListClusters', input: {} }), expect: { admin: 'ok', viewer: 'ok', alice: 'AccessDenied' } },
-  { name: 'DescribeClusters A', req: async () => ({ op: 'DescribeClusters', input: { clusters: ['A'] } }), expect: { admin: 'ok', viewer: 'ok', alice: 'AccessDenied' } },
-  { name: 'CreateCluster', req: async (w) => ({ op: 'CreateCluster', input: { clusterName: `ecs-${lower(w)}` } }), expect: { admin: 'ok', viewer: 'AccessDenied', alice: 'AccessDenied' } },
   {
-    name: 'RegisterTaskDefinition',
-    req: async (w) => ({ op: 'RegisterTaskDefinition', input: { family: `ecs-${lower(w)}`, containerDefinitions: [{ name: 'c', image: 'busybox', memory: 64 }] } }),
+    name: 'DescribeClusters A',
+    req: async () => ({ op: 'DescribeClusters', input: { clusters: ['A'] } }),
+    expect: { admin: 'ok', viewer: 'ok', alice: 'AccessDenied' },
+  },
+  {
+    name: 'CreateCluster',
+    req: async (w) => ({ op: 'CreateCluster', input: { clusterName: `ecs-${lower(w)}` } }),
     expect: { admin: 'ok', viewer: 'AccessDenied', alice: 'AccessDenied' },
   },
-  { name: 'DescribeTaskDefinition web', req: async () => ({ op: 'DescribeTaskDefinition', input: { taskDefinition: 'web' } }), expect: { admin: 'ok', viewer: 'ok', alice: 'AccessDenied' } },
-  { name: 'RunTask in A', req: async () => ({ op: 'RunTask', input: { cluster: 'A', taskDefinition: 'web' } }), expect: { admin: 'ok', viewer: 'AccessDenied', alice: 'ok' } },
-  { name: 'RunTask in A by ARN', req: async () => ({ op: 'RunTask', input: { cluster: `${ARN}:cluster/A`, taskDefinition: `${ARN}:task-definition/web:1` } }), expect: { admin: 'ok', viewer: 'AccessDenied', alice: 'ok' } },
-  { name: 'RunTask in B', req: async () => ({ op: 'RunTask', input: { cluster: 'B', taskDefinition: 'web' } }), expect: { admin: 'ok', viewer: 'AccessDenied', alice: 'AccessDenied' } },
-  { name: 'StartTask in A on ci-a', req: async () => ({ op: 'StartTask', input: { cluster: 'A', taskDefinition: 'web', containerInstances: ['ci-a'] } }), expect: { admin: 'ok', viewer: 'AccessDenied', alice: 'AccessDenied' } },
-  { name: 'DescribeTasks ta', req: async () => ({ op: 'DescribeTasks', input: { cluster: 'A', tasks: ['ta'] } }), expect: { admin: 'ok', viewer: 'ok', alice: 'AccessDenied' } },
+  {
+    name: 'RegisterTaskDefinition',
+    req: async (w) => ({
+      op: 'RegisterTaskDefinition',
+      input: { family: `ecs-${lower(w)}`, containerDefinitions: [{ name: 'c', image: 'busybox', memory: 64 }] },
+    }),
+    expect: { admin: 'ok', viewer: 'AccessDenied', alice: 'AccessDenied' },
+  },
+  {
+    name: 'DescribeTaskDefinition web',
+    req: async () => ({ op: 'DescribeTaskDefinition', input: { taskDefinition: 'web' } }),
+    expect: { admin: 'ok', viewer: 'ok', alice: 'AccessDenied' },
+  },
+  {
+    name: 'RunTask in A',
+    req: async () => ({ op: 'RunTask', input: { cluster: 'A', taskDefinition: 'web' } }),
+    expect: { admin: 'ok', viewer: 'AccessDenied', alice: 'ok' },
+  },
+  {
+    name: 'RunTask in A by ARN',
+    req: async () => ({ op: 'RunTask', input: { cluster: `${ARN}:cluster/A`, taskDefinition: `${ARN}:task-definition/web:1` } }),
+    expect: { admin: 'ok', viewer: 'AccessDenied', alice: 'ok' },
+  },
+  {
+    name: 'RunTask in B',
+    req: async () => ({ op: 'RunTask', input: { cluster: 'B', taskDefinition: 'web' } }),
+    expect: { admin: 'ok', viewer: 'AccessDenied', alice: 'AccessDenied' },
+  },
+  {
+    name: 'StartTask in A on ci-a',
+    req: async () => ({ op: 'StartTask', input: { cluster: 'A', taskDefinition: 'web', containerInstances: ['ci-a'] } }),
+    expect: { admin: 'ok', viewer: 'AccessDenied', alice: 'AccessDenied' },
+  },
+  {
+    name: 'DescribeTasks ta',
+    req: async () => ({ op: 'DescribeTasks', input: { cluster: 'A', tasks: ['ta'] } }),
+    expect: { admin: 'ok', viewer: 'ok', alice: 'AccessDenied' },
+  },
   { name: 'ListTasks A', req: async () => ({ op: 'ListTasks', input: { cluster: 'A' } }), expect: { admin: 'ok', viewer: 'ok', alice: 'AccessDenied' } },
   {
     name: 'StopTask',
@@ -225,9 +270,21 @@ const ECS: EcsRow[] = [
     },
     expect: { admin: 'ok', viewer: 'AccessDenied', alice: 'AccessDenied' },
   },
-  { name: 'CreateService in A', req: async (w) => ({ op: 'CreateService', input: { cluster: 'A', serviceName: `ecs-${lower(w)}`, taskDefinition: 'web', desiredCount: 0 } }), expect: { admin: 'ok', viewer: 'AccessDenied', alice: 'AccessDenied' } },
-  { name: 'UpdateService svc', req: async () => ({ op: 'UpdateService', input: { cluster: 'A', service: 'svc', desiredCount: 0 } }), expect: { admin: 'ok', viewer: 'AccessDenied', alice: 'AccessDenied' } },
-  { name: 'DescribeServices svc', req: async () => ({ op: 'DescribeServices', input: { cluster: 'A', services: ['svc'] } }), expect: { admin: 'ok', viewer: 'ok', alice: 'AccessDenied' } },
+  {
+    name: 'CreateService in A',
+    req: async (w) => ({ op: 'CreateService', input: { cluster: 'A', serviceName: `ecs-${lower(w)}`, taskDefinition: 'web', desiredCount: 0 } }),
+    expect: { admin: 'ok', viewer: 'AccessDenied', alice: 'AccessDenied' },
+  },
+  {
+    name: 'UpdateService svc',
+    req: async () => ({ op: 'UpdateService', input: { cluster: 'A', service: 'svc', desiredCount: 0 } }),
+    expect: { admin: 'ok', viewer: 'AccessDenied', alice: 'AccessDenied' },
+  },
+  {
+    name: 'DescribeServices svc',
+    req: async () => ({ op: 'DescribeServices', input: { cluster: 'A', services: ['svc'] } }),
+    expect: { admin: 'ok', viewer: 'ok', alice: 'AccessDenied' },
+  },
   {
     name: 'DeleteService',
     req: async (w, s) => {
@@ -236,12 +293,25 @@ const ECS: EcsRow[] = [
     },
     expect: { admin: 'ok', viewer: 'AccessDenied', alice: 'AccessDenied' },
   },
-  { name: 'DescribeContainerInstances ci-a', req: async () => ({ op: 'DescribeContainerInstances', input: { cluster: 'A', containerInstances: ['ci-a'] } }), expect: { admin: 'ok', viewer: 'ok', alice: 'AccessDenied' } },
-  { name: 'TagResource cluster A', req: async () => ({ op: 'TagResource', input: { resourceArn: `${ARN}:cluster/A`, tags: [{ key: 'k', value: 'v' }] } }), expect: { admin: 'ok', viewer: 'AccessDenied', alice: 'AccessDenied' } },
+  {
+    name: 'DescribeContainerInstances ci-a',
+    req: async () => ({ op: 'DescribeContainerInstances', input: { cluster: 'A', containerInstances: ['ci-a'] } }),
+    expect: { admin: 'ok', viewer: 'ok', alice: 'AccessDenied' },
+  },
+  {
+    name: 'TagResource cluster A',
+    req: async () => ({ op: 'TagResource', input: { resourceArn: `${ARN}:cluster/A`, tags: [{ key: 'k', value: 'v' }] } }),
+    expect: { admin: 'ok', viewer: 'AccessDenied', alice: 'AccessDenied' },
+  },
 ];
 
 /** What the ECS face answers callers it cannot authenticate (nodes have no access keys). */
-const UNSIGNED: Record<'nodeA' | 'nodeB' | 'anonymous' | 'stranger', EcsCode> = { nodeA: 'Incomplete', nodeB: 'Incomplete', anonymous: 'Missing', stranger: 'Unrecognized' };
+const UNSIGNED: Record<'nodeA' | 'nodeB' | 'anonymous' | 'stranger', EcsCode> = {
+  nodeA: 'Incomplete',
+  nodeB: 'Incomplete',
+  anonymous: 'Missing',
+  stranger: 'Unrecognized',
+};
 
 async function k8sCell(s: AuthzServer, who: Who, r: Awaited<ReturnType<K8sRow['req']>>): Promise<Reply> {
   if (!r.watch) return s.k8s(who, r.method, r.path, r.body, { contentType: r.contentType });
@@ -298,7 +368,7 @@ for (const store of ['embedded', 'etcd'] as const) {
     });
 
     describe('what the cells did', () => {
-      it('alice\'s RunTask on A started a task bound to an instance of A; her other attempts changed nothing', async () => {
+      it("alice's RunTask on A started a task bound to an instance of A; her other attempts changed nothing", async () => {
         const r = await s.ecs('alice', 'RunTask', { cluster: 'A', taskDefinition: 'web', startedBy: 'alice-check' });
         expect(r.status, JSON.stringify(r.body)).to.equal(200);
         expect(r.body.tasks).to.have.length(1);
@@ -323,11 +393,17 @@ for (const store of ['embedded', 'etcd'] as const) {
         );
         expect(k.body.details).to.deep.equal({ kind: 'tasks', group: 'berth.dev' });
         const g = await s.k8s('alice', 'GET', `${ns('A')}/tasks/ta`);
-        expect(g.body.message).to.match(/^tasks\.berth\.dev "ta" is forbidden: User "alice" cannot get resource "tasks" in API group "berth\.dev" in the namespace "A": /);
+        expect(g.body.message).to.match(
+          /^tasks\.berth\.dev "ta" is forbidden: User "alice" cannot get resource "tasks" in API group "berth\.dev" in the namespace "A": /,
+        );
         const st = await s.k8s('nodeB', 'PATCH', `${ns('A')}/tasks/ta/status`, { status: {} }, { contentType: merge });
-        expect(st.body.message).to.match(/^tasks\.berth\.dev "ta" is forbidden: User "system:node:A:ci-b" cannot patch resource "tasks\/status" in API group "berth\.dev" in the namespace "A": /);
+        expect(st.body.message).to.match(
+          /^tasks\.berth\.dev "ta" is forbidden: User "system:node:A:ci-b" cannot patch resource "tasks\/status" in API group "berth\.dev" in the namespace "A": /,
+        );
         const c = await s.k8s('alice', 'GET', `${V}/clusters`);
-        expect(c.body.message).to.match(/^clusters\.berth\.dev is forbidden: User "alice" cannot list resource "clusters" in API group "berth\.dev" at the cluster scope: /);
+        expect(c.body.message).to.match(
+          /^clusters\.berth\.dev is forbidden: User "alice" cannot list resource "clusters" in API group "berth\.dev" at the cluster scope: /,
+        );
         const e = await s.ecs('alice', 'RunTask', { cluster: 'B', taskDefinition: 'web' });
         expect(e.body.message).to.equal(
           `User: arn:aws:iam::000000000000:user/alice is not authorized to perform: ecs:RunTask on resource: ${ARN}:task-definition/web:1 because no identity-based policy allows the ecs:RunTask action`,
@@ -351,7 +427,9 @@ describe('policies beside the built-in groups: explicit Deny, admins, reload', f
   const auditorKey = { accessKeyId: 'AKIAAUDITOR0000000', secretAccessKey: 'auditor-secret', user: 'auditor', groups: ['berth:viewers', 'auditors'] };
   const NO_B = {
     Version: '2012-10-17',
-    Statement: [{ Sid: 'NotB', Effect: 'Deny', Action: ['ecs:Describe*', 'ecs:List*'], Resource: '*', Condition: { ArnEquals: { 'ecs:cluster': `${ARN}:cluster/B` } } }],
+    Statement: [
+      { Sid: 'NotB', Effect: 'Deny', Action: ['ecs:Describe*', 'ecs:List*'], Resource: '*', Condition: { ArnEquals: { 'ecs:cluster': `${ARN}:cluster/B` } } },
+    ],
   };
   before(async () => {
     s = await startAuthzServer({
@@ -362,7 +440,7 @@ describe('policies beside the built-in groups: explicit Deny, admins, reload', f
   });
   after(async () => s?.stop());
 
-  it('an explicit Deny overrides a built-in group\'s Allow (a viewer denied cluster B), on both faces', async () => {
+  it("an explicit Deny overrides a built-in group's Allow (a viewer denied cluster B), on both faces", async () => {
     const tok = { token: audited.token };
     expect((await s.k8s('anonymous', 'GET', `${ns('A')}/tasks/ta`, undefined, tok)).status).to.equal(200);
     const denied = await s.k8s('anonymous', 'GET', `${ns('B')}/tasks`, undefined, tok);
@@ -372,7 +450,9 @@ describe('policies beside the built-in groups: explicit Deny, admins, reload', f
     expect((await s.k8s('anonymous', 'GET', `${V}/clusters/B`, undefined, tok)).status).to.equal(200);
     const e = await s.ecs('viewer', 'ListTasks', { cluster: 'B' }, { key: auditorKey });
     expect([e.status, e.body.__type]).to.deep.equal([403, 'AccessDeniedException']);
-    expect(e.body.message).to.equal('User: arn:aws:iam::000000000000:user/auditor is not authorized to perform: ecs:ListTasks on resource: * with an explicit deny in an identity-based policy');
+    expect(e.body.message).to.equal(
+      'User: arn:aws:iam::000000000000:user/auditor is not authorized to perform: ecs:ListTasks on resource: * with an explicit deny in an identity-based policy',
+    );
     expect((await s.ecs('viewer', 'ListTasks', { cluster: 'A' }, { key: auditorKey })).status).to.equal(200);
     expect((await s.ecs('viewer', 'DescribeClusters', { clusters: ['B'] }, { key: auditorKey })).status).to.equal(200);
   });

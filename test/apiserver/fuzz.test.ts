@@ -97,8 +97,14 @@ describe('fuzzer: random and mutated requests to both faces, as every kind of id
     await s?.stop();
   });
 
-  const tokenOf = (who: FuzzWho) => (who === 'bootstrap' ? s.api.bootstrapToken : who === 'admin' || who === 'viewer' || who === 'alice' || who === 'nodeA' || who === 'nodeB' || who === 'stranger' ? s.tokens[who] : undefined);
-  const keyOf = (who: FuzzWho) => (who === 'admin' || who === 'viewer' || who === 'alice' ? s.keys[who] : who === 'stranger' ? newKey('stranger', ['berth:admins']) : undefined);
+  const tokenOf = (who: FuzzWho) =>
+    who === 'bootstrap'
+      ? s.api.bootstrapToken
+      : who === 'admin' || who === 'viewer' || who === 'alice' || who === 'nodeA' || who === 'nodeB' || who === 'stranger'
+        ? s.tokens[who]
+        : undefined;
+  const keyOf = (who: FuzzWho) =>
+    who === 'admin' || who === 'viewer' || who === 'alice' ? s.keys[who] : who === 'stranger' ? newKey('stranger', ['berth:admins']) : undefined;
 
   /** Sends a case; resolves with the status (a watch: as soon as its headers arrive). */
   async function send(c: FuzzCase): Promise<{ status: number; body: string }> {
@@ -116,10 +122,23 @@ describe('fuzzer: random and mutated requests to both faces, as every kind of id
         });
       } else {
         const url = new URL(s.api.url);
-        let headers: Record<string, string> = { host: url.host, 'content-type': c.contentType ?? 'application/x-amz-json-1.1', 'x-amz-target': `${TARGET}${c.op}` };
+        let headers: Record<string, string> = {
+          host: url.host,
+          'content-type': c.contentType ?? 'application/x-amz-json-1.1',
+          'x-amz-target': `${TARGET}${c.op}`,
+        };
         const key = keyOf(c.who);
         if (key) {
-          const signed = await sdkSigner(key, 'us-east-1').sign({ method: 'POST', protocol: 'http:', hostname: url.hostname, port: Number(url.port), path: '/', query: {}, headers, body: c.body });
+          const signed = await sdkSigner(key, 'us-east-1').sign({
+            method: 'POST',
+            protocol: 'http:',
+            hostname: url.hostname,
+            port: Number(url.port),
+            path: '/',
+            query: {},
+            headers,
+            body: c.body,
+          });
           headers = signed.headers as Record<string, string>;
         } else if (tokenOf(c.who)) headers.authorization = `Bearer ${tokenOf(c.who)}`;
         const { host: _h, ...sendable } = headers;
@@ -154,7 +173,8 @@ describe('fuzzer: random and mutated requests to both faces, as every kind of id
         const ready = await fetch(`${s.api.url}/readyz`);
         if (ready.status !== 200) throw new Error(`/readyz ${ready.status} after ${what}`);
         const proto = Object.getOwnPropertyNames(Object.prototype).sort();
-        if (JSON.stringify(proto) !== JSON.stringify(prototypeKeys)) throw new Error(`Object.prototype gained ${proto.filter((k) => !prototypeKeys.includes(k))} after ${what}`);
+        if (JSON.stringify(proto) !== JSON.stringify(prototypeKeys))
+          throw new Error(`Object.prototype gained ${proto.filter((k) => !prototypeKeys.includes(k))} after ${what}`);
         // nothing outside the caller's rights changed
         const after = await snapshot(s);
         const bad: string[] = [];
@@ -178,7 +198,12 @@ describe('fuzzer: random and mutated requests to both faces, as every kind of id
     );
     const seconds = (Date.now() - started) / 1000;
     // the run did real work: many cases, and both faces answered both successes and refusals
-    console.log(`      fuzz: ${cases} cases in ${seconds.toFixed(0)} s; answers: ${[...statuses].sort().map(([k, n]) => `${k}: ${n}`).join(', ')}`);
+    console.log(
+      `      fuzz: ${cases} cases in ${seconds.toFixed(0)} s; answers: ${[...statuses]
+        .sort()
+        .map(([k, n]) => `${k}: ${n}`)
+        .join(', ')}`,
+    );
     expect(cases).to.be.greaterThan(100);
     for (const k of ['k8s 200', 'k8s 403', 'k8s 401', 'ecs 200', 'ecs 400', 'ecs 403']) expect(statuses.get(k) ?? 0, k).to.be.greaterThan(0);
   });

@@ -49,10 +49,25 @@ describe('IAM policy engine (pure)', () => {
     const runInA = policy([{ Effect: 'Allow', Action: 'ecs:RunTask', Resource: `${ARN}:task-definition/*`, Condition: { ArnEquals: { 'ecs:cluster': A } } }]);
     const table: Array<{ name: string; policies: Policy[]; req: AccessRequest; effect: 'Allow' | 'Deny' | 'ImplicitDeny' }> = [
       { name: 'no policy: default deny', policies: [], req: req('ecs:RunTask', [`${ARN}:task-definition/web:1`]), effect: 'ImplicitDeny' },
-      { name: 'an Allow whose action, resource and condition match', policies: [runInA], req: req('ecs:RunTask', [`${ARN}:task-definition/web:1`], { 'ecs:cluster': [A] }), effect: 'Allow' },
-      { name: 'the condition on another cluster', policies: [runInA], req: req('ecs:RunTask', [`${ARN}:task-definition/web:1`], { 'ecs:cluster': [B] }), effect: 'ImplicitDeny' },
+      {
+        name: 'an Allow whose action, resource and condition match',
+        policies: [runInA],
+        req: req('ecs:RunTask', [`${ARN}:task-definition/web:1`], { 'ecs:cluster': [A] }),
+        effect: 'Allow',
+      },
+      {
+        name: 'the condition on another cluster',
+        policies: [runInA],
+        req: req('ecs:RunTask', [`${ARN}:task-definition/web:1`], { 'ecs:cluster': [B] }),
+        effect: 'ImplicitDeny',
+      },
       { name: 'the condition key absent', policies: [runInA], req: req('ecs:RunTask', [`${ARN}:task-definition/web:1`]), effect: 'ImplicitDeny' },
-      { name: 'another action', policies: [runInA], req: req('ecs:StartTask', [`${ARN}:task-definition/web:1`], { 'ecs:cluster': [A] }), effect: 'ImplicitDeny' },
+      {
+        name: 'another action',
+        policies: [runInA],
+        req: req('ecs:StartTask', [`${ARN}:task-definition/web:1`], { 'ecs:cluster': [A] }),
+        effect: 'ImplicitDeny',
+      },
       { name: 'a resource of another type', policies: [runInA], req: req('ecs:RunTask', [A], { 'ecs:cluster': [A] }), effect: 'ImplicitDeny' },
       {
         name: 'explicit Deny wins over Allow, in another policy',
@@ -62,7 +77,12 @@ describe('IAM policy engine (pure)', () => {
       },
       {
         name: 'explicit Deny wins in the same policy whatever the order',
-        policies: [policy([{ Effect: 'Deny', Action: 'ecs:RunTask', Resource: `${ARN}:task-definition/secret:*` }, { Effect: 'Allow', Action: 'ecs:*', Resource: '*' }])],
+        policies: [
+          policy([
+            { Effect: 'Deny', Action: 'ecs:RunTask', Resource: `${ARN}:task-definition/secret:*` },
+            { Effect: 'Allow', Action: 'ecs:*', Resource: '*' },
+          ]),
+        ],
         req: req('ecs:RunTask', [`${ARN}:task-definition/secret:3`]),
         effect: 'Deny',
       },
@@ -80,13 +100,23 @@ describe('IAM policy engine (pure)', () => {
       },
       {
         name: 'NotResource: a Deny of everything outside cluster A',
-        policies: [policy([{ Effect: 'Allow', Action: 'ecs:*', Resource: '*' }, { Effect: 'Deny', Action: 'ecs:*', NotResource: [`${ARN}:*/A/*`, A] }])],
+        policies: [
+          policy([
+            { Effect: 'Allow', Action: 'ecs:*', Resource: '*' },
+            { Effect: 'Deny', Action: 'ecs:*', NotResource: [`${ARN}:*/A/*`, A] },
+          ]),
+        ],
         req: req('ecs:StopTask', [`${ARN}:task/B/t`]),
         effect: 'Deny',
       },
       {
         name: 'NotResource spares what it names',
-        policies: [policy([{ Effect: 'Allow', Action: 'ecs:*', Resource: '*' }, { Effect: 'Deny', Action: 'ecs:*', NotResource: [`${ARN}:*/A/*`, A] }])],
+        policies: [
+          policy([
+            { Effect: 'Allow', Action: 'ecs:*', Resource: '*' },
+            { Effect: 'Deny', Action: 'ecs:*', NotResource: [`${ARN}:*/A/*`, A] },
+          ]),
+        ],
         req: req('ecs:StopTask', [`${ARN}:task/A/t`]),
         effect: 'Allow',
       },
@@ -104,7 +134,11 @@ describe('IAM policy engine (pure)', () => {
       },
       {
         name: 'ArnLike with a wildcard in one part',
-        policies: [policy([{ Effect: 'Allow', Action: 'ecs:ListTasks', Resource: '*', Condition: { ArnLike: { 'ecs:cluster': 'arn:aws:ecs:*:000000000000:cluster/A' } } }])],
+        policies: [
+          policy([
+            { Effect: 'Allow', Action: 'ecs:ListTasks', Resource: '*', Condition: { ArnLike: { 'ecs:cluster': 'arn:aws:ecs:*:000000000000:cluster/A' } } },
+          ]),
+        ],
         req: req('ecs:ListTasks', ['*'], { 'ecs:cluster': [A] }),
         effect: 'Allow',
       },
@@ -128,7 +162,12 @@ describe('IAM policy engine (pure)', () => {
       },
       {
         name: 'StringNotEquals holds when the key is absent (a Deny then applies)',
-        policies: [policy([{ Effect: 'Allow', Action: 'ecs:*', Resource: '*' }, { Effect: 'Deny', Action: 'ecs:RunTask', Resource: '*', Condition: { ArnNotEquals: { 'ecs:cluster': A } } }])],
+        policies: [
+          policy([
+            { Effect: 'Allow', Action: 'ecs:*', Resource: '*' },
+            { Effect: 'Deny', Action: 'ecs:RunTask', Resource: '*', Condition: { ArnNotEquals: { 'ecs:cluster': A } } },
+          ]),
+        ],
         req: req('ecs:RunTask', [`${ARN}:task-definition/x:1`]),
         effect: 'Deny',
       },
@@ -146,25 +185,52 @@ describe('IAM policy engine (pure)', () => {
       },
       {
         name: 'several values of one key are OR-ed, several keys AND-ed',
-        policies: [policy([{ Effect: 'Allow', Action: 'ecs:*', Resource: '*', Condition: { ArnEquals: { 'ecs:cluster': [A, B] }, StringEquals: { 'aws:username': 'alice' } } }])],
+        policies: [
+          policy([
+            { Effect: 'Allow', Action: 'ecs:*', Resource: '*', Condition: { ArnEquals: { 'ecs:cluster': [A, B] }, StringEquals: { 'aws:username': 'alice' } } },
+          ]),
+        ],
         req: req('ecs:ListTasks', ['*'], { 'ecs:cluster': [B], 'aws:username': ['bob'] }),
         effect: 'ImplicitDeny',
       },
       {
-        name: 'ForAllValues over a multi-valued key (StartTask\'s container instances)',
-        policies: [policy([{ Effect: 'Allow', Action: 'ecs:StartTask', Resource: '*', Condition: { 'ForAllValues:ArnLike': { 'ecs:container-instances': `${ARN}:container-instance/A/*` } } }])],
+        name: "ForAllValues over a multi-valued key (StartTask's container instances)",
+        policies: [
+          policy([
+            {
+              Effect: 'Allow',
+              Action: 'ecs:StartTask',
+              Resource: '*',
+              Condition: { 'ForAllValues:ArnLike': { 'ecs:container-instances': `${ARN}:container-instance/A/*` } },
+            },
+          ]),
+        ],
         req: req('ecs:StartTask', ['*'], { 'ecs:container-instances': [`${ARN}:container-instance/A/1`, `${ARN}:container-instance/B/2`] }),
         effect: 'ImplicitDeny',
       },
       {
         name: 'ForAnyValue over a multi-valued key',
-        policies: [policy([{ Effect: 'Allow', Action: 'ecs:StartTask', Resource: '*', Condition: { 'ForAnyValue:ArnLike': { 'ecs:container-instances': `${ARN}:container-instance/A/*` } } }])],
+        policies: [
+          policy([
+            {
+              Effect: 'Allow',
+              Action: 'ecs:StartTask',
+              Resource: '*',
+              Condition: { 'ForAnyValue:ArnLike': { 'ecs:container-instances': `${ARN}:container-instance/A/*` } },
+            },
+          ]),
+        ],
         req: req('ecs:StartTask', ['*'], { 'ecs:container-instances': [`${ARN}:container-instance/A/1`, `${ARN}:container-instance/B/2`] }),
         effect: 'Allow',
       },
       {
         name: 'Null: true when the key is absent',
-        policies: [policy([{ Effect: 'Deny', Action: 'ecs:*', Resource: '*', Condition: { Null: { 'ecs:cluster': 'true' } } }, { Effect: 'Allow', Action: 'ecs:*', Resource: '*' }])],
+        policies: [
+          policy([
+            { Effect: 'Deny', Action: 'ecs:*', Resource: '*', Condition: { Null: { 'ecs:cluster': 'true' } } },
+            { Effect: 'Allow', Action: 'ecs:*', Resource: '*' },
+          ]),
+        ],
         req: req('ecs:ListClusters', ['*']),
         effect: 'Deny',
       },
@@ -175,7 +241,7 @@ describe('IAM policy engine (pure)', () => {
         effect: 'Allow',
       },
       {
-        name: 'a variable\'s value is literal, never a wildcard',
+        name: "a variable's value is literal, never a wildcard",
         policies: [policy([{ Effect: 'Allow', Action: 'ecs:*', Resource: `${ARN}:service/\${aws:username}/web` }])],
         req: req('ecs:UpdateService', [`${ARN}:service/x/web`], { 'aws:username': ['*'] }),
         effect: 'ImplicitDeny',
@@ -212,9 +278,24 @@ describe('IAM policy engine (pure)', () => {
     }
 
     it('names the statement that decided and the resource', () => {
-      const p = policy([{ Sid: 'NoSecret', Effect: 'Deny', Action: 'ecs:RunTask', Resource: `${ARN}:task-definition/secret:*` }, { Sid: 'All', Effect: 'Allow', Action: 'ecs:*', Resource: '*' }], '2012-10-17', 'Mixed');
-      expect(evaluate([p], req('ecs:RunTask', [`${ARN}:task-definition/secret:1`]))).to.deep.equal({ effect: 'Deny', resource: `${ARN}:task-definition/secret:1`, statement: 'policy "Mixed" Statement[0] (Sid "NoSecret")' });
-      expect(evaluate([p], req('ecs:RunTask', [`${ARN}:task-definition/web:1`]))).to.deep.equal({ effect: 'Allow', resource: `${ARN}:task-definition/web:1`, statement: 'policy "Mixed" Statement[1] (Sid "All")' });
+      const p = policy(
+        [
+          { Sid: 'NoSecret', Effect: 'Deny', Action: 'ecs:RunTask', Resource: `${ARN}:task-definition/secret:*` },
+          { Sid: 'All', Effect: 'Allow', Action: 'ecs:*', Resource: '*' },
+        ],
+        '2012-10-17',
+        'Mixed',
+      );
+      expect(evaluate([p], req('ecs:RunTask', [`${ARN}:task-definition/secret:1`]))).to.deep.equal({
+        effect: 'Deny',
+        resource: `${ARN}:task-definition/secret:1`,
+        statement: 'policy "Mixed" Statement[0] (Sid "NoSecret")',
+      });
+      expect(evaluate([p], req('ecs:RunTask', [`${ARN}:task-definition/web:1`]))).to.deep.equal({
+        effect: 'Allow',
+        resource: `${ARN}:task-definition/web:1`,
+        statement: 'policy "Mixed" Statement[1] (Sid "All")',
+      });
       expect(evaluate([], req('ecs:RunTask', []))).to.deep.equal({ effect: 'ImplicitDeny', resource: '*' });
     });
   });
@@ -225,19 +306,84 @@ describe('IAM policy engine (pure)', () => {
       { name: 'a wrong Version', doc: { Version: '2020-01-01', Statement: [] }, field: 'policies.P.Version', says: /2012-10-17/ },
       { name: 'no statement', doc: { Version: '2012-10-17' }, field: 'policies.P.Statement', says: /required/ },
       { name: 'an unknown policy element', doc: { Version: '2012-10-17', Statemnt: [] }, field: 'policies.P.Statemnt', says: /unknown policy element/ },
-      { name: 'a lower-case Effect', doc: { Statement: [{ Sid: 'S', Effect: 'allow', Action: '*', Resource: '*' }] }, field: 'policies.P.Statement[0].Effect', says: /"Allow" or "Deny", got "allow" \(Sid "S"\)/ },
-      { name: 'Action and NotAction together', doc: { Statement: [{ Effect: 'Allow', Action: '*', NotAction: 'ecs:RunTask', Resource: '*' }] }, field: 'policies.P.Statement[0].NotAction', says: /together/ },
-      { name: 'neither Action nor NotAction', doc: { Statement: [{ Effect: 'Allow', Resource: '*' }] }, field: 'policies.P.Statement[0].Action', says: /required/ },
+      {
+        name: 'a lower-case Effect',
+        doc: { Statement: [{ Sid: 'S', Effect: 'allow', Action: '*', Resource: '*' }] },
+        field: 'policies.P.Statement[0].Effect',
+        says: /"Allow" or "Deny", got "allow" \(Sid "S"\)/,
+      },
+      {
+        name: 'Action and NotAction together',
+        doc: { Statement: [{ Effect: 'Allow', Action: '*', NotAction: 'ecs:RunTask', Resource: '*' }] },
+        field: 'policies.P.Statement[0].NotAction',
+        says: /together/,
+      },
+      {
+        name: 'neither Action nor NotAction',
+        doc: { Statement: [{ Effect: 'Allow', Resource: '*' }] },
+        field: 'policies.P.Statement[0].Action',
+        says: /required/,
+      },
       { name: 'no Resource', doc: { Statement: [{ Effect: 'Allow', Action: '*' }] }, field: 'policies.P.Statement[0].Resource', says: /required/ },
-      { name: 'a malformed action (seed 001\'s ecs>DeleteCluster)', doc: { Statement: [{ Effect: 'Allow', Action: ['ecs:DescribeClusters', 'ecs>DeleteCluster'], Resource: '*' }] }, field: 'policies.P.Statement[0].Action', says: /"ecs>DeleteCluster" is not an action/ },
-      { name: 'a resource that is not an ARN', doc: { Statement: [{ Effect: 'Allow', Action: '*', Resource: 'cluster/A' }] }, field: 'policies.P.Statement[0].Resource', says: /not an ARN/ },
-      { name: 'an empty Action list', doc: { Statement: [{ Effect: 'Allow', Action: [], Resource: '*' }] }, field: 'policies.P.Statement[0].Action', says: /non-empty/ },
-      { name: 'a Principal (identity-based policies have none)', doc: { Statement: [{ Effect: 'Allow', Principal: '*', Action: '*', Resource: '*' }] }, field: 'policies.P.Statement[0].Principal', says: /identity-based/ },
-      { name: 'an unknown condition operator', doc: { Statement: [{ Effect: 'Allow', Action: '*', Resource: '*', Condition: { ArnEqualz: { 'ecs:cluster': A } } }] }, field: 'policies.P.Statement[0].Condition.ArnEqualz', says: /unknown condition operator/ },
-      { name: 'a condition without values', doc: { Statement: [{ Effect: 'Allow', Action: '*', Resource: '*', Condition: { ArnEquals: { 'ecs:cluster': [] } } }] }, field: 'policies.P.Statement[0].Condition.ArnEquals.ecs:cluster', says: /non-empty list/ },
-      { name: 'a condition key without a service', doc: { Statement: [{ Effect: 'Allow', Action: '*', Resource: '*', Condition: { ArnEquals: { cluster: A } } }] }, field: 'policies.P.Statement[0].Condition.ArnEquals.cluster', says: /not a condition key/ },
-      { name: 'duplicate Sids', doc: { Statement: [{ Sid: 'X', Effect: 'Allow', Action: '*', Resource: '*' }, { Sid: 'X', Effect: 'Deny', Action: '*', Resource: '*' }] }, field: 'policies.P.Statement[1].Sid', says: /unique/ },
-      { name: 'an unknown statement element', doc: { Statement: [{ Effect: 'Allow', Action: '*', Resource: '*', Resources: '*' }] }, field: 'policies.P.Statement[0].Resources', says: /unknown statement element/ },
+      {
+        name: "a malformed action (seed 001's ecs>DeleteCluster)",
+        doc: { Statement: [{ Effect: 'Allow', Action: ['ecs:DescribeClusters', 'ecs>DeleteCluster'], Resource: '*' }] },
+        field: 'policies.P.Statement[0].Action',
+        says: /"ecs>DeleteCluster" is not an action/,
+      },
+      {
+        name: 'a resource that is not an ARN',
+        doc: { Statement: [{ Effect: 'Allow', Action: '*', Resource: 'cluster/A' }] },
+        field: 'policies.P.Statement[0].Resource',
+        says: /not an ARN/,
+      },
+      {
+        name: 'an empty Action list',
+        doc: { Statement: [{ Effect: 'Allow', Action: [], Resource: '*' }] },
+        field: 'policies.P.Statement[0].Action',
+        says: /non-empty/,
+      },
+      {
+        name: 'a Principal (identity-based policies have none)',
+        doc: { Statement: [{ Effect: 'Allow', Principal: '*', Action: '*', Resource: '*' }] },
+        field: 'policies.P.Statement[0].Principal',
+        says: /identity-based/,
+      },
+      {
+        name: 'an unknown condition operator',
+        doc: { Statement: [{ Effect: 'Allow', Action: '*', Resource: '*', Condition: { ArnEqualz: { 'ecs:cluster': A } } }] },
+        field: 'policies.P.Statement[0].Condition.ArnEqualz',
+        says: /unknown condition operator/,
+      },
+      {
+        name: 'a condition without values',
+        doc: { Statement: [{ Effect: 'Allow', Action: '*', Resource: '*', Condition: { ArnEquals: { 'ecs:cluster': [] } } }] },
+        field: 'policies.P.Statement[0].Condition.ArnEquals.ecs:cluster',
+        says: /non-empty list/,
+      },
+      {
+        name: 'a condition key without a service',
+        doc: { Statement: [{ Effect: 'Allow', Action: '*', Resource: '*', Condition: { ArnEquals: { cluster: A } } }] },
+        field: 'policies.P.Statement[0].Condition.ArnEquals.cluster',
+        says: /not a condition key/,
+      },
+      {
+        name: 'duplicate Sids',
+        doc: {
+          Statement: [
+            { Sid: 'X', Effect: 'Allow', Action: '*', Resource: '*' },
+            { Sid: 'X', Effect: 'Deny', Action: '*', Resource: '*' },
+          ],
+        },
+        field: 'policies.P.Statement[1].Sid',
+        says: /unique/,
+      },
+      {
+        name: 'an unknown statement element',
+        doc: { Statement: [{ Effect: 'Allow', Action: '*', Resource: '*', Resources: '*' }] },
+        field: 'policies.P.Statement[0].Resources',
+        says: /unknown statement element/,
+      },
     ];
     for (const c of cases) {
       it(`refuses ${c.name}`, () => {
@@ -259,7 +405,10 @@ describe('IAM policy engine (pure)', () => {
     it('attaches policies to users and groups', () => {
       const set = parsePolicyFile(
         JSON.stringify({
-          policies: { Run: { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 'ecs:RunTask', Resource: '*' }] }, Read: { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 'ecs:Describe*', Resource: '*' }] } },
+          policies: {
+            Run: { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 'ecs:RunTask', Resource: '*' }] },
+            Read: { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 'ecs:Describe*', Resource: '*' }] },
+          },
           users: { alice: ['Run'] },
           groups: { ops: ['Read', 'Run'] },
         }),

@@ -4,7 +4,15 @@ import { actionTable } from '../../pkg/apiserver/actions.ts';
 import { OPERATIONS } from '../../pkg/ecsapi/ecsapi.ts';
 import { AUTHORIZED_OPERATIONS } from '../../pkg/ecsapi/actions.ts';
 
-const VERBS: Record<string, string> = { create: 'create', get: 'get', list: 'list, watch', write: 'update, patch', status: 'update, patch `/status`', delete: 'delete', logs: 'get `/log`' };
+const VERBS: Record<string, string> = {
+  create: 'create',
+  get: 'get',
+  list: 'list, watch',
+  write: 'update, patch',
+  status: 'update, patch `/status`',
+  delete: 'delete',
+  logs: 'get `/log`',
+};
 
 describe('the policy documentation and the action tables agree', () => {
   it('the README lists every resource-API verb with the action it maps to', async () => {

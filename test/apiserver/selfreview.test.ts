@@ -15,7 +15,10 @@ describe('kubectl auth whoami and can-i (SelfSubjectReview, SelfSubjectAccessRev
       policies: {
         policies: {
           RunInA: RUN_IN_A,
-          NoB: { Version: '2012-10-17', Statement: [{ Sid: 'NotB', Effect: 'Deny', Action: 'ecs:List*', Resource: '*', Condition: { ArnEquals: { 'ecs:cluster': `${ARN}:cluster/B` } } }] },
+          NoB: {
+            Version: '2012-10-17',
+            Statement: [{ Sid: 'NotB', Effect: 'Deny', Action: 'ecs:List*', Resource: '*', Condition: { ArnEquals: { 'ecs:cluster': `${ARN}:cluster/B` } } }],
+          },
         },
         users: { alice: ['RunInA'] },
         groups: { auditors: ['NoB'] },
@@ -86,7 +89,7 @@ describe('kubectl auth whoami and can-i (SelfSubjectReview, SelfSubjectAccessRev
     await check('viewer', true, 'get', '/version');
   });
 
-  it('can-i reports an explicit Deny over a group\'s Allow', async () => {
+  it("can-i reports an explicit Deny over a group's Allow", async () => {
     await check('auditor', true, 'list', 'tasks', '-n', 'A');
     const b = await canI('auditor', 'list', 'tasks', '-n', 'B');
     expect(b.code).to.equal(1);
@@ -95,10 +98,21 @@ describe('kubectl auth whoami and can-i (SelfSubjectReview, SelfSubjectAccessRev
 
   it('answers a JSON review too, with allowed and denied, and refuses malformed bodies with 400', async () => {
     const review = (ra: unknown) => ({ apiVersion: 'authorization.k8s.io/v1', kind: 'SelfSubjectAccessReview', spec: { resourceAttributes: ra } });
-    const ok = await s.k8s('anonymous', 'POST', '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews', review({ verb: 'list', resource: 'tasks', namespace: 'B', group: 'berth.dev' }), { token: auditor.token });
+    const ok = await s.k8s(
+      'anonymous',
+      'POST',
+      '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews',
+      review({ verb: 'list', resource: 'tasks', namespace: 'B', group: 'berth.dev' }),
+      { token: auditor.token },
+    );
     expect(ok.status).to.equal(201);
     expect(ok.body.status).to.include({ allowed: false, denied: true });
-    const unknown = await s.k8s('alice', 'POST', '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews', review({ verb: 'get', resource: 'pods', group: '' }));
+    const unknown = await s.k8s(
+      'alice',
+      'POST',
+      '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews',
+      review({ verb: 'get', resource: 'pods', group: '' }),
+    );
     expect(unknown.body.status).to.deep.equal({ allowed: false, reason: 'berth serves no resource "pods" in API group "berth.dev"' });
     for (const [body, ct] of [
       ['k8s\u0000\u00ff\u00ff', 'application/vnd.kubernetes.protobuf'],

@@ -12,7 +12,7 @@ describe('ECS inputs found by the fuzzer', function () {
   });
   after(async () => s?.stop());
 
-  it('FZ3: RegisterTaskDefinition with a member named like another document\'s (kind, apiVersion, serviceName, taskDefinition) is a ClientException naming it, not a 500 or another kind', async () => {
+  it("FZ3: RegisterTaskDefinition with a member named like another document's (kind, apiVersion, serviceName, taskDefinition) is a ClientException naming it, not a 500 or another kind", async () => {
     const base = { family: 'fz3', containerDefinitions: [{ name: 'c', image: 'busybox', memory: 32 }] };
     for (const [member, v] of [
       ['kind', { a: 1 }],

@@ -73,7 +73,9 @@ export interface AuthzServer {
   stop(): Promise<void>;
 }
 
-export async function startAuthzServer(o: { store?: 'embedded' | 'etcd'; policies?: PolicyDoc; extraTokens?: TokenEntry[]; extraKeys?: AccessKey[] } = {}): Promise<AuthzServer> {
+export async function startAuthzServer(
+  o: { store?: 'embedded' | 'etcd'; policies?: PolicyDoc; extraTokens?: TokenEntry[]; extraKeys?: AccessKey[] } = {},
+): Promise<AuthzServer> {
   const dir = await mkdtemp(join(tmpdir(), 'berth-authz-'));
   const policyFile = join(dir, 'policies.json');
   const auditLog = join(dir, 'audit.log');
@@ -113,10 +115,25 @@ export async function startAuthzServer(o: { store?: 'embedded' | 'etcd'; policie
   const url = new URL(api.url);
   const ecs: AuthzServer['ecs'] = async (who, op, input, eo = {}) => {
     const body = JSON.stringify(input);
-    let headers: Record<string, string> = { host: url.host, 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': `${TARGET}${op}`, 'user-agent': 'berth-authz-test' };
-    const key = eo.key ?? (who === 'admin' || who === 'viewer' || who === 'alice' ? keys[who] : who === 'stranger' ? newKey('stranger', ['berth:admins']) : undefined);
+    let headers: Record<string, string> = {
+      host: url.host,
+      'content-type': 'application/x-amz-json-1.1',
+      'x-amz-target': `${TARGET}${op}`,
+      'user-agent': 'berth-authz-test',
+    };
+    const key =
+      eo.key ?? (who === 'admin' || who === 'viewer' || who === 'alice' ? keys[who] : who === 'stranger' ? newKey('stranger', ['berth:admins']) : undefined);
     if (key) {
-      const signed = await sdkSigner(key, 'us-east-1').sign({ method: 'POST', protocol: 'http:', hostname: url.hostname, port: Number(url.port), path: '/', query: {}, headers, body });
+      const signed = await sdkSigner(key, 'us-east-1').sign({
+        method: 'POST',
+        protocol: 'http:',
+        hostname: url.hostname,
+        port: Number(url.port),
+        path: '/',
+        query: {},
+        headers,
+        body,
+      });
       headers = signed.headers as Record<string, string>;
     } else if (tokens[who]) headers.authorization = `Bearer ${tokens[who]}`;
     const { host: _h, ...sendable } = headers;
@@ -131,22 +148,57 @@ export async function startAuthzServer(o: { store?: 'embedded' | 'etcd'; policie
     return r;
   };
   try {
-    for (const c of ['A', 'B']) await must(admin('POST', `${V}/clusters`, { apiVersion: 'berth.dev/v1', kind: 'Cluster', metadata: { name: c } }), `cluster ${c}`);
-    await must(admin('POST', `${V}/taskdefinitions`, { apiVersion: 'berth.dev/v1', kind: 'TaskDefinition', metadata: { name: 'web' }, spec: { containerDefinitions: [{ name: 'c', image: 'busybox', memory: 64 }] } }), 'task definition web');
+    for (const c of ['A', 'B'])
+      await must(admin('POST', `${V}/clusters`, { apiVersion: 'berth.dev/v1', kind: 'Cluster', metadata: { name: c } }), `cluster ${c}`);
+    await must(
+      admin('POST', `${V}/taskdefinitions`, {
+        apiVersion: 'berth.dev/v1',
+        kind: 'TaskDefinition',
+        metadata: { name: 'web' },
+        spec: { containerDefinitions: [{ name: 'c', image: 'busybox', memory: 64 }] },
+      }),
+      'task definition web',
+    );
     const register = async (cluster: string, name: string, token: string) =>
       (
         await must(
-          k8s('admin', 'POST', `${ns(cluster)}/containerinstances`, { apiVersion: 'berth.dev/v1', kind: 'ContainerInstance', metadata: { name }, spec: { registeredResources: resources() } }, { token }),
+          k8s(
+            'admin',
+            'POST',
+            `${ns(cluster)}/containerinstances`,
+            { apiVersion: 'berth.dev/v1', kind: 'ContainerInstance', metadata: { name }, spec: { registeredResources: resources() } },
+            { token },
+          ),
           `instance ${name}`,
         )
       ).body;
     tokens.nodeA = (await register('A', 'ci-a', api.bootstrapToken)).metadata.annotations['berth.dev/node-token'];
     tokens.nodeB = (await register('A', 'ci-b', api.bootstrapToken)).metadata.annotations['berth.dev/node-token'];
     await register('B', 'ci-z', api.adminToken);
-    for (const t of ['ta', 'tb']) await must(admin('POST', `${ns('A')}/tasks`, { apiVersion: 'berth.dev/v1', kind: 'Task', metadata: { name: t }, spec: { taskDefinition: 'web' } }), `task ${t}`);
-    const bound = await must(admin('POST', `${ns('A')}/bindings`, { bindings: [{ task: 'ta', containerInstance: 'ci-a' }, { task: 'tb', containerInstance: 'ci-b' }] }), 'bindings');
+    for (const t of ['ta', 'tb'])
+      await must(
+        admin('POST', `${ns('A')}/tasks`, { apiVersion: 'berth.dev/v1', kind: 'Task', metadata: { name: t }, spec: { taskDefinition: 'web' } }),
+        `task ${t}`,
+      );
+    const bound = await must(
+      admin('POST', `${ns('A')}/bindings`, {
+        bindings: [
+          { task: 'ta', containerInstance: 'ci-a' },
+          { task: 'tb', containerInstance: 'ci-b' },
+        ],
+      }),
+      'bindings',
+    );
     if (!bound.body.results.every((r: { bound: boolean }) => r.bound)) throw new Error(`bindings: ${JSON.stringify(bound.body)}`);
-    await must(admin('POST', `${ns('A')}/services`, { apiVersion: 'berth.dev/v1', kind: 'Service', metadata: { name: 'svc' }, spec: { taskDefinition: 'web', desiredCount: 0 } }), 'service svc');
+    await must(
+      admin('POST', `${ns('A')}/services`, {
+        apiVersion: 'berth.dev/v1',
+        kind: 'Service',
+        metadata: { name: 'svc' },
+        spec: { taskDefinition: 'web', desiredCount: 0 },
+      }),
+      'service svc',
+    );
   } catch (e) {
     await api.stop();
     await rm(dir, { recursive: true, force: true });
