@@ -359,9 +359,18 @@ export function createApiHandler(deps: ApiServerDeps) {
       case 'POST': {
         setVerb('create');
         if (name !== undefined) throw new BerthError('MethodNotAllowed', `POST is not allowed on a named ${kind.singular}; use PUT or PATCH`);
-        // the body first: what a create asks for depends on it (creating a task runs its task definition)
-        const body = await r.body();
+        // the body first: what a create asks for depends on it (creating a task runs its task
+        // definition); a body that cannot be read is refused after the authorization, so that a
+        // caller who may not create gets 403 whatever it sent
+        let body: unknown;
+        let unreadable: unknown;
+        try {
+          body = await r.body();
+        } catch (e) {
+          unreadable = e;
+        }
         r.authorize({ verb: 'create', resource: kind.plural, namespace: nsForKind, object: body });
+        if (unreadable !== undefined) throw unreadable;
         const { obj, created } = await registry.create(kind, nsForKind, body, ctx);
         r.audit.createdName = obj.metadata.name;
         return sendJson(res, created ? 201 : 200, obj);

@@ -477,3 +477,21 @@ describe('policies beside the built-in groups: explicit Deny, admins, reload', f
     await eventually(async () => (await s.ecs('alice', 'RunTask', runB)).body.__type === 'AccessDeniedException', 20_000, 'the narrower policy in force again');
   });
 });
+
+describe('a create that may not be made is refused before its body is judged', function () {
+  this.timeout(60_000);
+  let s: AuthzServer;
+  before(async () => {
+    s = await startAuthzServer();
+  });
+  after(async () => s?.stop());
+
+  it('a viewer posting a broken body gets 403, an admin 400', async () => {
+    for (const body of ['{"apiVersion":', '[1, 2]', '']) {
+      const viewer = await s.k8s('viewer', 'POST', `${V}/clusters`, body);
+      expect([viewer.status, viewer.body.reason], `viewer: ${body}`).to.deep.equal([403, 'Forbidden']);
+      const admin = await s.k8s('admin', 'POST', `${V}/clusters`, body);
+      expect([admin.status, admin.body.reason], `admin: ${body}`).to.deep.equal([400, 'BadRequest']);
+    }
+  });
+});
