@@ -438,3 +438,45 @@ describe('IAM policy engine (pure)', () => {
     });
   });
 });
+
+describe('the policy file kept current (PolicyFile)', () => {
+  it('re-reads a changed file; a broken version keeps the policies in force and logs why', async () => {
+    const { mkdtemp, writeFile, rm, rename } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { Writable } = await import('node:stream');
+    const { pino } = await import('pino');
+    const { PolicyFile } = await import('../../pkg/apiserver/policyfile.ts');
+    const dir = await mkdtemp(join(tmpdir(), 'berth-policyfile-'));
+    const file = join(dir, 'p.json');
+    const lines: Array<{ level: number; msg: string; err?: string }> = [];
+    const log = pino({ level: 'info' }, new Writable({ write: (c, _e, cb) => (lines.push(JSON.parse(String(c))), cb()) }));
+    const doc = (action: string) =>
+      JSON.stringify({ policies: { P: { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: action, Resource: '*' }] } }, users: { alice: ['P'] } });
+    const allows = (pf: InstanceType<typeof PolicyFile>, action: string) =>
+      evaluate(pf.current().forIdentity({ user: 'alice', groups: [] }), req(action, ['*'])).effect === 'Allow';
+    await writeFile(file, doc('ecs:ListClusters'));
+    const pf = new PolicyFile(file, log, { intervalMs: 50, debounceMs: 20 }).start();
+    try {
+      expect(allows(pf, 'ecs:ListClusters')).to.equal(true);
+      // an editor's rename into place is seen by the poll
+      await writeFile(`${file}.new`, doc('ecs:ListServices'));
+      await rename(`${file}.new`, file);
+      for (let i = 0; i < 200 && !allows(pf, 'ecs:ListServices'); i++) await new Promise((r) => setTimeout(r, 25));
+      expect(allows(pf, 'ecs:ListServices')).to.equal(true);
+      expect(allows(pf, 'ecs:ListClusters')).to.equal(false);
+      // a broken version: refused, logged, the last good one stays
+      await writeFile(file, '{"policies": {"P": {"Statement": [{"Effect": "allow", "Action": "*", "Resource": "*"}]}}}');
+      for (let i = 0; i < 200 && !lines.some((l) => l.level >= 50); i++) await new Promise((r) => setTimeout(r, 25));
+      const error = lines.find((l) => l.level >= 50);
+      expect(error?.msg).to.equal('policy file rejected; the policies in force stay');
+      expect(error?.err).to.contain('policies.P.Statement[0].Effect');
+      expect(allows(pf, 'ecs:ListServices')).to.equal(true);
+      // reload() itself: the same broken text again is refused again
+      expect(pf.reload()).to.equal(false);
+    } finally {
+      pf.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
