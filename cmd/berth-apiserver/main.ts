@@ -2,6 +2,7 @@ import 'reflect-metadata';
 import { Command } from 'commander';
 import { container } from 'tsyringe';
 import { existsSync } from 'node:fs';
+import { DEFAULT_ARN_CONFIG } from '../../pkg/api/arn.ts';
 import { buildApiServer, listen, parseListen } from '../../pkg/apiserver/apiserver.ts';
 import { loadTokenFile } from '../../pkg/apiserver/auth.ts';
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from '../../pkg/apiserver/limits.ts';
@@ -42,6 +43,8 @@ const program = new Command('berth-apiserver')
     String(DEFAULT_SERVER_LIMITS.maxConnectionsPerIdentity),
   )
   .option('--watch-buffer-bytes <bytes>', 'a watch whose client has this much unread is closed (it relists)', String(DEFAULT_SERVER_LIMITS.watchBufferBytes))
+  .option('--policy-file <file>', 'IAM policies attached to users and groups (JSON or YAML; see the README); re-read when it changes')
+  .option('--audit-log <file>', 'append one JSON line per state-changing or denied request to this file')
   .option('--log-level <level>', 'pino level', process.env.BERTH_LOG_LEVEL ?? 'info')
   .showHelpAfterError();
 
@@ -68,6 +71,8 @@ runMain('berth-apiserver', async () => {
     etcdKeyfile?: string;
     accessKeyFile?: string;
     region: string;
+    policyFile?: string;
+    auditLog?: string;
   }>();
   const whole = (flag: string, v: string, min: number) => {
     const n = Number(v);
@@ -95,7 +100,8 @@ runMain('berth-apiserver', async () => {
   if (!!o.tlsCertFile !== !!o.tlsPrivateKeyFile) throw badRequest('--tls-cert-file and --tls-private-key-file go together');
   const tokens = o.tokenAuthFile ? loadTokenFile(o.tokenAuthFile) : undefined;
   if (o.accessKeyFile && !existsSync(o.accessKeyFile)) throw badRequest(`--access-key-file ${o.accessKeyFile}: no such file`);
-  if (!/^[a-z]{2}(-[a-z]+)+-\d+$/.test(o.region)) throw badRequest(`--region ${o.region}: not a region name (e.g. us-east-1)`);
+  if (o.policyFile && !tokens) throw badRequest('--policy-file needs --token-auth-file: in dev mode every caller is an admin, whom policies do not restrict');
+  if (!/^[a-z]{2}(-[a-z]+)+-\d+$/.test(o.region)) throw badRequest(`--region ${o.region}: expected an AWS region name such as us-east-1`);
   const etcdTls = o.etcdCafile || o.etcdCertfile || o.etcdKeyfile ? { caFile: o.etcdCafile, certFile: o.etcdCertfile, keyFile: o.etcdKeyfile } : undefined;
 
   container.register<Logger>('Logger', { useValue: newLogger({ level: o.logLevel }) });
@@ -106,14 +112,18 @@ runMain('berth-apiserver', async () => {
   // the ECS API on the same port, as `berth up` serves it
   const api = await buildApiServer({
     store, log, tokens, inactiveRetentionMs: retention * 1000, watchCacheCapacity, serverLimits,
+    policyFile: o.policyFile,
+    auditLog: o.auditLog,
+    arn: { ...DEFAULT_ARN_CONFIG, region: o.region },
     frontDoors: (parts) => [ecsFrontDoor(parts, { accessKeyFile: o.accessKeyFile, region: o.region })],
   });
   const { server, url } = await listen(api.handler, { listen: o.listen, tlsCertFile: o.tlsCertFile, tlsKeyFile: o.tlsPrivateKeyFile, proxyProtocolTrusted });
-  log.info({ url, store: o.store, etcdTls: !!etcdTls, auth: tokens ? 'tokens' : 'dev', ecsKeys: o.accessKeyFile ?? 'none' }, 'berth-apiserver serving');
+  const serving = { url, store: o.store, etcdTls: !!etcdTls, auth: tokens ? 'tokens' : 'dev', ecsKeys: o.accessKeyFile ?? 'none', policies: o.policyFile, audit: o.auditLog };
+  log.info(serving, 'berth-apiserver serving');
   onShutdown(log, async () => {
     server.close();
     server.closeAllConnections();
-    api.stop();
+    await api.stop();
     await store.close();
   });
 });

@@ -1,3 +1,4 @@
+import { badRequest } from '../errors/errors.ts';
 import { API_VERSION, type Resource } from './meta.ts';
 import type { TaskDefinition } from './kinds.ts';
 import type { Arns } from './arn.ts';
@@ -34,9 +35,11 @@ export function ecsShapeOf(doc: unknown): EcsShape | undefined {
 export const isEcsJson = (doc: unknown): boolean => ecsShapeOf(doc) !== undefined;
 
 /** A raw ECS document as a berth manifest (not yet validated: admission does that). */
-export function ecsToManifest(doc: unknown, opts: { daemon?: boolean } = {}): Resource {
-  let shape = ecsShapeOf(doc);
-  if (!shape) throw new Error('not an ECS task definition or service definition document');
+export function ecsToManifest(doc: unknown, opts: { daemon?: boolean; shape?: EcsShape } = {}): Resource {
+  // a caller that knows the shape says so (the ECS face: a RegisterTaskDefinition input is one
+  // whatever members it carries; guessing would read a `kind` or `serviceName` member as another shape)
+  let shape = opts.shape ?? ecsShapeOf(doc);
+  if (!shape) throw badRequest('not an ECS task definition or service definition document');
   let d = doc as Json;
   if (shape === 'describe-task-definition') {
     d = d.taskDefinition as Json;

@@ -8,7 +8,11 @@ import { badRequest } from '../errors/errors.ts';
 import type { Logger } from '../log/log.ts';
 import type { Store } from '../store/store.ts';
 import { CACHE_INDEXES, installAdmission } from './admission.ts';
+import { cacheLookups } from './actions.ts';
+import { AuditLog } from './audit.ts';
 import { DefaultAuthorizer, TokenAuthenticator, type Authorizer, type TokenEntry } from './auth.ts';
+import { PolicyAuthorizer } from './authz.ts';
+import { NO_POLICIES, PolicyFile, type PolicySource } from './policyfile.ts';
 import { Binder, bindingRoute } from './binding.ts';
 import { bootstrapTokensRoute } from './bootstraptokens.ts';
 import type { ServerLimits } from './limits.ts';
@@ -16,6 +20,7 @@ import { DEFAULT_FIRST_BYTE_TIMEOUT_MS, frontServer, type Listener } from './lis
 import { logsRoute, type LogsProxyOptions } from './logs.ts';
 import { Metrics } from './metrics.ts';
 import { Registry } from './registry.ts';
+import { selfReviewRoutes } from './selfreview.ts';
 import { createApiHandler, type ApiRequest, type FrontDoorRequest } from './server.ts';
 import { WatchCache } from './watchcache.ts';
 import type { ServerResponse } from 'node:http';
@@ -25,7 +30,16 @@ export interface ApiServerOptions {
   log: Logger;
   /** static tokens; absent = dev mode (everyone is admin; listen on loopback only) */
   tokens?: TokenEntry[];
+  /** the built-in rules (default: berth's groups); policies are composed with them */
   authorizer?: Authorizer;
+  /** IAM policies attached to users and groups (--policy-file), re-read when the file changes */
+  policyFile?: string;
+  /** how often the policy file is checked for changes (default 1 s) */
+  policyFileIntervalMs?: number;
+  /** policies from elsewhere (instead of a file) */
+  policies?: PolicySource;
+  /** the audit log file (--audit-log): JSON lines of state-changing and denied requests */
+  auditLog?: string;
   arn?: ArnConfig;
   limits?: Limits;
   bodyLimit?: number;
@@ -65,11 +79,17 @@ export interface ApiServer {
   metrics: Metrics;
   arns: Arns;
   binder: Binder;
-  stop(): void;
+  /** the authorizer in force (built-in rules composed with the policies); absent in dev mode */
+  authorizer?: PolicyAuthorizer;
+  /** stops the watch cache and the policy file watch; flushes the audit log */
+  stop(): Promise<void>;
 }
 
 /** Wires the apiserver's parts on a store: watch cache, registry with admission, auth, binding. */
 export async function buildApiServer(o: ApiServerOptions): Promise<ApiServer> {
+  // a broken policy file or an unwritable audit log fails the start, before anything runs
+  const policyFile = o.policyFile ? new PolicyFile(o.policyFile, o.log.child({ component: 'policies' }), { intervalMs: o.policyFileIntervalMs }) : undefined;
+  const audit = o.auditLog ? new AuditLog(o.auditLog, o.log.child({ component: 'audit' })) : undefined;
   const metrics = new Metrics();
   const cache = new WatchCache(o.store, o.log.child({ component: 'watchcache' }), CACHE_INDEXES, o.watchCacheCapacity);
   await cache.start();
@@ -78,16 +98,20 @@ export async function buildApiServer(o: ApiServerOptions): Promise<ApiServer> {
   installAdmission(registry, arns);
   const binder = new Binder(registry);
   const authenticator = o.tokens ? new TokenAuthenticator(o.tokens, cache, o.now) : undefined;
+  const builtin = o.authorizer ?? new DefaultAuthorizer(cache);
+  const authorizer = o.tokens ? new PolicyAuthorizer(builtin, policyFile ?? o.policies ?? NO_POLICIES, arns, cacheLookups(cache)) : undefined;
+  policyFile?.start();
   const handler = createApiHandler({
     registry,
     log: o.log,
     metrics,
     authenticator,
-    authorizer: o.tokens ? (o.authorizer ?? new DefaultAuthorizer(cache)) : undefined,
+    authorizer,
+    audit,
     bodyLimit: o.bodyLimit,
     limits: o.serverLimits,
     random: o.random,
-    extensions: [bindingRoute(registry, binder), logsRoute(registry, o.logsProxy), bootstrapTokensRoute(registry, o.now), ...(o.extensions ?? [])],
+    extensions: [bindingRoute(registry, binder), logsRoute(registry, o.logsProxy), bootstrapTokensRoute(registry, o.now), selfReviewRoutes(() => authorizer), ...(o.extensions ?? [])],
     frontDoors: o.frontDoors?.({ registry, cache, arns, binder, log: o.log }),
   });
   // the INACTIVE records of deleted services and deregistered instances expire after the
@@ -104,9 +128,12 @@ export async function buildApiServer(o: ApiServerOptions): Promise<ApiServer> {
     metrics,
     arns,
     binder,
-    stop: () => {
+    authorizer,
+    stop: async () => {
       clearInterval(sweep);
+      policyFile?.stop();
       cache.stop();
+      await audit?.close();
     },
   };
 }

@@ -4,6 +4,7 @@ import { badRequest, forbidden, unauthorized } from '../errors/errors.ts';
 import { storeKey } from '../api/meta.ts';
 import { BOOTSTRAP_TOKEN_RE, bootstrapTokenKey, type BootstrapTokenRecord } from './bootstraptokens.ts';
 import type { FieldRequirement } from './selectors.ts';
+import type { AccessRequest } from './policy.ts';
 import type { WatchCache } from './watchcache.ts';
 
 export interface Identity {
@@ -147,6 +148,14 @@ export interface RequestAttributes {
    */
   fieldRequirements?: FieldRequirement[];
   path: string;
+  /**
+   * the IAM action the request performs, when its face names one (the ECS face: the
+   * operation's action and resources); the resource API's is derived from the attributes
+   * above (actions.ts)
+   */
+  action?: AccessRequest;
+  /** a create's object, as sent (the action of creating a task names its task definition) */
+  object?: unknown;
 }
 
 /** The one pluggable authorization decision point. Throws Forbidden with a reason. */
@@ -168,7 +177,7 @@ export class DefaultAuthorizer implements Authorizer {
 
   authorize(id: Identity, a: RequestAttributes): void {
     const deny = (why: string) => {
-      throw forbidden(`${id.user} cannot ${a.verb} ${a.resource ?? a.path}${a.subresource ? '/' + a.subresource : ''}${a.name ? ` "${a.name}"` : ''}${a.namespace ? ` in cluster "${a.namespace}"` : ''}: ${why}`);
+      throw forbidden(`${id.user} cannot ${a.verb} ${a.resource ?? a.path}${a.subresource ? '/' + a.subresource : ''}${a.name ? ` "${a.name}"` : ''}${a.namespace ? ` in cluster "${a.namespace}"` : ''}: ${why}`, { why });
     };
     if (id.groups.includes(ADMINS)) return;
     if (!a.resource && a.path === '/metrics') {

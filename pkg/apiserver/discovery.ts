@@ -14,11 +14,35 @@ export const coreResources = () => ({
   resources: [{ name: 'events', singularName: 'event', namespaced: true, kind: 'Event', verbs: ['list'], shortNames: ['ev'] }],
 });
 
+/** the review groups kubectl auth can-i / whoami post to (selfreview.ts) */
+export const AUTHZ_GROUP = 'authorization.k8s.io';
+export const AUTHN_GROUP = 'authentication.k8s.io';
+const reviewGroups = () =>
+  [AUTHZ_GROUP, AUTHN_GROUP].map((name) => {
+    const gv = { groupVersion: `${name}/v1`, version: 'v1' };
+    return { name, versions: [gv], preferredVersion: gv };
+  });
+
 export const apiGroupList = () => ({
   kind: 'APIGroupList',
   apiVersion: 'v1',
-  groups: [{ name: GROUP, versions: [{ groupVersion: GV, version: VERSION }], preferredVersion: { groupVersion: GV, version: VERSION } }],
+  groups: [{ name: GROUP, versions: [{ groupVersion: GV, version: VERSION }], preferredVersion: { groupVersion: GV, version: VERSION } }, ...reviewGroups()],
 });
+
+const reviewResources = (group: string, name: string, kind: string) => ({
+  kind: 'APIResourceList',
+  apiVersion: 'v1',
+  groupVersion: `${group}/v1`,
+  resources: [{ name, singularName: '', namespaced: false, kind, verbs: ['create'] }],
+});
+
+/** Discovery of the review groups (`/apis/G`, `/apis/G/v1`); undefined for other paths. */
+export function reviewDiscovery(path: string): unknown {
+  for (const g of reviewGroups()) if (path === `/apis/${g.name}`) return { kind: 'APIGroup', apiVersion: 'v1', ...g };
+  if (path === `/apis/${AUTHZ_GROUP}/v1`) return reviewResources(AUTHZ_GROUP, 'selfsubjectaccessreviews', 'SelfSubjectAccessReview');
+  if (path === `/apis/${AUTHN_GROUP}/v1`) return reviewResources(AUTHN_GROUP, 'selfsubjectreviews', 'SelfSubjectReview');
+  return undefined;
+}
 
 export const apiGroup = () => ({
   kind: 'APIGroup',
@@ -155,8 +179,9 @@ export function discoveryDocuments(kinds: KindInfo[]): (path: string) => ServedD
   return (path) => {
     const have = served.get(path);
     if (have) return have;
-    if (!Object.hasOwn(builders, path)) return undefined;
-    const body = JSON.stringify(builders[path]());
+    const doc0 = Object.hasOwn(builders, path) ? builders[path]() : reviewDiscovery(path);
+    if (doc0 === undefined) return undefined;
+    const body = JSON.stringify(doc0);
     const doc = { body, etag: `"${createHash('sha256').update(body).digest('hex').slice(0, 32)}"` };
     served.set(path, doc);
     return doc;

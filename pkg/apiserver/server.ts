@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parse as parseYaml } from 'yaml';
 import { GROUP, VERSION, type KindInfo } from '../api/meta.ts';
@@ -9,6 +10,7 @@ import { AllowAll, BOOTSTRAPPERS, type Authorizer, type Identity, type RequestAt
 import { discoveryDocuments } from './discovery.ts';
 import { ConnectionTracker, DEFAULT_SERVER_LIMITS, IdentityLimiter, watchTimeoutMs, type ServerLimits } from './limits.ts';
 import { sourceAddressOf } from './listener.ts';
+import { audited, auditLine, type AuditLog, type AuditRecord } from './audit.ts';
 import type { Metrics } from './metrics.ts';
 import { Registry, type Obj, type RequestContext } from './registry.ts';
 import { toStatus, type K8sStatus } from './status.ts';
@@ -34,6 +36,8 @@ export interface ApiServerDeps {
   extensions?: Array<(req: ApiRequest, res: ServerResponse) => Promise<boolean>>;
   /** routes that authenticate by themselves (the ECS API, SigV4): tried before bearer auth */
   frontDoors?: Array<(req: FrontDoorRequest, res: ServerResponse) => Promise<boolean>>;
+  /** the audit log (--audit-log): state-changing and denied requests */
+  audit?: AuditLog;
 }
 
 /** A request handed to a front door: it authenticates, then uses the one authorizer. */
@@ -52,6 +56,10 @@ export interface FrontDoorRequest {
   admit(identity: Identity): () => void;
   /** true in dev mode (no token file): every caller is an admin */
   devMode: boolean;
+  /** this request's id (the ECS face answers it as x-amzn-RequestId) */
+  requestId: string;
+  /** what the audit log will say about this request: the front door fills in its face, caller and outcome */
+  audit: AuditRecord;
 }
 
 /** A parsed request, handed to extensions. */
@@ -66,6 +74,8 @@ export interface ApiRequest {
   body(): Promise<unknown>;
   bodyText(): Promise<string>;
   authorize(attrs: Omit<RequestAttributes, 'path'>): void;
+  /** what the audit log will say about this request (authorize() records the attributes) */
+  audit: AuditRecord;
 }
 
 const DEV_IDENTITY: Identity = { user: 'admin', groups: ['berth:admins'] };
@@ -120,6 +130,33 @@ function parseBody(text: string, contentType: string, { objectOnly = true } = {}
   return v;
 }
 
+/**
+ * The request target's path and query, never throwing: `new URL` reads a target that starts
+ * with `//` as a host (`//%ff/x`), and an invalid one throws outside any handler (FZ2: one
+ * unauthenticated request crashed the process). Leading slashes are collapsed first; what
+ * still does not parse is answered 400.
+ */
+function requestTarget(raw: string | undefined): { ok: boolean; pathname: string; searchParams: URLSearchParams } {
+  try {
+    const u = new URL((raw ?? '/').replace(/^\/+/, '/'), 'http://x');
+    return { ok: true, pathname: u.pathname, searchParams: u.searchParams };
+  } catch {
+    return { ok: false, pathname: '/', searchParams: new URLSearchParams() };
+  }
+}
+
+function decodable(path: string): boolean {
+  try {
+    decodeURIComponent(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** methods that change state: always audited */
+const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+
 const wantsTable = (accept: string | undefined) => !!accept && /as=Table/.test(accept);
 
 /** Watches and followed logs may run for as long as the client reads; every other request has a deadline. */
@@ -154,14 +191,30 @@ export function createApiHandler(deps: ApiServerDeps) {
 
   return async function handle(req: IncomingMessage, res: ServerResponse) {
     const started = process.hrtime.bigint();
-    const url = new URL(req.url ?? '/', 'http://x');
+    const url = requestTarget(req.url);
+    const sourceAddress = sourceAddressOf(req.socket);
     const method = req.method ?? 'GET';
     let resourceLabel = 'other';
     let verbLabel = method.toLowerCase();
     res.setHeader('Cache-Control', 'no-cache, private');
+    const rec: AuditRecord = { received: new Date(), requestId: randomUUID(), face: 'k8s', mutating: MUTATING.has(method) };
+    // as Kubernetes: every response names its request (the ECS face's x-amzn-RequestId is the same id)
+    res.setHeader('Audit-Id', rec.requestId);
     res.on('finish', () => {
       metrics.observeRequest(verbLabel, resourceLabel, res.statusCode, Number(process.hrtime.bigint() - started) / 1e9);
     });
+    if (deps.audit) {
+      // once per request, when the response ends (or the connection goes first)
+      let done = false;
+      const write = () => {
+        if (done) return;
+        done = true;
+        const code = res.headersSent || res.writableFinished ? res.statusCode : 499;
+        if (audited(rec, code)) deps.audit!.write(auditLine(rec, req, code, url.pathname));
+      };
+      res.once('finish', write);
+      res.once('close', write);
+    }
     const path = url.pathname.replace(/\/+$/, '') || '/';
     const longRunning = isLongRunning(method, path, url.searchParams);
     if (!longRunning && lim.requestTimeoutMs > 0) {
@@ -173,8 +226,8 @@ export function createApiHandler(deps: ApiServerDeps) {
       }, lim.requestTimeoutMs);
       res.once('close', () => clearTimeout(t));
     }
-    const sourceAddress = sourceAddressOf(req.socket);
     try {
+      if (!url.ok) throw badRequest(`the request target ${JSON.stringify((req.url ?? '').slice(0, 200))} is not a valid path`);
       // unauthenticated endpoints
       if (method === 'GET' && (path === '/healthz' || path === '/livez' || path === '/readyz')) {
         const ready = path !== '/readyz' || registry.cache.isReady;
@@ -194,20 +247,33 @@ export function createApiHandler(deps: ApiServerDeps) {
           query: url.searchParams,
           bodyText: async (max = limit) => (bodyText ??= await readBody(req, Math.min(max, limit))),
           sourceAddress,
-          authorize: (id, attrs) => authorizer.authorize(id, { ...attrs, path }),
+          authorize: (id, attrs) => {
+            rec.attrs = attrs;
+            rec.identity = id;
+            authorizer.authorize(id, { ...attrs, path });
+          },
           admit: (id) => admit(id, req, res, false),
           devMode: !deps.authenticator,
+          requestId: rec.requestId,
+          audit: rec,
         };
         for (const door of deps.frontDoors) {
           if (await door(front, res)) return;
         }
       }
+      // a path that is not valid percent-encoding is refused once, here, for every route after
+      // it (decoding a name in a route would otherwise throw a URIError: a 500)
+      if (!decodable(path)) throw badRequest(`the path ${JSON.stringify(path.slice(0, 200))} is not valid percent-encoding`);
       let identity: Identity;
       if (deps.authenticator) {
         const id = deps.authenticator.authenticate(req.headers.authorization);
-        if (!id) throw unauthorized('Unauthorized: a valid bearer token is required');
+        if (!id) {
+          rec.denied = true;
+          throw unauthorized('Unauthorized: a valid bearer token is required');
+        }
         identity = id;
       } else identity = DEV_IDENTITY;
+      rec.identity = identity;
       admit(identity, req, res, longRunning);
       const apiReq: ApiRequest = {
         raw: req,
@@ -218,7 +284,11 @@ export function createApiHandler(deps: ApiServerDeps) {
         sourceAddress,
         bodyText: async () => (bodyText ??= await readBody(req, limit)),
         body: async () => parseBody(await apiReq.bodyText(), String(req.headers['content-type'] ?? 'application/json')),
-        authorize: (attrs) => authorizer.authorize(identity, { ...attrs, path }),
+        authorize: (attrs) => {
+          rec.attrs = attrs;
+          authorizer.authorize(identity, { ...attrs, path });
+        },
+        audit: rec,
       };
       for (const ext of deps.extensions ?? []) {
         if (await ext(apiReq, res)) return;
@@ -257,6 +327,10 @@ export function createApiHandler(deps: ApiServerDeps) {
       resourceLabel = plural;
       await resource(apiReq, res, kind, ns, name, sub as 'status' | undefined, (v) => (verbLabel = v));
     } catch (e) {
+      if (isBerthError(e, 'Forbidden') || isBerthError(e, 'Unauthorized')) {
+        rec.denied = true;
+        rec.message = e.message;
+      }
       if (res.headersSent) {
         res.end();
         return;
@@ -284,6 +358,7 @@ export function createApiHandler(deps: ApiServerDeps) {
       sourceAddress: r.sourceAddress,
     };
     if (ctx.dryRun === false && q.has('dryRun') && q.get('dryRun') !== '') throw badRequest(`dryRun: only "All" is supported`);
+    r.audit.dryRun = ctx.dryRun;
     const accept = r.raw.headers.accept;
     const nsForKind = kind.namespaced ? ns : undefined;
     if (!kind.namespaced && ns) throw notFound('resource', kind.plural, `${kind.plural} are not namespaced`);
@@ -330,9 +405,20 @@ export function createApiHandler(deps: ApiServerDeps) {
       case 'POST': {
         setVerb('create');
         if (name !== undefined) throw new BerthError('MethodNotAllowed', `POST is not allowed on a named ${kind.singular}; use PUT or PATCH`);
-        r.authorize({ verb: 'create', resource: kind.plural, namespace: nsForKind });
-        const body = await r.body();
+        // the body first: what a create asks for depends on it (creating a task runs its task
+        // definition); a body that cannot be read is refused after the authorization, so that a
+        // caller who may not create gets 403 whatever it sent
+        let body: unknown;
+        let unreadable: unknown;
+        try {
+          body = await r.body();
+        } catch (e) {
+          unreadable = e;
+        }
+        r.authorize({ verb: 'create', resource: kind.plural, namespace: nsForKind, object: body });
+        if (unreadable !== undefined) throw unreadable;
         const { obj, created } = await registry.create(kind, nsForKind, body, ctx);
+        r.audit.createdName = obj.metadata.name;
         return sendJson(res, created ? 201 : 200, obj);
       }
       case 'PUT': {
@@ -370,7 +456,7 @@ export function createApiHandler(deps: ApiServerDeps) {
         if (text.trim()) {
           const opts = parseBody(text, 'application/json') as { preconditions?: { resourceVersion?: string }; dryRun?: string[] };
           precondition = opts?.preconditions?.resourceVersion;
-          if (opts?.dryRun?.includes('All')) ctx.dryRun = true;
+          if (opts?.dryRun?.includes('All')) ctx.dryRun = r.audit.dryRun = true;
         }
         return sendJson(res, 200, await registry.delete(kind, nsForKind, name, ctx, precondition));
       }

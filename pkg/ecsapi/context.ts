@@ -27,10 +27,15 @@ export type Operation = (c: OpContext, input: Input) => Promise<unknown>;
 
 export const clusterNotFound = () => new EcsError('ClusterNotFoundException', 'Cluster not found.');
 
+/** The cluster a request names (by name or ARN; `default` when it names none). */
+export function clusterNameOf(i: Input, member = 'cluster'): string {
+  const given = str(i, member) ?? 'default';
+  return isArn(given) ? resolveIdentifier(given, 'cluster').name : given;
+}
+
 /** A cluster named by name or ARN (default `default`); throws ClusterNotFoundException when absent. */
 export async function clusterOf(c: OpContext, i: Input, member = 'cluster'): Promise<string> {
-  const given = str(i, member) ?? 'default';
-  const name = isArn(given) ? resolveIdentifier(given, 'cluster').name : given;
+  const name = clusterNameOf(i, member);
   c.authorize({ verb: 'get', resource: 'clusters', name });
   const cl = (await c.registry.peek(Kinds.Cluster, undefined, name)) as Cluster | undefined;
   if (!cl || cl.status?.status === 'INACTIVE') throw clusterNotFound();

@@ -52,7 +52,7 @@ export const RegisterDaemonTaskDefinition: Operation = async (c, i) => {
 };
 
 /** `family`, `family:revision` or a daemon task definition ARN, as the registry names it. */
-function dtdRef(given: string): string {
+export function dtdRef(given: string): string {
   if (!isArn(given)) return given;
   const p = parseArn(given);
   if (p.resource !== 'daemon-task-definition') throw clientException(`"${given}" is not a daemon task definition ARN.`);

@@ -1,10 +1,11 @@
-import { randomUUID } from 'node:crypto';
 import { statSync } from 'node:fs';
 import type { ServerResponse } from 'node:http';
 import { parseClientJson, UnsafeKeyError } from '../api/safepath.ts';
+import { cacheLookups } from '../apiserver/actions.ts';
 import type { ApiParts, FrontDoor } from '../apiserver/apiserver.ts';
 import { ADMINS, type Identity } from '../apiserver/auth.ts';
 import type { FrontDoorRequest } from '../apiserver/server.ts';
+import { ecsAction } from './actions.ts';
 import { CreateCluster, DeleteCluster, DescribeClusters, ListClusters } from './clusters.ts';
 import type { OpContext, Operation } from './context.ts';
 import {
@@ -97,6 +98,15 @@ export interface EcsFrontDoorOptions {
   region: string;
 }
 
+/** the errors of a caller who could not be authenticated or was not authorized (audited as denials) */
+const AUTH_ERRORS = new Set([
+  'AccessDeniedException',
+  'UnrecognizedClientException',
+  'MissingAuthenticationTokenException',
+  'InvalidSignatureException',
+  'IncompleteSignatureException',
+]);
+
 const DEV_IDENTITY: Identity = { user: 'admin', groups: [ADMINS] };
 
 /** How often, at most, the access-key file's mtime is looked at. */
@@ -153,11 +163,17 @@ export function ecsFrontDoor(parts: ApiParts, opts: EcsFrontDoorOptions): FrontD
   const keys = keyring(opts);
   const log = parts.log.child({ component: 'ecsapi' });
   const bodyLimit = ecsBodyLimit(parts.registry.limits.taskDefinitionBytes);
+  const lookups = cacheLookups(parts.cache);
   return async (req: FrontDoorRequest, res: ServerResponse): Promise<boolean> => {
     const target = req.raw.headers['x-amz-target'];
     if (req.method !== 'POST' || typeof target !== 'string' || !target.startsWith(TARGET_PREFIX)) return false;
-    const requestId = randomUUID();
+    const requestId = req.requestId;
     const op = target.slice(TARGET_PREFIX.length);
+    const audit = req.audit;
+    audit.face = 'ecs';
+    // every action but the Describe and List ones changes state (or tries to)
+    audit.mutating = !/^(Describe|List)/.test(op);
+    audit.iam = { action: `ecs:${op.slice(0, 128)}`, resources: [] };
     let release: (() => void) | undefined;
     try {
       let known = keys();
@@ -168,6 +184,7 @@ export function ecsFrontDoor(parts: ApiParts, opts: EcsFrontDoorOptions): FrontD
       const checked = dev ? undefined : checkHeaders(signed, known);
       const body = await req.bodyText(bodyLimit);
       const identity = checked ? verify({ ...signed, method: req.method, body }, known, Date.now(), checked) : DEV_IDENTITY;
+      audit.identity = identity;
       release = req.admit(identity);
       const handler = Object.hasOwn(OPERATIONS, op) ? OPERATIONS[op] : undefined;
       if (!handler) throw new EcsError('UnknownOperationException', `Unknown operation "${op}": berth does not implement it (X-Amz-Target ${target}).`);
@@ -183,12 +200,15 @@ export function ecsFrontDoor(parts: ApiParts, opts: EcsFrontDoorOptions): FrontD
       if (typeof input !== 'object' || input === null || Array.isArray(input)) {
         throw new EcsError('SerializationException', `The request body must be a JSON object (got ${Array.isArray(input) ? 'a list' : input === null ? 'null' : typeof input}).`);
       }
+      // what the operation asks for in IAM's terms: every check it makes is decided for this action
+      const action = ecsAction(op, input as Input, parts.arns, lookups);
+      audit.iam = action;
       const ctx: OpContext = {
         parts,
         registry: parts.registry,
         identity,
         req: { user: identity.user, sourceAddress: req.sourceAddress },
-        authorize: (attrs) => req.authorize(identity, attrs),
+        authorize: (attrs) => req.authorize(identity, { ...attrs, action }),
         region: opts.region,
       };
       const out = await handler(ctx, input as Input);
@@ -196,6 +216,9 @@ export function ecsFrontDoor(parts: ApiParts, opts: EcsFrontDoorOptions): FrontD
       sendEcs(res, requestId, 200, out);
     } catch (e) {
       const w = toEcsError(e);
+      audit.errorType = w.type;
+      audit.message = w.message;
+      audit.denied = w.status === 403 || AUTH_ERRORS.has(w.type);
       if (w.status >= 500) log.error({ op, requestId, err: (e as Error)?.stack ?? String(e) }, 'ecs request failed');
       else log.debug({ op, requestId, type: w.type, message: w.message }, 'ecs request refused');
       if (!res.headersSent) sendEcs(res, requestId, w.status, { __type: w.type, message: w.message });

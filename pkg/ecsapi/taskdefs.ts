@@ -25,7 +25,7 @@ export const RegisterTaskDefinition: Operation = async (c, i) => {
   if (i.networkMode === 'daemon_bridge') throw clientException('networkMode daemon_bridge is only for daemon task definitions (RegisterDaemonTaskDefinition).');
   const doc: Input = { family };
   for (const [k, v] of Object.entries(i)) if (!NOT_SPEC.has(k) && v !== null && v !== undefined) doc[k] = v;
-  const manifest = ecsToManifest(doc);
+  const manifest = ecsToManifest(doc, { shape: 'task-definition' });
   c.authorize({ verb: 'create', resource: 'taskdefinitions' });
   const { obj } = await c.registry.create(TD, undefined, manifest, c.req);
   const td = obj as unknown as TaskDefinition;

@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http';
-import { isBerthError, type BerthError } from '../errors/errors.ts';
+import { isBerthError, type BerthError, type Denial } from '../errors/errors.ts';
 
 /**
  * The AWS JSON 1.1 wire: responses, and THE mapping from berth's error catalog to ECS's
@@ -62,6 +62,18 @@ function ecsMessage(e: BerthError): string {
   return e.message;
 }
 
+/**
+ * AWS's wording of an authorization failure (IAM's AccessDenied message for identity-based
+ * policies): who, which action on which resource, and whether a Deny said so or nothing allowed it.
+ */
+export function accessDenied(d: Denial): string {
+  const what = d.action ? `${d.action} on resource: ${d.resource ?? '*'}` : `this request on resource: ${d.resource ?? '*'}`;
+  const why = d.explicit
+    ? 'with an explicit deny in an identity-based policy'
+    : `because no identity-based policy allows the ${d.action ?? 'requested'} action`;
+  return `User: ${d.principal} is not authorized to perform: ${what} ${why}`;
+}
+
 export interface WireError {
   status: number;
   type: string;
@@ -77,7 +89,7 @@ export function toEcsError(err: unknown): WireError {
   const given = e.details.ecsType;
   switch (e.reason) {
     case 'Forbidden':
-      return { status: 403, type: given ?? 'AccessDeniedException', message };
+      return { status: 403, type: given ?? 'AccessDeniedException', message: e.details.denial ? accessDenied(e.details.denial) : message };
     case 'Unauthorized':
       return { status: 400, type: given ?? 'UnrecognizedClientException', message };
     case 'InternalError':

@@ -60,6 +60,22 @@ export interface ErrorDetails {
   /** the AWS SDK exception name to use on the ECS face, when it differs from the default */
   ecsType?: string;
   retryAfterSeconds?: number;
+  /** Forbidden: why, in a few words, without the who/what prefix (the faces word that themselves) */
+  why?: string;
+  /** Forbidden by the authorizer: what each face words its denial from (AWS's sentence on the ECS face) */
+  denial?: Denial;
+}
+
+/** An authorization denial, as the authorizer saw it. */
+export interface Denial {
+  /** the caller as an IAM principal ARN, e.g. `arn:aws:iam::000000000000:user/alice` */
+  principal: string;
+  /** the IAM action asked for, e.g. `ecs:RunTask` (absent for non-resource paths) */
+  action?: string;
+  /** the resource the denial is about (an ARN, or `*`) */
+  resource?: string;
+  /** an explicit Deny in a policy (else: nothing allowed it) */
+  explicit: boolean;
 }
 
 export class BerthError extends Error {
@@ -99,7 +115,7 @@ export const invalid = (kind: string, name: string, causes: FieldCause[], messag
   );
 export const badRequest = (message: string, ecsType?: string) => new BerthError('BadRequest', message, { ecsType });
 export const unauthorized = (message = 'Unauthorized') => new BerthError('Unauthorized', message);
-export const forbidden = (message: string) => new BerthError('Forbidden', message);
+export const forbidden = (message: string, details: ErrorDetails = {}) => new BerthError('Forbidden', message, details);
 export const tooLarge = (message: string) => new BerthError('RequestEntityTooLarge', message);
 export const tooManyRequests = (message: string, retryAfterSeconds = 1) =>
   new BerthError('TooManyRequests', message, { retryAfterSeconds });

@@ -28,6 +28,11 @@ const cases: Case[] = [
   { name: 'an unknown kind', method: 'GET', path: `${V}/widgets`, status: 404, says: 'widgets' },
   { name: 'an unknown version', method: 'GET', path: '/apis/berth.dev/v9/clusters', status: 404, says: 'v9' },
   { name: 'an unknown group', method: 'GET', path: '/apis/apps/v1/deployments', status: 404, says: 'apps' },
+  // FZ1 (found by the fuzzer): a name that is not valid percent-encoding was a URIError, a 500
+  { name: 'FZ1: a name that is not valid percent-encoding', method: 'POST', path: `${V}/clusters/%`, body: {}, status: 400, says: 'percent-encoding' },
+  { name: 'FZ1: the same on a get', method: 'GET', path: `${V}/clusters/%zz`, status: 400, says: 'percent-encoding' },
+  { name: 'FZ1: the same in the logs route', method: 'GET', path: `${NS}/tasks/%E0%A4%A/log`, status: 400, says: 'percent-encoding' },
+  { name: 'FZ1: the same in the bindings route', method: 'POST', path: `${V}/namespaces/%/bindings`, body: { bindings: [] }, status: 400, says: 'percent-encoding' },
   { name: 'kind in the body disagrees with the path', method: 'POST', path: `${V}/taskdefinitions`, body: { ...td, kind: 'Service' }, status: 422, says: 'kind' },
   { name: 'wrong apiVersion', method: 'POST', path: `${V}/taskdefinitions`, body: { ...td, apiVersion: 'v1' }, status: 422, says: 'apiVersion' },
   { name: 'an invalid name', method: 'POST', path: `${V}/clusters`, body: { apiVersion: 'berth.dev/v1', kind: 'Cluster', metadata: { name: 'Bad Name!' } }, status: 422, says: 'metadata.name' },
@@ -80,6 +85,16 @@ describe('apiserver bad input corpus', function () {
     const after = await s.store.list('/berth/');
     expect(after.items.map((k) => `${k.key}@${k.modRevision}`)).to.deep.equal(before.items.map((k) => `${k.key}@${k.modRevision}`));
     // still serving
+    expect((await s.call('GET', '/readyz', undefined, { token: '' })).status).to.equal(200);
+  });
+
+  it('FZ2 (found by the fuzzer): a target starting with // that URL parsing reads as a bad host is a 4xx, not a crash of the process', async () => {
+    // before: new URL('///%F3%98%BB%90/x') threw outside the handler's try: an unhandled rejection
+    for (const path of ['///%F3%98%BB%90/x', '//%ff', '//[::1/x']) {
+      const r = await s.call('GET', path, undefined, { token: '' });
+      expect(r.status, path).to.be.within(400, 499);
+      expect(r.body.kind, path).to.equal('Status');
+    }
     expect((await s.call('GET', '/readyz', undefined, { token: '' })).status).to.equal(200);
   });
 });

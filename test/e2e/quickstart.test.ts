@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
@@ -125,5 +125,11 @@ describe('quickstart end to end (berth up on real Docker, the CLI as a user runs
     await ok('delete', '-f', 'deploy/examples/web-service.yaml');
     await ok('delete', '-f', 'deploy/examples/daemon.yaml');
     await eventually(async () => (await taskContainers()).length === 0, 120_000, 'no task containers left');
+
+    // berth up keeps the apiserver's audit log in its home: the user's writes, under the admin's name, and no token
+    const audit = await readFile(join(home, 'audit.log'), 'utf8');
+    const entries = audit.trim().split('\n').map((l) => JSON.parse(l) as { user?: string; verb?: string; resource?: { plural?: string; name?: string } });
+    expect(entries.some((e) => e.user === 'admin' && e.verb === 'delete' && e.resource?.plural === 'services' && e.resource.name === 'web'), 'the service deletion').to.equal(true);
+    for (const line of (await readFile(join(home, 'tokens.csv'), 'utf8')).trim().split('\n')) expect(audit).to.not.contain(line.split(',')[0]);
   });
 });

@@ -51,6 +51,10 @@ export async function startApiServer(
     build?: Partial<Omit<ApiServerOptions, 'store' | 'log' | 'tokens'>>;
     /** more options for both listeners (timeouts, PROXY protocol) */
     listen?: Partial<Omit<ListenOptions, 'listen' | 'tlsCertFile' | 'tlsKeyFile'>>;
+    /** passed to buildApiServer: IAM policies, the audit log */
+    policyFile?: string;
+    policyFileIntervalMs?: number;
+    auditLog?: string;
   } = {},
 ): Promise<TestApiServer> {
   const dir = await mkdtemp(join(tmpdir(), 'berth-api-'));
@@ -71,7 +75,18 @@ export async function startApiServer(
     { token: bootstrapToken, user: 'bootstrap', uid: '3', groups: ['berth:bootstrappers'] },
     ...(opts.tokens ?? []),
   ];
-  const api = await buildApiServer({ store, log: process.env.BERTH_TEST_LOG ? newLogger({ level: 'debug' }) : silentLogger(), tokens, watchCacheCapacity: opts.watchCacheCapacity, inactiveRetentionMs: opts.inactiveRetentionMs, frontDoors: opts.frontDoors, ...opts.build });
+  const api = await buildApiServer({
+    store,
+    log: process.env.BERTH_TEST_LOG ? newLogger({ level: 'debug' }) : silentLogger(),
+    tokens,
+    watchCacheCapacity: opts.watchCacheCapacity,
+    inactiveRetentionMs: opts.inactiveRetentionMs,
+    frontDoors: opts.frontDoors,
+    policyFile: opts.policyFile,
+    policyFileIntervalMs: opts.policyFileIntervalMs,
+    auditLog: opts.auditLog,
+    ...opts.build,
+  });
   const { server, url } = await listen(api.handler, { ...opts.listen, listen: '127.0.0.1:0' });
   const cert = await ensureSelfSignedCert(join(dir, 'pki'));
   const { server: tlsServer, url: tlsUrl } = await listen(api.handler, { ...opts.listen, listen: '127.0.0.1:0', tlsCertFile: cert.certFile, tlsKeyFile: cert.keyFile });
@@ -122,7 +137,7 @@ export async function startApiServer(
     store,
     call,
     async stop() {
-      api.stop();
+      await api.stop();
       await Promise.all([closeServer(server), closeServer(tlsServer)]);
       await store.close();
       await etcd?.stop();

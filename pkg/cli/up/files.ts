@@ -3,6 +3,7 @@
  * tokens, the ECS access key, the serving certificate, and the two client files people use:
  * a kubeconfig (`~/.berth/config`, or $BERTH_CONFIG) and AWS shared credentials
  * (`~/.berth/aws-credentials`, profile `berth`). Made once, reused on every later `up`.
+ * The apiserver's audit log (`~/.berth/audit.log`) grows there too.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -22,6 +23,8 @@ export interface UpFiles {
   dataDir: string;
   dockerDir: string;
   agentDir: string;
+  /** the audit log of the apiserver `up` runs (JSON lines) */
+  auditLog: string;
 }
 
 export function upFiles(home = process.env.BERTH_HOME ?? join(homedir(), '.berth')): UpFiles {
@@ -35,6 +38,7 @@ export function upFiles(home = process.env.BERTH_HOME ?? join(homedir(), '.berth
     dataDir: join(home, 'data'),
     dockerDir: join(home, 'docker'),
     agentDir: join(home, 'agent'),
+    auditLog: join(home, 'audit.log'),
   };
 }
 

@@ -69,6 +69,7 @@ export async function up(o: UpOptions, hooks: UpHooks): Promise<Running> {
       store,
       log: o.log.child({ component: 'apiserver' }),
       tokens: creds.tokens,
+      auditLog: o.files.auditLog,
       frontDoors: hooks.ecsFrontDoor ? (parts) => [hooks.ecsFrontDoor!(parts, o.files.accessKeyFile, o.region)] : undefined,
     });
     components.push({ name: 'watch cache', stop: async () => api.stop() });
@@ -121,6 +122,8 @@ export async function up(o: UpOptions, hooks: UpHooks): Promise<Running> {
         `  AWS SDK:  endpoint ${plain}  region ${o.region}`,
         `            AWS_SHARED_CREDENTIALS_FILE=${o.files.awsCredentials} AWS_PROFILE=berth`,
         `            aws ecs list-clusters --endpoint-url ${plain} --region ${o.region}`,
+        '',
+        `audit log: ${o.files.auditLog}`,
         '',
         `running: apiserver (embedded store in ${o.files.dataDir})${hooks.ecsFrontDoor ? ', ECS API' : ''}${hooks.startControllers ? ', controllers' : ''}${o.agent && hooks.startAgent ? ', agent' : ''}. Ctrl-C stops.`,
       ].join('\n'),
