@@ -9,13 +9,14 @@ import { badRequest } from '../errors/errors.ts';
 import type { Logger } from '../log/log.ts';
 import type { Store } from '../store/store.ts';
 import { CACHE_INDEXES, installAdmission } from './admission.ts';
+import { Compactor } from './compactor.ts';
 import { DefaultAuthorizer, TokenAuthenticator, type Authorizer, type TokenEntry } from './auth.ts';
 import { Binder, bindingRoute } from './binding.ts';
 import { logsRoute } from './logs.ts';
 import { Metrics } from './metrics.ts';
 import { Registry } from './registry.ts';
 import { createApiHandler, type ApiRequest, type FrontDoorRequest } from './server.ts';
-import { WatchCache } from './watchcache.ts';
+import { WatchCache, type WatchCacheOptions } from './watchcache.ts';
 import type { ServerResponse } from 'node:http';
 
 export interface ApiServerOptions {
@@ -27,7 +28,18 @@ export interface ApiServerOptions {
   arn?: ArnConfig;
   limits?: Limits;
   bodyLimit?: number;
+  /** the watch cache's history cap (`--watch-cache-size`) */
   watchCacheCapacity?: number;
+  /** the rest of the watch cache's options (history window, relist backoff, clock) */
+  watchCache?: Omit<WatchCacheOptions, 'capacity'>;
+  /** resolve before the watch cache has synced (it keeps trying; /readyz says 503 meanwhile) */
+  noWaitForCache?: boolean;
+  /** how often the compactor tries (ms, default 60 s; 0: no compactor) */
+  compactionIntervalMs?: number;
+  /** how much store history the compactor keeps (ms, default 5 min) */
+  compactionRetentionMs?: number;
+  /** a watch with allowWatchBookmarks gets one this often (ms, default 60 s) */
+  bookmarkIntervalMs?: number;
   /** how long a deleted service or deregistered instance stays describable as INACTIVE (ECS: one hour) */
   inactiveRetentionMs?: number;
   /** more routes (the ECS API) */
@@ -52,6 +64,9 @@ export interface ApiServer {
   handler: ReturnType<typeof createApiHandler>;
   registry: Registry;
   cache: WatchCache;
+  compactor: Compactor;
+  /** resolves once the watch cache has synced the first time */
+  synced: Promise<void>;
   metrics: Metrics;
   arns: Arns;
   binder: Binder;
@@ -61,8 +76,9 @@ export interface ApiServer {
 /** Wires the apiserver's parts on a store: watch cache, registry with admission, auth, binding. */
 export async function buildApiServer(o: ApiServerOptions): Promise<ApiServer> {
   const metrics = new Metrics();
-  const cache = new WatchCache(o.store, o.log.child({ component: 'watchcache' }), CACHE_INDEXES, o.watchCacheCapacity);
-  await cache.start();
+  const cache = new WatchCache(o.store, o.log.child({ component: 'watchcache' }), CACHE_INDEXES, { ...o.watchCache, capacity: o.watchCacheCapacity });
+  const synced = cache.start();
+  if (!o.noWaitForCache) await synced;
   const registry = new Registry(o.store, cache, o.log.child({ component: 'registry' }), o.limits ?? DEFAULT_LIMITS);
   const arns = new Arns(o.arn ?? DEFAULT_ARN_CONFIG);
   installAdmission(registry, arns);
@@ -75,6 +91,7 @@ export async function buildApiServer(o: ApiServerOptions): Promise<ApiServer> {
     authenticator,
     authorizer: o.tokens ? (o.authorizer ?? new DefaultAuthorizer(cache)) : undefined,
     bodyLimit: o.bodyLimit,
+    bookmarkIntervalMs: o.bookmarkIntervalMs,
     extensions: [bindingRoute(registry, binder), logsRoute(registry), ...(o.extensions ?? [])],
     frontDoors: o.frontDoors?.({ registry, cache, arns, binder, log: o.log }),
   });
@@ -85,15 +102,21 @@ export async function buildApiServer(o: ApiServerOptions): Promise<ApiServer> {
     registry.sweepInactive([Kinds.Service, Kinds.ContainerInstance], retention).catch((e) => o.log.warn({ err: (e as Error).message }, 'sweeping INACTIVE records failed'));
   }, Math.max(1000, Math.min(retention / 4, 60_000)));
   sweep.unref();
+  // history is compacted by one apiserver at a time (elected through the store)
+  const compactor = new Compactor(o.store, o.log.child({ component: 'compactor' }), { intervalMs: o.compactionIntervalMs, retentionMs: o.compactionRetentionMs });
+  compactor.start();
   return {
     handler,
     registry,
     cache,
+    compactor,
+    synced,
     metrics,
     arns,
     binder,
     stop: () => {
       clearInterval(sweep);
+      void compactor.stop();
       cache.stop();
     },
   };

@@ -4,10 +4,10 @@ import { GROUP, VERSION, type KindInfo } from '../api/meta.ts';
 import { KINDS, kindByPlural } from '../api/kinds.ts';
 import { BerthError, badRequest, isBerthError, notFound, tooLarge, unauthorized } from '../errors/errors.ts';
 import type { Logger } from '../log/log.ts';
-import { AllowAll, BOOTSTRAPPERS, type Authorizer, type Identity, type RequestAttributes, type TokenAuthenticator } from './auth.ts';
+import { AllowAll, BOOTSTRAPPERS, NODES, type Authorizer, type Identity, type RequestAttributes, type TokenAuthenticator } from './auth.ts';
 import { apiGroup, apiGroupList, apiResourceList, apiVersions, coreResources, openApiV2, openApiV3Group, openApiV3Index } from './discovery.ts';
 import type { Metrics } from './metrics.ts';
-import { Registry, type Obj, type RequestContext } from './registry.ts';
+import { Registry, type ListOptions, type Obj, type RequestContext, type WatchHandle } from './registry.ts';
 import { toStatus, type K8sStatus } from './status.ts';
 import { toTable } from './table.ts';
 import { parseFieldSelector, parseLabelSelector } from './selectors.ts';
@@ -27,6 +27,8 @@ export interface ApiServerDeps {
   extensions?: Array<(req: ApiRequest, res: ServerResponse) => Promise<boolean>>;
   /** routes that authenticate by themselves (the ECS API, SigV4): tried before bearer auth */
   frontDoors?: Array<(req: FrontDoorRequest, res: ServerResponse) => Promise<boolean>>;
+  /** a watch with allowWatchBookmarks gets a bookmark this often (ms, default 60 s) and ~2 s before its timeout */
+  bookmarkIntervalMs?: number;
 }
 
 /** A request handed to a front door: it authenticates, then uses the one authorizer. */
@@ -66,7 +68,7 @@ export function sendJson(res: ServerResponse, code: number, body: unknown) {
 export function sendStatus(res: ServerResponse, err: unknown, log?: Logger) {
   if (!isBerthError(err)) log?.error({ err: (err as Error)?.stack ?? String(err) }, 'internal error');
   const s: K8sStatus = toStatus(err);
-  if (s.reason === 'TooManyRequests') res.setHeader('Retry-After', String(s.details?.retryAfterSeconds ?? 1));
+  if (s.reason === 'TooManyRequests' || s.details?.retryAfterSeconds !== undefined) res.setHeader('Retry-After', String(s.details?.retryAfterSeconds ?? 1));
   sendJson(res, s.code, s);
 }
 
@@ -129,9 +131,10 @@ export function createApiHandler(deps: ApiServerDeps) {
       const path = url.pathname.replace(/\/+$/, '') || '/';
       // unauthenticated endpoints
       if (method === 'GET' && (path === '/healthz' || path === '/livez' || path === '/readyz')) {
+        // ready only while the watch cache is synced (Kubernetes: storage readiness), saying why not
         const ready = path !== '/readyz' || registry.cache.isReady;
         res.writeHead(ready ? 200 : 503, { 'Content-Type': 'text/plain' });
-        res.end(ready ? 'ok' : 'watch cache not ready');
+        res.end(ready ? 'ok' : `watch cache not ready: ${registry.cache.notReadyReason ?? 'not synced'}`);
         return;
       }
       if (method === 'GET' && path === '/version') {
@@ -154,7 +157,13 @@ export function createApiHandler(deps: ApiServerDeps) {
       }
       let identity: Identity;
       if (deps.authenticator) {
-        const id = deps.authenticator.authenticate(req.headers.authorization);
+        let id = deps.authenticator.authenticate(req.headers.authorization);
+        if (!id && req.headers.authorization && registry.reader.ready) {
+          // node credentials are read from the cache: one issued through another apiserver
+          // may not be here yet; confirm against fresh state before a 401
+          await registry.fresh();
+          id = deps.authenticator.authenticate(req.headers.authorization);
+        }
         if (!id) throw unauthorized('Unauthorized: a valid bearer token is required');
         identity = id;
       } else identity = DEV_IDENTITY;
@@ -245,12 +254,23 @@ export function createApiHandler(deps: ApiServerDeps) {
     const accept = r.raw.headers.accept;
     const nsForKind = kind.namespaced ? ns : undefined;
     if (!kind.namespaced && ns) throw notFound('resource', kind.plural, `${kind.plural} are not namespaced`);
+    // a node's rights follow what is bound to it, read from the cache: a denial is confirmed
+    // against fresh state first (a task bound through another apiserver may not be here yet)
+    const authorize = async (attrs: Omit<RequestAttributes, 'path'>) => {
+      try {
+        r.authorize(attrs);
+      } catch (e) {
+        if (!isBerthError(e, 'Forbidden') || !r.identity.groups.includes(NODES) || !registry.reader.ready) throw e;
+        await registry.fresh();
+        r.authorize(attrs);
+      }
+    };
     switch (r.method) {
       case 'GET': {
         if (name === undefined) {
           const watch = q.get('watch') === '1' || q.get('watch') === 'true';
           setVerb(watch ? 'watch' : 'list');
-          r.authorize({ verb: watch ? 'watch' : 'list', resource: kind.plural, namespace: nsForKind, fieldSelector: q.get('fieldSelector') ?? undefined });
+          await authorize({ verb: watch ? 'watch' : 'list', resource: kind.plural, namespace: nsForKind, fieldSelector: q.get('fieldSelector') ?? undefined });
           if (watch) return serveWatch(r, res, kind, nsForKind, wantsTable(accept));
           const limitStr = q.get('limit');
           const lim = limitStr ? Number(limitStr) : undefined;
@@ -260,14 +280,16 @@ export function createApiHandler(deps: ApiServerDeps) {
             fieldSelector: q.get('fieldSelector') ?? undefined,
             limit: lim,
             continue: q.get('continue') ?? undefined,
+            resourceVersion: q.get('resourceVersion') ?? undefined,
+            resourceVersionMatch: (q.get('resourceVersionMatch') ?? undefined) as ListOptions['resourceVersionMatch'],
           });
           const meta = { resourceVersion: list.resourceVersion, ...(list.continue ? { continue: list.continue, remainingItemCount: list.remainingItemCount } : {}) };
           if (wantsTable(accept)) return sendJson(res, 200, toTable(kind, list.items, meta, includeObject(q)));
           return sendJson(res, 200, { apiVersion: `${GROUP}/${VERSION}`, kind: `${kind.kind}List`, metadata: meta, items: list.items });
         }
         setVerb('get');
-        r.authorize({ verb: 'get', resource: kind.plural, namespace: nsForKind, name, subresource: sub });
-        const o = await registry.get(kind, nsForKind, name);
+        await authorize({ verb: 'get', resource: kind.plural, namespace: nsForKind, name, subresource: sub });
+        const o = await registry.get(kind, nsForKind, name, { resourceVersion: q.get('resourceVersion') ?? undefined });
         if (wantsTable(accept)) return sendJson(res, 200, toTable(kind, [o], { resourceVersion: o.metadata.resourceVersion }, includeObject(q)));
         return sendJson(res, 200, o);
       }
@@ -282,13 +304,13 @@ export function createApiHandler(deps: ApiServerDeps) {
       case 'PUT': {
         setVerb('update');
         if (name === undefined) throw new BerthError('MethodNotAllowed', 'PUT needs the name of the object in the URL');
-        r.authorize({ verb: 'update', resource: kind.plural, namespace: nsForKind, name, subresource: sub });
+        await authorize({ verb: 'update', resource: kind.plural, namespace: nsForKind, name, subresource: sub });
         return sendJson(res, 200, await registry.update(kind, nsForKind, name, await r.body(), sub, ctx));
       }
       case 'PATCH': {
         setVerb('patch');
         if (name === undefined) throw new BerthError('MethodNotAllowed', 'PATCH needs the name of the object in the URL');
-        r.authorize({ verb: 'patch', resource: kind.plural, namespace: nsForKind, name, subresource: sub });
+        await authorize({ verb: 'patch', resource: kind.plural, namespace: nsForKind, name, subresource: sub });
         const ct = String(r.raw.headers['content-type'] ?? '').split(';')[0].trim();
         let type: 'merge' | 'json';
         if (ct === 'application/merge-patch+json' || ct === 'application/json') type = 'merge';
@@ -329,9 +351,19 @@ export function createApiHandler(deps: ApiServerDeps) {
     const bookmarks = q.get('allowWatchBookmarks') === 'true' || q.get('allowWatchBookmarks') === '1';
     let closed = false;
     let first = true;
+    let started = false;
     const memo = new WeakMap<object, string>();
+    // headers go out with the first event, or once the watch is registered: until then a
+    // refusal (429 while the cache resyncs) can still be a plain HTTP status
+    const begin = () => {
+      if (started) return;
+      started = true;
+      res.writeHead(200, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' });
+      res.flushHeaders();
+    };
     const write = (line: string) => {
       if (closed) return;
+      begin();
       res.write(line);
       if (res.writableLength > 16 * 1024 * 1024) {
         log.warn({ kind: kind.plural }, 'watch: client too slow, closing');
@@ -356,15 +388,14 @@ export function createApiHandler(deps: ApiServerDeps) {
     if (rvq && !/^\d+$/.test(rvq)) throw badRequest(`resourceVersion: "${rvq}" is not a valid resource version`);
     parseLabelSelector(q.get('labelSelector') ?? undefined);
     parseFieldSelector(q.get('fieldSelector') ?? undefined, kind.fieldSelectors);
-    let stop: (() => void) | undefined;
-    res.writeHead(200, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' });
-    res.flushHeaders();
+    registry.reader.requireReady();
+    let handle: WatchHandle | undefined;
     metrics.watchers(+1);
     const timers: NodeJS.Timeout[] = [];
     const close = () => {
       if (closed) return;
       closed = true;
-      stop?.();
+      handle?.stop();
       timers.forEach((t) => clearTimeout(t));
       metrics.watchers(-1);
       res.end();
@@ -372,20 +403,26 @@ export function createApiHandler(deps: ApiServerDeps) {
     r.raw.on('close', close);
     res.on('close', close);
     try {
-      stop = await registry.watch(
+      handle = await registry.watch(
         kind,
         ns,
         {
           labelSelector: q.get('labelSelector') ?? undefined,
           fieldSelector: q.get('fieldSelector') ?? undefined,
-          resourceVersion: q.get('resourceVersion') ?? undefined,
+          resourceVersion: rvq ?? undefined,
           allowWatchBookmarks: bookmarks,
           sendInitialEvents: q.get('sendInitialEvents') === 'true',
         },
         (type, obj) => sink(type, obj),
       );
-      if (closed) stop();
+      if (closed) handle.stop();
+      else begin();
     } catch (e) {
+      if (!started && isBerthError(e, 'TooManyRequests')) {
+        close();
+        sendStatus(res, e, log);
+        return;
+      }
       // like Kubernetes: a watch that cannot start answers 200 and one ERROR event
       const s = toStatus(e);
       if (!isBerthError(e)) log.error({ err: (e as Error).stack }, 'watch failed');
@@ -393,14 +430,27 @@ export function createApiHandler(deps: ApiServerDeps) {
       close();
       return;
     }
-    if (timeout > 0) timers.push(setTimeout(close, timeout * 1000));
+    const deadline = timeout > 0 ? Date.now() + timeout * 1000 : undefined;
+    if (deadline !== undefined) timers.push(setTimeout(close, timeout * 1000));
     if (bookmarks) {
-      const tick = () => {
-        if (closed) return;
-        write(`{"type":"BOOKMARK","object":${JSON.stringify({ apiVersion: `${GROUP}/${VERSION}`, kind: kind.kind, metadata: { resourceVersion: String(registry.cache.revision) } })}}\n`);
-        timers.push(setTimeout(tick, 30_000));
+      // about every minute, and once ~2 s before the timeout so the client resumes from a
+      // fresh resourceVersion (Kubernetes' cacheWatcher); never below what was sent
+      const every = deps.bookmarkIntervalMs ?? 60_000;
+      let beforeDeadline = deadline !== undefined && deadline - 2000 > Date.now();
+      const schedule = () => {
+        let at = Date.now() + every;
+        if (beforeDeadline && deadline! - 2000 < at) {
+          at = deadline! - 2000;
+          beforeDeadline = false;
+        }
+        timers.push(setTimeout(tick, Math.max(0, at - Date.now())));
       };
-      timers.push(setTimeout(tick, 30_000));
+      const tick = () => {
+        if (closed || !handle) return;
+        write(`{"type":"BOOKMARK","object":${JSON.stringify({ apiVersion: `${GROUP}/${VERSION}`, kind: kind.kind, metadata: { resourceVersion: String(handle.bookmarkRevision()) } })}}\n`);
+        schedule();
+      };
+      schedule();
     }
   }
 }

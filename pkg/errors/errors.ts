@@ -133,3 +133,15 @@ export class TooLargeResourceVersionError extends BerthError {
 
 /** The watch cache is not synced with the store (starting, or relisting after its watch ended): 429, retry. */
 export const storageInitializing = (why: string) => tooManyRequests(`storage is (re)initializing: ${why}`, 1);
+
+/**
+ * The watch cache did not catch up with the store's current revision within the bounded
+ * wait of a consistent read (504). The registry then reads the store itself.
+ */
+export class StaleCacheError extends BerthError {
+  constructor(cacheRevision: number, storeRevision: number, waitedMs: number) {
+    super('Timeout', `the watch cache did not catch up with the store within ${waitedMs} ms (at revision ${cacheRevision}, the store at ${storeRevision})`, {
+      retryAfterSeconds: 1,
+    });
+  }
+}

@@ -45,18 +45,29 @@ export async function startApiServer(
     inactiveRetentionMs?: number;
     /** routes that authenticate by themselves, e.g. the ECS API (passed to buildApiServer) */
     frontDoors?: ApiServerOptions['frontDoors'];
+    /** serve from an etcd (cluster) that is already running, through these client URLs, instead of starting one */
+    etcdEndpoints?: string[];
+    /** the admin's token (several apiservers behind one address share their tokens) */
+    adminToken?: string;
+    /** wraps the store the server uses (a fault-injecting store around the real one) */
+    wrapStore?: (s: Store) => Store;
+    /** more buildApiServer options (compaction, bookmarks, the watch cache) */
+    server?: Pick<ApiServerOptions, 'compactionIntervalMs' | 'compactionRetentionMs' | 'bookmarkIntervalMs' | 'watchCache' | 'noWaitForCache'>;
   } = {},
 ): Promise<TestApiServer> {
   const dir = await mkdtemp(join(tmpdir(), 'berth-api-'));
   let etcd: EtcdProcess | undefined;
   let store: Store;
-  if (opts.store === 'etcd') {
+  if (opts.etcdEndpoints) {
+    store = new EtcdStore({ hosts: opts.etcdEndpoints });
+  } else if (opts.store === 'etcd') {
     etcd = await startEtcd();
     store = new EtcdStore({ hosts: [etcd.endpoint] });
   } else {
     store = EmbeddedStore.open(join(dir, 'data'));
   }
-  const adminToken = newToken();
+  if (opts.wrapStore) store = opts.wrapStore(store);
+  const adminToken = opts.adminToken ?? newToken();
   const viewerToken = newToken();
   const bootstrapToken = newToken();
   const tokens: TokenEntry[] = [
@@ -64,7 +75,7 @@ export async function startApiServer(
     { token: viewerToken, user: 'viewer', uid: '2', groups: ['berth:viewers'] },
     { token: bootstrapToken, user: 'bootstrap', uid: '3', groups: ['berth:bootstrappers'] },
   ];
-  const api = await buildApiServer({ store, log: process.env.BERTH_TEST_LOG ? newLogger({ level: 'debug' }) : silentLogger(), tokens, watchCacheCapacity: opts.watchCacheCapacity, inactiveRetentionMs: opts.inactiveRetentionMs, frontDoors: opts.frontDoors });
+  const api = await buildApiServer({ store, log: process.env.BERTH_TEST_LOG ? newLogger({ level: 'debug' }) : silentLogger(), tokens, watchCacheCapacity: opts.watchCacheCapacity, inactiveRetentionMs: opts.inactiveRetentionMs, frontDoors: opts.frontDoors, ...opts.server });
   const { server, url } = await listen(api.handler, { listen: '127.0.0.1:0' });
   const cert = await ensureSelfSignedCert(join(dir, 'pki'));
   const { server: tlsServer, url: tlsUrl } = await listen(api.handler, { listen: '127.0.0.1:0', tlsCertFile: cert.certFile, tlsKeyFile: cert.keyFile });
@@ -101,7 +112,8 @@ export async function startApiServer(
   };
   if (!opts.noDefaultCluster) {
     const r = await call('POST', '/apis/berth.dev/v1/clusters', { apiVersion: 'berth.dev/v1', kind: 'Cluster', metadata: { name: 'default' } });
-    if (r.status !== 201) throw new Error(`creating the default cluster: ${JSON.stringify(r.body)}`);
+    // a second apiserver on a shared etcd finds it there
+    if (r.status !== 201 && !(opts.etcdEndpoints && r.status === 409)) throw new Error(`creating the default cluster: ${JSON.stringify(r.body)}`);
   }
   return {
     url,
