@@ -373,8 +373,14 @@ export class Registry {
     const fields = parseFieldSelector(opts.fieldSelector, kind.fieldSelectors);
     const rv = opts.resourceVersion;
     const v = readVersion(rv, undefined, 'watch');
-    if (v.kind === 'latest') await this.reader.consistent();
-    else if (v.kind === 'notOlderThan') await this.reader.notOlderThan(v.rv);
+    if (v.kind === 'latest') {
+      // the latest state when the cache catches up in time; else the newest the cache has
+      // (Kubernetes serves such a watch from its cache as it is)
+      await this.reader.consistent().catch((e) => {
+        if (!(e instanceof StaleCacheError)) throw e;
+        this.log.warn({ err: e.message, kind: kind.plural }, 'watch: starting from the cache as it is');
+      });
+    } else if (v.kind === 'notOlderThan') await this.reader.notOlderThan(v.rv);
     else this.reader.requireReady();
     const matches = (o: Obj) => matchesLabels(labels, o.metadata.labels) && matchesFields(fields, o);
     const idx = fields.find((f) => f.op === 'eq' && this.cache.isIndexed(kind.plural, f.field));
