@@ -129,6 +129,28 @@ describe('embedded store: one process per data dir (C9)', function () {
     expect(again.out).to.include('REV 3');
   });
 
+  it('C9: a second berth-apiserver on the data dir of a running one exits with a message naming the dir and the holder', async function () {
+    const bin = new URL('../../cmd/berth-apiserver/bin.mjs', import.meta.url).pathname;
+    const first = spawn(process.execPath, [bin, '--store', `embedded:${d}`, '--listen', '127.0.0.1:0', '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    first.stderr!.on('data', (x) => (out += x)); // the log goes to stderr
+    const firstExit = new Promise((r) => first.once('exit', r));
+    try {
+      const deadline = Date.now() + 30000;
+      while (!out.includes('berth-apiserver serving') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(out).to.include('berth-apiserver serving');
+      const second = spawn(process.execPath, [bin, '--store', `embedded:${d}`, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let err = '';
+      second.stderr!.on('data', (x) => (err += x));
+      const code = await new Promise((r) => second.once('exit', r));
+      expect(code, err).to.equal(2);
+      expect(err).to.include(`berth-apiserver: the embedded store in ${d} is in use by another process (pid ${first.pid}`);
+    } finally {
+      first.kill('SIGTERM');
+      await firstExit;
+    }
+  });
+
   it('C9: a holder killed with SIGKILL releases the lock (the kernel drops it); the next opener gets every committed write', async () => {
     const holder = child(`
       import { openStore } from ${openTs};
