@@ -66,7 +66,7 @@ describe('consistency across two apiservers on one etcd cluster (C6, C7, C8)', f
     const leader = await etcd.leader();
     f = etcd.members.find((m) => m !== leader)!;
     a = await startApiServer({ etcdEndpoints: etcd.members.filter((m) => m !== f).map((m) => m.clientUrl), server: { compactionIntervalMs: 0 } });
-    b = await startApiServer({ etcdEndpoints: [f.clientUrl], server: { compactionIntervalMs: 0 }, adminToken: a.adminToken });
+    b = await startApiServer({ etcdEndpoints: [f.clientUrl], server: { compactionIntervalMs: 0 }, adminToken: a.adminToken, bootstrapToken: a.bootstrapToken });
   });
   after(async () => {
     f?.resume();
@@ -221,6 +221,25 @@ describe('consistency across two apiservers on one etcd cluster (C6, C7, C8)', f
     // a precondition that is really stale is still a 409
     const stale = await b.call('PUT', `${V}/clusters/pre-1`, { ...put.body, metadata: { ...put.body.metadata, resourceVersion: String(Number(put.body.metadata.resourceVersion) - 1) } });
     expect(stale.status).to.equal(409);
+  });
+
+  it('C6: a node credential issued through A works on B at once, and the node reads a task bound through A on B (no 401/403 from a lag)', async () => {
+    const NS = `${V}/namespaces/default`;
+    const instance = { apiVersion: 'berth.dev/v1', kind: 'ContainerInstance', metadata: { name: 'node-x' }, spec: { registeredResources: [{ name: 'CPU', type: 'INTEGER', integerValue: 2048 }, { name: 'MEMORY', type: 'INTEGER', integerValue: 2048 }] } };
+    await a.call('POST', `${V}/taskdefinitions`, { apiVersion: 'berth.dev/v1', kind: 'TaskDefinition', metadata: { name: 'nodetd' }, spec: { containerDefinitions: [{ name: 'c', image: 'busybox', memory: 64 }] } });
+    const [who, task] = await whileBLags(800, async () => {
+      const reg = await a.call('POST', `${NS}/containerinstances`, instance, { token: a.bootstrapToken });
+      expect(reg.status, JSON.stringify(reg.body)).to.equal(201);
+      const token = reg.body.metadata.annotations['berth.dev/node-token'];
+      expect((await a.call('POST', `${NS}/tasks`, { apiVersion: 'berth.dev/v1', kind: 'Task', metadata: { name: 'node-t' }, spec: { taskDefinition: 'nodetd' } })).status).to.equal(201);
+      const bind = await a.call('POST', `${NS}/bindings`, { bindings: [{ task: 'node-t', containerInstance: 'node-x' }] });
+      expect(bind.body.results[0].bound, JSON.stringify(bind.body)).to.equal(true);
+      // the agent's next requests land on B, whose cache has neither the credential nor the binding yet
+      return Promise.all([b.call('GET', `${NS}/containerinstances/node-x`, undefined, { token }), b.call('GET', `${NS}/tasks/node-t`, undefined, { token })]);
+    });
+    expect(who.status, JSON.stringify(who.body)).to.equal(200);
+    expect(task.status, JSON.stringify(task.body)).to.equal(200);
+    expect(task.body.spec.containerInstance).to.equal('node-x');
   });
 
   describe('an informer failing over from A to B while B lags (C6)', () => {

@@ -47,8 +47,9 @@ export async function startApiServer(
     frontDoors?: ApiServerOptions['frontDoors'];
     /** serve from an etcd (cluster) that is already running, through these client URLs, instead of starting one */
     etcdEndpoints?: string[];
-    /** the admin's token (several apiservers behind one address share their tokens) */
+    /** the admin's and the bootstrap token (several apiservers behind one address share their tokens) */
     adminToken?: string;
+    bootstrapToken?: string;
     /** wraps the store the server uses (a fault-injecting store around the real one) */
     wrapStore?: (s: Store) => Store;
     /** more buildApiServer options (compaction, bookmarks, the watch cache) */
@@ -69,7 +70,7 @@ export async function startApiServer(
   if (opts.wrapStore) store = opts.wrapStore(store);
   const adminToken = opts.adminToken ?? newToken();
   const viewerToken = newToken();
-  const bootstrapToken = newToken();
+  const bootstrapToken = opts.bootstrapToken ?? newToken();
   const tokens: TokenEntry[] = [
     { token: adminToken, user: 'admin', uid: '1', groups: ['berth:admins'] },
     { token: viewerToken, user: 'viewer', uid: '2', groups: ['berth:viewers'] },
