@@ -353,8 +353,9 @@ export function createApiHandler(deps: ApiServerDeps) {
     let first = true;
     let started = false;
     const memo = new WeakMap<object, string>();
-    // headers go out with the first event, or once the watch is registered: until then a
-    // refusal (429 while the cache resyncs) can still be a plain HTTP status
+    // headers go out once the synchronous checks passed (a refusal before them, 429 while
+    // the cache resyncs, is a plain HTTP status); what fails later (a resourceVersion the
+    // cache does not reach in time, one too old) is an ERROR event, as in Kubernetes
     const begin = () => {
       if (started) return;
       started = true;
@@ -402,6 +403,7 @@ export function createApiHandler(deps: ApiServerDeps) {
     };
     r.raw.on('close', close);
     res.on('close', close);
+    begin();
     try {
       handle = await registry.watch(
         kind,
@@ -416,13 +418,7 @@ export function createApiHandler(deps: ApiServerDeps) {
         (type, obj) => sink(type, obj),
       );
       if (closed) handle.stop();
-      else begin();
     } catch (e) {
-      if (!started && isBerthError(e, 'TooManyRequests')) {
-        close();
-        sendStatus(res, e, log);
-        return;
-      }
       // like Kubernetes: a watch that cannot start answers 200 and one ERROR event
       const s = toStatus(e);
       if (!isBerthError(e)) log.error({ err: (e as Error).stack }, 'watch failed');
