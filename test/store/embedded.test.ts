@@ -119,7 +119,7 @@ describe('embedded store: one process per data dir (C9)', function () {
     const kv = await s.create('/k/c', '3');
     expect(kv.modRevision).to.equal(2);
     // the same process opening it twice is refused too
-    expect(() => EmbeddedStore.open(d, { lockWaitMs: 50 })).to.throw(/in use by another process/);
+    expect(() => EmbeddedStore.open(d, { lockWaitMs: 50 })).to.throw(/already open in this process/);
     await s.close();
     const again = child(`
       import { openStore } from ${openTs};
