@@ -5,6 +5,7 @@ import { expect } from 'chai';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Reader } from '../../pkg/apiserver/reader.ts';
 import { WatchCache, type CacheWatcher } from '../../pkg/apiserver/watchcache.ts';
 import { isBerthError } from '../../pkg/errors/errors.ts';
 import { silentLogger } from '../../pkg/log/log.ts';
@@ -140,6 +141,38 @@ describe('watch cache: history sized by time (C12)', function () {
       expect(isBerthError(e, 'ServiceUnavailable')).to.equal(true);
     }
     wc.stop();
+  });
+});
+
+describe('Reader: shared revision reads stay linearizable (C6)', function () {
+  this.timeout(30_000);
+  it('C6: a read that arrives while a revision read is in flight waits for the next one, which every such caller shares', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'berth-reader-'));
+    const store = EmbeddedStore.open(dir);
+    const fault = new FaultStore(store);
+    const wc = new WatchCache(fault, silentLogger(), {});
+    try {
+      await wc.start();
+      const reader = new Reader(fault, wc);
+      const r0 = await store.currentRevision();
+      fault.holdRevisionReads = true;
+      const first = reader.storeRevision(); // in flight: it read r0 and answers late
+      const x = await store.txn([], [{ type: 'put', key: '/berth/clusters/_/x', value: JSON.stringify({ metadata: { name: 'x' } }) }]);
+      // these begin after x was acknowledged: the answer they get must include it
+      const later = [reader.storeRevision(), reader.storeRevision(), reader.consistent()];
+      fault.releaseRevisionReads();
+      expect(await first).to.equal(r0);
+      const [b, c, d] = await Promise.all(later);
+      expect(b).to.be.at.least(x.revision);
+      expect(c).to.equal(b);
+      expect(d).to.equal(b);
+      expect(fault.revisionReads, 'one read in flight, one shared by the three that came during it').to.equal(2);
+      expect(wc.get('/berth/clusters/_/x')).to.not.equal(undefined);
+    } finally {
+      wc.stop();
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -13,6 +13,10 @@ export class FaultStore implements Store {
   /** lists that failed because of `failLists` */
   failedLists = 0;
   private readonly open = new Set<{ handlers: WatchHandlers; watch: Watch }>();
+  /** while set, currentRevision() reads the revision at once but answers only on releaseRevisionReads() (a slow round trip) */
+  holdRevisionReads = false;
+  revisionReads = 0;
+  private held: Array<() => void> = [];
 
   constructor(readonly inner: Store) {}
 
@@ -84,8 +88,16 @@ export class FaultStore implements Store {
       },
     };
   }
-  currentRevision() {
-    return this.inner.currentRevision();
+  async currentRevision() {
+    this.revisionReads++;
+    const rev = await this.inner.currentRevision();
+    if (this.holdRevisionReads) await new Promise<void>((r) => this.held.push(r));
+    return rev;
+  }
+
+  releaseRevisionReads(): void {
+    this.holdRevisionReads = false;
+    for (const r of this.held.splice(0)) r();
   }
   compact(revision: number) {
     return this.inner.compact(revision);
