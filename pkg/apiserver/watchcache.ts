@@ -230,7 +230,14 @@ export class WatchCache {
       seen.add(kv.key);
       const prev = this.byKey.get(kv.key);
       if (prev && prev.metadata.resourceVersion === String(kv.modRevision)) continue;
-      events.push({ rev: kv.modRevision, key: kv.key, plural: pluralOf(kv.key), obj: parseStored(kv.value, kv.modRevision), prev, value: kv.value });
+      let obj: Obj;
+      try {
+        obj = parseStored(kv.value, kv.modRevision);
+      } catch {
+        this.log.error({ key: kv.key }, 'watch cache: unparseable value ignored'); // as a watch event's would be
+        continue;
+      }
+      events.push({ rev: kv.modRevision, key: kv.key, plural: pluralOf(kv.key), obj, prev, value: kv.value });
     }
     for (const [key, prev] of this.byKey) {
       if (!seen.has(key)) events.push({ rev: listRev, key, plural: pluralOf(key), prev });
