@@ -17,9 +17,18 @@ const program = new Command('berth-apiserver')
   .option('--tls-cert-file <file>', 'serving certificate (PEM)')
   .option('--tls-private-key-file <file>', 'serving key (PEM)')
   .option('--token-auth-file <file>', 'static bearer tokens, CSV: token,user,uid,"group1,group2"; absent: dev mode (loopback only, everyone is admin)')
-  .option('--watch-cache-size <events>', 'the most past events the watch cache keeps for watchers that resume: it keeps the last 75 s of events (at least 1,000) up to this; older resume points get 410 Gone and relist', String(DEFAULT_WATCH_CACHE_SIZE))
-  .option('--compaction-interval <seconds>', 'how often the store history is compacted (one apiserver at a time does it); 0: never (etcd then needs its own --auto-compaction)', '60')
-  .option('--compaction-retention <seconds>', 'how much store history compaction keeps: watches, continue tokens and exact reads older than this get 410 Gone', '300')
+  .option(
+    '--watch-cache-size <events>',
+    'the most past events the watch cache keeps for watchers that resume: it keeps the last 75 s of events (at least 1,000) ' +
+      'up to this; older resume points get 410 Gone and relist',
+    String(DEFAULT_WATCH_CACHE_SIZE),
+  )
+  .option(
+    '--compaction-interval <seconds>',
+    'how often the store history is compacted (one apiserver at a time does it); 0: never (etcd then needs its own --auto-compaction)',
+    '60',
+  )
+  .option('--compaction-retention <seconds>', 'how much store history compaction keeps: older watches, continue tokens and exact reads get 410 Gone', '300')
   .option('--inactive-retention <seconds>', 'how long a deleted service or deregistered container instance stays describable (INACTIVE)', '3600')
   .option('--log-level <level>', 'pino level', process.env.BERTH_LOG_LEVEL ?? 'info')
   .showHelpAfterError();
@@ -41,9 +50,13 @@ runMain('berth-apiserver', async () => {
   const watchCacheCapacity = Number(o.watchCacheSize);
   if (!Number.isInteger(watchCacheCapacity) || watchCacheCapacity < 100) throw badRequest(`--watch-cache-size ${o.watchCacheSize}: must be a whole number of events, at least 100`);
   const compactionInterval = Number(o.compactionInterval);
-  if (!Number.isFinite(compactionInterval) || compactionInterval < 0) throw badRequest(`--compaction-interval ${o.compactionInterval}: must be a number of seconds, 0 or more`);
+  if (!Number.isFinite(compactionInterval) || compactionInterval < 0) {
+    throw badRequest(`--compaction-interval ${o.compactionInterval}: must be a number of seconds, 0 or more`);
+  }
   const compactionRetention = Number(o.compactionRetention);
-  if (!Number.isFinite(compactionRetention) || compactionRetention < 1) throw badRequest(`--compaction-retention ${o.compactionRetention}: must be a number of seconds, at least 1`);
+  if (!Number.isFinite(compactionRetention) || compactionRetention < 1) {
+    throw badRequest(`--compaction-retention ${o.compactionRetention}: must be a number of seconds, at least 1`);
+  }
   const retention = Number(o.inactiveRetention);
   if (!Number.isFinite(retention) || retention <= 0) throw badRequest(`--inactive-retention ${o.inactiveRetention}: must be a positive number of seconds`);
   const { host } = parseListen(o.listen);

@@ -336,7 +336,11 @@ export class Registry {
     let rev = revision;
     let next: string | undefined;
     try {
-      const pages = listPages(this.store, prefix, { revision: revision || undefined, continue: start !== prefix ? encodeContinue(revision, start, prefix) : undefined, maxKeys: Math.min(1000, Math.max(f.limit, 50)) });
+      const pages = listPages(this.store, prefix, {
+        revision: revision || undefined,
+        continue: start !== prefix ? encodeContinue(revision, start, prefix) : undefined,
+        maxKeys: Math.min(1000, Math.max(f.limit, 50)),
+      });
       outer: for await (const page of pages) {
         rev = page.revision;
         if (rev < minRev) throw new TooLargeResourceVersionError(minRev, rev);

@@ -443,7 +443,8 @@ export function createApiHandler(deps: ApiServerDeps) {
       };
       const tick = () => {
         if (closed || !handle) return;
-        write(`{"type":"BOOKMARK","object":${JSON.stringify({ apiVersion: `${GROUP}/${VERSION}`, kind: kind.kind, metadata: { resourceVersion: String(handle.bookmarkRevision()) } })}}\n`);
+        const mark = { apiVersion: `${GROUP}/${VERSION}`, kind: kind.kind, metadata: { resourceVersion: String(handle.bookmarkRevision()) } };
+        write(`{"type":"BOOKMARK","object":${JSON.stringify(mark)}}\n`);
         schedule();
       };
       schedule();

@@ -399,7 +399,8 @@ function lockedError(path: string, lockFile: string): BerthError {
   try {
     const h = JSON.parse(readFileSync(lockFile, 'utf8')) as { pid?: number; host?: string; since?: string };
     if (h.pid === process.pid && h.host === hostname()) {
-      return new BerthError('Conflict', `the embedded store in ${dirname(path)} is already open in this process (pid ${h.pid}): open it once and share it`, { kind: 'store', name: dirname(path) });
+      const msg = `the embedded store in ${dirname(path)} is already open in this process (pid ${h.pid}): open it once and share it`;
+      return new BerthError('Conflict', msg, { kind: 'store', name: dirname(path) });
     }
     if (typeof h.pid === 'number' && (h.host !== hostname() || alive(h.pid))) {
       holder = ` (pid ${h.pid}${h.host && h.host !== hostname() ? ` on ${h.host}` : ''}${h.since ? `, since ${h.since}` : ''})`;

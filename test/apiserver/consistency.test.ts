@@ -92,7 +92,11 @@ describe('consistency across two apiservers on one etcd cluster (C6, C7, C8)', f
       const c = await a.call('POST', `${V}/clusters`, cluster('fresh-1', { t: 'fresh' }));
       expect(c.status).to.equal(201);
       // all three start while B's member is stopped; B must not answer from what it has
-      return Promise.all([b.call('GET', `${V}/clusters/fresh-1`), b.call('GET', `${V}/clusters?labelSelector=t%3Dfresh`), b.call('GET', `${V}/clusters/fresh-1?resourceVersion=${c.body.metadata.resourceVersion}`)]);
+      return Promise.all([
+        b.call('GET', `${V}/clusters/fresh-1`),
+        b.call('GET', `${V}/clusters?labelSelector=t%3Dfresh`),
+        b.call('GET', `${V}/clusters/fresh-1?resourceVersion=${c.body.metadata.resourceVersion}`),
+      ]);
     });
     expect(g.status, JSON.stringify(g.body)).to.equal(200);
     expect(g.body.metadata.name).to.equal('fresh-1');
@@ -139,7 +143,8 @@ describe('consistency across two apiservers on one etcd cluster (C6, C7, C8)', f
     const snapshot = p1.body.metadata.resourceVersion;
     const before4 = (await a.call('GET', `${V}/clusters/p-4`)).body;
     // meanwhile, through B: p-4 changes, p-5 goes, p-3a appears
-    expect((await b.call('PATCH', `${V}/clusters/p-4`, undefined, { contentType: 'application/merge-patch+json', raw: JSON.stringify({ metadata: { labels: { t: 'page', changed: 'yes' } } }) })).status).to.equal(200);
+    const relabel = JSON.stringify({ metadata: { labels: { t: 'page', changed: 'yes' } } });
+    expect((await b.call('PATCH', `${V}/clusters/p-4`, undefined, { contentType: 'application/merge-patch+json', raw: relabel })).status).to.equal(200);
     expect((await b.call('DELETE', `${V}/clusters/p-5`)).status).to.equal(200);
     expect((await b.call('POST', `${V}/clusters`, cluster('p-3a', { t: 'page' }))).status).to.equal(201);
     const p2 = await b.call('GET', `${V}/clusters?labelSelector=t%3Dpage&limit=3&continue=${encodeURIComponent(p1.body.metadata.continue)}`);
