@@ -157,12 +157,15 @@ describe('embedded store: one process per data dir (C9)', function () {
       // held by a global: an unreferenced store is collected, and better-sqlite3 closes it then
       globalThis.store = await openStore(${JSON.stringify('embedded:' + d)});
       await globalThis.store.create('/k/a', '1'); console.log('HOLDING'); setInterval(() => {}, 1000);`);
-    const deadline = Date.now() + 30000;
-    while (!holder.out.includes('HOLDING') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    expect(holder.out, holder.err).to.include('HOLDING');
-    expect(() => EmbeddedStore.open(d, { lockWaitMs: 50 })).to.throw(new RegExp(`pid ${holder.p.pid}`));
-    holder.p.kill('SIGKILL');
-    await holder.exited;
+    try {
+      const deadline = Date.now() + 30000;
+      while (!holder.out.includes('HOLDING') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      expect(holder.out, holder.err).to.include('HOLDING');
+      expect(() => EmbeddedStore.open(d, { lockWaitMs: 50 })).to.throw(new RegExp(`pid ${holder.p.pid}`));
+    } finally {
+      holder.p.kill('SIGKILL');
+      await holder.exited;
+    }
     const s = EmbeddedStore.open(d);
     expect((await s.get('/k/a'))!.value).to.equal('1');
     await s.close();
@@ -189,11 +192,14 @@ describe('embedded store durability under faults (C11, group commit)', function 
               process.stdout.write(key + ' ' + r.revision + '\\n');
             }
           }));`);
-        const firstAck = Date.now() + 30000;
-        while (!w.out.includes('\n') && Date.now() < firstAck) await new Promise((r) => setTimeout(r, 10));
-        await new Promise((r) => setTimeout(r, 50 + Math.floor(Math.random() * 400)));
-        w.p.kill('SIGKILL');
-        await w.exited;
+        try {
+          const firstAck = Date.now() + 30000;
+          while (!w.out.includes('\n') && Date.now() < firstAck) await new Promise((r) => setTimeout(r, 10));
+          await new Promise((r) => setTimeout(r, 50 + Math.floor(Math.random() * 400)));
+        } finally {
+          w.p.kill('SIGKILL');
+          await w.exited;
+        }
         const lines = w.out.split('\n');
         lines.pop(); // a line cut by the kill is not an ack
         expect(lines.length, w.err).to.be.greaterThan(0);
