@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs one etcd for development in the foreground: hack/etcd.sh [PORT] [DATA_DIR]
 # berth's batch binding writes more than etcd's default 128 ops per txn: --max-txn-ops.
+# No --auto-compaction: berth-apiserver compacts etcd itself (--compaction-interval,
+# --compaction-retention; one apiserver at a time), keeping 5 minutes of history.
 set -euo pipefail
 port=${1:-2379}
 dir=${2:-./.berth/etcd}

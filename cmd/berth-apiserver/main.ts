@@ -27,7 +27,18 @@ const program = new Command('berth-apiserver')
   .option('--token-auth-file <file>', 'static bearer tokens, CSV: token,user,uid,"group1,group2"; absent: dev mode (loopback only, everyone is admin)')
   .option('--access-key-file <file>', 'ECS API keys, CSV: accessKeyId,secretAccessKey,user,"group1,group2" (re-read when it changes)')
   .option('--region <region>', 'the region the ECS API answers as', 'us-east-1')
-  .option('--watch-cache-size <events>', 'past events the watch cache keeps for watchers that resume (older resume points get 410 Gone and relist)', String(DEFAULT_WATCH_CACHE_SIZE))
+  .option(
+    '--watch-cache-size <events>',
+    'the most past events the watch cache keeps for watchers that resume: it keeps the last 75 s of events (at least 1,000) ' +
+      'up to this; older resume points get 410 Gone and relist',
+    String(DEFAULT_WATCH_CACHE_SIZE),
+  )
+  .option(
+    '--compaction-interval <seconds>',
+    'how often the store history is compacted (one apiserver at a time does it); 0: never (etcd then needs its own --auto-compaction)',
+    '60',
+  )
+  .option('--compaction-retention <seconds>', 'how much store history compaction keeps: older watches, continue tokens and exact reads get 410 Gone', '300')
   .option('--inactive-retention <seconds>', 'how long a deleted service or deregistered container instance stays describable (INACTIVE)', '3600')
   .option(
     '--proxy-protocol-trusted <cidrs>',
@@ -73,6 +84,8 @@ runMain('berth-apiserver', async () => {
     region: string;
     policyFile?: string;
     auditLog?: string;
+    compactionInterval: string;
+    compactionRetention: string;
   }>();
   const whole = (flag: string, v: string, min: number) => {
     const n = Number(v);
@@ -91,6 +104,14 @@ runMain('berth-apiserver', async () => {
   if (proxyProtocolTrusted) cidrList(proxyProtocolTrusted); // a malformed CIDR fails here, naming the flag
   const watchCacheCapacity = Number(o.watchCacheSize);
   if (!Number.isInteger(watchCacheCapacity) || watchCacheCapacity < 100) throw badRequest(`--watch-cache-size ${o.watchCacheSize}: must be a whole number of events, at least 100`);
+  const compactionInterval = Number(o.compactionInterval);
+  if (!Number.isFinite(compactionInterval) || compactionInterval < 0) {
+    throw badRequest(`--compaction-interval ${o.compactionInterval}: must be a number of seconds, 0 or more`);
+  }
+  const compactionRetention = Number(o.compactionRetention);
+  if (!Number.isFinite(compactionRetention) || compactionRetention < 1) {
+    throw badRequest(`--compaction-retention ${o.compactionRetention}: must be a number of seconds, at least 1`);
+  }
   const retention = Number(o.inactiveRetention);
   if (!Number.isFinite(retention) || retention <= 0) throw badRequest(`--inactive-retention ${o.inactiveRetention}: must be a positive number of seconds`);
   const { host } = parseListen(o.listen);
@@ -109,9 +130,13 @@ runMain('berth-apiserver', async () => {
   const log = container.resolve<Logger>('Logger');
   const store = container.resolve<Store>('Store');
 
-  // the ECS API on the same port, as `berth up` serves it
+  // the ECS API on the same port, as `berth up` serves it; serve at once: /readyz answers 503
+  // (saying why) until the watch cache has synced
   const api = await buildApiServer({
     store, log, tokens, inactiveRetentionMs: retention * 1000, watchCacheCapacity, serverLimits,
+    compactionIntervalMs: compactionInterval * 1000,
+    compactionRetentionMs: compactionRetention * 1000,
+    noWaitForCache: true,
     policyFile: o.policyFile,
     auditLog: o.auditLog,
     arn: { ...DEFAULT_ARN_CONFIG, region: o.region },
@@ -120,6 +145,7 @@ runMain('berth-apiserver', async () => {
   const { server, url } = await listen(api.handler, { listen: o.listen, tlsCertFile: o.tlsCertFile, tlsKeyFile: o.tlsPrivateKeyFile, proxyProtocolTrusted });
   const serving = { url, store: o.store, etcdTls: !!etcdTls, auth: tokens ? 'tokens' : 'dev', ecsKeys: o.accessKeyFile ?? 'none', policies: o.policyFile, audit: o.auditLog };
   log.info(serving, 'berth-apiserver serving');
+  void api.synced.then(() => log.info({ revision: api.cache.revision }, 'watch cache synced; ready'));
   onShutdown(log, async () => {
     server.close();
     server.closeAllConnections();

@@ -112,5 +112,8 @@ export interface ListOptions {
   fieldSelector?: string;
   limit?: number;
   continue?: string;
+  /** "" (default): the latest state (a consistent read); "0": any state the server has; N: at least as new as N */
   resourceVersion?: string;
+  /** how resourceVersion=N is read: NotOlderThan (a state at N or newer) or Exact (the state at N) */
+  resourceVersionMatch?: 'NotOlderThan' | 'Exact';
 }

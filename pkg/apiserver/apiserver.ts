@@ -10,6 +10,7 @@ import type { Store } from '../store/store.ts';
 import { CACHE_INDEXES, installAdmission } from './admission.ts';
 import { cacheLookups } from './actions.ts';
 import { AuditLog } from './audit.ts';
+import { Compactor } from './compactor.ts';
 import { DefaultAuthorizer, TokenAuthenticator, type Authorizer, type TokenEntry } from './auth.ts';
 import { PolicyAuthorizer } from './authz.ts';
 import { NO_POLICIES, PolicyFile, type PolicySource } from './policyfile.ts';
@@ -22,7 +23,7 @@ import { Metrics } from './metrics.ts';
 import { Registry } from './registry.ts';
 import { selfReviewRoutes } from './selfreview.ts';
 import { createApiHandler, type ApiRequest, type FrontDoorRequest } from './server.ts';
-import { WatchCache } from './watchcache.ts';
+import { WatchCache, type WatchCacheOptions } from './watchcache.ts';
 import type { ServerResponse } from 'node:http';
 
 export interface ApiServerOptions {
@@ -51,7 +52,18 @@ export interface ApiServerOptions {
   now?: () => number;
   /** the randomness of server-side watch timeouts (tests pin it) */
   random?: () => number;
+  /** the watch cache's history cap (`--watch-cache-size`) */
   watchCacheCapacity?: number;
+  /** the rest of the watch cache's options (history window, relist backoff, clock) */
+  watchCache?: Omit<WatchCacheOptions, 'capacity'>;
+  /** resolve before the watch cache has synced (it keeps trying; /readyz says 503 meanwhile) */
+  noWaitForCache?: boolean;
+  /** how often the compactor tries (ms, default 60 s; 0: no compactor) */
+  compactionIntervalMs?: number;
+  /** how much store history the compactor keeps (ms, default 5 min) */
+  compactionRetentionMs?: number;
+  /** a watch with allowWatchBookmarks gets one this often (ms, default 60 s) */
+  bookmarkIntervalMs?: number;
   /** how long a deleted service or deregistered instance stays describable as INACTIVE (ECS: one hour) */
   inactiveRetentionMs?: number;
   /** more routes (the ECS API) */
@@ -76,6 +88,9 @@ export interface ApiServer {
   handler: ReturnType<typeof createApiHandler>;
   registry: Registry;
   cache: WatchCache;
+  compactor: Compactor;
+  /** resolves once the watch cache has synced the first time */
+  synced: Promise<void>;
   metrics: Metrics;
   arns: Arns;
   binder: Binder;
@@ -91,8 +106,9 @@ export async function buildApiServer(o: ApiServerOptions): Promise<ApiServer> {
   const policyFile = o.policyFile ? new PolicyFile(o.policyFile, o.log.child({ component: 'policies' }), { intervalMs: o.policyFileIntervalMs }) : undefined;
   const audit = o.auditLog ? new AuditLog(o.auditLog, o.log.child({ component: 'audit' })) : undefined;
   const metrics = new Metrics();
-  const cache = new WatchCache(o.store, o.log.child({ component: 'watchcache' }), CACHE_INDEXES, o.watchCacheCapacity);
-  await cache.start();
+  const cache = new WatchCache(o.store, o.log.child({ component: 'watchcache' }), CACHE_INDEXES, { ...o.watchCache, capacity: o.watchCacheCapacity });
+  const synced = cache.start();
+  if (!o.noWaitForCache) await synced;
   const registry = new Registry(o.store, cache, o.log.child({ component: 'registry' }), o.limits ?? DEFAULT_LIMITS);
   const arns = new Arns(o.arn ?? DEFAULT_ARN_CONFIG);
   installAdmission(registry, arns);
@@ -111,6 +127,7 @@ export async function buildApiServer(o: ApiServerOptions): Promise<ApiServer> {
     bodyLimit: o.bodyLimit,
     limits: o.serverLimits,
     random: o.random,
+    bookmarkIntervalMs: o.bookmarkIntervalMs,
     extensions: [bindingRoute(registry, binder), logsRoute(registry, o.logsProxy), bootstrapTokensRoute(registry, o.now), selfReviewRoutes(() => authorizer), ...(o.extensions ?? [])],
     frontDoors: o.frontDoors?.({ registry, cache, arns, binder, log: o.log }),
   });
@@ -121,10 +138,15 @@ export async function buildApiServer(o: ApiServerOptions): Promise<ApiServer> {
     registry.sweepInactive([Kinds.Service, Kinds.ContainerInstance], retention).catch((e) => o.log.warn({ err: (e as Error).message }, 'sweeping INACTIVE records failed'));
   }, Math.max(1000, Math.min(retention / 4, 60_000)));
   sweep.unref();
+  // history is compacted by one apiserver at a time (elected through the store)
+  const compactor = new Compactor(o.store, o.log.child({ component: 'compactor' }), { intervalMs: o.compactionIntervalMs, retentionMs: o.compactionRetentionMs });
+  compactor.start();
   return {
     handler,
     registry,
     cache,
+    compactor,
+    synced,
     metrics,
     arns,
     binder,
@@ -132,6 +154,7 @@ export async function buildApiServer(o: ApiServerOptions): Promise<ApiServer> {
     stop: async () => {
       clearInterval(sweep);
       policyFile?.stop();
+      await compactor.stop();
       cache.stop();
       await audit?.close();
     },

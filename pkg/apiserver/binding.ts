@@ -190,7 +190,7 @@ export function bindingRoute(registry: Registry, binder: Binder) {
     const cluster = decodeURIComponent(m[1]);
     r.authorize({ verb: 'create', resource: 'bindings', namespace: cluster });
     const body = parseOrInvalid(BindingRequest, await r.body(), '', 'Binding', cluster);
-    if (!registry.cache.get(storeKey('clusters', undefined, cluster))) {
+    if (!(await registry.lookup(storeKey('clusters', undefined, cluster)))) {
       throw badRequest(`cluster "${cluster}" not found`);
     }
     const results = await binder.bind(cluster, body);

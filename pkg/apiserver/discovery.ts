@@ -86,7 +86,7 @@ const writeParams = [
   param('fieldValidation', 'query', 'How the server treats unknown fields: Strict (default: berth always rejects them), Warn, Ignore.'),
 ];
 
-const listParams = ['labelSelector', 'fieldSelector', 'limit', 'continue', 'resourceVersion', 'watch', 'allowWatchBookmarks', 'timeoutSeconds'].map((n) =>
+const listParams = ['labelSelector', 'fieldSelector', 'limit', 'continue', 'resourceVersion', 'resourceVersionMatch', 'watch', 'allowWatchBookmarks', 'timeoutSeconds'].map((n) =>
   param(n, 'query', n),
 );
 

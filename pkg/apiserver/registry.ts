@@ -2,12 +2,14 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from '../log/log.ts';
 import { API_VERSION, SYSTEM_NAMESPACE, storeKey, type KindInfo, type ListOptions } from '../api/meta.ts';
 import { validateObject, type Limits, DEFAULT_LIMITS, sameJson } from '../api/validate.ts';
-import { badRequest, conflict, invalid, isBerthError, notFound, BerthError } from '../errors/errors.ts';
+import { badRequest, conflict, expired, invalid, isBerthError, notFound, BerthError, CompactedError, StaleCacheError, TooLargeResourceVersionError } from '../errors/errors.ts';
 import type { Op, Compare, Store } from '../store/store.ts';
 import { mergePatch, jsonPatch } from './patch.ts';
+import { Reader } from './reader.ts';
 import { matchesFields, matchesLabels, parseFieldSelector, parseLabelSelector, type FieldRequirement, type Selector } from './selectors.ts';
-import { WatchCache, type CacheWatcher, type Obj, type WatchType } from './watchcache.ts';
+import { WatchCache, parseStored, type CacheWatcher, type Obj, type WatchType } from './watchcache.ts';
 import { decodeContinue, encodeContinue } from '../store/keys.ts';
+import { listPages } from '../store/pager.ts';
 
 export type { Obj };
 
@@ -101,6 +103,40 @@ export interface WatchOptions {
 
 export type WatchSink = (type: WatchType | 'BOOKMARK', obj: Obj) => void;
 
+/** A running watch. */
+export interface WatchHandle {
+  stop(): void;
+  /**
+   * The revision a bookmark may carry now: every matching event up to it has been sent, and
+   * it is never lower than anything the watch has sent (or the revision it started from).
+   */
+  bookmarkRevision(): number;
+}
+
+/** A list's selectors and limit. */
+interface ListFilter {
+  labels: Selector;
+  fields: FieldRequirement[];
+  limit: number;
+}
+
+/** How a get or list names the state it wants (Kubernetes' resourceVersion semantics). */
+type ReadVersion = { kind: 'latest' } | { kind: 'any' } | { kind: 'notOlderThan'; rv: number } | { kind: 'exact'; rv: number };
+
+function readVersion(rv: string | undefined, match: string | undefined, what: 'get' | 'list' | 'watch'): ReadVersion {
+  if (rv !== undefined && rv !== '' && !/^\d+$/.test(rv)) throw badRequest(`resourceVersion: "${rv}" is not a valid resource version`);
+  if (match !== undefined && match !== '') {
+    if (what !== 'list') throw badRequest(`resourceVersionMatch: only lists take it`);
+    if (match !== 'NotOlderThan' && match !== 'Exact') throw badRequest(`resourceVersionMatch: "${match}" is not supported; use NotOlderThan or Exact`);
+    if (!rv) throw badRequest('resourceVersionMatch: is forbidden unless resourceVersion is provided');
+    if (match === 'Exact' && rv === '0') throw badRequest('resourceVersionMatch: "Exact" is forbidden for resourceVersion "0"');
+    if (match === 'Exact') return { kind: 'exact', rv: Number(rv) };
+  }
+  if (!rv) return { kind: 'latest' };
+  if (rv === '0') return { kind: 'any' };
+  return { kind: 'notOlderThan', rv: Number(rv) };
+}
+
 const now = () => new Date().toISOString();
 
 /**
@@ -109,16 +145,20 @@ const now = () => new Date().toISOString();
  * cache. Kind-specific rules plug in as Admission hooks.
  */
 export class Registry {
-  private lastWriteRev = 0;
   private readonly admission = new Map<string, Admission>();
   private readonly validators: WriteValidator[] = [];
+  /** how reads decide what the cache may answer (the one seam between requests and the cache) */
+  readonly reader: Reader;
 
   constructor(
     readonly store: Store,
     readonly cache: WatchCache,
     readonly log: Logger,
     readonly limits: Limits = DEFAULT_LIMITS,
-  ) {}
+    reader?: Reader,
+  ) {
+    this.reader = reader ?? new Reader(store, cache);
+  }
 
   use(kind: string, a: Admission) {
     this.admission.set(kind, a);
@@ -138,26 +178,52 @@ export class Registry {
   }
 
   noteWrite(rev: number) {
-    if (rev > this.lastWriteRev) this.lastWriteRev = rev;
+    this.reader.noteWrite(rev);
   }
 
-  /** Waits until the cache has seen this apiserver's latest write (read-your-writes). */
+  /**
+   * Waits until the cache holds every write the store had committed when this call began,
+   * whichever apiserver made it (a consistent read). Everything that decides from the cache
+   * what must not be stale (admission, authorization, the ECS face, bindings) calls this
+   * first. 429 while the cache is not synced; 504 when it does not catch up in 3 s.
+   */
   async fresh(): Promise<void> {
-    await this.cache.waitFor(this.lastWriteRev);
+    await this.reader.consistent();
+  }
+
+  /** Waits until the cache shows this apiserver's own writes (read-your-writes): enough where a compare-and-swap follows. */
+  async ownWrites(): Promise<void> {
+    await this.reader.ownWrites();
+  }
+
+  /**
+   * The cached object at a key; an absent one is confirmed against fresh state before it
+   * counts as absent (a lagging cache must not answer "not found" for what another apiserver
+   * just wrote).
+   */
+  async lookup(key: string): Promise<Obj | undefined> {
+    const o = this.cache.get(key);
+    if (o) return o;
+    await this.fresh();
+    return this.cache.get(key);
   }
 
   key(kind: KindInfo, ns: string | undefined, name: string) {
     return storeKey(kind.plural, kind.namespaced ? ns : undefined, name);
   }
 
-  private checkNamespace(kind: KindInfo, ns: string | undefined) {
+  private async checkNamespace(kind: KindInfo, ns: string | undefined) {
     if (kind.namespaced && !ns) throw badRequest(`${kind.plural} live in a cluster: give the namespace (the cluster name)`);
     if (!kind.namespaced && ns) throw badRequest(`${kind.plural} are not namespaced; drop the namespace`);
     if (kind.namespaced && !(kind.kind === 'Lease' && ns === SYSTEM_NAMESPACE)) {
-      const cl = this.cache.get(storeKey('clusters', undefined, ns!));
-      if (!cl || (cl as { status?: { status?: string } }).status?.status === 'INACTIVE') {
-        throw notFound('clusters', ns!, `cluster "${ns}" not found`, 'ClusterNotFoundException');
+      const key = storeKey('clusters', undefined, ns!);
+      const inactive = (o: Obj | undefined) => !o || (o as { status?: { status?: string } }).status?.status === 'INACTIVE';
+      let cl = this.cache.get(key);
+      if (inactive(cl)) {
+        await this.fresh();
+        cl = this.cache.get(key);
       }
+      if (inactive(cl)) throw notFound('clusters', ns!, `cluster "${ns}" not found`, 'ClusterNotFoundException');
     }
   }
 
@@ -170,16 +236,43 @@ export class Registry {
     return this.adm(kind).resolveName?.(name, ns) ?? name;
   }
 
-  /** The stored object, from the cache after this apiserver's writes (undefined when absent). */
+  /** The stored object as of now (a consistent read; undefined when absent). */
   async peek(kind: KindInfo, ns: string | undefined, name: string): Promise<Obj | undefined> {
-    await this.fresh();
+    return this.readOne(kind, ns, name, { kind: 'latest' });
+  }
+
+  /**
+   * GET. resourceVersion "" (default): the latest state (the cache once it has caught up
+   * with the store, else the store); "0": whatever the cache holds; N: at least as new as N
+   * (waits up to 3 s, then 504 "Too large resource version"). An unsynced cache sends every
+   * get to the store, as Kubernetes' delegator does.
+   */
+  async get(kind: KindInfo, ns: string | undefined, name: string, opts: { resourceVersion?: string } = {}): Promise<Obj> {
+    const o = await this.readOne(kind, ns, name, readVersion(opts.resourceVersion, undefined, 'get'));
+    if (!o) throw notFound(kind.plural, name, `${kind.plural} "${name}" not found`);
+    return this.aliased(kind, name, this.out(kind, o));
+  }
+
+  private async readOne(kind: KindInfo, ns: string | undefined, name: string, v: ReadVersion): Promise<Obj | undefined> {
+    if (!this.reader.ready) return this.storeGet(kind, ns, name, v);
+    if (v.kind === 'latest') {
+      try {
+        await this.reader.consistent();
+      } catch (e) {
+        if (e instanceof StaleCacheError) return this.storeGet(kind, ns, name, v);
+        throw e;
+      }
+    } else if (v.kind === 'notOlderThan') await this.reader.notOlderThan(v.rv);
     return this.cache.get(this.key(kind, ns, this.resolveName(kind, ns, name)));
   }
 
-  async get(kind: KindInfo, ns: string | undefined, name: string): Promise<Obj> {
-    const o = await this.peek(kind, ns, name);
-    if (!o) throw notFound(kind.plural, name, `${kind.plural} "${name}" not found`);
-    return this.aliased(kind, name, this.out(kind, o));
+  private async storeGet(kind: KindInfo, ns: string | undefined, name: string, v: ReadVersion): Promise<Obj | undefined> {
+    if (v.kind === 'notOlderThan' || v.kind === 'exact') {
+      const cur = await this.store.currentRevision();
+      if (cur < v.rv) throw new TooLargeResourceVersionError(v.rv, cur);
+    }
+    const kv = await this.store.get(this.key(kind, ns, this.resolveName(kind, ns, name)));
+    return kv && parseStored(kv.value, kv.modRevision);
   }
 
   /**
@@ -192,70 +285,166 @@ export class Registry {
     return { ...o, metadata: { ...o.metadata, name: reqName } };
   }
 
+  /**
+   * LIST, with Kubernetes' resourceVersion semantics (DESIGN §11):
+   * - "" (default): the latest state: the cache once it has caught up with the store's
+   *   current revision (one shared revision read), else the store itself;
+   * - "0": whatever the cache holds now; N (NotOlderThan): a state at N or newer (waits up
+   *   to 3 s, then 504 "Too large resource version"); N with Exact, or N with a limit and no
+   *   match (Kubernetes' legacy exact): the store at exactly N (410 when compacted).
+   * A paginated list is ONE snapshot: page 1's revision is every page's resourceVersion,
+   * and the continue token carries it, so later pages are read from the store at that
+   * revision (410 Expired once compacted). Page 1 comes from the cache when the cache can
+   * serve it: its contents are exactly the store's state at its revision.
+   */
   async list(kind: KindInfo, ns: string | undefined, opts: ListOptions & { fields?: FieldRequirement[] } = {}): Promise<ListResult> {
     const labels = parseLabelSelector(opts.labelSelector);
     const fields = opts.fields ?? parseFieldSelector(opts.fieldSelector, kind.fieldSelectors);
-    await this.fresh();
-    let after = '';
-    if (opts.continue) after = decodeContinue(opts.continue, `/berth/${kind.plural}/`).nextKey;
-    const idx = fields.find((f) => f.op === 'eq' && this.cache.isIndexed(kind.plural, f.field));
+    const limit = opts.limit && opts.limit > 0 ? opts.limit : Infinity;
+    const filter = { labels, fields, limit };
+    const prefix = kind.namespaced && ns ? `/berth/${kind.plural}/${ns}/` : `/berth/${kind.plural}/`;
+    if (opts.continue) {
+      if (opts.resourceVersion || opts.resourceVersionMatch) throw badRequest('resourceVersion: specifying a resource version is not allowed when using continue');
+      const c = decodeContinue(opts.continue, prefix);
+      return this.storePage(kind, prefix, filter, c.revision, c.nextKey, true);
+    }
+    const v = readVersion(opts.resourceVersion, opts.resourceVersionMatch, 'list');
+    if (v.kind === 'exact' || (v.kind === 'notOlderThan' && !opts.resourceVersionMatch && limit !== Infinity)) {
+      return this.storePage(kind, prefix, filter, v.rv, prefix, false);
+    }
+    if (!this.reader.ready) return this.storePage(kind, prefix, filter, 0, prefix, false, v.kind === 'notOlderThan' ? v.rv : 0);
+    if (v.kind === 'latest') {
+      try {
+        await this.reader.consistent();
+      } catch (e) {
+        if (e instanceof StaleCacheError) return this.storePage(kind, prefix, filter, 0, prefix, false);
+        throw e;
+      }
+    } else if (v.kind === 'notOlderThan') await this.reader.notOlderThan(v.rv);
+    return this.cachePage(kind, ns, prefix, filter);
+  }
+
+  /** Page 1 from the cache, at the cache's revision (its contents are the store's state there). */
+  private cachePage(kind: KindInfo, ns: string | undefined, prefix: string, f: ListFilter): ListResult {
+    const rev = this.cache.revision;
+    const idx = f.fields.find((r) => r.op === 'eq' && this.cache.isIndexed(kind.plural, r.field));
     const all = this.cache.list(kind.plural, ns, idx ? { field: idx.field, value: idx.value } : undefined);
     const items: Obj[] = [];
-    const limit = opts.limit && opts.limit > 0 ? opts.limit : Infinity;
     let next: string | undefined;
     let remaining = 0;
     for (const [key, o] of all) {
-      if (after && key < after) continue;
-      if (!matchesLabels(labels, o.metadata.labels) || !matchesFields(fields, o)) continue;
-      if (items.length >= limit) {
-        if (next === undefined) next = key;
+      if (!matchesLabels(f.labels, o.metadata.labels) || !matchesFields(f.fields, o)) continue;
+      if (items.length >= f.limit) {
+        next ??= key;
         remaining++;
         continue;
       }
       items.push(this.out(kind, o));
     }
-    const rv = String(this.cache.revision);
     return {
       items,
-      resourceVersion: rv,
-      ...(next !== undefined ? { continue: encodeContinue(this.cache.revision, next, `/berth/${kind.plural}/`), remainingItemCount: remaining } : {}),
+      resourceVersion: String(rev),
+      ...(next !== undefined ? { continue: encodeContinue(rev, next, prefix), remainingItemCount: remaining } : {}),
     };
   }
 
   /**
-   * A watch served from the cache. Without a resourceVersion (or "0"), the current state is
-   * sent first as ADDED events, like Kubernetes. Returns a stop function.
+   * A page read from the store at `revision` (0: the current one), from `start` on, filtered,
+   * up to the limit. `minRev`: the current revision must be at least this (a NotOlderThan
+   * read the cache could not serve).
    */
-  async watch(kind: KindInfo, ns: string | undefined, opts: WatchOptions, sink: WatchSink): Promise<() => void> {
+  private async storePage(
+    kind: KindInfo,
+    prefix: string,
+    f: ListFilter,
+    revision: number,
+    start: string,
+    continued: boolean,
+    minRev = 0,
+  ): Promise<ListResult> {
+    const items: Obj[] = [];
+    let rev = revision;
+    let next: string | undefined;
+    try {
+      const pages = listPages(this.store, prefix, {
+        revision: revision || undefined,
+        continue: start !== prefix ? encodeContinue(revision, start, prefix) : undefined,
+        maxKeys: Math.min(1000, Math.max(f.limit, 50)),
+      });
+      outer: for await (const page of pages) {
+        rev = page.revision;
+        if (rev < minRev) throw new TooLargeResourceVersionError(minRev, rev);
+        for (let i = 0; i < page.items.length; i++) {
+          const kv = page.items[i];
+          if (items.length >= f.limit) {
+            next = kv.key;
+            break outer;
+          }
+          const o = parseStored(kv.value, kv.modRevision);
+          if (!matchesLabels(f.labels, o.metadata.labels) || !matchesFields(f.fields, o)) continue;
+          items.push(this.out(kind, o));
+        }
+      }
+    } catch (e) {
+      if (e instanceof CompactedError) {
+        throw continued
+          ? expired('The provided continue parameter is too old to display a consistent list result. Start a new list without the continue parameter.')
+          : expired(`too old resource version: ${revision} (${e.compactRevision})`);
+      }
+      throw e;
+    }
+    return { items, resourceVersion: String(rev), ...(next !== undefined ? { continue: encodeContinue(rev, next, prefix) } : {}) };
+  }
+
+  /**
+   * A watch served from the cache. Without a resourceVersion (or "0"), the current state is
+   * sent first as ADDED events, like Kubernetes ("" waits for the latest state first). From
+   * N, the watch waits until the cache holds N (up to 3 s, then "Too large resource
+   * version") and never sends an event at or below N. 429 while the cache is not synced.
+   */
+  async watch(kind: KindInfo, ns: string | undefined, opts: WatchOptions, sink: WatchSink): Promise<WatchHandle> {
     const labels = parseLabelSelector(opts.labelSelector);
     const fields = opts.fields ?? parseFieldSelector(opts.fieldSelector, kind.fieldSelectors);
-    await this.fresh();
+    const rv = opts.resourceVersion;
+    const v = readVersion(rv, undefined, 'watch');
+    if (v.kind === 'latest') {
+      // the latest state when the cache catches up in time; else the newest the cache has
+      // (Kubernetes serves such a watch from its cache as it is)
+      await this.reader.consistent().catch((e) => {
+        if (!(e instanceof StaleCacheError)) throw e;
+        this.log.warn({ err: e.message, kind: kind.plural }, 'watch: starting from the cache as it is');
+      });
+    } else if (v.kind === 'notOlderThan') await this.reader.notOlderThan(v.rv);
+    else this.reader.requireReady();
     const matches = (o: Obj) => matchesLabels(labels, o.metadata.labels) && matchesFields(fields, o);
     const idx = fields.find((f) => f.op === 'eq' && this.cache.isIndexed(kind.plural, f.field));
-    const w: CacheWatcher = {
-      plural: kind.plural,
-      namespace: kind.namespaced ? ns : undefined,
-      matches,
-      send: (type, obj) => sink(type, this.out(kind, obj)),
-      ...(idx ? { index: { field: idx.field, value: idx.value } } : {}),
-    };
-    const rv = opts.resourceVersion;
-    if (rv !== undefined && rv !== '' && rv !== '0' && !/^\d+$/.test(rv)) {
-      throw badRequest(`resourceVersion: "${rv}" is not a valid resource version`);
-    }
     let from: number;
-    if (!rv || rv === '0' || opts.sendInitialEvents) {
+    const namespace = kind.namespaced ? ns : undefined;
+    if (v.kind !== 'notOlderThan' || opts.sendInitialEvents) {
       from = this.cache.revision;
-      for (const [, o] of this.cache.list(kind.plural, w.namespace, idx ? { field: idx.field, value: idx.value } : undefined)) {
+      for (const [, o] of this.cache.list(kind.plural, namespace, idx ? { field: idx.field, value: idx.value } : undefined)) {
         if (matches(o)) sink('ADDED', this.out(kind, o));
       }
       if (opts.sendInitialEvents && opts.allowWatchBookmarks) {
         sink('BOOKMARK', bookmark(kind, from, true));
       }
     } else {
-      from = Number(rv);
+      from = v.rv;
     }
-    return this.cache.addWatcher(w, from);
+    let sent = from;
+    const w: CacheWatcher = {
+      plural: kind.plural,
+      namespace,
+      from,
+      matches,
+      send: (type, obj, rev) => {
+        if (rev > sent) sent = rev;
+        sink(type, this.out(kind, obj));
+      },
+      ...(idx ? { index: { field: idx.field, value: idx.value } } : {}),
+    };
+    const stop = this.cache.addWatcher(w, from);
+    return { stop, bookmarkRevision: () => Math.max(this.cache.revision, sent) };
   }
 
   // ------------------------------------------------------------------ writes
@@ -292,7 +481,7 @@ export class Registry {
     // needs its cluster): it must see this apiserver's own earlier writes, or a create right
     // after another races the watch
     await this.fresh();
-    this.checkNamespace(kind, ns);
+    await this.checkNamespace(kind, ns);
     for (let attempt = 0; ; attempt++) {
       const w: WriteContext = { registry: this, compares: [], ops: [], ctx };
       let o = this.validate(kind, body, ns);
@@ -340,7 +529,7 @@ export class Registry {
    * resources in Kubernetes: a stale one fails with 409 Conflict.
    */
   async update(kind: KindInfo, ns: string | undefined, name: string, body: unknown, sub: 'status' | undefined, ctx: RequestContext = {}): Promise<Obj> {
-    this.checkNamespace(kind, ns);
+    await this.checkNamespace(kind, ns);
     const rv = (body as { metadata?: { resourceVersion?: unknown } })?.metadata?.resourceVersion;
     if (rv === undefined || rv === '') {
       throw invalid(kind.kind, name, [{ field: 'metadata.resourceVersion', message: 'must be specified for an update' }]);
@@ -354,7 +543,7 @@ export class Registry {
 
   /** PATCH: merge patch or JSON patch on the current object; retried on conflict unless the patch pins a resourceVersion. */
   async patch(kind: KindInfo, ns: string | undefined, name: string, type: 'merge' | 'json', patch: unknown, sub: 'status' | undefined, ctx: RequestContext = {}): Promise<Obj> {
-    this.checkNamespace(kind, ns);
+    await this.checkNamespace(kind, ns);
     if (type === 'merge' && (typeof patch !== 'object' || patch === null || Array.isArray(patch))) {
       throw badRequest('a merge patch must be a JSON object');
     }
@@ -375,11 +564,22 @@ export class Registry {
     expectRv?: string,
   ): Promise<Obj> {
     const a = this.adm(kind);
+    // C8: the cache may trail another apiserver's writes; a miss or a precondition that fails
+    // only because the client has seen a newer version is confirmed against fresh state
+    // (once) before it becomes a 404 or a 409, as GuaranteedUpdate re-reads when its cached
+    // state fails a precondition. The compare-and-swap below catches any other staleness.
+    let confirmed = false;
     for (let attempt = 0; ; attempt++) {
       const name = this.resolveName(kind, ns, reqName);
       const key = this.key(kind, ns, name);
-      await this.fresh();
+      await this.ownWrites();
       const cur = this.cache.get(key);
+      if (!confirmed && (!cur || aheadOf(expectRv, cur))) {
+        await this.fresh();
+        confirmed = true;
+        attempt--;
+        continue;
+      }
       if (!cur) throw notFound(kind.plural, reqName, `${kind.plural} "${reqName}" not found`);
       if (expectRv !== undefined && expectRv !== cur.metadata.resourceVersion) throw conflict(kind.plural, reqName);
       const curClone = structuredClone(cur);
@@ -390,6 +590,12 @@ export class Registry {
       const changed = mutate(probe) as Obj;
       if (typeof changed !== 'object' || changed === null || Array.isArray(changed)) throw badRequest('the result of the patch is not an object');
       const patchedRv = (changed.metadata as { resourceVersion?: string } | undefined)?.resourceVersion;
+      if (!confirmed && aheadOf(patchedRv, cur)) {
+        await this.fresh();
+        confirmed = true;
+        attempt--;
+        continue;
+      }
       if (patchedRv !== undefined && patchedRv !== cur.metadata.resourceVersion) throw conflict(kind.plural, reqName);
       const w: WriteContext = { registry: this, compares: [], ops: [], ctx, reqName };
       let next: Obj;
@@ -465,13 +671,20 @@ export class Registry {
    * optimistic concurrency.
    */
   async delete(kind: KindInfo, ns: string | undefined, reqName: string, ctx: RequestContext = {}, preconditionRv?: string): Promise<Obj> {
-    this.checkNamespace(kind, ns);
+    await this.checkNamespace(kind, ns);
     const a = this.adm(kind);
+    let confirmed = false; // as in write(): a miss or a newer precondition is confirmed against fresh state (C8)
     for (let attempt = 0; ; attempt++) {
       const name = this.resolveName(kind, ns, reqName);
       const key = this.key(kind, ns, name);
-      await this.fresh();
+      await this.ownWrites();
       const cur = this.cache.get(key);
+      if (!confirmed && (!cur || aheadOf(preconditionRv, cur))) {
+        await this.fresh();
+        confirmed = true;
+        attempt--;
+        continue;
+      }
       if (!cur) throw notFound(kind.plural, reqName, `${kind.plural} "${reqName}" not found`);
       if (preconditionRv && preconditionRv !== cur.metadata.resourceVersion) throw conflict(kind.plural, reqName);
       const w: WriteContext = { registry: this, compares: [], ops: [], ctx, reqName };
@@ -537,6 +750,11 @@ export class Registry {
     else this.noteWrite(r.revision);
     return r;
   }
+}
+
+/** A client's resourceVersion newer than the cached object's: the cache, not the client, may be behind. */
+function aheadOf(rv: string | undefined, cur: Obj | undefined): boolean {
+  return rv !== undefined && cur !== undefined && /^\d+$/.test(rv) && Number(rv) > Number(cur.metadata.resourceVersion);
 }
 
 function alreadyExistsFor(kind: KindInfo, name: string): BerthError {

@@ -6,13 +6,13 @@ import { KINDS, kindByPlural } from '../api/kinds.ts';
 import { BerthError, badRequest, isBerthError, notFound, timeout as timedOut, tooLarge, unauthorized } from '../errors/errors.ts';
 import { assertSafeKeys, UnsafeKeyError } from '../api/safepath.ts';
 import type { Logger } from '../log/log.ts';
-import { AllowAll, BOOTSTRAPPERS, type Authorizer, type Identity, type RequestAttributes, type TokenAuthenticator } from './auth.ts';
+import { AllowAll, BOOTSTRAPPERS, NODES, type Authorizer, type Identity, type RequestAttributes, type TokenAuthenticator } from './auth.ts';
 import { discoveryDocuments } from './discovery.ts';
 import { ConnectionTracker, DEFAULT_SERVER_LIMITS, IdentityLimiter, watchTimeoutMs, type ServerLimits } from './limits.ts';
 import { sourceAddressOf } from './listener.ts';
 import { audited, auditLine, type AuditLog, type AuditRecord } from './audit.ts';
 import type { Metrics } from './metrics.ts';
-import { Registry, type Obj, type RequestContext } from './registry.ts';
+import { Registry, type ListOptions, type Obj, type RequestContext, type WatchHandle } from './registry.ts';
 import { toStatus, type K8sStatus } from './status.ts';
 import { toTable } from './table.ts';
 import { parseFieldSelector, parseLabelSelector, type FieldRequirement } from './selectors.ts';
@@ -38,6 +38,8 @@ export interface ApiServerDeps {
   frontDoors?: Array<(req: FrontDoorRequest, res: ServerResponse) => Promise<boolean>>;
   /** the audit log (--audit-log): state-changing and denied requests */
   audit?: AuditLog;
+  /** a watch with allowWatchBookmarks gets a bookmark this often (ms, default 60 s) and ~2 s before its timeout */
+  bookmarkIntervalMs?: number;
 }
 
 /** A request handed to a front door: it authenticates, then uses the one authorizer. */
@@ -89,7 +91,7 @@ export function sendJson(res: ServerResponse, code: number, body: unknown) {
 export function sendStatus(res: ServerResponse, err: unknown, log?: Logger) {
   if (!isBerthError(err)) log?.error({ err: (err as Error)?.stack ?? String(err) }, 'internal error');
   const s: K8sStatus = toStatus(err);
-  if (s.reason === 'TooManyRequests') res.setHeader('Retry-After', String(s.details?.retryAfterSeconds ?? 1));
+  if (s.reason === 'TooManyRequests' || s.details?.retryAfterSeconds !== undefined) res.setHeader('Retry-After', String(s.details?.retryAfterSeconds ?? 1));
   sendJson(res, s.code, s);
 }
 
@@ -230,9 +232,10 @@ export function createApiHandler(deps: ApiServerDeps) {
       if (!url.ok) throw badRequest(`the request target ${JSON.stringify((req.url ?? '').slice(0, 200))} is not a valid path`);
       // unauthenticated endpoints
       if (method === 'GET' && (path === '/healthz' || path === '/livez' || path === '/readyz')) {
+        // ready only while the watch cache is synced (Kubernetes: storage readiness), saying why not
         const ready = path !== '/readyz' || registry.cache.isReady;
         res.writeHead(ready ? 200 : 503, { 'Content-Type': 'text/plain' });
-        res.end(ready ? 'ok' : 'watch cache not ready');
+        res.end(ready ? 'ok' : `watch cache not ready: ${registry.cache.notReadyReason ?? 'not synced'}`);
         return;
       }
       if (method === 'GET' && path === '/version') {
@@ -266,7 +269,13 @@ export function createApiHandler(deps: ApiServerDeps) {
       if (!decodable(path)) throw badRequest(`the path ${JSON.stringify(path.slice(0, 200))} is not valid percent-encoding`);
       let identity: Identity;
       if (deps.authenticator) {
-        const id = deps.authenticator.authenticate(req.headers.authorization);
+        let id = deps.authenticator.authenticate(req.headers.authorization);
+        if (!id && req.headers.authorization && registry.reader.ready) {
+          // node credentials are read from the cache: one issued through another apiserver
+          // may not be here yet; confirm against fresh state before a 401
+          await registry.fresh();
+          id = deps.authenticator.authenticate(req.headers.authorization);
+        }
         if (!id) {
           rec.denied = true;
           throw unauthorized('Unauthorized: a valid bearer token is required');
@@ -362,6 +371,17 @@ export function createApiHandler(deps: ApiServerDeps) {
     const accept = r.raw.headers.accept;
     const nsForKind = kind.namespaced ? ns : undefined;
     if (!kind.namespaced && ns) throw notFound('resource', kind.plural, `${kind.plural} are not namespaced`);
+    // a node's rights follow what is bound to it, read from the cache: a denial is confirmed
+    // against fresh state first (a task bound through another apiserver may not be here yet)
+    const authorize = async (attrs: Omit<RequestAttributes, 'path'>) => {
+      try {
+        r.authorize(attrs);
+      } catch (e) {
+        if (!isBerthError(e, 'Forbidden') || !r.identity.groups.includes(NODES) || !registry.reader.ready) throw e;
+        await registry.fresh();
+        r.authorize(attrs);
+      }
+    };
     switch (r.method) {
       case 'GET': {
         if (name === undefined) {
@@ -379,7 +399,7 @@ export function createApiHandler(deps: ApiServerDeps) {
           } catch (e) {
             unparsed = e;
           }
-          r.authorize({ verb: watch ? 'watch' : 'list', resource: kind.plural, namespace: nsForKind, fieldSelector, fieldRequirements: fields });
+          await authorize({ verb: watch ? 'watch' : 'list', resource: kind.plural, namespace: nsForKind, fieldSelector, fieldRequirements: fields });
           if (unparsed) throw unparsed;
           if (watch) return serveWatch(r, res, kind, nsForKind, wantsTable(accept), fields);
           const limitStr = q.get('limit');
@@ -391,14 +411,16 @@ export function createApiHandler(deps: ApiServerDeps) {
             fields,
             limit: lim,
             continue: q.get('continue') ?? undefined,
+            resourceVersion: q.get('resourceVersion') ?? undefined,
+            resourceVersionMatch: (q.get('resourceVersionMatch') ?? undefined) as ListOptions['resourceVersionMatch'],
           });
           const meta = { resourceVersion: list.resourceVersion, ...(list.continue ? { continue: list.continue, remainingItemCount: list.remainingItemCount } : {}) };
           if (wantsTable(accept)) return sendJson(res, 200, toTable(kind, list.items, meta, includeObject(q)));
           return sendJson(res, 200, { apiVersion: `${GROUP}/${VERSION}`, kind: `${kind.kind}List`, metadata: meta, items: list.items });
         }
         setVerb('get');
-        r.authorize({ verb: 'get', resource: kind.plural, namespace: nsForKind, name, subresource: sub });
-        const o = await registry.get(kind, nsForKind, name);
+        await authorize({ verb: 'get', resource: kind.plural, namespace: nsForKind, name, subresource: sub });
+        const o = await registry.get(kind, nsForKind, name, { resourceVersion: q.get('resourceVersion') ?? undefined });
         if (wantsTable(accept)) return sendJson(res, 200, toTable(kind, [o], { resourceVersion: o.metadata.resourceVersion }, includeObject(q)));
         return sendJson(res, 200, o);
       }
@@ -424,13 +446,13 @@ export function createApiHandler(deps: ApiServerDeps) {
       case 'PUT': {
         setVerb('update');
         if (name === undefined) throw new BerthError('MethodNotAllowed', 'PUT needs the name of the object in the URL');
-        r.authorize({ verb: 'update', resource: kind.plural, namespace: nsForKind, name, subresource: sub });
+        await authorize({ verb: 'update', resource: kind.plural, namespace: nsForKind, name, subresource: sub });
         return sendJson(res, 200, await registry.update(kind, nsForKind, name, await r.body(), sub, ctx));
       }
       case 'PATCH': {
         setVerb('patch');
         if (name === undefined) throw new BerthError('MethodNotAllowed', 'PATCH needs the name of the object in the URL');
-        r.authorize({ verb: 'patch', resource: kind.plural, namespace: nsForKind, name, subresource: sub });
+        await authorize({ verb: 'patch', resource: kind.plural, namespace: nsForKind, name, subresource: sub });
         const ct = String(r.raw.headers['content-type'] ?? '').split(';')[0].trim();
         let type: 'merge' | 'json';
         if (ct === 'application/merge-patch+json' || ct === 'application/json') type = 'merge';
@@ -476,9 +498,20 @@ export function createApiHandler(deps: ApiServerDeps) {
     // cap counts what is queued beyond it, until the socket has drained once
     let starting = true;
     let allowance = 0;
+    let started = false;
     const memo = new WeakMap<object, string>();
+    // headers go out once the synchronous checks passed (a refusal before them, 429 while
+    // the cache resyncs, is a plain HTTP status); what fails later (a resourceVersion the
+    // cache does not reach in time, one too old) is an ERROR event, as in Kubernetes
+    const begin = () => {
+      if (started) return;
+      started = true;
+      res.writeHead(200, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' });
+      res.flushHeaders();
+    };
     const write = (line: string) => {
       if (closed) return;
+      begin();
       res.write(line);
       if (!starting && res.writableLength > lim.watchBufferBytes + allowance) {
         // S5: a client that does not read is cut off: it relists and watches again
@@ -503,36 +536,36 @@ export function createApiHandler(deps: ApiServerDeps) {
     // bad selectors and versions are plain 400s, before the stream starts
     const rvq = q.get('resourceVersion');
     if (rvq && !/^\d+$/.test(rvq)) throw badRequest(`resourceVersion: "${rvq}" is not a valid resource version`);
-    let stop: (() => void) | undefined;
-    res.writeHead(200, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' });
-    res.flushHeaders();
+    registry.reader.requireReady();
+    let handle: WatchHandle | undefined;
     metrics.watchers(+1);
     const timers: NodeJS.Timeout[] = [];
     const close = () => {
       if (closed) return;
       closed = true;
-      stop?.();
+      handle?.stop();
       timers.forEach((t) => clearTimeout(t));
       metrics.watchers(-1);
       res.end();
     };
     r.raw.on('close', close);
     res.on('close', close);
+    begin();
     try {
-      stop = await registry.watch(
+      handle = await registry.watch(
         kind,
         ns,
         {
           labelSelector: q.get('labelSelector') ?? undefined,
           fieldSelector: q.get('fieldSelector') ?? undefined,
           fields,
-          resourceVersion: q.get('resourceVersion') ?? undefined,
+          resourceVersion: rvq ?? undefined,
           allowWatchBookmarks: bookmarks,
           sendInitialEvents: q.get('sendInitialEvents') === 'true',
         },
         (type, obj) => sink(type, obj),
       );
-      if (closed) stop();
+      if (closed) handle.stop();
       starting = false;
       allowance = res.writableLength;
       if (allowance > 0) res.once('drain', () => (allowance = 0));
@@ -545,14 +578,29 @@ export function createApiHandler(deps: ApiServerDeps) {
       return;
     }
     // S5: without timeoutSeconds the server ends the watch after [min, 2*min], so clients rebalance
-    timers.push(setTimeout(close, watchTimeoutMs(timeoutSeconds, lim.minWatchTimeoutMs, deps.random)));
+    const lifetime = watchTimeoutMs(timeoutSeconds, lim.minWatchTimeoutMs, deps.random);
+    const deadline = Date.now() + lifetime;
+    timers.push(setTimeout(close, lifetime));
     if (bookmarks) {
-      const tick = () => {
-        if (closed) return;
-        write(`{"type":"BOOKMARK","object":${JSON.stringify({ apiVersion: `${GROUP}/${VERSION}`, kind: kind.kind, metadata: { resourceVersion: String(registry.cache.revision) } })}}\n`);
-        timers.push(setTimeout(tick, 30_000));
+      // about every minute, and once ~2 s before the timeout so the client resumes from a
+      // fresh resourceVersion (Kubernetes' cacheWatcher); never below what was sent
+      const every = deps.bookmarkIntervalMs ?? 60_000;
+      let beforeDeadline = deadline !== undefined && deadline - 2000 > Date.now();
+      const schedule = () => {
+        let at = Date.now() + every;
+        if (beforeDeadline && deadline! - 2000 < at) {
+          at = deadline! - 2000;
+          beforeDeadline = false;
+        }
+        timers.push(setTimeout(tick, Math.max(0, at - Date.now())));
       };
-      timers.push(setTimeout(tick, 30_000));
+      const tick = () => {
+        if (closed || !handle) return;
+        const mark = { apiVersion: `${GROUP}/${VERSION}`, kind: kind.kind, metadata: { resourceVersion: String(handle.bookmarkRevision()) } };
+        write(`{"type":"BOOKMARK","object":${JSON.stringify(mark)}}\n`);
+        schedule();
+      };
+      schedule();
     }
   }
 }

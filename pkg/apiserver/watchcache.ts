@@ -1,6 +1,7 @@
 import type { Logger } from '../log/log.ts';
 import type { ObjectMeta } from '../api/meta.ts';
 import { CompactedError, expired, unavailable } from '../errors/errors.ts';
+import { listPages } from '../store/pager.ts';
 import type { Store, WatchEvent } from '../store/store.ts';
 import { fieldValue as valueAt } from './selectors.ts';
 
@@ -38,6 +39,8 @@ interface RingEntry {
   value?: string;
   prevValue?: string;
   prevRev?: number;
+  /** when the cache applied it (ms), for the time-based history */
+  at: number;
 }
 
 export type WatchType = 'ADDED' | 'MODIFIED' | 'DELETED';
@@ -45,6 +48,8 @@ export type WatchType = 'ADDED' | 'MODIFIED' | 'DELETED';
 export interface CacheWatcher {
   plural: string;
   namespace?: string;
+  /** the revision the watcher has (its resourceVersion): nothing at or below it is sent */
+  from: number;
   /** does the object match this watcher's selectors */
   matches(o: Obj): boolean;
   send(type: WatchType, obj: Obj, rev: number): void;
@@ -58,7 +63,27 @@ const namespaceOf = (key: string) => {
   return ns === '_' ? undefined : ns;
 };
 
-export const DEFAULT_WATCH_CACHE_SIZE = 20_000;
+/** the cap on past events (`--watch-cache-size`) */
+export const DEFAULT_WATCH_CACHE_SIZE = 50_000;
+/** every event younger than this is kept (cap permitting): Kubernetes' eventFreshDuration */
+export const DEFAULT_WATCH_HISTORY_MS = 75_000;
+/** and never fewer than this many, however old (cap permitting) */
+export const DEFAULT_WATCH_HISTORY_MIN_EVENTS = 1000;
+
+export interface WatchCacheOptions {
+  /** at most this many past events: the cap (default 50,000) */
+  capacity?: number;
+  /** keep every event younger than this, ms (default 75 s) */
+  historyMs?: number;
+  /** keep at least this many past events (default 1,000) */
+  minEvents?: number;
+  /** the clock, ms */
+  now?: () => number;
+  /** relist backoff: from `initialMs`, doubling, capped at `maxMs`, with jitter */
+  backoff?: { initialMs: number; maxMs: number };
+  /** [0,1), for the jitter */
+  random?: () => number;
+}
 
 export function parseStored(value: string, modRevision: number): Obj {
   const o = JSON.parse(value) as Obj;
@@ -69,21 +94,37 @@ export function parseStored(value: string, modRevision: number): Obj {
 }
 
 /**
- * The apiserver's watch cache, like Kubernetes' cacher: ONE store watch over `/berth/`
- * feeds an in-memory copy of every object, per-plural and per-namespace indexes, custom
- * field indexes, and a bounded ring of recent events. Lists and watches are served from it,
- * so a thousand agents watching their own tasks cost the store nothing.
+ * The apiserver's watch cache, like Kubernetes' cacher: ONE store watch over `/berth`
+ * feeds an in-memory copy of every object under `/berth/`, per-plural and per-namespace
+ * indexes, custom field indexes, and a bounded history of recent events. Lists and watches
+ * are served from it, so a thousand agents watching their own tasks cost the store nothing.
  *
- * Freshness: `waitFor(rev)` resolves once every event up to `rev` has been applied; the
- * registry calls it with the revision of this apiserver's latest write, so clients read
- * their writes. Objects handed out are shared and must never be modified (clone first).
+ * Freshness: `waitFor(rev)` resolves once every event up to `rev` has been applied. The
+ * watch covers `/berth-meta/` too (the compactor's key), so every revision berth writes
+ * reaches the cache and a wait for the store's current revision ends as soon as the
+ * events are in (the Reader does that for consistent reads). berth expects the etcd
+ * keyspace to itself: revisions written by another application never arrive, and a
+ * consistent read then falls back to the store after a bounded wait.
+ *
+ * Healing: the cache is ready only while it is synced. When its store watch ends
+ * (compaction, an error the client does not retry) it turns unready at once and relists
+ * until it succeeds, with capped exponential backoff and jitter; while unready, reads that
+ * need it are refused (429) or served from the store by the Reader. Watchers stay
+ * registered through a relist and get what changed meanwhile.
+ *
+ * History: every event of the last 75 s, at least 1,000, at most the capacity
+ * (`--watch-cache-size`); watchers resuming from before it get 410 and relist.
+ *
+ * Objects handed out are shared and must never be modified (clone first).
  */
 export class WatchCache {
   private readonly byKey = new Map<string, Obj>();
   private readonly byPlural = new Map<string, Map<string, Obj>>();
   /** plural -> field -> value -> keys */
   private readonly indexes = new Map<string, Map<string, Map<string, Set<string>>>>();
-  private readonly ring: RingEntry[] = [];
+  /** the history: ring[head..] (trimmed from the front, compacted now and then) */
+  private ring: Array<RingEntry | undefined> = [];
+  private head = 0;
   /** key -> the current object's stored JSON and revision (the next event's `prev` in the ring) */
   private readonly raw = new Map<string, { value: string; rev: number }>();
   private ringStart = 0; // events with rev > ringStart are all in the ring
@@ -97,20 +138,36 @@ export class WatchCache {
   private watch?: { close(): void };
   private stopped = false;
   private ready = false;
+  /** synced at least once: relists after that tell watchers what changed */
+  private synced = false;
+  private notReady = 'starting: the first list has not completed';
+  private syncing?: Promise<void>;
+  private wake?: () => void;
+  private readonly capacity: number;
+  private readonly historyMs: number;
+  private readonly minEvents: number;
+  private readonly now: () => number;
+  private readonly backoff: { initialMs: number; maxMs: number };
+  private readonly random: () => number;
+  /** relists done after the first sync (each one a healed watch) */
+  relists = 0;
 
   constructor(
     private readonly store: Store,
     private readonly log: Logger,
     /** plural -> fields to index (e.g. tasks -> spec.containerInstance) */
     private readonly indexFields: Record<string, string[]>,
-    /**
-     * past events kept for watchers that resume: about 20 s of a 20,000-task burst, and
-     * about 150 bytes of entry plus the object's JSON each. Watchers that fall further
-     * behind get 410 and relist (informers and agents do). At 100,000 the history alone
-     * held several hundred MiB of the apiserver at 5,000 tasks.
-     */
-    private readonly capacity = DEFAULT_WATCH_CACHE_SIZE,
-  ) {}
+    /** the history's bounds and the relist backoff (a number: the capacity alone) */
+    opts: WatchCacheOptions | number = {},
+  ) {
+    const o = typeof opts === 'number' ? { capacity: opts } : opts;
+    this.capacity = o.capacity ?? DEFAULT_WATCH_CACHE_SIZE;
+    this.historyMs = o.historyMs ?? DEFAULT_WATCH_HISTORY_MS;
+    this.minEvents = Math.min(o.minEvents ?? DEFAULT_WATCH_HISTORY_MIN_EVENTS, this.capacity);
+    this.now = o.now ?? Date.now;
+    this.backoff = o.backoff ?? { initialMs: 200, maxMs: 30_000 };
+    this.random = o.random ?? Math.random;
+  }
 
   get revision() {
     return this.rev;
@@ -118,24 +175,54 @@ export class WatchCache {
   get isReady() {
     return this.ready;
   }
+  /** why the cache is not ready (undefined when it is) */
+  get notReadyReason(): string | undefined {
+    return this.ready ? undefined : this.notReady;
+  }
   get watcherCount() {
     return this.watchers.size;
   }
 
+  /** Starts syncing; resolves once the cache is ready the first time (it retries until then) or stopped. */
   async start(): Promise<void> {
-    await this.relist();
+    await this.resync();
   }
 
-  /** list everything, then watch from the list's revision; on compaction, relist */
+  /** Relists until it succeeds (one loop at a time), with capped exponential backoff and jitter. */
+  private resync(): Promise<void> {
+    this.syncing ??= (async () => {
+      for (let attempt = 0; !this.stopped; attempt++) {
+        try {
+          await this.relist();
+          return;
+        } catch (e) {
+          if (this.stopped) return;
+          const delay = Math.min(this.backoff.maxMs, this.backoff.initialMs * 2 ** Math.min(attempt, 20)) * (0.5 + this.random() / 2);
+          this.notReady = `relisting from the store failed (attempt ${attempt + 1}, next in ${Math.round(delay)} ms): ${(e as Error).message}`;
+          this.log.warn({ err: (e as Error).message, attempt: attempt + 1, retryInMs: Math.round(delay) }, 'watch cache: relist failed; retrying');
+          await new Promise<void>((r) => {
+            const t = setTimeout(r, delay);
+            this.wake = () => {
+              clearTimeout(t);
+              r();
+            };
+          });
+          this.wake = undefined;
+        }
+      }
+    })().finally(() => (this.syncing = undefined));
+    return this.syncing;
+  }
+
+  /** list everything (paged by keys and bytes, at one revision), then watch from the list's revision */
   private async relist(): Promise<void> {
     const items: Array<{ key: string; value: string; modRevision: number }> = [];
-    let page = await this.store.list('/berth/', { limit: 5000 });
-    const listRev = page.revision;
-    items.push(...page.items);
-    while (page.continue) {
-      page = await this.store.list('/berth/', { limit: 5000, continue: page.continue });
+    let listRev = 0;
+    for await (const page of listPages(this.store, '/berth/')) {
+      listRev = page.revision;
       items.push(...page.items);
     }
+    if (this.stopped) return;
     // what vanished while we were not watching goes out as DELETED
     const seen = new Set<string>();
     const events: CacheEvent[] = [];
@@ -143,40 +230,52 @@ export class WatchCache {
       seen.add(kv.key);
       const prev = this.byKey.get(kv.key);
       if (prev && prev.metadata.resourceVersion === String(kv.modRevision)) continue;
-      events.push({ rev: kv.modRevision, key: kv.key, plural: pluralOf(kv.key), obj: parseStored(kv.value, kv.modRevision), prev, value: kv.value });
+      let obj: Obj;
+      try {
+        obj = parseStored(kv.value, kv.modRevision);
+      } catch {
+        this.log.error({ key: kv.key }, 'watch cache: unparseable value ignored'); // as a watch event's would be
+        continue;
+      }
+      events.push({ rev: kv.modRevision, key: kv.key, plural: pluralOf(kv.key), obj, prev, value: kv.value });
     }
     for (const [key, prev] of this.byKey) {
       if (!seen.has(key)) events.push({ rev: listRev, key, plural: pluralOf(key), prev });
     }
     events.sort((a, b) => a.rev - b.rev);
-    const wasReady = this.ready;
-    for (const e of events) this.apply(e, wasReady);
-    if (!wasReady) {
-      // a fresh cache has no history: watches from before now get 410
-      this.ring.length = 0;
-      this.ringStart = listRev;
-    } else if (events.length) {
-      // after a relist the history has a hole: watchers resuming from before it must relist
-      this.ring.length = 0;
+    const notify = this.synced;
+    for (const e of events) this.apply(e, notify);
+    if (!this.synced || events.length) {
+      // a fresh cache has no history (watches from before now get 410); after a relist the
+      // history has a hole, and watchers resuming from before it must relist
+      this.ring = [];
+      this.head = 0;
       this.ringStart = listRev;
     }
+    if (this.synced) this.relists++;
     this.rev = Math.max(this.rev, listRev);
+    this.synced = true;
     this.ready = true;
     this.resolveWaiters();
-    this.watch = this.store.watch('/berth/', listRev, {
-      onEvents: (evs) => this.onStoreEvents(evs),
+    const watch = this.store.watch('/berth', listRev, {
+      onEvents: (evs) => {
+        if (this.watch === watch) this.onStoreEvents(evs);
+      },
       onError: (err) => {
-        if (this.stopped) return;
+        if (this.stopped || this.watch !== watch) return;
+        this.ready = false;
+        this.notReady = `the store watch ended (${err.message}); relisting`;
         this.log.warn({ err: err.message, compacted: err instanceof CompactedError }, 'watch cache: store watch ended; relisting');
-        setTimeout(() => {
-          if (!this.stopped) this.relist().catch((e) => this.log.error({ err: (e as Error).message }, 'watch cache: relist failed'));
-        }, err instanceof CompactedError ? 0 : 500);
+        void this.resync();
       },
     });
+    this.watch = watch;
   }
 
   private onStoreEvents(evs: WatchEvent[]) {
     for (const e of evs) {
+      // /berth-meta/ keys (the compactor's) only move the revision along
+      if (!e.key.startsWith('/berth/')) continue;
       let obj: Obj | undefined;
       if (e.type === 'put') {
         try {
@@ -208,13 +307,34 @@ export class WatchCache {
     const value = e.obj ? (e.value ?? JSON.stringify(e.obj)) : undefined;
     if (value !== undefined) this.raw.set(e.key, { value, rev: e.rev });
     else this.raw.delete(e.key);
-    this.ring.push({ rev: e.rev, key: e.key, plural: e.plural, value, prevValue: before?.value, prevRev: before?.rev });
-    // trimmed in chunks of a tenth: shifting a 100,000-entry array on every event costs more than the event
-    if (this.ring.length > this.capacity + Math.ceil(this.capacity / 10)) {
-      const drop = this.ring.splice(0, this.ring.length - this.capacity);
-      this.ringStart = drop[drop.length - 1].rev;
-    }
+    const at = this.now();
+    this.ring.push({ rev: e.rev, key: e.key, plural: e.plural, value, prevValue: before?.value, prevRev: before?.rev, at });
+    this.trim(at);
     if (notify) this.notify(e);
+  }
+
+  /**
+   * Drops history beyond the cap, and events older than the history window above the
+   * minimum. The front moves by index; the array is compacted only once half of it is dead
+   * (shifting a 50,000-entry array on every event costs more than the event).
+   */
+  private trim(now: number) {
+    let size = this.ring.length - this.head;
+    while (size > this.minEvents && (size > this.capacity || this.ring[this.head]!.at < now - this.historyMs)) {
+      this.ringStart = this.ring[this.head]!.rev;
+      this.ring[this.head] = undefined; // let the value go now
+      this.head++;
+      size--;
+    }
+    if (this.head > 1024 && this.head * 2 > this.ring.length) {
+      this.ring = this.ring.slice(this.head);
+      this.head = 0;
+    }
+  }
+
+  /** past events held for resuming watchers */
+  get historySize(): number {
+    return this.ring.length - this.head;
   }
 
   private index(plural: string, key: string, o: Obj) {
@@ -283,7 +403,7 @@ export class WatchCache {
 
   /** Delivers one event to one watcher, turning selector transitions into ADDED/DELETED. */
   private dispatch(w: CacheWatcher, e: CacheEvent) {
-    if (w.plural !== e.plural) return;
+    if (w.plural !== e.plural || e.rev <= w.from) return;
     if (w.namespace !== undefined && namespaceOf(e.key) !== w.namespace) return;
     const was = e.prev !== undefined && w.matches(e.prev);
     const is = e.obj !== undefined && w.matches(e.obj);
@@ -357,12 +477,12 @@ export class WatchCache {
    * ring (410 Expired when that history is gone), then live events.
    */
   addWatcher(w: CacheWatcher, fromRev: number): () => void {
-    // the ring is trimmed in chunks, but holds exactly `capacity` events as far as watchers can tell
-    const start = this.ring.length > this.capacity ? this.ring[this.ring.length - this.capacity - 1].rev : this.ringStart;
+    const start = this.ringStart;
     if (fromRev < start) {
       throw expired(`too old resource version: ${fromRev} (${start + 1})`);
     }
-    for (const r of this.ring) {
+    for (let i = this.head; i < this.ring.length; i++) {
+      const r = this.ring[i]!;
       if (r.rev <= fromRev || r.plural !== w.plural) continue;
       if (w.namespace !== undefined && namespaceOf(r.key) !== w.namespace) continue;
       this.dispatch(w, { rev: r.rev, key: r.key, plural: r.plural, obj: r.value !== undefined ? parseStored(r.value, r.rev) : undefined, prev: r.prevValue !== undefined ? parseStored(r.prevValue, r.prevRev!) : undefined });
@@ -372,6 +492,9 @@ export class WatchCache {
 
   stop() {
     this.stopped = true;
+    this.ready = false;
+    this.notReady = 'stopped';
+    this.wake?.();
     this.watch?.close();
     for (const w of this.waiters) w.resolve();
     this.waiters = [];

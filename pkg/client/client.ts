@@ -178,13 +178,18 @@ export class Client {
     return { items: r.items, resourceVersion: r.metadata.resourceVersion, continue: r.metadata.continue || undefined };
   }
 
-  /** Every page of a list, at one consistent revision. */
+  /**
+   * Every page of a list, at one consistent revision: the server pins page 1's revision in
+   * the continue token. resourceVersion/resourceVersionMatch choose page 1's state; later
+   * pages carry only the token (the server refuses both together).
+   */
   async listAll<T extends AnyObj = AnyObj>(kind: KindRef, ns: string | undefined, opts: ListOptions = {}): Promise<ListResult<T>> {
     const items: T[] = [];
     let cont: string | undefined;
     let rv = '';
+    const { resourceVersion, resourceVersionMatch, ...rest } = opts;
     do {
-      const page = await this.list<T>(kind, ns, { ...opts, limit: opts.limit ?? 2000, continue: cont });
+      const page = await this.list<T>(kind, ns, { ...rest, limit: opts.limit ?? 2000, ...(cont ? { continue: cont } : { resourceVersion, resourceVersionMatch }) });
       items.push(...page.items);
       rv ||= page.resourceVersion;
       cont = page.continue;

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { AnyObj, Client, KindRef } from './client.ts';
+import type { AnyObj, Client, KindRef, ListResult } from './client.ts';
 import { isBerthError } from '../errors/errors.ts';
 
 /**
@@ -7,6 +7,15 @@ import { isBerthError } from '../errors/errors.ts';
  * (or any broken stream) relist and emit deletes for what vanished meanwhile; resync
  * periodically so level-triggered controllers revisit everything. Handlers run
  * synchronously and must only enqueue.
+ *
+ * Relists never go back in time: once synced, the informer relists with
+ * `resourceVersion=<last seen>&resourceVersionMatch=NotOlderThan`, so an apiserver whose
+ * cache trails the one the informer came from waits until it has caught up (or answers
+ * 504, and the informer tries again) instead of returning an older state, which would turn
+ * into deletes of objects that exist (client-go's reflector relists from its last
+ * resourceVersion the same way). After "Too large resource version" or 410 for that
+ * version, the next relist asks for the latest state (client-go's
+ * isLastSyncResourceVersionUnavailable).
  */
 export interface InformerHandlers<T> {
   add?(obj: T): void;
@@ -32,6 +41,8 @@ export class Informer<T extends AnyObj = AnyObj> {
   private readonly indexes = new Map<string, Map<string, Set<string>>>();
   private rv = '';
   private synced = false;
+  /** the last resourceVersion could not be listed (410 or too large): relist from the latest state */
+  private rvUnavailable = false;
   private syncWaiters: Array<() => void> = [];
   private abort = new AbortController();
   private stopped = false;
@@ -139,7 +150,15 @@ export class Informer<T extends AnyObj = AnyObj> {
   }
 
   private async relist(): Promise<void> {
-    const r = await this.client.listAll<T>(this.kind, this.opts.namespace, { labelSelector: this.opts.labelSelector, fieldSelector: this.opts.fieldSelector });
+    const from = this.synced && this.rv && !this.rvUnavailable ? { resourceVersion: this.rv, resourceVersionMatch: 'NotOlderThan' as const } : {};
+    let r: ListResult<T>;
+    try {
+      r = await this.client.listAll<T>(this.kind, this.opts.namespace, { labelSelector: this.opts.labelSelector, fieldSelector: this.opts.fieldSelector, ...from });
+    } catch (e) {
+      if (from.resourceVersion && (isBerthError(e, 'Expired') || isBerthError(e, 'Timeout'))) this.rvUnavailable = true;
+      throw e;
+    }
+    this.rvUnavailable = false;
     const seen = new Set<string>();
     for (const o of r.items) {
       const k = objKey(o);
@@ -175,7 +194,7 @@ export class Informer<T extends AnyObj = AnyObj> {
         delay = 100;
       } catch (e) {
         if (this.stopped) return;
-        if (isBerthError(e, 'Expired')) needList = true;
+        if (isBerthError(e, 'Expired') && !needList) needList = true;
         else {
           this.opts.log?.warn({ err: (e as Error).message, kind: String(typeof this.kind === 'string' ? this.kind : this.kind.kind) }, 'watch failed; relisting');
           needList = true;

@@ -133,3 +133,36 @@ export class CompactedError extends BerthError {
     this.compactRevision = compactRevision;
   }
 }
+
+/**
+ * A read asked for a revision the store (or the watch cache, after waiting) does not have
+ * yet: Kubernetes' "Too large resource version" (504, reason Timeout, cause
+ * ResourceVersionTooLarge). The client retries after a second, or reads without a version.
+ */
+export class TooLargeResourceVersionError extends BerthError {
+  readonly requested: number;
+  readonly current: number;
+  constructor(requested: number, current: number) {
+    super('Timeout', `Too large resource version: ${requested}, current: ${current}`, {
+      causes: [{ field: 'metadata.resourceVersion', reason: 'ResourceVersionTooLarge', message: 'Too large resource version' }],
+      retryAfterSeconds: 1,
+    });
+    this.requested = requested;
+    this.current = current;
+  }
+}
+
+/** The watch cache is not synced with the store (starting, or relisting after its watch ended): 429, retry. */
+export const storageInitializing = (why: string) => tooManyRequests(`storage is (re)initializing: ${why}`, 1);
+
+/**
+ * The watch cache did not catch up with the store's current revision within the bounded
+ * wait of a consistent read (504). The registry then reads the store itself.
+ */
+export class StaleCacheError extends BerthError {
+  constructor(cacheRevision: number, storeRevision: number, waitedMs: number) {
+    super('Timeout', `the watch cache did not catch up with the store within ${waitedMs} ms (at revision ${cacheRevision}, the store at ${storeRevision})`, {
+      retryAfterSeconds: 1,
+    });
+  }
+}

@@ -1,7 +1,8 @@
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { CompactedError, alreadyExists, conflict, notFound } from '../errors/errors.ts';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { dirname, join } from 'node:path';
+import { BerthError, CompactedError, TooLargeResourceVersionError, alreadyExists, conflict, notFound } from '../errors/errors.ts';
 import type {
   Compare,
   KeyValue,
@@ -13,20 +14,48 @@ import type {
   Watch,
   WatchEvent,
   WatchHandlers,
+  WatchOptions,
 } from './store.ts';
 import { decodeContinue, encodeContinue, prefixEnd } from './keys.ts';
+
+export interface EmbeddedStoreOptions {
+  /** how long to wait for another process to release the data dir before refusing (ms, default 2 s) */
+  lockWaitMs?: number;
+}
+
+/** revisions compacted per SQLite transaction: between batches the event loop serves requests */
+export const COMPACT_BATCH_REVISIONS = 1000;
+
+interface PendingTxn {
+  compares: Compare[];
+  ops: Op[];
+  resolve(r: TxnResult): void;
+  reject(e: unknown): void;
+}
 
 /**
  * The embedded store: SQLite through better-sqlite3, one append-only table of revisions
  * like k3s's kine. Every write appends a row carrying the store revision of its txn (all
  * ops of one txn share one revision, as in etcd); the newest row of a name is its current
  * state, a row with `deleted = 1` a tombstone. Compaction drops rows superseded at or before
- * the compact revision.
+ * the compact revision, in batches of revisions (kine's compactIter), never in one long
+ * synchronous delete.
  *
- * Single process only: watches are fed by in-process notification after each commit.
- * better-sqlite3 is synchronous, so reading history and subscribing to live events happen
- * in one uninterrupted step and a watch has no seam where an event could be lost or doubled.
- * WAL with synchronous=NORMAL: a committed txn survives the process being killed.
+ * One process only, and enforced: the database is opened with `locking_mode=EXCLUSIVE`, so
+ * SQLite holds an exclusive lock on it for as long as the store is open (the kernel drops
+ * it when the process dies); a second process is refused with a message naming the data dir
+ * and the holder's pid (from `berth.db.lock`, written once the lock is held). The revision
+ * counter lives in this process's memory, so two writers would hand out the same revisions.
+ *
+ * Watches are fed by in-process notification after each commit. better-sqlite3 is
+ * synchronous, so reading history and subscribing to live events happen in one
+ * uninterrupted step and a watch has no seam where an event could be lost or doubled.
+ *
+ * Durability: WAL with `synchronous=FULL`: a txn is acknowledged only after its commit is
+ * fsynced, so an acknowledged write survives the process being killed AND the machine
+ * losing power (the revisions it used are never handed out again). The fsync is shared:
+ * txns issued in the same event-loop turn commit together in one SQLite transaction (group
+ * commit), each with its own revision and its own compares, all acknowledged after it.
  */
 export class EmbeddedStore implements Store {
   readonly backend = 'embedded' as const;
@@ -36,12 +65,26 @@ export class EmbeddedStore implements Store {
   private readonly watchers = new Set<EmbeddedWatch>();
   private closed = false;
   private readonly stmt: ReturnType<EmbeddedStore['prepare']>;
+  private readonly lockFile: string;
+  private pending: PendingTxn[] = [];
+  private flushScheduled = false;
+  private compacting: Promise<void> = Promise.resolve();
 
-  constructor(readonly path: string) {
-    this.db = new Database(path);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = NORMAL');
-    this.db.pragma('busy_timeout = 5000');
+  constructor(readonly path: string, opts: EmbeddedStoreOptions = {}) {
+    this.lockFile = `${path}.lock`;
+    const db = new Database(path, { timeout: opts.lockWaitMs ?? 2000 });
+    try {
+      db.pragma('locking_mode = EXCLUSIVE');
+      db.pragma('journal_mode = WAL');
+      // take the exclusive lock now (WAL + EXCLUSIVE keeps it until close) rather than at the first write
+      db.exec('BEGIN IMMEDIATE; COMMIT');
+    } catch (e) {
+      db.close();
+      if ((e as { code?: string }).code === 'SQLITE_BUSY') throw lockedError(path, this.lockFile);
+      throw e;
+    }
+    this.db = db;
+    this.db.pragma('synchronous = FULL');
     this.db.exec(`
       CREATE TABLE IF NOT EXISTS kv (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -61,6 +104,7 @@ export class EmbeddedStore implements Store {
     this.stmt = this.prepare();
     this.rev = (this.stmt.getMeta.get('rev') as { v: number }).v;
     this.compactRev = (this.stmt.getMeta.get('compact') as { v: number }).v;
+    writeFileSync(this.lockFile, JSON.stringify({ pid: process.pid, host: hostname(), since: new Date().toISOString() }) + '\n');
   }
 
   private prepare() {
@@ -91,17 +135,20 @@ export class EmbeddedStore implements Store {
         `SELECT rev, name, deleted, create_rev, value, old_value FROM kv
          WHERE rev > ? AND name >= ? AND name < ? ORDER BY rev, id`,
       ),
+      // one batch of compaction, revisions (lo, hi]: every row superseded by a row written
+      // in the batch, then the batch's tombstones. Each superseded row has its superseder in
+      // exactly one batch, so batches in order remove what one big delete at hi would.
       compactSuperseded: db.prepare(
-        `DELETE FROM kv WHERE rev < ? AND EXISTS (
-           SELECT 1 FROM kv k2 WHERE k2.name = kv.name AND k2.rev > kv.rev AND k2.rev <= ?)`,
+        `DELETE FROM kv WHERE id IN (
+           SELECT p.id FROM kv c JOIN kv p ON p.name = c.name AND p.rev < c.rev WHERE c.rev > ? AND c.rev <= ?)`,
       ),
-      compactTombstones: db.prepare('DELETE FROM kv WHERE rev <= ? AND deleted = 1'),
+      compactTombstones: db.prepare('DELETE FROM kv WHERE rev > ? AND rev <= ? AND deleted = 1'),
     };
   }
 
-  static open(dir: string): EmbeddedStore {
+  static open(dir: string, opts: EmbeddedStoreOptions = {}): EmbeddedStore {
     mkdirSync(dir, { recursive: true });
-    return new EmbeddedStore(join(dir, 'berth.db'));
+    return new EmbeddedStore(join(dir, 'berth.db'), opts);
   }
 
   private check() {
@@ -127,7 +174,7 @@ export class EmbeddedStore implements Store {
       start = c.nextKey;
       revision = c.revision;
     }
-    if (revision > this.rev) revision = this.rev;
+    if (revision > this.rev) throw new TooLargeResourceVersionError(revision, this.rev);
     if (revision < this.compactRev) throw new CompactedError(revision, this.compactRev);
     const end = prefixEnd(prefix);
     const limit = opts.limit && opts.limit > 0 ? opts.limit : -1;
@@ -179,14 +226,68 @@ export class EmbeddedStore implements Store {
     return prev;
   }
 
-  async txn(compares: Compare[], ops: Op[]): Promise<TxnResult> {
+  /** Queued for the group commit of this event-loop turn; resolves once that commit is durable. */
+  txn(compares: Compare[], ops: Op[]): Promise<TxnResult> {
     this.check();
-    return this.txnSync(compares, ops);
+    return new Promise<TxnResult>((resolve, reject) => {
+      this.pending.push({ compares, ops, resolve, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
   }
 
-  private readonly txnSync = (compares: Compare[], ops: Op[]): TxnResult => {
-    const events: WatchEvent[] = [];
-    const run = this.db.transaction((): TxnResult => {
+  /**
+   * Commits every queued txn in ONE SQLite transaction (one fsync), in arrival order, each
+   * evaluated against the state the earlier ones left (a savepoint each, so one that throws
+   * takes only itself back). If the commit fails, none of them is acknowledged and the
+   * revisions they took are given back.
+   */
+  private flush() {
+    this.flushScheduled = false;
+    const batch = this.pending;
+    this.pending = [];
+    if (batch.length === 0) return;
+    if (this.closed) {
+      for (const t of batch) t.reject(new Error('store is closed'));
+      return;
+    }
+    const startRev = this.rev;
+    const outcomes: Array<{ ok: true; result: TxnResult; events: WatchEvent[] } | { ok: false; err: unknown }> = [];
+    try {
+      this.db
+        .transaction(() => {
+          for (const t of batch) {
+            const events: WatchEvent[] = [];
+            try {
+              outcomes.push({ ok: true, result: this.applyOne(t.compares, t.ops, events), events });
+            } catch (err) {
+              outcomes.push({ ok: false, err });
+            }
+          }
+          if (this.rev !== startRev) this.stmt.setMeta.run(this.rev, 'rev');
+        })
+        .immediate();
+    } catch (err) {
+      this.rev = startRev;
+      for (const t of batch) t.reject(err);
+      return;
+    }
+    const events = outcomes.flatMap((o) => (o.ok ? o.events : []));
+    if (events.length > 0) for (const w of this.watchers) w.deliver(events);
+    batch.forEach((t, i) => {
+      const o = outcomes[i];
+      if (o.ok) t.resolve(o.result);
+      else t.reject(o.err);
+    });
+  }
+
+  private applyFn?: (compares: Compare[], ops: Op[], events: WatchEvent[]) => TxnResult;
+
+  /** One txn inside the group commit: a nested transaction (a savepoint); its events go to `events`. */
+  private applyOne(compares: Compare[], ops: Op[], events: WatchEvent[]): TxnResult {
+    this.applyFn ??= this.db.transaction((compares: Compare[], ops: Op[], events: WatchEvent[]): TxnResult => {
       const failed: string[] = [];
       for (const c of compares) {
         const cur = this.current(c.key);
@@ -197,6 +298,7 @@ export class EmbeddedStore implements Store {
       if (ops.length === 0) return { succeeded: true, revision: this.rev, failed: [], written: [] };
       const rev = this.rev + 1;
       const written: KeyValue[] = [];
+      const mine: WatchEvent[] = [];
       // a key written twice in one txn keeps its last op (etcd rejects duplicates; we are lenient)
       const last = new Map<string, Op>();
       for (const op of ops) last.set(op.key, op);
@@ -206,34 +308,24 @@ export class EmbeddedStore implements Store {
           const createRev = cur ? cur.createRevision : rev;
           const info = this.stmt.insert.run(rev, op.key, 0, createRev, op.value, cur?.value ?? null);
           this.stmt.putLatest.run(op.key, info.lastInsertRowid);
-          const kv = { key: op.key, value: op.value, createRevision: createRev, modRevision: rev };
-          written.push(kv);
-          events.push({
-            type: 'put',
-            key: op.key,
-            value: op.value,
-            prevValue: cur?.value,
-            modRevision: rev,
-            createRevision: createRev,
-          });
+          written.push({ key: op.key, value: op.value, createRevision: createRev, modRevision: rev });
+          mine.push({ type: 'put', key: op.key, value: op.value, prevValue: cur?.value, modRevision: rev, createRevision: createRev });
         } else if (cur) {
           this.stmt.insert.run(rev, op.key, 1, cur.createRevision, null, cur.value);
           this.stmt.delLatest.run(op.key);
-          events.push({ type: 'delete', key: op.key, prevValue: cur.value, modRevision: rev });
+          mine.push({ type: 'delete', key: op.key, prevValue: cur.value, modRevision: rev });
         }
       }
-      if (events.length === 0) return { succeeded: true, revision: this.rev, failed: [], written };
-      this.stmt.setMeta.run(rev, 'rev');
+      if (mine.length === 0) return { succeeded: true, revision: this.rev, failed: [], written };
       this.rev = rev;
+      events.push(...mine);
       return { succeeded: true, revision: rev, failed: [], written };
     });
-    const result = run.immediate();
-    if (events.length > 0) for (const w of this.watchers) w.deliver(events);
-    return result;
-  };
+    return this.applyFn(compares, ops, events);
+  }
 
-  watch(prefix: string, afterRevision: number, handlers: WatchHandlers): Watch {
-    const w = new EmbeddedWatch(prefix, handlers, () => this.watchers.delete(w));
+  watch(prefix: string, afterRevision: number, handlers: WatchHandlers, opts: WatchOptions = {}): Watch {
+    const w = new EmbeddedWatch(prefix, handlers, !!opts.prevValues, () => this.watchers.delete(w));
     if (this.closed) {
       w.fail(new Error('store is closed'));
       return w;
@@ -256,16 +348,29 @@ export class EmbeddedStore implements Store {
     return this.rev;
   }
 
-  async compact(revision: number): Promise<void> {
+  /** Compactions run one at a time, each in batches of revisions with the event loop free between them. */
+  compact(revision: number): Promise<void> {
     this.check();
-    if (revision <= this.compactRev) return;
-    if (revision > this.rev) revision = this.rev;
-    this.db.transaction(() => {
-      this.stmt.compactSuperseded.run(revision, revision);
-      this.stmt.compactTombstones.run(revision);
-      this.stmt.setMeta.run(revision, 'compact');
-    }).immediate();
-    this.compactRev = revision;
+    const run = this.compacting.then(() => this.compactTo(revision));
+    this.compacting = run.catch(() => {});
+    return run;
+  }
+
+  private async compactTo(target: number): Promise<void> {
+    if (target > this.rev) target = this.rev;
+    while (!this.closed && this.compactRev < target) {
+      const lo = this.compactRev;
+      const hi = Math.min(target, lo + COMPACT_BATCH_REVISIONS);
+      this.db
+        .transaction(() => {
+          this.stmt.compactSuperseded.run(lo, hi);
+          this.stmt.compactTombstones.run(lo, hi);
+          this.stmt.setMeta.run(hi, 'compact');
+        })
+        .immediate();
+      this.compactRev = hi;
+      if (hi < target) await new Promise((r) => setImmediate(r));
+    }
   }
 
   async compactedRevision(): Promise<number> {
@@ -274,10 +379,49 @@ export class EmbeddedStore implements Store {
 
   async close(): Promise<void> {
     if (this.closed) return;
+    this.flush(); // what was queued commits (or fails) before the database goes
     this.closed = true;
     for (const w of [...this.watchers]) w.fail(new Error('store is closed'));
     this.watchers.clear();
     this.db.close();
+    try {
+      const holder = JSON.parse(readFileSync(this.lockFile, 'utf8')) as { pid?: number };
+      if (holder.pid === process.pid) rmSync(this.lockFile, { force: true });
+    } catch {
+      /* gone already */
+    }
+  }
+}
+
+/** The refusal a second process gets: the data dir, and who holds it when berth.db.lock says. */
+function lockedError(path: string, lockFile: string): BerthError {
+  let holder = '';
+  try {
+    const h = JSON.parse(readFileSync(lockFile, 'utf8')) as { pid?: number; host?: string; since?: string };
+    if (h.pid === process.pid && h.host === hostname()) {
+      const msg = `the embedded store in ${dirname(path)} is already open in this process (pid ${h.pid}): open it once and share it`;
+      return new BerthError('Conflict', msg, { kind: 'store', name: dirname(path) });
+    }
+    if (typeof h.pid === 'number' && (h.host !== hostname() || alive(h.pid))) {
+      holder = ` (pid ${h.pid}${h.host && h.host !== hostname() ? ` on ${h.host}` : ''}${h.since ? `, since ${h.since}` : ''})`;
+    }
+  } catch {
+    /* no record of the holder */
+  }
+  return new BerthError(
+    'Conflict',
+    `the embedded store in ${dirname(path)} is in use by another process${holder}: only one process may open it at a time; ` +
+      'stop that process, or give this one a data dir of its own',
+    { kind: 'store', name: dirname(path) },
+  );
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as { code?: string }).code === 'EPERM';
   }
 }
 
@@ -324,6 +468,7 @@ class EmbeddedWatch implements Watch {
   constructor(
     private readonly prefix: string,
     private readonly handlers: WatchHandlers,
+    private readonly prevValues: boolean,
     private readonly detach: () => void,
   ) {
     this.end = prefixEnd(prefix);
@@ -331,8 +476,9 @@ class EmbeddedWatch implements Watch {
 
   deliver(events: WatchEvent[]) {
     if (this.done) return;
-    const mine = events.filter((e) => e.key >= this.prefix && e.key < this.end);
+    let mine = events.filter((e) => e.key >= this.prefix && e.key < this.end);
     if (mine.length === 0) return;
+    if (!this.prevValues) mine = mine.map(({ prevValue: _, ...e }) => e);
     this.queue.push(mine);
     this.schedule();
   }

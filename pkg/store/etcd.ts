@@ -1,6 +1,6 @@
 import { Etcd3, type IKeyValue, type Watcher } from 'etcd3';
 import { noop } from 'cockatiel';
-import { CompactedError, alreadyExists, badRequest, conflict, notFound, unavailable } from '../errors/errors.ts';
+import { CompactedError, TooLargeResourceVersionError, alreadyExists, badRequest, conflict, notFound, unavailable } from '../errors/errors.ts';
 import type {
   Compare,
   KeyValue,
@@ -12,6 +12,7 @@ import type {
   Watch,
   WatchEvent,
   WatchHandlers,
+  WatchOptions,
 } from './store.ts';
 import { decodeContinue, encodeContinue, prefixEnd } from './keys.ts';
 
@@ -39,6 +40,11 @@ export interface EtcdStoreOptions {
  *   are dropped: no gap, no duplicate.
  * - etcd limits ops per txn (`--max-txn-ops`, default 128); berth's batch binding wants
  *   more, so run etcd with `--max-txn-ops 10000` (hack/etcd.sh and the tests do).
+ * - Message sizes: grpc-js refuses to receive a message over 4 MiB by default, and etcd
+ *   sends an unsynced watcher up to 1,000 revisions in ONE response and a range in one
+ *   message. The receive (and send) limits are lifted, as Kubernetes' clientv3 does
+ *   (MaxInt32); large lists are paged by keys and bytes by their callers (`listPages`), and
+ *   watches carry previous values only when asked (`prevValues`), not doubling every event.
  */
 export class EtcdStore implements Store {
   readonly backend = 'etcd' as const;
@@ -53,6 +59,7 @@ export class EtcdStore implements Store {
       hosts: opts.hosts,
       ...(opts.credentials ? { credentials: opts.credentials } : {}),
       faultHandling: { global: noop },
+      grpcOptions: { 'grpc.max_receive_message_length': -1, 'grpc.max_send_message_length': -1 },
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + deadline }),
     });
   }
@@ -63,7 +70,7 @@ export class EtcdStore implements Store {
       try {
         return await fn();
       } catch (e) {
-        if (isCompacted(e)) throw e;
+        if (isCompacted(e) || isFuture(e)) throw e;
         if (attempt >= 5 || this.closed) throw unavailable(`etcd: ${(e as Error).message}`);
         await new Promise((r) => setTimeout(r, delay));
         delay *= 2;
@@ -99,6 +106,7 @@ export class EtcdStore implements Store {
       );
     } catch (e) {
       if (isCompacted(e)) throw new CompactedError(revision, this.compactRev);
+      if (isFuture(e)) throw new TooLargeResourceVersionError(revision, await this.currentRevision());
       throw e;
     }
     const at = revision || Number(res.header.revision);
@@ -185,8 +193,8 @@ export class EtcdStore implements Store {
     return { succeeded: true, revision, failed: [], written };
   }
 
-  watch(prefix: string, afterRevision: number, handlers: WatchHandlers): Watch {
-    const w = new EtcdWatch(this, prefix, afterRevision, handlers, () => this.watches.delete(w));
+  watch(prefix: string, afterRevision: number, handlers: WatchHandlers, opts: WatchOptions = {}): Watch {
+    const w = new EtcdWatch(this, prefix, afterRevision, handlers, !!opts.prevValues, () => this.watches.delete(w));
     this.watches.add(w);
     w.start();
     return w;
@@ -202,7 +210,9 @@ export class EtcdStore implements Store {
     if (revision > current) revision = current;
     if (revision <= this.compactRev) return;
     try {
-      await this.client.kv.compact({ revision, physical: true });
+      // logical compaction takes effect at once; etcd frees the space in the background
+      // (a physical wait can outlast the call deadline on a large database)
+      await this.client.kv.compact({ revision });
     } catch (e) {
       if (!isCompacted(e)) throw e;
     }
@@ -248,18 +258,15 @@ class EtcdWatch implements Watch {
     private readonly prefix: string,
     after: number,
     private readonly handlers: WatchHandlers,
+    private readonly prevValues: boolean,
     private readonly detach: () => void,
   ) {
     this.lastRev = after;
   }
 
   start() {
-    const w = this.store.client
-      .watch()
-      .prefix(this.prefix)
-      .startRevision(String(this.lastRev + 1))
-      .withPreviousKV()
-      .watcher();
+    const b = this.store.client.watch().prefix(this.prefix).startRevision(String(this.lastRev + 1));
+    const w = (this.prevValues ? b.withPreviousKV() : b).watcher();
     this.watcher = w;
     w.on('data', (res) => {
       if (this.done) return;
@@ -343,4 +350,9 @@ function toCompare(c: Compare) {
 
 function isCompacted(e: unknown): boolean {
   return e instanceof CompactedError || /compacted/i.test((e as Error)?.message ?? '');
+}
+
+/** etcd: "mvcc: required revision is a future revision" */
+function isFuture(e: unknown): boolean {
+  return e instanceof TooLargeResourceVersionError || /future revision/i.test((e as Error)?.message ?? '');
 }

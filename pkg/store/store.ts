@@ -17,7 +17,11 @@ export interface KeyValue {
 }
 
 export interface ListOptions {
-  /** read at this past revision (must not be compacted); default: the current one */
+  /**
+   * read at this past revision; default: the current one. A compacted revision fails with
+   * `CompactedError`, one the store has not reached yet with `TooLargeResourceVersionError`
+   * (never silently clamped: kine's ErrFutureRev).
+   */
   revision?: number;
   /** at most this many items; 0 or absent = no limit */
   limit?: number;
@@ -59,7 +63,7 @@ export interface WatchEvent {
   key: string;
   /** for put: the new value; for delete: absent */
   value?: string;
-  /** the value before this event, when there was one */
+  /** the value before this event, when there was one and the watch asked for it (`prevValues`) */
   prevValue?: string;
   /** the revision of this event */
   modRevision: number;
@@ -87,6 +91,14 @@ export interface Watch {
   close(): void;
 }
 
+export interface WatchOptions {
+  /**
+   * deliver each event's previous value too (etcd's prev_kv). Off by default: it doubles
+   * every event on the wire, and the watch cache keeps its own previous values.
+   */
+  prevValues?: boolean;
+}
+
 export interface Store {
   readonly backend: 'etcd' | 'embedded';
 
@@ -109,11 +121,15 @@ export interface Store {
    * Every event under prefix with revision > afterRevision, in order, then live ones.
    * afterRevision = the revision a list returned (like Kubernetes' resourceVersion).
    */
-  watch(prefix: string, afterRevision: number, handlers: WatchHandlers): Watch;
+  watch(prefix: string, afterRevision: number, handlers: WatchHandlers, opts?: WatchOptions): Watch;
 
   /** the current store revision */
   currentRevision(): Promise<number>;
-  /** forget history before revision; watches from before it fail with CompactedError */
+  /**
+   * forget history before revision (clamped to the current one); watches and lists from
+   * before it fail with CompactedError. May take a while on a large history: the embedded
+   * store works through it in batches and yields between them.
+   */
   compact(revision: number): Promise<void>;
   /** the oldest revision still retained (0 when never compacted) */
   compactedRevision(): Promise<number>;

@@ -43,6 +43,19 @@ for (const store of ['embedded', 'etcd'] as const) {
     });
     after(async () => s?.stop());
 
+    it('kubectl get --chunk-size pages through every object (continue tokens from the store)', async () => {
+      for (let i = 0; i < 7; i++) {
+        const r = await s.call('POST', '/apis/berth.dev/v1/clusters', { apiVersion: 'berth.dev/v1', kind: 'Cluster', metadata: { name: `chunk-${i}`, labels: { chunk: 'yes' } } });
+        expect(r.status).to.equal(201);
+      }
+      const r = await k(['get', 'clusters', '-l', 'chunk=yes', '--chunk-size=2', '-o', 'json']);
+      expect(r.code, r.stderr).to.equal(0);
+      expect(JSON.parse(r.stdout).items.map((i: any) => i.metadata.name)).to.deep.equal(Array.from({ length: 7 }, (_, i) => `chunk-${i}`));
+      const t = await k(['get', 'clusters', '-l', 'chunk=yes', '--chunk-size=3', '--no-headers']);
+      expect(t.code, t.stderr).to.equal(0);
+      expect(t.stdout.trim().split('\n')).to.have.length(7);
+    });
+
     it('lists the api resources with short names', async () => {
       const r = await k(['api-resources', '--api-group=berth.dev']);
       expect(r.code, r.stderr).to.equal(0);

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
-import { BerthError, CompactedError, isBerthError } from '../../pkg/errors/errors.ts';
-import type { Store, WatchEvent } from '../../pkg/store/store.ts';
+import { BerthError, CompactedError, TooLargeResourceVersionError, isBerthError } from '../../pkg/errors/errors.ts';
+import { listPages } from '../../pkg/store/pager.ts';
+import type { Op, Store, WatchEvent } from '../../pkg/store/store.ts';
 
 export interface StoreHarness {
   store: Store;
@@ -23,7 +24,7 @@ async function rejects(p: Promise<unknown>): Promise<unknown> {
 }
 
 /** Collects watch events; resolves when `n` have arrived. */
-function collector(store: Store, prefix: string, after: number) {
+function collector(store: Store, prefix: string, after: number, opts: { prevValues?: boolean } = {}) {
   const events: WatchEvent[] = [];
   const calls: WatchEvent[][] = [];
   let error: Error | undefined;
@@ -38,7 +39,7 @@ function collector(store: Store, prefix: string, after: number) {
       error = e;
       waiters.forEach((f) => f());
     },
-  });
+  }, opts);
   return {
     events,
     calls,
@@ -178,7 +179,7 @@ export function describeStoreConformance(
     it('delivers every later event exactly once, in order, with previous values', async () => {
       const p = uniq();
       const start = await s.currentRevision();
-      const c = collector(s, p, start);
+      const c = collector(s, p, start, { prevValues: true });
       const a = await s.create(p + 'a', '1');
       await s.update(p + 'a', '2', a.modRevision);
       await s.txn([], [
@@ -247,6 +248,101 @@ export function describeStoreConformance(
       };
       await Promise.all(Array.from({ length: 50 }, worker));
       expect((await s.get(p + 'counter'))!.value).to.equal('50');
+    });
+
+    // C1: etcd sends a range in one gRPC message and an unsynced watcher up to 1,000
+    // revisions in one response; grpc-js refuses messages over 4 MiB unless told otherwise
+    it('C1: stores, lists and watches values of 1 MiB; one list page of more than 4 MiB arrives whole', async function () {
+      this.timeout(120_000);
+      const p = uniq();
+      const big = (i: number) => String(i).padStart(4, '0') + 'x'.repeat(1024 * 1024 - 4);
+      const start = await s.currentRevision();
+      for (let i = 0; i < 6; i++) await s.create(`${p}${i}`, big(i));
+      expect((await s.get(`${p}3`))!.value).to.equal(big(3));
+      const all = await s.list(p); // ~6 MiB in one answer
+      expect(all.items.map((kv) => kv.value.slice(0, 4))).to.deep.equal(['0000', '0001', '0002', '0003', '0004', '0005']);
+      expect(all.items.every((kv, i) => kv.value === big(i))).to.equal(true);
+      const paged = await s.list(p, { limit: 5 }); // ~5 MiB in one page
+      expect(paged.items).to.have.length(5);
+      expect(paged.continue).to.be.a('string');
+      // the pager bounds its pages by bytes: 2 MiB is two of these values
+      const pages: number[] = [];
+      for await (const page of listPages(s, p)) pages.push(page.items.length);
+      expect(pages.reduce((a, b) => a + b, 0)).to.equal(6);
+      expect(Math.max(...pages.slice(1))).to.be.at.most(2);
+      const c = collector(s, p, start, { prevValues: true });
+      await c.until(() => c.events.length >= 6, 60_000);
+      c.close();
+      expect(c.error).to.equal(undefined);
+      expect(c.events.map((e) => e.value!.slice(0, 4))).to.deep.equal(['0000', '0001', '0002', '0003', '0004', '0005']);
+    });
+
+    it('C1: a watch from before 1,000 revisions of 5 KB values gets every event, once, in order', async function () {
+      this.timeout(180_000);
+      const p = uniq();
+      const start = await s.currentRevision();
+      const N = 1000;
+      const value = (i: number) => `${String(i).padStart(5, '0')}:${'v'.repeat(5 * 1024)}`;
+      for (let i = 0; i < N; i += 50) {
+        await Promise.all(Array.from({ length: 50 }, (_, j) => s.create(`${p}${String(i + j).padStart(5, '0')}`, value(i + j))));
+      }
+      const c = collector(s, p, start);
+      await c.until(() => c.events.length >= N || c.error !== undefined, 120_000);
+      await new Promise((r) => setTimeout(r, 200));
+      c.close();
+      expect(c.error).to.equal(undefined);
+      expect(c.events).to.have.length(N);
+      const revs = c.events.map((e) => e.modRevision);
+      expect(new Set(revs).size).to.equal(N);
+      expect(revs).to.deep.equal([...revs].sort((a, b) => a - b));
+      expect(c.events.map((e) => e.value).sort()).to.deep.equal(Array.from({ length: N }, (_, i) => value(i)));
+    });
+
+    it('refuses to list at a revision it has not reached (TooLargeResourceVersionError, never clamped)', async () => {
+      const p = uniq();
+      await s.create(p + 'a', '1');
+      const cur = await s.currentRevision();
+      const err = await rejects(s.list(p, { revision: cur + 1000 }));
+      expect(err).to.be.instanceOf(TooLargeResourceVersionError);
+      expect((err as TooLargeResourceVersionError).requested).to.equal(cur + 1000);
+      expect(isBerthError(err, 'Timeout')).to.equal(true);
+      // the current revision itself is fine
+      expect((await s.list(p, { revision: cur })).items).to.have.length(1);
+    });
+
+    it('C10: compaction across thousands of revisions keeps the state at the compact revision and after it', async function () {
+      this.timeout(120_000);
+      const p = uniq();
+      // 1,200 keys, each rewritten twice, a third deleted: 3,600 revisions of history
+      const ops = (i: number, v: string): Op[] => [{ type: 'put', key: `${p}${String(i).padStart(4, '0')}`, value: v }];
+      for (let round = 0; round < 3; round++) {
+        for (let i = 0; i < 1200; i += 100) {
+          await Promise.all(Array.from({ length: 100 }, (_, j) => (round === 2 && (i + j) % 3 === 0 ? s.delete(`${p}${String(i + j).padStart(4, '0')}`) : s.txn([], ops(i + j, `r${round}`)))));
+        }
+        if (round === 1) {
+          const mid = await s.currentRevision();
+          await s.compact(mid);
+          expect(await s.compactedRevision()).to.be.at.least(mid);
+          const at = await s.list(p, { revision: mid });
+          expect(at.items).to.have.length(1200);
+          expect(at.items.every((kv) => kv.value === 'r1')).to.equal(true);
+        }
+      }
+      const now = await s.list(p);
+      expect(now.items).to.have.length(800);
+      expect(now.items.every((kv) => kv.value === 'r2')).to.equal(true);
+      const cur = await s.currentRevision();
+      await s.compact(cur);
+      expect((await s.list(p)).items).to.have.length(800);
+      expect(await rejects(s.list(p, { revision: cur - 1 }))).to.be.instanceOf(CompactedError);
+      const gone = collector(s, p, cur - 10);
+      await gone.until(() => gone.error !== undefined);
+      expect(gone.error).to.be.instanceOf(CompactedError);
+      // and life goes on after it
+      const live = collector(s, p, cur);
+      await s.create(`${p}new`, 'x');
+      await live.until(() => live.events.length === 1);
+      live.close();
     });
 
     if (opts.networked) it('resumes a watch across a dropped connection with no gap and no duplicate', async function () {

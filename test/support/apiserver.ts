@@ -55,20 +55,32 @@ export async function startApiServer(
     policyFile?: string;
     policyFileIntervalMs?: number;
     auditLog?: string;
+    /** serve from an etcd (cluster) that is already running, through these client URLs, instead of starting one */
+    etcdEndpoints?: string[];
+    /** the admin's and the bootstrap token (several apiservers behind one address share their tokens) */
+    adminToken?: string;
+    bootstrapToken?: string;
+    /** wraps the store the server uses (a fault-injecting store around the real one) */
+    wrapStore?: (s: Store) => Store;
+    /** more buildApiServer options (compaction, bookmarks, the watch cache) */
+    server?: Pick<ApiServerOptions, 'compactionIntervalMs' | 'compactionRetentionMs' | 'bookmarkIntervalMs' | 'watchCache' | 'noWaitForCache'>;
   } = {},
 ): Promise<TestApiServer> {
   const dir = await mkdtemp(join(tmpdir(), 'berth-api-'));
   let etcd: EtcdProcess | undefined;
   let store: Store;
-  if (opts.store === 'etcd') {
+  if (opts.etcdEndpoints) {
+    store = new EtcdStore({ hosts: opts.etcdEndpoints });
+  } else if (opts.store === 'etcd') {
     etcd = await startEtcd();
     store = new EtcdStore({ hosts: [etcd.endpoint] });
   } else {
     store = EmbeddedStore.open(join(dir, 'data'));
   }
-  const adminToken = newToken();
+  if (opts.wrapStore) store = opts.wrapStore(store);
+  const adminToken = opts.adminToken ?? newToken();
   const viewerToken = newToken();
-  const bootstrapToken = newToken();
+  const bootstrapToken = opts.bootstrapToken ?? newToken();
   const tokens: TokenEntry[] = [
     { token: adminToken, user: 'admin', uid: '1', groups: ['berth:admins'] },
     { token: viewerToken, user: 'viewer', uid: '2', groups: ['berth:viewers'] },
@@ -85,6 +97,7 @@ export async function startApiServer(
     policyFile: opts.policyFile,
     policyFileIntervalMs: opts.policyFileIntervalMs,
     auditLog: opts.auditLog,
+    ...opts.server,
     ...opts.build,
   });
   const { server, url } = await listen(api.handler, { ...opts.listen, listen: '127.0.0.1:0' });
@@ -123,7 +136,8 @@ export async function startApiServer(
   };
   if (!opts.noDefaultCluster) {
     const r = await call('POST', '/apis/berth.dev/v1/clusters', { apiVersion: 'berth.dev/v1', kind: 'Cluster', metadata: { name: 'default' } });
-    if (r.status !== 201) throw new Error(`creating the default cluster: ${JSON.stringify(r.body)}`);
+    // a second apiserver on a shared etcd finds it there
+    if (r.status !== 201 && !(opts.etcdEndpoints && r.status === 409)) throw new Error(`creating the default cluster: ${JSON.stringify(r.body)}`);
   }
   return {
     url,

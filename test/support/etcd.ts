@@ -30,6 +30,8 @@ export function freePort(): Promise<number> {
 /**
  * Starts a real etcd (Debian's etcd-server) on free loopback ports with a throwaway data
  * dir, waits until it answers, and returns how to stop it (by pid; the dir is removed).
+ * etcd's default message limits (1.5 MiB requests); no auto-compaction: the apiserver's
+ * compactor does it, as in development (hack/etcd.sh).
  */
 export async function startEtcd(opts: { port?: number; dataDir?: string } = {}): Promise<EtcdProcess> {
   const dataDir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), 'berth-etcd-')));

@@ -5,13 +5,24 @@ export interface TcpProxy {
   port: number;
   /** destroy every open connection (new ones are still accepted) */
   cut(): void;
+  /** send new connections to another port (a load balancer failing over); existing ones stay */
+  setTarget(port: number): void;
+  /** cut every connection and refuse new ones until `release()` (the target is unreachable) */
+  hold(): void;
+  release(): void;
   close(): Promise<void>;
 }
 
 export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
   const sockets = new Set<Socket>();
+  let target = targetPort;
+  let refusing = false;
   const server: Server = createServer((client) => {
-    const upstream = connect(targetPort, '127.0.0.1');
+    if (refusing) {
+      client.destroy();
+      return;
+    }
+    const upstream = connect(target, '127.0.0.1');
     sockets.add(client);
     sockets.add(upstream);
     client.pipe(upstream);
@@ -31,6 +42,17 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
     cut() {
       for (const s of sockets) s.destroy();
       sockets.clear();
+    },
+    setTarget(port: number) {
+      target = port;
+    },
+    hold() {
+      refusing = true;
+      for (const s of sockets) s.destroy();
+      sockets.clear();
+    },
+    release() {
+      refusing = false;
     },
     close() {
       for (const s of sockets) s.destroy();
