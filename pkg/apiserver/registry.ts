@@ -124,7 +124,9 @@ interface ListFilter {
 type ReadVersion = { kind: 'latest' } | { kind: 'any' } | { kind: 'notOlderThan'; rv: number } | { kind: 'exact'; rv: number };
 
 function readVersion(rv: string | undefined, match: string | undefined, what: 'get' | 'list' | 'watch'): ReadVersion {
-  if (rv !== undefined && rv !== '' && !/^\d+$/.test(rv)) throw badRequest(`resourceVersion: "${rv}" is not a valid resource version`);
+  if (rv !== undefined && rv !== '' && (!/^\d+$/.test(rv) || !Number.isSafeInteger(Number(rv)))) {
+    throw badRequest(`resourceVersion: "${rv.slice(0, 40)}" is not a valid resource version`);
+  }
   if (match !== undefined && match !== '') {
     if (what !== 'list') throw badRequest(`resourceVersionMatch: only lists take it`);
     if (match !== 'NotOlderThan' && match !== 'Exact') throw badRequest(`resourceVersionMatch: "${match}" is not supported; use NotOlderThan or Exact`);

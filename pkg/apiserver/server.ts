@@ -535,7 +535,7 @@ export function createApiHandler(deps: ApiServerDeps) {
     };
     // bad selectors and versions are plain 400s, before the stream starts
     const rvq = q.get('resourceVersion');
-    if (rvq && !/^\d+$/.test(rvq)) throw badRequest(`resourceVersion: "${rvq}" is not a valid resource version`);
+    if (rvq && (!/^\d+$/.test(rvq) || !Number.isSafeInteger(Number(rvq)))) throw badRequest(`resourceVersion: "${rvq}" is not a valid resource version`);
     registry.reader.requireReady();
     let handle: WatchHandle | undefined;
     metrics.watchers(+1);

@@ -43,7 +43,7 @@ let result: Record<string, unknown> = {};
 try {
   for (let i = 0; i < 300; i++) {
     try {
-      await client.request('GET', '/healthz');
+      await client.request('GET', '/readyz');
       break;
     } catch {
       await sleep(100);

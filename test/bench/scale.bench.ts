@@ -125,7 +125,7 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
 async function waitHttp(url: string, token: string) {
   for (let i = 0; i < 300; i++) {
     try {
-      const r = await fetch(url + '/healthz', { headers: { authorization: `Bearer ${token}` } });
+      const r = await fetch(url + '/readyz', { headers: { authorization: `Bearer ${token}` } });
       if (r.status < 500) return;
     } catch {
       /* not yet */
