@@ -45,6 +45,8 @@ export async function startApiServer(
     inactiveRetentionMs?: number;
     /** routes that authenticate by themselves, e.g. the ECS API (passed to buildApiServer) */
     frontDoors?: ApiServerOptions['frontDoors'];
+    /** the store the apiserver gets, made from the real one (e.g. with etcd-like latency: haapi.ts delayedStore) */
+    wrapStore?: (s: Store) => Store;
   } = {},
 ): Promise<TestApiServer> {
   const dir = await mkdtemp(join(tmpdir(), 'berth-api-'));
@@ -64,7 +66,7 @@ export async function startApiServer(
     { token: viewerToken, user: 'viewer', uid: '2', groups: ['berth:viewers'] },
     { token: bootstrapToken, user: 'bootstrap', uid: '3', groups: ['berth:bootstrappers'] },
   ];
-  const api = await buildApiServer({ store, log: process.env.BERTH_TEST_LOG ? newLogger({ level: 'debug' }) : silentLogger(), tokens, watchCacheCapacity: opts.watchCacheCapacity, inactiveRetentionMs: opts.inactiveRetentionMs, frontDoors: opts.frontDoors });
+  const api = await buildApiServer({ store: opts.wrapStore ? opts.wrapStore(store) : store, log: process.env.BERTH_TEST_LOG ? newLogger({ level: 'debug' }) : silentLogger(), tokens, watchCacheCapacity: opts.watchCacheCapacity, inactiveRetentionMs: opts.inactiveRetentionMs, frontDoors: opts.frontDoors });
   const { server, url } = await listen(api.handler, { listen: '127.0.0.1:0' });
   const cert = await ensureSelfSignedCert(join(dir, 'pki'));
   const { server: tlsServer, url: tlsUrl } = await listen(api.handler, { listen: '127.0.0.1:0', tlsCertFile: cert.certFile, tlsKeyFile: cert.keyFile });
