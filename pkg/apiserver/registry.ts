@@ -342,8 +342,11 @@ export class Registry {
       ...prepared.map((p) => ({ compares: [{ key: p.key, modRevision: 0 }, ...p.compares], ops: [{ type: 'put' as const, key: p.key, value: JSON.stringify(p.obj) }, ...p.ops] })),
       extra,
     ];
-    const { compares, ops } = mergeTxn(parts);
-    const r = await this.txn(compares, ops);
+    const merged = mergeTxn(parts);
+    // two pieces read one guard at two revisions (the cache moved between their admissions):
+    // as if the txn had failed on it, so the caller admits again from fresh state
+    if ('contradicts' in merged) return { succeeded: false, revision: 0, failed: [merged.contradicts], written: [] };
+    const r = await this.txn(merged.compares, merged.ops);
     if (r.succeeded) for (const p of prepared) p.obj.metadata.resourceVersion = String(r.revision);
     return r;
   }
@@ -590,16 +593,16 @@ export class Registry {
 
 /**
  * The compares and ops of several writes as one txn. A key compared twice must be compared
- * at one revision, and a key written twice must get one value (etcd refuses duplicate keys
- * in a txn): the pieces of one RunTask share their cluster's guards.
+ * at one revision (else `contradicts` names it), and a key written twice must get one value
+ * (etcd refuses duplicate keys in a txn): the pieces of one RunTask share their cluster's guards.
  */
-export function mergeTxn(parts: Array<{ compares: Compare[]; ops: Op[] }>): { compares: Compare[]; ops: Op[] } {
+export function mergeTxn(parts: Array<{ compares: Compare[]; ops: Op[] }>): { compares: Compare[]; ops: Op[] } | { contradicts: string } {
   const compares = new Map<string, Compare>();
   const ops = new Map<string, Op>();
   for (const part of parts) {
     for (const c of part.compares) {
       const had = compares.get(c.key);
-      if (had && had.modRevision !== c.modRevision) throw conflict('key', c.key, `one txn would compare ${c.key} at two revisions (${had.modRevision}, ${c.modRevision})`);
+      if (had && had.modRevision !== c.modRevision) return { contradicts: c.key };
       compares.set(c.key, c);
     }
     for (const o of part.ops) {

@@ -42,6 +42,9 @@ export const taskShape = (c: OpContext, t: Task, include: string[] = []) => task
 /** The task definition a RunTask/StartTask names: must exist and be ACTIVE (ECS's ClientException). */
 async function runnableTd(c: OpContext, ref: string): Promise<TaskDefinition> {
   c.authorize({ verb: 'get', resource: 'taskdefinitions', name: ref });
+  // a family runs its latest revision as the store has it: one registered a moment ago on
+  // another apiserver counts (C5)
+  if (!ref.includes(':')) await c.registry.cache.waitFor(await c.registry.store.currentRevision());
   let td: TaskDefinition;
   try {
     td = await getTd(c, ref);

@@ -156,7 +156,9 @@ describe('invariants in the committing txn, on two apiservers of one etcd cluste
       created(await a.call('POST', `${V}/taskdefinitions`, obj('TaskDefinition', 'fam', containers('busybox:1'))));
       const svc = created(await a.call('POST', `${V}/namespaces/resolve/services`, obj('Service', 'web', { taskDefinition: 'fam', desiredCount: 0 })));
       expect(svc.spec.taskDefinition).to.equal('fam:1');
+      created(await a.call('POST', `${V}/namespaces/resolve/containerinstances`, obj('ContainerInstance', 'r1', { registeredResources: resources(4096, 4096) })));
       await sees(b, `${V}/namespaces/resolve/services/web`);
+      await sees(b, `${V}/namespaces/resolve/containerinstances/r1`);
       for (let rev = 2; rev <= 4; rev++) {
         expect(created(await a.call('POST', `${V}/taskdefinitions`, obj('TaskDefinition', 'fam', containers(`busybox:${rev}`)))).status.revision).to.equal(rev);
         const up = await b.call('PATCH', `${V}/namespaces/resolve/services/web`, { spec: { taskDefinition: rev % 2 ? 'fam' : 'arn:aws:ecs:us-east-1:000000000000:task-definition/fam' } }, 'application/merge-patch+json');
@@ -165,6 +167,19 @@ describe('invariants in the committing txn, on two apiservers of one etcd cluste
         // and a task started by family on the lagging apiserver runs the new revision too
         const t = created(await b.call('POST', `${V}/namespaces/resolve/tasks`, obj('Task', `byfamily${rev}`, { taskDefinition: 'fam' })));
         expect(t.spec.taskDefinition).to.equal(`fam:${rev}`);
+      }
+      // ECS RunTask by family, right after a registration through the other apiserver (raw
+      // requests: the SDK's own overhead would give the lagging cache time to catch up)
+      const ecsCall = async (s: HaServer, action: string, input: unknown) => {
+        const res = await fetch(s.url + '/', { method: 'POST', headers: { 'Content-Type': 'application/x-amz-json-1.1', 'X-Amz-Target': `AmazonEC2ContainerServiceV20141113.${action}` }, body: JSON.stringify(input) });
+        const body = await res.json();
+        expect(res.status, JSON.stringify(body)).to.equal(200);
+        return body;
+      };
+      for (let image = 5; image <= 7; image++) {
+        const reg = await ecsCall(a, 'RegisterTaskDefinition', { family: 'fam', containerDefinitions: [{ name: 'app', image: `busybox:${image}`, memory: 64 }] });
+        const run = await ecsCall(b, 'RunTask', { cluster: 'resolve', taskDefinition: 'fam' });
+        expect(run.tasks?.[0]?.taskDefinitionArn).to.equal(reg.taskDefinition.taskDefinitionArn);
       }
     });
   });
