@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { container } from 'tsyringe';
 import { buildApiServer, listen, parseListen } from '../../pkg/apiserver/apiserver.ts';
 import { loadTokenFile } from '../../pkg/apiserver/auth.ts';
+import { EMBEDDED_TXN_LIMITS, ETCD_TXN_LIMITS } from '../../pkg/apiserver/binding.ts';
 import { DEFAULT_WATCH_CACHE_SIZE } from '../../pkg/apiserver/watchcache.ts';
 import { isLoopback, onShutdown, runMain } from '../../pkg/cmdutil/cmdutil.ts';
 import { badRequest } from '../../pkg/errors/errors.ts';
@@ -19,12 +20,15 @@ const program = new Command('berth-apiserver')
   .option('--token-auth-file <file>', 'static bearer tokens, CSV: token,user,uid,"group1,group2"; absent: dev mode (loopback only, everyone is admin)')
   .option('--watch-cache-size <events>', 'past events the watch cache keeps for watchers that resume (older resume points get 410 Gone and relist)', String(DEFAULT_WATCH_CACHE_SIZE))
   .option('--inactive-retention <seconds>', 'how long a deleted service or deregistered container instance stays describable (INACTIVE)', '3600')
+  .option('--max-txn-ops <n>', "etcd's --max-txn-ops (etcd's default 128): binding calls are split into txns within it (and within 1 MiB); raise both together for fewer, larger txns")
   .option('--log-level <level>', 'pino level', process.env.BERTH_LOG_LEVEL ?? 'info')
   .showHelpAfterError();
 
 runMain('berth-apiserver', async () => {
   program.parse();
-  const o = program.opts<{ store: string; listen: string; tlsCertFile?: string; tlsPrivateKeyFile?: string; tokenAuthFile?: string; logLevel: string; inactiveRetention: string; watchCacheSize: string }>();
+  const o = program.opts<{ store: string; listen: string; tlsCertFile?: string; tlsPrivateKeyFile?: string; tokenAuthFile?: string; logLevel: string; inactiveRetention: string; watchCacheSize: string; maxTxnOps?: string }>();
+  const maxTxnOps = o.maxTxnOps === undefined ? undefined : Number(o.maxTxnOps);
+  if (maxTxnOps !== undefined && (!Number.isInteger(maxTxnOps) || maxTxnOps < 8)) throw badRequest(`--max-txn-ops ${o.maxTxnOps}: must be a whole number, at least 8 (etcd's default is 128)`);
   const watchCacheCapacity = Number(o.watchCacheSize);
   if (!Number.isInteger(watchCacheCapacity) || watchCacheCapacity < 100) throw badRequest(`--watch-cache-size ${o.watchCacheSize}: must be a whole number of events, at least 100`);
   const retention = Number(o.inactiveRetention);
@@ -41,7 +45,8 @@ runMain('berth-apiserver', async () => {
   const log = container.resolve<Logger>('Logger');
   const store = container.resolve<Store>('Store');
 
-  const api = await buildApiServer({ store, log, tokens, inactiveRetentionMs: retention * 1000, watchCacheCapacity });
+  const txnLimits = maxTxnOps ? { ...(store.backend === 'etcd' ? ETCD_TXN_LIMITS : EMBEDDED_TXN_LIMITS), maxOps: maxTxnOps } : undefined;
+  const api = await buildApiServer({ store, log, tokens, inactiveRetentionMs: retention * 1000, watchCacheCapacity, txnLimits });
   const { server, url } = await listen(api.handler, { listen: o.listen, tlsCertFile: o.tlsCertFile, tlsKeyFile: o.tlsPrivateKeyFile });
   log.info({ url, store: o.store, auth: tokens ? 'tokens' : 'dev' }, 'berth-apiserver serving');
   onShutdown(log, async () => {

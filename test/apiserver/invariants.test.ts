@@ -170,7 +170,7 @@ describe('invariants in the committing txn, on two apiservers of one etcd cluste
       }
       // ECS RunTask by family, right after a registration through the other apiserver (raw
       // requests: the SDK's own overhead would give the lagging cache time to catch up)
-      const ecsCall = async (s: HaServer, action: string, input: unknown) => {
+      const ecsCall = async (s: HaServer, action: string, input: unknown): Promise<any> => {
         const res = await fetch(s.url + '/', { method: 'POST', headers: { 'Content-Type': 'application/x-amz-json-1.1', 'X-Amz-Target': `AmazonEC2ContainerServiceV20141113.${action}` }, body: JSON.stringify(input) });
         const body = await res.json();
         expect(res.status, JSON.stringify(body)).to.equal(200);
