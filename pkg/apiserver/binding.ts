@@ -148,7 +148,14 @@ export class Binder {
 
   async bind(cluster: string, req: BindingRequest): Promise<BindingResult[]> {
     const results: BindingResult[] = req.bindings.map((b) => ({ task: b.task, containerInstance: b.containerInstance, bound: false }));
-    let pending = req.bindings.map((_, i) => i);
+    // a task named twice in one call is bound by its first binding (one txn cannot write its key twice)
+    const named = new Set<string>();
+    let pending: number[] = [];
+    req.bindings.forEach((b, i) => {
+      if (named.has(b.task)) this.fail(results[i], 'INVALID', `task "${b.task}" is named twice in this call`);
+      else pending.push(i);
+      named.add(b.task);
+    });
     const touchedOnce = new Set<number>();
     for (let round = 0; round < 3 && pending.length > 0; round++) {
       await this.registry.fresh();

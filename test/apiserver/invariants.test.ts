@@ -239,6 +239,14 @@ describe('invariants in the committing txn, on two apiservers of one etcd cluste
       expect(r.body.results[0]).to.include({ bound: false, reason: 'RESOURCE:MEMORY' });
     });
 
+    it('a task named twice in one binding call is bound once; the second binding says why (etcd refuses a key written twice in a txn)', async () => {
+      const { ci, task } = await instanceAndTask();
+      const r = await b.call('POST', `${V}/namespaces/gate/bindings`, { bindings: [{ task, containerInstance: ci }, { task, containerInstance: ci }] });
+      expect(r.status, JSON.stringify(r.body)).to.equal(200);
+      expect(r.body.results.map((x: { bound: boolean; reason?: string }) => [x.bound, x.reason])).to.deep.equal([[true, undefined], [false, 'INVALID']]);
+      expect(Object.keys(JSON.parse((await ha.store.get(`/berth/allocations/gate/${ci}`))!.value).tasks)).to.deep.equal([task]);
+    });
+
     it('C14: a heartbeat leaves the allocation record alone (it changes nothing a binding depends on), and the binding then commits', async () => {
       const { ci, task } = await instanceAndTask();
       const before = await ha.store.get(`/berth/allocations/gate/${ci}`);
