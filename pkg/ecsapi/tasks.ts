@@ -1,10 +1,10 @@
+import { createHash } from 'node:crypto';
 import { Kinds, type Task, type TaskDefinition } from '../api/kinds.ts';
 import { newId } from '../api/arn.ts';
 import { allocate, choosePorts, demandOf, usedPorts, type TaskDemand } from '../api/allocation.ts';
 import type { PlacementConstraint, PlacementStrategy } from '../api/taskdefinition.ts';
 import type { TaskSpec } from '../api/resources.ts';
 import { storeKey } from '../api/meta.ts';
-import { createHash } from 'node:crypto';
 import { contentHash } from '../api/validate.ts';
 import type { PreparedCreate } from '../apiserver/registry.ts';
 import { infeasible, schedule, type InstanceView, type TaskRequest } from '../scheduler/scheduler.ts';
@@ -165,41 +165,50 @@ interface Token {
 }
 
 type Refused = Failure & { index: number };
-type Committed = { outcome: 'committed'; bound: string[]; refused: Refused[] } | { outcome: 'conflict'; refused: Refused[] } | { outcome: 'token' };
+type Committed = { bound: string[]; refused: Refused[]; conflicted: number[]; tokenTaken?: boolean };
 
 /**
- * Creates the tasks bound to their instances in ONE txn: each task's create, the instances'
- * allocation records (compared, with their gate), the cluster's guards and the client
- * token's record. The placement controller never sees these tasks unbound, and nothing is
- * created when the txn meets a conflict (C13). A task its instance refuses at commit (it
- * filled up, or was drained, meanwhile) is left out with the reason.
+ * Creates the tasks bound to their instances: each instance's tasks in ONE txn with their
+ * creates, the instance's allocation record (compared, with its gate), the cluster's guards
+ * and the client token's record. The placement controller never sees these tasks unbound
+ * (C13), and a txn that meets a conflict creates nothing: its placements come back as
+ * `conflicted`, to be planned again. A task its instance refuses at commit (it filled up, or
+ * was drained, meanwhile) is left out with the reason. One txn per instance keeps a race on
+ * one instance's record from failing the others.
  */
 async function createBound(c: OpContext, cluster: string, spec: TaskInputs['spec'], placements: Array<{ task: string; instance: string }>, token?: Token, earlier: string[] = []): Promise<Committed> {
   c.authorize({ verb: 'create', resource: 'tasks', namespace: cluster });
   c.authorize({ verb: 'create', resource: 'bindings', namespace: cluster });
-  const prepared: PreparedCreate[] = [];
-  for (const p of placements) {
-    const r = await c.registry.prepareCreate(TASK, cluster, newObj('Task', p.task, structuredClone(spec), cluster), c.req);
-    if ('existing' in r) throw invalidParameter(`task "${p.task}" exists`);
-    prepared.push(r);
+  const out: Committed = { bound: [], refused: [], conflicted: [] };
+  const groups = new Map<string, number[]>();
+  placements.forEach((p, i) => groups.set(p.instance, [...(groups.get(p.instance) ?? []), i]));
+  for (const [instance, indexes] of groups) {
+    const prepared: PreparedCreate[] = [];
+    for (const i of indexes) {
+      const r = await c.registry.prepareCreate(TASK, cluster, newObj('Task', placements[i].task, structuredClone(spec), cluster), c.req);
+      if ('existing' in r) throw invalidParameter(`task "${placements[i].task}" exists`);
+      prepared.push(r);
+    }
+    const plan = c.parts.binder.planNew(cluster, prepared.map((p) => ({ obj: p.obj, instance })));
+    for (const [k, f] of plan.failures) out.refused.push({ index: indexes[k], arn: c.parts.arns.containerInstance(cluster, instance), reason: f.reason, detail: f.detail });
+    const go = prepared.filter((_, k) => !plan.failures.has(k));
+    if (go.length === 0) continue;
+    const extra = { compares: [...plan.compares], ops: [...plan.ops] };
+    if (token) {
+      const record: TokenRecord = { ...token.value, tasks: [...earlier, ...out.bound, ...go.map((p) => p.obj.metadata.name)] };
+      extra.compares.push({ key: token.key, modRevision: token.rev });
+      extra.ops.push({ type: 'put', key: token.key, value: JSON.stringify({ metadata: { name: token.key.split('/').pop() }, ...record }) });
+    }
+    const r = await c.registry.commitCreates(go, extra);
+    if (r.succeeded) {
+      if (token) token.rev = r.revision;
+      out.bound.push(...go.map((p) => p.obj.metadata.name));
+      continue;
+    }
+    if (token && r.failed.includes(token.key)) return { ...out, tokenTaken: true };
+    out.conflicted.push(...indexes.filter((_, k) => !plan.failures.has(k)));
   }
-  const plan = c.parts.binder.planNew(cluster, prepared.map((p, i) => ({ obj: p.obj, instance: placements[i].instance })));
-  const refused: Refused[] = [...plan.failures].map(([i, f]) => ({ index: i, arn: c.parts.arns.containerInstance(cluster, placements[i].instance), reason: f.reason, detail: f.detail }));
-  const go = prepared.filter((_, i) => !plan.failures.has(i));
-  if (go.length === 0) return { outcome: 'conflict', refused };
-  const extra = { compares: [...plan.compares], ops: [...plan.ops] };
-  if (token) {
-    const record: TokenRecord = { ...token.value, tasks: [...earlier, ...go.map((p) => p.obj.metadata.name)] };
-    extra.compares.push({ key: token.key, modRevision: token.rev });
-    extra.ops.push({ type: 'put', key: token.key, value: JSON.stringify({ metadata: { name: token.key.split('/').pop() }, ...record }) });
-  }
-  const r = await c.registry.commitCreates(go, extra);
-  if (r.succeeded) {
-    if (token) token.rev = r.revision;
-    return { outcome: 'committed', bound: go.map((p) => p.obj.metadata.name), refused };
-  }
-  if (token && r.failed.includes(token.key)) return { outcome: 'token' };
-  return { outcome: 'conflict', refused };
+  return out;
 }
 
 /** What an earlier RunTask with this token started (undefined: none yet); a retry with other parameters is refused. */
@@ -273,25 +282,29 @@ export const RunTask: Operation = async (c, i) => {
     );
     if (r.placements.length === 0) break;
     const res = await createBound(c, cluster, spec, r.placements.map((p) => ({ task: p.task, instance: p.instance })), token, bound);
-    if (res.outcome === 'token') {
+    bound.push(...res.bound);
+    if (res.tokenTaken) {
       // a concurrent call with this token committed first: its tasks are the answer
       const other = await earlierRun(c, cluster, token!.key, token!.value.request);
       if (other) return other;
-      continue;
     }
-    if (res.outcome === 'committed') bound.push(...res.bound);
-    const lost = r.placements.length - (res.outcome === 'committed' ? res.bound.length : 0);
+    const lost = r.placements.length - res.bound.length;
     if (lost === 0) break;
-    if (round === RUN_ROUNDS - 1) failures.push(...(res.refused.length ? res.refused.map(({ index: _i, ...f }) => f) : [{ reason: 'CONFLICT', detail: 'the instances changed while the tasks were placed; try again' }]));
+    if (round === RUN_ROUNDS - 1) {
+      failures.push(...res.refused.map(({ index: _i, ...f }) => f));
+      if (res.conflicted.length) failures.push({ reason: 'CONFLICT', detail: 'the instances changed while the tasks were placed; try again' });
+      break;
+    }
     requests = Array.from({ length: lost }, () => ({ name: newId(), demand, group: spec.group, constraints, strategies }));
-    await new Promise((res) => setTimeout(res, Math.random() * 10 * (round + 1)));
+    // others are writing the same instances: back off a little, growing, before planning again
+    await new Promise((res) => setTimeout(res, Math.random() * Math.min(200, 10 * 2 ** round)));
     views = await instanceViews(c, cluster);
   }
   return { tasks: await shapes(c, cluster, bound), failures: dedupe(failures) };
 };
 
-/** how often RunTask plans again after its commit lost a race */
-const RUN_ROUNDS = 5;
+/** how often RunTask and StartTask plan again after a commit lost a race */
+const RUN_ROUNDS = 10;
 
 function dedupe(fs: Failure[]): Failure[] {
   const seen = new Set<string>();
@@ -333,19 +346,17 @@ export const StartTask: Operation = async (c, i) => {
   const bound: string[] = [];
   for (let attempt = 1; placements.length; attempt++) {
     const res = await createBound(c, cluster, spec, placements);
-    if (res.outcome === 'token') break; // no token here
+    bound.push(...res.bound);
     failures.push(...res.refused.map(({ index: _i, ...f }) => f));
-    if (res.outcome === 'committed') {
-      bound.push(...res.bound);
-      break;
-    }
-    // nothing was created: what an instance refused is reported, the rest tried again from fresh state
-    const refused = new Set(res.refused.map((f) => f.index));
-    placements = placements.filter((_, k) => !refused.has(k));
-    if (attempt >= RUN_ROUNDS) {
+    // what a conflict left uncreated is tried again, on the instance the caller named
+    placements = res.conflicted.map((k) => placements[k]);
+    if (placements.length && attempt >= RUN_ROUNDS) {
       failures.push(...placements.map((p) => ({ arn: c.parts.arns.containerInstance(cluster, p.instance), reason: 'CONFLICT', detail: 'the instance changed while the task was placed; try again' })));
       break;
     }
+    if (!placements.length) break;
+    await new Promise((r) => setTimeout(r, Math.random() * Math.min(200, 10 * 2 ** attempt)));
+    // the cache has what the conflict met before the next plan
     await c.registry.fresh();
   }
   return { tasks: await shapes(c, cluster, bound), failures };
