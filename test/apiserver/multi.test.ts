@@ -2,6 +2,7 @@
  * Several apiservers on one etcd cluster behave as one (issue 17, DESIGN §11).
  *
  * Three real `berth-apiserver` processes on a 3-member etcd cluster (etcd's default limits),
+ * the third over a slow link (its cache trails the others by 150 ms),
  * a seeded randomized workload spread over them -- creates, updates, deletes, bindings, task
  * definition registrations, daemons, cluster deletes, watches (listed on one apiserver,
  * watched on the same or another) and paginated lists -- recording every acknowledged write,
@@ -21,6 +22,7 @@
 import { expect } from 'chai';
 import { startApiProcesses, type ApiProcesses } from '../support/apiprocs.ts';
 import { startEtcdCluster, type EtcdCluster } from '../support/etcdcluster.ts';
+import { startTcpProxy, type TcpProxy } from '../support/tcpproxy.ts';
 import { check, readHistory, type Report } from './multi/check.ts';
 import { prng, STABLE, Workload } from './multi/workload.ts';
 
@@ -34,13 +36,18 @@ for (let run = 0; run < RUNS; run++) {
     this.timeout(Math.max(600_000, OPS * 1000));
     let etcd: EtcdCluster;
     let procs: ApiProcesses;
+    const proxies: TcpProxy[] = [];
 
     before(async () => {
       etcd = await startEtcdCluster({ members: 3 });
-      procs = await startApiProcesses(etcd.storeUrl, 3);
+      // the third apiserver reaches etcd over a slow link: what etcd sends it (watch events,
+      // txn answers) arrives 150 ms late, so its cache trails the other two
+      for (const m of etcd.members) proxies.push(await startTcpProxy(Number(new URL(m.clientUrl).port), { delayMs: 150 }));
+      procs = await startApiProcesses(etcd.storeUrl, 3, [], [undefined, undefined, `etcd://${proxies.map((p) => `127.0.0.1:${p.port}`).join(',')}`]);
     });
     after(async () => {
       await procs?.stop();
+      for (const p of proxies) await p.close();
       await etcd?.stop();
     });
 
@@ -66,10 +73,18 @@ for (let run = 0; run < RUNS; run++) {
           }
           let pausing: Promise<void> | undefined;
           await wl.run(OPS, WORKERS, (done) => {
+            // informers failing over to the apiserver behind the slow link, every so often
+            if (done % 40 === 0) void wl.startWatch({ scope: { plural: done % 80 ? 'tasks' : 'containerinstances' }, listServer: done % 3 === 0 ? 0 : 1, server: 2 });
             if (!pause || pausing || done < OPS / 3) return;
             const victim = procs.servers[rng.int(3)];
             paused = victim.index;
             victim.pause();
+            // informers failing over to it while it is stopped: listed on another apiserver,
+            // the watch asked of the stopped one, which answers once it runs again and before
+            // its cache has caught up
+            setTimeout(() => {
+              for (const plural of ['tasks', 'containerinstances']) void wl.startWatch({ scope: { plural }, listServer: (victim.index + 2) % 3, server: victim.index });
+            }, 3000);
             pausing = new Promise<void>((resolve) =>
               setTimeout(() => {
                 victim.resume();
@@ -77,7 +92,13 @@ for (let run = 0; run < RUNS; run++) {
                 setTimeout(() => {
                   paused = undefined;
                 }, 5000);
-                resolve();
+                // informers failing over to it while it catches up: listed on another
+                // apiserver, watched on the one that was stopped
+                const other = (victim.index + 1) % 3;
+                void Promise.all([
+                  wl.startWatch({ scope: { plural: 'tasks' }, listServer: other, server: victim.index }),
+                  wl.startWatch({ scope: { plural: 'services' }, listServer: other, server: victim.index }),
+                ]).then(() => resolve());
               }, 10_000),
             );
           });

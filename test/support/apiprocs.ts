@@ -25,7 +25,8 @@ export interface ApiProcesses {
   stop(): Promise<void>;
 }
 
-export async function startApiProcesses(storeUrl: string, n: number, extraArgs: string[] = []): Promise<ApiProcesses> {
+/** `storeUrls[i]` overrides the store of apiserver i (e.g. etcd behind a slow proxy). */
+export async function startApiProcesses(storeUrl: string, n: number, extraArgs: string[] = [], storeUrls: Array<string | undefined> = []): Promise<ApiProcesses> {
   const children: ChildProcess[] = [];
   const servers: ApiProcess[] = [];
   const stop = async () => {
@@ -44,7 +45,7 @@ export async function startApiProcesses(storeUrl: string, n: number, extraArgs: 
   try {
     for (let i = 0; i < n; i++) {
       const port = await freePort();
-      const child = spawn(process.execPath, [BIN, '--store', storeUrl, '--listen', `127.0.0.1:${port}`, '--log-level', process.env.BERTH_TEST_LOG ? 'debug' : 'warn', ...extraArgs], {
+      const child = spawn(process.execPath, [BIN, '--store', storeUrls[i] ?? storeUrl, '--listen', `127.0.0.1:${port}`, '--log-level', process.env.BERTH_TEST_LOG ? 'debug' : 'warn', ...extraArgs], {
         stdio: ['ignore', 'ignore', 'pipe'],
       });
       children.push(child);
