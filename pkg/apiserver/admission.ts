@@ -17,8 +17,7 @@ export const NODE_TOKEN_ANNOTATION = 'berth.dev/node-token';
 export const DAEMON_PORTS_ANNOTATION = 'berth.dev/ports';
 /** Finalizer the service and daemon controllers remove once every task is stopped. */
 export const CONTROLLER_FINALIZER = 'berth.dev/controller';
-/** On a task: the instance a daemon (or DAEMON-strategy service) assigns it to; the placement controller leaves it alone. */
-export const NOMINATED_ANNOTATION = 'berth.dev/nominated-instance';
+export { NOMINATED_ANNOTATION } from '../api/meta.ts';
 
 export const allocationKey = (cluster: string, instance: string) => storeKey('allocations', cluster, instance);
 /**

@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import { z } from 'zod';
-import { GROUP, VERSION, storeKey } from '../api/meta.ts';
+import { GROUP, NOMINATED_ANNOTATION, VERSION, storeKey } from '../api/meta.ts';
 import type { ContainerInstance, Task } from '../api/kinds.ts';
 import { allocate, capacityOf, choosePorts, demandOf, emptyAllocation, fitFailure, gateOf, hostPortsMismatch, usedPorts, type Allocation, type InstanceGate, type TaskAllocation, type TaskDemand } from '../api/allocation.ts';
 import { HostPortAssignment } from '../api/resources.ts';
@@ -62,6 +62,9 @@ export interface TxnLimits {
   /** keys and values per txn */
   maxBytes: number;
 }
+/** rounds of a binding call: the first plan, then re-plans of what met a conflict, from fresh state */
+const BIND_ROUNDS = 6;
+
 /** etcd's defaults (with room under the 1.5 MiB request limit for the request's framing) */
 export const ETCD_TXN_LIMITS: TxnLimits = { maxOps: 128, maxBytes: 1024 * 1024 };
 /** the embedded store has no limits of its own: big txns are cheap there */
@@ -129,7 +132,7 @@ const allocValue = (a: Allocation, gate: InstanceGate) => JSON.stringify({ cpu: 
  * A call commits in as few txns as the limits allow: each txn holds whole per-instance
  * slices, and an instance's record is written in the txn of its tasks. Each binding's result
  * says whether it committed; a txn that meets a conflict leaves its bindings unbound, and
- * they are re-planned from fresh state (the conflicted ones once more, the others twice).
+ * they are re-planned from fresh state, up to five times, with a short growing jitter.
  * No host port is ever held twice on an instance and no instance is over-committed,
  * however many binders race, on however many apiservers.
  */
@@ -156,8 +159,10 @@ export class Binder {
       else pending.push(i);
       named.add(b.task);
     });
-    const touchedOnce = new Set<number>();
-    for (let round = 0; round < 3 && pending.length > 0; round++) {
+    const conflicts = new Map<number, number>();
+    for (let round = 0; round < BIND_ROUNDS && pending.length > 0; round++) {
+      // another writer won a race for these instances: let it land, a little later each time
+      if (round > 0) await new Promise((r) => setTimeout(r, Math.random() * Math.min(100, 5 * 2 ** round)));
       await this.registry.fresh();
       const items: Item[] = [];
       for (const i of pending) {
@@ -176,6 +181,11 @@ export class Binder {
           this.fail(results[i], 'STOPPED', `task "${b.task}" is stopped or stopping`);
           continue;
         }
+        const nominated = task.metadata.annotations?.[NOMINATED_ANNOTATION];
+        if (nominated && nominated !== b.containerInstance) {
+          this.fail(results[i], 'INVALID', `task "${b.task}" is nominated for container instance ${nominated}`);
+          continue;
+        }
         items.push({ i, task, instance: b.containerInstance, hostPorts: b.hostPorts, isNew: false });
       }
       const { planned, entries } = this.plan(cluster, items, results);
@@ -189,9 +199,10 @@ export class Binder {
         for (const p of out.left) {
           if (out.touched.has(p.i)) {
             Object.assign(results[p.i], { bound: false, reason: 'CONFLICT', detail: 'the task or the instance changed meanwhile' });
-            // a binding that conflicted is re-evaluated from fresh state once more
-            if (touchedOnce.has(p.i)) continue;
-            touchedOnce.add(p.i);
+            // a binding that conflicted is re-evaluated from fresh state, a few times
+            const n = (conflicts.get(p.i) ?? 0) + 1;
+            conflicts.set(p.i, n);
+            if (n >= BIND_ROUNDS - 1) continue;
           } else {
             Object.assign(results[p.i], { bound: false, reason: 'CONFLICT', detail: 'not committed: another binding of its txn met a conflict' });
           }

@@ -247,6 +247,14 @@ describe('invariants in the committing txn, on two apiservers of one etcd cluste
       expect(Object.keys(JSON.parse((await ha.store.get(`/berth/allocations/gate/${ci}`))!.value).tasks)).to.deep.equal([task]);
     });
 
+    it('C13: a task nominated for an instance is bound there or nowhere', async () => {
+      const { ci } = await instanceAndTask();
+      n++;
+      created(await a.call('POST', `${V}/namespaces/gate/tasks`, obj('Task', `nom${n}`, { taskDefinition: 'idt:1' }, { annotations: { 'berth.dev/nominated-instance': 'elsewhere' } })));
+      await sees(b, `${V}/namespaces/gate/tasks/nom${n}`);
+      expect((await bind(b, `nom${n}`, ci)).body.results[0]).to.include({ bound: false, reason: 'INVALID' });
+    });
+
     it('C14: a heartbeat leaves the allocation record alone (it changes nothing a binding depends on), and the binding then commits', async () => {
       const { ci, task } = await instanceAndTask();
       const before = await ha.store.get(`/berth/allocations/gate/${ci}`);

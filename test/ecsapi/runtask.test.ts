@@ -1,7 +1,9 @@
 /**
  * C13 (apiserver.md): RunTask and the placement controller never fight over the same task.
  * RunTask creates its tasks bound, in one txn, so the controller never sees them pending;
- * it never answers ALREADY_BOUND and never deletes a task that was placed.
+ * it never answers ALREADY_BOUND and never deletes a task that was placed. `berth start-task`
+ * (create, then bind) creates its task nominated for its instance, which the controller
+ * leaves alone and the binder honours.
  *
  * The real controller-manager (in-process) and three hollow agents beside an apiserver whose
  * store commits every txn 10 ms late (etcd-like), with a service keeping the placement
@@ -9,6 +11,8 @@
  */
 import { expect } from 'chai';
 import { CreateServiceCommand, RegisterTaskDefinitionCommand, RunTaskCommand, type ECSClient, type RunTaskCommandOutput } from '@aws-sdk/client-ecs';
+import { runCli } from '../../pkg/cli/commands.ts';
+import { Client } from '../../pkg/client/client.ts';
 import { startControlPlane, type Running } from '../support/fleet.ts';
 import { delayedStore, eventually } from '../support/haapi.ts';
 import { startEcsServer, type EcsTestServer } from './support.ts';
@@ -62,5 +66,48 @@ describe('C13: RunTask beside the placement controller (10 ms store latency)', f
     // the controller has placed the service meanwhile, and RunTask's tasks are still where they were
     await eventually(async () => (await s.api.call('GET', `${V}/namespaces/default/services/busy`)).body.status?.runningCount === 30, 'the service running', 120_000);
     await check();
+  });
+
+  it('berth start-task (create, then bind) beside the controller: the task starts on the instance asked for, never elsewhere', async () => {
+    const instances = (await s.api.call('GET', `${V}/namespaces/default/containerinstances`)).body.items.map((i: { metadata: { name: string } }) => i.metadata.name);
+    const client = new Client({ server: s.api.url, token: s.api.adminToken });
+    // a slow link between the CLI's create and its bind: the controller sees the task first
+    const slow = new Proxy(client, {
+      get(t, p) {
+        if (p === 'bind') {
+          return async (...a: Parameters<Client['bind']>) => {
+            await new Promise((r) => setTimeout(r, 300));
+            return t.bind(...a);
+          };
+        }
+        const v = (t as unknown as Record<string | symbol, unknown>)[p];
+        return typeof v === 'function' ? (v as (...x: unknown[]) => unknown).bind(t) : v;
+      },
+    });
+    try {
+      const run = async (ci: string) => {
+        let out = '';
+        let err = '';
+        const code = await runCli(['start-task', '--task-definition', 'one-off', '--container-instances', ci], {
+          io: { out: (x) => void (out += x), err: (x) => void (err += x), stdin: async () => '' },
+          version: 'test',
+          connect: async () => ({ client: slow, namespace: 'default' }),
+        });
+        return { code, out, err, ci };
+      };
+      // the controller busy with the cluster meanwhile: the service grows
+      const grow = s.api.call('PATCH', `${V}/namespaces/default/services/busy`, { spec: { desiredCount: 60 } }, { contentType: 'application/merge-patch+json' });
+      const results = await Promise.all(Array.from({ length: 12 }, (_, i) => run(instances[i % instances.length])));
+      expect((await grow).status).to.equal(200);
+      for (const r of results) {
+        expect(r.code, r.err).to.equal(0);
+        const task = /task\/([0-9a-f]+) started on/.exec(r.out)![1];
+        const t = await s.api.call('GET', `${V}/namespaces/default/tasks/${task}`);
+        expect(t.body.spec.containerInstance).to.equal(r.ci);
+        expect(t.body.spec.desiredStatus).to.equal('RUNNING');
+      }
+    } finally {
+      client.close();
+    }
   });
 });
