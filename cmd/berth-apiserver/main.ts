@@ -20,15 +20,27 @@ const program = new Command('berth-apiserver')
   .option('--token-auth-file <file>', 'static bearer tokens, CSV: token,user,uid,"group1,group2"; absent: dev mode (loopback only, everyone is admin)')
   .option('--watch-cache-size <events>', 'past events the watch cache keeps for watchers that resume (older resume points get 410 Gone and relist)', String(DEFAULT_WATCH_CACHE_SIZE))
   .option('--inactive-retention <seconds>', 'how long a deleted service or deregistered container instance stays describable (INACTIVE)', '3600')
-  .option('--max-txn-ops <n>', "etcd's --max-txn-ops (etcd's default 128): binding calls are split into txns within it (and within 1 MiB); raise both together for fewer, larger txns")
+  .option('--max-txn-ops <n>', "etcd's --max-txn-ops (default 128): binding calls are split into txns within it and 1 MiB; raise both for fewer txns")
   .option('--log-level <level>', 'pino level', process.env.BERTH_LOG_LEVEL ?? 'info')
   .showHelpAfterError();
 
 runMain('berth-apiserver', async () => {
   program.parse();
-  const o = program.opts<{ store: string; listen: string; tlsCertFile?: string; tlsPrivateKeyFile?: string; tokenAuthFile?: string; logLevel: string; inactiveRetention: string; watchCacheSize: string; maxTxnOps?: string }>();
+  const o = program.opts<{
+    store: string;
+    listen: string;
+    tlsCertFile?: string;
+    tlsPrivateKeyFile?: string;
+    tokenAuthFile?: string;
+    logLevel: string;
+    inactiveRetention: string;
+    watchCacheSize: string;
+    maxTxnOps?: string;
+  }>();
   const maxTxnOps = o.maxTxnOps === undefined ? undefined : Number(o.maxTxnOps);
-  if (maxTxnOps !== undefined && (!Number.isInteger(maxTxnOps) || maxTxnOps < 8)) throw badRequest(`--max-txn-ops ${o.maxTxnOps}: must be a whole number, at least 8 (etcd's default is 128)`);
+  if (maxTxnOps !== undefined && (!Number.isInteger(maxTxnOps) || maxTxnOps < 8)) {
+    throw badRequest(`--max-txn-ops ${o.maxTxnOps}: must be a whole number, at least 8 (etcd's default is 128)`);
+  }
   const watchCacheCapacity = Number(o.watchCacheSize);
   if (!Number.isInteger(watchCacheCapacity) || watchCacheCapacity < 100) throw badRequest(`--watch-cache-size ${o.watchCacheSize}: must be a whole number of events, at least 100`);
   const retention = Number(o.inactiveRetention);

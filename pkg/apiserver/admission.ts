@@ -506,7 +506,8 @@ export class DaemonAdmission implements Admission {
     // rewrote it, so this txn fails and the registry checks again with that daemon in view
     const guard = this.registry.cache.get(daemonPortsKey(ns));
     w.compares.push({ key: daemonPortsKey(ns), modRevision: revOf(guard) });
-    w.ops.push({ type: 'put', key: daemonPortsKey(ns), value: JSON.stringify({ metadata: { name: 'ports' }, last: { daemon: o.metadata.name, ports: [...mine] } }) });
+    const value = JSON.stringify({ metadata: { name: 'ports' }, last: { daemon: o.metadata.name, ports: [...mine] } });
+    w.ops.push({ type: 'put', key: daemonPortsKey(ns), value });
     for (const [, other] of this.registry.cache.list('daemons', ns)) {
       if (other.metadata.name === o.metadata.name || (other.status as { status?: string } | undefined)?.status === 'INACTIVE') continue;
       const theirs = this.ports((other.spec as { daemonTaskDefinition: string }).daemonTaskDefinition);

@@ -2,7 +2,8 @@ import type { ServerResponse } from 'node:http';
 import { z } from 'zod';
 import { GROUP, NOMINATED_ANNOTATION, VERSION, storeKey } from '../api/meta.ts';
 import type { ContainerInstance, Task } from '../api/kinds.ts';
-import { allocate, capacityOf, choosePorts, demandOf, emptyAllocation, fitFailure, gateOf, hostPortsMismatch, usedPorts, type Allocation, type InstanceGate, type TaskAllocation, type TaskDemand } from '../api/allocation.ts';
+import { allocate, capacityOf, choosePorts, demandOf, emptyAllocation, fitFailure, gateOf, hostPortsMismatch, usedPorts } from '../api/allocation.ts';
+import type { Allocation, InstanceGate, TaskAllocation, TaskDemand } from '../api/allocation.ts';
 import { HostPortAssignment } from '../api/resources.ts';
 import type { TaskDefinitionSpec } from '../api/taskdefinition.ts';
 import { parseOrInvalid } from '../api/validate.ts';
@@ -112,7 +113,17 @@ interface Chunk {
   items: Planned[];
 }
 
-const refusal = (g: InstanceGate): { reason: BindingFailureReason; detail: string } | undefined => {
+/** what a chunk's txn did: committed, or left (touched: those whose own keys conflicted) */
+interface ChunkOutcome {
+  committed: Planned[];
+  revision: number;
+  touched: Set<number>;
+  left: Planned[];
+}
+
+type Refusal = { reason: BindingFailureReason; detail: string };
+
+const refusal = (g: InstanceGate): Refusal | undefined => {
   if (g.status === 'INACTIVE') return { reason: 'INACTIVE', detail: 'the container instance is INACTIVE' };
   if (g.status === 'DRAINING') return { reason: 'DRAINING', detail: 'the container instance is DRAINING: it takes no new tasks' };
   if (g.status !== 'ACTIVE') return { reason: 'INACTIVE', detail: `the container instance is ${g.status}` };
@@ -173,8 +184,9 @@ export class Binder {
           continue;
         }
         if (task.spec.containerInstance) {
-          if (task.spec.containerInstance === b.containerInstance) Object.assign(results[i], { bound: true, hostPorts: task.spec.hostPorts ?? [], resourceVersion: task.metadata.resourceVersion, reason: undefined, detail: undefined });
-          else this.fail(results[i], 'ALREADY_BOUND', `task "${b.task}" is bound to ${task.spec.containerInstance}`);
+          if (task.spec.containerInstance === b.containerInstance) {
+            Object.assign(results[i], { bound: true, hostPorts: task.spec.hostPorts ?? [], resourceVersion: task.metadata.resourceVersion, reason: undefined, detail: undefined });
+          } else this.fail(results[i], 'ALREADY_BOUND', `task "${b.task}" is bound to ${task.spec.containerInstance}`);
           continue;
         }
         if (task.spec.desiredStatus === 'STOPPED' || task.status?.lastStatus === 'STOPPED') {
@@ -219,13 +231,13 @@ export class Binder {
    * instance and host ports, and the returned compares and ops carry the instances'
    * allocation records. A task that cannot go where asked is left out, with its reason.
    */
-  planNew(cluster: string, tasks: Array<{ obj: Obj; instance: string }>): { compares: Compare[]; ops: Op[]; failures: Map<number, { reason: BindingFailureReason; detail: string }> } {
+  planNew(cluster: string, tasks: Array<{ obj: Obj; instance: string }>): { compares: Compare[]; ops: Op[]; failures: Map<number, Refusal> } {
     const results: BindingResult[] = tasks.map((t) => ({ task: t.obj.metadata.name, containerInstance: t.instance, bound: false }));
     const items: Item[] = tasks.map((t, i) => ({ i, task: t.obj as unknown as Task, instance: t.instance, isNew: true }));
     const { planned, entries } = this.plan(cluster, items, results);
     const compares: Compare[] = [];
     const ops: Op[] = [];
-    const failures = new Map<number, { reason: BindingFailureReason; detail: string }>();
+    const failures = new Map<number, Refusal>();
     results.forEach((r, i) => r.reason && failures.set(i, { reason: r.reason, detail: r.detail ?? '' }));
     for (const p of planned) {
       const spec = tasks[p.i].obj.spec as Task['spec'];
@@ -267,7 +279,8 @@ export class Binder {
           ciCompare = { key: ciKey, modRevision: Number(ci.metadata.resourceVersion) };
         }
         const base: Allocation = rec ? { cpu: rec.cpu, memory: rec.memory, tasks: rec.tasks } : emptyAllocation();
-        entry = { ak, a: { cpu: base.cpu, memory: base.memory, tasks: { ...base.tasks } }, base, rev: rec ? Number(rec.metadata.resourceVersion) : 0, gate, ciCompare };
+        const rev = rec ? Number(rec.metadata.resourceVersion) : 0;
+        entry = { ak, a: { cpu: base.cpu, memory: base.memory, tasks: { ...base.tasks } }, base, rev, gate, ciCompare };
         entries.set(ak, entry);
       }
       const refused = refusal(entry.gate);
@@ -343,7 +356,8 @@ export class Binder {
       const recCompares = e.ciCompare ? 2 : 1;
       for (const p of list) {
         let withRec = !inCur.has(ak);
-        if (cur.length && (ops + 1 + (withRec ? 1 : 0) > maxOps || compares + 1 + (withRec ? recCompares : 0) > maxOps || bytes + p.bytes + (withRec ? recBytes : 0) > maxBytes)) {
+        const full = ops + 1 + (withRec ? 1 : 0) > maxOps || compares + 1 + (withRec ? recCompares : 0) > maxOps || bytes + p.bytes + (withRec ? recBytes : 0) > maxBytes;
+        if (cur.length && full) {
           chunks.push({ items: cur });
           cur = [];
           ops = compares = bytes = 0;
@@ -366,7 +380,7 @@ export class Binder {
    * chunk. Tasks of an instance whose earlier txn in this call failed are left out (their
    * record would build on what did not commit).
    */
-  private async commit(chunk: Chunk, entries: Map<string, InstanceEntry>): Promise<{ committed: Planned[]; revision: number; touched: Set<number>; left: Planned[] }> {
+  private async commit(chunk: Chunk, entries: Map<string, InstanceEntry>): Promise<ChunkOutcome> {
     const compares: Compare[] = [];
     const ops: Op[] = [];
     const slices = new Map<string, Planned[]>();

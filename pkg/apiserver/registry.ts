@@ -339,7 +339,10 @@ export class Registry {
    */
   async commitCreates(prepared: PreparedCreate[], extra: { compares: Compare[]; ops: Op[] } = { compares: [], ops: [] }) {
     const parts = [
-      ...prepared.map((p) => ({ compares: [{ key: p.key, modRevision: 0 }, ...p.compares], ops: [{ type: 'put' as const, key: p.key, value: JSON.stringify(p.obj) }, ...p.ops] })),
+      ...prepared.map((p) => ({
+        compares: [{ key: p.key, modRevision: 0 }, ...p.compares],
+        ops: [{ type: 'put' as const, key: p.key, value: JSON.stringify(p.obj) }, ...p.ops],
+      })),
       extra,
     ];
     const merged = mergeTxn(parts);

@@ -454,7 +454,8 @@ export function buildProgram(deps: CliDeps): Command {
       for (const ci of o.containerInstances) {
         // nominated for its instance: the placement controller leaves it to this binding (C13)
         const metadata = { name: randomUUID().replace(/-/g, ''), namespace, annotations: { [NOMINATED_ANNOTATION]: ci } };
-        const t = await client.create<Task>({ apiVersion: 'berth.dev/v1', kind: 'Task', metadata, spec: { taskDefinition: o.taskDefinition, desiredStatus: 'RUNNING', startedBy: 'berth start-task' } } as unknown as Task);
+        const spec = { taskDefinition: o.taskDefinition, desiredStatus: 'RUNNING', startedBy: 'berth start-task' };
+        const t = await client.create<Task>({ apiVersion: 'berth.dev/v1', kind: 'Task', metadata, spec } as unknown as Task);
         const r = (await client.bind(namespace, [{ task: t.metadata.name, containerInstance: ci }])).results[0];
         if (!r.bound) {
           await client.patch('Task', namespace, t.metadata.name, { spec: { desiredStatus: 'STOPPED', stopReason: `could not start on ${ci}: ${r.detail ?? r.reason}` } });

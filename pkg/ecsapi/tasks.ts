@@ -176,7 +176,14 @@ type Committed = { bound: string[]; refused: Refused[]; conflicted: number[]; to
  * was drained, meanwhile) is left out with the reason. One txn per instance keeps a race on
  * one instance's record from failing the others.
  */
-async function createBound(c: OpContext, cluster: string, spec: TaskInputs['spec'], placements: Array<{ task: string; instance: string }>, token?: Token, earlier: string[] = []): Promise<Committed> {
+async function createBound(
+  c: OpContext,
+  cluster: string,
+  spec: TaskInputs['spec'],
+  placements: Array<{ task: string; instance: string }>,
+  token?: Token,
+  earlier: string[] = [],
+): Promise<Committed> {
   c.authorize({ verb: 'create', resource: 'tasks', namespace: cluster });
   c.authorize({ verb: 'create', resource: 'bindings', namespace: cluster });
   const out: Committed = { bound: [], refused: [], conflicted: [] };
@@ -190,7 +197,8 @@ async function createBound(c: OpContext, cluster: string, spec: TaskInputs['spec
       prepared.push(r);
     }
     const plan = c.parts.binder.planNew(cluster, prepared.map((p) => ({ obj: p.obj, instance })));
-    for (const [k, f] of plan.failures) out.refused.push({ index: indexes[k], arn: c.parts.arns.containerInstance(cluster, instance), reason: f.reason, detail: f.detail });
+    const arn = c.parts.arns.containerInstance(cluster, instance);
+    for (const [k, f] of plan.failures) out.refused.push({ index: indexes[k], arn, reason: f.reason, detail: f.detail });
     const go = prepared.filter((_, k) => !plan.failures.has(k));
     if (go.length === 0) continue;
     const extra = { compares: [...plan.compares], ops: [...plan.ops] };
@@ -351,7 +359,8 @@ export const StartTask: Operation = async (c, i) => {
     // what a conflict left uncreated is tried again, on the instance the caller named
     placements = res.conflicted.map((k) => placements[k]);
     if (placements.length && attempt >= RUN_ROUNDS) {
-      failures.push(...placements.map((p) => ({ arn: c.parts.arns.containerInstance(cluster, p.instance), reason: 'CONFLICT', detail: 'the instance changed while the task was placed; try again' })));
+      const detail = 'the instance changed while the task was placed; try again';
+      failures.push(...placements.map((p) => ({ arn: c.parts.arns.containerInstance(cluster, p.instance), reason: 'CONFLICT', detail })));
       break;
     }
     if (!placements.length) break;

@@ -35,11 +35,12 @@ const watch = (over: Partial<WatchRecord>): WatchRecord => ({
   scope: { plural: 'tasks', ns: 'c' },
   from: 3,
   listed: new Map([['/berth/tasks/c/t1', 3]]),
-  events: [{ type: 'MODIFIED', key: '/berth/tasks/c/t1', rv: 4 }],
+  events: [ev('MODIFIED', 't1', 4)],
   bookmarks: [],
   close: () => undefined,
   ...over,
 });
+const ev = (type: string, name: string, rv: number) => ({ type, key: `/berth/tasks/c/${name}`, rv });
 const problems = (r: Report) => Object.entries(r).filter(([k, v]) => k !== 'stats' && (v as string[]).length > 0).map(([k]) => k);
 
 describe('the multi-apiserver checker flags each broken property, and only that', () => {
@@ -128,10 +129,10 @@ describe('the multi-apiserver checker flags each broken property, and only that'
     const rec = empty();
     // selected tasks: t2 ADDED @5, DELETED @6 (stops matching), ADDED @7 (matches again)
     const selected = { plural: 'tasks', ns: 'c', selected: true };
-    rec.watches.push(watch({ id: 'ok', scope: selected, events: [{ type: 'MODIFIED', key: '/berth/tasks/c/t1', rv: 4 }, { type: 'ADDED', key: '/berth/tasks/c/t2', rv: 5 }, { type: 'DELETED', key: '/berth/tasks/c/t2', rv: 6 }, { type: 'ADDED', key: '/berth/tasks/c/t2', rv: 7 }] }));
-    rec.watches.push(watch({ id: 'gap', scope: selected, events: [{ type: 'MODIFIED', key: '/berth/tasks/c/t1', rv: 4 }, { type: 'ADDED', key: '/berth/tasks/c/t2', rv: 7 }] }));
-    rec.watches.push(watch({ id: 'dup', events: [{ type: 'MODIFIED', key: '/berth/tasks/c/t1', rv: 4 }, { type: 'MODIFIED', key: '/berth/tasks/c/t1', rv: 4 }, { type: 'ADDED', key: '/berth/tasks/c/t2', rv: 5 }, { type: 'MODIFIED', key: '/berth/tasks/c/t2', rv: 6 }, { type: 'MODIFIED', key: '/berth/tasks/c/t2', rv: 7 }] }));
-    rec.watches.push(watch({ id: 'replay', listServer: 1, events: [{ type: 'ADDED', key: '/berth/tasks/c/t1', rv: 3 }, { type: 'MODIFIED', key: '/berth/tasks/c/t1', rv: 4 }, { type: 'ADDED', key: '/berth/tasks/c/t2', rv: 5 }, { type: 'MODIFIED', key: '/berth/tasks/c/t2', rv: 7 }, { type: 'MODIFIED', key: '/berth/tasks/c/t2', rv: 6 }] }));
+    rec.watches.push(watch({ id: 'ok', scope: selected, events: [ev('MODIFIED', 't1', 4), ev('ADDED', 't2', 5), ev('DELETED', 't2', 6), ev('ADDED', 't2', 7)] }));
+    rec.watches.push(watch({ id: 'gap', scope: selected, events: [ev('MODIFIED', 't1', 4), ev('ADDED', 't2', 7)] }));
+    rec.watches.push(watch({ id: 'dup', events: [ev('MODIFIED', 't1', 4), ev('MODIFIED', 't1', 4), ev('ADDED', 't2', 5), ev('MODIFIED', 't2', 6), ev('MODIFIED', 't2', 7)] }));
+    rec.watches.push(watch({ id: 'replay', listServer: 1, events: [ev('ADDED', 't1', 3), ev('MODIFIED', 't1', 4), ev('ADDED', 't2', 5), ev('MODIFIED', 't2', 7), ev('MODIFIED', 't2', 6)] }));
     const r = check(rec, h, () => 7);
     expect(r.watchesSameServer.join('\n')).to.not.match(/^ok /m);
     expect(r.watchesSameServer.join('\n')).to.match(/^gap .*missing 2: ADDED \/berth\/tasks\/c\/t2@5, DELETED \/berth\/tasks\/c\/t2@6/m);
