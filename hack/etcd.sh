@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs one etcd for development in the foreground: hack/etcd.sh [PORT] [DATA_DIR]
-# berth's batch binding writes more than etcd's default 128 ops per txn: --max-txn-ops.
+# berth works within etcd's default 128 ops per txn; with --max-txn-ops 10000 here, give
+# berth-apiserver --max-txn-ops 10000 too and large binding calls take fewer txns.
 # No --auto-compaction: berth-apiserver compacts etcd itself (--compaction-interval,
 # --compaction-retention; one apiserver at a time), keeping 5 minutes of history.
 set -euo pipefail

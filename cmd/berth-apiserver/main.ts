@@ -7,6 +7,7 @@ import { buildApiServer, listen, parseListen } from '../../pkg/apiserver/apiserv
 import { loadTokenFile } from '../../pkg/apiserver/auth.ts';
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from '../../pkg/apiserver/limits.ts';
 import { cidrList } from '../../pkg/apiserver/listener.ts';
+import { EMBEDDED_TXN_LIMITS, ETCD_TXN_LIMITS } from '../../pkg/apiserver/binding.ts';
 import { DEFAULT_WATCH_CACHE_SIZE } from '../../pkg/apiserver/watchcache.ts';
 import { isLoopback, onShutdown, runMain } from '../../pkg/cmdutil/cmdutil.ts';
 import { ecsFrontDoor } from '../../pkg/ecsapi/ecsapi.ts';
@@ -56,6 +57,7 @@ const program = new Command('berth-apiserver')
   .option('--watch-buffer-bytes <bytes>', 'a watch whose client has this much unread is closed (it relists)', String(DEFAULT_SERVER_LIMITS.watchBufferBytes))
   .option('--policy-file <file>', 'IAM policies attached to users and groups (JSON or YAML; see the README); re-read when it changes')
   .option('--audit-log <file>', 'append one JSON line per state-changing or denied request to this file')
+  .option('--max-txn-ops <n>', "etcd's --max-txn-ops (default 128): binding calls are split into txns within it and 1 MiB; raise both for fewer txns")
   .option('--log-level <level>', 'pino level', process.env.BERTH_LOG_LEVEL ?? 'info')
   .showHelpAfterError();
 
@@ -86,6 +88,7 @@ runMain('berth-apiserver', async () => {
     auditLog?: string;
     compactionInterval: string;
     compactionRetention: string;
+    maxTxnOps?: string;
   }>();
   const whole = (flag: string, v: string, min: number) => {
     const n = Number(v);
@@ -102,6 +105,10 @@ runMain('berth-apiserver', async () => {
   };
   const proxyProtocolTrusted = o.proxyProtocolTrusted?.split(',').map((c) => c.trim()).filter(Boolean);
   if (proxyProtocolTrusted) cidrList(proxyProtocolTrusted); // a malformed CIDR fails here, naming the flag
+  const maxTxnOps = o.maxTxnOps === undefined ? undefined : Number(o.maxTxnOps);
+  if (maxTxnOps !== undefined && (!Number.isInteger(maxTxnOps) || maxTxnOps < 8)) {
+    throw badRequest(`--max-txn-ops ${o.maxTxnOps}: must be a whole number, at least 8 (etcd's default is 128)`);
+  }
   const watchCacheCapacity = Number(o.watchCacheSize);
   if (!Number.isInteger(watchCacheCapacity) || watchCacheCapacity < 100) throw badRequest(`--watch-cache-size ${o.watchCacheSize}: must be a whole number of events, at least 100`);
   const compactionInterval = Number(o.compactionInterval);
@@ -132,8 +139,9 @@ runMain('berth-apiserver', async () => {
 
   // the ECS API on the same port, as `berth up` serves it; serve at once: /readyz answers 503
   // (saying why) until the watch cache has synced
+  const txnLimits = maxTxnOps ? { ...(store.backend === 'etcd' ? ETCD_TXN_LIMITS : EMBEDDED_TXN_LIMITS), maxOps: maxTxnOps } : undefined;
   const api = await buildApiServer({
-    store, log, tokens, inactiveRetentionMs: retention * 1000, watchCacheCapacity, serverLimits,
+    store, log, tokens, inactiveRetentionMs: retention * 1000, watchCacheCapacity, serverLimits, txnLimits,
     compactionIntervalMs: compactionInterval * 1000,
     compactionRetentionMs: compactionRetention * 1000,
     noWaitForCache: true,

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { ContainerDefinition, DaemonTaskDefinitionSpec, TaskDefinitionSpec } from './taskdefinition.ts';
-import type { EcsResource, HostPortAssignment, TaskOverride } from './resources.ts';
+import { EcsResource, type HostPortAssignment, type TaskOverride } from './resources.ts';
 
 /**
  * Resource arithmetic shared by the scheduler (planning) and the apiserver's binding call
@@ -79,13 +79,45 @@ export const TaskAllocation = z.strictObject({
 });
 export type TaskAllocation = z.infer<typeof TaskAllocation>;
 
+/**
+ * What a binding must know of its instance at commit: the instance's placement state and
+ * what it offers. Every write that changes one of these fields of the ContainerInstance
+ * copies them into the allocation record in the same txn, so a binding, which compares the
+ * record, never commits on an instance that was drained, disconnected or re-registered
+ * smaller meanwhile -- and a heartbeat, which changes none of them, never conflicts with it.
+ */
+export const InstanceGate = z.strictObject({
+  /** ACTIVE, DRAINING or INACTIVE, as the scheduler reads it */
+  status: z.string(),
+  agentConnected: z.boolean(),
+  registeredResources: z.array(EcsResource),
+  dynamicHostPortRange: z.tuple([z.number().int(), z.number().int()]).optional(),
+});
+export type InstanceGate = z.infer<typeof InstanceGate>;
+
 /** The allocation record of one instance: `/berth/allocations/<cluster>/<instance>`. */
 export const Allocation = z.strictObject({
   cpu: z.number(),
   memory: z.number(),
   tasks: z.record(z.string(), TaskAllocation),
+  /** the instance's gate (absent in records written before it existed) */
+  instance: InstanceGate.optional(),
 });
 export type Allocation = z.infer<typeof Allocation>;
+
+/** The instance fields a binding depends on. */
+export function gateOf(ci: {
+  spec: { status?: string; registeredResources?: EcsResource[]; dynamicHostPortRange?: [number, number] };
+  status?: { status?: string; agentConnected?: boolean };
+}): InstanceGate {
+  const status = ci.spec.status === 'ACTIVE' || ci.spec.status === undefined ? (ci.status?.status === 'INACTIVE' ? 'INACTIVE' : 'ACTIVE') : ci.spec.status;
+  return {
+    status,
+    agentConnected: ci.status?.agentConnected ?? false,
+    registeredResources: ci.spec.registeredResources ?? [],
+    ...(ci.spec.dynamicHostPortRange ? { dynamicHostPortRange: ci.spec.dynamicHostPortRange } : {}),
+  };
+}
 
 export const emptyAllocation = (): Allocation => ({ cpu: 0, memory: 0, tasks: {} });
 

@@ -7,6 +7,12 @@ export const VERSION = 'v1';
 export const API_VERSION = `${GROUP}/${VERSION}` as const;
 /** The namespace that needs no cluster: the controllers' leader-election leases live here. */
 export const SYSTEM_NAMESPACE = 'berth-system';
+/**
+ * On a task: the instance its creator binds it to (a daemon, a DAEMON-strategy service,
+ * `berth start-task`); the placement controller leaves it alone and the binder binds it
+ * nowhere else.
+ */
+export const NOMINATED_ANNOTATION = 'berth.dev/nominated-instance';
 
 /** ECS names: 1-255 letters, digits, hyphens and underscores. */
 export const NAME_RE = /^[A-Za-z0-9_-]{1,255}$/;

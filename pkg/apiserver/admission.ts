@@ -1,8 +1,8 @@
 import { Kinds, type Cluster, type ContainerInstance, type Task } from '../api/kinds.ts';
 import { API_VERSION, storeKey, type KindInfo } from '../api/meta.ts';
 import { Arns, isArn, newId, parseArn } from '../api/arn.ts';
-import { contentHash } from '../api/validate.ts';
-import { Allocation, capacityOf, emptyAllocation, release, remainingResources } from '../api/allocation.ts';
+import { contentHash, sameJson } from '../api/validate.ts';
+import { Allocation, capacityOf, emptyAllocation, gateOf, release, remainingResources } from '../api/allocation.ts';
 import type { TaskDefinitionSpec, TaskDefinitionStatus } from '../api/taskdefinition.ts';
 import { BerthError, badRequest, invalid, notFound } from '../errors/errors.ts';
 import { credentialIndexKey, credentialKey, hashToken, newToken, type NodeCredential } from './auth.ts';
@@ -19,10 +19,39 @@ export const NODE_TOKEN_ANNOTATION = 'berth.dev/node-token';
 export const DAEMON_PORTS_ANNOTATION = 'berth.dev/ports';
 /** Finalizer the service and daemon controllers remove once every task is stopped. */
 export const CONTROLLER_FINALIZER = 'berth.dev/controller';
-/** On a task: the instance a daemon (or DAEMON-strategy service) assigns it to; the placement controller leaves it alone. */
-export const NOMINATED_ANNOTATION = 'berth.dev/nominated-instance';
+export { NOMINATED_ANNOTATION } from '../api/meta.ts';
 
 export const allocationKey = (cluster: string, instance: string) => storeKey('allocations', cluster, instance);
+/**
+ * A cluster's contents guard: every create of a task, service or container instance in the
+ * cluster writes it, and DeleteCluster compares it, so a delete that did not see a create
+ * fails and checks again (C4). Its value says nothing; its revision is the point.
+ */
+export const clusterContentsKey = (cluster: string) => storeKey('clustercontents', undefined, cluster);
+/** the kinds whose presence keeps a cluster from being deleted (ECS's ClusterContains*) */
+const CLUSTER_CONTENTS = new Set(['tasks', 'services', 'containerinstances']);
+/**
+ * A cluster's daemon ports guard: every daemon create or update that declares ports compares
+ * and rewrites it, so two daemons on one port cannot both be admitted, whatever the caches
+ * of the apiservers that admit them have seen (C4).
+ */
+export const daemonPortsKey = (cluster: string) => storeKey('daemonports', cluster, 'ports');
+
+/** The revision of a guard key as this cache has it (0: absent), for a compare. */
+const revOf = (o: Obj | undefined) => (o ? Number(o.metadata.resourceVersion) : 0);
+
+/**
+ * Waits until this apiserver's cache has caught up with the store: before a task definition
+ * family is resolved to its latest revision at write time, so a registration a moment ago on
+ * another apiserver counts (a service updated to `web` right after `web:5` was registered
+ * gets `web:5`).
+ */
+async function caughtUp(registry: Registry): Promise<void> {
+  await registry.cache.waitFor(await registry.store.currentRevision());
+}
+
+/** `web` or its ARN without a revision: resolved to the latest ACTIVE revision. */
+const isFamily = (ref: string) => !(isArn(ref) ? parseArn(ref).name : ref).includes(':');
 
 type TD = Obj & { spec: Record<string, unknown>; status: TaskDefinitionStatus };
 
@@ -57,11 +86,23 @@ export class TaskDefinitionAdmission implements Admission {
     return this.latestActive(n)?.metadata.name;
   }
 
+  /** resolveName at write time: a family resolves against the store's latest state, not a lagging cache's */
+  async resolveFresh(name: string): Promise<string | undefined> {
+    if (isFamily(name)) await caughtUp(this.registry);
+    return this.resolveName(name);
+  }
+
   private arn(name: string) {
     return this.kind.kind === 'DaemonTaskDefinition' ? this.arns.daemonTaskDefinition(name) : this.arns.taskDefinition(name);
   }
 
-  async normalize(o: Obj): Promise<Obj | { existing: Obj }> {
+  /**
+   * The next revision as this cache sees it. The create's txn compares the revision's key
+   * (must not exist): when another registration (here or on another apiserver) took that
+   * number first, the registry waits for it and normalizes again, so every concurrent
+   * registration gets its own revision (C5).
+   */
+  async normalize(o: Obj, _ns: string | undefined, w: WriteContext): Promise<Obj | { existing: Obj }> {
     const [family, revStr] = o.metadata.name.split(':');
     const hash = contentHash(o.spec);
     const revs = this.revisions(family);
@@ -77,7 +118,8 @@ export class TaskDefinitionAdmission implements Admission {
       if (rev !== max + 1) {
         throw invalid(this.kind.kind, o.metadata.name, [{ field: 'metadata.name', message: `the next revision of "${family}" is ${max + 1}, not ${rev}` }]);
       }
-    } else if (latest && latest.status.contentHash === hash) {
+    } else if (latest && latest.status.contentHash === hash && !w.ctx.newRevision) {
+      // applying what is registered is a no-op (ECS's RegisterTaskDefinition sets newRevision)
       return { existing: latest };
     }
     const revision = max + 1;
@@ -129,7 +171,18 @@ export class ClusterAdmission implements Admission {
     o.status = { status: 'ACTIVE', clusterArn: this.arns.cluster(o.metadata.name), registeredContainerInstancesCount: 0, runningTasksCount: 0, pendingTasksCount: 0, activeServicesCount: 0 };
   }
 
-  async delete(o: Obj): Promise<undefined> {
+  /** a task, service or instance created in the cluster touches its contents guard */
+  child(kind: KindInfo, ns: string, w: WriteContext) {
+    if (!CLUSTER_CONTENTS.has(kind.plural)) return;
+    w.ops.push({ type: 'put', key: clusterContentsKey(ns), value: JSON.stringify({ metadata: { name: ns } }) });
+  }
+
+  /**
+   * ECS's DeleteCluster checks, against this cache; the txn compares the contents guard as
+   * the cache has it, so a create this cache has not seen yet (here or on another apiserver)
+   * makes the delete fail, and the registry checks again with that create in view.
+   */
+  async delete(o: Obj, w: WriteContext): Promise<undefined> {
     const c = this.registry.cache;
     const instances = c.list('containerinstances', o.metadata.name).filter(([, i]) => (i as ContainerInstance).spec.status !== 'INACTIVE');
     if (instances.length) {
@@ -143,6 +196,9 @@ export class ClusterAdmission implements Admission {
     if (tasks.length) {
       throw new BerthError('Conflict', `the cluster "${o.metadata.name}" cannot be deleted while tasks are running (${tasks.length})`, { ecsType: 'ClusterContainsTasksException' });
     }
+    const guard = c.get(clusterContentsKey(o.metadata.name));
+    w.compares.push({ key: clusterContentsKey(o.metadata.name), modRevision: revOf(guard) });
+    if (guard) w.ops.push({ type: 'delete', key: clusterContentsKey(o.metadata.name) });
     return undefined;
   }
 
@@ -197,7 +253,7 @@ export class ContainerInstanceAdmission implements Admission {
     };
     const ak = allocationKey(ns, o.metadata.name);
     w.compares.push({ key: ak, modRevision: 0 });
-    w.ops.push({ type: 'put', key: ak, value: JSON.stringify(emptyAllocation()) });
+    w.ops.push({ type: 'put', key: ak, value: JSON.stringify({ ...emptyAllocation(), instance: gateOf(o as unknown as ContainerInstance) }) });
     if (w.ctx.user && w.ctx.issueNodeCredential) {
       const token = newToken();
       const cred: NodeCredential = { cluster: ns, instance: o.metadata.name, createdAt: now() };
@@ -250,22 +306,35 @@ export class ContainerInstanceAdmission implements Admission {
    * Status writes: the registered address is the server's (kept from the stored object;
    * an instance registered before it was recorded gets it from its own node's next write),
    * and the logs endpoint must be on it (S3).
+   *
+   * Any update that changes what a binding depends on (status, agent connection, registered
+   * resources, port range) copies it into the allocation record in the same txn: bindings
+   * compare that record, so none commits on the instance as it was (C14, D12). A heartbeat
+   * changes none of it and leaves the record alone.
    */
   async update(next: Obj, prev: Obj, w: WriteContext, sub: 'status' | undefined) {
-    if (sub !== 'status') return;
-    const ps = (prev.status ?? {}) as ContainerInstance['status'] & object;
-    const ns = (next.status ?? {}) as ContainerInstance['status'] & object;
-    const own = w.ctx.node && w.ctx.node.cluster === prev.metadata.namespace && w.ctx.node.instance === prev.metadata.name;
-    const registeredAddress = ps.registeredAddress ?? (own ? w.ctx.sourceAddress : undefined);
-    if (registeredAddress) ns.registeredAddress = registeredAddress;
-    else delete ns.registeredAddress;
-    next.status = ns;
-    // a changed endpoint is checked here; one that was stored before (an instance registered
-    // before addresses were recorded) is checked by the logs proxy when it is used
-    if (ns.logs && ns.logs.endpoint !== ps.logs?.endpoint) {
-      const problem = logsEndpointProblem(ns.logs.endpoint, ns.registeredAddress);
-      if (problem) throw invalid('ContainerInstance', prev.metadata.name, [{ field: 'status.logs.endpoint', message: problem }]);
+    if (sub === 'status') {
+      const ps = (prev.status ?? {}) as ContainerInstance['status'] & object;
+      const ns = (next.status ?? {}) as ContainerInstance['status'] & object;
+      const own = w.ctx.node && w.ctx.node.cluster === prev.metadata.namespace && w.ctx.node.instance === prev.metadata.name;
+      const registeredAddress = ps.registeredAddress ?? (own ? w.ctx.sourceAddress : undefined);
+      if (registeredAddress) ns.registeredAddress = registeredAddress;
+      else delete ns.registeredAddress;
+      next.status = ns;
+      // a changed endpoint is checked here; one that was stored before (an instance registered
+      // before addresses were recorded) is checked by the logs proxy when it is used
+      if (ns.logs && ns.logs.endpoint !== ps.logs?.endpoint) {
+        const problem = logsEndpointProblem(ns.logs.endpoint, ns.registeredAddress);
+        if (problem) throw invalid('ContainerInstance', prev.metadata.name, [{ field: 'status.logs.endpoint', message: problem }]);
+      }
     }
+    const cluster = next.metadata.namespace!;
+    const ak = allocationKey(cluster, next.metadata.name);
+    const cur = this.registry.cache.get(ak) as unknown as (Allocation & Obj) | undefined;
+    const gate = gateOf(next as unknown as ContainerInstance);
+    if (!cur || (cur.instance && sameJson(cur.instance, gate))) return;
+    w.compares.push({ key: ak, modRevision: revOf(cur) });
+    w.ops.push({ type: 'put', key: ak, value: JSON.stringify({ cpu: cur.cpu, memory: cur.memory, tasks: cur.tasks, instance: gate }) });
   }
 
   /** a deregistered instance is described (INACTIVE, disconnected) for the retention, as in ECS */
@@ -318,7 +387,7 @@ export class TaskAdmission implements Admission {
     const daemon = spec.daemonTaskDefinition !== undefined;
     const defs = daemon ? this.dtds : this.tds;
     const ref = daemon ? spec.daemonTaskDefinition! : spec.taskDefinition;
-    const resolved = defs.resolveName(ref);
+    const resolved = await defs.resolveFresh(ref);
     const td = resolved ? (this.registry.cache.get(storeKey(daemon ? 'daemontaskdefinitions' : 'taskdefinitions', undefined, resolved)) as TD | undefined) : undefined;
     const field = daemon ? 'spec.daemonTaskDefinition' : 'spec.taskDefinition';
     if (!td) throw invalid('Task', o.metadata.name, [{ field, message: `task definition "${ref}" not found (or it has no ACTIVE revision)` }], `Unable to find task definition '${ref}'`);
@@ -384,7 +453,7 @@ export class TaskAdmission implements Admission {
     if (!a.tasks?.[task.metadata.name]) return;
     const next = release({ cpu: a.cpu, memory: a.memory, tasks: a.tasks }, task.metadata.name);
     w.compares.push({ key: ak, modRevision: Number(cur.metadata.resourceVersion) });
-    w.ops.push({ type: 'put', key: ak, value: JSON.stringify(next) });
+    w.ops.push({ type: 'put', key: ak, value: JSON.stringify(a.instance ? { ...next, instance: a.instance } : next) });
   }
 }
 
@@ -395,9 +464,9 @@ export class ServiceAdmission implements Admission {
     private readonly arns: Arns,
   ) {}
 
-  private resolve(o: Obj, field = 'spec.taskDefinition') {
+  private async resolve(o: Obj, field = 'spec.taskDefinition') {
     const spec = o.spec as { taskDefinition: string };
-    const r = this.tds.resolveName(spec.taskDefinition);
+    const r = await this.tds.resolveFresh(spec.taskDefinition);
     if (!r || !this.tds.revisions(r.split(':')[0]).some((t) => t.metadata.name === r)) {
       throw invalid('Service', o.metadata.name, [{ field, message: `task definition "${spec.taskDefinition}" not found (or it has no ACTIVE revision)` }]);
     }
@@ -426,7 +495,7 @@ export class ServiceAdmission implements Admission {
   }
 
   async create(o: Obj) {
-    this.resolve(o);
+    await this.resolve(o);
     this.defaults(o);
     const spec = o.spec as { desiredCount?: number };
     const meta = o.metadata as { finalizers?: string[] };
@@ -446,7 +515,7 @@ export class ServiceAdmission implements Admission {
     if (ns.schedulingStrategy !== ps.schedulingStrategy) {
       throw invalid('Service', prev.metadata.name, [{ field: 'spec.schedulingStrategy', message: 'cannot change once the service exists' }]);
     }
-    if (ns.taskDefinition !== ps.taskDefinition) this.resolve(next);
+    if (ns.taskDefinition !== ps.taskDefinition) await this.resolve(next);
     this.defaults(next);
   }
 }
@@ -474,10 +543,17 @@ export class DaemonAdmission implements Admission {
    * Daemons share one `daemon_bridge` namespace per instance: two daemons of a cluster may
    * not listen on the same container port.
    */
-  private checkPorts(o: Obj) {
+  private checkPorts(o: Obj, w: WriteContext) {
     const ns = o.metadata.namespace!;
     const mine = this.ports((o.spec as { daemonTaskDefinition: string }).daemonTaskDefinition);
     if (mine.size === 0) return;
+    // the check below is as fresh as this cache; the guard, read from the same cache, is
+    // compared and rewritten in the txn: a daemon admitted meanwhile (on any apiserver)
+    // rewrote it, so this txn fails and the registry checks again with that daemon in view
+    const guard = this.registry.cache.get(daemonPortsKey(ns));
+    w.compares.push({ key: daemonPortsKey(ns), modRevision: revOf(guard) });
+    const value = JSON.stringify({ metadata: { name: 'ports' }, last: { daemon: o.metadata.name, ports: [...mine] } });
+    w.ops.push({ type: 'put', key: daemonPortsKey(ns), value });
     for (const [, other] of this.registry.cache.list('daemons', ns)) {
       if (other.metadata.name === o.metadata.name || (other.status as { status?: string } | undefined)?.status === 'INACTIVE') continue;
       const theirs = this.ports((other.spec as { daemonTaskDefinition: string }).daemonTaskDefinition);
@@ -494,28 +570,28 @@ export class DaemonAdmission implements Admission {
     }
   }
 
-  private resolve(o: Obj) {
+  private async resolve(o: Obj) {
     const spec = o.spec as { daemonTaskDefinition: string };
-    const r = this.dtds.resolveName(spec.daemonTaskDefinition);
+    const r = await this.dtds.resolveFresh(spec.daemonTaskDefinition);
     if (!r || !this.dtds.revisions(r.split(':')[0]).some((t) => t.metadata.name === r)) {
       throw invalid('Daemon', o.metadata.name, [{ field: 'spec.daemonTaskDefinition', message: `daemon task definition "${spec.daemonTaskDefinition}" not found (or it has no ACTIVE revision)` }]);
     }
     spec.daemonTaskDefinition = r;
   }
 
-  async create(o: Obj) {
-    this.resolve(o);
-    this.checkPorts(o);
+  async create(o: Obj, w: WriteContext) {
+    await this.resolve(o);
+    this.checkPorts(o, w);
     const meta = o.metadata as { finalizers?: string[] };
     meta.finalizers = [...new Set([...(meta.finalizers ?? []), CONTROLLER_FINALIZER])];
     o.status = { daemonArn: this.arns.daemon(o.metadata.namespace!, o.metadata.name), status: 'ACTIVE', daemonTaskDefinitionArn: this.arns.daemonTaskDefinition((o.spec as { daemonTaskDefinition: string }).daemonTaskDefinition), desiredCount: 0, runningCount: 0, pendingCount: 0, updatedCount: 0 };
   }
 
-  async update(next: Obj, prev: Obj, _w: WriteContext, sub: 'status' | undefined) {
+  async update(next: Obj, prev: Obj, w: WriteContext, sub: 'status' | undefined) {
     if (sub === 'status') return;
     if ((next.spec as { daemonTaskDefinition: string }).daemonTaskDefinition !== (prev.spec as { daemonTaskDefinition: string }).daemonTaskDefinition) {
-      this.resolve(next);
-      this.checkPorts(next);
+      await this.resolve(next);
+      this.checkPorts(next, w);
     }
   }
 }

@@ -14,7 +14,7 @@ import { Compactor } from './compactor.ts';
 import { DefaultAuthorizer, TokenAuthenticator, type Authorizer, type TokenEntry } from './auth.ts';
 import { PolicyAuthorizer } from './authz.ts';
 import { NO_POLICIES, PolicyFile, type PolicySource } from './policyfile.ts';
-import { Binder, bindingRoute } from './binding.ts';
+import { Binder, bindingRoute, EMBEDDED_TXN_LIMITS, ETCD_TXN_LIMITS, type TxnLimits } from './binding.ts';
 import { bootstrapTokensRoute } from './bootstraptokens.ts';
 import type { ServerLimits } from './limits.ts';
 import { DEFAULT_FIRST_BYTE_TIMEOUT_MS, frontServer, type Listener } from './listener.ts';
@@ -25,6 +25,9 @@ import { selfReviewRoutes } from './selfreview.ts';
 import { createApiHandler, type ApiRequest, type FrontDoorRequest } from './server.ts';
 import { WatchCache, type WatchCacheOptions } from './watchcache.ts';
 import type { ServerResponse } from 'node:http';
+
+/** how long a RunTask client token is honoured (ECS: 24 hours) */
+export const CLIENT_TOKEN_TTL_MS = 24 * 3_600_000;
 
 export interface ApiServerOptions {
   store: Store;
@@ -64,6 +67,8 @@ export interface ApiServerOptions {
   compactionRetentionMs?: number;
   /** a watch with allowWatchBookmarks gets one this often (ms, default 60 s) */
   bookmarkIntervalMs?: number;
+  /** how big one txn may be (binding calls are split to fit); default etcd's own defaults, or the embedded store's */
+  txnLimits?: TxnLimits;
   /** how long a deleted service or deregistered instance stays describable as INACTIVE (ECS: one hour) */
   inactiveRetentionMs?: number;
   /** more routes (the ECS API) */
@@ -112,7 +117,7 @@ export async function buildApiServer(o: ApiServerOptions): Promise<ApiServer> {
   const registry = new Registry(o.store, cache, o.log.child({ component: 'registry' }), o.limits ?? DEFAULT_LIMITS);
   const arns = new Arns(o.arn ?? DEFAULT_ARN_CONFIG);
   installAdmission(registry, arns);
-  const binder = new Binder(registry);
+  const binder = new Binder(registry, o.txnLimits ?? (o.store.backend === 'etcd' ? ETCD_TXN_LIMITS : EMBEDDED_TXN_LIMITS));
   const authenticator = o.tokens ? new TokenAuthenticator(o.tokens, cache, o.now) : undefined;
   const builtin = o.authorizer ?? new DefaultAuthorizer(cache);
   const authorizer = o.tokens ? new PolicyAuthorizer(builtin, policyFile ?? o.policies ?? NO_POLICIES, arns, cacheLookups(cache)) : undefined;
@@ -136,6 +141,8 @@ export async function buildApiServer(o: ApiServerOptions): Promise<ApiServer> {
   const retention = o.inactiveRetentionMs ?? 3_600_000;
   const sweep = setInterval(() => {
     registry.sweepInactive([Kinds.Service, Kinds.ContainerInstance], retention).catch((e) => o.log.warn({ err: (e as Error).message }, 'sweeping INACTIVE records failed'));
+    // RunTask's client tokens are honoured for a day, as in ECS
+    registry.sweepRecords('clienttokens', CLIENT_TOKEN_TTL_MS).catch((e) => o.log.warn({ err: (e as Error).message }, 'sweeping client tokens failed'));
   }, Math.max(1000, Math.min(retention / 4, 60_000)));
   sweep.unref();
   // history is compacted by one apiserver at a time (elected through the store)

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from '../log/log.ts';
 import { API_VERSION, SYSTEM_NAMESPACE, storeKey, type KindInfo, type ListOptions } from '../api/meta.ts';
 import { validateObject, type Limits, DEFAULT_LIMITS, sameJson } from '../api/validate.ts';
-import { badRequest, conflict, expired, invalid, isBerthError, notFound, BerthError, CompactedError, StaleCacheError, TooLargeResourceVersionError } from '../errors/errors.ts';
+import { badRequest, conflict, expired, internal, invalid, isBerthError, notFound, BerthError, CompactedError, StaleCacheError, TooLargeResourceVersionError } from '../errors/errors.ts';
 import type { Op, Compare, Store } from '../store/store.ts';
 import { mergePatch, jsonPatch } from './patch.ts';
 import { Reader } from './reader.ts';
@@ -25,6 +25,11 @@ export interface RequestContext {
   node?: { cluster: string; instance: string };
   /** the address the request came from (registration records it) */
   sourceAddress?: string;
+  /**
+   * ECS's RegisterTaskDefinition: register a new revision even when the content equals the
+   * latest one (ECS always does); applying a manifest of identical content is a no-op
+   */
+  newRevision?: boolean;
 }
 
 /**
@@ -72,6 +77,11 @@ export interface Admission {
   /** decorate an object on its way out (computed fields) */
   decorate?(obj: Obj): Obj;
   /**
+   * on the Cluster kind: runs for every create of a namespaced object in the cluster, to
+   * add the cluster's guards to that create's txn
+   */
+  child?(kind: KindInfo, ns: string, w: WriteContext): void;
+  /**
    * an object of this kind that is removed stays describable as this record (INACTIVE) for
    * the retention: ECS keeps deleted services and deregistered instances for an hour
    */
@@ -82,6 +92,21 @@ export interface Admission {
 export const INACTIVE_SINCE_ANNOTATION = 'berth.dev/inactive-since';
 /** Where a removed object's record lives: beside, not among, the live objects of its kind. */
 export const tombstoneKey = (plural: string, ns: string | undefined, name: string) => storeKey(`inactive.${plural}`, ns, name);
+
+/** A create admitted and validated, not yet committed: the object and the rest of its txn. */
+export interface PreparedCreate {
+  key: string;
+  obj: Obj;
+  /** what admission adds to the object's own put (guard keys, allocation records, credentials) */
+  compares: Compare[];
+  ops: Op[];
+  response?: (o: Obj) => Obj;
+}
+
+/** how often a create is admitted again after its txn met a newer state (a revision taken, a guard moved) */
+const CREATE_ATTEMPTS = 6;
+/** task definition revisions: every concurrent registration must get its own, however many there are */
+const REVISION_ATTEMPTS = 50;
 
 export interface ListResult {
   items: Obj[];
@@ -478,51 +503,102 @@ export class Registry {
     return r.data;
   }
 
+  /**
+   * Admission and validation of a create, without committing it: the object and the txn
+   * pieces that make it (RunTask commits several with their bindings in one txn).
+   */
+  async prepareCreate(kind: KindInfo, ns: string | undefined, body: unknown, ctx: RequestContext = {}): Promise<PreparedCreate | { existing: Obj }> {
+    await this.checkNamespace(kind, ns);
+    const w: WriteContext = { registry: this, compares: [], ops: [], ctx };
+    let o = this.validate(kind, body, ns);
+    // like Kubernetes kinds with a status subresource: a client's status is not taken on
+    // create (admission may set one: a task definition's revision and ARN)
+    delete o.status;
+    const a = this.adm(kind);
+    if (a.normalize) {
+      const r = await a.normalize(o, ns, w);
+      if ('existing' in r) return { existing: r.existing };
+      o = r;
+    }
+    if (!o.metadata.name) {
+      if (!o.metadata.generateName) throw invalid(kind.kind, '', [{ field: 'metadata.name', message: 'is required' }]);
+      o.metadata.name = o.metadata.generateName + randomUUID().replace(/-/g, '').slice(0, 5);
+    }
+    const meta = o.metadata as Record<string, unknown>;
+    meta.uid = randomUUID();
+    meta.creationTimestamp = now();
+    meta.generation = 1;
+    delete meta.resourceVersion;
+    delete meta.deletionTimestamp;
+    delete meta.managedFields;
+    delete meta.generateName;
+    this.validateWrite({ verb: 'create', kind, sub: undefined, next: o, ctx });
+    if (a.create) await a.create(o, w);
+    if (o.status !== undefined) o.status = this.validateStatus(kind, o.status, o.metadata.name);
+    this.guardNamespace(kind, ns, w);
+    return { key: this.key(kind, ns, o.metadata.name), obj: o, compares: w.compares, ops: w.ops, response: w.response };
+  }
+
+  /**
+   * A namespaced create commits only while its cluster is as this cache saw it (so never
+   * into a cluster deleted meanwhile, on any apiserver), and the cluster's admission adds its
+   * contents guard, which a cluster delete compares (C4).
+   */
+  private guardNamespace(kind: KindInfo, ns: string | undefined, w: WriteContext) {
+    if (!kind.namespaced || (kind.kind === 'Lease' && ns === SYSTEM_NAMESPACE)) return;
+    const key = storeKey('clusters', undefined, ns!);
+    const cl = this.cache.get(key);
+    if (!cl || (cl as { status?: { status?: string } }).status?.status === 'INACTIVE') {
+      throw notFound('clusters', ns!, `cluster "${ns}" not found`, 'ClusterNotFoundException');
+    }
+    w.compares.push({ key, modRevision: Number(cl.metadata.resourceVersion) });
+    this.admission.get('Cluster')?.child?.(kind, ns!, w);
+  }
+
+  /**
+   * Commits prepared creates, and more (a binding's records, a client token), in ONE txn.
+   * On success each object carries its resourceVersion.
+   */
+  async commitCreates(prepared: PreparedCreate[], extra: { compares: Compare[]; ops: Op[] } = { compares: [], ops: [] }) {
+    const parts = [
+      ...prepared.map((p) => ({
+        compares: [{ key: p.key, modRevision: 0 }, ...p.compares],
+        ops: [{ type: 'put' as const, key: p.key, value: JSON.stringify(p.obj) }, ...p.ops],
+      })),
+      extra,
+    ];
+    const merged = mergeTxn(parts);
+    // two pieces read one guard at two revisions (the cache moved between their admissions):
+    // as if the txn had failed on it, so the caller admits again from fresh state
+    if ('contradicts' in merged) return { succeeded: false, revision: 0, failed: [merged.contradicts], written: [] };
+    const r = await this.txn(merged.compares, merged.ops);
+    if (r.succeeded) for (const p of prepared) p.obj.metadata.resourceVersion = String(r.revision);
+    return r;
+  }
+
   async create(kind: KindInfo, ns: string | undefined, body: unknown, ctx: RequestContext = {}): Promise<{ obj: Obj; created: boolean }> {
     // admission reads the cache (a service resolves its task definition, a namespaced object
     // needs its cluster): it must see this apiserver's own earlier writes, or a create right
     // after another races the watch
     await this.fresh();
-    await this.checkNamespace(kind, ns);
-    for (let attempt = 0; ; attempt++) {
-      const w: WriteContext = { registry: this, compares: [], ops: [], ctx };
-      let o = this.validate(kind, body, ns);
-      // like Kubernetes kinds with a status subresource: a client's status is not taken on
-      // create (admission may set one: a task definition's revision and ARN)
-      delete o.status;
-      const a = this.adm(kind);
-      if (a.normalize) {
-        const r = await a.normalize(o, ns, w);
-        if ('existing' in r) return { obj: this.out(kind, r.existing), created: false };
-        o = r;
-      }
-      if (!o.metadata.name) {
-        if (!o.metadata.generateName) throw invalid(kind.kind, '', [{ field: 'metadata.name', message: 'is required' }]);
-        o.metadata.name = o.metadata.generateName + randomUUID().replace(/-/g, '').slice(0, 5);
-      }
-      const meta = o.metadata as Record<string, unknown>;
-      meta.uid = randomUUID();
-      meta.creationTimestamp = now();
-      meta.generation = 1;
-      delete meta.resourceVersion;
-      delete meta.deletionTimestamp;
-      delete meta.managedFields;
-      delete meta.generateName;
-      this.validateWrite({ verb: 'create', kind, sub: undefined, next: o, ctx });
-      if (a.create) await a.create(o, w);
-      if (o.status !== undefined) o.status = this.validateStatus(kind, o.status, o.metadata.name);
-      const key = this.key(kind, ns, o.metadata.name);
-      if (ctx.dryRun) return { obj: this.out(kind, o), created: true };
-      const r = await this.store.txn([{ key, modRevision: 0 }, ...w.compares], [{ type: 'put', key, value: JSON.stringify(o) }, ...w.ops]);
+    for (let attempt = 1; ; attempt++) {
+      const p = await this.prepareCreate(kind, ns, body, ctx);
+      if ('existing' in p) return { obj: this.out(kind, p.existing), created: false };
+      if (ctx.dryRun) return { obj: this.out(kind, p.obj), created: true };
+      const r = await this.commitCreates([p]);
       if (r.succeeded) {
-        this.noteWrite(r.revision);
-        o.metadata.resourceVersion = String(r.revision);
-        const out = this.out(kind, o);
-        return { obj: w.response ? w.response(structuredClone(out)) : out, created: true };
+        const out = this.out(kind, p.obj);
+        return { obj: p.response ? p.response(structuredClone(out)) : out, created: true };
       }
-      if (r.failed.includes(key)) throw alreadyExistsFor(kind, o.metadata.name);
-      if (attempt >= 5) throw conflict(kind.plural, o.metadata.name);
+      // the txn met a newer state than this cache's (txn noted its revision): wait for it
+      // and admit again. A name the client chose that is taken is AlreadyExists; a revision
+      // number admission chose (a task definition) was taken by a concurrent registration,
+      // so the next one is tried (C5)
+      const own = r.failed.includes(p.key);
+      if (own && !kind.immutableSpec) throw alreadyExistsFor(kind, p.obj.metadata.name);
+      if (attempt >= (own ? REVISION_ATTEMPTS : CREATE_ATTEMPTS)) throw conflict(kind.plural, p.obj.metadata.name);
       await this.fresh();
+      if (own) await new Promise((res) => setTimeout(res, Math.random() * Math.min(20, 2 * attempt)));
     }
   }
 
@@ -745,6 +821,18 @@ export class Registry {
     return n;
   }
 
+  /** Deletes the records under /berth/<plural>/ created (`createdAt`) longer than `ttlMs` ago: RunTask's client tokens. */
+  async sweepRecords(plural: string, ttlMs: number, nowMs = Date.now()): Promise<number> {
+    let n = 0;
+    for (const [key, o] of this.cache.list(plural, undefined)) {
+      const at = Date.parse((o as { createdAt?: string }).createdAt ?? '');
+      if (Number.isFinite(at) && nowMs - at < ttlMs) continue;
+      const r = await this.txn([{ key, modRevision: Number(o.metadata.resourceVersion) }], [{ type: 'delete', key }]);
+      if (r.succeeded) n++;
+    }
+    return n;
+  }
+
   /** A raw txn on behalf of a kind's logic (binding); notes the revision for freshness. */
   async txn(compares: Compare[], ops: Op[]) {
     const r = await this.store.txn(compares, ops);
@@ -757,6 +845,29 @@ export class Registry {
 /** A client's resourceVersion newer than the cached object's: the cache, not the client, may be behind. */
 function aheadOf(rv: string | undefined, cur: Obj | undefined): boolean {
   return rv !== undefined && cur !== undefined && /^\d+$/.test(rv) && Number(rv) > Number(cur.metadata.resourceVersion);
+}
+
+/**
+ * The compares and ops of several writes as one txn. A key compared twice must be compared
+ * at one revision (else `contradicts` names it), and a key written twice must get one value
+ * (etcd refuses duplicate keys in a txn): the pieces of one RunTask share their cluster's guards.
+ */
+export function mergeTxn(parts: Array<{ compares: Compare[]; ops: Op[] }>): { compares: Compare[]; ops: Op[] } | { contradicts: string } {
+  const compares = new Map<string, Compare>();
+  const ops = new Map<string, Op>();
+  for (const part of parts) {
+    for (const c of part.compares) {
+      const had = compares.get(c.key);
+      if (had && had.modRevision !== c.modRevision) return { contradicts: c.key };
+      compares.set(c.key, c);
+    }
+    for (const o of part.ops) {
+      const had = ops.get(o.key);
+      if (had && JSON.stringify(had) !== JSON.stringify(o)) throw internal(`one txn would write ${o.key} twice with different values`);
+      ops.set(o.key, o);
+    }
+  }
+  return { compares: [...compares.values()], ops: [...ops.values()] };
 }
 
 function alreadyExistsFor(kind: KindInfo, name: string): BerthError {

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Command, CommanderError, Option } from 'commander';
 
 import { kindByName, KINDS } from '../api/kinds.ts';
-import type { KindInfo } from '../api/meta.ts';
+import { NOMINATED_ANNOTATION, type KindInfo } from '../api/meta.ts';
 import type { ContainerInstance, Service, Task } from '../api/kinds.ts';
 import type { AnyObj, Client } from '../client/client.ts';
 import { BerthError, isBerthError } from '../errors/errors.ts';
@@ -454,7 +454,10 @@ export function buildProgram(deps: CliDeps): Command {
       const { client, namespace } = await conn(cmd);
       if (o.containerInstances.length > 10) throw new BerthError('BadRequest', 'at most 10 container instances (as in ECS StartTask)');
       for (const ci of o.containerInstances) {
-        const t = await client.create<Task>({ apiVersion: 'berth.dev/v1', kind: 'Task', metadata: { name: randomUUID().replace(/-/g, ''), namespace }, spec: { taskDefinition: o.taskDefinition, desiredStatus: 'RUNNING', startedBy: 'berth start-task' } } as unknown as Task);
+        // nominated for its instance: the placement controller leaves it to this binding (C13)
+        const metadata = { name: randomUUID().replace(/-/g, ''), namespace, annotations: { [NOMINATED_ANNOTATION]: ci } };
+        const spec = { taskDefinition: o.taskDefinition, desiredStatus: 'RUNNING', startedBy: 'berth start-task' };
+        const t = await client.create<Task>({ apiVersion: 'berth.dev/v1', kind: 'Task', metadata, spec } as unknown as Task);
         const r = (await client.bind(namespace, [{ task: t.metadata.name, containerInstance: ci }])).results[0];
         if (!r.bound) {
           await client.patch('Task', namespace, t.metadata.name, { spec: { desiredStatus: 'STOPPED', stopReason: `could not start on ${ci}: ${r.detail ?? r.reason}` } });

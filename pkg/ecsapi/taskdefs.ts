@@ -10,7 +10,8 @@ import { clientException } from './wire.ts';
 /**
  * Task definitions. RegisterTaskDefinition is the register-task-definition JSON as a
  * TaskDefinition manifest (metadata.name = family, spec = the rest): the registry's
- * admission assigns the revision, exactly as `berth apply` of the same JSON does.
+ * admission assigns the revision, as `berth apply` of the same JSON does -- except that
+ * RegisterTaskDefinition always registers a new one, as ECS does.
  */
 
 const TD = Kinds.TaskDefinition;
@@ -27,7 +28,9 @@ export const RegisterTaskDefinition: Operation = async (c, i) => {
   for (const [k, v] of Object.entries(i)) if (!NOT_SPEC.has(k) && v !== null && v !== undefined) doc[k] = v;
   const manifest = ecsToManifest(doc, { shape: 'task-definition' });
   c.authorize({ verb: 'create', resource: 'taskdefinitions' });
-  const { obj } = await c.registry.create(TD, undefined, manifest, c.req);
+  // ECS registers a new revision on every call, even of identical content (`berth apply`
+  // of an unchanged manifest is a no-op instead)
+  const { obj } = await c.registry.create(TD, undefined, manifest, { ...c.req, newRevision: true });
   const td = obj as unknown as TaskDefinition;
   return compact({ taskDefinition: shape(c, td), tags: tagsOf(td) });
 };

@@ -1,23 +1,26 @@
+import { createHash } from 'node:crypto';
 import { Kinds, type Task, type TaskDefinition } from '../api/kinds.ts';
 import { newId } from '../api/arn.ts';
 import { allocate, choosePorts, demandOf, usedPorts, type TaskDemand } from '../api/allocation.ts';
 import type { PlacementConstraint, PlacementStrategy } from '../api/taskdefinition.ts';
 import type { TaskSpec } from '../api/resources.ts';
 import { storeKey } from '../api/meta.ts';
-import { isBerthError } from '../errors/errors.ts';
+import { contentHash } from '../api/validate.ts';
+import type { PreparedCreate } from '../apiserver/registry.ts';
 import { infeasible, schedule, type InstanceView, type TaskRequest } from '../scheduler/scheduler.ts';
 import { parseQuery, type Expr } from '../scheduler/query.ts';
 import { clusterOf, describeMany, getOrUndefined, idOf, instanceViews, newObj, type OpContext, type Operation } from './context.ts';
 import { int, list, obj, oneOf, paginate, str, strList, unsupported, type Input } from './params.ts';
 import { compact, taskToEcs } from './shapes.ts';
 import { getTd, tdRef } from './taskdefs.ts';
-import { clientException, invalidParameter } from './wire.ts';
+import { clientException, EcsError, invalidParameter } from './wire.ts';
 
 /**
- * Tasks: RunTask places synchronously with the shared scheduler and commits through the
- * binder (the same binding call the placement controller uses); tasks nothing can take are
- * not created and come back as `failures` with ECS's reasons. StartTask binds to the
- * instances the caller names. StopTask sets the desired status; the agent does the rest.
+ * Tasks: RunTask places synchronously with the shared scheduler and commits its tasks
+ * created AND bound in one txn, through the binder's checks (the same ones the placement
+ * controller's binding call gets); tasks nothing can take are not created and come back as
+ * `failures` with ECS's reasons. StartTask binds to the instances the caller names, the same
+ * way. StopTask sets the desired status; the agent does the rest.
  */
 
 const TASK = Kinds.Task;
@@ -39,6 +42,9 @@ export const taskShape = (c: OpContext, t: Task, include: string[] = []) => task
 /** The task definition a RunTask/StartTask names: must exist and be ACTIVE (ECS's ClientException). */
 async function runnableTd(c: OpContext, ref: string): Promise<TaskDefinition> {
   c.authorize({ verb: 'get', resource: 'taskdefinitions', name: ref });
+  // a family runs its latest revision as the store has it: one registered a moment ago on
+  // another apiserver counts (C5)
+  if (!ref.includes(':')) await c.registry.cache.waitFor(await c.registry.store.currentRevision());
   let td: TaskDefinition;
   try {
     td = await getTd(c, ref);
@@ -140,33 +146,86 @@ function charge(views: InstanceView[], placed: Array<{ instance: string; task: s
   return copy;
 }
 
+/** Where a RunTask's client token is kept, in its cluster's scope: the tasks it started (swept after CLIENT_TOKEN_TTL_MS). */
+export const clientTokenKey = (cluster: string, token: string) => storeKey('clienttokens', cluster, createHash('sha256').update(token).digest('hex'));
+
+interface TokenRecord {
+  clientToken: string;
+  /** the request's parameters (ECS: the same token with other parameters is a ConflictException) */
+  request: string;
+  tasks: string[];
+  createdAt: string;
+}
+
+/** The token's record; its revision is compared by the next write of it. */
+interface Token {
+  key: string;
+  value: Omit<TokenRecord, 'tasks'>;
+  rev: number;
+}
+
+type Refused = Failure & { index: number };
+type Committed = { bound: string[]; refused: Refused[]; conflicted: number[]; tokenTaken?: boolean };
+
 /**
- * Creates the tasks and binds each to its instance (one binding call). Tasks whose binding
- * fails (an instance filled up meanwhile) are removed again and reported.
+ * Creates the tasks bound to their instances: each instance's tasks in ONE txn with their
+ * creates, the instance's allocation record (compared, with its gate), the cluster's guards
+ * and the client token's record. The placement controller never sees these tasks unbound
+ * (C13), and a txn that meets a conflict creates nothing: its placements come back as
+ * `conflicted`, to be planned again. A task its instance refuses at commit (it filled up, or
+ * was drained, meanwhile) is left out with the reason. One txn per instance keeps a race on
+ * one instance's record from failing the others.
  */
-async function createAndBind(c: OpContext, cluster: string, spec: TaskInputs['spec'], placements: Array<{ task: string; instance: string }>): Promise<{ bound: string[]; failures: Failure[] }> {
-  if (placements.length === 0) return { bound: [], failures: [] };
+async function createBound(
+  c: OpContext,
+  cluster: string,
+  spec: TaskInputs['spec'],
+  placements: Array<{ task: string; instance: string }>,
+  token?: Token,
+  earlier: string[] = [],
+): Promise<Committed> {
   c.authorize({ verb: 'create', resource: 'tasks', namespace: cluster });
   c.authorize({ verb: 'create', resource: 'bindings', namespace: cluster });
-  for (const p of placements) {
-    await c.registry.create(TASK, cluster, newObj('Task', p.task, structuredClone(spec), cluster), c.req);
-  }
-  const results = await c.parts.binder.bind(cluster, { bindings: placements.map((p) => ({ task: p.task, containerInstance: p.instance })) });
-  const bound: string[] = [];
-  const failures: Failure[] = [];
-  for (const r of results) {
-    if (r.bound) {
-      bound.push(r.task);
+  const out: Committed = { bound: [], refused: [], conflicted: [] };
+  const groups = new Map<string, number[]>();
+  placements.forEach((p, i) => groups.set(p.instance, [...(groups.get(p.instance) ?? []), i]));
+  for (const [instance, indexes] of groups) {
+    const prepared: PreparedCreate[] = [];
+    for (const i of indexes) {
+      const r = await c.registry.prepareCreate(TASK, cluster, newObj('Task', placements[i].task, structuredClone(spec), cluster), c.req);
+      if ('existing' in r) throw invalidParameter(`task "${placements[i].task}" exists`);
+      prepared.push(r);
+    }
+    const plan = c.parts.binder.planNew(cluster, prepared.map((p) => ({ obj: p.obj, instance })));
+    const arn = c.parts.arns.containerInstance(cluster, instance);
+    for (const [k, f] of plan.failures) out.refused.push({ index: indexes[k], arn, reason: f.reason, detail: f.detail });
+    const go = prepared.filter((_, k) => !plan.failures.has(k));
+    if (go.length === 0) continue;
+    const extra = { compares: [...plan.compares], ops: [...plan.ops] };
+    if (token) {
+      const record: TokenRecord = { ...token.value, tasks: [...earlier, ...out.bound, ...go.map((p) => p.obj.metadata.name)] };
+      extra.compares.push({ key: token.key, modRevision: token.rev });
+      extra.ops.push({ type: 'put', key: token.key, value: JSON.stringify({ metadata: { name: token.key.split('/').pop() }, ...record }) });
+    }
+    const r = await c.registry.commitCreates(go, extra);
+    if (r.succeeded) {
+      if (token) token.rev = r.revision;
+      out.bound.push(...go.map((p) => p.obj.metadata.name));
       continue;
     }
-    failures.push({ arn: c.parts.arns.containerInstance(cluster, r.containerInstance), reason: r.reason ?? 'CONFLICT', detail: r.detail });
-    try {
-      await c.registry.delete(TASK, cluster, r.task, c.req);
-    } catch (e) {
-      if (!isBerthError(e, 'NotFound')) throw e;
-    }
+    if (token && r.failed.includes(token.key)) return { ...out, tokenTaken: true };
+    out.conflicted.push(...indexes.filter((_, k) => !plan.failures.has(k)));
   }
-  return { bound, failures };
+  return out;
+}
+
+/** What an earlier RunTask with this token started (undefined: none yet); a retry with other parameters is refused. */
+async function earlierRun(c: OpContext, cluster: string, key: string, request: string): Promise<unknown | undefined> {
+  await c.registry.fresh();
+  const rec = c.registry.cache.get(key) as unknown as TokenRecord | undefined;
+  if (!rec) return undefined;
+  if (rec.request !== request) throw new EcsError('ConflictException', 'The clientToken was used before with other parameters: use a new token for a new request.');
+  return { tasks: await shapes(c, cluster, rec.tasks), failures: [] };
 }
 
 async function shapes(c: OpContext, cluster: string, ids: string[]): Promise<unknown[]> {
@@ -186,12 +245,19 @@ export const RunTask: Operation = async (c, i) => {
   const placementConstraints = list<PlacementConstraint>(i, 'placementConstraints', { max: 10 });
   const placementStrategy = list<PlacementStrategy>(i, 'placementStrategy', { max: 5 });
   const clientToken = str(i, 'clientToken', { max: 64 });
+  if (clientToken !== undefined && !/^[\x21-\x7e]+$/.test(clientToken)) throw invalidParameter('clientToken: up to 64 ASCII characters from ! to ~ (33-126).');
   c.authorize({ verb: 'create', resource: 'tasks', namespace: cluster });
+  let token: Token | undefined;
   if (clientToken) {
-    // idempotent: the tasks an earlier call with this token started
-    await c.registry.fresh();
-    const earlier = (await c.registry.list(TASK, cluster)).items.filter((t) => (t as unknown as Task).spec.clientToken === clientToken);
-    if (earlier.length) return { tasks: earlier.map((t) => taskShape(c, t as unknown as Task)), failures: [] };
+    // idempotent: a retry (of a call that timed out, say, on this or another apiserver)
+    // gets the tasks the first call started; the record is created in that call's txn (C4)
+    const { clientToken: _t, ...params } = i;
+    void _t;
+    const request = contentHash(params);
+    const key = clientTokenKey(cluster, clientToken);
+    const before = await earlierRun(c, cluster, key, request);
+    if (before) return before;
+    token = { key, value: { clientToken, request, createdAt: new Date().toISOString() }, rev: 0 };
   }
   const { td, spec, demand } = await taskInputs(c, cluster, i, {
     placementConstraints: placementConstraints?.length ? placementConstraints : undefined,
@@ -207,8 +273,9 @@ export const RunTask: Operation = async (c, i) => {
   let requests: TaskRequest[] = Array.from({ length: count }, () => ({ name: newId(), demand, group: spec.group, constraints, strategies }));
   const bound: string[] = [];
   const failures: Failure[] = [];
-  // a binding can lose a race with another writer: re-plan those from fresh state, twice
-  for (let round = 0; round < 3 && requests.length; round++) {
+  // a commit can lose a race with another writer (the placement controller, another
+  // RunTask): nothing of it was created, so it is planned again from fresh state
+  for (let round = 0; round < RUN_ROUNDS && requests.length; round++) {
     const r = schedule(views, requests);
     const invalid = r.failures.find((f) => f.reason === 'INVALID');
     if (invalid) throw invalidParameter(invalid.message);
@@ -221,16 +288,31 @@ export const RunTask: Operation = async (c, i) => {
         r.failures.map((f) => byName.get(f.task)!),
       ),
     );
-    const res = await createAndBind(c, cluster, spec, r.placements.map((p) => ({ task: p.task, instance: p.instance })));
+    if (r.placements.length === 0) break;
+    const res = await createBound(c, cluster, spec, r.placements.map((p) => ({ task: p.task, instance: p.instance })), token, bound);
     bound.push(...res.bound);
-    const lost = new Set(res.failures.length ? r.placements.map((p) => p.task).filter((t) => !res.bound.includes(t)) : []);
-    if (lost.size === 0) break;
-    if (round === 2) failures.push(...res.failures);
-    requests = [...lost].map(() => ({ name: newId(), demand, group: spec.group, constraints, strategies }));
+    if (res.tokenTaken) {
+      // a concurrent call with this token committed first: its tasks are the answer
+      const other = await earlierRun(c, cluster, token!.key, token!.value.request);
+      if (other) return other;
+    }
+    const lost = r.placements.length - res.bound.length;
+    if (lost === 0) break;
+    if (round === RUN_ROUNDS - 1) {
+      failures.push(...res.refused.map(({ index: _i, ...f }) => f));
+      if (res.conflicted.length) failures.push({ reason: 'CONFLICT', detail: 'the instances changed while the tasks were placed; try again' });
+      break;
+    }
+    requests = Array.from({ length: lost }, () => ({ name: newId(), demand, group: spec.group, constraints, strategies }));
+    // others are writing the same instances: back off a little, growing, before planning again
+    await new Promise((res) => setTimeout(res, Math.random() * Math.min(200, 10 * 2 ** round)));
     views = await instanceViews(c, cluster);
   }
   return { tasks: await shapes(c, cluster, bound), failures: dedupe(failures) };
 };
+
+/** how often RunTask and StartTask plan again after a commit lost a race */
+const RUN_ROUNDS = 10;
 
 function dedupe(fs: Failure[]): Failure[] {
   const seen = new Set<string>();
@@ -249,7 +331,7 @@ export const StartTask: Operation = async (c, i) => {
   const { spec, demand } = await taskInputs(c, cluster, i, { launchType: 'EC2' });
   const views = await instanceViews(c, cluster);
   const failures: Failure[] = [];
-  const placements: Array<{ task: string; instance: string }> = [];
+  let placements: Array<{ task: string; instance: string }> = [];
   for (const given of targets) {
     const { name, clusterMismatch } = idOf(given, 'container-instance', cluster);
     const arn = c.parts.arns.containerInstance(cluster, name);
@@ -269,8 +351,24 @@ export const StartTask: Operation = async (c, i) => {
     v.allocation = allocate(v.allocation, req.name, demand, Array.isArray(ports) ? ports : []);
     placements.push({ task: req.name, instance: name });
   }
-  const res = await createAndBind(c, cluster, spec, placements);
-  return { tasks: await shapes(c, cluster, res.bound), failures: [...failures, ...res.failures] };
+  const bound: string[] = [];
+  for (let attempt = 1; placements.length; attempt++) {
+    const res = await createBound(c, cluster, spec, placements);
+    bound.push(...res.bound);
+    failures.push(...res.refused.map(({ index: _i, ...f }) => f));
+    // what a conflict left uncreated is tried again, on the instance the caller named
+    placements = res.conflicted.map((k) => placements[k]);
+    if (placements.length && attempt >= RUN_ROUNDS) {
+      const detail = 'the instance changed while the task was placed; try again';
+      failures.push(...placements.map((p) => ({ arn: c.parts.arns.containerInstance(cluster, p.instance), reason: 'CONFLICT', detail })));
+      break;
+    }
+    if (!placements.length) break;
+    await new Promise((r) => setTimeout(r, Math.random() * Math.min(200, 10 * 2 ** attempt)));
+    // the cache has what the conflict met before the next plan
+    await c.registry.fresh();
+  }
+  return { tasks: await shapes(c, cluster, bound), failures };
 };
 
 export const StopTask: Operation = async (c, i) => {

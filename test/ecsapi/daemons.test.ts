@@ -403,10 +403,13 @@ for (const store of (process.env.ONLY_STORE ? [process.env.ONLY_STORE] : ['embed
         const r = await s.api.call('GET', `${V}/taskdefinitions/tagged-app:1`);
         expect(r.body.spec.tags).to.deep.equal([{ key: 'app', value: 'a' }]);
         expect(JSON.parse(r.body.metadata.annotations['berth.dev/tags'])).to.deep.equal([{ key: 'app', value: 'changed' }]);
-        // no new revision was registered; registering the same content answers with today's tags
+        // ECS registers a new revision on every RegisterTaskDefinition, even of the same content
+        // (C5): it has the call's tags, and revision 1 keeps its own
         const again = await ecs.send(new RegisterTaskDefinitionCommand({ family: 'tagged-app', containerDefinitions: [{ name: 'app', image: 'busybox', memory: 16 }], tags: [{ key: 'app', value: 'a' }] }));
-        expect(again.taskDefinition?.revision).to.equal(1);
-        expect(again.tags).to.deep.equal([{ key: 'app', value: 'changed' }]);
+        expect(again.taskDefinition?.revision).to.equal(2);
+        expect(again.tags).to.deep.equal([{ key: 'app', value: 'a' }]);
+        const first = await s.api.call('GET', `${V}/taskdefinitions/tagged-app:1`);
+        expect(JSON.parse(first.body.metadata.annotations['berth.dev/tags'])).to.deep.equal([{ key: 'app', value: 'changed' }]);
         const dtd = await s.api.call('GET', `${V}/daemontaskdefinitions/my-daemon-task:2`);
         expect(dtd.body.spec.tags).to.deep.equal([{ key: 'team', value: 'obs' }]);
         expect(dtd.body.status.revision).to.equal(2);

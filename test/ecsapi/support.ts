@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { ECSClient } from '@aws-sdk/client-ecs';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { ecsFrontDoor, type AccessKey } from '../../pkg/ecsapi/ecsapi.ts';
+import type { Store } from '../../pkg/store/store.ts';
 import { startApiServer, type TestApiServer } from '../support/apiserver.ts';
 import { startControlPlane, type Running } from '../support/fleet.ts';
 
@@ -47,7 +48,7 @@ export class Sha256 {
 export const sdkSigner = (key: { accessKeyId: string; secretAccessKey: string }, region: string) =>
   new SignatureV4({ credentials: key, region, service: 'ecs', sha256: Sha256 as never });
 
-export async function startEcsServer(opts: { store?: 'embedded' | 'etcd'; inactiveRetentionMs?: number } = {}): Promise<EcsTestServer> {
+export async function startEcsServer(opts: { store?: 'embedded' | 'etcd'; inactiveRetentionMs?: number; wrapStore?: (s: Store) => Store } = {}): Promise<EcsTestServer> {
   const dir = await mkdtemp(join(tmpdir(), 'berth-ecs-'));
   const admin = newKey('ecs-admin', ['berth:admins']);
   const viewer = newKey('ecs-viewer', ['berth:viewers']);
@@ -57,6 +58,7 @@ export async function startEcsServer(opts: { store?: 'embedded' | 'etcd'; inacti
   const api = await startApiServer({
     store: opts.store,
     inactiveRetentionMs: opts.inactiveRetentionMs,
+    wrapStore: opts.wrapStore,
     frontDoors: (parts) => [ecsFrontDoor(parts, { accessKeyFile: keyFile, keys: [viewer], region: 'us-east-1' })],
   });
   const clients: ECSClient[] = [];

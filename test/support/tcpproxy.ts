@@ -13,7 +13,11 @@ export interface TcpProxy {
   close(): Promise<void>;
 }
 
-export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
+/**
+ * `delayMs`: what the target sends reaches the client that much later, in order (a slow
+ * link: an apiserver whose etcd connection lags sees every watch event late).
+ */
+export async function startTcpProxy(targetPort: number, o: { delayMs?: number } = {}): Promise<TcpProxy> {
   const sockets = new Set<Socket>();
   let target = targetPort;
   let refusing = false;
@@ -26,7 +30,8 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
     sockets.add(client);
     sockets.add(upstream);
     client.pipe(upstream);
-    upstream.pipe(client);
+    if (o.delayMs) upstream.on('data', (chunk) => void setTimeout(() => !client.destroyed && client.write(chunk), o.delayMs));
+    else upstream.pipe(client);
     const end = () => {
       client.destroy();
       upstream.destroy();
