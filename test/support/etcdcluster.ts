@@ -45,6 +45,8 @@ export interface EtcdMember {
   dataDir: string;
   readonly pid: number | undefined;
   readonly running: boolean;
+  /** the end of what the member wrote to stderr (why it exited) */
+  stderrTail(): string;
   /** SIGKILL (or another signal); the process is gone afterwards unless the signal is SIGSTOP */
   kill(signal?: NodeJS.Signals): Promise<void>;
   pause(): void;
@@ -124,6 +126,7 @@ export async function startEtcdCluster(o: EtcdClusterOptions = {}): Promise<Etcd
       get running() {
         return !!child && child.exitCode === null && child.signalCode === null;
       },
+      stderrTail: () => stderr,
       async kill(signal: NodeJS.Signals = 'SIGKILL') {
         if (!child || !m.running) return;
         if (signal === 'SIGSTOP') return void child.kill('SIGSTOP');
@@ -168,7 +171,7 @@ export async function startEtcdCluster(o: EtcdClusterOptions = {}): Promise<Etcd
       }
     },
     async healthy(timeoutMs = 30_000) {
-      await Promise.all(members.filter((m) => m.running).map((m) => waitHealthy(m, o.tls, timeoutMs, () => '')));
+      await Promise.all(members.filter((m) => m.running).map((m) => waitHealthy(m, o.tls, timeoutMs, () => m.stderrTail())));
     },
     async stop() {
       await Promise.all(members.map((m) => m.kill('SIGKILL')));
