@@ -246,6 +246,11 @@ export class Checkpoint {
     });
   }
 
+  /** Did a container of this agent use this image reference? */
+  knowsImage(ref: string): boolean {
+    return Object.values(this.data.images).some((i) => i.names.includes(ref));
+  }
+
   forgetImage(id: string): Promise<CheckpointData> {
     return this.update((d) => {
       delete d.images[id];

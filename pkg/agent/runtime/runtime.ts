@@ -56,6 +56,8 @@ export interface TaskResources {
   ipAddress?: string;
   /** volume name -> docker bind source or docker volume name */
   volumeSources: Record<string, { type: 'bind' | 'volume'; source: string }>;
+  /** the task's cgroup (task-level cpu/memory limits), when it has one */
+  cgroupParent?: string;
 }
 
 export interface NetworkBinding {
@@ -108,6 +110,14 @@ export interface RegistryAuth {
   auth?: string;
 }
 
+/** What the agent remembers of the images its containers used (its checkpoint). */
+export interface ImageState {
+  /** was this reference used by this agent before */
+  known(ref: string): boolean;
+  /** a container was created from `ref`, image id `id` */
+  used(ref: string, id: string): void;
+}
+
 export interface PullOptions {
   /** credentials from the task's repositoryCredentials, already resolved */
   auth?: RegistryAuth;
@@ -145,6 +155,10 @@ export interface ContainerRuntime {
   readonly kind: 'docker' | 'hollow';
   /** does the runtime answer at all (ECS: SystemPing before assuming a failed stop stopped) */
   ping(): Promise<boolean>;
+  /** the container instance it works for, once registered (labels, daemon namespace) */
+  setInstance?(instance: string): void;
+  /** where it keeps what it knows of images (ECS_IMAGE_PULL_BEHAVIOR=once, image cleanup) */
+  setImageState?(state: ImageState): void;
   pull(image: string, opts?: PullOptions): Promise<PullResult>;
   /** Create the task's volumes and, for awsvpc, its namespace container. Idempotent. */
   prepareTask(task: RuntimeTask): Promise<TaskResources>;
