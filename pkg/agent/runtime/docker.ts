@@ -57,7 +57,7 @@ import {
   routeToDaemons,
   taskNamespaceBody,
   taskNamespaceName,
-  taskVolumeName,
+  taskVolume,
   toCreateBody,
   type DockerInspect,
   type Owner,
@@ -248,24 +248,12 @@ export class DockerRuntime implements ContainerRuntime {
     const res: TaskResources = { volumeSources: {} };
     const owner = this.ownerOf(task);
     for (const v of task.volumes ?? []) {
-      // a bind mount: Docker creates a missing source path itself, on the host it runs on
-      if (v.host?.sourcePath) {
-        res.volumeSources[v.name] = { type: 'bind', source: v.host.sourcePath };
-        continue;
+      const vol = taskVolume({ ...task, instance: owner.instance || undefined }, v);
+      if (vol.create && !(await this.api.inspectVolume(vol.source))) {
+        if (vol.mustExist) throw invalid('Task', task.taskArn, [{ field: `volumes[${v.name}]`, message: `shared volume "${vol.source}" does not exist and autoprovision is false` }]);
+        await this.api.createVolume(vol.create);
       }
-      const dvc = v.dockerVolumeConfiguration;
-      const shared = dvc?.scope === 'shared';
-      const name = shared ? v.name : taskVolumeName(task, v.name);
-      if (!(await this.api.inspectVolume(name))) {
-        if (shared && dvc?.autoprovision === false) throw invalid('Task', task.taskArn, [{ field: `volumes[${v.name}]`, message: `shared volume "${name}" does not exist and autoprovision is false` }]);
-        await this.api.createVolume({
-          Name: name,
-          Driver: dvc?.driver ?? 'local',
-          DriverOpts: dvc?.driverOpts ?? {},
-          Labels: { ...(dvc?.labels ?? {}), ...(shared ? {} : { [LABELS.taskArn]: task.taskArn, [LABELS.cluster]: task.cluster, ...(owner.instance ? { [LABELS.instance]: owner.instance } : {}) }), [LABELS.managed]: 'volume' },
-        });
-      }
-      res.volumeSources[v.name] = { type: 'volume', source: name };
+      res.volumeSources[v.name] = { type: vol.type, source: vol.source };
     }
     if (needsTaskNamespace(task)) {
       const c = await this.ensureTaskNamespace(task);

@@ -82,6 +82,34 @@ export function taskVolumeName(t: Pick<RuntimeTask, 'family' | 'revision' | 'tas
   return `ecs-${clean(t.family)}-${t.revision}-${clean(volume)}-${taskSuffix(t)}-${ownerHash(ownerOf(t)).slice(0, 8)}`;
 }
 
+/** Where a task volume's data lives, and the Docker volume to create for it (none for a bind mount). */
+export function taskVolume(
+  t: RuntimeTask,
+  v: NonNullable<RuntimeTask['volumes']>[number],
+): { type: 'bind' | 'volume'; source: string; create?: { Name: string; Driver: string; DriverOpts: Record<string, string>; Labels: Record<string, string> }; mustExist?: boolean } {
+  // a bind mount: Docker creates a missing source path itself, on the host it runs on
+  if (v.host?.sourcePath) return { type: 'bind', source: v.host.sourcePath };
+  const dvc = v.dockerVolumeConfiguration;
+  const shared = dvc?.scope === 'shared';
+  const name = shared ? v.name : taskVolumeName(t, v.name);
+  const owner = ownerOf(t);
+  return {
+    type: 'volume',
+    source: name,
+    ...(shared && dvc?.autoprovision === false ? { mustExist: true } : {}),
+    create: {
+      Name: name,
+      Driver: dvc?.driver ?? 'local',
+      DriverOpts: dvc?.driverOpts ?? {},
+      Labels: {
+        ...(dvc?.labels ?? {}),
+        ...(shared ? {} : { [LABELS.taskArn]: t.taskArn, [LABELS.cluster]: t.cluster, ...(owner.instance ? { [LABELS.instance]: owner.instance } : {}) }),
+        [LABELS.managed]: 'volume',
+      },
+    },
+  };
+}
+
 /** Does the task need a namespace container of its own? */
 export function needsTaskNamespace(t: Pick<RuntimeTask, 'networkMode' | 'pidMode' | 'ipcMode'>): boolean {
   return t.networkMode === 'awsvpc' || t.pidMode === 'task' || t.ipcMode === 'task';
