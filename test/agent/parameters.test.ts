@@ -246,7 +246,7 @@ describe('D12: every accepted task-definition field reaches Docker, the engine, 
         const plain = taskVolume(runtimeTask({ volumes: [{ name: 'v' }] }), { name: 'v' });
         const pick = (x: typeof v) => (h.volume === 'source' || h.volume === 'mustExist' ? get(x, h.volume) : get(x.create, h.volume));
         expect(JSON.stringify(pick(v)), `the volume carries ${field}`).to.not.equal(JSON.stringify(pick(plain)));
-      } else if ('task' in h && typeof h.task === 'string') {
+      } else if ('task' in h && typeof h.task === 'string' && 'spec' in h) {
         const t = runtimeTask(h.spec);
         const plain = runtimeTask({});
         const o = translateOpts(h.opts);
