@@ -303,6 +303,14 @@ export function loadAgentConfig(opts: LoadOptions = {}): AgentConfig {
   // the ECS agent's bounds (agent/config/config.go validateAndOverrideBounds, parse.go)
   const warnings: string[] = [];
   const num = (k: AgentVariable) => val[k] as number;
+  if (val.ECS_ENGINE_AUTH_DATA) {
+    try {
+      const d = JSON.parse(val.ECS_ENGINE_AUTH_DATA as string) as unknown;
+      if (!d || typeof d !== 'object' || Array.isArray(d)) throw new Error('not an object');
+    } catch {
+      causes.push({ field: 'ECS_ENGINE_AUTH_DATA', message: 'is not a JSON object of registry -> credentials' });
+    }
+  }
   if (num('ECS_CONTAINER_STOP_TIMEOUT') < 1000) causes.push({ field: 'ECS_CONTAINER_STOP_TIMEOUT', message: `invalid value "${raw('ECS_CONTAINER_STOP_TIMEOUT')}": must be at least 1s` });
   if (num('ECS_CONTAINER_START_TIMEOUT') < 45_000) causes.push({ field: 'ECS_CONTAINER_START_TIMEOUT', message: `invalid value "${raw('ECS_CONTAINER_START_TIMEOUT')}": must be at least 45s` });
   if (causes.length) {

@@ -190,6 +190,16 @@ describe('agent against a real apiserver (hollow runtime)', function () {
     });
   });
 
+  it('registers instance type and zone from the configuration (ecs.config too) and its capabilities', async () => {
+    const { agent } = await newAgent({ env: { ECS_INSTANCE_TYPE: 'c5.large', ECS_AVAILABILITY_ZONE: 'rack-7', ECS_AVAILABLE_LOGGING_DRIVERS: '["json-file","syslog"]' } });
+    const attrs = (await admin.get<ContainerInstance>('ContainerInstance', 'default', agent.instanceId)).spec.attributes ?? [];
+    const has = (name: string, value?: string) => attrs.some((a) => a.name === name && (value === undefined || a.value === value));
+    expect(has('ecs.instance-type', 'c5.large')).to.equal(true);
+    expect(has('ecs.availability-zone', 'rack-7')).to.equal(true);
+    expect(has('com.amazonaws.ecs.capability.logging-driver.syslog')).to.equal(true);
+    expect(has('com.amazonaws.ecs.capability.logging-driver.awslogs')).to.equal(false);
+  });
+
   it('D14: an instance confirmed gone (deleted) is registered anew', async () => {
     const first = await newAgent();
     const id = first.agent.instanceId;

@@ -351,4 +351,14 @@ describe('task engine state machine', () => {
     const upfront = newEngineTask('arn:task/1', defs(...defsOf), 30_000, { pullDependentUpfront: true });
     expect(acts(plan(upfront, 0).actions)).to.deep.equal(['pull:app', 'pull:db']);
   });
+
+  it('D10: a pull failure with ECS_IMAGE_PULL_BEHAVIOR always/once stops the task even for a non-essential container', () => {
+    const t = mk({ name: 'app', image: 'x' }, { name: 'side', image: 'y', essential: false });
+    const p = plan(t, 0);
+    const soft = actionFailed(p.task, 'side', 'pull', 'CannotPullContainerError: x');
+    expect(soft.desired, 'default: only that container').to.equal('RUNNING');
+    const hard = actionFailed(p.task, 'side', 'pull', 'CannotPullContainerError: x', { stopsTask: true });
+    expect(hard.desired).to.equal('STOPPED');
+    expect(hard).to.include({ stoppedReason: 'CannotPullContainerError: x', stopCode: 'TaskFailedToStart' });
+  });
 });
