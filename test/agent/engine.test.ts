@@ -361,4 +361,14 @@ describe('task engine state machine', () => {
     expect(hard.desired).to.equal('STOPPED');
     expect(hard).to.include({ stoppedReason: 'CannotPullContainerError: x', stopCode: 'TaskFailedToStart' });
   });
+
+  it('D12: a task definition with mutual links (registered before registration refused them) stops with TaskDependencyError instead of waiting forever', () => {
+    let t = mk({ name: 'a', image: 'x', links: ['b'] }, { name: 'b', image: 'x', links: ['a'] });
+    const p0 = plan(t, 0);
+    expect(p0.actions).to.deep.equal([]);
+    expect(p0.known).to.equal('STOPPED');
+    expect(p0.task.stoppedReason).to.match(/^TaskDependencyError: Task dependencies cannot be resolved \(a -> b -> a\)/);
+    t = mk({ name: 'a', image: 'x', links: ['b'] }, { name: 'b', image: 'x' });
+    expect(acts(plan(t, 0).actions), 'one-way links run').to.deep.equal(['pull:a', 'pull:b']);
+  });
 });

@@ -122,8 +122,42 @@ export interface EngineOptions {
   pullDependentUpfront?: boolean;
 }
 
+/** ECS agent/engine/errors.go TaskDependencyError */
+export const TASK_DEPENDENCY_ERROR = 'TaskDependencyError: Task dependencies cannot be resolved';
+
+/**
+ * A cycle in the task's dependency graph (dependsOn, links and volumesFrom together), or
+ * undefined. Registration refuses such task definitions; one registered before that check
+ * still never deadlocks here (ECS dependencygraph.ValidDependencies at AddTask).
+ */
+export function dependencyCycle(defs: ContainerDefinition[]): string[] | undefined {
+  const edges = new Map(defs.map((d) => [d.name, [...(d.dependsOn ?? []).map((x) => x.containerName), ...(d.links ?? []).map((l) => l.split(':')[0]), ...(d.volumesFrom ?? []).map((v) => v.sourceContainer)].filter((x) => x !== d.name)]));
+  const state = new Map<string, 1 | 2>();
+  let found: string[] | undefined;
+  const visit = (n: string, trail: string[]): boolean => {
+    if (state.get(n) === 2) return false;
+    if (state.get(n) === 1) {
+      found = [...trail.slice(trail.indexOf(n)), n];
+      return true;
+    }
+    state.set(n, 1);
+    for (const m of edges.get(n) ?? []) if (edges.has(m) && visit(m, [...trail, n])) return true;
+    state.set(n, 2);
+    return false;
+  };
+  for (const n of edges.keys()) if (visit(n, [])) break;
+  return found;
+}
+
 /** Build the engine's view of a task from its container definitions. */
 export function newEngineTask(arn: string, defs: ContainerDefinition[], defaultStopTimeoutMs: number, opts: EngineOptions = {}): EngineTask {
+  const cycle = dependencyCycle(defs);
+  const task = buildEngineTask(arn, defs, defaultStopTimeoutMs, opts);
+  if (!cycle) return task;
+  return requestStop({ ...task, stopCode: 'TaskFailedToStart' }, `${TASK_DEPENDENCY_ERROR} (${cycle.join(' -> ')})`);
+}
+
+function buildEngineTask(arn: string, defs: ContainerDefinition[], defaultStopTimeoutMs: number, opts: EngineOptions): EngineTask {
   return {
     arn,
     desired: 'RUNNING',
