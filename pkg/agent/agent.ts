@@ -470,6 +470,7 @@ export class Agent {
   }
 
   private onReport(arn: string, r: TaskReport): void {
+    if (this.cleaned.has(arn)) return; // its last events, while it is being removed
     const slot = this.runners.get(arn);
     // a task gone from the apiserver is cleaned up as soon as it has stopped (review D13)
     if (slot?.deleted) {

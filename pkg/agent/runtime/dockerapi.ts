@@ -2,7 +2,7 @@
  * The thin layer of Docker calls (the ECS agent's agent/dockerclient/dockerapi): every call
  * has a deadline (ECS's per-call timeouts, agent/dockerclient/timeout.go), failures come back
  * as RuntimeErrors named as ECS names them, with `uncertain` set when the call may have
- * happened anyway (review D5); stops retry timeouts with backoff (1 s .. 5 s, x1.3, 5 times)
+ * happened anyway (review D5); stops retry with backoff (1 s .. 5 s, x1.3, 5 times)
  * and pulls retry with backoff (1.1 s .. 5 s, x2, 5 times) under an inactivity timeout
  * (ECS_IMAGE_PULL_INACTIVITY_TIMEOUT) and an overall one (ECS_IMAGE_PULL_TIMEOUT) (D10).
  *
@@ -216,7 +216,8 @@ export class DockerApi {
 
   /**
    * Stop with a grace period; the call's deadline is the grace period plus ECS's buffer.
-   * Timeouts are retried with backoff (ECS stopDockerContainer); 304 and 404 are success.
+   * Failures are retried with backoff (ECS stopDockerContainer: every CannotStopContainerError
+   * but "no such container" is retriable); 304 and 404 are success.
    */
   async stopContainer(id: string, graceMs: number): Promise<void> {
     const t = Math.max(0, Math.ceil(graceMs / 1000));
@@ -232,7 +233,7 @@ export class DockerApi {
       {
         attempts: this.o.stopAttempts ?? STOP_ATTEMPTS,
         backoff: this.o.stopBackoff ?? STOP_BACKOFF,
-        retryable: (e) => e instanceof RuntimeError && e.errorName === 'DockerTimeoutError',
+        retryable: (e) => e instanceof RuntimeError,
         onRetry: (e, n, ms) => this.log.warn({ container: id, attempt: n, retryInMs: ms, err: (e as Error).message }, 'error stopping container, retrying'),
       },
     );

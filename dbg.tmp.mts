@@ -1,0 +1,38 @@
+import { startApiServer } from './test/support/apiserver.ts';
+import { ensureDocker, ensureBusyboxImage } from './test/support/docker.ts';
+import { Client } from './pkg/client/client.ts';
+import { Agent } from './pkg/agent/agent.ts';
+import { loadAgentConfig } from './pkg/agent/config.ts';
+import { DockerRuntime } from './pkg/agent/runtime/docker.ts';
+import { newLogger } from './pkg/log/log.ts';
+import fs from 'node:fs';
+const api = await startApiServer();
+const d = await ensureDocker();
+await ensureBusyboxImage(d.docker);
+const admin = new Client({ server: api.url, token: api.adminToken });
+fs.rmSync('/tmp/dbg-agent-data', { recursive: true, force: true });
+const cfg = loadAgentConfig({ env: { ECS_CLUSTER: 'default', ECS_DATADIR: '/tmp/dbg-agent-data', BERTH_BOOTSTRAP_TOKEN: api.bootstrapToken, ECS_BACKEND_HOST: api.url, ECS_INTROSPECTION_PORT: '0', DOCKER_HOST: d.dockerHost, ECS_IMAGE_PULL_BEHAVIOR: 'prefer-cached' } });
+const runtime = new DockerRuntime({ config: cfg });
+const agent = new Agent({ config: cfg, client: new Client({ server: api.url, token: api.bootstrapToken }), runtime, log: newLogger({ level: 'info' }) });
+await agent.start();
+await admin.create({ apiVersion: 'berth.dev/v1', kind: 'DaemonTaskDefinition', metadata: { name: 'lc' }, spec: { containerDefinitions: [{ name: 'd', image: 'busybox', memoryReservation: 16, command: ['sleep', '600'] }] } });
+await admin.create({ apiVersion: 'berth.dev/v1', kind: 'Task', metadata: { name: 'dd', namespace: 'default' }, spec: { taskDefinition: 'lc', daemonTaskDefinition: 'lc' } });
+await admin.bind('default', [{ task: 'dd', containerInstance: agent.instanceId }]);
+await new Promise((r) => setTimeout(r, 5000));
+console.log('daemon', (await admin.get('Task', 'default', 'dd') as any).status?.lastStatus);
+const y = fs.readFileSync('deploy/examples/xray-scorekeep.yaml', 'utf8');
+const yaml = (await import('yaml')).default;
+const td = yaml.parse(y);
+await admin.create(td);
+await admin.create({ apiVersion: 'berth.dev/v1', kind: 'Task', metadata: { name: 'sk', namespace: 'default' }, spec: { taskDefinition: 'scorekeep' } });
+console.log(JSON.stringify(await admin.bind('default', [{ task: 'sk', containerInstance: agent.instanceId }])));
+for (let i = 0; i < 20; i++) {
+  await new Promise((r) => setTimeout(r, 1000));
+  const t: any = await admin.get('Task', 'default', 'sk');
+  console.log(t.status?.lastStatus, JSON.stringify(t.status?.containers?.map((c: any) => [c.name, c.lastStatus, c.reason, c.networkBindings])));
+  if (t.status?.lastStatus !== 'PENDING') break;
+}
+await agent.stop(); await runtime.removeDaemonNamespace(); await runtime.close();
+for (const c of await d.docker.listContainers({ all: true })) await d.docker.getContainer(c.Id).remove({ force: true });
+await api.stop(); await d.stop();
+process.exit(0);
