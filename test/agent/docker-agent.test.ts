@@ -10,7 +10,7 @@ import { loadAgentConfig, type AgentConfig } from '../../pkg/agent/config.ts';
 import { CONTAINER_VANISHED } from '../../pkg/agent/engine/engine.ts';
 import { ImageCleanup } from '../../pkg/agent/imagecleanup.ts';
 import { Checkpoint } from '../../pkg/agent/checkpoint.ts';
-import { DockerRuntime, type DockerRuntimeOptions } from '../../pkg/agent/runtime/docker.ts';
+import { DockerRuntime, demux, type DockerRuntimeOptions } from '../../pkg/agent/runtime/docker.ts';
 import { LABELS } from '../../pkg/agent/runtime/runtime.ts';
 import { DAEMON_ADDRESS, NAMESPACE_IMAGE, daemonNames } from '../../pkg/agent/runtime/translate.ts';
 import { Client } from '../../pkg/client/client.ts';
@@ -110,7 +110,7 @@ describe('agent on real Docker: faults, isolation, parameters', function () {
   const containersOf = async (arn: string) => docker.listContainers({ all: true, filters: { label: [`${LABELS.taskArn}=${arn}`] } });
   const logsOf = async (id: string) => {
     const b = (await docker.getContainer(id).logs({ stdout: true, stderr: true, follow: false })) as unknown as Buffer;
-    return b.toString('utf8');
+    return demux(b).toString('utf8');
   };
 
   it('D3: a container docker rm -f\'d behind the agent\'s back stops its task with the ECS reason and is never re-created, also after an agent restart', async () => {
@@ -230,6 +230,24 @@ describe('agent on real Docker: faults, isolation, parameters', function () {
       }, 30_000, 'the late-started container stopped');
       await new Promise((r) => setTimeout(r, 2000));
       expect((await containersOf(t.status!.taskArn!)).map((c) => c.State)).to.not.include('running');
+      await a.agent.stop();
+    });
+
+    it('D5: a Docker call that never answers (a hung docker stop) does not wedge the task', async () => {
+      const fast = { minMs: 200, maxMs: 500, multiplier: 1.3, jitter: 0.2 };
+      const a = await newAgent({ dockerHost: proxy.url, runtime: { timeouts: { stopBuffer: 1000 }, stopBackoff: fast } });
+      await registerTd('hungstop', { containerDefinitions: [{ name: 'app', image: IMAGE, memory: 16, command: ['sleep', '600'] }] });
+      const name = await runTask('default', a.agent.instanceId, 'hungstop');
+      const r = await until(name, 'RUNNING');
+      proxy.setRule((req) => (req.method === 'POST' && /\/containers\/[^/]+\/stop/.test(req.url ?? '') ? { hang: true } : undefined));
+      await admin.patch('Task', 'default', name, { spec: { desiredStatus: 'STOPPED', stopReason: 'scale in' } });
+      // each stop times out (1 s grace + 1 s), five of them with backoff; Docker still answers a
+      // ping, so the agent takes it as stopped (ECS "marking it as stopped anyway")
+      const t = await until(name, 'STOPPED', 60_000);
+      expect(t.status?.stoppedReason).to.equal('scale in');
+      expect(proxy.seen.filter((s) => s.startsWith('POST') && /\/stop/.test(s)).length, 'the stop was retried').to.be.at.least(5);
+      proxy.setRule(() => undefined);
+      await docker.getContainer(r.status!.containers![0].dockerId!).remove({ force: true });
       await a.agent.stop();
     });
 
@@ -372,6 +390,42 @@ describe('agent on real Docker: faults, isolation, parameters', function () {
     const vols = (await docker.listVolumes()).Volumes ?? [];
     expect(vols.map((x) => x.Name), 'the anonymous volume went with its container').to.not.include(vol);
     await a.agent.stop();
+  });
+
+  it('D12: pidMode/ipcMode "task" share the task namespace; sysctls reach the daemon namespace and awsvpc containers', async () => {
+    const a = await newAgent();
+    await registerTd('shared-ns', {
+      pidMode: 'task',
+      ipcMode: 'task',
+      containerDefinitions: [
+        { name: 'a', image: IMAGE, memory: 16, command: ['sleep', '600'] },
+        { name: 'b', image: IMAGE, memory: 16, essential: false, entryPoint: ['sh', '-c'], command: ['for i in $(seq 1 40); do ps | grep -q "sleep 600" && exit 0; sleep 0.25; done; exit 1'] },
+      ],
+    });
+    const t = await runTask('default', a.agent.instanceId, 'shared-ns');
+    const b = await eventually(async () => {
+      const x = await getTask(t);
+      return x.status?.containers?.find((c) => c.name === 'b' && c.lastStatus === 'STOPPED');
+    }, 60_000, 'b looked at the shared process namespace');
+    expect(b.exitCode, 'b sees a\'s process').to.equal(0);
+    const show = 'cat /proc/sys/net/core/somaxconn /proc/sys/kernel/shmmni; sleep 600';
+    await registerTd('sysctl-daemon', { containerDefinitions: [{ name: 'd', image: IMAGE, memoryReservation: 16, entryPoint: ['sh', '-c'], command: [show], systemControls: [{ namespace: 'net.core.somaxconn', value: '511' }, { namespace: 'kernel.shmmni', value: '3000' }] }] }, 'DaemonTaskDefinition');
+    await registerTd('sysctl-vpc', { networkMode: 'awsvpc', containerDefinitions: [{ name: 'v', image: IMAGE, memory: 16, entryPoint: ['sh', '-c'], command: [show], systemControls: [{ namespace: 'net.core.somaxconn', value: '509' }, { namespace: 'kernel.shmmni', value: '3001' }] }] });
+    const d = await runTask('default', a.agent.instanceId, 'sysctl-daemon', { daemon: true });
+    const v = await runTask('default', a.agent.instanceId, 'sysctl-vpc');
+    for (const [name, want] of [[d, ['511', '3000']], [v, ['509', '3001']]] as const) {
+      const x = await until(name, 'RUNNING');
+      const id = x.status!.containers![0].dockerId!;
+      const out = await eventually(async () => {
+        const l = await logsOf(id);
+        return l.trim().split(/\s+/).length >= 2 && l;
+      }, 20_000, `${name} printed its sysctls`);
+      expect(out.trim().split(/\s+/).slice(0, 2), name).to.deep.equal([...want]);
+    }
+    for (const name of [t, d, v]) await admin.patch('Task', 'default', name, { spec: { desiredStatus: 'STOPPED' } });
+    for (const name of [t, d, v]) await until(name, 'STOPPED');
+    await a.agent.stop();
+    await a.runtime.removeDaemonNamespace().catch(() => undefined);
   });
 
   it('ECS_ENABLE_TASK_CPU_MEM_LIMIT: task-level cpu and memory are a cgroup of the task, which the kernel enforces', async () => {

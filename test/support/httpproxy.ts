@@ -6,8 +6,9 @@ import { join } from 'node:path';
 /**
  * An HTTP proxy for fault injection between a component and a real server (the apiserver,
  * or dockerd's unix socket): every request is forwarded unchanged, streams included, unless a
- * rule answers it itself (a refusal), holds it back first (a slow server), or answers late
- * after forwarding (a call that times out on the client but happens on the server).
+ * rule answers it itself (a refusal), holds it back first (a slow server), answers late
+ * after forwarding (a call that times out on the client but happens on the server), or never
+ * answers (a hung call).
  */
 export type ProxyDecision =
   | undefined
@@ -15,7 +16,9 @@ export type ProxyDecision =
   /** forward it only after this long */
   | { delayMs: number }
   /** forward it at once, but hold the answer back this long */
-  | { delayResponseMs: number };
+  | { delayResponseMs: number }
+  /** never forward it, never answer (a call that hangs) */
+  | { hang: true };
 
 export interface HttpProxy {
   /** http://127.0.0.1:PORT, or unix:///path for a socket proxy */
@@ -52,6 +55,10 @@ export async function startHttpProxy(target: { port: number } | { socketPath: st
     if (d && 'status' in d) {
       req.resume();
       res.writeHead(d.status, { 'Content-Type': 'application/json' }).end(JSON.stringify(d.body ?? { kind: 'Status', status: 'Failure', code: d.status, reason: 'InjectedFault', message: 'refused by the test proxy' }));
+      return;
+    }
+    if (d && 'hang' in d) {
+      req.resume();
       return;
     }
     if (d && 'delayMs' in d) {

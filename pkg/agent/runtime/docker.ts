@@ -340,8 +340,13 @@ export class DockerRuntime implements ContainerRuntime {
    * 169.254.172.2, and the instance's application containers (bridge mode) and awsvpc
    * namespaces joined to it. Idempotent; only this instance's objects are touched.
    */
-  ensureDaemonNamespace(): Promise<{ id: string; ip: string; network: string }> {
-    if (this.daemonNs) return Promise.resolve(this.daemonNs);
+  async ensureDaemonNamespace(): Promise<{ id: string; ip: string; network: string }> {
+    if (this.daemonNs) {
+      // still there and running? (removed or stopped behind our back: made again)
+      const i = await this.api.inspectContainer(this.daemonNs.id);
+      if (i?.State.Status === 'running') return this.daemonNs;
+      this.daemonNs = undefined;
+    }
     this.daemonNsPending ??= this.createDaemonNamespace().finally(() => {
       this.daemonNsPending = undefined;
     });
@@ -381,9 +386,9 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   /** Run a script in another container's network namespace in a short-lived helper container. */
-  private async runHelper(targetId: string, script: string, privileged = false): Promise<void> {
+  private async runHelper(targetId: string, script: string, sysctls = false): Promise<void> {
     const image = await this.namespaceImage();
-    const body = helperBody(this.owner, image, targetId, script, privileged);
+    const body = helperBody(this.owner, image, targetId, script, sysctls);
     const { id } = await this.api.createContainer(body);
     if (!id) throw internal('helper container was not created');
     try {
@@ -410,12 +415,13 @@ export class DockerRuntime implements ContainerRuntime {
       cgroupParent: opts.resources.cgroupParent,
     });
     const r = await this.api.createContainer(body);
-    const c = await this.inspect(r.id ?? opts.name);
-    if (!c) throw internal(`container ${opts.name} not found after create`);
+    const raw = await this.api.inspectContainer(r.id ?? opts.name);
+    if (!raw) throw internal(`container ${opts.name} not found after create`);
+    const c = this.toRuntime(raw);
     if (c.labels[LABELS.taskArn] !== task.taskArn || !this.mine(c.labels, owned.instance)) {
       throw new RuntimeError('CannotCreateContainerError', `container name ${opts.name} is taken by another task`, { uncertain: false, kind: 'Container', name: opts.name });
     }
-    this.opts.imageState?.used(imageRef(def.image), (await this.api.inspectContainer(c.id))?.Image ?? '');
+    this.opts.imageState?.used(imageRef(def.image), raw.Image);
     // application bridge containers reach their instance's daemons at 169.254.172.2
     if (task.networkMode === 'bridge') {
       const ns = await this.existingDaemonNamespace();

@@ -527,12 +527,14 @@ export const ADD_DAEMON_ADDRESS = `ip addr add ${DAEMON_ADDRESS}/32 dev eth0 2>/
 export const routeToDaemons = (via: string) => `ip route replace ${DAEMON_ADDRESS}/32 via ${via}`;
 
 /** A short-lived helper run in another container's network namespace (routes, addresses, sysctls). */
-export function helperBody(o: Owner, image: string, targetId: string, script: string, privileged = false): Docker.ContainerCreateOptions {
+export function helperBody(o: Owner, image: string, targetId: string, script: string, sysctls = false): Docker.ContainerCreateOptions {
   return {
     Image: image,
     Entrypoint: ['sh', '-c'],
     Cmd: [script],
     Labels: ownerLabels(o, 'helper'),
-    HostConfig: { NetworkMode: `container:${targetId}`, CapAdd: ['NET_ADMIN'], ...(privileged ? { Privileged: true } : {}), RestartPolicy: { Name: 'no' } },
+    // writing sysctls: /proc/sys writable (not masked, not read-only) and CAP_NET_ADMIN, which
+    // is all net.* sysctls of a network namespace of its own need -- not a privileged container
+    HostConfig: { NetworkMode: `container:${targetId}`, CapAdd: ['NET_ADMIN'], ...(sysctls ? { MaskedPaths: [], ReadonlyPaths: [] } : {}), RestartPolicy: { Name: 'no' } },
   };
 }
