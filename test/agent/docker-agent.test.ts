@@ -12,7 +12,7 @@ import { ImageCleanup } from '../../pkg/agent/imagecleanup.ts';
 import { Checkpoint } from '../../pkg/agent/checkpoint.ts';
 import { DockerRuntime, demux, type DockerRuntimeOptions } from '../../pkg/agent/runtime/docker.ts';
 import { LABELS } from '../../pkg/agent/runtime/runtime.ts';
-import { DAEMON_ADDRESS, NAMESPACE_IMAGE, daemonNames } from '../../pkg/agent/runtime/translate.ts';
+import { DAEMON_ADDRESS, NAMESPACE_IMAGE, daemonNames, ownerHash } from '../../pkg/agent/runtime/translate.ts';
 import { Client } from '../../pkg/client/client.ts';
 import { startDockerd, type OwnDockerd } from '../../pkg/dockerd/dockerd.ts';
 import { silentLogger } from '../../pkg/log/log.ts';
@@ -33,7 +33,7 @@ describe('agent on real Docker: faults, isolation, parameters', function () {
   let api: TestApiServer;
   let admin: Client;
   const dirs: string[] = [];
-  const running: Array<{ agent: Agent; runtime: DockerRuntime }> = [];
+  const running: Array<{ agent: Agent; runtime: DockerRuntime; cluster: string }> = [];
   let n = 0;
   const IMAGE = 'busybox:latest';
   const stopped = new Set<number>();
@@ -61,6 +61,23 @@ describe('agent on real Docker: faults, isolation, parameters', function () {
       await r.runtime.close().catch(() => undefined);
     }
     for (const c of await docker.listContainers({ all: true }).catch(() => [])) await docker.getContainer(c.Id).remove({ force: true, v: true }).catch(() => undefined);
+    // the task cgroups of tasks never cleaned up (their agents stopped first)
+    const ours = running.map((r) => ownerHash({ cluster: r.cluster, instance: r.agent.instanceId }).slice(0, 8));
+    for (const h of fs.readdirSync('/sys/fs/cgroup').map((c) => join('/sys/fs/cgroup', c, 'berth'))) {
+      for (const d of fs.existsSync(h) ? fs.readdirSync(h) : []) {
+        if (!ours.some((o) => d.endsWith(`-${o}`))) continue;
+        try {
+          fs.rmdirSync(join(h, d));
+        } catch {
+          /* not empty or gone */
+        }
+      }
+      try {
+        if (fs.existsSync(h)) fs.rmdirSync(h); // the parent too, when no one else's task is in it
+      } catch {
+        /* in use */
+      }
+    }
     admin?.close();
     await api?.stop();
     await dockerd?.stop();
@@ -85,7 +102,7 @@ describe('agent on real Docker: faults, isolation, parameters', function () {
     });
     const runtime = new DockerRuntime({ config: cfg, reconnectDelayMs: 100, ...o.runtime });
     const agent = new Agent({ config: cfg, client: new Client({ server: api.url, token: api.bootstrapToken }), runtime, log: silentLogger(), fingerprint: `docker-${dir}`, heartbeatMs: 2000, ...o.deps });
-    const r = { agent, runtime, dir };
+    const r = { agent, runtime, dir, cluster: cfg.cluster };
     running.push(r);
     await agent.start();
     return r;
@@ -429,7 +446,7 @@ describe('agent on real Docker: faults, isolation, parameters', function () {
   });
 
   it('ECS_ENABLE_TASK_CPU_MEM_LIMIT: task-level cpu and memory are a cgroup of the task, which the kernel enforces', async () => {
-    const a = await newAgent();
+    const a = await newAgent({ env: { ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION: '1s' } });
     await registerTd('limited', {
       cpu: '256',
       memory: '48',
@@ -456,6 +473,8 @@ describe('agent on real Docker: faults, isolation, parameters', function () {
     expect(quota).to.match(/^25000\b/);
     await admin.patch('Task', 'default', name, { spec: { desiredStatus: 'STOPPED' } });
     await until(name, 'STOPPED');
+    // cleanup removes the task's cgroup with its containers
+    await eventually(() => !fs.existsSync(v2 ? `/sys/fs/cgroup${parent}` : `/sys/fs/cgroup/memory${parent}`), 30_000, 'the task cgroup removed at cleanup');
     await a.agent.stop();
   });
 

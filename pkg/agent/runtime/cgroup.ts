@@ -106,9 +106,12 @@ export class TaskCgroups {
     return (await this.detect()) === 2 ? path.join(this.root, CGROUP_PARENT, name, file) : path.join(this.root, ctrl, CGROUP_PARENT, name, file);
   }
 
-  /** Remove the task's cgroup (its containers are gone). */
+  /** Remove the task's cgroup (its containers are gone), in every hierarchy Docker's runtime made it in. */
   async remove(name: string): Promise<void> {
-    const dirs = (await this.detect()) === 2 ? [path.join(this.root, CGROUP_PARENT, name)] : ['memory', 'cpu', 'pids', 'cpuacct', 'cpuset', 'blkio', 'devices', 'freezer', 'systemd', 'net_cls', 'net_prio', 'perf_event', 'hugetlb'].map((c) => path.join(this.root, c, CGROUP_PARENT, name));
+    const dirs =
+      (await this.detect()) === 2
+        ? [path.join(this.root, CGROUP_PARENT, name)]
+        : (await fs.readdir(this.root).catch(() => [] as string[])).map((c) => path.join(this.root, c, CGROUP_PARENT, name));
     for (const d of dirs) await fs.rmdir(d).catch(() => undefined);
   }
 }
