@@ -57,7 +57,13 @@ export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeou
  */
 export async function retry<T>(
   fn: (attempt: number) => Promise<T>,
-  o: { attempts: number; backoff: BackoffOptions; retryable?: (e: unknown) => boolean; onRetry?: (e: unknown, attempt: number, delayMs: number) => void; sleep?: (ms: number) => Promise<void> },
+  o: {
+    attempts: number;
+    backoff: BackoffOptions;
+    retryable?: (e: unknown) => boolean;
+    onRetry?: (e: unknown, attempt: number, delayMs: number) => void;
+    sleep?: (ms: number) => Promise<void>;
+  },
 ): Promise<T> {
   const b = new Backoff(o.backoff);
   for (let i = 0; ; i++) {

@@ -311,8 +311,11 @@ export function loadAgentConfig(opts: LoadOptions = {}): AgentConfig {
       causes.push({ field: 'ECS_ENGINE_AUTH_DATA', message: 'is not a JSON object of registry -> credentials' });
     }
   }
-  if (num('ECS_CONTAINER_STOP_TIMEOUT') < 1000) causes.push({ field: 'ECS_CONTAINER_STOP_TIMEOUT', message: `invalid value "${raw('ECS_CONTAINER_STOP_TIMEOUT')}": must be at least 1s` });
-  if (num('ECS_CONTAINER_START_TIMEOUT') < 45_000) causes.push({ field: 'ECS_CONTAINER_START_TIMEOUT', message: `invalid value "${raw('ECS_CONTAINER_START_TIMEOUT')}": must be at least 45s` });
+  const atLeastOrRefuse = (k: AgentVariable, min: number, text: string) => {
+    if (num(k) < min) causes.push({ field: k, message: `invalid value "${raw(k)}": must be at least ${text}` });
+  };
+  atLeastOrRefuse('ECS_CONTAINER_STOP_TIMEOUT', 1000, '1s');
+  atLeastOrRefuse('ECS_CONTAINER_START_TIMEOUT', 45_000, '45s');
   if (causes.length) {
     throw invalid('AgentConfig', 'environment', causes, `invalid agent configuration: ${causes.map((c) => `${c.field}: ${c.message}`).join('; ')}`);
   }

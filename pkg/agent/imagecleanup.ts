@@ -53,7 +53,14 @@ export function imagesToDelete(images: ImageCandidate[], p: CleanupPolicy): Imag
 
 type CleanupConfig = Pick<
   AgentConfig,
-  'disableImageCleanup' | 'imagePullBehavior' | 'imageCleanupIntervalMs' | 'imageMinimumCleanupAgeMs' | 'nonEcsImageMinimumCleanupAgeMs' | 'numImagesDeletePerCycle' | 'enableUntrackedImageCleanup' | 'imageCleanupExclude'
+  | 'disableImageCleanup'
+  | 'imagePullBehavior'
+  | 'imageCleanupIntervalMs'
+  | 'imageMinimumCleanupAgeMs'
+  | 'nonEcsImageMinimumCleanupAgeMs'
+  | 'numImagesDeletePerCycle'
+  | 'enableUntrackedImageCleanup'
+  | 'imageCleanupExclude'
 >;
 
 export class ImageCleanup {

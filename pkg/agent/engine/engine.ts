@@ -131,7 +131,12 @@ export const TASK_DEPENDENCY_ERROR = 'TaskDependencyError: Task dependencies can
  * still never deadlocks here (ECS dependencygraph.ValidDependencies at AddTask).
  */
 export function dependencyCycle(defs: ContainerDefinition[]): string[] | undefined {
-  const edges = new Map(defs.map((d) => [d.name, [...(d.dependsOn ?? []).map((x) => x.containerName), ...(d.links ?? []).map((l) => l.split(':')[0]), ...(d.volumesFrom ?? []).map((v) => v.sourceContainer)].filter((x) => x !== d.name)]));
+  const needs = (d: ContainerDefinition) => [
+    ...(d.dependsOn ?? []).map((x) => x.containerName),
+    ...(d.links ?? []).map((l) => l.split(':')[0]),
+    ...(d.volumesFrom ?? []).map((v) => v.sourceContainer),
+  ];
+  const edges = new Map(defs.map((d) => [d.name, needs(d).filter((x) => x !== d.name)]));
   const state = new Map<string, 1 | 2>();
   let found: string[] | undefined;
   const visit = (n: string, trail: string[]): boolean => {

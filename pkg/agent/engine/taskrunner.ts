@@ -348,7 +348,8 @@ export class TaskRunner {
     try {
       switch (a.kind) {
         case 'pull': {
-          const auth = def.repositoryCredentials && this.deps.resolveRepositoryCredentials ? await this.deps.resolveRepositoryCredentials(def.repositoryCredentials.credentialsParameter) : undefined;
+          const creds = def.repositoryCredentials?.credentialsParameter;
+          const auth = creds && this.deps.resolveRepositoryCredentials ? await this.deps.resolveRepositoryCredentials(creds) : undefined;
           await this.deps.runtime.pull(def.image, { auth });
           this.state = observe(this.state, a.container, { known: 'PULLED', at: this.now() });
           break;

@@ -234,7 +234,8 @@ export class DockerRuntime implements ContainerRuntime {
     } catch (e) {
       throw new RuntimeError(
         'CannotCreateContainerError',
-        `awsvpc and daemon_bridge tasks need the namespace image ${image}, which Docker does not have, and the agent could not build it from a static busybox (${(e as Error).message}): install busybox-static (apt-get install busybox-static), or load the image (docker load)`,
+        `awsvpc and daemon_bridge tasks need the namespace image ${image}, which Docker does not have, and the agent could not build it ` +
+          `from a static busybox (${(e as Error).message}): install busybox-static (apt-get install busybox-static), or load the image (docker load)`,
         { uncertain: false, kind: 'Image', name: image },
       );
     } finally {

@@ -138,9 +138,8 @@ export class DockerApi {
       ac.abort();
     }, ms);
     timer.unref?.();
-    const deadline = new Promise<never>((_, reject) =>
-      ac.signal.addEventListener('abort', () => reject(new RuntimeError('DockerTimeoutError', `${what}: no answer from Docker within ${ms} ms`, { uncertain: true, ...subject })), { once: true }),
-    );
+    const late = () => new RuntimeError('DockerTimeoutError', `${what}: no answer from Docker within ${ms} ms`, { uncertain: true, ...subject });
+    const deadline = new Promise<never>((_, reject) => ac.signal.addEventListener('abort', () => reject(late()), { once: true }));
     deadline.catch(() => undefined);
     try {
       // calls without abort support still end at the deadline (the request is left to finish)
@@ -148,7 +147,7 @@ export class DockerApi {
     } catch (e) {
       if (e instanceof RuntimeError) throw e;
       const err = e as DockerErr;
-      if (timedOut || err.name === 'AbortError') throw new RuntimeError('DockerTimeoutError', `${what}: no answer from Docker within ${ms} ms`, { uncertain: true, ...subject });
+      if (timedOut || err.name === 'AbortError') throw late();
       const uncertain = err.code !== undefined && UNCERTAIN_CODES.has(err.code);
       throw new RuntimeError(errorName, `${what}: ${messageOf(err)}`, { statusCode: err.statusCode, uncertain, ...subject });
     } finally {
@@ -159,7 +158,9 @@ export class DockerApi {
   /** A plain GET with an abort signal (dockerode's types offer none for ping, version, info). */
   private get<T>(path: string, abortSignal: AbortSignal): Promise<T> {
     return new Promise((resolve, reject) =>
-      this.docker.modem.dial({ path, method: 'GET', abortSignal, statusCodes: { 200: true, 500: 'server error' } }, (err, data) => (err ? reject(err) : resolve(data as T))),
+      this.docker.modem.dial({ path, method: 'GET', abortSignal, statusCodes: { 200: true, 500: 'server error' } }, (err, data) =>
+        err ? reject(err) : resolve(data as T),
+      ),
     );
   }
 
@@ -183,7 +184,13 @@ export class DockerApi {
   /** undefined when Docker has no such container */
   async inspectContainer(id: string): Promise<DockerInspect | undefined> {
     try {
-      return await this.call(`inspect ${id}`, 'CannotInspectContainerError', this.timeouts.inspect, (abortSignal) => this.docker.getContainer(id).inspect({ abortSignal }), { kind: 'Container', name: id });
+      return await this.call(
+        `inspect ${id}`,
+        'CannotInspectContainerError',
+        this.timeouts.inspect,
+        (abortSignal) => this.docker.getContainer(id).inspect({ abortSignal }),
+        { kind: 'Container', name: id },
+      );
     } catch (e) {
       if (e instanceof RuntimeError && e.statusCode === 404) return undefined;
       throw e;
@@ -191,13 +198,24 @@ export class DockerApi {
   }
 
   listContainers(filters: Record<string, string[]>): Promise<Docker.ContainerInfo[]> {
-    return this.call('list containers', 'CannotListContainersError', this.timeouts.list, (abortSignal) => this.docker.listContainers({ all: true, filters, abortSignal }));
+    return this.call(
+      'list containers',
+      'CannotListContainersError',
+      this.timeouts.list,
+      (abortSignal) => this.docker.listContainers({ all: true, filters, abortSignal }),
+    );
   }
 
   /** Create; 'exists' when the name is taken (the idempotency check: reconcile by name). */
   async createContainer(body: Docker.ContainerCreateOptions): Promise<{ id?: string; exists: boolean }> {
     try {
-      const c = await this.call(`create ${body.name ?? ''}`, 'CannotCreateContainerError', this.timeouts.create, (abortSignal) => this.docker.createContainer(signed(body, abortSignal)), { kind: 'Container', name: body.name ?? '' });
+      const c = await this.call(
+        `create ${body.name ?? ''}`,
+        'CannotCreateContainerError',
+        this.timeouts.create,
+        (abortSignal) => this.docker.createContainer(signed(body, abortSignal)),
+        { kind: 'Container', name: body.name ?? '' },
+      );
       return { id: c.id, exists: false };
     } catch (e) {
       if (e instanceof RuntimeError && e.statusCode === 409) return { exists: true };
@@ -207,7 +225,13 @@ export class DockerApi {
 
   async startContainer(id: string): Promise<void> {
     try {
-      await this.call(`start ${id}`, 'CannotStartContainerError', this.timeouts.start, (abortSignal) => this.docker.getContainer(id).start({ abortSignal }), { kind: 'Container', name: id });
+      await this.call(
+        `start ${id}`,
+        'CannotStartContainerError',
+        this.timeouts.start,
+        (abortSignal) => this.docker.getContainer(id).start({ abortSignal }),
+        { kind: 'Container', name: id },
+      );
     } catch (e) {
       if (e instanceof RuntimeError && e.statusCode === 304) return;
       throw e;
@@ -224,7 +248,13 @@ export class DockerApi {
     await retry(
       async () => {
         try {
-          await this.call(`stop ${id}`, 'CannotStopContainerError', t * 1000 + this.timeouts.stopBuffer, (abortSignal) => this.docker.getContainer(id).stop({ t, abortSignal }), { kind: 'Container', name: id });
+          await this.call(
+            `stop ${id}`,
+            'CannotStopContainerError',
+            t * 1000 + this.timeouts.stopBuffer,
+            (abortSignal) => this.docker.getContainer(id).stop({ t, abortSignal }),
+            { kind: 'Container', name: id },
+          );
         } catch (e) {
           if (e instanceof RuntimeError && (e.statusCode === 304 || e.statusCode === 404)) return;
           throw e;
@@ -242,7 +272,13 @@ export class DockerApi {
   /** Force-remove with its anonymous volumes (ECS RemoveVolumes: true); gone already is success. */
   async removeContainer(id: string): Promise<void> {
     try {
-      await this.call(`remove ${id}`, 'CannotRemoveContainerError', this.timeouts.remove, (abortSignal) => this.docker.getContainer(id).remove({ force: true, v: true, abortSignal }), { kind: 'Container', name: id });
+      await this.call(
+        `remove ${id}`,
+        'CannotRemoveContainerError',
+        this.timeouts.remove,
+        (abortSignal) => this.docker.getContainer(id).remove({ force: true, v: true, abortSignal }),
+        { kind: 'Container', name: id },
+      );
     } catch (e) {
       if (e instanceof RuntimeError && e.statusCode === 404) return;
       if (e instanceof RuntimeError && e.statusCode === 409 && /already in progress/i.test(e.message)) return;
@@ -252,7 +288,13 @@ export class DockerApi {
 
   /** Wait for a container to stop running; its exit code. */
   async waitContainer(id: string, ms = this.timeouts.wait): Promise<number> {
-    const r = await this.call(`wait ${id}`, 'CannotWaitContainerError', ms, (abortSignal) => this.docker.getContainer(id).wait({ condition: 'not-running', abortSignal }), { kind: 'Container', name: id });
+    const r = await this.call(
+      `wait ${id}`,
+      'CannotWaitContainerError',
+      ms,
+      (abortSignal) => this.docker.getContainer(id).wait({ condition: 'not-running', abortSignal }),
+      { kind: 'Container', name: id },
+    );
     return (r as { StatusCode?: number }).StatusCode ?? -1;
   }
 
@@ -260,14 +302,25 @@ export class DockerApi {
     const client = opts.follow ? this.streamDocker : this.docker;
     const body = { stdout: true, stderr: true, ...opts };
     if (opts.follow) return (await client.getContainer(id).logs(body as never)) as unknown as NodeJS.ReadableStream;
-    return this.call(`logs ${id}`, 'CannotGetContainerLogsError', this.timeouts.inspect, (abortSignal) => client.getContainer(id).logs({ ...body, abortSignal } as never) as unknown as Promise<Buffer>);
+    return this.call(
+      `logs ${id}`,
+      'CannotGetContainerLogsError',
+      this.timeouts.inspect,
+      (abortSignal) => client.getContainer(id).logs({ ...body, abortSignal } as never) as unknown as Promise<Buffer>,
+    );
   }
 
   // ---- images ----
 
   async inspectImage(ref: string): Promise<Docker.ImageInspectInfo | undefined> {
     try {
-      return await this.call(`inspect image ${ref}`, 'CannotInspectImageError', this.timeouts.inspect, () => this.docker.getImage(ref).inspect(), { kind: 'Image', name: ref });
+      return await this.call(
+        `inspect image ${ref}`,
+        'CannotInspectImageError',
+        this.timeouts.inspect,
+        () => this.docker.getImage(ref).inspect(),
+        { kind: 'Image', name: ref },
+      );
     } catch (e) {
       if (e instanceof RuntimeError && e.statusCode === 404) return undefined;
       throw e;
@@ -280,7 +333,13 @@ export class DockerApi {
 
   async removeImage(ref: string): Promise<void> {
     try {
-      await this.call(`remove image ${ref}`, 'CannotRemoveImageError', this.timeouts.image, (abortSignal) => this.docker.getImage(ref).remove({ abortSignal }), { kind: 'Image', name: ref });
+      await this.call(
+        `remove image ${ref}`,
+        'CannotRemoveImageError',
+        this.timeouts.image,
+        (abortSignal) => this.docker.getImage(ref).remove({ abortSignal }),
+        { kind: 'Image', name: ref },
+      );
     } catch (e) {
       if (e instanceof RuntimeError && e.statusCode === 404) return;
       throw e;
@@ -305,7 +364,9 @@ export class DockerApi {
         onRetry: (e, n, ms) => this.log.warn({ image: ref, attempt: n, retryInMs: ms, err: (e as Error).message }, 'pull failed, retrying'),
       });
     } catch (e) {
-      if (overall.signal.aborted) throw new RuntimeError('DockerTimeoutError', `pull of ${ref} did not finish within ${this.timeouts.pull} ms (ECS_IMAGE_PULL_TIMEOUT)`, { uncertain: false, kind: 'Image', name: ref });
+      if (overall.signal.aborted) {
+        throw new RuntimeError('DockerTimeoutError', `pull of ${ref} did not finish within ${this.timeouts.pull} ms (ECS_IMAGE_PULL_TIMEOUT)`, { uncertain: false, kind: 'Image', name: ref });
+      }
       throw e;
     } finally {
       clearTimeout(timer);
@@ -327,13 +388,14 @@ export class DockerApi {
       idle.unref?.();
     };
     const fail = (m: string) => new RuntimeError('CannotPullContainerError', m, { uncertain: false, kind: 'Image', name: ref });
+    const silent = () => fail(`no pull progress within ${this.timeouts.pullInactivity} ms (ECS_IMAGE_PULL_INACTIVITY_TIMEOUT)`);
     try {
       touch();
       let stream: Readable;
       try {
         stream = (await this.docker.pull(ref, { ...(auth ? { authconfig: auth } : {}), abortSignal: ac.signal })) as Readable;
       } catch (e) {
-        if (inactive) throw fail(`no pull progress within ${this.timeouts.pullInactivity} ms (ECS_IMAGE_PULL_INACTIVITY_TIMEOUT)`);
+        if (inactive) throw silent();
         throw fail(messageOf(e as DockerErr));
       }
       await new Promise<void>((resolve, reject) => {
@@ -358,7 +420,7 @@ export class DockerApi {
           }
         });
         stream.on('end', () => resolve());
-        stream.on('error', (e: Error) => reject(inactive ? fail(`no pull progress within ${this.timeouts.pullInactivity} ms (ECS_IMAGE_PULL_INACTIVITY_TIMEOUT)`) : fail(e.message)));
+        stream.on('error', (e: Error) => reject(inactive ? silent() : fail(e.message)));
         stream.on('close', () => resolve());
       });
     } finally {
@@ -393,7 +455,12 @@ export class DockerApi {
 
   async inspectNetwork(name: string): Promise<Docker.NetworkInspectInfo | undefined> {
     try {
-      return (await this.call(`inspect network ${name}`, 'CannotInspectNetworkError', this.timeouts.network, () => this.docker.getNetwork(name).inspect())) as Docker.NetworkInspectInfo;
+      return (await this.call(
+        `inspect network ${name}`,
+        'CannotInspectNetworkError',
+        this.timeouts.network,
+        () => this.docker.getNetwork(name).inspect(),
+      )) as Docker.NetworkInspectInfo;
     } catch (e) {
       if (e instanceof RuntimeError && e.statusCode === 404) return undefined;
       throw e;
@@ -403,7 +470,12 @@ export class DockerApi {
   /** Create; false when a network of that name exists already. */
   async createNetwork(body: Docker.NetworkCreateOptions): Promise<boolean> {
     try {
-      await this.call(`create network ${body.Name}`, 'CannotCreateNetworkError', this.timeouts.network, (abortSignal) => this.docker.createNetwork(signed(body, abortSignal)));
+      await this.call(
+        `create network ${body.Name}`,
+        'CannotCreateNetworkError',
+        this.timeouts.network,
+        (abortSignal) => this.docker.createNetwork(signed(body, abortSignal)),
+      );
       return true;
     } catch (e) {
       if (e instanceof RuntimeError && e.statusCode === 409) return false;
@@ -413,7 +485,12 @@ export class DockerApi {
 
   async connectNetwork(network: string, container: string): Promise<void> {
     try {
-      await this.call(`connect ${container} to ${network}`, 'CannotConnectNetworkError', this.timeouts.network, (abortSignal) => this.docker.getNetwork(network).connect(signed({ Container: container }, abortSignal)));
+      await this.call(
+        `connect ${container} to ${network}`,
+        'CannotConnectNetworkError',
+        this.timeouts.network,
+        (abortSignal) => this.docker.getNetwork(network).connect(signed({ Container: container }, abortSignal)),
+      );
     } catch (e) {
       if (e instanceof RuntimeError && /already exists|endpoint with name|is already attached/i.test(e.message)) return;
       throw e;
@@ -422,7 +499,12 @@ export class DockerApi {
 
   async removeNetwork(name: string): Promise<void> {
     try {
-      await this.call(`remove network ${name}`, 'CannotRemoveNetworkError', this.timeouts.network, (abortSignal) => this.docker.getNetwork(name).remove({ abortSignal }));
+      await this.call(
+        `remove network ${name}`,
+        'CannotRemoveNetworkError',
+        this.timeouts.network,
+        (abortSignal) => this.docker.getNetwork(name).remove({ abortSignal }),
+      );
     } catch (e) {
       if (e instanceof RuntimeError && e.statusCode === 404) return;
       throw e;
@@ -431,7 +513,12 @@ export class DockerApi {
 
   async inspectVolume(name: string): Promise<Docker.VolumeInspectInfo | undefined> {
     try {
-      return await this.call(`inspect volume ${name}`, 'CannotInspectVolumeError', this.timeouts.volume, (abortSignal) => this.docker.getVolume(name).inspect({ abortSignal }));
+      return await this.call(
+        `inspect volume ${name}`,
+        'CannotInspectVolumeError',
+        this.timeouts.volume,
+        (abortSignal) => this.docker.getVolume(name).inspect({ abortSignal }),
+      );
     } catch (e) {
       if (e instanceof RuntimeError && e.statusCode === 404) return undefined;
       throw e;
@@ -439,17 +526,32 @@ export class DockerApi {
   }
 
   async createVolume(body: { Name: string; Driver: string; DriverOpts: Record<string, string>; Labels: Record<string, string> }): Promise<void> {
-    await this.call(`create volume ${body.Name}`, 'CannotCreateVolumeError', this.timeouts.volume, (abortSignal) => this.docker.createVolume(signed(body, abortSignal)));
+    await this.call(
+      `create volume ${body.Name}`,
+      'CannotCreateVolumeError',
+      this.timeouts.volume,
+      (abortSignal) => this.docker.createVolume(signed(body, abortSignal)),
+    );
   }
 
   async listVolumes(labels: string[]): Promise<Array<{ Name: string; Labels?: Record<string, string> }>> {
-    const r = await this.call('list volumes', 'CannotListVolumesError', this.timeouts.volume, (abortSignal) => this.docker.listVolumes({ filters: { label: labels }, abortSignal }));
+    const r = await this.call(
+      'list volumes',
+      'CannotListVolumesError',
+      this.timeouts.volume,
+      (abortSignal) => this.docker.listVolumes({ filters: { label: labels }, abortSignal }),
+    );
     return (r.Volumes ?? []) as Array<{ Name: string; Labels?: Record<string, string> }>;
   }
 
   async removeVolume(name: string): Promise<void> {
     try {
-      await this.call(`remove volume ${name}`, 'CannotRemoveVolumeError', this.timeouts.volume, (abortSignal) => this.docker.getVolume(name).remove({ abortSignal }));
+      await this.call(
+        `remove volume ${name}`,
+        'CannotRemoveVolumeError',
+        this.timeouts.volume,
+        (abortSignal) => this.docker.getVolume(name).remove({ abortSignal }),
+      );
     } catch (e) {
       if (e instanceof RuntimeError && e.statusCode === 404) return;
       throw e;
