@@ -12,13 +12,15 @@ const program = new Command('berth-agent')
   .description('the berth node agent: registers this host as a container instance and runs its tasks on Docker.\nConfigured by the ECS agent environment variables (ECS_CLUSTER, ECS_BACKEND_HOST, ECS_DATADIR, ...), BERTH_BOOTSTRAP_TOKEN and BERTH_CA_FILE.')
   .option('--config <file>', 'an ecs.config-style KEY=VALUE file (the environment wins)')
   .option('--loglevel <level>', 'crit, error, warn, info, debug (overrides ECS_LOGLEVEL); -loglevel as the ECS agent spells it works too')
+  .option('-k, --insecure', 'do not verify the apiserver\'s TLS certificate (the ECS agent\'s -k; not recommended)')
   .showHelpAfterError();
 
 runMain('berth-agent', async () => {
   // the ECS agent's Go-style single-dash flag
   program.parse(process.argv.map((a) => (a === '-loglevel' ? '--loglevel' : a.startsWith('-loglevel=') ? `-${a}` : a)));
-  const o = program.opts<{ config?: string; loglevel?: string }>();
-  const env = { ...process.env, ...(o.loglevel ? { ECS_LOGLEVEL: o.loglevel } : {}) };
+  const o = program.opts<{ config?: string; loglevel?: string; insecure?: boolean }>();
+  // seed 004: -loglevel is overridden by ECS_LOGLEVEL when that is present
+  const env = { ...(o.loglevel ? { ECS_LOGLEVEL: o.loglevel } : {}), ...process.env };
   container.register<AgentConfig>('AgentConfig', { useValue: loadAgentConfig({ env, file: o.config }) });
   const cfg = container.resolve<AgentConfig>('AgentConfig');
   container.register<Logger>('Logger', { useValue: newLogger({ level: pinoLevel(cfg.logLevel), format: cfg.logOutputFormat, file: cfg.logFile || undefined }) });
@@ -33,6 +35,6 @@ runMain('berth-agent', async () => {
     }
     if (!caPem.includes('-----BEGIN CERTIFICATE-----')) throw badRequest(`BERTH_CA_FILE ${cfg.caFile}: not a PEM certificate bundle`);
   }
-  const running = await launchAgent(cfg, log, { caPem });
+  const running = await launchAgent(cfg, log, { caPem, insecureSkipTlsVerify: o.insecure });
   onShutdown(log, () => running.stop());
 });

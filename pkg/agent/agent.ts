@@ -12,9 +12,11 @@ import { NODE_TOKEN_ANNOTATION } from '../apiserver/admission.ts';
 import type { Client } from '../client/client.ts';
 import { Informer } from '../client/informer.ts';
 import { BerthError, isBerthError } from '../errors/errors.ts';
+import { Backoff, sleep, type BackoffOptions } from './backoff.ts';
 import { Checkpoint } from './checkpoint.ts';
 import type { AgentConfig } from './config.ts';
-import { TaskRunner, type TaskReport } from './engine/taskrunner.ts';
+import { TaskRunner, type TaskReport, type TaskRunnerDeps } from './engine/taskrunner.ts';
+import { ImageCleanup } from './imagecleanup.ts';
 import { hostFacts, registeredResources, type HostFacts } from './resources.ts';
 import { LABELS, hostPortKey, type ContainerRuntime, type RuntimeTask, type TaskNetworkMode } from './runtime/runtime.ts';
 
@@ -32,11 +34,34 @@ export interface AgentDeps {
   heartbeatMs?: number;
   /** report flush period: status writes of many tasks go out together (default 100 ms) */
   reportBatchMs?: number;
+  /** backoff of a task's status report the apiserver refused or did not answer (default 200 ms .. 30 s) */
+  reportBackoff?: BackoffOptions;
+  /** how long a refused (401) node credential is retried before giving up on resuming (default 2 min) */
+  resumeWindowMs?: number;
+  /** task runner settings (steady-state check period, backoffs) */
+  runner?: Partial<Pick<TaskRunnerDeps, 'steadyStateMs' | 'steadyStateJitterMs' | 'stopBackoff' | 'createBackoff' | 'recheckMs' | 'now'>>;
+  /** image cleanup (Docker runtime only): check interval override for tests */
+  imageCleanup?: { intervalMs?: number; now?: () => number };
   dockerVersion?: string;
+}
+
+/** a slot per task bound here: its runner once its task definition is read */
+interface Slot {
+  runner?: TaskRunner;
+  name: string;
+  cleanupTimer?: NodeJS.Timeout;
+  /** StopTask seen before the runner existed */
+  pendingStop?: string;
+  /** the task is gone from the apiserver (deleted, or no longer bound here): stop and clean up */
+  deleted?: boolean;
 }
 
 const iso = (ms = Date.now()) => new Date(ms).toISOString();
 
+/**
+ * The host's identity for the data-dir check: its machine id (renaming the host keeps it;
+ * the hostname is the fallback on hosts without one), prefixed `m:` or `h:`.
+ */
 export function hostFingerprint(): string {
   let machine = '';
   try {
@@ -44,13 +69,34 @@ export function hostFingerprint(): string {
   } catch {
     /* not every host has one */
   }
-  return createHash('sha256').update(`${machine}|${os.hostname()}`).digest('hex').slice(0, 32);
+  const hash = (s: string) => createHash('sha256').update(s).digest('hex').slice(0, 30);
+  return machine ? `m:${hash(machine)}` : `h:${hash(os.hostname())}`;
+}
+
+/** Same host? Fingerprints of the older kind (machine id + hostname) are compared as they are. */
+export function sameHost(saved: string, now: string): boolean {
+  if (saved === now) return true;
+  if (!/^[mh]:/.test(saved)) {
+    // written by an agent before machine-id-only fingerprints: renaming the host changed it
+    let machine = '';
+    try {
+      machine = readFileSync('/etc/machine-id', 'utf8').trim();
+    } catch {
+      /* none */
+    }
+    return createHash('sha256').update(`${machine}|${os.hostname()}`).digest('hex').slice(0, 32) === saved;
+  }
+  return false;
 }
 
 /** ECS task status from the engine's report. */
 export function taskStatusFromReport(r: TaskReport, prev: TaskStatus | undefined, specStopCode?: string): Partial<TaskStatus> {
   const now = iso();
-  const lastStatus = r.known === 'RUNNING' ? 'RUNNING' : r.known === 'STOPPED' ? 'STOPPED' : 'PENDING';
+  const rank = ['PENDING', 'RUNNING', 'STOPPED'];
+  const reported = r.known === 'RUNNING' ? 'RUNNING' : r.known === 'STOPPED' ? 'STOPPED' : 'PENDING';
+  // a task's status only rises (the apiserver refuses anything else)
+  const was = prev?.lastStatus === 'RUNNING' || prev?.lastStatus === 'STOPPED' ? prev.lastStatus : 'PENDING';
+  const lastStatus = (rank.indexOf(reported) >= rank.indexOf(was) ? reported : was) as 'PENDING' | 'RUNNING' | 'STOPPED';
   const containers: ApiContainerStatus[] = r.containers.map((c) => ({
     name: c.name,
     image: c.image,
@@ -75,7 +121,10 @@ export function taskStatusFromReport(r: TaskReport, prev: TaskStatus | undefined
     }
     out.stoppedReason = r.stoppedReason ?? prev?.stoppedReason ?? 'Task stopped';
     const essentialExit = /Essential container/i.test(out.stoppedReason);
-    out.stopCode = (specStopCode as TaskStatus['stopCode']) ?? (essentialExit ? 'EssentialContainerExited' : !prev?.startedAt && !out.startedAt ? 'TaskFailedToStart' : undefined);
+    out.stopCode =
+      (specStopCode as TaskStatus['stopCode']) ??
+      r.stopCode ??
+      (essentialExit ? 'EssentialContainerExited' : !prev?.startedAt && !out.startedAt ? 'TaskFailedToStart' : undefined);
     if (!out.stopCode) delete out.stopCode;
   }
   if (r.ipAddress) out.attachments = [{ id: 'eni', type: 'ElasticNetworkInterface', status: 'ATTACHED', details: [{ name: 'privateIPv4Address', value: r.ipAddress }] }];
@@ -83,7 +132,7 @@ export function taskStatusFromReport(r: TaskReport, prev: TaskStatus | undefined
 }
 
 /** The task the engine runs, from the API task and its (immutable) task definition. */
-export function runtimeTask(t: Task, td: { spec: TaskDefinitionSpec; status?: { family?: string; revision?: number } }, cluster: string): RuntimeTask {
+export function runtimeTask(t: Task, td: { spec: TaskDefinitionSpec; status?: { family?: string; revision?: number } }, cluster: string, instance?: string): RuntimeTask {
   const daemon = t.spec.daemonTaskDefinition !== undefined;
   const ov = new Map((t.spec.overrides?.containerOverrides ?? []).map((o) => [o.name, o]));
   const containers = (td.spec.containerDefinitions as ContainerDefinition[]).map((c) => {
@@ -112,15 +161,23 @@ export function runtimeTask(t: Task, td: { spec: TaskDefinitionSpec; status?: { 
     containers,
     volumes: td.spec.volumes,
     assignedHostPorts: assigned,
+    ...(instance ? { instance } : {}),
+    ...(td.spec.cpu !== undefined ? { cpu: Number(td.spec.cpu) } : {}),
+    ...(td.spec.memory !== undefined ? { memory: Number(td.spec.memory) } : {}),
+    ...(td.spec.pidMode ? { pidMode: td.spec.pidMode } : {}),
+    ...(td.spec.ipcMode ? { ipcMode: td.spec.ipcMode } : {}),
   };
 }
 
 /**
  * The node agent: registers its container instance (once: identity and credential live in
  * ECS_DATADIR), heartbeats, watches the tasks bound to it, runs each through one
- * TaskRunner (the only writer of that task's status), reports state changes in batches,
- * cleans stopped tasks up after ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION, and serves the ECS
- * introspection API.
+ * TaskRunner (the only writer of that task's status), reports state changes in batches
+ * (with a per-task backoff when the apiserver refuses or is away), cleans stopped tasks up
+ * ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION (+ jitter) after they stopped -- by the persisted
+ * time, so also after a restart -- removes unused images, and serves the ECS introspection
+ * API. Nothing it does on behalf of a task can throw out of an event handler: a failed start
+ * of a runner is retried with backoff (review D6).
  */
 export class Agent {
   private client: Client;
@@ -128,14 +185,20 @@ export class Agent {
   instanceId = '';
   containerInstanceArn = '';
   private informer?: Informer<Task>;
-  private readonly runners = new Map<string, { runner: TaskRunner; name: string; cleanupTimer?: NodeJS.Timeout }>();
+  private readonly runners = new Map<string, Slot>();
   private readonly tds = new Map<string, Promise<TaskDefinition>>();
   private readonly dirty = new Map<string, TaskReport>();
+  /** the newest report of a task whose write waits out a backoff */
+  private readonly held = new Map<string, { report: TaskReport; timer: NodeJS.Timeout; backoff: Backoff }>();
+  /** tasks cleaned up: a stale event about one must not run it again (review D15) */
+  private readonly cleaned = new Map<string, number>();
+  private readonly retryStart = new Map<string, { timer?: NodeJS.Timeout; backoff: Backoff }>();
   private heartbeatTimer?: NodeJS.Timeout;
   private flushTimer?: NodeJS.Timeout;
   private flushing?: Promise<void>;
   private introspection?: Server;
   private logServer?: Server;
+  private images?: ImageCleanup;
   /** the container-log endpoint and the secret the apiserver presents to it */
   private logs?: { endpoint: string; token: string };
   private stopped = false;
@@ -143,6 +206,8 @@ export class Agent {
   private readonly cfg: AgentConfig;
   /** status writes made (for benchmarks) */
   statusWrites = 0;
+  /** status writes the apiserver refused or did not answer */
+  statusWriteFailures = 0;
 
   constructor(private readonly deps: AgentDeps) {
     this.cfg = deps.config;
@@ -157,18 +222,86 @@ export class Agent {
   }
 
   async start(): Promise<void> {
+    for (const w of this.cfg.warnings ?? []) this.log.warn(w);
     await this.checkpoint.load();
-    if (this.cfg.logsListen) await this.serveLogs();
-    await this.register();
-    this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.deps.heartbeatMs ?? 15_000);
-    this.heartbeatTimer.unref?.();
-    this.informer = new Informer<Task>(this.client, 'Task', { namespace: this.cfg.cluster, fieldSelector: `spec.containerInstance=${this.instanceId}`, log: this.log, resyncMs: 60_000 });
-    this.informer.on({ add: (t) => this.onTask(t), update: (_p, t) => this.onTask(t), delete: (t) => this.onTaskDeleted(t) });
-    this.informer.start();
-    await this.informer.waitForSync();
-    await this.removeOrphans();
-    if (this.cfg.introspectionPort > 0) await this.serveIntrospection();
+    this.checkpoint.lock();
+    this.deps.runtime.setImageState?.({
+      known: (ref) => this.checkpoint.knowsImage(ref),
+      used: (ref, id) => {
+        if (id) void this.checkpoint.recordImageUse(id, ref, Date.now()).catch(() => undefined);
+      },
+    });
+    try {
+      if (this.cfg.logsListen) await this.serveLogs();
+      await this.register();
+      this.deps.runtime.setInstance?.(this.instanceId);
+      this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.deps.heartbeatMs ?? 15_000);
+      this.heartbeatTimer.unref?.();
+      this.informer = new Informer<Task>(this.client, 'Task', { namespace: this.cfg.cluster, fieldSelector: `spec.containerInstance=${this.instanceId}`, log: this.log, resyncMs: 60_000 });
+      this.informer.on({ add: (t) => this.onTask(t), update: (_p, t) => this.onTask(t), delete: (t) => this.onTaskDeleted(t) });
+      this.informer.start();
+      await this.informer.waitForSync();
+      await this.removeOrphans();
+      this.startImageCleanup();
+      if (this.cfg.introspectionPort > 0) await this.serveIntrospection();
+    } catch (e) {
+      this.checkpoint.unlock();
+      this.logServer?.close();
+      this.informer?.stop();
+      if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+      throw e;
+    }
     this.log.info({ instance: this.instanceId, arn: this.containerInstanceArn }, 'agent running');
+  }
+
+  /**
+   * Resume the instance in the data dir. True when it is confirmed gone (the apiserver says
+   * NotFound, to the node credential or the bootstrap one), so a new instance may be
+   * registered. A refused credential (401) alone is not proof: an apiserver that has not seen
+   * it yet (a lagging replica) says the same; it is retried with backoff for the resume window,
+   * then the agent stops with a message rather than register a duplicate (review D14, S4).
+   */
+  private async resumeRegistered(instanceId: string, token: string): Promise<boolean> {
+    this.client = this.deps.client.withToken(token);
+    const window = this.deps.resumeWindowMs ?? 120_000;
+    const until = Date.now() + window;
+    const b = new Backoff({ minMs: 250, maxMs: 10_000, multiplier: 2, jitter: 0.2 });
+    for (;;) {
+      try {
+        const ci = await this.client.get<ContainerInstance>('ContainerInstance', this.cfg.cluster, instanceId);
+        this.instanceId = instanceId;
+        this.containerInstanceArn = ci.status?.containerInstanceArn ?? this.checkpoint.snapshot().containerInstanceArn ?? '';
+        await this.heartbeat();
+        this.log.info({ instance: this.instanceId }, 'resumed the registered container instance');
+        return false;
+      } catch (e) {
+        if (isBerthError(e, 'NotFound')) return true;
+        if (isBerthError(e, 'Unauthorized') && (await this.confirmedGone(instanceId))) return true;
+        if (Date.now() >= until) {
+          if (isBerthError(e, 'Unauthorized')) {
+            throw new BerthError(
+              'Unauthorized',
+              `the apiserver refuses the node credential of container instance ${instanceId} (ECS_DATADIR ${this.cfg.dataDir}) and does not say the instance is gone; not registering a second instance for this host. If the instance was deregistered, remove ${this.checkpoint.file} to register this host anew`,
+            );
+          }
+          throw e;
+        }
+        const wait = b.next();
+        this.log.warn({ instance: instanceId, err: (e as Error).message, retryInMs: wait }, 'cannot resume the registered container instance yet; retrying');
+        await sleep(Math.min(wait, Math.max(0, until - Date.now())));
+      }
+    }
+  }
+
+  /** Can the bootstrap credential tell that the instance is gone (404)? */
+  private async confirmedGone(instanceId: string): Promise<boolean> {
+    if (!this.cfg.bootstrapToken && !this.deps.client.config.token) return false;
+    try {
+      await this.deps.client.get<ContainerInstance>('ContainerInstance', this.cfg.cluster, instanceId);
+      return false;
+    } catch (e) {
+      return isBerthError(e, 'NotFound');
+    }
   }
 
   /** Register once; afterwards reuse the identity in the data dir. */
@@ -179,22 +312,12 @@ export class Agent {
       if (ck.cluster && ck.cluster !== this.cfg.cluster) {
         throw new BerthError('BadRequest', `ECS_DATADIR ${this.cfg.dataDir} belongs to container instance ${ck.instanceId} of cluster "${ck.cluster}", not "${this.cfg.cluster}"; use another data dir or the original ECS_CLUSTER`);
       }
-      if (ck.hostFingerprint && ck.hostFingerprint !== fp) {
+      if (ck.hostFingerprint && !sameHost(ck.hostFingerprint, fp)) {
         throw new BerthError('BadRequest', `ECS_DATADIR ${this.cfg.dataDir} was created on another host (container instance ${ck.instanceId}); copying an agent's data dir would run two agents as one instance. Remove ${this.checkpoint.file} to register this host as a new instance`);
       }
-      this.client = this.deps.client.withToken(ck.token);
-      try {
-        const ci = await this.client.get<ContainerInstance>('ContainerInstance', this.cfg.cluster, ck.instanceId);
-        this.instanceId = ck.instanceId;
-        this.containerInstanceArn = ci.status?.containerInstanceArn ?? ck.containerInstanceArn ?? '';
-        await this.heartbeat();
-        this.log.info({ instance: this.instanceId }, 'resumed the registered container instance');
-        return;
-      } catch (e) {
-        if (!isBerthError(e, 'NotFound') && !isBerthError(e, 'Unauthorized')) throw e;
-        this.log.warn({ instance: ck.instanceId }, 'the registered container instance is gone (deregistered); registering anew');
-        this.client = this.deps.client;
-      }
+      if (!(await this.resumeRegistered(ck.instanceId, ck.token))) return;
+      this.log.warn({ instance: ck.instanceId }, 'the registered container instance is gone (deregistered); registering anew');
+      this.client = this.deps.client;
     }
     if (!this.cfg.bootstrapToken && !this.deps.client.config.token) {
       throw new BerthError('BadRequest', 'BERTH_BOOTSTRAP_TOKEN is required to register a new container instance');
@@ -203,11 +326,16 @@ export class Agent {
     const attributes = [
       { name: 'ecs.os-type', value: 'linux' },
       { name: 'ecs.cpu-architecture', value: os.arch() === 'x64' ? 'x86_64' : os.arch() },
-      { name: 'ecs.instance-type', value: process.env.ECS_INSTANCE_TYPE ?? 'berth.host' },
-      ...(process.env.ECS_AVAILABILITY_ZONE ? [{ name: 'ecs.availability-zone', value: process.env.ECS_AVAILABILITY_ZONE }] : []),
+      { name: 'ecs.instance-type', value: this.cfg.instanceType || 'berth.host' },
+      ...(this.cfg.availabilityZone ? [{ name: 'ecs.availability-zone', value: this.cfg.availabilityZone }] : []),
       { name: 'ecs.capability.docker-remote-api.1.44' },
       // where other hosts reach this one: with the host ports of bridge-mode tasks, a task's endpoint
       { name: 'berth.host-ip', value: await this.hostAddress() },
+      // what placement needs to know this instance can run (ECS registers the same capabilities)
+      ...this.cfg.availableLoggingDrivers.map((d) => ({ name: `com.amazonaws.ecs.capability.logging-driver.${d}` })),
+      ...(this.cfg.selinuxCapable ? [{ name: 'com.amazonaws.ecs.capability.selinux' }] : []),
+      ...(this.cfg.apparmorCapable ? [{ name: 'com.amazonaws.ecs.capability.apparmor' }] : []),
+      ...(!this.cfg.disablePrivileged ? [{ name: 'com.amazonaws.ecs.capability.privileged-container' }] : []),
       ...Object.entries(this.cfg.instanceAttributes).map(([name, value]) => ({ name, value })),
     ];
     const id = this.cfg.instanceId || randomUUID().replace(/-/g, '');
@@ -269,48 +397,104 @@ export class Agent {
     return p;
   }
 
-  private onTask(t: Task): void {
-    if (this.stopped) return;
-    const arn = t.status?.taskArn ?? t.metadata.name;
-    const have = this.runners.get(arn);
-    if (have) {
-      if (t.spec.desiredStatus === 'STOPPED' && have.runner.report().desired !== 'STOPPED') have.runner.stop(t.spec.stopReason ?? 'Task stopped by user');
-      return;
-    }
-    if (t.status?.lastStatus === 'STOPPED') return; // finished before we saw it (or reported already)
-    void this.startRunner(t, arn);
+  private arnOf(t: Task): string {
+    return t.status?.taskArn ?? t.metadata.name;
   }
 
-  private async startRunner(t: Task, arn: string): Promise<void> {
-    // placeholder so a second event does not start a second runner
-    const slot = { runner: undefined as unknown as TaskRunner, name: t.metadata.name };
-    this.runners.set(arn, slot);
-    let td: TaskDefinition;
-    try {
-      td = await this.td(t);
-    } catch (e) {
-      this.runners.delete(arn);
-      this.log.warn({ task: t.metadata.name, err: (e as Error).message }, 'cannot read the task definition; will retry on the next event');
+  private onTask(t: Task): void {
+    if (this.stopped) return;
+    const arn = this.arnOf(t);
+    if (this.cleaned.has(arn)) return; // cleaned up already: a stale event must not run it again
+    const have = this.runners.get(arn);
+    if (have) {
+      if (t.spec.desiredStatus === 'STOPPED') {
+        const why = t.spec.stopReason ?? 'Task stopped by user';
+        if (!have.runner) have.pendingStop ??= why;
+        else if (have.runner.report().desired !== 'STOPPED') have.runner.stop(why);
+      }
       return;
     }
-    const rt = runtimeTask(t, td as unknown as { spec: TaskDefinitionSpec; status?: { family?: string; revision?: number } }, this.cfg.cluster);
-    const runner = new TaskRunner(rt, { runtime: this.deps.runtime, checkpoint: this.checkpoint, defaultStopTimeoutMs: this.cfg.containerStopTimeoutMs, logger: this.log });
-    slot.runner = runner;
-    runner.onChange((r) => this.queueReport(arn, r));
-    await runner.start();
-    const cur = this.informer?.get(`${this.cfg.cluster}/${t.metadata.name}`) ?? t;
-    if (cur.spec.desiredStatus === 'STOPPED') runner.stop(cur.spec.stopReason ?? 'Task stopped by user');
+    // reported STOPPED already: only what this agent still holds of it is of interest (its
+    // containers, to clean up on schedule after a restart: review D4)
+    if (t.status?.lastStatus === 'STOPPED' && !this.checkpoint.task(arn)) return;
+    if (this.retryStart.get(arn)?.timer) return; // a retry is scheduled
+    this.startRunner(t, arn);
+  }
+
+  /** Start the task's runner; on failure (Docker away, the task definition unreadable) retry with backoff (D6). */
+  private startRunner(t: Task, arn: string): void {
+    // the slot keeps a second event from starting a second runner
+    const slot: Slot = { name: t.metadata.name };
+    this.runners.set(arn, slot);
+    void (async () => {
+      let runner: TaskRunner | undefined;
+      try {
+        const td = await this.td(t);
+        if (this.stopped) return this.runners.delete(arn);
+        if (slot.deleted && !this.checkpoint.task(arn)) return this.runners.delete(arn); // deleted before anything ran
+        const rt = runtimeTask(t, td as unknown as { spec: TaskDefinitionSpec; status?: { family?: string; revision?: number } }, this.cfg.cluster, this.instanceId);
+        runner = new TaskRunner(rt, {
+          runtime: this.deps.runtime,
+          checkpoint: this.checkpoint,
+          defaultStopTimeoutMs: this.cfg.containerStopTimeoutMs,
+          pullDependentUpfront: this.cfg.pullDependentUpfront,
+          logger: this.log,
+          ...this.deps.runner,
+        });
+        slot.runner = runner;
+        runner.onChange((r) => this.onReport(arn, r));
+        await runner.start();
+      } catch (e) {
+        slot.runner = undefined;
+        this.runners.delete(arn);
+        await runner?.close().catch(() => undefined);
+        if (this.stopped) return;
+        const retry = this.retryStart.get(arn) ?? { backoff: new Backoff({ minMs: 1000, maxMs: 60_000, multiplier: 2, jitter: 0.2 }) };
+        const wait = retry.backoff.next();
+        this.log.warn({ task: t.metadata.name, err: (e as Error).message, retryInMs: wait }, 'cannot start the task runner; retrying');
+        retry.timer = setTimeout(() => {
+          retry.timer = undefined;
+          const cur = this.informer?.get(`${this.cfg.cluster}/${t.metadata.name}`);
+          if (cur) this.onTask(cur);
+          else if (this.checkpoint.task(arn)) void this.cleanupGone(arn);
+        }, wait);
+        retry.timer.unref?.();
+        this.retryStart.set(arn, retry);
+        return;
+      }
+      this.retryStart.delete(arn);
+      const cur = this.informer?.get(`${this.cfg.cluster}/${t.metadata.name}`);
+      if (slot.deleted || !cur) {
+        slot.deleted = true;
+        runner.stop('Task deleted');
+      } else if (cur.spec.desiredStatus === 'STOPPED' || slot.pendingStop) runner.stop(cur.spec.stopReason ?? slot.pendingStop ?? 'Task stopped by user');
+      this.onReport(arn, runner.report());
+    })();
+  }
+
+  private onReport(arn: string, r: TaskReport): void {
+    if (this.cleaned.has(arn)) return; // its last events, while it is being removed
+    const slot = this.runners.get(arn);
+    // a task gone from the apiserver is cleaned up as soon as it has stopped (review D13)
+    if (slot?.deleted) {
+      if (r.known === 'STOPPED') void this.cleanup(arn);
+      return;
+    }
+    this.queueReport(arn, r);
   }
 
   private onTaskDeleted(t: Task): void {
-    const arn = t.status?.taskArn ?? t.metadata.name;
+    const arn = this.arnOf(t);
     const have = this.runners.get(arn);
-    if (!have?.runner) return;
+    if (!have) {
+      // nothing runs it here, but this agent may still hold its stopped containers
+      if (this.checkpoint.task(arn)) void this.cleanupGone(arn);
+      return;
+    }
+    have.deleted = true;
+    if (!have.runner) return; // startRunner sees the flag
     have.runner.stop('Task deleted');
-    void have.runner.waitFor((r) => r.known === 'STOPPED', this.cfg.containerStopTimeoutMs + 30_000).then(
-      () => this.cleanup(arn),
-      () => undefined,
-    );
+    if (have.runner.report().known === 'STOPPED') void this.cleanup(arn);
   }
 
   private async cleanup(arn: string): Promise<void> {
@@ -318,6 +502,7 @@ export class Agent {
     if (!have?.runner) return;
     if (have.cleanupTimer) clearTimeout(have.cleanupTimer);
     this.runners.delete(arn);
+    this.forget(arn);
     try {
       await have.runner.cleanup();
     } catch (e) {
@@ -326,22 +511,57 @@ export class Agent {
     await have.runner.close();
   }
 
-  /** Containers of this cluster whose task is no longer bound here: stop and remove them. */
-  private async removeOrphans(): Promise<void> {
-    const known = new Set(this.informer!.list().map((t) => t.status?.taskArn ?? t.metadata.name));
-    const mine = await this.deps.runtime.list({ [LABELS.cluster]: this.cfg.cluster });
-    const ck = this.checkpoint.snapshot().tasks;
-    for (const c of mine) {
-      const arn = c.labels[LABELS.taskArn];
-      if (!arn || known.has(arn) || !ck[arn]) continue; // only containers this agent created
-      this.log.info({ task: arn, container: c.name }, 'removing a container of a task no longer bound here');
-      await this.deps.runtime.stop(c.id, this.cfg.containerStopTimeoutMs).catch(() => undefined);
-      await this.deps.runtime.remove(c.id).catch(() => undefined);
+  /** A task in the checkpoint with no runner (gone from the apiserver): remove what is left of it. */
+  private async cleanupGone(arn: string): Promise<void> {
+    this.forget(arn);
+    try {
+      for (const c of await this.deps.runtime.list({ [LABELS.taskArn]: arn })) {
+        if (c.labels[LABELS.instance] && c.labels[LABELS.instance] !== this.instanceId) continue;
+        if (c.status === 'RUNNING') await this.deps.runtime.stop(c.id, c.stopTimeoutMs ?? this.cfg.containerStopTimeoutMs).catch(() => undefined);
+      }
+      await this.deps.runtime.cleanupTask({ taskArn: arn, instance: this.instanceId });
       await this.checkpoint.removeTask(arn);
+    } catch (e) {
+      this.log.warn({ task: arn, err: (e as Error).message }, 'cleanup failed');
     }
   }
 
+  /** Tombstone a cleaned-up task (bounded: the oldest go first). */
+  private forget(arn: string): void {
+    this.cleaned.set(arn, Date.now());
+    if (this.cleaned.size > 10_000) this.cleaned.delete(this.cleaned.keys().next().value!);
+    const held = this.held.get(arn);
+    if (held) clearTimeout(held.timer);
+    this.held.delete(arn);
+    this.dirty.delete(arn);
+  }
+
+  /** Tasks this agent ran whose task is no longer bound here: stop and remove what is left of them. */
+  private async removeOrphans(): Promise<void> {
+    const known = new Set(this.informer!.list().map((t) => this.arnOf(t)));
+    for (const arn of Object.keys(this.checkpoint.snapshot().tasks)) {
+      if (known.has(arn)) continue;
+      this.log.info({ task: arn }, 'removing the containers of a task no longer bound here');
+      await this.cleanupGone(arn);
+    }
+  }
+
+  /** Arm the cleanup of a stopped task: ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION (+ jitter) after it stopped. */
+  private armCleanup(arn: string, stoppedAt: number | undefined): void {
+    const slot = this.runners.get(arn);
+    if (!slot?.runner || slot.cleanupTimer) return;
+    const jitter = this.cfg.taskCleanupWaitJitterMs ? Math.random() * this.cfg.taskCleanupWaitJitterMs : 0;
+    const due = (stoppedAt ?? Date.now()) + this.cfg.taskCleanupWaitMs + jitter;
+    slot.cleanupTimer = setTimeout(() => void this.cleanup(arn), Math.max(0, due - Date.now()));
+    slot.cleanupTimer.unref?.();
+  }
+
   private queueReport(arn: string, r: TaskReport): void {
+    const held = this.held.get(arn);
+    if (held) {
+      held.report = r; // sent when its backoff is over
+      return;
+    }
     this.dirty.set(arn, r);
     if (!this.flushTimer) {
       this.flushTimer = setTimeout(() => {
@@ -351,7 +571,28 @@ export class Agent {
     }
   }
 
-  /** Writes the pending reports, many in parallel; a failed write is retried on the next flush. */
+  /** A refused or unanswered write is retried after the task's own backoff, with its newest report (D7). */
+  private holdReport(arn: string, r: TaskReport): void {
+    const prev = this.held.get(arn);
+    const backoff = prev?.backoff ?? new Backoff(this.deps.reportBackoff ?? { minMs: 200, maxMs: 30_000, multiplier: 2, jitter: 0.2 });
+    if (prev) clearTimeout(prev.timer);
+    const wait = backoff.next();
+    const entry = {
+      report: r,
+      backoff,
+      timer: setTimeout(() => {
+        const cur = this.held.get(arn);
+        if (!cur || cur !== entry) return;
+        this.dirty.set(arn, cur.report);
+        entry.timer = undefined as unknown as NodeJS.Timeout;
+        void this.flush();
+      }, wait),
+    };
+    entry.timer.unref?.();
+    this.held.set(arn, entry);
+  }
+
+  /** Writes the pending reports, many in parallel. */
   async flush(): Promise<void> {
     if (this.flushing) await this.flushing;
     const batch = [...this.dirty];
@@ -369,14 +610,25 @@ export class Agent {
           try {
             await this.client.patch('Task', this.cfg.cluster, name, { status: { ...status, version: (cur?.status?.version ?? 1) + 1 } }, { status: true });
             this.statusWrites++;
-            if (status.lastStatus === 'STOPPED' && slot && !slot.cleanupTimer) {
-              slot.cleanupTimer = setTimeout(() => void this.cleanup(arn), this.cfg.taskCleanupWaitMs);
-              slot.cleanupTimer.unref?.();
-            }
+            const held = this.held.get(arn);
+            if (held?.report === r) this.held.delete(arn);
+            const ck = this.checkpoint.task(arn);
+            if (ck && ck.sentStatus !== status.lastStatus) await this.checkpoint.recordSent(arn, status.lastStatus!, Date.now()).catch(() => undefined);
+            if (status.lastStatus === 'STOPPED') this.armCleanup(arn, r.knownAt);
           } catch (e) {
-            if (isBerthError(e, 'NotFound') || isBerthError(e, 'Forbidden')) continue; // the task is gone
-            this.log.warn({ task: name, err: (e as Error).message }, 'status report failed; retrying');
-            if (!this.dirty.has(arn)) this.queueReport(arn, r);
+            this.statusWriteFailures++;
+            if (isBerthError(e, 'NotFound') || isBerthError(e, 'Forbidden')) {
+              // the task is gone, or no longer bound here: stop it and clean up once stopped
+              this.held.delete(arn);
+              if (slot?.runner) {
+                slot.deleted = true;
+                slot.runner.stop('Task deleted');
+                if (slot.runner.report().known === 'STOPPED') void this.cleanup(arn);
+              }
+              continue;
+            }
+            this.log.warn({ task: name, err: (e as Error).message }, 'status report failed; retrying with backoff');
+            this.holdReport(arn, this.held.get(arn)?.report ?? r);
           }
         }
       };
@@ -384,6 +636,21 @@ export class Agent {
     })();
     await this.flushing;
     this.flushing = undefined;
+  }
+
+  /** Image cleanup on the Docker runtime (ECS_DISABLE_IMAGE_CLEANUP and friends). */
+  private startImageCleanup(): void {
+    const rt = this.deps.runtime as ContainerRuntime & { api?: ConstructorParameters<typeof ImageCleanup>[0]['api']; namespaceImageName?: string };
+    if (rt.kind !== 'docker' || !rt.api) return;
+    this.images = new ImageCleanup({
+      api: rt.api,
+      checkpoint: this.checkpoint,
+      config: this.cfg,
+      logger: this.log,
+      owner: { cluster: this.cfg.cluster, instance: this.instanceId },
+      ...this.deps.imageCleanup,
+    });
+    this.images.start();
   }
 
   /**
@@ -403,7 +670,7 @@ export class Agent {
         if (url.pathname !== '/v1/logs') return fail(404, 'not found');
         const task = url.searchParams.get('task') ?? '';
         const slot = [...this.runners.values()].find((x) => x.name === task && x.runner);
-        if (!slot) return fail(404, `task ${task} is not running on this instance (or its containers were cleaned up)`);
+        if (!slot?.runner) return fail(404, `task ${task} is not running on this instance (or its containers were cleaned up)`);
         const report = slot.runner.report();
         const want1 = url.searchParams.get('container');
         const c = want1 ? report.containers.find((x) => x.name === want1) : report.containers[0];
@@ -469,14 +736,14 @@ export class Agent {
       const send = (code: number, body: unknown) => res.writeHead(code, { 'Content-Type': 'application/json' }).end(JSON.stringify(body));
       if (url.pathname === '/v1/metadata') return send(200, { Cluster: this.cfg.cluster, ContainerInstanceArn: this.containerInstanceArn, Version: `berth-agent v${AGENT_VERSION}` });
       if (url.pathname === '/v1/tasks') {
-        const tasks = [...this.runners.values()].filter((s) => s.runner).map((s) => {
-          const r = s.runner.report();
+        const tasks = [...this.runners.values()].flatMap((s) => (s.runner ? [s.runner] : [])).map((runner) => {
+          const r = runner.report();
           return {
             Arn: r.taskArn,
             DesiredStatus: r.desired,
             KnownStatus: r.known,
-            Family: s.runner.task.family,
-            Version: String(s.runner.task.revision),
+            Family: runner.task.family,
+            Version: String(runner.task.revision),
             Containers: r.containers.map((c) => ({ DockerId: c.runtimeId ?? '', DockerName: c.runtimeName ?? '', Name: c.name, ...(c.networkBindings.length ? { Ports: c.networkBindings.map((b) => ({ ContainerPort: b.containerPort, Protocol: b.protocol, HostPort: b.hostPort })) } : {}) })),
           };
         });
@@ -502,7 +769,14 @@ export class Agent {
     this.stopped = true;
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     this.informer?.stop();
+    this.images?.stop();
     if (this.flushTimer) clearTimeout(this.flushTimer);
+    for (const h of this.held.values()) {
+      clearTimeout(h.timer);
+      this.dirty.set(h.report.taskArn, h.report);
+    }
+    this.held.clear();
+    for (const r of this.retryStart.values()) if (r.timer) clearTimeout(r.timer);
     await this.flush().catch(() => undefined);
     for (const s of this.runners.values()) {
       if (s.cleanupTimer) clearTimeout(s.cleanupTimer);
@@ -513,5 +787,6 @@ export class Agent {
     this.logServer?.close();
     this.logServer?.closeAllConnections();
     this.client.close();
+    this.checkpoint.unlock();
   }
 }

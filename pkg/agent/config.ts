@@ -99,6 +99,14 @@ const oneOf = <const T extends readonly [string, ...string[]]>(values: T) =>
     return z.NEVER;
   });
 
+/** A comma-separated list ("a:1, b:2"). */
+const csv = z.string().transform((v) =>
+  v
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean),
+);
+
 /** Default dynamic host port range: the kernel's ephemeral range when readable, else Docker's. */
 function defaultPortRange(): string {
   try {
@@ -125,6 +133,7 @@ const vars = {
   ECS_ENGINE_AUTH_DATA: [z.string(), ''],
   DOCKER_HOST: [z.string().min(1), 'unix:///var/run/docker.sock'],
   ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION: [durationMs, '3h'],
+  ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION_JITTER: [durationMs, '0'],
   ECS_CONTAINER_STOP_TIMEOUT: [durationMs, '30s'],
   ECS_CONTAINER_START_TIMEOUT: [durationMs, '3m'],
   ECS_CONTAINER_CREATE_TIMEOUT: [durationMs, '4m'],
@@ -139,6 +148,24 @@ const vars = {
   ECS_BACKEND_HOST: [url, ''],
   ECS_INTROSPECTION_PORT: [intStr(0), '51678'],
   ECS_DISABLE_IMAGE_CLEANUP: [bool, 'false'],
+  ECS_IMAGE_CLEANUP_INTERVAL: [durationMs, '30m'],
+  ECS_IMAGE_MINIMUM_CLEANUP_AGE: [durationMs, '1h'],
+  NON_ECS_IMAGE_MINIMUM_CLEANUP_AGE: [durationMs, '1h'],
+  ECS_NUM_IMAGES_DELETE_PER_CYCLE: [intStr(-1_000_000), '5'],
+  ECS_ENABLE_UNTRACKED_IMAGE_CLEANUP: [bool, 'false'],
+  ECS_EXCLUDE_UNTRACKED_IMAGE: [csv, ''],
+  /** berth: images no cleanup removes (the ECS agent takes this list from ECS_EXCLUDE_UNTRACKED_IMAGE) */
+  ECS_IMAGE_CLEANUP_EXCLUDE: [csv, ''],
+  ECS_EXCLUDE_IPV6_PORTBINDING: [bool, 'true'],
+  ECS_ENABLE_TASK_CPU_MEM_LIMIT: [bool, 'true'],
+  ECS_CGROUP_PATH: [z.string().min(1), '/sys/fs/cgroup'],
+  ECS_CGROUP_CPU_PERIOD: [durationMs, '100ms'],
+  ECS_TASK_PIDS_LIMIT: [intStr(-1_000_000), undefined],
+  ECS_PULL_DEPENDENT_CONTAINERS_UPFRONT: [bool, 'false'],
+  ECS_SELINUX_CAPABLE: [bool, 'false'],
+  ECS_APPARMOR_CAPABLE: [bool, 'false'],
+  ECS_INSTANCE_TYPE: [z.string(), ''],
+  ECS_AVAILABILITY_ZONE: [z.string(), ''],
   ECS_INSTANCE_ID: [z.string(), ''],
   BERTH_BOOTSTRAP_TOKEN: [z.string(), ''],
   BERTH_RUNTIME: [oneOf(['docker', 'hollow']), 'docker'],
@@ -185,6 +212,31 @@ export interface AgentConfig {
   backendHost: string;
   introspectionPort: number;
   disableImageCleanup: boolean;
+  imageCleanupIntervalMs: number;
+  imageMinimumCleanupAgeMs: number;
+  nonEcsImageMinimumCleanupAgeMs: number;
+  numImagesDeletePerCycle: number;
+  enableUntrackedImageCleanup: boolean;
+  /** images no cleanup removes (ECS_EXCLUDE_UNTRACKED_IMAGE, ECS_IMAGE_CLEANUP_EXCLUDE) */
+  imageCleanupExclude: string[];
+  /** ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION_JITTER */
+  taskCleanupWaitJitterMs: number;
+  /** ECS_EXCLUDE_IPV6_PORTBINDING */
+  excludeIpv6PortBinding: boolean;
+  /** ECS_ENABLE_TASK_CPU_MEM_LIMIT */
+  taskCpuMemLimit: boolean;
+  cgroupPath: string;
+  cgroupCpuPeriodMs: number;
+  /** ECS_TASK_PIDS_LIMIT (undefined: unlimited) */
+  taskPidsLimit?: number;
+  pullDependentUpfront: boolean;
+  selinuxCapable: boolean;
+  apparmorCapable: boolean;
+  /** ECS_INSTANCE_TYPE / ECS_AVAILABILITY_ZONE (the environment or the config file) */
+  instanceType: string;
+  availabilityZone: string;
+  /** values ECS ignores or clamps, as it logs them */
+  warnings: string[];
   /** berth: a fixed instance id (else generated and checkpointed) */
   instanceId: string;
   bootstrapToken: string;
@@ -254,6 +306,47 @@ export function loadAgentConfig(opts: LoadOptions = {}): AgentConfig {
     throw invalid('AgentConfig', 'environment', causes, `invalid agent configuration: ${causes.map((c) => `${c.field}: ${c.message}`).join('; ')}`);
   }
   const dataDirGiven = raw('ECS_DATADIR') !== undefined;
+  // the ECS agent's bounds (agent/config/config.go validateAndOverrideBounds, parse.go)
+  const warnings: string[] = [];
+  const num = (k: AgentVariable) => val[k] as number;
+  if (val.ECS_ENGINE_AUTH_DATA) {
+    try {
+      const d = JSON.parse(val.ECS_ENGINE_AUTH_DATA as string) as unknown;
+      if (!d || typeof d !== 'object' || Array.isArray(d)) throw new Error('not an object');
+    } catch {
+      causes.push({ field: 'ECS_ENGINE_AUTH_DATA', message: 'is not a JSON object of registry -> credentials' });
+    }
+  }
+  const atLeastOrRefuse = (k: AgentVariable, min: number, text: string) => {
+    if (num(k) < min) causes.push({ field: k, message: `invalid value "${raw(k)}": must be at least ${text}` });
+  };
+  atLeastOrRefuse('ECS_CONTAINER_STOP_TIMEOUT', 1000, '1s');
+  atLeastOrRefuse('ECS_CONTAINER_START_TIMEOUT', 45_000, '45s');
+  if (causes.length) {
+    throw invalid('AgentConfig', 'environment', causes, `invalid agent configuration: ${causes.map((c) => `${c.field}: ${c.message}`).join('; ')}`);
+  }
+  const atLeast = (k: AgentVariable, min: number, fallback: number, what: string): number => {
+    const v = num(k);
+    if (v >= min) return v;
+    warnings.push(`${k}=${raw(k)} is below the minimum of ${what}; using ${fallbackText(k, fallback)}`);
+    return fallback;
+  };
+  const fallbackText = (k: AgentVariable, v: number) => (k === 'ECS_NUM_IMAGES_DELETE_PER_CYCLE' ? String(v) : `${v} ms`);
+  const createTimeout = atLeast('ECS_CONTAINER_CREATE_TIMEOUT', 60_000, 60_000, '1m');
+  const cleanupWait = atLeast('ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION', 1000, 3 * 3600_000, '1s');
+  const inactivity = atLeast('ECS_IMAGE_PULL_INACTIVITY_TIMEOUT', 60_000, 60_000, '1m');
+  const cleanupInterval = atLeast('ECS_IMAGE_CLEANUP_INTERVAL', 10 * 60_000, 30 * 60_000, '10m');
+  const perCycle = atLeast('ECS_NUM_IMAGES_DELETE_PER_CYCLE', 1, 5, '1');
+  let period = num('ECS_CGROUP_CPU_PERIOD');
+  if (period < 8 || period > 100) {
+    warnings.push(`ECS_CGROUP_CPU_PERIOD=${raw('ECS_CGROUP_CPU_PERIOD')} is outside 8ms-100ms; using 100ms`);
+    period = 100;
+  }
+  let pids = val.ECS_TASK_PIDS_LIMIT as number | undefined;
+  if (pids !== undefined && (pids < 1 || pids > 4_194_304)) {
+    warnings.push(`ECS_TASK_PIDS_LIMIT=${pids} is outside 1-4194304; no pids limit`);
+    pids = undefined;
+  }
   return {
     cluster: val.ECS_CLUSTER as string,
     reservedPorts: val.ECS_RESERVED_PORTS as number[],
@@ -268,12 +361,13 @@ export function loadAgentConfig(opts: LoadOptions = {}): AgentConfig {
     engineAuthType: val.ECS_ENGINE_AUTH_TYPE as AgentConfig['engineAuthType'],
     engineAuthData: val.ECS_ENGINE_AUTH_DATA as string,
     dockerHost: val.DOCKER_HOST as string,
-    taskCleanupWaitMs: val.ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION as number,
-    containerStopTimeoutMs: val.ECS_CONTAINER_STOP_TIMEOUT as number,
-    containerStartTimeoutMs: val.ECS_CONTAINER_START_TIMEOUT as number,
-    containerCreateTimeoutMs: val.ECS_CONTAINER_CREATE_TIMEOUT as number,
-    imagePullTimeoutMs: val.ECS_IMAGE_PULL_TIMEOUT as number,
-    imagePullInactivityTimeoutMs: val.ECS_IMAGE_PULL_INACTIVITY_TIMEOUT as number,
+    taskCleanupWaitMs: cleanupWait,
+    taskCleanupWaitJitterMs: num('ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION_JITTER'),
+    containerStopTimeoutMs: num('ECS_CONTAINER_STOP_TIMEOUT'),
+    containerStartTimeoutMs: num('ECS_CONTAINER_START_TIMEOUT'),
+    containerCreateTimeoutMs: createTimeout,
+    imagePullTimeoutMs: num('ECS_IMAGE_PULL_TIMEOUT'),
+    imagePullInactivityTimeoutMs: inactivity,
     disablePrivileged: val.ECS_DISABLE_PRIVILEGED as boolean,
     availableLoggingDrivers: val.ECS_AVAILABLE_LOGGING_DRIVERS as string[],
     instanceAttributes: val.ECS_INSTANCE_ATTRIBUTES as Record<string, string>,
@@ -283,6 +377,23 @@ export function loadAgentConfig(opts: LoadOptions = {}): AgentConfig {
     backendHost: val.ECS_BACKEND_HOST as string,
     introspectionPort: val.ECS_INTROSPECTION_PORT as number,
     disableImageCleanup: val.ECS_DISABLE_IMAGE_CLEANUP as boolean,
+    imageCleanupIntervalMs: cleanupInterval,
+    imageMinimumCleanupAgeMs: num('ECS_IMAGE_MINIMUM_CLEANUP_AGE'),
+    nonEcsImageMinimumCleanupAgeMs: num('NON_ECS_IMAGE_MINIMUM_CLEANUP_AGE'),
+    numImagesDeletePerCycle: perCycle,
+    enableUntrackedImageCleanup: val.ECS_ENABLE_UNTRACKED_IMAGE_CLEANUP as boolean,
+    imageCleanupExclude: [...new Set([...(val.ECS_EXCLUDE_UNTRACKED_IMAGE as string[]), ...(val.ECS_IMAGE_CLEANUP_EXCLUDE as string[])])],
+    excludeIpv6PortBinding: val.ECS_EXCLUDE_IPV6_PORTBINDING as boolean,
+    taskCpuMemLimit: val.ECS_ENABLE_TASK_CPU_MEM_LIMIT as boolean,
+    cgroupPath: val.ECS_CGROUP_PATH as string,
+    cgroupCpuPeriodMs: period,
+    ...(pids !== undefined ? { taskPidsLimit: pids } : {}),
+    pullDependentUpfront: val.ECS_PULL_DEPENDENT_CONTAINERS_UPFRONT as boolean,
+    selinuxCapable: val.ECS_SELINUX_CAPABLE as boolean,
+    apparmorCapable: val.ECS_APPARMOR_CAPABLE as boolean,
+    instanceType: val.ECS_INSTANCE_TYPE as string,
+    availabilityZone: val.ECS_AVAILABILITY_ZONE as string,
+    warnings,
     instanceId: val.ECS_INSTANCE_ID as string,
     bootstrapToken: val.BERTH_BOOTSTRAP_TOKEN as string,
     runtime: val.BERTH_RUNTIME as AgentConfig['runtime'],

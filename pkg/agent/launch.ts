@@ -12,7 +12,7 @@ import type { ContainerRuntime } from './runtime/runtime.ts';
  * hollow one), a client of ECS_BACKEND_HOST with the bootstrap token, and the agent.
  * Shared by `berth-agent` and `berth up`.
  */
-export async function launchAgent(cfg: AgentConfig, log: Logger, opts: { caPem?: string } = {}): Promise<{ agent: Agent; runtime: ContainerRuntime; stop(): Promise<void> }> {
+export async function launchAgent(cfg: AgentConfig, log: Logger, opts: { caPem?: string; insecureSkipTlsVerify?: boolean } = {}): Promise<{ agent: Agent; runtime: ContainerRuntime; stop(): Promise<void> }> {
   if (!cfg.backendHost) throw new BerthError('BadRequest', 'ECS_BACKEND_HOST is required: the URL of the berth apiserver (e.g. https://10.0.0.5:6443)');
   let runtime: ContainerRuntime;
   let dockerVersion: string | undefined;
@@ -20,15 +20,21 @@ export async function launchAgent(cfg: AgentConfig, log: Logger, opts: { caPem?:
   else {
     const d = new DockerRuntime({ config: cfg, logger: log });
     try {
-      dockerVersion = ((await d.docker.version()) as { Version?: string }).Version;
+      dockerVersion = (await d.api.version()).Version;
     } catch (e) {
+      await d.close();
       throw new BerthError('ServiceUnavailable', `cannot reach Docker at ${cfg.dockerHost} (DOCKER_HOST): ${(e as Error).message}`);
     }
     runtime = d;
   }
-  const client = new Client({ server: cfg.backendHost, token: cfg.bootstrapToken || undefined, ca: opts.caPem, userAgent: 'berth-agent' });
+  const client = new Client({ server: cfg.backendHost, token: cfg.bootstrapToken || undefined, ca: opts.caPem, insecureSkipTlsVerify: opts.insecureSkipTlsVerify, userAgent: 'berth-agent' });
   const agent = new Agent({ config: cfg, client, runtime, log, dockerVersion });
-  await agent.start();
+  try {
+    await agent.start();
+  } catch (e) {
+    await runtime.close();
+    throw e;
+  }
   return {
     agent,
     runtime,

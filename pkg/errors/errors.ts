@@ -166,3 +166,28 @@ export class StaleCacheError extends BerthError {
     });
   }
 }
+
+/**
+ * Agent-level: a container-runtime (Docker) call failed. `errorName` is the ECS agent's name
+ * for it (DockerTimeoutError, CannotPullContainerError, CannotCreateContainerError,
+ * CannotStartContainerError, CannotStopContainerError, CannotInspectContainerError, ...);
+ * `uncertain` says the call may have happened anyway (a timeout, a dropped connection), so
+ * the caller reconciles instead of assuming it failed.
+ */
+export class RuntimeError extends BerthError {
+  readonly errorName: string;
+  readonly statusCode?: number;
+  readonly uncertain: boolean;
+  /** a failure that stops the whole task (a pull with ECS_IMAGE_PULL_BEHAVIOR always/once) */
+  readonly stopsTask: boolean;
+  constructor(errorName: string, message: string, o: { statusCode?: number; uncertain?: boolean; stopsTask?: boolean; kind?: string; name?: string } = {}) {
+    super(o.statusCode === 404 ? 'NotFound' : errorName === 'DockerTimeoutError' ? 'Timeout' : 'ServiceUnavailable', `${errorName}: ${message}`, { kind: o.kind, name: o.name });
+    this.errorName = errorName;
+    this.statusCode = o.statusCode;
+    this.uncertain = o.uncertain ?? errorName === 'DockerTimeoutError';
+    this.stopsTask = o.stopsTask ?? false;
+  }
+}
+
+export const isRuntimeError = (e: unknown, errorName?: string): e is RuntimeError =>
+  e instanceof RuntimeError && (errorName === undefined || e.errorName === errorName);

@@ -44,6 +44,27 @@ describe('agent config', () => {
     ['auth type', { ECS_ENGINE_AUTH_TYPE: 'dockercfg', ECS_ENGINE_AUTH_DATA: '{}' }, (c) => c.engineAuthType, 'dockercfg'],
     ['log format', { ECS_LOG_OUTPUT_FORMAT: 'json' }, (c) => c.logOutputFormat, 'json'],
     ['token', { BERTH_BOOTSTRAP_TOKEN: 'abc' }, (c) => c.bootstrapToken, 'abc'],
+    ['cleanup jitter', { ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION_JITTER: '1h' }, (c) => c.taskCleanupWaitJitterMs, 3_600_000],
+    ['image cleanup off', { ECS_DISABLE_IMAGE_CLEANUP: 'true' }, (c) => c.disableImageCleanup, true],
+    ['image cleanup interval', { ECS_IMAGE_CLEANUP_INTERVAL: '15m' }, (c) => c.imageCleanupIntervalMs, 900_000],
+    ['image minimum age', { ECS_IMAGE_MINIMUM_CLEANUP_AGE: '30m' }, (c) => c.imageMinimumCleanupAgeMs, 1_800_000],
+    ['non-ECS image minimum age', { NON_ECS_IMAGE_MINIMUM_CLEANUP_AGE: '2h' }, (c) => c.nonEcsImageMinimumCleanupAgeMs, 7_200_000],
+    ['images per cycle', { ECS_NUM_IMAGES_DELETE_PER_CYCLE: '9' }, (c) => c.numImagesDeletePerCycle, 9],
+    ['untracked cleanup', { ECS_ENABLE_UNTRACKED_IMAGE_CLEANUP: 'true' }, (c) => c.enableUntrackedImageCleanup, true],
+    ['cleanup exclusions', { ECS_EXCLUDE_UNTRACKED_IMAGE: 'alpine:latest, nginx:1', ECS_IMAGE_CLEANUP_EXCLUDE: 'redis:7' }, (c) => c.imageCleanupExclude, ['alpine:latest', 'nginx:1', 'redis:7']],
+    ['create timeout', { ECS_CONTAINER_CREATE_TIMEOUT: '2m' }, (c) => c.containerCreateTimeoutMs, 120_000],
+    ['pull inactivity timeout', { ECS_IMAGE_PULL_INACTIVITY_TIMEOUT: '3m' }, (c) => c.imagePullInactivityTimeoutMs, 180_000],
+    ['IPv6 bindings excluded by default (ECS default true)', {}, (c) => c.excludeIpv6PortBinding, true],
+    ['IPv6 bindings included', { ECS_EXCLUDE_IPV6_PORTBINDING: 'false' }, (c) => c.excludeIpv6PortBinding, false],
+    ['task cpu/mem limits on by default', {}, (c) => c.taskCpuMemLimit, true],
+    ['task cpu/mem limits off', { ECS_ENABLE_TASK_CPU_MEM_LIMIT: 'false' }, (c) => c.taskCpuMemLimit, false],
+    ['cgroup path', { ECS_CGROUP_PATH: '/host/cgroup' }, (c) => c.cgroupPath, '/host/cgroup'],
+    ['cgroup cpu period', { ECS_CGROUP_CPU_PERIOD: '10ms' }, (c) => c.cgroupCpuPeriodMs, 10],
+    ['pids limit', { ECS_TASK_PIDS_LIMIT: '100' }, (c) => c.taskPidsLimit, 100],
+    ['dependent pulls wait by default (ECS default false)', {}, (c) => c.pullDependentUpfront, false],
+    ['dependent pulls up front', { ECS_PULL_DEPENDENT_CONTAINERS_UPFRONT: 'true' }, (c) => c.pullDependentUpfront, true],
+    ['instance type', { ECS_INSTANCE_TYPE: 'm5.large' }, (c) => c.instanceType, 'm5.large'],
+    ['availability zone', { ECS_AVAILABILITY_ZONE: 'zone-a' }, (c) => c.availabilityZone, 'zone-a'],
   ];
   for (const [name, env, get, want] of table) {
     it(`reads ${name}`, () => expect(get(loadAgentConfig({ env }))).to.deep.equal(want));
@@ -76,6 +97,13 @@ describe('agent config', () => {
     });
   }
 
+  it('bad ECS_ENGINE_AUTH_DATA stops start-up naming the variable, without echoing the credentials', () => {
+    expect(() => loadAgentConfig({ env: { ECS_ENGINE_AUTH_TYPE: 'docker', ECS_ENGINE_AUTH_DATA: '{"secret-password' } }))
+      .to.throw(/ECS_ENGINE_AUTH_DATA: is not a JSON object/)
+      .with.property('message')
+      .that.does.not.contain('secret-password');
+  });
+
   it('env > file > default, file with comments and quotes', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-cfg-'));
     try {
@@ -88,6 +116,32 @@ describe('agent config', () => {
       expect(c.containerStopTimeoutMs).to.equal(30_000);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('ECS_INSTANCE_ATTRIBUTES, ECS_INSTANCE_TYPE and ECS_AVAILABILITY_ZONE come from the config file too', () => {
+    const c = loadAgentConfig({ env: {}, fileContents: { ECS_INSTANCE_TYPE: 'c5.xlarge', ECS_AVAILABILITY_ZONE: 'rack-2', ECS_INSTANCE_ATTRIBUTES: '{"stack":"prod"}' } });
+    expect([c.instanceType, c.availabilityZone, c.instanceAttributes]).to.deep.equal(['c5.xlarge', 'rack-2', { stack: 'prod' }]);
+  });
+
+  it('the ECS bounds: too small values are refused or replaced as the ECS agent does, with a warning', () => {
+    const table: Array<[Record<string, string>, (c: ReturnType<typeof loadAgentConfig>) => unknown, unknown, RegExp]> = [
+      [{ ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION: '1ms' }, (c) => c.taskCleanupWaitMs, 3 * 3600_000, /ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION=1ms is below the minimum of 1s/],
+      [{ ECS_CONTAINER_CREATE_TIMEOUT: '10s' }, (c) => c.containerCreateTimeoutMs, 60_000, /ECS_CONTAINER_CREATE_TIMEOUT/],
+      [{ ECS_IMAGE_PULL_INACTIVITY_TIMEOUT: '5s' }, (c) => c.imagePullInactivityTimeoutMs, 60_000, /ECS_IMAGE_PULL_INACTIVITY_TIMEOUT/],
+      [{ ECS_IMAGE_CLEANUP_INTERVAL: '1m' }, (c) => c.imageCleanupIntervalMs, 30 * 60_000, /ECS_IMAGE_CLEANUP_INTERVAL/],
+      [{ ECS_NUM_IMAGES_DELETE_PER_CYCLE: '0' }, (c) => c.numImagesDeletePerCycle, 5, /ECS_NUM_IMAGES_DELETE_PER_CYCLE/],
+      [{ ECS_CGROUP_CPU_PERIOD: '1s' }, (c) => c.cgroupCpuPeriodMs, 100, /ECS_CGROUP_CPU_PERIOD/],
+      [{ ECS_TASK_PIDS_LIMIT: '0' }, (c) => c.taskPidsLimit, undefined, /ECS_TASK_PIDS_LIMIT/],
+    ];
+    for (const [env, get, want, warning] of table) {
+      const c = loadAgentConfig({ env });
+      expect(get(c), JSON.stringify(env)).to.equal(want);
+      expect(c.warnings.some((w) => warning.test(w)), `${JSON.stringify(env)}: ${c.warnings.join('; ')}`).to.equal(true);
+    }
+    expect(loadAgentConfig({ env: {} }).warnings).to.deep.equal([]);
+    for (const [k, v] of [['ECS_CONTAINER_STOP_TIMEOUT', '500ms'], ['ECS_CONTAINER_START_TIMEOUT', '10s']]) {
+      expect(() => loadAgentConfig({ env: { [k]: v } }), k).to.throw(new RegExp(`${k}: invalid value "${v}": must be at least`));
     }
   });
 

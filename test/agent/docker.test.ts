@@ -6,7 +6,7 @@ import path from 'node:path';
 import type Docker from 'dockerode';
 import { ContainerDefinition, type Volume } from '../../pkg/api/taskdefinition.ts';
 import { loadAgentConfig, type AgentConfig } from '../../pkg/agent/config.ts';
-import { DockerRuntime, DAEMON_BRIDGE, engineAuthFor, toCreateBody } from '../../pkg/agent/runtime/docker.ts';
+import { DockerRuntime, DAEMON_ADDRESS, engineAuthFor, toCreateBody } from '../../pkg/agent/runtime/docker.ts';
 import { LABELS, containerRuntimeName, hostPortKey, type RuntimeEvent, type RuntimeTask, type ContainerRuntime } from '../../pkg/agent/runtime/runtime.ts';
 import { isBerthError } from '../../pkg/errors/errors.ts';
 import { ensureBusyboxImage, ensureDocker } from '../support/docker.ts';
@@ -84,7 +84,7 @@ describe('docker runtime (real dockerd)', function () {
     docker = h.docker;
     await ensureBusyboxImage(docker);
     cfg = loadAgentConfig({ env: { DOCKER_HOST: h.dockerHost, ECS_CLUSTER: 'test', ECS_AVAILABLE_LOGGING_DRIVERS: '["json-file","none"]' } });
-    rt = new DockerRuntime({ config: cfg, defaultPullFallbackMs: 3000, reconnectDelayMs: 100 });
+    rt = new DockerRuntime({ config: cfg, pullAttempts: 2, pullBackoff: { minMs: 100, maxMs: 200, multiplier: 2, jitter: 0 }, reconnectDelayMs: 100 });
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-agent-docker-'));
   });
 
@@ -93,9 +93,7 @@ describe('docker runtime (real dockerd)', function () {
       for (const c of await rt.list({ [LABELS.taskArn]: t.taskArn })) await rt.remove(c.id);
       await rt.cleanupTask(t);
     }
-    const ns = await rt.inspect(DAEMON_BRIDGE.container);
-    if (ns) await rt.remove(ns.id);
-    await docker.getNetwork(DAEMON_BRIDGE.network).remove().catch(() => undefined);
+    await rt.removeDaemonNamespace();
     await rt?.close();
     fs.rmSync(tmp, { recursive: true, force: true });
   });
@@ -238,7 +236,7 @@ describe('docker runtime (real dockerd)', function () {
     ]);
     tasks.push(daemon);
     await runTask(rt, daemon);
-    const fetch = `for i in 1 2 3 4 5 6 7 8 9 10; do wget -q -O- http://${DAEMON_BRIDGE.address}:2000/ && exit 0; sleep 0.5; done; exit 1`;
+    const fetch = `for i in 1 2 3 4 5 6 7 8 9 10; do wget -q -O- http://${DAEMON_ADDRESS}:2000/ && exit 0; sleep 0.5; done; exit 1`;
     // a container that existed before the daemon bridge was connected to it
     expect(await execIn(docker, earlyIds.app, ['sh', '-c', fetch])).to.contain('daemon-ok');
     const early2 = await rt.inspect(earlyIds.app);
@@ -384,7 +382,7 @@ describe('docker runtime (real dockerd)', function () {
     const r = await rt.pull(IMAGE);
     expect(Date.now() - t0).to.be.below(10_000);
     expect(r.fromCache).to.equal(true);
-    const always = new DockerRuntime({ config: { ...cfg, imagePullBehavior: 'always' }, defaultPullFallbackMs: 3000 });
+    const always = new DockerRuntime({ config: { ...cfg, imagePullBehavior: 'always' }, pullAttempts: 2, pullBackoff: { minMs: 100, maxMs: 200, multiplier: 2, jitter: 0 } });
     let err: unknown;
     try {
       await always.pull('berth-test/does-not-exist:1');

@@ -1,7 +1,9 @@
 import { expect } from 'chai';
 import { ContainerDefinition } from '../../pkg/api/taskdefinition.ts';
 import {
+  CONTAINER_VANISHED,
   ESSENTIAL_EXITED,
+  actionDone,
   actionFailed,
   advanceDesired,
   dependencyState,
@@ -37,9 +39,10 @@ function drive(t: EngineTask, exits: Record<string, number> = {}, maxSteps = 50)
     for (const a of p.actions) {
       log.push(`${a.kind}:${a.container}`);
       const to: ContainerStatus = a.kind === 'pull' ? 'PULLED' : a.kind === 'create' ? 'CREATED' : a.kind === 'stop' ? 'STOPPED' : 'RUNNING';
-      t = observe(t, a.container, { known: to, at: now, exitCode: a.kind === 'stop' ? 143 : undefined });
+      t = observe(t, a.container, { known: to, at: now, startedAt: to === 'RUNNING' ? now : undefined, exitCode: a.kind === 'stop' ? 143 : undefined });
+      t = actionDone(t, a.container, a.kind, now);
       if (to === 'RUNNING' && exits[a.container] !== undefined) {
-        t = observe(t, a.container, { known: 'STOPPED', exitCode: exits[a.container], at: now + 1 });
+        t = observe(t, a.container, { known: 'STOPPED', exitCode: exits[a.container], at: now + 1, startedAt: now });
       }
     }
     now += 1000;
@@ -192,8 +195,7 @@ describe('task engine state machine', () => {
   });
 
   it('restart policy: restarts after the attempt period, not for ignored codes or early exits', () => {
-    const base = mk({ name: 'a', image: 'x', restartPolicy: { enabled: true, ignoredExitCodes: [0], restartAttemptPeriod: 60 } });
-    const exited = (code: number, ranMs: number) => ({ ...set(base, 'a', { known: 'STOPPED', exitCode: code, startedAt: 1000 }), now: 1000 + ranMs });
+    const base = set(mk({ name: 'a', image: 'x', restartPolicy: { enabled: true, ignoredExitCodes: [0], restartAttemptPeriod: 60 } }), 'a', { known: 'RUNNING', startedAt: 1000 });
     const table: Array<[number, number, boolean]> = [
       [1, 61_000, true],
       [1, 10_000, false],
@@ -201,13 +203,17 @@ describe('task engine state machine', () => {
       [137, 60_000, true],
     ];
     for (const [code, ran, restart] of table) {
-      const { now, ...t } = exited(code, ran);
-      expect(shouldRestart(t.containers[0], now), `${code}/${ran}`).to.equal(restart);
-      const p = plan(t, now);
+      const now = 1000 + ran;
+      expect(shouldRestart(base.containers[0], code, now), `${code}/${ran}`).to.equal(restart);
+      const exited = observe(base, 'a', { known: 'STOPPED', exitCode: code, at: now, startedAt: 1000, finishedAt: now });
+      // D1: a restart is decided before the container would be marked STOPPED
+      expect(exited.containers[0].known, `${code}/${ran}`).to.equal(restart ? 'RUNNING' : 'STOPPED');
+      const p = plan(exited, now);
       expect(acts(p.actions), `${code}/${ran}`).to.deep.equal(restart ? ['restart:a'] : []);
       expect(p.task.desired, `${code}/${ran}`).to.equal(restart ? 'RUNNING' : 'STOPPED');
+      expect(p.known, `${code}/${ran}`).to.equal(restart ? 'RUNNING' : 'STOPPED');
       if (restart) {
-        const back = observe(p.task, 'a', { known: 'RUNNING', at: now + 5 });
+        const back = actionDone(observe(p.task, 'a', { known: 'RUNNING', at: now + 5, startedAt: now + 5 }), 'a', 'restart', now + 5);
         expect(back.containers[0]).to.include({ known: 'RUNNING', restartCount: 1, startedAt: now + 5 });
         expect(back.containers[0].pending).to.equal(undefined);
       }
@@ -217,10 +223,11 @@ describe('task engine state machine', () => {
   it('a failed pull stops an essential container and the task with the reason', () => {
     let t = mk({ name: 'a', image: 'x' });
     const p = plan(t, 0);
-    t = actionFailed(p.task, 'a', 'CannotPullContainerError: no such image');
+    t = actionFailed(p.task, 'a', 'pull', 'CannotPullContainerError: no such image');
     expect(t.containers[0]).to.include({ known: 'STOPPED', desired: 'STOPPED', reason: 'CannotPullContainerError: no such image' });
     expect(t.desired).to.equal('STOPPED');
-    expect(t.stoppedReason).to.contain('CannotPullContainerError');
+    expect(t.stoppedReason).to.equal('CannotPullContainerError: no such image');
+    expect(t.stopCode).to.equal('TaskFailedToStart');
     expect(taskKnownStatus(t)).to.equal('STOPPED');
   });
 
@@ -235,5 +242,133 @@ describe('task engine state machine', () => {
     const copy = structuredClone(t);
     plan(t, 0);
     expect(t).to.deep.equal(copy);
+  });
+
+  it('D1: a restarting container is never known STOPPED, so the task never reports STOPPED then RUNNING', () => {
+    // one container, restart policy, three exits: the task's known status over the whole run
+    let t = mk({ name: 'a', image: 'x', restartPolicy: { enabled: true, restartAttemptPeriod: 60 } });
+    let now = 0;
+    const seen: ContainerStatus[] = [];
+    for (let i = 0; i < 40; i++) {
+      const p = plan(t, now);
+      t = p.task;
+      seen.push(p.known);
+      for (const a of p.actions) {
+        const to: ContainerStatus = a.kind === 'pull' ? 'PULLED' : a.kind === 'create' ? 'CREATED' : a.kind === 'stop' ? 'STOPPED' : 'RUNNING';
+        t = observe(t, a.container, { known: to, at: now, startedAt: to === 'RUNNING' ? now : undefined });
+        t = actionDone(t, a.container, a.kind, now);
+      }
+      now += 61_000;
+      // every 3rd step the container exits after running long enough to be restarted
+      if (i % 3 === 2 && t.containers[0].known === 'RUNNING' && t.containers[0].restartCount < 3) {
+        t = observe(t, 'a', { known: 'STOPPED', exitCode: 1, at: now, startedAt: t.containers[0].startedAt, finishedAt: now });
+      }
+    }
+    expect(t.containers[0].restartCount).to.equal(3);
+    const firstRunning = seen.indexOf('RUNNING');
+    expect(firstRunning).to.be.greaterThan(0);
+    expect(seen.slice(firstRunning), 'known status after RUNNING').to.satisfy((xs: string[]) => xs.every((x) => x === 'RUNNING'));
+    expect(t.desired).to.equal('RUNNING');
+  });
+
+  it('D1: the task known status only rises, whatever its containers say', () => {
+    let t = set(mk({ name: 'a', image: 'x' }), 'a', { known: 'RUNNING' });
+    t = plan(t, 1).task;
+    expect(t.known).to.equal('RUNNING');
+    expect(t.knownAt).to.equal(1);
+    // a container view lower than the task (e.g. restored from an older checkpoint) does not lower it
+    const lower = set(t, 'a', { known: 'CREATED' });
+    expect(taskKnownStatus(lower)).to.equal('RUNNING');
+    expect(plan(lower, 2).known).to.equal('RUNNING');
+    expect(plan(lower, 2).task.knownAt, 'knownAt marks when it was reached').to.equal(1);
+  });
+
+  it('D2: a start whose outcome is unknown is followed by a stop, and a container that comes back is stopped once more', () => {
+    let t = set(mk({ name: 'a', image: 'x' }), 'a', { known: 'CREATED' });
+    let p = plan(t, 0);
+    expect(acts(p.actions)).to.deep.equal(['start:a']);
+    t = actionFailed(p.task, 'a', 'start', 'DockerTimeoutError: no answer from Docker within 180000 ms', { uncertain: true });
+    p = plan(t, 1);
+    expect(acts(p.actions), 'force stop after an uncertain start').to.deep.equal(['stop:a']);
+    expect(p.task.desired).to.equal('STOPPED');
+    expect(p.task.stopCode).to.equal('TaskFailedToStart');
+    // the stop found nothing running (the start had not happened yet): STOPPED
+    t = actionDone(p.task, 'a', 'stop', 2);
+    expect(plan(t, 2).known).to.equal('STOPPED');
+    // then the late start happens: the container came back and is stopped again
+    t = observe(plan(t, 2).task, 'a', { known: 'RUNNING', at: 3, startedAt: 3 });
+    p = plan(t, 3);
+    expect(acts(p.actions), 're-stopped once').to.deep.equal(['stop:a']);
+    expect(p.known, 'the task stays STOPPED').to.equal('STOPPED');
+    t = actionDone(observe(p.task, 'a', { known: 'STOPPED', exitCode: 143, at: 4, startedAt: 3 }), 'a', 'stop', 4);
+    // only once: a second come-back is not chased
+    expect(acts(plan(observe(t, 'a', { known: 'RUNNING', at: 5, startedAt: 5 }), 5).actions)).to.deep.equal([]);
+    // a definite start failure (Docker said no) needs no stop
+    const d = actionFailed(plan(set(mk({ name: 'b', image: 'x' }), 'b', { known: 'CREATED' }), 0).task, 'b', 'start', 'CannotStartContainerError: exec format error');
+    expect(acts(plan(d, 1).actions)).to.deep.equal([]);
+    expect(plan(d, 1).known).to.equal('STOPPED');
+  });
+
+  it('D3: a container that vanished is STOPPED with ContainerVanishedError and is not restarted or re-created', () => {
+    let t = set(mk({ name: 'a', image: 'x', restartPolicy: { enabled: true, restartAttemptPeriod: 60 } }), 'a', { known: 'RUNNING', startedAt: 0 });
+    t = observe(t, 'a', { known: 'STOPPED', vanished: true, reason: CONTAINER_VANISHED, at: 600_000 });
+    const p = plan(t, 600_000);
+    expect(p.actions).to.deep.equal([]);
+    expect(p.task.containers[0]).to.include({ known: 'STOPPED', reason: CONTAINER_VANISHED });
+    expect(p.task.desired).to.equal('STOPPED');
+    expect(p.known).to.equal('STOPPED');
+  });
+
+  it('D7: a failed stop is retried only after its backoff', () => {
+    let t = requestStop(set(mk({ name: 'a', image: 'x' }), 'a', { known: 'RUNNING' }), 'stop');
+    let p = plan(t, 0);
+    expect(acts(p.actions)).to.deep.equal(['stop:a']);
+    t = actionFailed(p.task, 'a', 'stop', 'DockerTimeoutError', { notBefore: 1300 });
+    p = plan(t, 10);
+    expect(p.actions, 'no retry before the backoff').to.deep.equal([]);
+    expect(p.wakeAt).to.equal(1300);
+    expect(acts(plan(t, 1300).actions)).to.deep.equal(['stop:a']);
+  });
+
+  it('D15: an exit of the run before a restart, landing after it, changes nothing', () => {
+    let t = set(mk({ name: 'a', image: 'x', restartPolicy: { enabled: true, restartAttemptPeriod: 60 } }), 'a', { known: 'RUNNING', startedAt: 0 });
+    t = observe(t, 'a', { known: 'STOPPED', exitCode: 1, at: 120_000, startedAt: 0, finishedAt: 120_000 });
+    t = plan(t, 120_000).task;
+    t = actionDone(observe(t, 'a', { known: 'RUNNING', at: 120_100, startedAt: 120_100 }), 'a', 'restart', 120_100);
+    // a slow inspect taken before the restart: exited, with the old start time
+    const stale = observe(t, 'a', { known: 'STOPPED', exitCode: 1, at: 120_200, startedAt: 0, finishedAt: 120_000 });
+    expect(stale.containers[0]).to.include({ known: 'RUNNING', startedAt: 120_100 });
+    expect(stale.containers[0].restartDue).to.not.equal(true);
+    // a die event of the old run (no start time, an older exit time) is stale too
+    const staleEvent = observe(t, 'a', { known: 'STOPPED', exitCode: 1, at: 120_200, finishedAt: 120_000 });
+    expect(staleEvent.containers[0].known).to.equal('RUNNING');
+    expect(plan(stale, 120_300).known).to.equal('RUNNING');
+  });
+
+  it('ECS_PULL_DEPENDENT_CONTAINERS_UPFRONT: by default a container pulls once its dependsOn is met', () => {
+    const defsOf = [{ name: 'db', image: 'x', healthCheck: { command: ['CMD', 'true'] } }, { name: 'app', image: 'y', dependsOn: [{ containerName: 'db', condition: 'HEALTHY' }] }];
+    expect(acts(plan(mk(...defsOf), 0).actions)).to.deep.equal(['pull:db']);
+    const upfront = newEngineTask('arn:task/1', defs(...defsOf), 30_000, { pullDependentUpfront: true });
+    expect(acts(plan(upfront, 0).actions)).to.deep.equal(['pull:app', 'pull:db']);
+  });
+
+  it('D10: a pull failure with ECS_IMAGE_PULL_BEHAVIOR always/once stops the task even for a non-essential container', () => {
+    const t = mk({ name: 'app', image: 'x' }, { name: 'side', image: 'y', essential: false });
+    const p = plan(t, 0);
+    const soft = actionFailed(p.task, 'side', 'pull', 'CannotPullContainerError: x');
+    expect(soft.desired, 'default: only that container').to.equal('RUNNING');
+    const hard = actionFailed(p.task, 'side', 'pull', 'CannotPullContainerError: x', { stopsTask: true });
+    expect(hard.desired).to.equal('STOPPED');
+    expect(hard).to.include({ stoppedReason: 'CannotPullContainerError: x', stopCode: 'TaskFailedToStart' });
+  });
+
+  it('D12: a task definition with mutual links (registered before registration refused them) stops with TaskDependencyError instead of waiting forever', () => {
+    let t = mk({ name: 'a', image: 'x', links: ['b'] }, { name: 'b', image: 'x', links: ['a'] });
+    const p0 = plan(t, 0);
+    expect(p0.actions).to.deep.equal([]);
+    expect(p0.known).to.equal('STOPPED');
+    expect(p0.task.stoppedReason).to.match(/^TaskDependencyError: Task dependencies cannot be resolved \(a -> b -> a\)/);
+    t = mk({ name: 'a', image: 'x', links: ['b'] }, { name: 'b', image: 'x' });
+    expect(acts(plan(t, 0).actions), 'one-way links run').to.deep.equal(['pull:a', 'pull:b']);
   });
 });

@@ -2,7 +2,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { Agent } from '../../pkg/agent/agent.ts';
+import { Agent, hostFingerprint, sameHost } from '../../pkg/agent/agent.ts';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import os from 'node:os';
 import { loadAgentConfig } from '../../pkg/agent/config.ts';
 import { HollowRuntime } from '../../pkg/agent/runtime/hollow.ts';
 import { Client } from '../../pkg/client/client.ts';
@@ -45,5 +48,17 @@ describe('agent identity in ECS_DATADIR (real apiserver)', function () {
     const failure = (p: Promise<unknown>) => p.then(() => undefined, (e: Error) => e);
     expect((await failure(agent('host-b').start()))?.message).to.match(/was created on another host/);
     expect((await failure(agent('host-a', 'other').start()))?.message).to.match(/belongs to container instance .* of cluster "default", not "other"/);
+  });
+
+  it('D14: the host fingerprint is the machine id, so renaming the host keeps its data dir; older fingerprints still match', function () {
+    if (!existsSync('/etc/machine-id')) this.skip();
+    const fp = hostFingerprint();
+    const machine = readFileSync('/etc/machine-id', 'utf8').trim();
+    expect(fp).to.equal(`m:${createHash('sha256').update(machine).digest('hex').slice(0, 30)}`);
+    expect(fp, 'no hostname in it').to.not.equal(`m:${createHash('sha256').update(`${machine}|${os.hostname()}`).digest('hex').slice(0, 30)}`);
+    // a data dir written before (machine id + hostname) is still this host's
+    const legacy = createHash('sha256').update(`${machine}|${os.hostname()}`).digest('hex').slice(0, 32);
+    expect(sameHost(legacy, fp)).to.equal(true);
+    expect(sameHost('m:0123456789abcdef0123456789abcd', fp)).to.equal(false);
   });
 });

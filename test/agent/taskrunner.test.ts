@@ -7,7 +7,7 @@ import { Checkpoint } from '../../pkg/agent/checkpoint.ts';
 import { TaskRunner } from '../../pkg/agent/engine/taskrunner.ts';
 import { HollowRuntime } from '../../pkg/agent/runtime/hollow.ts';
 import { LABELS, type RuntimeTask } from '../../pkg/agent/runtime/runtime.ts';
-import { ESSENTIAL_EXITED } from '../../pkg/agent/engine/engine.ts';
+import { CONTAINER_VANISHED, ESSENTIAL_EXITED } from '../../pkg/agent/engine/engine.ts';
 
 const task = (id: string, defs: unknown[]): RuntimeTask => ({
   taskArn: `arn:aws:ecs:local:0:task/c/${id}`, cluster: 'c', family: 'web', revision: 2, networkMode: 'bridge', containers: defs.map((d) => ContainerDefinition.parse(d)),
@@ -127,6 +127,130 @@ describe('task runner on the hollow runtime', () => {
     await r.start();
     const rep = await r.waitFor((x) => x.known === 'RUNNING', 5000);
     expect(rep.containers[0].runtimeName).to.equal('ecs-web-2-app-feedface');
+    await r.close();
+  });
+
+  it('D1: a restart-policy task exits three times and its report never goes below RUNNING', async () => {
+    const rt = new HollowRuntime({ rules: [{ image: 'flaky', exitAfterMs: 30, exitCode: 1 }] });
+    const t = task('d1', [{ name: 'a', image: 'flaky', restartPolicy: { enabled: true, ignoredExitCodes: [], restartAttemptPeriod: 60 } }]);
+    // the injected clock says every run lasted longer than the attempt period
+    const r = new TaskRunner(t, { runtime: rt, checkpoint: new Checkpoint(dir), defaultStopTimeoutMs: 100, now: () => Date.now() + 120_000 });
+    const seen: string[] = [];
+    r.onChange((x) => seen.push(x.known));
+    await r.start();
+    const rep = await r.waitFor((x) => x.containers[0].restartCount >= 3 && x.containers[0].known === 'RUNNING', 5000);
+    expect(rep.desired).to.equal('RUNNING');
+    const after = seen.slice(seen.indexOf('RUNNING'));
+    expect(after.every((k) => k === 'RUNNING'), `known after the first RUNNING: ${after.join(' ')}`).to.equal(true);
+    expect(await rt.list({ [LABELS.taskArn]: t.taskArn }), 'restarted in place').to.have.length(1);
+    r.stop('done');
+    await r.waitFor((x) => x.known === 'STOPPED', 5000);
+    await r.close();
+  });
+
+  it('D3: a container removed behind the runner\'s back (docker rm -f) stops the task and is not re-created', async () => {
+    const rt = new HollowRuntime();
+    const t = task('d3a', [{ name: 'app', image: 'app' }]);
+    const r = new TaskRunner(t, { runtime: rt, checkpoint: new Checkpoint(dir), defaultStopTimeoutMs: 100 });
+    await r.start();
+    await r.waitFor((x) => x.known === 'RUNNING', 5000);
+    const [c] = await rt.list({ [LABELS.taskArn]: t.taskArn });
+    await rt.remove(c.id);
+    const rep = await r.waitFor((x) => x.known === 'STOPPED', 5000);
+    expect(rep.stoppedReason).to.equal(ESSENTIAL_EXITED);
+    expect(rep.containers[0].exitCode, 'the exit code of the die event').to.equal(137);
+    await new Promise((res) => setTimeout(res, 300));
+    expect(rt.calls.create, 'nothing re-created').to.equal(1);
+    await r.close();
+  });
+
+  it('D3: after a restart, a container removed while the agent was away is ContainerVanishedError, not re-created', async () => {
+    const rt = new HollowRuntime();
+    const t = task('d3b', [{ name: 'app', image: 'app' }]);
+    const r1 = new TaskRunner(t, { runtime: rt, checkpoint: new Checkpoint(dir), defaultStopTimeoutMs: 100 });
+    await r1.start();
+    await r1.waitFor((x) => x.known === 'RUNNING', 5000);
+    await r1.close();
+    const [c] = await rt.list({ [LABELS.taskArn]: t.taskArn });
+    await rt.remove(c.id); // while no runner is listening
+    const ck = new Checkpoint(dir);
+    await ck.load();
+    const r2 = new TaskRunner(t, { runtime: rt, checkpoint: ck, defaultStopTimeoutMs: 100 });
+    await r2.start();
+    const rep = await r2.waitFor((x) => x.known === 'STOPPED', 5000);
+    expect(rep.containers[0].reason).to.equal(CONTAINER_VANISHED);
+    await new Promise((res) => setTimeout(res, 300));
+    expect(rt.calls.create, 'nothing re-created').to.equal(1);
+    expect(await rt.list({ [LABELS.taskArn]: t.taskArn })).to.have.length(0);
+    await r2.close();
+  });
+
+  it('D4/D14: the task state and when it was reached survive a restart', async () => {
+    const rt = new HollowRuntime({ rules: [{ image: 'job', exitAfterMs: 20, exitCode: 3 }] });
+    const t = task('d4', [{ name: 'job', image: 'job' }]);
+    const r1 = new TaskRunner(t, { runtime: rt, checkpoint: new Checkpoint(dir), defaultStopTimeoutMs: 100 });
+    await r1.start();
+    const first = await r1.waitFor((x) => x.known === 'STOPPED', 5000);
+    await r1.close();
+    const ck = new Checkpoint(dir);
+    await ck.load();
+    const r2 = new TaskRunner(t, { runtime: rt, checkpoint: ck, defaultStopTimeoutMs: 100 });
+    await r2.start();
+    const again = r2.report();
+    expect(again).to.include({ known: 'STOPPED', knownAt: first.knownAt, stoppedReason: ESSENTIAL_EXITED });
+    expect(again.containers[0].exitCode).to.equal(3);
+    await r2.close();
+  });
+
+  it('D7: a stop Docker does not answer is retried with backoff, and taken as done once Docker answers', async () => {
+    const rt = new HollowRuntime();
+    const t = task('d7', [{ name: 'app', image: 'app' }]);
+    const r = new TaskRunner(t, { runtime: rt, checkpoint: new Checkpoint(dir), defaultStopTimeoutMs: 100, stopBackoff: { minMs: 300, maxMs: 1000, multiplier: 2, jitter: 0 } });
+    await r.start();
+    await r.waitFor((x) => x.known === 'RUNNING', 5000);
+    rt.inject({ op: 'stop' });
+    rt.inject({ op: 'ping' });
+    const before = rt.calls.stop;
+    r.stop('scale in');
+    await new Promise((res) => setTimeout(res, 1000));
+    const calls = rt.calls.stop - before;
+    // at once, then after 300 ms and 600 ms: a handful, not thousands
+    expect(calls).to.be.within(2, 4);
+    expect(r.report().known).to.equal('RUNNING');
+    // Docker answers pings again; the stop still errors: assumed stopped (ECS)
+    rt.clearFaults();
+    rt.inject({ op: 'stop', error: () => new Error('Error response from daemon: cannot stop container: did not receive an exit event') });
+    const rep = await r.waitFor((x) => x.known === 'STOPPED', 5000);
+    expect(rep.desired).to.equal('STOPPED');
+    await r.close();
+  });
+
+  it('D2: a start that timed out but happened anyway is stopped, and the task is STOPPED', async () => {
+    const rt = new HollowRuntime();
+    rt.inject({ op: 'start', times: 1, startsAnywayAfterMs: 100 });
+    const t = task('d2', [{ name: 'app', image: 'app' }]);
+    const r = new TaskRunner(t, { runtime: rt, checkpoint: new Checkpoint(dir), defaultStopTimeoutMs: 100 });
+    await r.start();
+    await r.waitFor((x) => x.known === 'STOPPED', 5000);
+    // the late start lands after the failure; the container must end up not running
+    await new Promise((res) => setTimeout(res, 400));
+    const [c] = await rt.list({ [LABELS.taskArn]: t.taskArn });
+    expect(c.status, 'the late start was stopped').to.equal('STOPPED');
+    expect(r.report()).to.include({ known: 'STOPPED', stopCode: 'TaskFailedToStart' });
+    await r.close();
+  });
+
+  it('D8: the steady-state check notices what no event said', async () => {
+    const rt = new HollowRuntime();
+    const t = task('d8', [{ name: 'app', image: 'app' }]);
+    const r = new TaskRunner(t, { runtime: rt, checkpoint: new Checkpoint(dir), defaultStopTimeoutMs: 100, steadyStateMs: 300, steadyStateJitterMs: 50 });
+    await r.start();
+    await r.waitFor((x) => x.known === 'RUNNING', 5000);
+    rt.setEventsLost(true);
+    const [c] = await rt.list({ [LABELS.taskArn]: t.taskArn });
+    await rt.remove(c.id);
+    const rep = await r.waitFor((x) => x.known === 'STOPPED', 5000);
+    expect(rep.containers[0].reason).to.equal(CONTAINER_VANISHED);
     await r.close();
   });
 });

@@ -1,13 +1,28 @@
 /**
- * One writer per task: drives the pure state machine (engine.ts) against a ContainerRuntime.
- * Records each container's runtime name in the checkpoint BEFORE creating it, adopts the
- * task's existing containers by label on start (never creating a duplicate), treats runtime
- * events as hints (re-inspecting the container), and re-lists on every event-stream resync.
+ * One writer per task: drives the pure state machine (engine.ts) against a ContainerRuntime,
+ * as the ECS agent's managedTask does.
+ *
+ * - Records each container's runtime name in the checkpoint BEFORE creating it, and its id
+ *   right after; persists the task's state (known/desired status, when reached, exits) on
+ *   every change, and restores it on start, so a restarted agent continues where it was.
+ * - On start adopts the task's containers by label (never creating a duplicate); a container
+ *   whose recorded id Docker no longer has vanished (ECS ContainerVanishedError) and is not
+ *   created again (review D3).
+ * - Runtime events drive it: the container is re-inspected, and when that fails the event is
+ *   authoritative (a die event's exit code, ECS setExitCodeFromEvent). Every stream
+ *   (re)connect re-lists, and a steady-state check re-inspects every container on its own
+ *   schedule (ECS: every 5 min +/- 30 s) so a missed event is caught (D8).
+ * - Failed actions: a create that timed out is retried by name (409 is the idempotency check);
+ *   a start whose outcome is unknown is followed by a stop (D2); a failed stop is assumed done
+ *   when Docker answers a ping, and retried with backoff when it does not (ECS
+ *   handleContainerStoppedTransitionError) (D7).
  */
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
+import { isRuntimeError } from '../../errors/errors.ts';
 import { silentLogger } from '../../log/log.ts';
-import type { Checkpoint } from '../checkpoint.ts';
+import { Backoff, retry, STOP_BACKOFF, type BackoffOptions } from '../backoff.ts';
+import type { Checkpoint, CheckpointTask } from '../checkpoint.ts';
 import {
   LABELS,
   containerRuntimeName,
@@ -21,7 +36,21 @@ import {
   type RuntimeTask,
   type TaskResources,
 } from '../runtime/runtime.ts';
-import { actionFailed, newEngineTask, observe, plan, requestStop, taskKnownStatus, type Action, type ContainerStatus, type EngineTask, type Waiting } from './engine.ts';
+import {
+  CONTAINER_VANISHED,
+  actionDone,
+  actionFailed,
+  newEngineTask,
+  observe,
+  plan,
+  requestStop,
+  taskKnownStatus,
+  type Action,
+  type ContainerStatus,
+  type EngineTask,
+  type StopCode,
+  type Waiting,
+} from './engine.ts';
 
 export interface ContainerReport {
   name: string;
@@ -40,8 +69,11 @@ export interface ContainerReport {
 export interface TaskReport {
   taskArn: string;
   known: ContainerStatus;
+  /** when `known` was reached (ms epoch) */
+  knownAt?: number;
   desired: 'RUNNING' | 'STOPPED';
   stoppedReason?: string;
+  stopCode?: StopCode;
   ipAddress?: string;
   containers: ContainerReport[];
   waiting: Waiting[];
@@ -57,9 +89,22 @@ export interface TaskRunnerDeps {
   random?: () => string;
   /** how often to re-plan while containers wait on dependencies (default 1000 ms) */
   recheckMs?: number;
+  /** steady-state check: every container is re-inspected this often (default 5 min, ECS) ... */
+  steadyStateMs?: number;
+  /** ... plus or minus up to this (default 30 s) */
+  steadyStateJitterMs?: number;
+  /** backoff between stops while Docker does not answer (default ECS's stop backoff) */
+  stopBackoff?: BackoffOptions;
+  /** a create that timed out is retried by name this many times in all (default 3) */
+  createAttempts?: number;
+  createBackoff?: BackoffOptions;
+  /** ECS_PULL_DEPENDENT_CONTAINERS_UPFRONT */
+  pullDependentUpfront?: boolean;
   /** resolves repositoryCredentials.credentialsParameter */
   resolveRepositoryCredentials?: (parameter: string) => Promise<RegistryAuth>;
 }
+
+const CREATE_BACKOFF: BackoffOptions = { minMs: 1000, maxMs: 5000, multiplier: 2, jitter: 0.2 };
 
 export class TaskRunner {
   private state: EngineTask;
@@ -67,6 +112,7 @@ export class TaskRunner {
   private readonly names: Record<string, string> = {};
   private readonly ids: Record<string, string> = {};
   private readonly seen: Record<string, RuntimeContainer> = {};
+  private readonly stopBackoffs: Record<string, Backoff> = {};
   private resources?: Promise<TaskResources>;
   /** the task's own address (awsvpc: its namespace container's), which its containers do not show */
   private taskIp?: string;
@@ -75,41 +121,99 @@ export class TaskRunner {
   private offEvents?: () => void;
   private closed = false;
   private tick?: NodeJS.Timeout;
+  private steady?: NodeJS.Timeout;
   private readonly inflight = new Set<Promise<void>>();
   private readonly log: Logger;
   private readonly now: () => number;
+  private persisted = '';
+  private persisting: Promise<void> = Promise.resolve();
+  private tornDown = false;
+  /** cleaned up: nothing is written for it any more */
+  private gone = false;
 
   constructor(
     readonly task: RuntimeTask,
     private readonly deps: TaskRunnerDeps,
   ) {
-    this.state = newEngineTask(task.taskArn, task.containers, deps.defaultStopTimeoutMs);
+    this.state = newEngineTask(task.taskArn, task.containers, deps.defaultStopTimeoutMs, { pullDependentUpfront: deps.pullDependentUpfront });
     this.log = (deps.logger ?? silentLogger()).child({ component: 'task-runner', task: task.taskArn });
     this.now = deps.now ?? Date.now;
   }
 
-  /** Adopt what exists (checkpoint + labels), subscribe to events, and start driving. */
+  /** Restore the checkpointed state, adopt what exists, subscribe to events, and start driving. */
   async start(): Promise<void> {
-    const ck = this.deps.checkpoint.snapshot().tasks[this.task.taskArn];
-    if (ck) Object.assign(this.names, ck.containerNames);
+    const ck = this.deps.checkpoint.task(this.task.taskArn);
+    if (ck) this.restore(ck);
+    this.persisted = this.persistKey();
     this.offEvents = this.deps.runtime.onEvent((e) => this.onEvent(e));
-    await this.adopt();
+    try {
+      await this.adopt();
+    } catch (e) {
+      this.offEvents();
+      this.offEvents = undefined;
+      throw e;
+    }
     this.kick();
+    this.armSteadyState();
   }
 
-  /** Re-list the task's containers by label and feed their state to the engine. */
+  private restore(ck: CheckpointTask): void {
+    Object.assign(this.names, ck.containerNames);
+    Object.assign(this.ids, ck.dockerIds);
+    const s = this.state;
+    if (ck.known) s.known = ck.known;
+    if (ck.knownAt !== undefined) s.knownAt = ck.knownAt;
+    if (ck.stoppedReason) s.stoppedReason = ck.stoppedReason;
+    if (ck.stopCode) s.stopCode = ck.stopCode as StopCode;
+    for (const c of s.containers) {
+      const saved = ck.containers?.[c.name];
+      if (!saved) continue;
+      if (saved.known) c.known = saved.known;
+      c.exitCode = saved.exitCode;
+      c.reason = saved.reason;
+      c.restartCount = saved.restartCount ?? 0;
+      c.startedAt = saved.startedAt;
+      c.finishedAt = saved.finishedAt;
+    }
+    if (ck.desiredStatus === 'STOPPED') this.state = requestStop(s, ck.stoppedReason ?? 'Task stopped');
+  }
+
+  /** Is this container ours: labelled with our instance, or (created before that label existed) recorded in our checkpoint? */
+  private owns(c: Pick<RuntimeContainer, 'id' | 'name' | 'labels'>): boolean {
+    const inst = c.labels[LABELS.instance];
+    if (!this.task.instance || inst === this.task.instance) return true;
+    if (inst) return false;
+    return Object.values(this.ids).includes(c.id) || Object.values(this.names).includes(c.name);
+  }
+
+  /**
+   * Re-list the task's containers by label and feed their state to the engine. A container
+   * whose recorded id is neither listed nor inspectable vanished: it is STOPPED, never re-created.
+   */
   async adopt(): Promise<void> {
     const existing = await this.deps.runtime.list({ [LABELS.taskArn]: this.task.taskArn });
+    const found = new Set<string>();
     for (const c of existing) {
       const name = c.labels[LABELS.containerName];
-      if (!name || !this.state.containers.some((x) => x.name === name)) continue;
-      this.names[name] = c.name;
-      this.ids[name] = c.id;
+      if (!name || !this.state.containers.some((x) => x.name === name) || !this.owns(c)) continue;
+      found.add(name);
       this.record(name, c);
+    }
+    for (const c of this.state.containers) {
+      const id = this.ids[c.name];
+      if (found.has(c.name) || !id || c.known === 'STOPPED') continue;
+      const again = await this.deps.runtime.inspect(id);
+      if (again) {
+        this.record(c.name, again);
+        continue;
+      }
+      this.log.warn({ container: c.name, dockerId: id }, 'could not find the previously known container; assuming it is dead');
+      this.state = observe(this.state, c.name, { known: 'STOPPED', vanished: true, reason: CONTAINER_VANISHED, at: this.now() });
     }
   }
 
   private record(name: string, c: RuntimeContainer): void {
+    if (!this.owns(c)) return;
     // an inspect that raced a start can land after it: a view of an earlier state (CREATED,
     // no ports yet) must not replace the newer one; a restart shows a newer start time
     const prev = this.seen[name];
@@ -122,29 +226,49 @@ export class TaskRunner {
       exitCode: c.exitCode,
       health: c.health,
       reason: c.reason,
-      at: c.status === 'RUNNING' ? (c.startedAt?.getTime() ?? this.now()) : this.now(),
+      at: this.now(),
+      startedAt: c.startedAt?.getTime(),
+      finishedAt: c.status === 'STOPPED' ? c.finishedAt?.getTime() : undefined,
     });
   }
 
   private onEvent(e: RuntimeEvent): void {
     if (this.closed) return;
     if (e.action === 'resync') {
-      this.enqueue(async () => {
-        await this.adopt();
-      });
+      this.enqueue(() => this.adopt());
       return;
     }
     if (e.labels[LABELS.taskArn] !== this.task.taskArn) return;
     const name = e.labels[LABELS.containerName];
-    if (!name) return;
-    // the event is a hint: re-read the container
+    if (!name || !this.state.containers.some((c) => c.name === name)) return;
+    if (this.task.instance && e.labels[LABELS.instance] && e.labels[LABELS.instance] !== this.task.instance) return;
     this.enqueue(async () => {
-      const c = await this.deps.runtime.inspect(e.id);
-      if (c) this.record(name, c);
+      let c: RuntimeContainer | undefined;
+      let unreadable = false;
+      try {
+        c = await this.deps.runtime.inspect(e.id);
+      } catch (err) {
+        unreadable = true;
+        this.log.info({ container: name, action: e.action, err: (err as Error).message }, 'cannot inspect the container of an event');
+      }
+      if (c) return this.record(name, c);
+      if (this.ids[name] && this.ids[name] !== e.id) return; // not the container of this name we know
+      const exit = e.action === 'die' || e.action === 'stop';
+      // the event is authoritative when the container cannot be read: a die is an exit with
+      // the event's exit code (ECS setExitCodeFromEvent); a container Docker no longer has is gone
+      if (unreadable && !exit) return;
+      this.state = observe(this.state, name, {
+        known: 'STOPPED',
+        exitCode: e.exitCode,
+        at: this.now(),
+        finishedAt: e.time.getTime(),
+        vanished: !unreadable,
+        ...(!unreadable && e.exitCode === undefined ? { reason: CONTAINER_VANISHED } : {}),
+      });
     });
   }
 
-  private enqueue(fn: () => Promise<void>): void {
+  private enqueue(fn: () => Promise<void> | void): void {
     this.chain = this.chain
       .then(fn)
       .catch((err: Error) => this.log.warn({ err: err.message }, 'task runner step failed'))
@@ -152,27 +276,73 @@ export class TaskRunner {
   }
 
   private kick(): void {
-    this.enqueue(async () => undefined);
+    this.enqueue(() => undefined);
   }
 
   private step(): void {
     if (this.closed) return;
-    const p = plan(this.state, this.now());
+    const now = this.now();
+    const p = plan(this.state, now);
     this.state = p.task;
     this.waiting = p.waiting;
-    // time-based transitions (dependency start timeouts, restart periods) need a later look
-    if (p.waiting.length && !this.tick) {
-      this.tick = setTimeout(() => {
-        this.tick = undefined;
-        this.kick();
-      }, this.deps.recheckMs ?? 1000);
+    // time-based transitions (dependency start timeouts, backoffs) need a later look
+    const wake = p.wakeAt !== undefined ? Math.max(1, p.wakeAt - now) : undefined;
+    if ((p.waiting.length || wake !== undefined) && !this.tick) {
+      this.tick = setTimeout(
+        () => {
+          this.tick = undefined;
+          this.kick();
+        },
+        Math.min(this.deps.recheckMs ?? 1000, wake ?? Infinity),
+      );
       this.tick.unref?.();
     }
     for (const a of p.actions) {
       const run = this.execute(a).finally(() => this.inflight.delete(run));
       this.inflight.add(run);
     }
+    if (taskKnownStatus(this.state) === 'STOPPED' && !this.tornDown) {
+      this.tornDown = true;
+      this.deps.runtime.taskStopped(this.task).catch((e: Error) => this.log.warn({ err: e.message }, 'cannot stop the task namespace'));
+    }
+    this.persist();
     this.notify();
+  }
+
+  /** What is worth keeping across a restart; a write happens when it changes. */
+  private persistKey(): string {
+    const s = this.state;
+    return JSON.stringify({
+      d: s.desired,
+      k: s.known,
+      at: s.knownAt,
+      r: s.stoppedReason,
+      sc: s.stopCode,
+      c: s.containers.map((c) => [c.known, c.exitCode, c.reason, c.restartCount, c.startedAt, c.finishedAt]),
+    });
+  }
+
+  private persist(): void {
+    if (this.gone) return;
+    const key = this.persistKey();
+    if (key === this.persisted) return;
+    this.persisted = key;
+    const s = this.state;
+    this.persisting = this.deps.checkpoint
+      .recordTaskState(this.task.taskArn, {
+        desiredStatus: s.desired,
+        known: s.known,
+        knownAt: s.knownAt,
+        stoppedReason: s.stoppedReason,
+        stopCode: s.stopCode,
+        containers: Object.fromEntries(
+          s.containers.map((c) => [c.name, { known: c.known, exitCode: c.exitCode, reason: c.reason, restartCount: c.restartCount, startedAt: c.startedAt, finishedAt: c.finishedAt }]),
+        ),
+      })
+      .then(
+        () => undefined,
+        (e: Error) => this.log.warn({ err: e.message }, 'cannot checkpoint the task state'),
+      );
   }
 
   private async execute(a: Action): Promise<void> {
@@ -180,14 +350,21 @@ export class TaskRunner {
     try {
       switch (a.kind) {
         case 'pull': {
-          const auth = def.repositoryCredentials && this.deps.resolveRepositoryCredentials ? await this.deps.resolveRepositoryCredentials(def.repositoryCredentials.credentialsParameter) : undefined;
+          const creds = def.repositoryCredentials?.credentialsParameter;
+          const auth = creds && this.deps.resolveRepositoryCredentials ? await this.deps.resolveRepositoryCredentials(creds) : undefined;
           await this.deps.runtime.pull(def.image, { auth });
           this.state = observe(this.state, a.container, { known: 'PULLED', at: this.now() });
           break;
         }
         case 'create': {
           this.resources ??= this.deps.runtime.prepareTask(this.task);
-          const resources = await this.resources;
+          let resources: TaskResources;
+          try {
+            resources = await this.resources;
+          } catch (e) {
+            this.resources = undefined; // the next attempt prepares again
+            throw e;
+          }
           this.taskIp = resources.ipAddress;
           let name = this.names[a.container];
           if (!name) {
@@ -196,7 +373,13 @@ export class TaskRunner {
             await this.deps.checkpoint.recordContainerName(this.task.taskArn, a.container, name);
             this.names[a.container] = name;
           }
-          const c = await this.deps.runtime.create(this.task, a.container, { name, resources, peers: { ...this.names } });
+          // a create that timed out may have happened: the same name again is the idempotency check
+          const c = await retry(() => this.deps.runtime.create(this.task, a.container, { name: name!, resources, peers: { ...this.names } }), {
+            attempts: this.deps.createAttempts ?? 3,
+            backoff: this.deps.createBackoff ?? CREATE_BACKOFF,
+            retryable: (e) => isRuntimeError(e) && e.uncertain,
+            onRetry: (e, n, ms) => this.log.warn({ container: a.container, attempt: n, retryInMs: ms, err: (e as Error).message }, 'create failed; retrying by name'),
+          });
           this.ids[a.container] = c.id;
           await this.deps.checkpoint.recordDockerId(this.task.taskArn, a.container, c.id);
           this.record(a.container, c);
@@ -208,20 +391,83 @@ export class TaskRunner {
           this.record(a.container, c);
           break;
         }
-        case 'stop': {
-          await this.deps.runtime.stop(this.ids[a.container], a.timeoutMs);
-          const c = await this.deps.runtime.inspect(this.ids[a.container]);
-          if (c) this.record(a.container, c);
-          else this.state = observe(this.state, a.container, { known: 'STOPPED', at: this.now() });
+        case 'stop':
+          await this.stopContainer(a.container, a.timeoutMs);
           break;
-        }
       }
+      this.state = actionDone(this.state, a.container, a.kind, this.now());
     } catch (err) {
       const msg = (err as Error).message;
-      this.log.info({ container: a.container, action: a.kind, err: msg }, 'container action failed');
-      this.state = actionFailed(this.state, a.container, msg);
+      if (a.kind === 'stop') {
+        const b = (this.stopBackoffs[a.container] ??= new Backoff(this.deps.stopBackoff ?? STOP_BACKOFF));
+        const wait = b.next();
+        this.log.warn({ container: a.container, err: msg, retryInMs: wait, attempt: b.attempts }, 'Docker does not answer; retrying the stop later');
+        this.state = actionFailed(this.state, a.container, 'stop', msg, { notBefore: this.now() + wait });
+      } else {
+        const uncertain = isRuntimeError(err) ? err.uncertain : false;
+        this.log.info({ container: a.container, action: a.kind, err: msg, uncertain }, 'container action failed');
+        this.state = actionFailed(this.state, a.container, a.kind, msg, { uncertain, stopsTask: isRuntimeError(err) && err.stopsTask });
+      }
     }
     this.kick();
+  }
+
+  /**
+   * Stop a container (the runtime retries timeouts with backoff). When that fails and the
+   * runtime still answers a ping, the container is taken as stopped (ECS: "marking it as
+   * stopped anyway"); when it does not answer, the error is thrown and the stop retried later.
+   */
+  private async stopContainer(name: string, timeoutMs: number): Promise<void> {
+    const id = this.ids[name];
+    if (!id) return; // never created
+    try {
+      await this.deps.runtime.stop(id, timeoutMs);
+    } catch (e) {
+      if (!(await this.deps.runtime.ping())) throw e;
+      this.log.warn({ container: name, err: (e as Error).message }, 'error stopping the container; Docker answers, so marking it stopped anyway');
+    }
+    this.stopBackoffs[name]?.reset();
+    try {
+      const c = await this.deps.runtime.inspect(id);
+      if (c) this.record(name, c);
+      else this.state = observe(this.state, name, { known: 'STOPPED', vanished: true, reason: CONTAINER_VANISHED, at: this.now() });
+    } catch {
+      /* the stop happened; its details come with the next event or check */
+    }
+  }
+
+  /** Steady-state check on its own schedule, whatever the events say (ECS task_manager.go waitSteady). */
+  private armSteadyState(): void {
+    if (this.closed) return;
+    const base = this.deps.steadyStateMs ?? 5 * 60_000;
+    const jitter = this.deps.steadyStateJitterMs ?? Math.min(30_000, base / 10);
+    this.steady = setTimeout(
+      () => {
+        this.steady = undefined;
+        this.reconcile();
+        this.armSteadyState();
+      },
+      Math.max(1, base + (Math.random() * 2 - 1) * jitter),
+    );
+    this.steady.unref?.();
+  }
+
+  /** Re-inspect every container this runner knows; one Docker no longer has vanished. */
+  reconcile(): void {
+    this.enqueue(async () => {
+      for (const c of this.state.containers) {
+        const id = this.ids[c.name];
+        if (!id) continue;
+        let got: RuntimeContainer | undefined;
+        try {
+          got = await this.deps.runtime.inspect(id);
+        } catch {
+          continue; // no answer is not an answer
+        }
+        if (got) this.record(c.name, got);
+        else if (c.known !== 'STOPPED') this.state = observe(this.state, c.name, { known: 'STOPPED', vanished: true, reason: CONTAINER_VANISHED, at: this.now() });
+      }
+    });
   }
 
   /** StopTask: desired status moves to STOPPED. */
@@ -230,17 +476,15 @@ export class TaskRunner {
     this.kick();
   }
 
-  /** Re-inspect every container (periodic reconciliation). */
-  reconcile(): void {
-    this.enqueue(() => this.adopt());
-  }
-
   report(): TaskReport {
+    const known = taskKnownStatus(this.state);
     return {
       taskArn: this.task.taskArn,
-      known: taskKnownStatus(this.state),
+      known,
+      ...(this.state.knownAt !== undefined && known === this.state.known ? { knownAt: this.state.knownAt } : {}),
       desired: this.state.desired,
       stoppedReason: this.state.stoppedReason,
+      ...(this.state.stopCode ? { stopCode: this.state.stopCode } : {}),
       ipAddress: this.taskIp ?? Object.values(this.seen).find((c) => c.ipAddress)?.ipAddress,
       waiting: this.waiting,
       containers: this.state.containers.map((c) => ({
@@ -295,8 +539,9 @@ export class TaskRunner {
 
   /** Remove the stopped task's containers and resources, and forget it in the checkpoint. */
   async cleanup(): Promise<void> {
-    for (const c of await this.deps.runtime.list({ [LABELS.taskArn]: this.task.taskArn })) await this.deps.runtime.remove(c.id);
+    this.gone = true;
     await this.deps.runtime.cleanupTask(this.task);
+    await this.persisting;
     await this.deps.checkpoint.removeTask(this.task.taskArn);
   }
 
@@ -304,8 +549,10 @@ export class TaskRunner {
   async close(): Promise<void> {
     this.closed = true;
     if (this.tick) clearTimeout(this.tick);
+    if (this.steady) clearTimeout(this.steady);
     this.offEvents?.();
     while (this.inflight.size) await Promise.allSettled([...this.inflight]);
     await this.chain.catch(() => undefined);
+    await this.persisting;
   }
 }

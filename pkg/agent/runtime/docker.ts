@@ -1,744 +1,544 @@
 /**
- * ContainerRuntime on Docker through dockerode: translates ECS container definitions into
- * Docker create bodies, pulls per ECS_IMAGE_PULL_BEHAVIOR, follows the event stream on a
- * separate client without timeout (reopened on EOF, re-listing on every reconnect), and
- * implements the awsvpc and daemon_bridge network modes with namespace containers.
+ * ContainerRuntime on Docker: what to ask Docker comes from translate.ts (pure), how to ask
+ * it (deadlines, retries, the one event stream) from dockerapi.ts; this file holds the
+ * runtime's own state and decisions: pull behaviour (ECS_IMAGE_PULL_BEHAVIOR), task
+ * resources (volumes, namespace containers, the task's cgroup), the instance's daemon_bridge
+ * namespace, and cleanup.
  *
- * awsvpc: a per-task namespace container (`...-internalecspause-TASK`, the local busybox image
- * running `sleep`) on the default bridge; the task's containers join it with NetworkMode
- * `container:<id>`, so they share localhost, and the task's IP is that container's IP.
+ * Ownership (review D9): every container, volume and network this runtime makes carries the
+ * cluster and container-instance labels, and it only ever connects, stops, removes or reuses
+ * objects carrying its own; names unique on the daemon include a hash of both. Two agents on
+ * one dockerd (tests, `berth up` beside a production agent) run side by side, each with its
+ * own daemon network and namespace. See translate.ts for the daemon_bridge design.
  *
- * daemon_bridge: a Docker bridge network `berth-daemon-bridge` (169.254.172.0/22, gateway
- * .1) holding one namespace container per instance fixed at 169.254.172.2; every daemon
- * task container joins that namespace (so daemons share ports, as in ECS). Application
- * containers in bridge mode and awsvpc namespace containers are connected to the network as
- * a second interface, so they reach 169.254.172.2 without any configuration; the host
- * reaches it through the bridge's gateway address. Containers that existed before the daemon
- * bridge are connected when it is created.
+ * awsvpc: a per-task namespace container on the default bridge; the task's containers join it
+ * (`container:<id>`), so they share localhost, and the task's IP is that container's IP. It is
+ * stopped when the task stops (ECS tears the pause container down) and removed at cleanup.
  */
-import { EventEmitter } from 'node:events';
 import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
-import Docker from 'dockerode';
+import type Docker from 'dockerode';
 import type { Logger } from 'pino';
-import { badRequest, internal, invalid, BerthError } from '../../errors/errors.ts';
+import { badRequest, RuntimeError, isRuntimeError, internal, invalid } from '../../errors/errors.ts';
 import { silentLogger } from '../../log/log.ts';
-import type { ContainerDefinition } from '../../api/taskdefinition.ts';
+import { buildBusyboxRootfs } from '../../dockerd/image.ts';
 import type { AgentConfig, ImagePullBehavior } from '../config.ts';
+import { TaskCgroups, taskCgroupLimits } from './cgroup.ts';
+import { DockerApi, type DockerTimeouts } from './dockerapi.ts';
 import {
   LABELS,
-  containerLabels,
-  hostPortKey,
   type ContainerRuntime,
-  type ContainerStatus,
   type CreateOptions,
   type EventListener,
-  type HealthStatus,
+  type ImageState,
   type LogOptions,
-  type NetworkBinding,
   type PullOptions,
   type PullResult,
   type RegistryAuth,
   type RuntimeContainer,
-  type RuntimeEvent,
   type RuntimeTask,
   type TaskResources,
 } from './runtime.ts';
+import {
+  ADD_DAEMON_ADDRESS,
+  NAMESPACE_IMAGE,
+  daemonNames,
+  daemonNamespaceBody,
+  daemonNetworkBody,
+  daemonSysctlScript,
+  engineAuthFor,
+  fromInspect,
+  helperBody,
+  imageRef,
+  needsTaskNamespace,
+  ownerHash,
+  routeToDaemons,
+  taskNamespaceBody,
+  taskNamespaceName,
+  taskVolume,
+  toCreateBody,
+  type DockerInspect,
+  type Owner,
+} from './translate.ts';
 
-/** daemon_bridge: one namespace per instance, reachable at this address from application tasks. */
-export const DAEMON_BRIDGE = {
-  network: 'berth-daemon-bridge',
-  subnet: '169.254.172.0/22',
-  gateway: '169.254.172.1',
-  address: '169.254.172.2',
-  container: 'berth-daemon-namespace',
-} as const;
+export { DAEMON_ADDRESS, daemonNames, engineAuthFor, registryOf, toCreateBody } from './translate.ts';
 
 export type DockerRuntimeConfig = Pick<
   AgentConfig,
   'dockerHost' | 'imagePullBehavior' | 'engineAuthType' | 'engineAuthData' | 'disablePrivileged' | 'availableLoggingDrivers' | 'containerCreateTimeoutMs' | 'cluster'
 > &
-  Partial<Pick<AgentConfig, 'containerStartTimeoutMs'>> &
-  Partial<Pick<AgentConfig, 'imagePullTimeoutMs'>>;
+  Partial<
+    Pick<
+      AgentConfig,
+      'containerStartTimeoutMs' | 'imagePullTimeoutMs' | 'imagePullInactivityTimeoutMs' | 'excludeIpv6PortBinding' | 'taskCpuMemLimit' | 'cgroupPath' | 'cgroupCpuPeriodMs' | 'taskPidsLimit'
+    >
+  >;
 
 export interface DockerRuntimeOptions {
   config: DockerRuntimeConfig;
   logger?: Logger;
-  /** image of the awsvpc / daemon_bridge namespace containers (runs `sleep`) */
+  /** the container instance (labels, daemon namespace); set later with setInstance */
+  instance?: string;
+  /** image of the namespace and helper containers (runs `sleep`, `ip`, `sysctl`) */
   namespaceImage?: string;
-  /** how long a "default"-behaviour pull may take before falling back to the cache */
-  defaultPullFallbackMs?: number;
+  /** where the host's static busybox is, to build the namespace image (default /bin/busybox, /usr/bin/busybox) */
+  busyboxPaths?: string[];
+  /** per-call deadlines (default ECS's; create/start/pull from the config) */
+  timeouts?: Partial<DockerTimeouts>;
+  /** pull retries (default ECS's 5) */
+  pullAttempts?: number;
+  pullBackoff?: { minMs: number; maxMs: number; multiplier: number; jitter: number };
+  stopBackoff?: { minMs: number; maxMs: number; multiplier: number; jitter: number };
   /** resolves a container's repositoryCredentials.credentialsParameter to registry auth */
   resolveRepositoryCredentials?: (parameter: string) => Promise<RegistryAuth>;
-  /** event-stream reconnect delay (ms) */
+  /** event-stream reconnect delay (ms, the first of a backoff) */
   reconnectDelayMs?: number;
+  imageState?: ImageState;
 }
 
-type DockerInspect = Docker.ContainerInspectInfo;
-
-function dockerOpts(host: string): Docker.DockerOptions {
-  if (host.startsWith('unix://')) return { socketPath: host.slice('unix://'.length) };
-  if (host.startsWith('/')) return { socketPath: host };
-  const u = new URL(host.replace(/^tcp:/, 'http:'));
-  return { host: u.hostname, port: Number(u.port || 2375), protocol: 'http' };
-}
-
-const statusOf = (state: string): ContainerStatus =>
-  state === 'running' || state === 'paused' || state === 'restarting' ? 'RUNNING' : state === 'created' ? 'CREATED' : 'STOPPED';
-
-const healthOf = (h?: string): HealthStatus => (h === 'healthy' ? 'HEALTHY' : h === 'unhealthy' ? 'UNHEALTHY' : 'UNKNOWN');
-
-function fromInspect(i: DockerInspect): RuntimeContainer {
-  const bindings: NetworkBinding[] = [];
-  for (const [key, list] of Object.entries(i.NetworkSettings?.Ports ?? {})) {
-    const [port, proto] = key.split('/');
-    for (const b of list ?? []) {
-      bindings.push({ containerPort: Number(port), hostPort: Number(b.HostPort), protocol: proto === 'udp' ? 'udp' : 'tcp', bindIP: b.HostIp || '0.0.0.0' });
-    }
-  }
-  // the task's address is not its daemon-bridge interface
-  const nets = Object.entries(i.NetworkSettings?.Networks ?? {}).sort(([a], [b]) => Number(a === 'berth-daemon-bridge') - Number(b === 'berth-daemon-bridge'));
-  const ip = nets.map(([, n]) => n.IPAddress).find((a) => a) || (i.NetworkSettings as { IPAddress?: string } | undefined)?.IPAddress || undefined;
-  const st = i.State;
-  const stopped = statusOf(st.Status) === 'STOPPED';
-  return {
-    id: i.Id,
-    name: i.Name.replace(/^\//, ''),
-    image: i.Config.Image,
-    labels: i.Config.Labels ?? {},
-    status: statusOf(st.Status),
-    state: st.Status,
-    exitCode: stopped ? st.ExitCode : undefined,
-    reason: st.OOMKilled ? 'OutOfMemoryError: Container killed due to memory usage' : st.Error || undefined,
-    startedAt: st.StartedAt && !st.StartedAt.startsWith('0001') ? new Date(st.StartedAt) : undefined,
-    finishedAt: st.FinishedAt && !st.FinishedAt.startsWith('0001') ? new Date(st.FinishedAt) : undefined,
-    health: healthOf((st as { Health?: { Status?: string } }).Health?.Status),
-    networkBindings: bindings,
-    ipAddress: ip,
-  };
-}
-
-/** The registry host of an image reference ("docker.io" for Docker Hub). */
-export function registryOf(image: string): string {
-  const first = image.split('/')[0];
-  if (image.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost')) return first;
-  return 'docker.io';
-}
-
-/** Registry auth for an image from ECS_ENGINE_AUTH_TYPE/_DATA (docker or dockercfg formats). */
-export function engineAuthFor(image: string, type: string, data: string): RegistryAuth | undefined {
-  if (!type || !data) return undefined;
-  let parsed: Record<string, Record<string, string>>;
-  try {
-    parsed = JSON.parse(data);
-  } catch {
-    throw invalid('AgentConfig', 'ECS_ENGINE_AUTH_DATA', [{ field: 'ECS_ENGINE_AUTH_DATA', message: 'is not valid JSON' }]);
-  }
-  const reg = registryOf(image);
-  const hostOf = (k: string) => {
-    try {
-      return new URL(k.includes('://') ? k : `https://${k}`).host;
-    } catch {
-      return k;
-    }
-  };
-  const matches = (k: string) => {
-    const h = hostOf(k);
-    return h === reg || (reg === 'docker.io' && (h === 'index.docker.io' || h === 'registry-1.docker.io'));
-  };
-  const key = Object.keys(parsed).find(matches);
-  if (!key) return undefined;
-  const e = parsed[key];
-  if (type === 'docker') return { username: e.username, password: e.password, email: e.email, serveraddress: key };
-  // dockercfg: {"auth": base64(user:pass), "email": ...}
-  const decoded = Buffer.from(e.auth ?? '', 'base64').toString('utf8');
-  const idx = decoded.indexOf(':');
-  if (idx < 0) throw invalid('AgentConfig', 'ECS_ENGINE_AUTH_DATA', [{ field: 'ECS_ENGINE_AUTH_DATA', message: `auth for ${key} is not base64("user:password")` }]);
-  return { username: decoded.slice(0, idx), password: decoded.slice(idx + 1), email: e.email, serveraddress: key };
-}
-
-const seconds = (s: number) => s * 1_000_000_000;
-
-/**
- * Translate one ECS container definition of a task into a Docker create body. Pure: all the
- * host state it needs (resources, peer names, namespace ids) comes in as arguments.
- */
-export function toCreateBody(
-  task: RuntimeTask,
-  def: ContainerDefinition,
-  opts: CreateOptions & { config: Pick<DockerRuntimeConfig, 'disablePrivileged' | 'availableLoggingDrivers'>; daemonNamespaceId?: string },
-): Docker.ContainerCreateOptions {
-  const field = (f: string) => `containerDefinitions[${def.name}].${f}`;
-  const bad = (f: string, message: string) => invalid('Task', task.taskArn, [{ field: field(f), message }]);
-  if (def.privileged && opts.config.disablePrivileged) {
-    throw bad('privileged', 'privileged containers are disabled on this instance (ECS_DISABLE_PRIVILEGED)');
-  }
-  const mode = task.networkMode;
-  const host: Docker.HostConfig = {};
-  const exposed: Record<string, object> = {};
-  // ports
-  if (def.portMappings?.length) {
-    const bindings: Record<string, Array<{ HostPort: string; HostIp?: string }>> = {};
-    for (const pm of def.portMappings) {
-      const proto = pm.protocol ?? 'tcp';
-      const key = `${pm.containerPort}/${proto}`;
-      exposed[key] = {};
-      if (mode === 'bridge') {
-        const assigned = task.assignedHostPorts?.[hostPortKey(def.name, pm.containerPort, proto)] ?? pm.hostPort ?? 0;
-        (bindings[key] ??= []).push({ HostPort: assigned ? String(assigned) : '' });
-      } else if ((mode === 'host' || mode === 'awsvpc') && pm.hostPort && pm.hostPort !== pm.containerPort) {
-        throw bad('portMappings', `in ${mode} network mode hostPort must equal containerPort (${pm.hostPort} != ${pm.containerPort})`);
-      }
-    }
-    if (mode === 'bridge') host.PortBindings = bindings;
-  }
-  // network mode
-  switch (mode) {
-    case 'bridge':
-      host.NetworkMode = 'bridge';
-      break;
-    case 'host':
-      host.NetworkMode = 'host';
-      break;
-    case 'none':
-      host.NetworkMode = 'none';
-      break;
-    case 'awsvpc':
-      if (!opts.resources.namespaceContainerId) throw internal(`task ${task.taskArn}: awsvpc namespace container missing`);
-      host.NetworkMode = `container:${opts.resources.namespaceContainerId}`;
-      break;
-    case 'daemon_bridge':
-      if (!opts.daemonNamespaceId) throw internal('daemon_bridge namespace container missing');
-      host.NetworkMode = `container:${opts.daemonNamespaceId}`;
-      break;
-  }
-  // links (bridge only): "name[:alias]" resolved to the docker names of the same task
-  if (def.links?.length) {
-    if (mode !== 'bridge') throw bad('links', `links are only supported in bridge network mode, not ${mode}`);
-    host.Links = def.links.map((l) => {
-      const [target, alias] = l.split(':');
-      const peer = opts.peers[target];
-      if (!peer) throw bad('links', `linked container "${target}" is not a created container of this task`);
-      return `${peer}:${alias ?? target}`;
-    });
-  }
-  // volumes
-  const binds: string[] = [];
-  for (const mp of def.mountPoints ?? []) {
-    const src = opts.resources.volumeSources[mp.sourceVolume];
-    if (!src) throw bad('mountPoints', `sourceVolume "${mp.sourceVolume}" is not a volume of the task`);
-    binds.push(`${src.source}:${mp.containerPath}${mp.readOnly ? ':ro' : ''}`);
-  }
-  if (binds.length) host.Binds = binds;
-  if (def.volumesFrom?.length) {
-    host.VolumesFrom = def.volumesFrom.map((vf) => {
-      const peer = opts.peers[vf.sourceContainer];
-      if (!peer) throw bad('volumesFrom', `sourceContainer "${vf.sourceContainer}" is not a created container of this task`);
-      return `${peer}${vf.readOnly ? ':ro' : ''}`;
-    });
-  }
-  // resources
-  host.CpuShares = Math.max(def.cpu ?? 0, 2);
-  if (def.memory) host.Memory = def.memory * 1024 * 1024;
-  if (def.memoryReservation) host.MemoryReservation = def.memoryReservation * 1024 * 1024;
-  if (def.privileged) host.Privileged = true;
-  if (def.readonlyRootFilesystem) host.ReadonlyRootfs = true;
-  const lp = def.linuxParameters;
-  if (lp?.capabilities?.add?.length) host.CapAdd = lp.capabilities.add;
-  if (lp?.capabilities?.drop?.length) host.CapDrop = lp.capabilities.drop;
-  if (lp?.initProcessEnabled) host.Init = true;
-  if (lp?.sharedMemorySize) host.ShmSize = lp.sharedMemorySize * 1024 * 1024;
-  if (lp?.tmpfs?.length) {
-    host.Tmpfs = Object.fromEntries(lp.tmpfs.map((t) => [t.containerPath, [`size=${t.size}m`, ...(t.mountOptions ?? [])].join(',')]));
-  }
-  if (lp?.devices?.length) {
-    host.Devices = lp.devices.map((d) => ({
-      PathOnHost: d.hostPath,
-      PathInContainer: d.containerPath ?? d.hostPath,
-      CgroupPermissions: (d.permissions ?? ['read', 'write', 'mknod']).map((p) => p[0]).join(''),
-    }));
-  }
-  if (lp?.maxSwap !== undefined && def.memory) host.MemorySwap = def.memory * 1024 * 1024 + lp.maxSwap * 1024 * 1024;
-  if (lp?.swappiness !== undefined) host.MemorySwappiness = lp.swappiness;
-  if (def.ulimits?.length) host.Ulimits = def.ulimits.map((u) => ({ Name: u.name, Soft: u.softLimit, Hard: u.hardLimit }));
-  if (def.systemControls?.length) {
-    if (mode === 'awsvpc' || mode === 'daemon_bridge') {
-      // namespaced sysctls belong to the namespace owner; applied there
-    } else host.Sysctls = Object.fromEntries(def.systemControls.map((s) => [s.namespace, s.value]));
-  }
-  if (def.dnsServers?.length) host.Dns = def.dnsServers;
-  if (def.dnsSearchDomains?.length) host.DnsSearch = def.dnsSearchDomains;
-  if (def.extraHosts?.length) host.ExtraHosts = def.extraHosts.map((h) => `${h.hostname}:${h.ipAddress}`);
-  if (def.dockerSecurityOptions?.length) host.SecurityOpt = def.dockerSecurityOptions;
-  // logging
-  const log = def.logConfiguration ?? { logDriver: 'json-file' as const };
-  if (!opts.config.availableLoggingDrivers.includes(log.logDriver)) {
-    throw bad('logConfiguration.logDriver', `log driver "${log.logDriver}" is not available on this instance (ECS_AVAILABLE_LOGGING_DRIVERS: ${opts.config.availableLoggingDrivers.join(', ')})`);
-  }
-  host.LogConfig = { Type: log.logDriver, Config: log.options ?? {} };
-
-  const body: Docker.ContainerCreateOptions = {
-    name: opts.name,
-    Image: def.image,
-    Labels: { ...(def.dockerLabels ?? {}), ...containerLabels(task, def.name) },
-    HostConfig: host,
-  };
-  if (Object.keys(exposed).length && (mode === 'bridge' || mode === 'host' || mode === 'none')) body.ExposedPorts = exposed;
-  if (def.environment?.length) body.Env = def.environment.map((e) => `${e.name}=${e.value}`);
-  if (def.entryPoint) body.Entrypoint = def.entryPoint;
-  if (def.command) body.Cmd = def.command;
-  if (def.user) body.User = def.user;
-  if (def.workingDirectory) body.WorkingDir = def.workingDirectory;
-  if (def.hostname) {
-    if (mode === 'host' || mode === 'awsvpc' || mode === 'daemon_bridge') throw bad('hostname', `hostname is not supported in ${mode} network mode`);
-    body.Hostname = def.hostname;
-  }
-  if (def.disableNetworking) body.NetworkDisabled = true;
-  if (def.interactive) body.OpenStdin = true;
-  if (def.pseudoTerminal) body.Tty = true;
-  if (def.healthCheck && def.healthCheck.command[0] !== 'NONE') {
-    const h = def.healthCheck;
-    body.Healthcheck = {
-      Test: h.command,
-      Interval: seconds(h.interval ?? 30),
-      Timeout: seconds(h.timeout ?? 5),
-      Retries: h.retries ?? 3,
-      StartPeriod: seconds(h.startPeriod ?? 0),
-    };
-  }
-  return body;
-}
+type Inspect = DockerInspect;
 
 export class DockerRuntime implements ContainerRuntime {
   readonly kind = 'docker' as const;
-  readonly docker: Docker;
-  /** a separate client without timeout, for the event stream (STYLE 13) */
-  private readonly streamDocker: Docker;
+  readonly api: DockerApi;
   private readonly log: Logger;
-  private readonly emitter = new EventEmitter();
-  private stream?: NodeJS.ReadableStream;
-  private closed = false;
-  private lastEventTime = 0;
-  private daemonNamespaceId?: string;
+  private owner: Owner;
+  private readonly pulls = new Map<string, Promise<PullResult>>();
+  private nsImage?: Promise<string>;
+  private daemonNs?: { id: string; ip: string; network: string };
+  private daemonNsPending?: Promise<{ id: string; ip: string; network: string }>;
+  private readonly cgroups: TaskCgroups;
+  private cgroupDriver?: Promise<string | undefined>;
 
   constructor(private readonly opts: DockerRuntimeOptions) {
-    this.docker = new Docker(dockerOpts(opts.config.dockerHost));
-    this.streamDocker = new Docker(dockerOpts(opts.config.dockerHost));
+    const c = opts.config;
     this.log = (opts.logger ?? silentLogger()).child({ component: 'docker-runtime' });
-    this.emitter.setMaxListeners(0);
+    this.owner = { cluster: c.cluster, instance: opts.instance ?? '' };
+    this.api = new DockerApi({
+      host: c.dockerHost,
+      logger: opts.logger,
+      timeouts: {
+        ...(c.containerCreateTimeoutMs ? { create: c.containerCreateTimeoutMs } : {}),
+        ...(c.containerStartTimeoutMs ? { start: c.containerStartTimeoutMs } : {}),
+        ...(c.imagePullTimeoutMs ? { pull: c.imagePullTimeoutMs } : {}),
+        ...(c.imagePullInactivityTimeoutMs ? { pullInactivity: c.imagePullInactivityTimeoutMs } : {}),
+        ...opts.timeouts,
+      },
+      pullAttempts: opts.pullAttempts,
+      pullBackoff: opts.pullBackoff,
+      stopBackoff: opts.stopBackoff,
+      reconnect: opts.reconnectDelayMs !== undefined ? { minMs: opts.reconnectDelayMs, maxMs: Math.max(opts.reconnectDelayMs, 30_000), multiplier: 2, jitter: 0.2 } : undefined,
+      eventLabels: [`${LABELS.cluster}=${c.cluster}`],
+    });
+    this.cgroups = new TaskCgroups({ root: c.cgroupPath ?? '/sys/fs/cgroup', logger: this.log });
+  }
+
+  /** the dockerode client (tests, benchmarks) */
+  get docker(): Docker {
+    return this.api.docker;
+  }
+
+  setImageState(state: ImageState): void {
+    this.opts.imageState = state;
+  }
+
+  /** The container instance this runtime works for (known after registration). */
+  setInstance(instance: string): void {
+    this.owner = { ...this.owner, instance };
+    this.daemonNs = undefined;
+  }
+
+  private ownerOf(task: Pick<RuntimeTask, 'cluster' | 'instance'>): Owner {
+    return { cluster: task.cluster, instance: task.instance ?? this.owner.instance };
+  }
+
+  /** Is this object ours: our cluster, and our instance (or, unlabelled, made before instance labels)? */
+  private mine(labels: Record<string, string> | undefined, instance = this.owner.instance): boolean {
+    const l = labels ?? {};
+    if (l[LABELS.cluster] !== undefined && l[LABELS.cluster] !== this.owner.cluster) return false;
+    return !instance || !l[LABELS.instance] || l[LABELS.instance] === instance;
+  }
+
+  ping(): Promise<boolean> {
+    return this.api.ping();
+  }
+
+  private toRuntime(i: Inspect): RuntimeContainer {
+    return fromInspect(i, { excludeIpv6: this.opts.config.excludeIpv6PortBinding !== false });
   }
 
   // ---- images ----
 
-  private async hasImage(image: string): Promise<boolean> {
-    try {
-      await this.docker.getImage(image).inspect();
-      return true;
-    } catch {
-      return false;
+  /**
+   * ECS_IMAGE_PULL_BEHAVIOR: default pulls (with the full pull timeout and retries) and falls
+   * back to a cached image only when the pull fails; always pulls and a failure stops the
+   * task; once pulls unless this agent pulled or used it before and it is still cached (a
+   * failure stops the task); prefer-cached pulls only when nothing is cached. Concurrent pulls
+   * of one reference are one pull.
+   */
+  pull(image: string, opts: PullOptions = {}): Promise<PullResult> {
+    const ref = imageRef(image);
+    const key = `${ref}\u0000${opts.auth ? JSON.stringify(opts.auth) : ''}`;
+    let p = this.pulls.get(key);
+    if (!p) {
+      p = this.pullNow(image, opts).finally(() => this.pulls.delete(key));
+      this.pulls.set(key, p);
     }
+    return p;
   }
 
-  private async pullNow(image: string, auth: RegistryAuth | undefined, timeoutMs?: number): Promise<void> {
-    const ref = image.includes(':') || image.includes('@') ? image : `${image}:latest`;
-    const work = (async () => {
-      const stream = (await this.docker.pull(ref, auth ? { authconfig: auth } : {})) as NodeJS.ReadableStream;
-      await new Promise<void>((resolve, reject) => {
-        this.docker.modem.followProgress(
-          stream,
-          (err: Error | null) => (err ? reject(err) : resolve()),
-          // every progress object is scanned for `error`
-          (ev: { error?: string; errorDetail?: { message?: string } }) => {
-            if (ev.error || ev.errorDetail) {
-              reject(new Error(ev.error ?? ev.errorDetail?.message));
-              (stream as Readable).destroy?.();
-            }
-          },
-        );
-      });
-    })();
-    if (!timeoutMs) return work;
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      await Promise.race([
-        work,
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`pull of ${ref} timed out after ${timeoutMs}ms`)), timeoutMs);
-        }),
-      ]);
-    } finally {
-      clearTimeout(timer);
-      work.catch(() => undefined);
-    }
-  }
-
-  async pull(image: string, opts: PullOptions = {}): Promise<PullResult> {
+  private async pullNow(image: string, opts: PullOptions): Promise<PullResult> {
     const cfg = this.opts.config;
-    const auth = opts.auth ?? engineAuthFor(image, cfg.engineAuthType, cfg.engineAuthData);
     const behavior: ImagePullBehavior = cfg.imagePullBehavior;
-    const cached = await this.hasImage(image);
-    // once: an image present locally was pulled before (image cleanup removes it otherwise)
-    if (cached && (behavior === 'prefer-cached' || behavior === 'once')) {
-      return { image, fromCache: true };
-    }
+    const ref = imageRef(image);
+    const cached = !!(await this.api.inspectImage(ref));
+    if (cached && (behavior === 'prefer-cached' || (behavior === 'once' && this.opts.imageState?.known(ref)))) return { image, fromCache: true };
+    const auth = opts.auth ?? engineAuthFor(image, cfg.engineAuthType, cfg.engineAuthData);
     try {
-      // with a cached image to fall back on, a pull may only take a short time
-      const timeout = cached && behavior !== 'always' ? (this.opts.defaultPullFallbackMs ?? 5000) : cfg.imagePullTimeoutMs;
-      await this.pullNow(image, auth, timeout);
+      await this.api.pull(ref, auth);
       return { image, fromCache: false };
     } catch (e) {
-      const msg = (e as Error).message;
-      if (behavior !== 'always' && cached) {
+      const msg = e instanceof RuntimeError ? e.message.replace(/^[A-Za-z]+Error: /, '') : (e as Error).message;
+      if (behavior === 'default' && cached) {
         this.log.info({ image, err: msg }, 'pull failed, using the cached image');
         return { image, fromCache: true, pullError: msg };
       }
-      throw new BerthError('ServiceUnavailable', `CannotPullContainerError: ${msg}`, { kind: 'Image', name: image });
+      throw new RuntimeError('CannotPullContainerError', msg, { uncertain: false, stopsTask: behavior === 'always' || behavior === 'once', kind: 'Image', name: image });
+    }
+  }
+
+  /**
+   * The namespace image (review D11): present, or built here from the host's static busybox
+   * (`docker import` of a tiny rootfs), as `berth up` does. A clear error when neither works.
+   */
+  namespaceImage(): Promise<string> {
+    this.nsImage ??= this.ensureNamespaceImage().catch((e) => {
+      this.nsImage = undefined;
+      throw e;
+    });
+    return this.nsImage;
+  }
+
+  private async ensureNamespaceImage(): Promise<string> {
+    const image = this.opts.namespaceImage ?? NAMESPACE_IMAGE;
+    if (await this.api.inspectImage(image)) return image;
+    const [repo, tag = 'latest'] = image.split(':');
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'berth-nsimage-'));
+    try {
+      const tar = await buildBusyboxRootfs(dir, { busyboxPaths: this.opts.busyboxPaths, install: false });
+      await this.api.importImage(tar, repo, tag, ['CMD ["sh"]', 'ENV PATH=/bin:/usr/bin']);
+      this.log.info({ image }, 'built the namespace image from the host\'s static busybox');
+      return image;
+    } catch (e) {
+      throw new RuntimeError(
+        'CannotCreateContainerError',
+        `awsvpc and daemon_bridge tasks need the namespace image ${image}, which Docker does not have, and the agent could not build it ` +
+          `from a static busybox (${(e as Error).message}): install busybox-static (apt-get install busybox-static), or load the image (docker load)`,
+        { uncertain: false, kind: 'Image', name: image },
+      );
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
     }
   }
 
   // ---- tasks ----
 
-  private taskSuffix(task: RuntimeTask): string {
-    return (task.taskArn.split('/').pop() ?? task.taskArn).replace(/[^a-zA-Z0-9_.-]/g, '').slice(0, 32);
-  }
-
-  private namespaceName(task: RuntimeTask): string {
-    return `ecs-${task.family.replace(/[^a-zA-Z0-9_.-]/g, '')}-${task.revision}-internalecspause-${this.taskSuffix(task)}`;
-  }
-
   async prepareTask(task: RuntimeTask): Promise<TaskResources> {
     const res: TaskResources = { volumeSources: {} };
+    const owner = this.ownerOf(task);
     for (const v of task.volumes ?? []) {
-      if (v.host?.sourcePath) {
-        await fs.mkdir(v.host.sourcePath, { recursive: true });
-        res.volumeSources[v.name] = { type: 'bind', source: v.host.sourcePath };
-        continue;
+      const vol = taskVolume({ ...task, instance: owner.instance || undefined }, v);
+      if (vol.create && !(await this.api.inspectVolume(vol.source))) {
+        if (vol.mustExist) throw invalid('Task', task.taskArn, [{ field: `volumes[${v.name}]`, message: `shared volume "${vol.source}" does not exist and autoprovision is false` }]);
+        await this.api.createVolume(vol.create);
       }
-      const dvc = v.dockerVolumeConfiguration;
-      const shared = dvc?.scope === 'shared';
-      const name = shared ? v.name : `ecs-${task.family.replace(/[^a-zA-Z0-9_.-]/g, '')}-${task.revision}-${v.name}-${this.taskSuffix(task)}`;
-      const exists = await this.docker
-        .getVolume(name)
-        .inspect()
-        .then(() => true)
-        .catch(() => false);
-      if (!exists) {
-        if (shared && dvc?.autoprovision === false) throw invalid('Task', task.taskArn, [{ field: `volumes[${v.name}]`, message: `shared volume "${name}" does not exist and autoprovision is false` }]);
-        await this.docker.createVolume({
-          Name: name,
-          Driver: dvc?.driver ?? 'local',
-          DriverOpts: dvc?.driverOpts ?? {},
-          Labels: { ...(dvc?.labels ?? {}), ...(shared ? {} : { [LABELS.taskArn]: task.taskArn }), [LABELS.managed]: 'volume' },
-        });
-      }
-      res.volumeSources[v.name] = { type: 'volume', source: name };
+      res.volumeSources[v.name] = { type: vol.type, source: vol.source };
     }
-    if (task.networkMode === 'awsvpc') {
-      const sysctls = Object.fromEntries(task.containers.flatMap((c) => c.systemControls ?? []).map((s) => [s.namespace, s.value]));
-      const c = await this.ensureNamespaceContainer(this.namespaceName(task), {
-        [LABELS.taskArn]: task.taskArn,
-        [LABELS.cluster]: task.cluster,
-        [LABELS.managed]: 'awsvpc-namespace',
-      }, { NetworkMode: 'bridge', Sysctls: Object.keys(sysctls).length ? sysctls : undefined });
+    if (needsTaskNamespace(task)) {
+      const c = await this.ensureTaskNamespace(task);
       res.namespaceContainerId = c.id;
-      res.ipAddress = c.ipAddress;
-      if (await this.daemonBridgeExists()) {
-        await this.connectToDaemonBridge(c.id);
-        // the task IP stays the one on the default bridge
-      }
+      if (task.networkMode === 'awsvpc') res.ipAddress = c.ipAddress;
     }
-    if (task.networkMode === 'daemon_bridge') await this.ensureDaemonBridge();
+    if (task.networkMode === 'daemon_bridge') {
+      const ns = await this.ensureDaemonNamespace();
+      const script = daemonSysctlScript(task);
+      if (script) await this.runHelper(ns.id, script, true);
+    }
+    if (this.opts.config.taskCpuMemLimit !== false && (task.cpu || task.memory)) {
+      res.cgroupParent = await this.taskCgroup(task);
+    }
     return res;
   }
 
-  private async ensureNamespaceContainer(name: string, labels: Record<string, string>, hostConfig: Docker.HostConfig, networking?: Docker.ContainerCreateOptions['NetworkingConfig']): Promise<RuntimeContainer> {
+  /** The task's cgroup with its cpu/memory (and pids) limits, when Docker and the host allow one. */
+  private async taskCgroup(task: RuntimeTask): Promise<string | undefined> {
+    this.cgroupDriver ??= this.api
+      .info()
+      .then((i) => i.CgroupDriver)
+      .catch(() => undefined);
+    const driver = await this.cgroupDriver;
+    const local = this.opts.config.dockerHost.startsWith('unix://') || this.opts.config.dockerHost.startsWith('/');
+    if (driver !== 'cgroupfs' || !local) {
+      this.log.debug({ driver, local }, 'task-level limits as per-container limits (no task cgroup with this Docker)');
+      return undefined;
+    }
+    const limits = taskCgroupLimits(task, { cpuPeriodMs: this.opts.config.cgroupCpuPeriodMs ?? 100, pidsLimit: this.opts.config.taskPidsLimit });
+    return this.cgroups.ensure(this.cgroupName(task), limits);
+  }
+
+  private cgroupName(task: Pick<RuntimeTask, 'taskArn' | 'cluster' | 'instance'>): string {
+    const id = (task.taskArn.split('/').pop() ?? task.taskArn).replace(/[^a-zA-Z0-9_.-]/g, '').slice(0, 32);
+    return `${id}-${ownerHash(this.ownerOf(task)).slice(0, 8)}`;
+  }
+
+  private async ensureTaskNamespace(task: RuntimeTask): Promise<RuntimeContainer> {
+    const image = await this.namespaceImage();
+    const body = taskNamespaceBody({ ...task, instance: this.ownerOf(task).instance || undefined }, image);
+    const c = await this.ensureContainer(body, (l) => l[LABELS.taskArn] === task.taskArn);
+    if (task.networkMode === 'awsvpc') {
+      // the task reaches its instance's daemons at 169.254.172.2, if it has any
+      const ns = await this.existingDaemonNamespace();
+      if (ns) await this.joinDaemonNetwork(c.id, ns);
+    }
+    return (await this.inspect(c.id)) ?? c;
+  }
+
+  /** Create (or find, when ours) and start a container of ours by name. */
+  private async ensureContainer(body: Docker.ContainerCreateOptions, belongs: (labels: Record<string, string>) => boolean): Promise<RuntimeContainer> {
+    const name = body.name!;
     let existing = await this.inspect(name);
     if (!existing) {
-      const image = this.opts.namespaceImage ?? 'berth/busybox:latest';
-      try {
-        await this.docker.createContainer({
-          name,
-          Image: image,
-          Entrypoint: ['sleep'],
-          Cmd: ['2147483647'],
-          Labels: labels,
-          HostConfig: { ...hostConfig, RestartPolicy: { Name: 'no' } },
-          NetworkingConfig: networking,
-        });
-      } catch (e) {
-        if ((e as { statusCode?: number }).statusCode !== 409) throw e;
-      }
+      await this.api.createContainer(body);
       existing = await this.inspect(name);
     }
-    if (!existing) throw internal(`namespace container ${name} vanished`);
+    if (!existing) throw internal(`container ${name} vanished after create`);
+    if (!belongs(existing.labels) || !this.mine(existing.labels)) {
+      throw new RuntimeError('CannotCreateContainerError', `the name ${name} is taken by a container berth does not own here`, { uncertain: false, kind: 'Container', name });
+    }
     if (existing.status !== 'RUNNING') {
-      await this.docker.getContainer(existing.id).start().catch((e: { statusCode?: number }) => {
-        if (e.statusCode !== 304) throw e;
-      });
-      existing = (await this.inspect(existing.id))!;
+      await this.api.startContainer(existing.id);
+      existing = (await this.inspect(existing.id)) ?? existing;
     }
     return existing;
   }
 
-  /** The instance's daemon namespace: network berth-daemon-bridge and a container at 169.254.172.2. Idempotent. */
-  async ensureDaemonBridge(): Promise<RuntimeContainer> {
-    const nets = await this.docker.listNetworks({ filters: { name: [DAEMON_BRIDGE.network] } });
-    if (!nets.some((n) => n.Name === DAEMON_BRIDGE.network)) {
-      try {
-        await this.docker.createNetwork({
-          Name: DAEMON_BRIDGE.network,
-          Driver: 'bridge',
-          CheckDuplicate: true,
-          IPAM: { Config: [{ Subnet: DAEMON_BRIDGE.subnet, Gateway: DAEMON_BRIDGE.gateway }] },
-          Labels: { [LABELS.managed]: 'daemon-bridge' },
-        });
-      } catch (e) {
-        if ((e as { statusCode?: number }).statusCode !== 409) throw e;
+  private async existingDaemonNamespace(): Promise<{ id: string; ip: string; network: string } | undefined> {
+    if (this.daemonNs) return this.daemonNs;
+    if (this.daemonNsPending) return this.daemonNsPending;
+    const n = daemonNames(this.owner);
+    const i = await this.api.inspectContainer(n.container);
+    if (!i || i.State.Status !== 'running' || !this.mine(i.Config.Labels)) return undefined;
+    const ip = i.NetworkSettings?.Networks?.[n.network]?.IPAddress;
+    if (!ip) return undefined;
+    this.daemonNs = { id: i.Id, ip, network: n.network };
+    return this.daemonNs;
+  }
+
+  /**
+   * The instance's daemon namespace: its network, its namespace container holding
+   * 169.254.172.2, and the instance's application containers (bridge mode) and awsvpc
+   * namespaces joined to it. Idempotent; only this instance's objects are touched.
+   */
+  async ensureDaemonNamespace(): Promise<{ id: string; ip: string; network: string }> {
+    if (this.daemonNs) {
+      // still there and running? (removed or stopped behind our back: made again)
+      const i = await this.api.inspectContainer(this.daemonNs.id);
+      if (i?.State.Status === 'running') return this.daemonNs;
+      this.daemonNs = undefined;
+    }
+    this.daemonNsPending ??= this.createDaemonNamespace().finally(() => {
+      this.daemonNsPending = undefined;
+    });
+    return this.daemonNsPending;
+  }
+
+  private async createDaemonNamespace(): Promise<{ id: string; ip: string; network: string }> {
+    const image = await this.namespaceImage();
+    const n = daemonNames(this.owner);
+    const net = await this.api.inspectNetwork(n.network);
+    if (net && !this.mine(net.Labels)) throw new RuntimeError('CannotCreateNetworkError', `network ${n.network} belongs to another owner`, { uncertain: false });
+    if (!net) await this.api.createNetwork(daemonNetworkBody(this.owner));
+    const c = await this.ensureContainer(daemonNamespaceBody(this.owner, image), (l) => l[LABELS.managed] === 'daemon-namespace');
+    await this.runHelper(c.id, ADD_DAEMON_ADDRESS);
+    const i = await this.api.inspectContainer(c.id);
+    const ip = i?.NetworkSettings?.Networks?.[n.network]?.IPAddress;
+    if (!ip) throw internal(`daemon namespace ${n.container} has no address on ${n.network}`);
+    const ns = { id: c.id, ip, network: n.network };
+    this.daemonNs = ns;
+    // the instance's application containers that predate it join it
+    const ours = await this.api.listContainers({ label: [`${LABELS.cluster}=${this.owner.cluster}`, ...(this.owner.instance ? [`${LABELS.instance}=${this.owner.instance}`] : [])] });
+    for (const s of ours) {
+      const role = s.Labels?.[LABELS.managed];
+      const app = !role && s.Labels?.[LABELS.taskArn] && (s.HostConfig?.NetworkMode === 'bridge' || s.HostConfig?.NetworkMode === 'default');
+      const awsvpc = role === 'task-namespace' && s.HostConfig?.NetworkMode === 'bridge';
+      if (!app && !awsvpc) continue;
+      if (s.State !== 'running') continue;
+      await this.joinDaemonNetwork(s.Id, ns).catch((e: Error) => this.log.warn({ container: s.Id, err: e.message }, 'cannot join a container to the daemon network'));
+    }
+    return ns;
+  }
+
+  /** A second interface on the instance's daemon network and the route to 169.254.172.2 through the namespace. */
+  private async joinDaemonNetwork(id: string, ns: { id: string; ip: string; network: string }): Promise<void> {
+    await this.api.connectNetwork(ns.network, id);
+    await this.runHelper(id, routeToDaemons(ns.ip));
+  }
+
+  /** Run a script in another container's network namespace in a short-lived helper container. */
+  private async runHelper(targetId: string, script: string, sysctls = false): Promise<void> {
+    const image = await this.namespaceImage();
+    const body = helperBody(this.owner, image, targetId, script, sysctls);
+    const { id } = await this.api.createContainer(body);
+    if (!id) throw internal('helper container was not created');
+    try {
+      await this.api.startContainer(id);
+      const code = await this.api.waitContainer(id);
+      if (code !== 0) {
+        const out = await this.api.logs(id, { follow: false, tail: 20, timestamps: false }).catch(() => Buffer.alloc(0));
+        throw new RuntimeError('CannotSetUpNetworkError', `"${script}" in ${targetId} exited ${code}: ${demux(out as Buffer).toString('utf8').trim()}`, { uncertain: false });
       }
+    } finally {
+      await this.api.removeContainer(id).catch(() => undefined);
     }
-    const c = await this.ensureNamespaceContainer(
-      DAEMON_BRIDGE.container,
-      { [LABELS.managed]: 'daemon-namespace', [LABELS.cluster]: this.opts.config.cluster },
-      { NetworkMode: DAEMON_BRIDGE.network },
-      { EndpointsConfig: { [DAEMON_BRIDGE.network]: { IPAMConfig: { IPv4Address: DAEMON_BRIDGE.address } } } },
-    );
-    this.daemonNamespaceId = c.id;
-    await this.connectExistingToDaemonBridge();
-    return c;
-  }
-
-  private async connectToDaemonBridge(id: string): Promise<void> {
-    await this.docker
-      .getNetwork(DAEMON_BRIDGE.network)
-      .connect({ Container: id })
-      .catch((e: { message: string }) => {
-        if (!/already exists|endpoint with name|is already attached/i.test(e.message)) this.log.warn({ err: e.message, container: id }, 'cannot connect to daemon bridge');
-      });
-  }
-
-  /** Connect application bridge containers and awsvpc namespaces that predate the daemon bridge. */
-  private async connectExistingToDaemonBridge(): Promise<void> {
-    const all = await this.docker.listContainers({ all: true, filters: { label: [LABELS.taskArn] } });
-    for (const s of all) {
-      const mode = s.HostConfig?.NetworkMode;
-      if (mode !== 'bridge' && mode !== 'default') continue;
-      if (s.NetworkSettings?.Networks?.[DAEMON_BRIDGE.network]) continue;
-      await this.connectToDaemonBridge(s.Id);
-    }
-  }
-
-  private async daemonBridgeExists(): Promise<boolean> {
-    if (this.daemonNamespaceId) return true;
-    const c = await this.inspect(DAEMON_BRIDGE.container);
-    if (c && c.status === 'RUNNING') this.daemonNamespaceId = c.id;
-    return !!this.daemonNamespaceId;
   }
 
   async create(task: RuntimeTask, container: string, opts: CreateOptions): Promise<RuntimeContainer> {
     const def = task.containers.find((c) => c.name === container);
     if (!def) throw badRequest(`task ${task.taskArn} has no container "${container}"`);
-    if (task.networkMode === 'daemon_bridge' && !this.daemonNamespaceId) await this.ensureDaemonBridge();
-    const body = toCreateBody(task, def, { ...opts, config: this.opts.config, daemonNamespaceId: this.daemonNamespaceId });
-    const timeoutMs = this.opts.config.containerCreateTimeoutMs || 240_000;
-    let timer: NodeJS.Timeout | undefined;
-    const created = this.docker.createContainer(body);
-    try {
-      await Promise.race([
-        created,
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(Object.assign(new Error('create timed out'), { timedOut: true })), timeoutMs);
-        }),
-      ]);
-    } catch (e) {
-      const err = e as { statusCode?: number; timedOut?: boolean; message: string };
-      // a timeout is not a failure and 409 is the idempotency check: reconcile by name
-      if (!(err.statusCode === 409 || err.timedOut)) {
-        throw new BerthError(err.statusCode === 404 ? 'NotFound' : 'InternalError', `CannotCreateContainerError: ${err.message}`, { kind: 'Container', name: opts.name });
-      }
-      if (err.timedOut) await created.catch(() => undefined);
-    } finally {
-      clearTimeout(timer);
+    const owned: RuntimeTask = { ...task, instance: this.ownerOf(task).instance || undefined };
+    const daemonNamespaceId = task.networkMode === 'daemon_bridge' ? (await this.ensureDaemonNamespace()).id : undefined;
+    const body = toCreateBody(owned, def, {
+      ...opts,
+      config: { disablePrivileged: this.opts.config.disablePrivileged, availableLoggingDrivers: this.opts.config.availableLoggingDrivers, taskCpuMemLimit: this.opts.config.taskCpuMemLimit },
+      daemonNamespaceId,
+      cgroupParent: opts.resources.cgroupParent,
+    });
+    const r = await this.api.createContainer(body);
+    const raw = await this.api.inspectContainer(r.id ?? opts.name);
+    if (!raw) throw internal(`container ${opts.name} not found after create`);
+    const c = this.toRuntime(raw);
+    if (c.labels[LABELS.taskArn] !== task.taskArn || !this.mine(c.labels, owned.instance)) {
+      throw new RuntimeError('CannotCreateContainerError', `container name ${opts.name} is taken by another task`, { uncertain: false, kind: 'Container', name: opts.name });
     }
-    const c = await this.inspect(opts.name);
-    if (!c) throw internal(`container ${opts.name} not found after create`);
-    if (c.labels[LABELS.taskArn] !== task.taskArn) throw new BerthError('Conflict', `container name ${opts.name} is taken by another task`, { kind: 'Container', name: opts.name });
-    // application bridge containers reach the daemon namespace at 169.254.172.2
-    if (task.networkMode === 'bridge' && (await this.daemonBridgeExists())) await this.connectToDaemonBridge(c.id);
+    this.opts.imageState?.used(imageRef(def.image), raw.Image);
+    // application bridge containers reach their instance's daemons at 169.254.172.2
+    if (task.networkMode === 'bridge') {
+      const ns = await this.existingDaemonNamespace();
+      if (ns) await this.api.connectNetwork(ns.network, c.id);
+    }
     return c;
   }
 
   async start(id: string): Promise<RuntimeContainer> {
-    // ECS_CONTAINER_START_TIMEOUT: a start Docker does not answer in time fails the container
-    const timeoutMs = this.opts.config.containerStartTimeoutMs || 180_000;
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      await Promise.race([
-        this.docker.getContainer(id).start(),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(Object.assign(new Error(`no answer from Docker within ${timeoutMs} ms (ECS_CONTAINER_START_TIMEOUT)`), { statusCode: 0 })), timeoutMs);
-        }),
-      ]);
-    } catch (e) {
-      const err = e as { statusCode?: number; message: string };
-      if (err.statusCode !== 304) throw new BerthError(err.statusCode === 404 ? 'NotFound' : 'InternalError', `CannotStartContainerError: ${err.message}`, { kind: 'Container', name: id });
-    } finally {
-      clearTimeout(timer);
+    await this.api.startContainer(id);
+    const i = await this.api.inspectContainer(id);
+    if (!i) throw new RuntimeError('CannotStartContainerError', `container ${id} vanished after start`, { statusCode: 404, uncertain: false });
+    // a bridge container on the daemon network gets its route once its namespace exists
+    const ns = this.daemonNs ?? (await this.existingDaemonNamespace());
+    if (ns && i.State.Status === 'running' && i.NetworkSettings?.Networks?.[ns.network] && !i.Config.Labels?.[LABELS.managed]) {
+      await this.runHelper(i.Id, routeToDaemons(ns.ip)).catch((e: Error) => this.log.warn({ container: id, err: e.message }, 'cannot route the container to the daemon namespace'));
     }
-    const c = await this.inspect(id);
-    if (!c) throw internal(`container ${id} vanished after start`);
-    return c;
+    return this.toRuntime(i);
   }
 
   async stop(id: string, timeoutMs: number): Promise<void> {
-    try {
-      await this.docker.getContainer(id).stop({ t: Math.max(0, Math.ceil(timeoutMs / 1000)) });
-    } catch (e) {
-      const code = (e as { statusCode?: number }).statusCode;
-      if (code === 304 || code === 404) return;
-      throw e;
-    }
+    await this.api.stopContainer(id, timeoutMs);
   }
 
   async remove(id: string): Promise<void> {
-    try {
-      await this.docker.getContainer(id).remove({ force: true, v: false });
-    } catch (e) {
-      const code = (e as { statusCode?: number }).statusCode;
-      if (code === 404 || code === 409) return;
-      throw e;
-    }
+    await this.api.removeContainer(id);
   }
 
   async inspect(idOrName: string): Promise<RuntimeContainer | undefined> {
-    try {
-      return fromInspect(await this.docker.getContainer(idOrName).inspect());
-    } catch (e) {
-      if ((e as { statusCode?: number }).statusCode === 404) return undefined;
-      throw e;
-    }
+    const i = await this.api.inspectContainer(idOrName);
+    return i ? this.toRuntime(i) : undefined;
   }
 
   /** raw Docker inspect, for tests and introspection */
-  inspectRaw(idOrName: string): Promise<DockerInspect> {
-    return this.docker.getContainer(idOrName).inspect();
+  async inspectRaw(idOrName: string): Promise<Inspect> {
+    const i = await this.api.inspectContainer(idOrName);
+    if (!i) throw new RuntimeError('CannotInspectContainerError', `no such container ${idOrName}`, { statusCode: 404 });
+    return i;
   }
 
   async list(labels: Record<string, string>): Promise<RuntimeContainer[]> {
     const label = Object.entries(labels).map(([k, v]) => `${k}=${v}`);
-    const summaries = await this.docker.listContainers({ all: true, filters: { label } });
     const out: RuntimeContainer[] = [];
-    for (const s of summaries) {
+    for (const s of await this.api.listContainers({ label })) {
       const c = await this.inspect(s.Id);
       if (c) out.push(c);
     }
     return out;
   }
 
-  async cleanupTask(task: RuntimeTask): Promise<void> {
-    if (task.networkMode === 'awsvpc') await this.remove(this.namespaceName(task));
-    const vols = await this.docker.listVolumes({ filters: { label: [`${LABELS.taskArn}=${task.taskArn}`] } });
-    for (const v of vols.Volumes ?? []) {
-      await this.docker
-        .getVolume(v.Name)
-        .remove()
-        .catch((e: { message: string }) => this.log.warn({ volume: v.Name, err: e.message }, 'cannot remove task volume'));
+  /** The task stopped: its namespace container goes too (ECS checkTearDownPauseContainer). */
+  async taskStopped(task: RuntimeTask): Promise<void> {
+    if (!needsTaskNamespace(task)) return;
+    const i = await this.api.inspectContainer(taskNamespaceName({ ...task, instance: this.ownerOf(task).instance || undefined }));
+    if (i && this.mine(i.Config.Labels) && i.Config.Labels?.[LABELS.taskArn] === task.taskArn && i.State.Status === 'running') await this.api.stopContainer(i.Id, 0);
+  }
+
+  /** Remove every container and task volume of the task that is ours, and its cgroup. */
+  async cleanupTask(task: Pick<RuntimeTask, 'taskArn' | 'instance'>): Promise<void> {
+    const instance = task.instance ?? this.owner.instance;
+    for (const s of await this.api.listContainers({ label: [`${LABELS.taskArn}=${task.taskArn}`] })) {
+      if (!this.mine(s.Labels, instance)) continue;
+      await this.api.removeContainer(s.Id);
     }
+    for (const v of await this.api.listVolumes([`${LABELS.taskArn}=${task.taskArn}`])) {
+      if (!this.mine(v.Labels, instance)) continue;
+      await this.api.removeVolume(v.Name).catch((e: Error) => this.log.warn({ volume: v.Name, err: e.message }, 'cannot remove task volume'));
+    }
+    await this.cgroups.remove(this.cgroupName({ taskArn: task.taskArn, cluster: this.owner.cluster, instance })).catch(() => undefined);
   }
 
   async logs(id: string, opts: LogOptions = {}): Promise<Readable> {
-    const c = this.docker.getContainer(id);
-    const info = await c.inspect();
-    const base = { stdout: true, stderr: true, timestamps: opts.timestamps ?? false, tail: opts.tail ?? 'all' } as const;
+    const info = await this.inspectRaw(id);
     const out = new PassThrough();
+    const tail = opts.tail ?? 'all';
     if (opts.follow) {
-      const raw = (await c.logs({ ...base, tail: base.tail as number, follow: true } as never)) as unknown as NodeJS.ReadableStream;
+      const raw = (await this.api.logs(id, { follow: true, tail, timestamps: opts.timestamps ?? false })) as NodeJS.ReadableStream;
       if (info.Config.Tty) raw.pipe(out);
       else {
-        this.docker.modem.demuxStream(raw, out, out);
+        this.api.docker.modem.demuxStream(raw, out, out);
         raw.on('end', () => out.end());
       }
       out.on('close', () => (raw as Readable).destroy?.());
     } else {
-      const buf = (await c.logs({ ...base, tail: base.tail as number, follow: false } as never)) as unknown as Buffer;
+      const buf = (await this.api.logs(id, { follow: false, tail, timestamps: opts.timestamps ?? false })) as Buffer;
       out.end(info.Config.Tty ? buf : demux(buf));
     }
     return out;
   }
 
-  // ---- events ----
-
   onEvent(fn: EventListener): () => void {
-    this.emitter.on('event', fn);
-    if (!this.stream && !this.closed) void this.openStream();
-    return () => this.emitter.off('event', fn);
-  }
-
-  private async openStream(): Promise<void> {
-    if (this.closed) return;
-    const since = this.lastEventTime ? Math.floor(this.lastEventTime / 1e9) : undefined;
-    try {
-      const stream = (await this.streamDocker.getEvents({ since, filters: { type: ['container'] } } as never)) as unknown as NodeJS.ReadableStream;
-      if (this.closed) {
-        (stream as Readable).destroy?.();
-        return;
-      }
-      this.stream = stream;
-      let buf = '';
-      stream.on('data', (chunk: Buffer) => {
-        buf += chunk.toString('utf8');
-        let nl: number;
-        while ((nl = buf.indexOf('\n')) >= 0) {
-          const line = buf.slice(0, nl).trim();
-          buf = buf.slice(nl + 1);
-          if (line) this.handleEventLine(line);
-        }
-      });
-      const reopen = (why: string) => {
-        if (this.stream !== stream) return;
-        this.stream = undefined;
-        if (this.closed) return;
-        this.log.info({ why }, 'docker event stream ended, reconnecting');
-        setTimeout(() => void this.openStream(), this.opts.reconnectDelayMs ?? 500).unref();
-      };
-      stream.on('end', () => reopen('eof'));
-      stream.on('close', () => reopen('close'));
-      stream.on('error', (e: Error) => reopen(e.message));
-      // events are a hint: on every (re)connect re-list and let the engine reconcile
-      this.emitter.emit('event', { action: 'resync', id: '', labels: {}, time: new Date() } satisfies RuntimeEvent);
-    } catch (e) {
-      this.log.warn({ err: (e as Error).message }, 'cannot open docker event stream, retrying');
-      setTimeout(() => void this.openStream(), Math.max(1000, this.opts.reconnectDelayMs ?? 500)).unref();
-    }
-  }
-
-  private handleEventLine(line: string): void {
-    let ev: { Type?: string; Action?: string; status?: string; id?: string; Actor?: { ID?: string; Attributes?: Record<string, string> }; timeNano?: number; time?: number };
-    try {
-      ev = JSON.parse(line);
-    } catch {
-      return;
-    }
-    if (ev.Type && ev.Type !== 'container') return;
-    if (ev.timeNano) this.lastEventTime = ev.timeNano;
-    const attrs = ev.Actor?.Attributes ?? {};
-    const action = (ev.Action ?? ev.status ?? '').split(':')[0];
-    const exitCode = attrs.exitCode !== undefined ? Number(attrs.exitCode) : undefined;
-    const labels = Object.fromEntries(Object.entries(attrs).filter(([k]) => k.startsWith('com.amazonaws.ecs.') || k.startsWith('io.berth.')));
-    this.emitter.emit('event', { action, id: ev.Actor?.ID ?? ev.id ?? '', labels, exitCode, time: new Date((ev.time ?? Date.now() / 1000) * 1000) } satisfies RuntimeEvent);
+    return this.api.subscribe(fn);
   }
 
   /** Drop the event stream (tests use this to prove reconnects). */
   dropEventStream(): void {
-    (this.stream as Readable | undefined)?.destroy?.();
+    this.api.dropEventStream();
+  }
+
+  /** Remove this instance's daemon namespace and network (tests, deregistration). */
+  async removeDaemonNamespace(): Promise<void> {
+    const n = daemonNames(this.owner);
+    const i = await this.api.inspectContainer(n.container);
+    if (i && this.mine(i.Config.Labels)) await this.api.removeContainer(i.Id);
+    const net = await this.api.inspectNetwork(n.network);
+    if (net && this.mine(net.Labels)) await this.api.removeNetwork(n.network);
+    this.daemonNs = undefined;
   }
 
   async close(): Promise<void> {
-    this.closed = true;
-    (this.stream as Readable | undefined)?.destroy?.();
-    this.stream = undefined;
-    this.emitter.removeAllListeners();
+    await this.api.close();
   }
 }
+
+/** Is it an error that says "no such container"? */
+export const isGone = (e: unknown) => isRuntimeError(e) && e.statusCode === 404;
 
 /** Demultiplex Docker's 8-byte framed log output. */
 export function demux(buf: Buffer): Buffer {

@@ -7,8 +7,9 @@
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { BerthError, badRequest, invalid } from '../../errors/errors.ts';
+import { BerthError, RuntimeError, badRequest, invalid } from '../../errors/errors.ts';
 import {
+  LABELS,
   containerLabels,
   hostPortKey,
   type ContainerRuntime,
@@ -43,6 +44,19 @@ export interface HollowRule {
   logs?: string[];
 }
 
+export type HollowOp = 'ping' | 'pull' | 'create' | 'start' | 'stop' | 'remove' | 'inspect' | 'list';
+
+/** A fault injected into the runtime's calls (failure injection for tests and benchmarks). */
+export interface HollowFault {
+  op: HollowOp;
+  /** how many calls fail (default: every call until clearFaults) */
+  times?: number;
+  /** the error thrown (default: a DockerTimeoutError, an uncertain failure) */
+  error?: () => Error;
+  /** start only: the call fails, yet the container starts this many ms later (a start that timed out but happened) */
+  startsAnywayAfterMs?: number;
+}
+
 export interface HollowOptions {
   /** delay between start() and RUNNING; start() resolves after it (default 0) */
   startLatencyMs?: number;
@@ -72,6 +86,10 @@ export class HollowRuntime implements ContainerRuntime {
   private ipCounter = 2;
   private nextPort: number;
   private closed = false;
+  private faults: HollowFault[] = [];
+  private eventsLost = false;
+  /** calls made per operation (failure-injection tests count retries) */
+  readonly calls: Record<HollowOp, number> = { ping: 0, pull: 0, create: 0, start: 0, stop: 0, remove: 0, inspect: 0, list: 0 };
 
   constructor(private readonly opts: HollowOptions = {}) {
     this.emitter.setMaxListeners(0);
@@ -83,6 +101,24 @@ export class HollowRuntime implements ContainerRuntime {
     this.opts.rules = rules;
   }
 
+  /** make calls of one operation fail (see HollowFault) */
+  inject(f: HollowFault): void {
+    this.faults.push({ ...f });
+  }
+
+  clearFaults(): void {
+    this.faults = [];
+  }
+
+  /** count the call; throw when a fault applies (and return it, for start's "happened anyway") */
+  private call(op: HollowOp): void {
+    this.calls[op]++;
+    const f = this.faults.find((x) => x.op === op && (x.times === undefined || x.times > 0));
+    if (!f) return;
+    if (f.times !== undefined) f.times--;
+    throw f.error?.() ?? new RuntimeError('DockerTimeoutError', `simulated: no answer to ${op} in time`, { uncertain: true });
+  }
+
   private ruleFor(image: string, container?: string): HollowRule | undefined {
     return this.opts.rules?.find(
       (r) =>
@@ -91,8 +127,13 @@ export class HollowRuntime implements ContainerRuntime {
     );
   }
 
+  /** events lost on the way (Docker drops events for slow subscribers): on/off */
+  setEventsLost(lost: boolean): void {
+    this.eventsLost = lost;
+  }
+
   private emit(action: string, h: HollowContainer, exitCode?: number): void {
-    if (this.closed) return;
+    if (this.closed || this.eventsLost) return;
     const e: RuntimeEvent = { action, id: h.c.id, labels: { ...h.c.labels }, exitCode, time: new Date() };
     this.emitter.emit('event', e);
   }
@@ -101,10 +142,20 @@ export class HollowRuntime implements ContainerRuntime {
     return this.containers.get(idOrName) ?? this.containers.get(this.byName.get(idOrName) ?? '');
   }
 
+  async ping(): Promise<boolean> {
+    try {
+      this.call('ping');
+      return !this.closed;
+    } catch {
+      return false;
+    }
+  }
+
   async pull(image: string, _opts?: PullOptions): Promise<PullResult> {
+    this.call('pull');
     await sleep(this.opts.pullLatencyMs ?? 0);
     if (this.ruleFor(image)?.fail === 'pull') {
-      throw new BerthError('ServiceUnavailable', `CannotPullContainerError: simulated pull failure for ${image}`, { kind: 'Image', name: image });
+      throw new RuntimeError('CannotPullContainerError', `simulated pull failure for ${image}`, { uncertain: false, kind: 'Image', name: image });
     }
     return { image, fromCache: false };
   }
@@ -126,10 +177,11 @@ export class HollowRuntime implements ContainerRuntime {
   async create(task: RuntimeTask, container: string, opts: CreateOptions): Promise<RuntimeContainer> {
     const def = task.containers.find((c) => c.name === container);
     if (!def) throw badRequest(`task ${task.taskArn} has no container "${container}"`);
+    this.call('create');
     const existingId = this.byName.get(opts.name);
     if (existingId) return structuredClone(this.containers.get(existingId)!.c);
     const rule = this.ruleFor(def.image, container);
-    if (rule?.fail === 'create') throw new BerthError('InternalError', `CannotCreateContainerError: simulated create failure for ${def.image}`, { kind: 'Container', name: opts.name });
+    if (rule?.fail === 'create') throw new RuntimeError('CannotCreateContainerError', `simulated create failure for ${def.image}`, { uncertain: false, kind: 'Container', name: opts.name });
     for (const l of def.links ?? []) {
       const target = l.split(':')[0];
       if (!opts.peers[target]) throw invalid('Task', task.taskArn, [{ field: `containerDefinitions[${container}].links`, message: `linked container "${target}" is not a created container of this task` }]);
@@ -166,8 +218,18 @@ export class HollowRuntime implements ContainerRuntime {
   }
 
   async start(id: string): Promise<RuntimeContainer> {
+    const anyway = this.faults.find((x) => x.op === 'start' && x.startsAnywayAfterMs !== undefined && (x.times === undefined || x.times > 0));
+    try {
+      this.call('start');
+    } catch (e) {
+      if (anyway) {
+        const t = setTimeout(() => void this.start(id).catch(() => undefined), anyway.startsAnywayAfterMs);
+        t.unref?.();
+      }
+      throw e;
+    }
     const h = this.get(id);
-    if (!h) throw new BerthError('NotFound', `CannotStartContainerError: no such container ${id}`, { kind: 'Container', name: id });
+    if (!h) throw new RuntimeError('CannotStartContainerError', `no such container ${id}`, { statusCode: 404, kind: 'Container', name: id });
     if (h.c.status === 'RUNNING') return structuredClone(h.c);
     if (h.rule?.fail === 'start') {
       h.c.status = 'STOPPED';
@@ -176,7 +238,7 @@ export class HollowRuntime implements ContainerRuntime {
       h.c.reason = 'simulated start failure';
       h.c.finishedAt = new Date();
       this.emit('die', h, 128);
-      throw new BerthError('InternalError', `CannotStartContainerError: simulated start failure for ${h.c.image}`, { kind: 'Container', name: h.c.name });
+      throw new RuntimeError('CannotStartContainerError', `simulated start failure for ${h.c.image}`, { uncertain: false, kind: 'Container', name: h.c.name });
     }
     await sleep(this.opts.startLatencyMs ?? 0);
     h.c.status = 'RUNNING';
@@ -208,6 +270,7 @@ export class HollowRuntime implements ContainerRuntime {
   }
 
   async stop(id: string, timeoutMs: number): Promise<void> {
+    this.call('stop');
     const h = this.get(id);
     if (!h || h.c.status !== 'RUNNING') return;
     if (h.rule?.ignoreSigterm) {
@@ -217,6 +280,7 @@ export class HollowRuntime implements ContainerRuntime {
   }
 
   async remove(id: string): Promise<void> {
+    this.call('remove');
     const h = this.get(id);
     if (!h) return;
     this.exit(h, 137);
@@ -226,11 +290,13 @@ export class HollowRuntime implements ContainerRuntime {
   }
 
   async inspect(idOrName: string): Promise<RuntimeContainer | undefined> {
+    this.call('inspect');
     const h = this.get(idOrName);
     return h ? structuredClone(h.c) : undefined;
   }
 
   async list(labels: Record<string, string>): Promise<RuntimeContainer[]> {
+    this.call('list');
     const out: RuntimeContainer[] = [];
     for (const h of this.containers.values()) {
       if (Object.entries(labels).every(([k, v]) => h.c.labels[k] === v)) out.push(structuredClone(h.c));
@@ -238,7 +304,15 @@ export class HollowRuntime implements ContainerRuntime {
     return out;
   }
 
-  async cleanupTask(_task: RuntimeTask): Promise<void> {}
+  async taskStopped(_task: RuntimeTask): Promise<void> {}
+
+  async cleanupTask(task: Pick<RuntimeTask, 'taskArn' | 'instance'>): Promise<void> {
+    for (const h of [...this.containers.values()]) {
+      if (h.c.labels[LABELS.taskArn] !== task.taskArn) continue;
+      if (task.instance && h.c.labels[LABELS.instance] && h.c.labels[LABELS.instance] !== task.instance) continue;
+      await this.remove(h.c.id);
+    }
+  }
 
   async logs(id: string, _opts?: LogOptions): Promise<Readable> {
     const h = this.get(id);

@@ -19,6 +19,8 @@ export const LABELS = {
   containerName: 'com.amazonaws.ecs.container-name',
   family: 'com.amazonaws.ecs.task-definition-family',
   version: 'com.amazonaws.ecs.task-definition-version',
+  /** berth: the container instance (agent) that owns the object: agents sharing a dockerd touch only their own */
+  instance: 'io.berth.container-instance',
   /** berth: marks containers, volumes and networks berth manages; value = role */
   managed: 'io.berth.managed',
 } as const;
@@ -32,6 +34,13 @@ export interface RuntimeTask {
   networkMode: TaskNetworkMode;
   containers: ContainerDefinition[];
   volumes?: Volume[];
+  /** the container instance running it (labels every object made for it) */
+  instance?: string;
+  /** task-level CPU units and memory MiB (ECS_ENABLE_TASK_CPU_MEM_LIMIT) */
+  cpu?: number;
+  memory?: number;
+  pidMode?: 'host' | 'task';
+  ipcMode?: 'host' | 'task' | 'none';
   /** host ports chosen by the scheduler, keyed `container/containerPort/protocol`; absent or 0 = dynamic */
   assignedHostPorts?: Record<string, number>;
 }
@@ -47,6 +56,8 @@ export interface TaskResources {
   ipAddress?: string;
   /** volume name -> docker bind source or docker volume name */
   volumeSources: Record<string, { type: 'bind' | 'volume'; source: string }>;
+  /** the task's cgroup (task-level cpu/memory limits), when it has one */
+  cgroupParent?: string;
 }
 
 export interface NetworkBinding {
@@ -78,10 +89,12 @@ export interface RuntimeContainer {
   networkBindings: NetworkBinding[];
   /** first IP address of the container's networks */
   ipAddress?: string;
+  /** the stop timeout it was created with (Docker's StopTimeout) */
+  stopTimeoutMs?: number;
 }
 
 export interface RuntimeEvent {
-  /** create, start, die, destroy, health_status, oom, ... or 'resync' after a stream reconnect */
+  /** create, start, stop, die, restart, oom, health_status (the ECS agent's allowlist), or 'resync' after a stream (re)connect */
   action: string;
   id: string;
   labels: Record<string, string>;
@@ -95,6 +108,14 @@ export interface RegistryAuth {
   email?: string;
   serveraddress?: string;
   auth?: string;
+}
+
+/** What the agent remembers of the images its containers used (its checkpoint). */
+export interface ImageState {
+  /** was this reference used by this agent before */
+  known(ref: string): boolean;
+  /** a container was created from `ref`, image id `id` */
+  used(ref: string, id: string): void;
 }
 
 export interface PullOptions {
@@ -126,8 +147,18 @@ export interface LogOptions {
 
 export type EventListener = (e: RuntimeEvent) => void;
 
+/**
+ * Failures are RuntimeErrors (pkg/errors) named as the ECS agent names them; `uncertain` ones
+ * (timeouts) may have happened anyway. Every call is bounded by a timeout.
+ */
 export interface ContainerRuntime {
   readonly kind: 'docker' | 'hollow';
+  /** does the runtime answer at all (ECS: SystemPing before assuming a failed stop stopped) */
+  ping(): Promise<boolean>;
+  /** the container instance it works for, once registered (labels, daemon namespace) */
+  setInstance?(instance: string): void;
+  /** where it keeps what it knows of images (ECS_IMAGE_PULL_BEHAVIOR=once, image cleanup) */
+  setImageState?(state: ImageState): void;
   pull(image: string, opts?: PullOptions): Promise<PullResult>;
   /** Create the task's volumes and, for awsvpc, its namespace container. Idempotent. */
   prepareTask(task: RuntimeTask): Promise<TaskResources>;
@@ -141,8 +172,10 @@ export interface ContainerRuntime {
   inspect(idOrName: string): Promise<RuntimeContainer | undefined>;
   /** containers (running or not) carrying all of these labels */
   list(labels: Record<string, string>): Promise<RuntimeContainer[]>;
-  /** Remove the task's namespace container and task-scoped volumes. */
-  cleanupTask(task: RuntimeTask): Promise<void>;
+  /** Every container of the task has stopped: stop its namespace containers (ECS tears the pause container down then). */
+  taskStopped(task: RuntimeTask): Promise<void>;
+  /** Remove every container (namespaces included) and task-scoped volume labelled with the task and this instance. */
+  cleanupTask(task: Pick<RuntimeTask, 'taskArn' | 'instance'>): Promise<void>;
   logs(id: string, opts?: LogOptions): Promise<Readable>;
   /** subscribe to container events; returns unsubscribe */
   onEvent(fn: EventListener): () => void;
@@ -152,6 +185,7 @@ export interface ContainerRuntime {
 /** Standard labels for a task's container. */
 export function containerLabels(task: RuntimeTask, container: string): Record<string, string> {
   return {
+    ...(task.instance ? { [LABELS.instance]: task.instance } : {}),
     [LABELS.cluster]: task.cluster,
     [LABELS.taskArn]: task.taskArn,
     [LABELS.containerName]: container,

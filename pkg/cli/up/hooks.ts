@@ -38,6 +38,9 @@ export function upHooks(o: { runtime: 'docker' | 'hollow'; env?: Record<string, 
           DOCKER_HOST: a.dockerHost,
           BERTH_RUNTIME: o.runtime,
           ECS_INTROSPECTION_PORT: env.ECS_INTROSPECTION_PORT ?? '0',
+          // one host, images built or loaded locally: use what is cached (pulls of an image no
+          // registry has would retry, as ECS's do, before falling back to the cache)
+          ECS_IMAGE_PULL_BEHAVIOR: env.ECS_IMAGE_PULL_BEHAVIOR ?? 'prefer-cached',
           BERTH_LOGS_LISTEN: env.BERTH_LOGS_LISTEN ?? '127.0.0.1:0',
         },
       });
