@@ -196,6 +196,9 @@ export class DefaultAuthorizer implements Authorizer {
         return deny(`bootstrap token "${id.bootstrap!.tokenId}" registers instances only in cluster "${scope}"`);
       }
       if (a.resource === 'clusters' && a.verb === 'get' && (scope === undefined || a.name === scope)) return;
+      // an agent whose node credential was refused asks whether its instance still exists (a
+      // 404 means it was deregistered, and it may register anew): one named instance, no list
+      if (a.resource === 'containerinstances' && a.verb === 'get' && a.name && !a.subresource && (scope === undefined || a.namespace === scope)) return;
     }
     if (id.node) return this.node(id.node, a, deny);
     deny('no rule allows it');
