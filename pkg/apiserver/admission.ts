@@ -7,6 +7,7 @@ import type { TaskDefinitionSpec, TaskDefinitionStatus } from '../api/taskdefini
 import { BerthError, badRequest, invalid, notFound } from '../errors/errors.ts';
 import { credentialKey, hashToken, newToken, type NodeCredential } from './auth.ts';
 import type { Admission, Obj, Registry, WriteContext } from './registry.ts';
+import { LeaseAdmission } from './fence.ts';
 
 const now = () => new Date().toISOString();
 const LAST_ORDER = ['PROVISIONING', 'PENDING', 'ACTIVATING', 'RUNNING', 'DEACTIVATING', 'STOPPING', 'DEPROVISIONING', 'STOPPED'];
@@ -482,6 +483,7 @@ export function installAdmission(registry: Registry, arns: Arns) {
   registry.use('Task', new TaskAdmission(registry, tds, dtds, arns));
   registry.use('Service', new ServiceAdmission(tds, arns));
   registry.use('Daemon', new DaemonAdmission(registry, dtds, arns));
+  registry.use('Lease', new LeaseAdmission());
   return { tds, dtds };
 }
 

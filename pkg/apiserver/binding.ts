@@ -9,7 +9,8 @@ import { parseOrInvalid } from '../api/validate.ts';
 import { badRequest } from '../errors/errors.ts';
 import type { Compare, Op } from '../store/store.ts';
 import { allocationKey } from './admission.ts';
-import type { Obj, Registry } from './registry.ts';
+import { FENCE_HEADER, parseFence } from './fence.ts';
+import type { Obj, Registry, RequestContext } from './registry.ts';
 import { sendJson, type ApiRequest } from './server.ts';
 
 export const BindingRequest = z.strictObject({
@@ -65,14 +66,15 @@ export class Binder {
     return demandOf((td as unknown as { spec: TaskDefinitionSpec }).spec, task.spec.overrides, { daemon });
   }
 
-  async bind(cluster: string, req: BindingRequest): Promise<BindingResult[]> {
+  /** `ctx.fence`: a controller's lease fence, compared in the binding txn (LeaseLost when it no longer holds). */
+  async bind(cluster: string, req: BindingRequest, ctx: RequestContext = {}): Promise<BindingResult[]> {
     const results: BindingResult[] = req.bindings.map((b) => ({ task: b.task, containerInstance: b.containerInstance, bound: false }));
     let pending = req.bindings.map((_, i) => i);
     for (let round = 0; round < 3 && pending.length > 0; round++) {
       await this.registry.fresh();
       const plan = this.plan(cluster, req, pending, results);
       if (plan.planned.length === 0) break;
-      const r = await this.registry.txn(plan.compares, plan.ops);
+      const r = await this.registry.txn(plan.compares, plan.ops, ctx);
       if (r.succeeded) {
         for (const p of plan.planned) {
           results[p.i].bound = true;
@@ -189,11 +191,12 @@ export function bindingRoute(registry: Registry, binder: Binder) {
     if (r.method !== 'POST') throw badRequest('bindings accept only POST');
     const cluster = decodeURIComponent(m[1]);
     r.authorize({ verb: 'create', resource: 'bindings', namespace: cluster });
+    const fence = parseFence(r.raw.headers[FENCE_HEADER], registry.cache, (namespace, name) => r.authorize({ verb: 'update', resource: 'leases', namespace, name }));
     const body = parseOrInvalid(BindingRequest, await r.body(), '', 'Binding', cluster);
     if (!registry.cache.get(storeKey('clusters', undefined, cluster))) {
       throw badRequest(`cluster "${cluster}" not found`);
     }
-    const results = await binder.bind(cluster, body);
+    const results = await binder.bind(cluster, body, { fence });
     sendJson(res, 200, { apiVersion: `${GROUP}/${VERSION}`, kind: 'BindingResult', results });
     return true;
   };

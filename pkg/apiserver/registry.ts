@@ -8,6 +8,7 @@ import { mergePatch, jsonPatch } from './patch.ts';
 import { matchesFields, matchesLabels, parseFieldSelector, parseLabelSelector, type FieldRequirement, type Selector } from './selectors.ts';
 import { WatchCache, type CacheWatcher, type Obj, type WatchType } from './watchcache.ts';
 import { decodeContinue, encodeContinue } from '../store/keys.ts';
+import { checkFence, withFence, type Fence } from './fence.ts';
 
 export type { Obj };
 
@@ -19,6 +20,8 @@ export interface RequestContext {
   fieldValidation?: string;
   /** a bootstrap identity registering an instance receives a node credential */
   issueNodeCredential?: boolean;
+  /** the lease fence the request carries (Berth-Lease-Fence): every txn it commits also compares it */
+  fence?: Fence;
 }
 
 /** What a kind-specific admission hook may do at each step, within the write's transaction. */
@@ -291,7 +294,7 @@ export class Registry {
       if (o.status !== undefined) o.status = this.validateStatus(kind, o.status, o.metadata.name);
       const key = this.key(kind, ns, o.metadata.name);
       if (ctx.dryRun) return { obj: this.out(kind, o), created: true };
-      const r = await this.store.txn([{ key, modRevision: 0 }, ...w.compares], [{ type: 'put', key, value: JSON.stringify(o) }, ...w.ops]);
+      const r = await this.commit(ctx, [{ key, modRevision: 0 }, ...w.compares], [{ type: 'put', key, value: JSON.stringify(o) }, ...w.ops]);
       if (r.succeeded) {
         this.noteWrite(r.revision);
         o.metadata.resourceVersion = String(r.revision);
@@ -412,7 +415,8 @@ export class Registry {
         !((next.metadata as Record<string, unknown>).finalizers as string[] | undefined)?.length;
       if (ctx.dryRun) return this.out(kind, { ...next, metadata: { ...next.metadata, resourceVersion: cur.metadata.resourceVersion } });
       if (finalizing) this.addTombstone(kind, ns, next, w);
-      const r = await this.store.txn(
+      const r = await this.commit(
+        ctx,
         [{ key, modRevision: Number(cur.metadata.resourceVersion) }, ...w.compares],
         [finalizing ? { type: 'delete', key } : { type: 'put', key, value: JSON.stringify(next) }, ...w.ops],
       );
@@ -453,7 +457,8 @@ export class Registry {
       if (ctx.dryRun) return this.out(kind, replacement ?? cur);
       if (replacement) delete replacement.metadata.resourceVersion;
       else this.addTombstone(kind, ns, curClone, w);
-      const r = await this.store.txn(
+      const r = await this.commit(
+        ctx,
         [{ key, modRevision: Number(cur.metadata.resourceVersion) }, ...w.compares],
         [replacement ? { type: 'put', key, value: JSON.stringify(replacement) } : { type: 'delete', key }, ...w.ops],
       );
@@ -497,11 +502,17 @@ export class Registry {
     return n;
   }
 
-  /** A raw txn on behalf of a kind's logic (binding); notes the revision for freshness. */
-  async txn(compares: Compare[], ops: Op[]) {
-    const r = await this.store.txn(compares, ops);
-    if (r.succeeded) this.noteWrite(r.revision);
-    else this.noteWrite(r.revision);
+  /** A raw txn on behalf of a kind's logic (binding); notes the revision for freshness; fenced like every write. */
+  async txn(compares: Compare[], ops: Op[], ctx: RequestContext = {}) {
+    const r = await this.commit(ctx, compares, ops);
+    this.noteWrite(r.revision);
+    return r;
+  }
+
+  /** The one place a request's writes reach the store: with its lease fence, if it carries one (refused with LeaseLost when it no longer holds). */
+  private async commit(ctx: RequestContext, compares: Compare[], ops: Op[]) {
+    const r = await this.store.txn(withFence(ctx.fence, compares), ops);
+    checkFence(ctx.fence, r);
     return r;
   }
 }

@@ -11,6 +11,7 @@ import { Registry, type Obj, type RequestContext } from './registry.ts';
 import { toStatus, type K8sStatus } from './status.ts';
 import { toTable } from './table.ts';
 import { parseFieldSelector, parseLabelSelector } from './selectors.ts';
+import { FENCE_HEADER, parseFence } from './fence.ts';
 
 export const DEFAULT_BODY_LIMIT = 3 * 1024 * 1024;
 
@@ -240,6 +241,8 @@ export function createApiHandler(deps: ApiServerDeps) {
       dryRun: q.get('dryRun') === 'All',
       fieldValidation: q.get('fieldValidation') ?? 'Strict',
       issueNodeCredential: r.identity.groups.includes(BOOTSTRAPPERS),
+      // a controller's writes carry its lease fence; reads ignore it
+      fence: r.method === 'GET' ? undefined : parseFence(r.raw.headers[FENCE_HEADER], registry.cache, (namespace, name) => r.authorize({ verb: 'update', resource: 'leases', namespace, name })),
     };
     if (ctx.dryRun === false && q.has('dryRun') && q.get('dryRun') !== '') throw badRequest(`dryRun: only "All" is supported`);
     const accept = r.raw.headers.accept;

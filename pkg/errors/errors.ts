@@ -28,7 +28,9 @@ export type Reason =
   | 'NotAcceptable'
   | 'ServiceUnavailable'
   | 'Timeout'
-  | 'InternalError';
+  | 'InternalError'
+  /** a write carried a lease fence (Berth-Lease-Fence) that no longer holds: its sender lost the lease */
+  | 'LeaseLost';
 
 const httpStatus: Record<Reason, number> = {
   NotFound: 404,
@@ -47,6 +49,7 @@ const httpStatus: Record<Reason, number> = {
   ServiceUnavailable: 503,
   Timeout: 504,
   InternalError: 500,
+  LeaseLost: 412,
 };
 
 export interface ErrorDetails {
@@ -103,6 +106,7 @@ export const tooManyRequests = (message: string, retryAfterSeconds = 1) =>
 export const expired = (message: string) => new BerthError('Expired', message);
 export const internal = (message: string) => new BerthError('InternalError', message);
 export const unavailable = (message: string) => new BerthError('ServiceUnavailable', message);
+export const leaseLost = (message: string) => new BerthError('LeaseLost', message);
 
 /** Store-level: a watch or list asked for a revision older than the compaction point. */
 export class CompactedError extends BerthError {
