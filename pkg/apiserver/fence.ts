@@ -44,17 +44,22 @@ export function parseFence(header: string | string[] | undefined, cache: WatchCa
   const [, namespace, lease, rev] = m;
   authorize(namespace, lease);
   if (!cache.get(storeKey('leases', namespace, lease))) throw badRequest(`${FENCE_HEADER}: lease ${namespace}/${lease} does not exist`);
-  return { namespace, lease, revision: Number(rev), key: fenceKey(namespace, lease) };
+  const fence = { namespace, lease, revision: Number(rev), key: fenceKey(namespace, lease) };
+  // refused at once when the cache already shows a later acquisition (a write that commits nothing, such as a
+  // binding that binds nothing, is refused too); the compare in the write's txn is what guarantees it
+  const cur = cache.get(fence.key);
+  if (cur && Number(cur.metadata.resourceVersion) !== fence.revision) throw lost(fence);
+  return fence;
 }
+
+const lost = (fence: Fence) => leaseLost(`the lease ${fence.namespace}/${fence.lease} was acquired by another holder after revision ${fence.revision}; this write was not applied`);
 
 /** The compares of a txn, with the fence's when the request carries one. */
 export const withFence = (fence: Fence | undefined, compares: Compare[]): Compare[] => (fence ? [...compares, { key: fence.key, modRevision: fence.revision }] : compares);
 
 /** A failed txn whose fence compare did not hold: the sender lost its lease, whatever else failed. */
 export function checkFence(fence: Fence | undefined, r: TxnResult): void {
-  if (fence && !r.succeeded && r.failed.includes(fence.key)) {
-    throw leaseLost(`the lease ${fence.namespace}/${fence.lease} was acquired by another holder after revision ${fence.revision}; this write was not applied`);
-  }
+  if (fence && !r.succeeded && r.failed.includes(fence.key)) throw lost(fence);
 }
 
 /** Leases: a change of holder (or of acquireTime) moves the fence, in the same txn. */
