@@ -56,10 +56,11 @@ describe('scheduler: feasibility', () => {
     expect(r.failures[0].reason).to.equal('NO_INSTANCES');
   });
 
-  it('says which requirement failed on how many instances, naming the closest', () => {
+  it('says which requirement failed on how many instances, naming the closest instance (D16: not the word "ID")', () => {
     const r = schedule([inst('i1', { agentConnected: false }), inst('i2', { capacity: { cpu: 1024, memory: 64, reservedTcp: [], reservedUdp: [] } }), inst('i3', { capacity: { cpu: 1024, memory: 64, reservedTcp: [], reservedUdp: [] } })], [task('t', demand(10, 128))], rnd);
     expect(r.failures[0].reason).to.equal('RESOURCE:MEMORY');
-    expect(r.failures[0].message).to.include('The closest matching container-instance ID has insufficient memory available');
+    expect(r.failures[0].message).to.include('The closest matching container-instance i2 has insufficient memory available');
+    expect(r.failures[0].closest).to.equal('i2');
     expect(r.failures[0].message).to.include('RESOURCE:MEMORY on 2 instances, AGENT on 1 instance');
     expect(failureMessage({ reason: 'RESOURCE:CPU', reasons: { 'RESOURCE:CPU': 1 } })).to.include('insufficient CPU units');
   });
