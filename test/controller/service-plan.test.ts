@@ -388,6 +388,16 @@ describe('service plan: ECS deployment model (review findings)', () => {
     expect(hc.stop).to.have.length(4);
   });
 
+  it('D14: old tasks still in their first 40 s are not stopped as if unhealthy: a rollout right after a start keeps minimumHealthyPercent', () => {
+    const r = planService({
+      name: 'web', generation: 2, spec: cbSpec(), taskDefinition: 'web:N', now: NOW, newId, deleting: false,
+      status: { observedGeneration: 2, deployments: [dep('N', 'PRIMARY', 'IN_PROGRESS', NOW - 1000), dep('O', 'ACTIVE', 'COMPLETED', NOW - 5000)] },
+      // the old tasks reached RUNNING 2 s ago; the new ones are pending
+      tasks: [...['o1', 'o2', 'o3', 'o4'].map((n) => pt(n, 'O', { startedAt: NOW - 2000 })), ...['n1', 'n2', 'n3', 'n4'].map((n) => pt(n, 'N', { lastStatus: 'PENDING', startedAt: undefined }))],
+    });
+    expect(r.stop).to.deep.equal([]);
+  });
+
   it('D7: the scale-down order is O(n log n): picking from 2,000 tasks reads each task a bounded number of times', () => {
     let reads = 0;
     const counted = (i: number): PlanTask => {

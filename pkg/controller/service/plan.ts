@@ -135,6 +135,8 @@ export function planService(input: PlanInput): Plan {
   const { spec, now } = input;
   const wait = input.healthyAfterMs ?? HEALTHY_AFTER_MS;
   const healthy = (t: PlanTask) => isHealthy(t, now, wait);
+  /** RUNNING, not UNHEALTHY, not counted as healthy yet: in its 40 s (or its health checks have not passed yet) */
+  const warming = (t: PlanTask) => running(t) && t.healthStatus !== 'UNHEALTHY' && !healthy(t);
   const prev = input.status ?? {};
   const desired = input.deleting ? 0 : spec.schedulingStrategy === 'DAEMON' ? 0 : (spec.desiredCount ?? 0);
   const dc = spec.deploymentConfiguration ?? {};
@@ -314,9 +316,15 @@ export function planService(input: PlanInput): Plan {
       stopTask(t, reason);
       continue;
     }
-    if (!h) {
-      // stopping a not-healthy task never lowers the healthy count
+    if (!h && !warming(t)) {
+      // stopping a pending or UNHEALTHY task never lowers the healthy count
       stopTask(t, reason);
+      continue;
+    }
+    if (!h) {
+      // RUNNING and not yet counted (the 40 s rule): it is about to be healthy, so it goes only
+      // when the tasks that are healthy already keep the service within its bounds
+      if (healthyCount >= minHealthy && (primaryHealthy > 0 || healthyCount >= desired || minPct < 100 || total > maxTotal)) stopTask(t, reason);
       continue;
     }
     if (healthyCount - 1 >= minHealthy && (primaryHealthy > 0 || healthyCount - 1 >= desired || minPct < 100 || total > maxTotal)) {
