@@ -26,6 +26,10 @@ export interface HttpProxy {
   delay(pred: (method: string, path: string) => boolean, ms: number): void;
   /** forward the held requests and stop holding */
   release(): void;
+  /** streamed answers (watches) of requests matching `pred` stop flowing: what arrives is buffered, nothing is lost */
+  pause(pred: (method: string, path: string) => boolean): void;
+  /** let the paused streams flow again (what was buffered first) */
+  resume(): void;
   close(): Promise<void>;
 }
 
@@ -41,6 +45,8 @@ export async function startHttpProxy(target: string): Promise<HttpProxy> {
   let holdPred: ((m: string, p: string) => boolean) | undefined;
   const delays: Array<{ pred: (m: string, p: string) => boolean; ms: number }> = [];
   const held: Array<() => void> = [];
+  let pausePred: ((m: string, p: string) => boolean) | undefined;
+  const paused = new Set<{ flush: () => void }>();
   const sockets = new Set<Socket>();
   const forward = (req: IncomingMessage, res: ServerResponse, body: Buffer, rec: ProxiedRequest) => {
     const up = request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers }, (ur) => {
@@ -48,8 +54,20 @@ export async function startHttpProxy(target: string): Promise<HttpProxy> {
       res.writeHead(ur.statusCode ?? 502, ur.headers);
       const streaming = /[?&]watch=(1|true)/.test(req.url ?? '');
       const chunks: Buffer[] = [];
+      const buffered: Buffer[] = [];
+      const gate = {
+        flush: () => {
+          for (const c of buffered.splice(0)) res.write(c);
+        },
+      };
       ur.on('data', (c: Buffer) => {
         if (!streaming) chunks.push(c);
+        if (streaming && pausePred?.(rec.method, rec.path)) {
+          buffered.push(c);
+          paused.add(gate);
+          return;
+        }
+        gate.flush();
         res.write(c);
       });
       ur.on('end', () => {
@@ -61,6 +79,7 @@ export async function startHttpProxy(target: string): Promise<HttpProxy> {
             /* not an object */
           }
         }
+        gate.flush();
         res.end();
       });
       ur.on('error', () => res.destroy());
@@ -105,6 +124,14 @@ export async function startHttpProxy(target: string): Promise<HttpProxy> {
     release() {
       holdPred = undefined;
       for (const go of held.splice(0)) go();
+    },
+    pause(pred) {
+      pausePred = pred;
+    },
+    resume() {
+      pausePred = undefined;
+      for (const g of paused) g.flush();
+      paused.clear();
     },
     close() {
       holdPred = undefined;

@@ -46,6 +46,8 @@ export function daemonController(client: Client, inf: SharedInformers, log: Logg
   };
   // instances where a daemon does not fit: room freed there (a task stopping) re-enqueues the daemon
   const blocked = new Map<string, Set<string>>();
+  // the instances each daemon could not place a copy on at its last pass (an event says when that set grows)
+  const unplacedBefore = new Map<string, Set<string>>();
   const setBlocked = (key: string, ns: string, instances: string[]) => {
     for (const [inst, keys] of blocked) {
       keys.delete(key);
@@ -157,10 +159,15 @@ export function daemonController(client: Client, inf: SharedInformers, log: Logg
       const counts = { desiredCount: plan.desiredCount, runningCount: plan.runningCount, pendingCount: plan.pendingCount };
       let events = owner.status?.events ?? [];
       const event = (message: string) => (events = withEvent(events, message, at));
-      // one event while the same instances cannot take the daemon (no figures in it, so it does not change as they move)
+      // one event when instances start being unable to take the daemon (no figures in it, and none when fewer are left)
       const unplaced = [...plan.cannotPlace.map((p) => `${p.containerInstance}: ${p.reason}`), ...refused].sort();
-      if (unplaced.length) event(`(${d ? 'daemon' : 'service'} ${name}) was unable to place a task on ${unplaced.length} instance(s): ${unplaced.slice(0, 3).join('; ')}${unplaced.length > 3 ? '; ...' : ''}`);
-      const steady = !deleting && plan.start.length === 0 && plan.stop.length === 0 && plan.bind.length === 0 && !unplaced.length && plan.runningCount === plan.desiredCount && plan.updatedCount === plan.desiredCount;
+      const before = unplacedBefore.get(key) ?? new Set<string>();
+      const unplacedNow = new Set([...plan.cannotPlace.map((p) => p.containerInstance), ...refused.map((r) => r.split(':')[0])]);
+      const grew = [...unplacedNow].some((i) => !before.has(i));
+      if (unplacedNow.size) unplacedBefore.set(key, unplacedNow);
+      else unplacedBefore.delete(key);
+      if (unplaced.length && grew) event(`(${d ? 'daemon' : 'service'} ${name}) was unable to place a task on ${unplaced.length} instance(s): ${unplaced.slice(0, 3).join('; ')}${unplaced.length > 3 ? '; ...' : ''}`);
+      const steady = !deleting && plan.start.length === 0 && plan.stop.length === 0 && plan.bind.length === 0 && !unplacedNow.size && plan.runningCount === plan.desiredCount && plan.updatedCount === plan.desiredCount;
       if (svc && steady) event(`(service ${name}) has reached a steady state.`);
       let status: Record<string, unknown>;
       if (d) {
