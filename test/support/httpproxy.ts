@@ -12,6 +12,8 @@ export interface ProxiedRequest {
   status?: number;
   /** the resourceVersion of the object a successful write returned */
   resourceVersion?: string;
+  /** the answer's body, for writes that are not streamed */
+  body?: string;
   /** the request's headers (lower case) */
   headers: Record<string, string | string[] | undefined>;
   held: boolean;
@@ -72,9 +74,10 @@ export async function startHttpProxy(target: string): Promise<HttpProxy> {
       });
       ur.on('end', () => {
         rec.doneAt = Date.now();
+        if (!streaming && rec.method !== 'GET') rec.body = Buffer.concat(chunks).toString('utf8');
         if (!streaming && rec.method !== 'GET' && (rec.status ?? 0) < 300) {
           try {
-            rec.resourceVersion = JSON.parse(Buffer.concat(chunks).toString('utf8'))?.metadata?.resourceVersion;
+            rec.resourceVersion = JSON.parse(rec.body!)?.metadata?.resourceVersion;
           } catch {
             /* not an object */
           }

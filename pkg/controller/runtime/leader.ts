@@ -186,7 +186,8 @@ export class LeaderElector {
     const t = this.term;
     this.term = undefined;
     t?.ac.abort();
-    this.o.log.warn({ lease: this.o.name, identity: this.o.identity, reason }, 'lost the lease; stopping');
+    if (reason === 'stopping') this.o.log.info({ lease: this.o.name, identity: this.o.identity }, 'stepping down');
+    else this.o.log.warn({ lease: this.o.name, identity: this.o.identity, reason }, 'lost the lease; stopping');
     await this.o.onStoppedLeading(reason);
   }
 
