@@ -480,8 +480,20 @@ export class DockerRuntime implements ContainerRuntime {
     return existing;
   }
 
-  /** The instance's daemon namespace: network berth-daemon-bridge and a container at 169.254.172.2. Idempotent. */
-  async ensureDaemonBridge(): Promise<RuntimeContainer> {
+  private bridging?: Promise<RuntimeContainer>;
+
+  /**
+   * The instance's daemon namespace: network berth-daemon-bridge and a container at
+   * 169.254.172.2. Idempotent, and single-flight: the first daemons of an instance start
+   * together, and two concurrent creates of the network made the second fail ("Pool overlaps
+   * with other one on this address space"), failing that daemon's task (issue 15's report).
+   */
+  ensureDaemonBridge(): Promise<RuntimeContainer> {
+    this.bridging ??= this.makeDaemonBridge().finally(() => (this.bridging = undefined));
+    return this.bridging;
+  }
+
+  private async makeDaemonBridge(): Promise<RuntimeContainer> {
     const nets = await this.docker.listNetworks({ filters: { name: [DAEMON_BRIDGE.network] } });
     if (!nets.some((n) => n.Name === DAEMON_BRIDGE.network)) {
       try {
