@@ -6,6 +6,8 @@ import { Informer } from '../../pkg/client/informer.ts';
 import { Controller } from '../../pkg/controller/runtime/controller.ts';
 import { LeaderElector, type LeadershipTerm } from '../../pkg/controller/runtime/leader.ts';
 import { WorkQueue } from '../../pkg/controller/runtime/workqueue.ts';
+import { Expectations } from '../../pkg/controller/runtime/expectations.ts';
+import { stopOwnedTask } from '../../pkg/controller/runtime/writes.ts';
 import { silentLogger } from '../../pkg/log/log.ts';
 import { startApiServer, type TestApiServer } from '../support/apiserver.ts';
 import { eventually } from '../support/fleet.ts';
@@ -156,6 +158,18 @@ describe('informer: handlers are isolated (the throwing-handler suspicion)', fun
     expect(seen).to.deep.equal(['0', '1', '2']);
     expect(inf.relists, 'the watch was not torn down').to.equal(0);
     inf.stop();
+    admin.close();
+  });
+
+  it('D16: a stop never overwrites an earlier one (a user\'s StopTask keeps its reason and code), and awaits no event when it wrote nothing', async () => {
+    const admin = new Client({ server: api.url, token: api.adminToken });
+    await admin.create({ apiVersion: 'berth.dev/v1', kind: 'Task', metadata: { name: 'userstop', namespace: 'default' }, spec: { taskDefinition: 'iso' } });
+    await admin.patch('Task', 'default', 'userstop', { spec: { desiredStatus: 'STOPPED', stopReason: 'stopped by me', stopCode: 'UserInitiated' } });
+    const exp = new Expectations(60_000);
+    await stopOwnedTask(admin, exp, 'default/svc', 'default', 'userstop', 'Service scaled down');
+    const t = await admin.get<Task>('Task', 'default', 'userstop');
+    expect([t.spec.stopReason, t.spec.stopCode]).to.deep.equal(['stopped by me', 'UserInitiated']);
+    expect(exp.satisfied('default/svc', 0), 'nothing to wait for').to.equal(true);
     admin.close();
   });
 });

@@ -124,10 +124,11 @@ export function daemonController(client: Client, inf: SharedInformers, log: Logg
       for (const f of plan.failed) {
         failAt(key, f.containerInstance, now);
         exp.expect(key, [f.task]);
-        await stopTask(client, ns, f.task, f.reason, null).catch((e) => {
+        const written = await stopTask(client, ns, f.task, f.reason, null).catch((e) => {
           exp.observed(key, f.task);
           throw e;
         });
+        if (!written) exp.observed(key, f.task);
       }
       for (const s of plan.stop) await stopOwnedTask(client, exp, key, ns, s.task, s.reason);
       const refused: string[] = [];

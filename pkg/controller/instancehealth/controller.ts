@@ -79,7 +79,7 @@ export function instanceHealthController(client: Client, inf: SharedInformers, l
       }
       const lost = plan.lost.filter((l) => confirmed.has(l.instance));
       if (lost.length) rlog.info({ tasks: lost.length, instances: confirmed.size }, 'tasks on a lost instance; stopping them so they are replaced');
-      await inParallel(lost, (l) => stopTask(client, ns, l.task, l.reason), 16);
+      await inParallel(lost, async (l) => void (await stopTask(client, ns, l.task, l.reason)), 16);
       return { requeueAfterMs: period };
     },
   });
@@ -140,7 +140,7 @@ export function gcController(client: Client, inf: SharedInformers, log: Logger, 
         const [kind, name, uid] = k.split('/');
         const fresh = await client.tryGet(kind, ns, name);
         if (fresh && fresh.metadata.uid === uid) continue; // there after all: the cache is behind
-        await inParallel(ts, (t) => stopTask(client, ns, t.metadata.name, `Its ${kind.toLowerCase()} ${name} no longer exists`), 16);
+        await inParallel(ts, async (t) => void (await stopTask(client, ns, t.metadata.name, `Its ${kind.toLowerCase()} ${name} no longer exists`)), 16);
         collected += ts.length;
       }
       if (collected) rlog.info({ tasks: collected, owners: byOwner.size }, 'stopped tasks whose service or daemon no longer exists');
