@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import http from 'node:http';
 import https from 'node:https';
 import { readFileSync } from 'node:fs';
@@ -123,6 +124,7 @@ export class Client {
   scoped(scope: RequestScope): Client {
     const outer = this.scope;
     const signal = outer.signal && scope.signal ? AbortSignal.any([outer.signal, scope.signal]) : (scope.signal ?? outer.signal);
+    if (signal) setMaxListeners(0, signal); // shared by every request of the scope
     const beforeWrite = outer.beforeWrite && scope.beforeWrite ? (m: string, p: string) => (outer.beforeWrite!(m, p), scope.beforeWrite!(m, p)) : (scope.beforeWrite ?? outer.beforeWrite);
     return new Client(this.config, { agent: this.agent, streamAgent: this.streamAgent }, { signal, beforeWrite, headers: { ...outer.headers, ...scope.headers } });
   }

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import type { Logger } from 'pino';
 import { Histogram } from '../../apiserver/metrics.ts';
 import { isBerthError } from '../../errors/errors.ts';
@@ -83,6 +84,8 @@ export class Controller {
     if (!term) {
       // no leader election: the process's own term, ended by stop()
       this.ownTerm = new AbortController();
+      // every request in flight listens to the term's signal: dozens at once are normal
+      setMaxListeners(0, this.ownTerm.signal);
       const c = this.o.client;
       // (a structural stand-in for the client without scopes, as the review's probes pass, is used as it is)
       term = { client: c && typeof c.scoped === 'function' ? c.scoped({ signal: this.ownTerm.signal }) : c!, signal: this.ownTerm.signal };

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import type { Logger } from 'pino';
 import { SYSTEM_NAMESPACE } from '../../api/meta.ts';
 import type { Lease } from '../../api/kinds.ts';
@@ -155,6 +156,8 @@ export class LeaderElector {
 
   private async startTerm(rv: string): Promise<void> {
     const ac = new AbortController();
+    // every request in flight listens to the term's signal: dozens at once are normal
+    setMaxListeners(0, ac.signal);
     const fence = fenceHeader(this.ns, this.o.name, rv);
     const valid = () => this.leading && this.term?.ac === ac && this.now() < this.renewedAt + this.deadline;
     const client = this.o.client.scoped({
