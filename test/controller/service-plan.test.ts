@@ -10,7 +10,7 @@ const TICK = 10_000;
 
 /**
  * A tiny world: started tasks become RUNNING after `startTicks`, stop orders take effect at
- * once (unless `slowStops`: then a stopped task stays RUNNING one tick). Tasks of an image
+ * once (unless `stopTicks`: then a task asked to stop stays RUNNING that many ticks). Tasks of an image
  * in `failImage` stop without reaching RUNNING; of one in `crashImage` reach RUNNING and
  * then stop; of one in `unhealthyImage` run but report UNHEALTHY.
  */
@@ -22,7 +22,8 @@ class World {
   t = 0;
   failImage = new Set<string>();
   unhealthyImage = new Set<string>();
-  slowStops = false;
+  stopTicks = 0;
+  private stopAt = new Map<string, number>();
   healthyAfterMs: number | undefined;
   constructor(
     public spec: PlanInput['spec'],
@@ -34,7 +35,8 @@ class World {
   tick(deleting = false) {
     this.t++;
     for (const t of this.tasks) {
-      if (t.desiredStatus === 'STOPPED' && t.lastStatus !== 'STOPPED') t.lastStatus = 'STOPPED'; // a slow stop lands
+      // a slow stop lands after stopTicks
+      if (t.desiredStatus === 'STOPPED' && t.lastStatus !== 'STOPPED' && this.t - (this.stopAt.get(t.name) ?? 0) >= this.stopTicks) t.lastStatus = 'STOPPED';
       if (t.desiredStatus !== 'RUNNING' || t.lastStatus === 'STOPPED') continue;
       if (this.now - t.createdAt >= this.startTicks * TICK) {
         if (this.failImage.has(t.taskDefinition)) {
@@ -54,7 +56,8 @@ class World {
       const t = this.tasks.find((x) => x.name === s.task)!;
       t.desiredStatus = 'STOPPED';
       t.stopReason = s.reason;
-      if (!this.slowStops) t.lastStatus = 'STOPPED';
+      this.stopAt.set(t.name, this.t);
+      if (!this.stopTicks) t.lastStatus = 'STOPPED';
     }
     for (const o of plan.start) {
       for (let i = 0; i < o.count; i++) this.tasks.push({ name: `t${this.tasks.length}`, deploymentId: o.deploymentId, taskDefinition: o.taskDefinition, desiredStatus: 'RUNNING', lastStatus: 'PENDING', createdAt: this.now, containerInstance: `i${this.tasks.length % 3}` });
@@ -423,13 +426,13 @@ describe('service plan: ECS deployment model (review findings)', () => {
 
   it('D16: tasks asked to stop but still RUNNING count towards maximumPercent (back-to-back deployments never exceed it)', () => {
     const w = new World({ taskDefinition: 'app', desiredCount: 4, schedulingStrategy: 'REPLICA', deploymentConfiguration: { minimumHealthyPercent: 50, maximumPercent: 100 } });
-    w.slowStops = true;
+    w.stopTicks = 3;
     w.healthyAfterMs = 0;
     w.settle();
     for (const td of ['app:2', 'app:3']) {
       w.generation++;
       w.taskDefinition = td;
-      for (let i = 0; i < 8; i++) {
+      for (let i = 0; i < 12; i++) {
         w.tick();
         const runningOrPending = w.tasks.filter((t) => t.lastStatus !== 'STOPPED').length;
         expect(runningOrPending, `${td} step ${i}`).to.be.at.most(4);
