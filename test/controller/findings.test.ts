@@ -105,13 +105,17 @@ for (const store of (process.env.ONLY_STORE ? [process.env.ONLY_STORE] : ['embed
         // the watch stops delivering (a half-open connection): the controller hears no heartbeat for 12 s,
         // well past its heartbeat timeout (3 s) and lost grace (2 s)
         proxy.pause((m, p) => m === 'GET' && p.endsWith('/containerinstances'));
-        await sleep(12_000);
-        const after = await tasks();
+        let after: Task[];
+        try {
+          await sleep(12_000);
+          after = await tasks();
+        } finally {
+          proxy.resume();
+        }
         expect(after.filter((t) => t.spec.stopReason === LOST_REASON), 'tasks stopped as lost').to.deep.equal([]);
         expect(running(after)).to.have.length(3);
         const instances = (await client.list('ContainerInstance', 'default')).items;
         expect(instances.every((i) => i.status?.agentConnected === true), 'no instance was marked disconnected').to.equal(true);
-        proxy.resume();
         await sleep(3000);
         expect((await tasks()).filter((t) => t.spec.stopReason === LOST_REASON)).to.deep.equal([]);
       });
