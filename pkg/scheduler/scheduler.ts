@@ -332,9 +332,12 @@ class LevelWalker implements Walker {
     }
   }
   moved(i: PoolInstance) {
-    if (!this.at.has(i)) return;
+    const before = this.at.get(i);
+    if (before === undefined) return;
+    const k = this.key(i);
+    if (k === before) return; // a placement of another group: this walker's order is unchanged
     this.remove(i);
-    this.put(i, this.key(i));
+    this.put(i, k);
   }
 }
 
