@@ -202,22 +202,31 @@ export function remainingResources(cap: Capacity, a: Allocation): EcsResource[] 
   ];
 }
 
+/** Host ports in use on an instance, by protocol (anything that answers `has`). */
+export interface PortsInUse {
+  tcp: { has(port: number): boolean };
+  udp: { has(port: number): boolean };
+}
+
 /** Dynamic host ports for a task's needs, from the range, avoiding what is in use. */
-export function choosePorts(demand: TaskDemand, used: { tcp: Set<number>; udp: Set<number> }, range: [number, number]): HostPortAssignment[] | string {
+export function choosePorts(demand: TaskDemand, used: PortsInUse, range: [number, number]): HostPortAssignment[] | string {
   const out: HostPortAssignment[] = [];
-  const taken = { tcp: new Set(used.tcp), udp: new Set(used.udp) };
+  // what this task takes itself, on top of what is in use (the in-use sets are not copied)
+  const mine = { tcp: new Set<number>(), udp: new Set<number>() };
   for (const need of demand.ports) {
-    const set = taken[need.protocol];
+    const inUse = used[need.protocol];
+    const own = mine[need.protocol];
+    const set = { has: (p: number) => inUse.has(p) || own.has(p) };
     if (need.hostPort !== undefined) {
       if (set.has(need.hostPort)) return `host port ${need.protocol}/${need.hostPort} is in use`;
-      set.add(need.hostPort);
+      own.add(need.hostPort);
       out.push({ containerName: need.containerName, containerPort: need.containerPort, protocol: need.protocol, hostPort: need.hostPort });
       continue;
     }
     let p = range[0];
     while (p <= range[1] && set.has(p)) p++;
     if (p > range[1]) return `no free ${need.protocol} port in the dynamic range ${range[0]}-${range[1]}`;
-    set.add(p);
+    own.add(p);
     out.push({ containerName: need.containerName, containerPort: need.containerPort, protocol: need.protocol, hostPort: p });
   }
   return out;

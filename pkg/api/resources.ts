@@ -269,6 +269,8 @@ export type TaskStatus = z.infer<typeof TaskStatus>;
 export const DeploymentCircuitBreaker = z.strictObject({
   enable: z.boolean(),
   rollback: z.boolean(),
+  /** a task that becomes healthy resets the failure count (ECS; default true) */
+  resetOnHealthyTask: z.boolean().optional(),
 });
 
 export const DeploymentConfiguration = z.strictObject({
@@ -327,6 +329,19 @@ export const Deployment = z.strictObject({
   rolloutStateReason: z.string().optional(),
   createdAt: ts,
   updatedAt: ts,
+  /** the deployment circuit breaker's state while it watches this deployment (ECS's ServiceDeploymentCircuitBreaker, and berth's own books) */
+  circuitBreaker: z
+    .strictObject({
+      status: z.enum(['MONITORING', 'TRIGGERED', 'MONITORING_COMPLETE']),
+      /** 1: waiting for a task to reach RUNNING (tasks that never do are failures); 2: one did (tasks replaced for failing health checks are) */
+      stage: z.number().int().min(1).max(2),
+      threshold: z.number().int(),
+      /** the failed tasks already counted in failedTasks, so a task is counted once however often it is seen */
+      countedTasks: z.array(z.string()).optional(),
+      /** resetOnHealthyTask: the start of the newest task whose healthy state reset the count */
+      resetBy: ts.optional(),
+    })
+    .optional(),
 });
 export type Deployment = z.infer<typeof Deployment>;
 

@@ -9,6 +9,7 @@ import { credentialIndexKey, credentialKey, hashToken, newToken, type NodeCreden
 import { logsEndpointProblem } from './logs.ts';
 import { nodeRestriction } from './noderestriction.ts';
 import type { Admission, Obj, Registry, WriteContext } from './registry.ts';
+import { LeaseAdmission } from './fence.ts';
 
 const now = () => new Date().toISOString();
 const LAST_ORDER = ['PROVISIONING', 'PENDING', 'ACTIVATING', 'RUNNING', 'DEACTIVATING', 'STOPPING', 'DEPROVISIONING', 'STOPPED'];
@@ -608,6 +609,7 @@ export function installAdmission(registry: Registry, arns: Arns) {
   registry.use('Service', new ServiceAdmission(tds, arns));
   registry.use('Daemon', new DaemonAdmission(registry, dtds, arns));
   registry.useValidator(nodeRestriction);
+  registry.use('Lease', new LeaseAdmission());
   return { tds, dtds };
 }
 

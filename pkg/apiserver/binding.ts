@@ -10,7 +10,8 @@ import { parseOrInvalid } from '../api/validate.ts';
 import { badRequest } from '../errors/errors.ts';
 import type { Compare, Op } from '../store/store.ts';
 import { allocationKey } from './admission.ts';
-import type { Obj, Registry } from './registry.ts';
+import { FENCE_HEADER, parseFence } from './fence.ts';
+import type { Obj, Registry, RequestContext } from './registry.ts';
 import { sendJson, type ApiRequest } from './server.ts';
 
 export const BindingRequest = z.strictObject({
@@ -160,7 +161,8 @@ export class Binder {
     return demandOf((td as unknown as { spec: TaskDefinitionSpec }).spec, task.spec.overrides, { daemon });
   }
 
-  async bind(cluster: string, req: BindingRequest): Promise<BindingResult[]> {
+  /** `ctx.fence`: a controller's lease fence, compared in the binding txn (LeaseLost when it no longer holds). */
+  async bind(cluster: string, req: BindingRequest, ctx: RequestContext = {}): Promise<BindingResult[]> {
     const results: BindingResult[] = req.bindings.map((b) => ({ task: b.task, containerInstance: b.containerInstance, bound: false }));
     // a task named twice in one call is bound by its first binding (one txn cannot write its key twice)
     const named = new Set<string>();
@@ -204,7 +206,7 @@ export class Binder {
       if (planned.length === 0) break;
       const next: number[] = [];
       for (const chunk of this.chunks(planned, entries)) {
-        const out = await this.commit(chunk, entries);
+        const out = await this.commit(chunk, entries, ctx);
         for (const p of out.committed) {
           Object.assign(results[p.i], { bound: true, resourceVersion: String(out.revision), reason: undefined, detail: undefined });
         }
@@ -380,7 +382,7 @@ export class Binder {
    * chunk. Tasks of an instance whose earlier txn in this call failed are left out (their
    * record would build on what did not commit).
    */
-  private async commit(chunk: Chunk, entries: Map<string, InstanceEntry>): Promise<ChunkOutcome> {
+  private async commit(chunk: Chunk, entries: Map<string, InstanceEntry>, ctx: RequestContext): Promise<ChunkOutcome> {
     const compares: Compare[] = [];
     const ops: Op[] = [];
     const slices = new Map<string, Planned[]>();
@@ -413,7 +415,7 @@ export class Binder {
       if (e.ciCompare) compares.push(e.ciCompare);
       ops.push({ type: 'put', key: ak, value: allocValue(a, e.gate) });
     }
-    const r = await this.registry.txn(compares, ops);
+    const r = await this.registry.txn(compares, ops, ctx);
     const sent = [...slices.values()].flat();
     if (r.succeeded) {
       for (const [ak, a] of after) {
@@ -445,11 +447,12 @@ export function bindingRoute(registry: Registry, binder: Binder) {
     if (r.method !== 'POST') throw badRequest('bindings accept only POST');
     const cluster = decodeURIComponent(m[1]);
     r.authorize({ verb: 'create', resource: 'bindings', namespace: cluster });
+    const fence = parseFence(r.raw.headers[FENCE_HEADER], registry.cache, (namespace, name) => r.authorize({ verb: 'update', resource: 'leases', namespace, name }));
     const body = parseOrInvalid(BindingRequest, await r.body(), '', 'Binding', cluster);
     if (!(await registry.lookup(storeKey('clusters', undefined, cluster)))) {
       throw badRequest(`cluster "${cluster}" not found`);
     }
-    const results = await binder.bind(cluster, body);
+    const results = await binder.bind(cluster, body, { fence });
     sendJson(res, 200, { apiVersion: `${GROUP}/${VERSION}`, kind: 'BindingResult', results });
     return true;
   };

@@ -10,6 +10,7 @@ import { matchesFields, matchesLabels, parseFieldSelector, parseLabelSelector, t
 import { WatchCache, parseStored, type CacheWatcher, type Obj, type WatchType } from './watchcache.ts';
 import { decodeContinue, encodeContinue } from '../store/keys.ts';
 import { listPages } from '../store/pager.ts';
+import { checkFence, withFence, type Fence } from './fence.ts';
 
 export type { Obj };
 
@@ -30,6 +31,8 @@ export interface RequestContext {
    * latest one (ECS always does); applying a manifest of identical content is a no-op
    */
   newRevision?: boolean;
+  /** the lease fence the request carries (Berth-Lease-Fence): every txn it commits also compares it */
+  fence?: Fence;
 }
 
 /**
@@ -559,7 +562,7 @@ export class Registry {
    * Commits prepared creates, and more (a binding's records, a client token), in ONE txn.
    * On success each object carries its resourceVersion.
    */
-  async commitCreates(prepared: PreparedCreate[], extra: { compares: Compare[]; ops: Op[] } = { compares: [], ops: [] }) {
+  async commitCreates(prepared: PreparedCreate[], extra: { compares: Compare[]; ops: Op[] } = { compares: [], ops: [] }, ctx: RequestContext = {}) {
     const parts = [
       ...prepared.map((p) => ({
         compares: [{ key: p.key, modRevision: 0 }, ...p.compares],
@@ -571,7 +574,7 @@ export class Registry {
     // two pieces read one guard at two revisions (the cache moved between their admissions):
     // as if the txn had failed on it, so the caller admits again from fresh state
     if ('contradicts' in merged) return { succeeded: false, revision: 0, failed: [merged.contradicts], written: [] };
-    const r = await this.txn(merged.compares, merged.ops);
+    const r = await this.txn(merged.compares, merged.ops, ctx);
     if (r.succeeded) for (const p of prepared) p.obj.metadata.resourceVersion = String(r.revision);
     return r;
   }
@@ -585,7 +588,7 @@ export class Registry {
       const p = await this.prepareCreate(kind, ns, body, ctx);
       if ('existing' in p) return { obj: this.out(kind, p.existing), created: false };
       if (ctx.dryRun) return { obj: this.out(kind, p.obj), created: true };
-      const r = await this.commitCreates([p]);
+      const r = await this.commitCreates([p], undefined, ctx);
       if (r.succeeded) {
         const out = this.out(kind, p.obj);
         return { obj: p.response ? p.response(structuredClone(out)) : out, created: true };
@@ -728,7 +731,8 @@ export class Registry {
         !((next.metadata as Record<string, unknown>).finalizers as string[] | undefined)?.length;
       if (ctx.dryRun) return this.out(kind, { ...next, metadata: { ...next.metadata, resourceVersion: cur.metadata.resourceVersion } });
       if (finalizing) this.addTombstone(kind, ns, next, w);
-      const r = await this.store.txn(
+      const r = await this.commit(
+        ctx,
         [{ key, modRevision: Number(cur.metadata.resourceVersion) }, ...w.compares],
         [finalizing ? { type: 'delete', key } : { type: 'put', key, value: JSON.stringify(next) }, ...w.ops],
       );
@@ -777,7 +781,8 @@ export class Registry {
       if (ctx.dryRun) return this.out(kind, replacement ?? cur);
       if (replacement) delete replacement.metadata.resourceVersion;
       else this.addTombstone(kind, ns, curClone, w);
-      const r = await this.store.txn(
+      const r = await this.commit(
+        ctx,
         [{ key, modRevision: Number(cur.metadata.resourceVersion) }, ...w.compares],
         [replacement ? { type: 'put', key, value: JSON.stringify(replacement) } : { type: 'delete', key }, ...w.ops],
       );
@@ -833,11 +838,17 @@ export class Registry {
     return n;
   }
 
-  /** A raw txn on behalf of a kind's logic (binding); notes the revision for freshness. */
-  async txn(compares: Compare[], ops: Op[]) {
-    const r = await this.store.txn(compares, ops);
-    if (r.succeeded) this.noteWrite(r.revision);
-    else this.noteWrite(r.revision);
+  /** A raw txn on behalf of a kind's logic (binding); notes the revision for freshness; fenced like every write. */
+  async txn(compares: Compare[], ops: Op[], ctx: RequestContext = {}) {
+    const r = await this.commit(ctx, compares, ops);
+    this.noteWrite(r.revision);
+    return r;
+  }
+
+  /** The one place a request's writes reach the store: with its lease fence, if it carries one (refused with LeaseLost when it no longer holds). */
+  private async commit(ctx: RequestContext, compares: Compare[], ops: Op[]) {
+    const r = await this.store.txn(withFence(ctx.fence, compares), ops);
+    checkFence(ctx.fence, r);
     return r;
   }
 }

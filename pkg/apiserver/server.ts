@@ -16,6 +16,7 @@ import { Registry, type ListOptions, type Obj, type RequestContext, type WatchHa
 import { toStatus, type K8sStatus } from './status.ts';
 import { toTable } from './table.ts';
 import { parseFieldSelector, parseLabelSelector, type FieldRequirement } from './selectors.ts';
+import { FENCE_HEADER, parseFence } from './fence.ts';
 
 export const DEFAULT_BODY_LIMIT = 3 * 1024 * 1024;
 
@@ -365,6 +366,8 @@ export function createApiHandler(deps: ApiServerDeps) {
       issueNodeCredential: r.identity.groups.includes(BOOTSTRAPPERS),
       ...(r.identity.node ? { node: r.identity.node } : {}),
       sourceAddress: r.sourceAddress,
+      // a controller's writes carry its lease fence; reads ignore it
+      fence: r.method === 'GET' ? undefined : parseFence(r.raw.headers[FENCE_HEADER], registry.cache, (namespace, name) => r.authorize({ verb: 'update', resource: 'leases', namespace, name })),
     };
     if (ctx.dryRun === false && q.has('dryRun') && q.get('dryRun') !== '') throw badRequest(`dryRun: only "All" is supported`);
     r.audit.dryRun = ctx.dryRun;

@@ -388,7 +388,8 @@ export function buildProgram(deps: CliDeps): Command {
         const desired = s.spec.desiredCount ?? 0;
         const observed = (s.status?.observedGeneration ?? 0) >= (s.metadata.generation ?? 1);
         if (observed && primary?.rolloutState === 'FAILED') throw new BerthError('BadRequest', `service/${name} rollout failed: ${primary.rolloutStateReason ?? ''}`);
-        if (observed && primary && primary.runningCount >= desired && others.every((d) => d.runningCount === 0) && (s.status?.runningCount ?? 0) === desired) {
+        // done when ECS would say so: the PRIMARY deployment COMPLETED (its tasks healthy, none older left)
+        if (observed && primary?.rolloutState === 'COMPLETED' && primary.runningCount >= desired && others.every((d) => d.runningCount === 0) && (s.status?.runningCount ?? 0) === desired) {
           io.out(`service/${name} successfully rolled out (${primary.taskDefinition}, ${desired} running)\n`);
           return;
         }

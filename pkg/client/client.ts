@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import http from 'node:http';
 import https from 'node:https';
 import { readFileSync } from 'node:fs';
@@ -55,9 +56,27 @@ const kindInfo = (k: KindRef): KindInfo => {
 
 const reasons = new Set<Reason>([
   'NotFound', 'AlreadyExists', 'Conflict', 'Invalid', 'BadRequest', 'Unauthorized', 'Forbidden', 'RequestEntityTooLarge',
-  'TooManyRequests', 'Expired', 'MethodNotAllowed', 'UnsupportedMediaType', 'NotAcceptable', 'ServiceUnavailable', 'BadGateway', 'Timeout', 'InternalError',
+  'TooManyRequests', 'Expired', 'MethodNotAllowed', 'UnsupportedMediaType', 'NotAcceptable', 'ServiceUnavailable', 'BadGateway', 'Timeout', 'InternalError', 'LeaseLost',
 ]);
-const byCode: Record<number, Reason> = { 400: 'BadRequest', 401: 'Unauthorized', 403: 'Forbidden', 404: 'NotFound', 409: 'Conflict', 410: 'Expired', 413: 'RequestEntityTooLarge', 415: 'UnsupportedMediaType', 422: 'Invalid', 429: 'TooManyRequests', 502: 'BadGateway', 503: 'ServiceUnavailable', 504: 'Timeout' };
+const byCode: Record<number, Reason> = {
+  400: 'BadRequest', 401: 'Unauthorized', 403: 'Forbidden', 404: 'NotFound', 409: 'Conflict', 410: 'Expired', 412: 'LeaseLost', 413: 'RequestEntityTooLarge',
+  415: 'UnsupportedMediaType', 422: 'Invalid', 429: 'TooManyRequests', 502: 'BadGateway', 503: 'ServiceUnavailable', 504: 'Timeout',
+};
+
+/**
+ * What a scoped client adds to every request it sends: an AbortSignal (a controller's
+ * leadership term: when it ends, requests in flight are aborted), headers (the term's lease
+ * fence), and a check run before every write that may refuse to send it.
+ */
+export interface RequestScope {
+  signal?: AbortSignal;
+  headers?: Record<string, string>;
+  /** runs before every request that is not a GET; throws to refuse sending it */
+  beforeWrite?: (method: string, path: string) => void;
+}
+
+/** An aborted request (its scope's signal fired): the caller stopped wanting the answer. */
+export const isAbort = (e: unknown) => (e as Error | undefined)?.name === 'AbortError';
 
 /** A Kubernetes Status body (or anything else an error response carried) as a BerthError. */
 export function statusError(code: number, body: unknown): BerthError {
@@ -79,19 +98,38 @@ export class Client {
   private readonly mod: typeof http | typeof https;
   private readonly headers: Record<string, string>;
   private readonly timeoutMs: number;
+  private readonly owner: boolean;
 
-  constructor(readonly config: ClientConfig) {
+  constructor(
+    readonly config: ClientConfig,
+    /** a scoped client shares its parent's connection pools (see `scoped`) */
+    shared?: { agent: http.Agent; streamAgent: http.Agent },
+    private readonly scope: RequestScope = {},
+  ) {
     this.server = config.server.replace(/\/+$/, '');
     const url = new URL(this.server);
     const tls = url.protocol === 'https:';
     this.mod = tls ? https : http;
     const agentOpts = { keepAlive: true, maxSockets: config.maxSockets ?? 64, ...(tls ? { ca: config.ca, rejectUnauthorized: !config.insecureSkipTlsVerify } : {}) };
-    this.agent = tls ? new https.Agent(agentOpts) : new http.Agent(agentOpts);
+    this.owner = !shared;
+    this.agent = shared?.agent ?? (tls ? new https.Agent(agentOpts) : new http.Agent(agentOpts));
     // watches hold their connection for minutes: they must not starve the request pool
-    this.streamAgent = tls ? new https.Agent({ ...agentOpts, maxSockets: Infinity }) : new http.Agent({ ...agentOpts, maxSockets: Infinity });
-    this.headers = { Accept: 'application/json', 'User-Agent': config.userAgent ?? 'berth-client/0.1' };
+    this.streamAgent = shared?.streamAgent ?? (tls ? new https.Agent({ ...agentOpts, maxSockets: Infinity }) : new http.Agent({ ...agentOpts, maxSockets: Infinity }));
+    this.headers = { Accept: 'application/json', 'User-Agent': config.userAgent ?? 'berth-client/0.1', ...scope.headers };
     if (config.token) this.headers.Authorization = `Bearer ${config.token}`;
     this.timeoutMs = config.timeoutMs ?? 30_000;
+  }
+
+  /**
+   * The same client (same connections) with a scope on every request: an AbortSignal,
+   * extra headers, a check before each write. Scopes nest: the inner one adds to the outer.
+   */
+  scoped(scope: RequestScope): Client {
+    const outer = this.scope;
+    const signal = outer.signal && scope.signal ? AbortSignal.any([outer.signal, scope.signal]) : (scope.signal ?? outer.signal);
+    if (signal) setMaxListeners(0, signal); // shared by every request of the scope
+    const beforeWrite = outer.beforeWrite && scope.beforeWrite ? (m: string, p: string) => (outer.beforeWrite!(m, p), scope.beforeWrite!(m, p)) : (scope.beforeWrite ?? outer.beforeWrite);
+    return new Client(this.config, { agent: this.agent, streamAgent: this.streamAgent }, { signal, beforeWrite, headers: { ...outer.headers, ...scope.headers } });
   }
 
   /** The same server with another credential (the agent swaps its bootstrap token for its node token). */
@@ -99,7 +137,9 @@ export class Client {
     return new Client({ ...this.config, token });
   }
 
+  /** Closes the connection pools (a scoped client leaves its parent's open). */
   close(): void {
+    if (!this.owner) return;
     this.agent.destroy();
     this.streamAgent.destroy();
   }
@@ -121,6 +161,9 @@ export class Client {
   /** One request; JSON in and out; a non-2xx answer throws its Status as a BerthError. */
   async request<T = unknown>(method: string, path: string, body?: unknown, opts: { query?: Record<string, string | number | boolean | undefined>; contentType?: string; accept?: string } = {}): Promise<T> {
     const qs = query(opts.query);
+    const { signal, beforeWrite } = this.scope;
+    signal?.throwIfAborted();
+    if (method !== 'GET') beforeWrite?.(method, path);
     const payload = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
     const headers: Record<string, string> = { ...this.headers };
     if (opts.accept) headers.Accept = opts.accept;
@@ -129,14 +172,14 @@ export class Client {
       headers['Content-Length'] = String(Buffer.byteLength(payload));
     }
     const { code, text } = await new Promise<{ code: number; text: string }>((resolve, reject) => {
-      const req = this.mod.request(this.server + path + qs, { method, headers, agent: this.agent, timeout: this.timeoutMs }, (res) => {
+      const req = this.mod.request(this.server + path + qs, { method, headers, agent: this.agent, timeout: this.timeoutMs, signal }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => resolve({ code: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
         res.on('error', reject);
       });
       req.on('timeout', () => req.destroy(new BerthError('Timeout', `${method} ${path}: no answer from ${this.server} within ${this.timeoutMs} ms`)));
-      req.on('error', (e) => reject(isBerthError(e) ? e : new BerthError('ServiceUnavailable', `cannot reach the apiserver at ${this.server}: ${(e as Error).message}`)));
+      req.on('error', (e) => reject(isBerthError(e) || isAbort(e) ? e : new BerthError('ServiceUnavailable', `cannot reach the apiserver at ${this.server}: ${(e as Error).message}`)));
       if (payload !== undefined) req.write(payload);
       req.end();
     });

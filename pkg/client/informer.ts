@@ -6,7 +6,8 @@ import { isBerthError } from '../errors/errors.ts';
  * List, then watch from the list's revision; keep a local cache with indexes; on a 410
  * (or any broken stream) relist and emit deletes for what vanished meanwhile; resync
  * periodically so level-triggered controllers revisit everything. Handlers run
- * synchronously and must only enqueue.
+ * synchronously and must only enqueue; each runs isolated from the others and from the
+ * watch (one that throws is logged, and the others still see the event).
  *
  * Relists never go back in time: once synced, the informer relists with
  * `resourceVersion=<last seen>&resourceVersionMatch=NotOlderThan`, so an apiserver whose
@@ -77,6 +78,21 @@ export class Informer<T extends AnyObj = AnyObj> {
     return [...this.items.values()];
   }
 
+  /** How many objects an index value holds, without building the list. */
+  indexSize(name: string, value: string): number {
+    return this.indexes.get(name)?.get(value)?.size ?? 0;
+  }
+
+  /** Calls `fn` on each object an index value holds, without building the list. */
+  forIndex(name: string, value: string, fn: (o: T) => void): void {
+    const keys = this.indexes.get(name)?.get(value);
+    if (!keys) return;
+    for (const k of keys) {
+      const o = this.items.get(k);
+      if (o) fn(o);
+    }
+  }
+
   byIndex(name: string, value: string): T[] {
     const keys = this.indexes.get(name)?.get(value);
     if (!keys) return [];
@@ -105,7 +121,7 @@ export class Informer<T extends AnyObj = AnyObj> {
     void this.run();
     if (this.opts.resyncMs) {
       this.resyncTimer = setInterval(() => {
-        for (const o of this.items.values()) for (const h of this.handlers) h.update?.(o, o);
+        for (const o of this.items.values()) this.emit('update', o, o);
       }, this.opts.resyncMs);
       this.resyncTimer.unref?.();
     }
@@ -117,6 +133,23 @@ export class Informer<T extends AnyObj = AnyObj> {
     if (this.resyncTimer) clearInterval(this.resyncTimer);
     for (const w of this.syncWaiters) w();
     this.syncWaiters = [];
+  }
+
+  /**
+   * Hands an event to every handler, each on its own: a handler that throws is logged and
+   * does not keep the others from the event, nor abort the watch (which would relist and,
+   * finding the cache already at the listed version, never deliver the change again).
+   */
+  private emit(type: 'add' | 'update' | 'delete', a: T, b?: T): void {
+    for (const h of this.handlers) {
+      try {
+        if (type === 'add') h.add?.(a);
+        else if (type === 'update') h.update?.(a, b!);
+        else h.delete?.(a);
+      } catch (e) {
+        this.opts.log?.error({ err: (e as Error).stack ?? String(e), kind: String(typeof this.kind === 'string' ? this.kind : this.kind.kind), event: type }, 'informer handler failed');
+      }
+    }
   }
 
   private put(key: string, o: T): T | undefined {
@@ -164,13 +197,13 @@ export class Informer<T extends AnyObj = AnyObj> {
       const k = objKey(o);
       seen.add(k);
       const prev = this.put(k, o);
-      if (!prev) for (const h of this.handlers) h.add?.(o);
-      else if (prev.metadata.resourceVersion !== o.metadata.resourceVersion) for (const h of this.handlers) h.update?.(prev, o);
+      if (!prev) this.emit('add', o);
+      else if (prev.metadata.resourceVersion !== o.metadata.resourceVersion) this.emit('update', prev, o);
     }
     for (const k of [...this.items.keys()]) {
       if (seen.has(k)) continue;
       const prev = this.remove(k)!;
-      for (const h of this.handlers) h.delete?.(prev);
+      this.emit('delete', prev);
     }
     this.rv = r.resourceVersion;
     if (!this.synced) {
@@ -228,11 +261,11 @@ export class Informer<T extends AnyObj = AnyObj> {
       const k = objKey(ev.object);
       if (ev.type === 'DELETED') {
         const prev = this.remove(k);
-        for (const h of this.handlers) h.delete?.(prev ?? ev.object);
+        this.emit('delete', prev ?? ev.object);
       } else {
         const prev = this.put(k, ev.object);
-        if (prev) for (const h of this.handlers) h.update?.(prev, ev.object);
-        else for (const h of this.handlers) h.add?.(ev.object);
+        if (prev) this.emit('update', prev, ev.object);
+        else this.emit('add', ev.object);
       }
       if (rv) this.rv = rv;
     }

@@ -27,6 +27,10 @@ export interface ManagerOptions {
   health?: HealthConfig;
   retentionMs?: number;
   resyncMs?: number;
+  /** how long a service task without health checks must run to count as healthy (ECS: 40 s) */
+  healthyAfterMs?: number;
+  /** a lease was lost (the controller has already stopped writing); berth-controller-manager exits here */
+  onLostLease?: (controller: ControllerName, reason: string) => void;
 }
 
 /**
@@ -49,7 +53,7 @@ export class ControllerManager {
       const l = log.child({ controller: name });
       const c =
         name === 'service'
-          ? serviceController(o.client, this.informers, l, this.metrics)
+          ? serviceController(o.client, this.informers, l, this.metrics, { healthyAfterMs: o.healthyAfterMs })
           : name === 'placement'
             ? placementController(o.client, this.informers, l, this.metrics)
             : name === 'daemon'
@@ -84,18 +88,24 @@ export class ControllerManager {
         renewDeadlineMs: this.o.renewDeadlineMs,
         retryPeriodMs: this.o.retryPeriodMs,
         log: this.o.log,
-        onStartedLeading: () => {
-          void c.run();
+        onStartedLeading: (term) => {
+          // the term's client: every write fenced by the lease, refused once it may have lapsed, aborted when it ends
+          void c.run(term);
           // revisit everything: the previous leader may have left work half done
-          for (const o of [...inf.services.list(), ...inf.daemons.list(), ...inf.instances.list()]) {
-            if (name === 'service' && o.kind === 'Service') c.enqueue(`${o.metadata.namespace}/${o.metadata.name}`);
-            if (name === 'daemon' && o.kind === 'Daemon') c.enqueue(`${o.metadata.namespace}/${o.metadata.name}`);
-            if ((name === 'placement' || name === 'instancehealth' || name === 'gc') && o.kind === 'ContainerInstance') c.enqueue(o.metadata.namespace!);
+          if (name === 'service') for (const s of inf.services.list()) c.enqueue(`${s.metadata.namespace}/${s.metadata.name}`);
+          if (name === 'daemon') {
+            for (const d of inf.daemons.list()) c.enqueue(`${d.metadata.namespace}/${d.metadata.name}`);
+            for (const s of inf.services.list()) if (s.spec.schedulingStrategy === 'DAEMON') c.enqueue(`service:${s.metadata.namespace}/${s.metadata.name}`);
           }
-          if (name === 'placement' || name === 'gc') for (const t of inf.tasks.list()) c.enqueue(t.metadata.namespace!);
+          if (name === 'placement' || name === 'instancehealth' || name === 'gc') {
+            const nss = new Set([...inf.instances.list(), ...inf.services.list(), ...inf.daemons.list()].map((o) => o.metadata.namespace!));
+            for (const ns of nss) c.enqueue(ns);
+          }
         },
-        onStoppedLeading: async () => {
+        onStoppedLeading: async (reason) => {
+          // not draining: no new reconcile starts, the ones in flight are aborted with the term
           await c.stop();
+          if (!this.stopping) this.o.onLostLease?.(name, reason);
         },
       });
       this.electors.push(el);
@@ -103,7 +113,10 @@ export class ControllerManager {
     }
   }
 
+  private stopping = false;
+
   async stop(): Promise<void> {
+    this.stopping = true;
     await Promise.all(this.electors.map((e) => e.stop()));
     await Promise.all([...this.controllers.values()].map((c) => c.stop()));
     this.informers.stop();

@@ -30,7 +30,9 @@ export type Reason =
   /** a component the apiserver proxies to (an agent's logs) failed or answered something else */
   | 'BadGateway'
   | 'Timeout'
-  | 'InternalError';
+  | 'InternalError'
+  /** a write carried a lease fence (Berth-Lease-Fence) that no longer holds: its sender lost the lease */
+  | 'LeaseLost';
 
 const httpStatus: Record<Reason, number> = {
   NotFound: 404,
@@ -50,6 +52,7 @@ const httpStatus: Record<Reason, number> = {
   BadGateway: 502,
   Timeout: 504,
   InternalError: 500,
+  LeaseLost: 412,
 };
 
 export interface ErrorDetails {
@@ -124,6 +127,7 @@ export const internal = (message: string) => new BerthError('InternalError', mes
 export const unavailable = (message: string) => new BerthError('ServiceUnavailable', message);
 export const badGateway = (message: string) => new BerthError('BadGateway', message);
 export const timeout = (message: string) => new BerthError('Timeout', message);
+export const leaseLost = (message: string) => new BerthError('LeaseLost', message);
 
 /** Store-level: a watch or list asked for a revision older than the compaction point. */
 export class CompactedError extends BerthError {

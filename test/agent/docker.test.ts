@@ -397,6 +397,24 @@ describe('docker runtime (real dockerd)', function () {
     await always.close();
     await cached.close();
   });
+  it('daemon_bridge: the first daemons of an instance starting together both get the daemon namespace (issue 15: "Pool overlaps")', async () => {
+    // a fresh instance: no daemon namespace yet (the earlier tests' containers go first, they are attached to it)
+    for (const t of tasks.splice(0)) {
+      for (const c of await rt.list({ [LABELS.taskArn]: t.taskArn })) await rt.remove(c.id);
+      await rt.cleanupTask(t);
+    }
+    await docker.getContainer(DAEMON_BRIDGE.container).remove({ force: true }).catch(() => undefined);
+    await docker.getNetwork(DAEMON_BRIDGE.network).remove().catch(() => undefined);
+    const fresh = new DockerRuntime({ config: cfg, defaultPullFallbackMs: 3000, reconnectDelayMs: 100 });
+    const d1 = task('mon', 'daemon_bridge', [{ name: 'd', image: IMAGE, command: ['sleep', '300'] }]);
+    const d2 = task('logs', 'daemon_bridge', [{ name: 'd', image: IMAGE, command: ['sleep', '300'] }]);
+    tasks.push(d1, d2);
+    // two task runners preparing at once, as the agent does for two daemons; neither may fail
+    await Promise.all([fresh.prepareTask(d1), fresh.prepareTask(d2)]);
+    expect((await docker.getContainer(DAEMON_BRIDGE.container).inspect()).State.Running).to.equal(true);
+    expect((await docker.listNetworks({ filters: { name: [DAEMON_BRIDGE.network] } })).filter((n) => n.Name === DAEMON_BRIDGE.network)).to.have.length(1);
+    await fresh.close();
+  });
 });
 
 describe('docker runtime translation (pure)', () => {

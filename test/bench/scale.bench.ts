@@ -9,7 +9,11 @@
 // raw etcd txn rate of a plain client measured in the same run. Then rolls every service to
 // a new revision, then kills 10% of the agents (through the workers). Other flags:
 // --heartbeat S (agents' heartbeat period), --hb-timeout S and --lost-grace S (the
-// controller-manager's --instance-heartbeat-timeout and --instance-lost-grace).
+// controller-manager's --instance-heartbeat-timeout and --instance-lost-grace). Last, one
+// service of --delete-tasks tasks (default 10,000; 0 skips it) is created, then deleted, and
+// the time until it is gone with every task stopped is reported. --healthy-after S passes the
+// controller-manager's --task-healthy-after (absent: its default, ECS's 40 s). Placement
+// passes per second come from the controller-manager's metrics.
 // A benchmark, not a test: it prints figures and asserts nothing. Writes
 // test/bench/results/scale.json. SIGINT/SIGTERM stop every child it started, by pid.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -45,6 +49,10 @@ const CPU_PROF = flag('cpu-prof', '');
 const API_NODE_ARGS = flag('api-node-args', '').split(' ').filter(Boolean);
 const profArgs = () => (CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', CPU_PROF] : []); // one CPU.<date>.<pid>.<thread>.cpuprofile per thread
 const LOST_GRACE_S = Number(flag('lost-grace', '5'));
+const DELETE_TASKS = Number(flag('delete-tasks', quick ? '1000' : '10000'));
+const HEALTHY_AFTER = flag('healthy-after', '');
+if (!Number.isFinite(DELETE_TASKS) || DELETE_TASKS < 0) throw new Error(`--delete-tasks: expected 0 or more, got ${DELETE_TASKS}`);
+if (HEALTHY_AFTER && !(Number(HEALTHY_AFTER) >= 0)) throw new Error(`--healthy-after: expected 0 or more seconds, got ${HEALTHY_AFTER}`);
 for (const [k, v] of Object.entries({ instances: N, tasks: M, 'per-service': PER_SERVICE, 'fleet-procs': FLEET_PROCS, heartbeat: HEARTBEAT_S, 'hb-timeout': HB_TIMEOUT_S, 'lost-grace': LOST_GRACE_S })) {
   if (!Number.isFinite(v) || v <= 0) throw new Error(`--${k}: expected a positive number, got ${v}`);
 }
@@ -122,6 +130,14 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
+/** The controller-manager's reconciles by controller, from its /metrics (all results). */
+async function reconciles(url: string): Promise<Record<string, number>> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const out: Record<string, number> = {};
+  for (const m of text.matchAll(/^berth_controller_reconciles_total\{controller="([^"]+)",result="[^"]+"\} (\d+)$/gm)) out[m[1]] = (out[m[1]] ?? 0) + Number(m[2]);
+  return out;
+}
+
 async function waitHttp(url: string, token: string) {
   for (let i = 0; i < 300; i++) {
     try {
@@ -192,7 +208,7 @@ class Tracker {
   /** every task's latest state and every service's latest object, from the watches: the
    * benchmark judges progress from these, never by listing 20,000 tasks from the apiserver
    * it is measuring (listing them every 500 ms was a large part of its load) */
-  tasks = new Map<string, { desired: string; last?: string; instance?: string }>();
+  tasks = new Map<string, { desired: string; last?: string; instance?: string; group?: string }>();
   services = new Map<string, Service>();
   private abort = new AbortController();
   constructor(private readonly client: Client) {}
@@ -218,7 +234,7 @@ class Tracker {
       const now = Date.now();
       const k = t.metadata.name;
       if (type === 'DELETED') return void this.tasks.delete(k);
-      this.tasks.set(k, { desired: t.spec.desiredStatus, last: t.status?.lastStatus, instance: t.spec.containerInstance });
+      this.tasks.set(k, { desired: t.spec.desiredStatus, last: t.status?.lastStatus, instance: t.spec.containerInstance, group: t.spec.group });
       if (!this.created.has(k)) this.created.set(k, Date.parse(t.metadata.creationTimestamp ?? '') || now);
       if (t.spec.containerInstance && !this.bound.has(k)) this.bound.set(k, now);
       if (t.status?.lastStatus === 'RUNNING' && !this.running.has(k)) this.running.set(k, now);
@@ -301,7 +317,20 @@ async function runOne(store: string) {
     await waitHttp(url, token);
     const client = new Client({ server: url, token, maxSockets: 128 });
     await client.create({ apiVersion: 'berth.dev/v1', kind: 'Cluster', metadata: { name: 'default' } }).catch(() => undefined);
-    const cm = spawn(process.execPath, [...profArgs(), join(root, 'cmd/berth-controller-manager/bin.mjs'), '--server', url, '--token', token, '--leader-elect', 'false', '--instance-heartbeat-timeout', String(HB_TIMEOUT_S), '--instance-lost-grace', String(LOST_GRACE_S), '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const cmMetricsPort = await freePort();
+    const cmMetrics = `http://127.0.0.1:${cmMetricsPort}`;
+    const cm = spawn(
+      process.execPath,
+      [
+        ...profArgs(),
+        join(root, 'cmd/berth-controller-manager/bin.mjs'),
+        '--server', url, '--token', token, '--leader-elect', 'false',
+        '--instance-heartbeat-timeout', String(HB_TIMEOUT_S), '--instance-lost-grace', String(LOST_GRACE_S),
+        '--metrics-listen', `127.0.0.1:${cmMetricsPort}`, '--log-level', 'warn',
+        ...(HEALTHY_AFTER ? ['--task-healthy-after', HEALTHY_AFTER] : []),
+      ],
+      { stdio: ['ignore', 'ignore', 'inherit'] },
+    );
     procs.push(cm);
 
     const tf = Date.now();
@@ -326,12 +355,16 @@ async function runOne(store: string) {
     const ops0 = await storeOps(etcd);
     const req0 = await apiRequests(url, token);
 
+    await waitHttp(cmMetrics, token);
+    const rec0 = await reconciles(cmMetrics);
     // ---- scenario 1: M tasks at once
     const t0 = Date.now();
     await Promise.all(services.map((name, i) => client.create({ apiVersion: 'berth.dev/v1', kind: 'Service', metadata: { name, namespace: 'default' }, spec: { taskDefinition: 'bench:1', desiredCount: Math.min(PER_SERVICE, M - i * PER_SERVICE) } })));
     const steady1 = await untilSteady(tracker, services, () => 'bench:1', 30 * 60_000);
     const create = tracker.phase(undefined, t0, steady1);
-    console.error(`[${store}] create: ${JSON.stringify(create)}`);
+    const rec1 = await reconciles(cmMetrics);
+    const placementPassesCreate = (rec1.placement ?? 0) - (rec0.placement ?? 0);
+    console.error(`[${store}] create: ${JSON.stringify(create)}; placement passes ${placementPassesCreate}`);
     const cpu1 = { api: cpuSeconds(apiserver.pid!), cm: cpuSeconds(cm.pid!) };
     const ops1 = await storeOps(etcd);
     const req1 = await apiRequests(url, token);
@@ -379,6 +412,30 @@ async function runOne(store: string) {
     const replaced = new Set([...tracker.created.keys()].filter((k) => !before3.has(k)));
     const failover = { killed_agents: victimIds.size, killed_per_worker: byWorker.map((b) => b.length), tasks_on_them: lostTasks, heartbeat_timeout_s: HB_TIMEOUT_S, lost_grace_s: LOST_GRACE_S, all_running_elsewhere_s: Math.round((recovered - t2) / 100) / 10, replacements: tracker.phase(replaced, t2, recovered) };
     console.error(`[${store}] failover: ${JSON.stringify(failover)}`);
+
+    // ---- scenario 4: one service of DELETE_TASKS tasks, deleted once it runs
+    let deletion: Record<string, number> | undefined;
+    if (DELETE_TASKS > 0) {
+      const tb = Date.now();
+      await client.create({ apiVersion: 'berth.dev/v1', kind: 'Service', metadata: { name: 'big', namespace: 'default' }, spec: { taskDefinition: 'bench:2', desiredCount: DELETE_TASKS } });
+      await untilSteady(tracker, ['big'], () => 'bench:2', 30 * 60_000);
+      const upS = Math.round((Date.now() - tb) / 100) / 10;
+      const bigTasks = new Set([...tracker.tasks.entries()].filter(([, t]) => t.group === 'service:big' && t.desired === 'RUNNING').map(([k]) => k));
+      const cpuD0 = cpuSeconds(cm.pid!);
+      const recD0 = await reconciles(cmMetrics);
+      const td0 = Date.now();
+      await client.delete('Service', 'default', 'big');
+      for (;;) {
+        const stoppedAll = [...bigTasks].every((k) => tracker.tasks.get(k)?.last === 'STOPPED' || !tracker.tasks.has(k));
+        if (stoppedAll && !tracker.services.has('big')) break;
+        if (Date.now() - td0 > 20 * 60_000) throw new Error('the big service was not deleted in time');
+        await sleep(100);
+      }
+      const recD1 = await reconciles(cmMetrics);
+      deletion = { tasks: bigTasks.size, up_s: upS, deleted_s: Math.round((Date.now() - td0) / 100) / 10, controller_manager_cpu_s: Math.round((cpuSeconds(cm.pid!) - cpuD0) * 10) / 10, service_reconciles: (recD1.service ?? 0) - (recD0.service ?? 0) };
+      console.error(`[${store}] delete a ${DELETE_TASKS}-task service: ${JSON.stringify(deletion)}`);
+    }
+    const recEnd = await reconciles(cmMetrics);
     tracker.stop();
 
     const result = {
@@ -395,7 +452,17 @@ async function runOne(store: string) {
       rollout,
       failover,
       apiserver: { peak_rss_mib: hwmMiB(apiserver.pid!), cpu_s_create: Math.round((cpu1.api - cpu0.api) * 10) / 10, cpu_s_total: Math.round(cpuSeconds(apiserver.pid!) * 10) / 10 },
-      controller_manager: { peak_rss_mib: hwmMiB(cm.pid!), cpu_s_create: Math.round((cpu1.cm - cpu0.cm) * 10) / 10, cpu_s_total: Math.round(cpuSeconds(cm.pid!) * 10) / 10 },
+      controller_manager: {
+        peak_rss_mib: hwmMiB(cm.pid!),
+        cpu_s_create: Math.round((cpu1.cm - cpu0.cm) * 10) / 10,
+        cpu_s_total: Math.round(cpuSeconds(cm.pid!) * 10) / 10,
+        placement_passes_create: placementPassesCreate,
+        placement_passes_per_s_create: Math.round((placementPassesCreate / Math.max(1, (steady1 - t0) / 1000)) * 10) / 10,
+        placement_passes_total: (recEnd.placement ?? 0) - (rec0.placement ?? 0),
+        reconciles_total: Object.fromEntries(Object.entries(recEnd).map(([k, v]) => [k, v - (rec0[k] ?? 0)])),
+        task_healthy_after_s: HEALTHY_AFTER || 'default',
+      },
+      delete_service: deletion,
       fleet_workers: workers.map((w) => ({ agents: w.opts.count, ...(w.stats() ?? { peak_rss_mib: undefined, cpu_s: undefined }) })),
       bench_process: { peak_rss_mib: hwmMiB(process.pid), cpu_s: Math.round((cpuSeconds(process.pid) - benchCpu0) * 10) / 10 },
       apiserver_requests_during_create: delta(req0, req1),
@@ -421,7 +488,7 @@ for (const s of STORES) {
 if (interrupted) await new Promise(() => undefined); // the signal handler exits once its cleanup is done
 const out = { benchmark: 'scale', date: new Date().toISOString(), machine, command: `npm run bench:scale -- ${args.join(' ')}`.trim(), results };
 console.log(JSON.stringify(out, null, 2));
-console.table(results.map((r) => ({ store: r.store, instances: r.instances, tasks: r.tasks, 'bound/s': r.create.bound_per_s, 'running/s': r.create.running_per_s, 'bind p99 ms': r.create.to_bound_ms.p99, 'running p99 ms': r.create.to_running_ms.p99, 'steady s': r.create.all_steady_s, 'rollout s': r.rollout.all_steady_s, 'failover s': r.failover.all_running_elsewhere_s, 'api MiB': r.apiserver.peak_rss_mib, 'cm MiB': r.controller_manager.peak_rss_mib })));
+console.table(results.map((r) => ({ store: r.store, instances: r.instances, tasks: r.tasks, 'bound/s': r.create.bound_per_s, 'running/s': r.create.running_per_s, 'bind p99 ms': r.create.to_bound_ms.p99, 'running p99 ms': r.create.to_running_ms.p99, 'steady s': r.create.all_steady_s, 'rollout s': r.rollout.all_steady_s, 'failover s': r.failover.all_running_elsewhere_s, 'delete s': r.delete_service?.deleted_s, 'cm CPU s': r.controller_manager.cpu_s_total, 'placement/s': r.controller_manager.placement_passes_per_s_create, 'api MiB': r.apiserver.peak_rss_mib, 'cm MiB': r.controller_manager.peak_rss_mib })));
 mkdirSync(join(root, 'test/bench/results'), { recursive: true });
 writeFileSync(join(root, `test/bench/results/scale${quick ? '-quick' : ''}.json`), JSON.stringify(out, null, 2) + '\n');
 process.exit(0);

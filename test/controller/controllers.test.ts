@@ -116,7 +116,11 @@ for (const store of (process.env.ONLY_STORE ? [process.env.ONLY_STORE] : ['embed
         throw e;
       });
       const msg = s.status!.events!.find((e) => e.message.includes('unable to place'))!.message;
-      expect(msg).to.match(/^\(service huge\) was unable to place a task because no container instance met all of its requirements\. The closest matching container-instance ID has insufficient memory available\./);
+      // D16: ECS names the closest instance (not the word "ID")
+      const ids = fleet.agents.map((a) => a.agent.instanceId);
+      const closest = /The closest matching container-instance (\S+) has insufficient memory available\./.exec(msg)?.[1];
+      expect(msg).to.match(/^\(service huge\) was unable to place a task because no container instance met all of its requirements\. The closest matching container-instance \S+ has insufficient memory available\./);
+      expect(ids).to.include(closest);
       expect(msg).to.include('RESOURCE:MEMORY on 3 instances');
       await client.delete('Service', 'default', 'huge');
     });

@@ -19,7 +19,7 @@ for (const store of ['embedded', 'etcd'] as const) {
     let fleet: Fleet;
     const managers: ControllerManager[] = [];
     const newManager = async () => {
-      const m = new ControllerManager({ client, log: silentLogger(), leaderElect: false, resyncMs: 3000 });
+      const m = new ControllerManager({ client, log: silentLogger(), leaderElect: false, resyncMs: 3000, healthyAfterMs: 1000 });
       await m.start();
       managers.push(m);
       return m;

@@ -25,6 +25,27 @@ describe('instance health and gc plans', () => {
     expect(p.lost[0].reason).to.match(/heartbeats/);
   });
 
+  it('D8: an instance is lost only once it is recorded disconnected, whatever this controller\'s clock says', () => {
+    const tasks = () => [task('svc', 'i')];
+    // silent far past timeout + grace by our clock, but the disconnect never landed (a heartbeat won, or our cache is stale)
+    const p = planInstanceHealth([inst('i', 1_000_000, true)], tasks, 1_000_000, cfg);
+    expect(p.disconnect).to.deep.equal(['i']);
+    expect(p.lost).to.deep.equal([]);
+    expect(planInstanceHealth([inst('i', 1_000_000, false)], tasks, 1_000_000, cfg).lost.map((l) => l.task)).to.deep.equal(['svc']);
+  });
+
+  it('D8: when most instances look lost at once, nothing is evicted (the controller is more likely the one cut off)', () => {
+    const all = ['a', 'b', 'c', 'd'].map((id) => task(`t-${id}`, id));
+    const tasks = (id: string) => all.filter((t) => t.containerInstance === id);
+    const three = planInstanceHealth([inst('a', 200_000, false), inst('b', 200_000, false), inst('c', 200_000, false), inst('d', 0)], tasks, 1_000_000, cfg);
+    expect(three.lost).to.deep.equal([]);
+    expect(three.halted).to.deep.equal({ lost: 3, of: 4 });
+    // one of four lost: evicted as usual
+    const one = planInstanceHealth([inst('a', 200_000, false), inst('b', 0), inst('c', 0), inst('d', 0)], tasks, 1_000_000, cfg);
+    expect(one.lost.map((l) => l.task)).to.deep.equal(['t-a']);
+    expect(one.halted).to.equal(undefined);
+  });
+
   it('deletes finished objects only after the retention', () => {
     const objs = [
       { plural: 'tasks' as const, namespace: 'default', name: 'old', finishedAt: 0 },

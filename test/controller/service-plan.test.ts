@@ -5,7 +5,15 @@ import type { ServiceStatus } from '../../pkg/api/resources.ts';
 let ids = 0;
 const newId = () => `id${++ids}`;
 
-/** A tiny world: started tasks become RUNNING after `startTicks`, stop orders take effect at once. */
+/** One tick of the world: 10 s (so ECS's 40 s healthy rule is 4 ticks). */
+const TICK = 10_000;
+
+/**
+ * A tiny world: started tasks become RUNNING after `startTicks`, stop orders take effect at
+ * once (unless `stopTicks`: then a task asked to stop stays RUNNING that many ticks). Tasks of an image
+ * in `failImage` stop without reaching RUNNING; of one in `crashImage` reach RUNNING and
+ * then stop; of one in `unhealthyImage` run but report UNHEALTHY.
+ */
 class World {
   tasks: PlanTask[] = [];
   status: Partial<ServiceStatus> | undefined;
@@ -13,32 +21,46 @@ class World {
   taskDefinition = 'app:1';
   t = 0;
   failImage = new Set<string>();
+  unhealthyImage = new Set<string>();
+  stopTicks = 0;
+  private stopAt = new Map<string, number>();
+  healthyAfterMs: number | undefined;
   constructor(
     public spec: PlanInput['spec'],
     private startTicks = 2,
   ) {}
+  get now() {
+    return this.t * TICK;
+  }
   tick(deleting = false) {
     this.t++;
     for (const t of this.tasks) {
+      // a slow stop lands after stopTicks
+      if (t.desiredStatus === 'STOPPED' && t.lastStatus !== 'STOPPED' && this.t - (this.stopAt.get(t.name) ?? 0) >= this.stopTicks) t.lastStatus = 'STOPPED';
       if (t.desiredStatus !== 'RUNNING' || t.lastStatus === 'STOPPED') continue;
-      if (this.t - t.createdAt >= this.startTicks) {
+      if (this.now - t.createdAt >= this.startTicks * TICK) {
         if (this.failImage.has(t.taskDefinition)) {
           t.lastStatus = 'STOPPED';
-          t.failed = true;
         } else if (t.lastStatus !== 'RUNNING') {
           t.lastStatus = 'RUNNING';
-          t.startedAt = this.t;
+          t.startedAt = this.now;
+          if (this.unhealthyImage.has(t.taskDefinition)) {
+            t.hasHealthCheck = true;
+            t.healthStatus = 'UNHEALTHY';
+          }
         }
       }
     }
-    const plan = planService({ name: 'web', generation: this.generation, spec: this.spec, taskDefinition: this.taskDefinition, status: this.status, tasks: this.tasks, deleting, now: this.t, newId });
+    const plan = planService({ name: 'web', generation: this.generation, spec: this.spec, taskDefinition: this.taskDefinition, status: this.status, tasks: this.tasks, deleting, now: this.now, newId, healthyAfterMs: this.healthyAfterMs });
     for (const s of plan.stop) {
       const t = this.tasks.find((x) => x.name === s.task)!;
       t.desiredStatus = 'STOPPED';
-      t.lastStatus = 'STOPPED';
+      t.stopReason = s.reason;
+      this.stopAt.set(t.name, this.t);
+      if (!this.stopTicks) t.lastStatus = 'STOPPED';
     }
     for (const o of plan.start) {
-      for (let i = 0; i < o.count; i++) this.tasks.push({ name: `t${this.tasks.length}`, deploymentId: o.deploymentId, taskDefinition: o.taskDefinition, desiredStatus: 'RUNNING', lastStatus: 'PENDING', createdAt: this.t, containerInstance: `i${this.tasks.length % 3}` });
+      for (let i = 0; i < o.count; i++) this.tasks.push({ name: `t${this.tasks.length}`, deploymentId: o.deploymentId, taskDefinition: o.taskDefinition, desiredStatus: 'RUNNING', lastStatus: 'PENDING', createdAt: this.now, containerInstance: `i${this.tasks.length % 3}` });
     }
     this.status = plan.status;
     return plan;
@@ -115,7 +137,7 @@ describe('service controller plan', () => {
     for (let i = 0; i < 40; i++) w.tick();
     expect(w.status!.deployments!.map((d) => `${d.id === good ? 'good' : 'bad'}:${d.status}`)).to.deep.equal(['good:PRIMARY']);
     expect(w.running().map((t) => t.taskDefinition)).to.deep.equal(['app:1', 'app:1']);
-    expect(w.tasks.filter((t) => t.taskDefinition === 'app:bad' && t.failed).length).to.be.at.least(3);
+    expect(w.tasks.filter((t) => t.taskDefinition === 'app:bad' && t.lastStatus === 'STOPPED' && t.startedAt === undefined).length).to.be.at.least(3);
     expect(w.status!.events!.some((e) => /deployment failed: tasks failed to start/.test(e.message))).to.equal(true);
     // no new deployment for the same (failed) spec until the spec changes again
     const before = w.tasks.length;
@@ -219,5 +241,215 @@ describe('service controller plan', () => {
     w.live()[0].lastStatus = 'STOPPED';
     const p = w.tick();
     expect(p.start[0]?.count).to.equal(1);
+  });
+});
+
+// ---------------------------------------------------------------- the review's findings
+
+const NOW = Date.parse('2026-01-01T00:00:00Z');
+const pt = (name: string, dep: string, o: Partial<PlanTask> = {}): PlanTask => ({ name, deploymentId: dep, taskDefinition: 'x', desiredStatus: 'RUNNING', lastStatus: 'RUNNING', containerInstance: 'i1', createdAt: NOW - 120_000, startedAt: NOW - 100_000, ...o });
+const cbSpec = (o: Record<string, unknown> = {}) => ({ taskDefinition: 'web', desiredCount: 4, schedulingStrategy: 'REPLICA' as const, deploymentConfiguration: { minimumHealthyPercent: 100, maximumPercent: 200, deploymentCircuitBreaker: { enable: true, rollback: true } }, ...o });
+const dep = (id: string, status: 'PRIMARY' | 'ACTIVE', rolloutState: 'IN_PROGRESS' | 'COMPLETED' | 'FAILED', createdAt: number, extra: Record<string, unknown> = {}) => ({ id, status, taskDefinition: `web:${id}`, desiredCount: 4, pendingCount: 0, runningCount: 0, failedTasks: 0, rolloutState, createdAt: new Date(createdAt).toISOString(), updatedAt: new Date(createdAt).toISOString(), ...extra });
+
+describe('service plan: ECS deployment model (review findings)', () => {
+  it('D4: the circuit breaker rolls back to the most recent COMPLETED deployment, never to a FAILED one', () => {
+    const r = planService({
+      name: 'web', generation: 3, spec: cbSpec(), taskDefinition: 'web:C', now: NOW, newId, deleting: false,
+      status: { observedGeneration: 3, deployments: [dep('C', 'PRIMARY', 'IN_PROGRESS', NOW - 10_000), dep('B', 'ACTIVE', 'FAILED', NOW - 20_000), dep('A', 'ACTIVE', 'COMPLETED', NOW - 30_000)] },
+      tasks: [pt('c1', 'C', { lastStatus: 'STOPPED', startedAt: undefined }), pt('c2', 'C', { lastStatus: 'STOPPED', startedAt: undefined }), pt('c3', 'C', { lastStatus: 'STOPPED', startedAt: undefined }), pt('b1', 'B'), pt('a1', 'A'), pt('a2', 'A'), pt('a3', 'A')],
+    });
+    const byId = Object.fromEntries(r.status.deployments!.map((d) => [d.id, [d.status, d.rolloutState]]));
+    expect(byId.A).to.deep.equal(['PRIMARY', 'IN_PROGRESS']);
+    // C failed (and has no task left, so it is no longer listed); B, which had FAILED before, is not brought back
+    expect(byId.C).to.equal(undefined);
+    expect(byId.B?.[0]).to.not.equal('PRIMARY');
+    expect(byId.B?.[1]).to.equal('FAILED');
+    expect(r.start).to.deep.equal([{ deploymentId: 'A', taskDefinition: 'web:A', count: 1 }]);
+  });
+
+  it('D4: with minimumHealthyPercent 0 the COMPLETED deployment outlives its tasks, so a failing revision rolls back to it instead of leaving 0 tasks', () => {
+    const spec = cbSpec({ desiredCount: 2, deploymentConfiguration: { minimumHealthyPercent: 0, maximumPercent: 100, deploymentCircuitBreaker: { enable: true, rollback: true } } });
+    const w = new World(spec);
+    w.settle();
+    const good = w.status!.deployments![0].id;
+    w.generation = 2;
+    w.taskDefinition = 'app:bad';
+    w.failImage.add('app:bad');
+    let sawHistory = false;
+    for (let i = 0; i < 60; i++) {
+      w.tick();
+      const ds = w.status!.deployments!;
+      // once its tasks are stopped, the completed deployment is still listed (with none) while the new one runs
+      if (ds.some((d) => d.id === good && d.status === 'ACTIVE' && d.runningCount === 0)) sawHistory = true;
+    }
+    expect(sawHistory, 'the COMPLETED deployment stays listed while the new one is in progress').to.equal(true);
+    const primary = w.status!.deployments!.find((d) => d.status === 'PRIMARY')!;
+    expect(primary.id).to.equal(good);
+    expect(w.running().map((t) => t.taskDefinition)).to.deep.equal(['app:1', 'app:1']);
+    expect(w.status!.runningCount).to.equal(2);
+  });
+
+  it('D4: no COMPLETED deployment to go back to: the failed deployment stalls (launches nothing), as ECS does', () => {
+    const r = planService({
+      name: 'web', generation: 1, spec: cbSpec({ desiredCount: 2 }), taskDefinition: 'web:C', now: NOW, newId, deleting: false,
+      status: { observedGeneration: 1, deployments: [dep('C', 'PRIMARY', 'IN_PROGRESS', NOW - 10_000)] },
+      tasks: ['c1', 'c2', 'c3'].map((n) => pt(n, 'C', { lastStatus: 'STOPPED', startedAt: undefined })),
+    });
+    expect(r.status.deployments!.map((d) => [d.id, d.status, d.rolloutState])).to.deep.equal([['C', 'PRIMARY', 'FAILED']]);
+    expect(r.start).to.deep.equal([]);
+    expect(r.status.deployments![0].rolloutStateReason).to.match(/stalled/);
+  });
+
+  it('D4: a deployment being rolled back to is IN_PROGRESS and not itself a rollback target until it completes', () => {
+    // A (rolled back to, IN_PROGRESS) fails too: there is nothing COMPLETED left, so nothing is rolled back to
+    const r = planService({
+      name: 'web', generation: 3, spec: cbSpec({ desiredCount: 2 }), taskDefinition: 'web:C', now: NOW, newId, deleting: false,
+      status: { observedGeneration: 3, deployments: [dep('A', 'PRIMARY', 'IN_PROGRESS', NOW - 30_000), dep('C', 'ACTIVE', 'FAILED', NOW - 10_000)] },
+      tasks: ['a1', 'a2', 'a3'].map((n) => pt(n, 'A', { lastStatus: 'STOPPED', startedAt: undefined })),
+    });
+    expect(r.status.deployments!.find((d) => d.status === 'PRIMARY')!.id).to.equal('A');
+    expect(r.status.deployments!.find((d) => d.id === 'A')!.rolloutState).to.equal('FAILED');
+    expect(r.start).to.deep.equal([]);
+  });
+
+  it('D9 (a): tasks replaced for failing their health checks trip the breaker (stage 2)', () => {
+    const w = new World(cbSpec());
+    w.healthyAfterMs = 0;
+    w.settle();
+    const good = w.status!.deployments![0].id;
+    w.generation = 2;
+    w.taskDefinition = 'app:sick';
+    w.unhealthyImage.add('app:sick');
+    for (let i = 0; i < 60; i++) w.tick();
+    const failedDep = w.status!.deployments!.find((d) => d.id !== good);
+    expect(w.status!.deployments!.find((d) => d.status === 'PRIMARY')!.id, 'rolled back').to.equal(good);
+    expect(w.status!.events!.some((e) => /deployment failed: tasks failed container health checks/.test(e.message))).to.equal(true);
+    // it stopped replacing: a bounded number of sick tasks was ever started
+    expect(w.tasks.filter((t) => t.taskDefinition === 'app:sick').length).to.be.lessThan(12);
+    if (failedDep) expect(failedDep.rolloutState).to.equal('FAILED');
+  });
+
+  it('D9 (b): a task that ran and later exited is not a failure; stage 1 ends once a task reaches RUNNING', () => {
+    const r = planService({
+      name: 'web', generation: 2, spec: cbSpec(), taskDefinition: 'web:N', now: NOW, newId, deleting: false,
+      status: { observedGeneration: 2, deployments: [dep('N', 'PRIMARY', 'IN_PROGRESS', NOW - 10_000), dep('O', 'ACTIVE', 'COMPLETED', NOW - 30_000)] },
+      // three tasks of N ran, then exited: not failures to start
+      tasks: [...['n1', 'n2', 'n3'].map((n) => pt(n, 'N', { lastStatus: 'STOPPED' })), ...['o1', 'o2', 'o3', 'o4'].map((n) => pt(n, 'O'))],
+    });
+    const n = r.status.deployments!.find((d) => d.id === 'N')!;
+    expect(n.rolloutState).to.equal('IN_PROGRESS');
+    expect(n.failedTasks).to.equal(0);
+    expect(n.circuitBreaker?.stage).to.equal(2);
+  });
+
+  it('D9 (c): the count is kept in the status, counts each task once, and resets when a task becomes healthy (resetOnHealthyTask)', () => {
+    const base = { name: 'web', generation: 2, spec: cbSpec({ desiredCount: 10 }), taskDefinition: 'web:N', newId, deleting: false };
+    const old = ['o1', 'o2'].map((n) => pt(n, 'O'));
+    let status: Partial<ServiceStatus> = { observedGeneration: 2, deployments: [dep('N', 'PRIMARY', 'IN_PROGRESS', NOW - 10_000), dep('O', 'ACTIVE', 'COMPLETED', NOW - 30_000)] };
+    const f = (n: string) => pt(n, 'N', { lastStatus: 'STOPPED', startedAt: undefined, createdAt: NOW - 60_000 });
+    // two failures to start
+    let r = planService({ ...base, now: NOW, status, tasks: [...old, f('f1'), f('f2')] });
+    expect(r.status.deployments![0].failedTasks).to.equal(2);
+    status = r.status;
+    // seen again (and f1 collected meanwhile): still 2, not 3 or 1
+    r = planService({ ...base, now: NOW + 1000, status, tasks: [...old, f('f2')] });
+    expect(r.status.deployments![0].failedTasks).to.equal(2);
+    status = r.status;
+    // a task of N becomes healthy: the count resets; a failure after it counts from 0
+    const healthy = pt('h1', 'N', { startedAt: NOW - 50_000, createdAt: NOW - 55_000 });
+    r = planService({ ...base, now: NOW + 2000, status, tasks: [...old, f('f2'), healthy] });
+    expect(r.status.deployments![0].failedTasks).to.equal(0);
+    status = r.status;
+    // (a task replaced for failing its health checks is a failure in stage 2)
+    r = planService({ ...base, now: NOW + 3000, status, tasks: [...old, f('f2'), healthy, pt('s1', 'N', { desiredStatus: 'STOPPED', lastStatus: 'STOPPED', stopReason: 'Task failed container health checks' })] });
+    expect(r.status.deployments![0].failedTasks).to.equal(1);
+    // with resetOnHealthyTask false the healthy task resets nothing
+    const noReset = { ...base, spec: cbSpec({ desiredCount: 10, deploymentConfiguration: { minimumHealthyPercent: 100, maximumPercent: 200, deploymentCircuitBreaker: { enable: true, rollback: true, resetOnHealthyTask: false } } }) };
+    let s2: Partial<ServiceStatus> = { observedGeneration: 2, deployments: [dep('N', 'PRIMARY', 'IN_PROGRESS', NOW - 10_000), dep('O', 'ACTIVE', 'COMPLETED', NOW - 30_000)] };
+    r = planService({ ...noReset, now: NOW, status: s2, tasks: [...old, f('f1'), f('f2')] });
+    s2 = r.status;
+    r = planService({ ...noReset, now: NOW + 1000, status: s2, tasks: [...old, f('f1'), f('f2'), healthy] });
+    expect(r.status.deployments![0].failedTasks).to.equal(2);
+  });
+
+  it('D14: a task without health checks counts as healthy 40 s after it reached RUNNING, not at once', () => {
+    const mk = (startedAgo: number) =>
+      planService({
+        name: 'web', generation: 2, spec: cbSpec(), taskDefinition: 'web:N', now: NOW, newId, deleting: false,
+        status: { observedGeneration: 2, deployments: [dep('N', 'PRIMARY', 'IN_PROGRESS', NOW - 60_000), dep('O', 'ACTIVE', 'COMPLETED', NOW - 120_000)] },
+        tasks: [...['n1', 'n2', 'n3', 'n4'].map((n) => pt(n, 'N', { startedAt: NOW - startedAgo })), ...['o1', 'o2', 'o3', 'o4'].map((n) => pt(n, 'O'))],
+      });
+    expect(mk(1000).stop, '1 s after RUNNING: no old task stopped').to.deep.equal([]);
+    expect(mk(39_000).stop).to.deep.equal([]);
+    expect(mk(40_000).stop.map((s) => s.task).sort()).to.deep.equal(['o1', 'o2', 'o3', 'o4']);
+    // a task with a health check counts when HEALTHY, at once
+    const hc = planService({
+      name: 'web', generation: 2, spec: cbSpec(), taskDefinition: 'web:N', now: NOW, newId, deleting: false,
+      status: { observedGeneration: 2, deployments: [dep('N', 'PRIMARY', 'IN_PROGRESS', NOW - 60_000), dep('O', 'ACTIVE', 'COMPLETED', NOW - 120_000)] },
+      tasks: [...['n1', 'n2', 'n3', 'n4'].map((n) => pt(n, 'N', { startedAt: NOW - 1000, hasHealthCheck: true, healthStatus: 'HEALTHY' })), ...['o1', 'o2', 'o3', 'o4'].map((n) => pt(n, 'O'))],
+    });
+    expect(hc.stop).to.have.length(4);
+  });
+
+  it('D14: old tasks still in their first 40 s are not stopped as if unhealthy: a rollout right after a start keeps minimumHealthyPercent', () => {
+    const r = planService({
+      name: 'web', generation: 2, spec: cbSpec(), taskDefinition: 'web:N', now: NOW, newId, deleting: false,
+      status: { observedGeneration: 2, deployments: [dep('N', 'PRIMARY', 'IN_PROGRESS', NOW - 1000), dep('O', 'ACTIVE', 'COMPLETED', NOW - 5000)] },
+      // the old tasks reached RUNNING 2 s ago; the new ones are pending
+      tasks: [...['o1', 'o2', 'o3', 'o4'].map((n) => pt(n, 'O', { startedAt: NOW - 2000 })), ...['n1', 'n2', 'n3', 'n4'].map((n) => pt(n, 'N', { lastStatus: 'PENDING', startedAt: undefined }))],
+    });
+    expect(r.stop).to.deep.equal([]);
+  });
+
+  it('D7: the scale-down order is O(n log n): picking from 2,000 tasks reads each task a bounded number of times', () => {
+    let reads = 0;
+    const counted = (i: number): PlanTask => {
+      const t = { name: `s${i}`, deploymentId: 'N', taskDefinition: 'x', desiredStatus: 'RUNNING' as const, lastStatus: 'RUNNING' };
+      return Object.defineProperties(t, {
+        createdAt: { get: () => (reads++, NOW - i), enumerable: true },
+        containerInstance: { get: () => (reads++, `i${i % 50}`), enumerable: true },
+      }) as PlanTask;
+    };
+    const n = 2000;
+    const tasks = Array.from({ length: n }, (_, i) => counted(i));
+    const order = orderForScaleDown(tasks);
+    expect(order).to.have.length(n);
+    expect(new Set(order.map((t) => t.name)).size).to.equal(n);
+    // the review's O(n^2 log n) sort per pick read them ~10^8 times; O(n log n) is ~10^5
+    expect(reads).to.be.below(40 * n * Math.log2(n));
+    // and a planService deleting all of them picks with the same bound
+    reads = 0;
+    const plan = planService({ name: 'web', generation: 1, spec: { taskDefinition: 'x', desiredCount: 1, schedulingStrategy: 'REPLICA' }, taskDefinition: 'x', now: NOW, newId, deleting: false, status: { observedGeneration: 1, deployments: [dep('N', 'PRIMARY', 'COMPLETED', NOW - 1000)] }, tasks });
+    expect(plan.stop).to.have.length(n - 1);
+    expect(reads).to.be.below(60 * n * Math.log2(n));
+  });
+
+  it('D16: tasks asked to stop but still RUNNING count towards maximumPercent (back-to-back deployments never exceed it)', () => {
+    const w = new World({ taskDefinition: 'app', desiredCount: 4, schedulingStrategy: 'REPLICA', deploymentConfiguration: { minimumHealthyPercent: 50, maximumPercent: 100 } });
+    w.stopTicks = 3;
+    w.healthyAfterMs = 0;
+    w.settle();
+    for (const td of ['app:2', 'app:3']) {
+      w.generation++;
+      w.taskDefinition = td;
+      for (let i = 0; i < 12; i++) {
+        w.tick();
+        const runningOrPending = w.tasks.filter((t) => t.lastStatus !== 'STOPPED').length;
+        expect(runningOrPending, `${td} step ${i}`).to.be.at.most(4);
+      }
+    }
+  });
+
+  it('D16: while launches are throttled, pendingCount does not count the tasks it did not start', () => {
+    const r = planService({
+      name: 'web', generation: 1, spec: { taskDefinition: 'x', desiredCount: 3, schedulingStrategy: 'REPLICA' }, taskDefinition: 'x', now: NOW, newId, deleting: false,
+      status: { observedGeneration: 1, deployments: [dep('N', 'PRIMARY', 'IN_PROGRESS', NOW - 60_000)] },
+      tasks: ['f1', 'f2', 'f3'].map((n) => pt(n, 'N', { lastStatus: 'STOPPED', startedAt: undefined, createdAt: NOW - 1000 })),
+    });
+    expect(r.start).to.deep.equal([]);
+    expect(r.throttledForMs).to.be.greaterThan(0);
+    expect(r.status.pendingCount).to.equal(0);
+    expect(r.status.deployments![0].pendingCount).to.equal(0);
+    expect(r.status.events![0].message).to.equal('(service web) is unable to consistently start tasks successfully.');
   });
 });

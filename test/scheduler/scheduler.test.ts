@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { emptyAllocation, type TaskDemand } from '../../pkg/api/allocation.ts';
-import { best, failureMessage, rank, schedule, type InstanceView, type TaskRequest } from '../../pkg/scheduler/scheduler.ts';
+import { best, candidateLimit, failureMessage, rank, schedule, scheduleAsync, type InstanceView, type TaskRequest } from '../../pkg/scheduler/scheduler.ts';
 import { holdForDaemons, WAITING_FOR_DAEMONS, type DaemonClaim } from '../../pkg/scheduler/daemons.ts';
 import { parseQuery } from '../../pkg/scheduler/query.ts';
 
@@ -56,10 +56,11 @@ describe('scheduler: feasibility', () => {
     expect(r.failures[0].reason).to.equal('NO_INSTANCES');
   });
 
-  it('says which requirement failed on how many instances, naming the closest', () => {
+  it('says which requirement failed on how many instances, naming the closest instance (D16: not the word "ID")', () => {
     const r = schedule([inst('i1', { agentConnected: false }), inst('i2', { capacity: { cpu: 1024, memory: 64, reservedTcp: [], reservedUdp: [] } }), inst('i3', { capacity: { cpu: 1024, memory: 64, reservedTcp: [], reservedUdp: [] } })], [task('t', demand(10, 128))], rnd);
     expect(r.failures[0].reason).to.equal('RESOURCE:MEMORY');
-    expect(r.failures[0].message).to.include('The closest matching container-instance ID has insufficient memory available');
+    expect(r.failures[0].message).to.include('The closest matching container-instance i2 has insufficient memory available');
+    expect(r.failures[0].closest).to.equal('i2');
     expect(r.failures[0].message).to.include('RESOURCE:MEMORY on 2 instances, AGENT on 1 instance');
     expect(failureMessage({ reason: 'RESOURCE:CPU', reasons: { 'RESOURCE:CPU': 1 } })).to.include('insufficient CPU units');
   });
@@ -219,5 +220,80 @@ describe('scheduler: best() picks what rank() puts first, in one pass', () => {
     const seen = new Set<string>();
     for (let k = 0; k < 200; k++) seen.add(best(pool, pool, task('t', demand(1, 1)), [{ type: 'spread', field: 'instanceId' }], rnd)!.name);
     expect([...seen].sort()).to.deep.equal(['i0', 'i1', 'i2', 'i3', 'i4']);
+  });
+});
+
+describe('scheduler: a limited number of candidates (D15, Nomad\'s LimitIterator)', () => {
+  /** instances whose attributes count how often a feasibility check reads them */
+  const counted = (n: number, over: (i: number) => Partial<InstanceView> = () => ({})) => {
+    let reads = 0;
+    const insts = Array.from({ length: n }, (_, i) => {
+      const attrs = new Proxy({ 'ecs.availability-zone': ['a', 'b', 'c'][i % 3] } as Record<string, string>, { has: (t, k) => (reads++, k in t) });
+      return inst(`i${i}`, { attributes: attrs, capacity: { cpu: 4096, memory: 16384, reservedTcp: [], reservedUdp: [] }, ...over(i) });
+    });
+    return { insts, reads: () => reads };
+  };
+  const exists = [{ type: 'memberOf' as const, expression: 'attribute:ecs.availability-zone exists' }];
+
+  it('limit: max(2, ceil(log2 n)), more when a later strategy spreads', () => {
+    expect(candidateLimit(1, [{ type: 'random' }])).to.equal(2);
+    expect(candidateLimit(2000, [{ type: 'binpack', field: 'memory' }])).to.equal(11);
+    expect(candidateLimit(2000, [{ type: 'spread', field: 'attribute:ecs.availability-zone' }, { type: 'spread', field: 'instanceId' }])).to.equal(100);
+  });
+
+  for (const strategies of [[{ type: 'spread' as const, field: 'instanceId' }], [{ type: 'binpack' as const, field: 'memory' }], [{ type: 'random' as const }], [{ type: 'spread' as const, field: 'attribute:ecs.availability-zone' }, { type: 'spread' as const, field: 'instanceId' }]]) {
+    it(`D15: 1,000 tasks on 1,000 instances check about O(limit) instances per task, not all of them (${strategies.map((x) => `${x.type}:${'field' in x ? x.field : ''}`).join(', ')})`, () => {
+      const { insts, reads } = counted(1000);
+      const tasks = Array.from({ length: 1000 }, (_, i) => task(`t${i}`, demand(10, 10), { constraints: exists, strategies }));
+      const r = schedule(insts, tasks, rnd);
+      expect(r.placements).to.have.length(1000);
+      // a full scan per task is 1,000,000 checks
+      expect(reads(), `feasibility checks: ${reads()}`).to.be.below(1000 * (candidateLimit(1000, strategies) + 2) + 1000);
+    });
+  }
+
+  it('D15: an instance found infeasible is not checked again for the same task shape, and a shape that failed fails the rest of the batch at once', () => {
+    // 1,000 instances, 990 of them full: each is found infeasible once
+    const { insts, reads } = counted(1000, (i) => (i < 990 ? { allocation: { cpu: 4096, memory: 16384, tasks: {} } } : {}));
+    const r = schedule(insts, Array.from({ length: 500 }, (_, i) => task(`t${i}`, demand(10, 10), { constraints: exists })), rnd);
+    expect(r.placements).to.have.length(500);
+    expect(reads()).to.be.below(500 * 20 + 2000);
+    const big = counted(1000);
+    const f = schedule(big.insts, Array.from({ length: 500 }, (_, i) => task(`h${i}`, demand(10, 999_999), { constraints: exists })), rnd);
+    expect(f.failures).to.have.length(500);
+    expect(f.failures.every((x) => x.reason === 'RESOURCE:MEMORY')).to.equal(true);
+    expect(big.reads(), 'one full scan to fail, then none').to.be.below(3000);
+  });
+
+  it('spread stays exact on its first key with a limit: 1,000 tasks on 200 instances, 5 each', () => {
+    const insts = Array.from({ length: 200 }, (_, i) => inst(`i${i}`, { capacity: { cpu: 4096, memory: 16384, reservedTcp: [], reservedUdp: [] } }));
+    const r = schedule(insts, Array.from({ length: 1000 }, (_, i) => task(`t${i}`, demand(1, 1))), rnd);
+    const per = new Map<string, number>();
+    for (const p of r.placements) per.set(p.instance, (per.get(p.instance) ?? 0) + 1);
+    expect(new Set(per.values())).to.deep.equal(new Set([5]));
+  });
+
+  it('binpack stays exact on its first key with a limit: the fullest instance that fits, always', () => {
+    const insts = Array.from({ length: 300 }, (_, i) => inst(`i${i}`, { capacity: { cpu: 4096, memory: 4096, reservedTcp: [], reservedUdp: [] }, allocation: { cpu: 0, memory: (i * 13) % 4000, tasks: {} } }));
+    const tasks = Array.from({ length: 200 }, (_, i) => task(`t${i}`, demand(1, 64), { strategies: [{ type: 'binpack', field: 'memory' }] }));
+    // the reference: a full scan per task, charging as it goes
+    const mem = new Map(insts.map((i) => [i.name, i.allocation.memory]));
+    const r = schedule(insts, tasks, rnd);
+    for (const p of r.placements) {
+      const left = (n: string) => 4096 - mem.get(n)!;
+      const bestLeft = Math.min(...[...mem.keys()].filter((n) => left(n) >= 64).map(left));
+      expect(left(p.instance), p.task).to.equal(bestLeft);
+      mem.set(p.instance, mem.get(p.instance)! + 64);
+    }
+  });
+
+  it('scheduleAsync gives the event loop back while a batch is placed, with the same result shape', async () => {
+    const insts = Array.from({ length: 50 }, (_, i) => inst(`i${i}`));
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 0);
+    const r = await scheduleAsync(insts, Array.from({ length: 200 }, (_, i) => task(`t${i}`, demand(1, 1))), { rnd, sliceMs: 0 });
+    clearInterval(timer);
+    expect(r.placements).to.have.length(200);
+    expect(ticks, 'timers ran while it worked').to.be.greaterThan(0);
   });
 });

@@ -111,7 +111,8 @@ export async function startControlPlane(
 ): Promise<Running> {
   const client = new Client({ server: api.url, token: api.adminToken });
   const fleet = await startFleet(api.url, api.bootstrapToken, agents, opts.fleet);
-  const mgr = new ControllerManager({ client, log: log(), leaderElect: false, resyncMs: 5000, ...opts.manager });
+  // ECS counts a task without health checks as healthy 40 s after RUNNING; the suites use 1 s unless they say otherwise
+  const mgr = new ControllerManager({ client, log: log(), leaderElect: false, resyncMs: 5000, healthyAfterMs: 1000, ...opts.manager });
   await mgr.start();
   return {
     client,

@@ -1,10 +1,11 @@
 import type { Logger } from 'pino';
-import type { ContainerInstance } from '../../api/kinds.ts';
+import type { ContainerInstance, Task } from '../../api/kinds.ts';
 import type { Client } from '../../client/client.ts';
 import { isBerthError } from '../../errors/errors.ts';
 import type { SharedInformers } from '../informers.ts';
 import { Controller, type ControllerMetrics } from '../runtime/controller.ts';
 import { inParallel } from '../runtime/parallel.ts';
+import { controllerOf, stopTask } from '../runtime/writes.ts';
 import { DEFAULT_HEALTH, planGc, planInstanceHealth, type GcObject, type HealthConfig } from './plan.ts';
 
 const ms = (s?: string) => (s ? Date.parse(s) : 0);
@@ -14,6 +15,12 @@ const ms = (s?: string) => (s ? Date.parse(s) : 0);
  * (the scheduler stops using them) and, after a grace period, stops their service and
  * daemon tasks so those are replaced elsewhere. Runs on every instance change and on a
  * timer, since silence produces no events.
+ *
+ * It never evicts on its own say-so alone: an instance is lost only once it is recorded
+ * disconnected (a compare-and-swap write that a heartbeat landing meanwhile makes fail),
+ * and a fresh read of the instance confirms it just before its tasks are stopped. When most
+ * of a cluster looks lost at once, nothing is evicted: that is the controller's own
+ * staleness far more often than the cluster's.
  */
 export function instanceHealthController(client: Client, inf: SharedInformers, log: Logger, cfg: HealthConfig = DEFAULT_HEALTH, metrics?: ControllerMetrics): Controller {
   const period = Math.max(500, Math.min(cfg.heartbeatTimeoutMs / 4, 10_000));
@@ -23,13 +30,15 @@ export function instanceHealthController(client: Client, inf: SharedInformers, l
   // heard from now.
   const heardAt = new Map<string, number>();
   const key = (i: ContainerInstance) => `${i.metadata.namespace}/${i.metadata.name}`;
+  let haltedNoted = '';
   const c: Controller = new Controller({
     name: 'instancehealth',
     informers: [inf.instances, inf.tasks],
+    client,
     workers: 1,
     log,
     metrics,
-    reconcile: async (ns, rlog) => {
+    reconcile: async (ns, { log: rlog, client }) => {
       const instances = inf.instances.byIndex('namespace', ns);
       const plan = planInstanceHealth(
         instances.map((i) => {
@@ -37,26 +46,40 @@ export function instanceHealthController(client: Client, inf: SharedInformers, l
           return { id: i.metadata.name, agentConnected: i.status?.agentConnected ?? false, lastHeartbeat: heardAt.get(key(i))!, status: i.spec.status };
         }),
         (id) =>
-          inf.tasksOn(ns, id).map((t) => ({ name: t.metadata.name, containerInstance: t.spec.containerInstance, desiredStatus: t.spec.desiredStatus, lastStatus: t.status?.lastStatus ?? 'PENDING', owned: !!t.spec.group && (t.spec.group.startsWith('service:') || t.spec.group.startsWith('daemon:')) })),
+          inf.tasksOn(ns, id).map((t) => ({ name: t.metadata.name, containerInstance: t.spec.containerInstance, desiredStatus: t.spec.desiredStatus, lastStatus: t.status?.lastStatus ?? 'PENDING', owned: !!controllerOf(t) })),
         Date.now(),
         cfg,
       );
       for (const id of plan.disconnect) {
+        // looked up now: the instance may have gone while an earlier write was in flight
+        const cur = inf.instances.get(`${ns}/${id}`);
+        if (!cur) continue;
         rlog.info({ instance: id }, 'agent stopped sending heartbeats; marking it disconnected');
         try {
           // conditional on the version we judged: a heartbeat that landed meanwhile wins
-          const cur = inf.instances.get(`${ns}/${id}`)!;
           await client.updateStatus<ContainerInstance>({ ...cur, status: { ...cur.status!, agentConnected: false } });
         } catch (e) {
           if (!isBerthError(e, 'Conflict') && !isBerthError(e, 'NotFound')) throw e;
         }
       }
-      if (plan.lost.length) rlog.info({ tasks: plan.lost.length }, 'tasks on a lost instance; stopping them so they are replaced');
-      await inParallel(plan.lost, async (l) => {
-        await client.patch('Task', ns, l.task, { spec: { desiredStatus: 'STOPPED', stopReason: l.reason, stopCode: 'TaskFailedToStart' } }).catch((e) => {
-          if (!isBerthError(e, 'NotFound')) throw e;
-        });
-      }, 16);
+      if (plan.halted) {
+        const note = `${ns}:${plan.halted.lost}/${plan.halted.of}`;
+        if (note !== haltedNoted) rlog.warn(plan.halted, 'most instances of the cluster look lost at once: not evicting any task (this controller may be the one that is cut off)');
+        haltedNoted = note;
+        return { requeueAfterMs: period };
+      }
+      haltedNoted = '';
+      // confirm each lost instance from a fresh read, not the cache, just before stopping its tasks
+      const confirmed = new Set<string>();
+      for (const id of new Set(plan.lost.map((l) => l.instance))) {
+        const fresh = await client.tryGet<ContainerInstance>('ContainerInstance', ns, id);
+        const cached = inf.instances.get(`${ns}/${id}`);
+        if (fresh && fresh.status?.agentConnected === false && fresh.status?.lastHeartbeat === cached?.status?.lastHeartbeat) confirmed.add(id);
+        else if (fresh) heardAt.set(`${ns}/${id}`, Date.now()); // it spoke after all: our cache is behind
+      }
+      const lost = plan.lost.filter((l) => confirmed.has(l.instance));
+      if (lost.length) rlog.info({ tasks: lost.length, instances: confirmed.size }, 'tasks on a lost instance; stopping them so they are replaced');
+      await inParallel(lost, async (l) => void (await stopTask(client, ns, l.task, l.reason)), 16);
       return { requeueAfterMs: period };
     },
   });
@@ -75,18 +98,52 @@ export function instanceHealthController(client: Client, inf: SharedInformers, l
 }
 
 /**
- * Garbage collection: STOPPED tasks stay describable for the retention (one hour in ECS),
- * then are deleted. Per cluster, on a timer.
+ * Garbage collection:
+ * - STOPPED tasks stay describable for the retention (one hour in ECS), then are deleted.
+ * - By owner: a task whose controller (Service or Daemon) no longer exists under that uid
+ *   is stopped, whatever happened to the owner's finalizer (`kubectl replace` without it,
+ *   then a delete), and then collected like any stopped task. The owner's absence is
+ *   confirmed by a fresh read first (Kubernetes' garbage collector does the same: a cache
+ *   can lag the owner's creation).
+ * Per cluster, on a timer and when an owner goes.
  */
 export function gcController(client: Client, inf: SharedInformers, log: Logger, retentionMs = 3_600_000, metrics?: ControllerMetrics): Controller {
   const period = Math.max(1000, Math.min(retentionMs / 4, 60_000));
+  const ownerInCache = (t: Task) => {
+    const ref = controllerOf(t)!;
+    const o = ref.kind === 'Service' ? inf.services.get(`${t.metadata.namespace}/${ref.name}`) : ref.kind === 'Daemon' ? inf.daemons.get(`${t.metadata.namespace}/${ref.name}`) : undefined;
+    return o?.metadata.uid === ref.uid;
+  };
+  /** a task whose owner is (as far as the cache knows) gone, and that still runs or claims to */
+  const orphaned = (t: Task) => {
+    const ref = controllerOf(t);
+    return !!ref && (ref.kind === 'Service' || ref.kind === 'Daemon') && t.spec.desiredStatus === 'RUNNING' && !ownerInCache(t);
+  };
   const c: Controller = new Controller({
     name: 'gc',
-    informers: [inf.tasks, inf.instances],
+    informers: [inf.tasks, inf.instances, inf.services, inf.daemons],
+    client,
     workers: 1,
     log,
     metrics,
-    reconcile: async (ns, rlog) => {
+    reconcile: async (ns, { log: rlog, client }) => {
+      // by owner: group the orphans by owner, read each owner once
+      const byOwner = new Map<string, Task[]>();
+      inf.tasks.forIndex('namespace', ns, (t) => {
+        if (!orphaned(t)) return;
+        const ref = controllerOf(t)!;
+        const k = `${ref.kind}/${ref.name}/${ref.uid}`;
+        (byOwner.get(k) ?? byOwner.set(k, []).get(k)!).push(t);
+      });
+      let collected = 0;
+      for (const [k, ts] of byOwner) {
+        const [kind, name, uid] = k.split('/');
+        const fresh = await client.tryGet(kind, ns, name);
+        if (fresh && fresh.metadata.uid === uid) continue; // there after all: the cache is behind
+        await inParallel(ts, async (t) => void (await stopTask(client, ns, t.metadata.name, `Its ${kind.toLowerCase()} ${name} no longer exists`)), 16);
+        collected += ts.length;
+      }
+      if (collected) rlog.info({ tasks: collected, owners: byOwner.size }, 'stopped tasks whose service or daemon no longer exists');
       const objects: GcObject[] = inf.tasks.byIndex('stopped', ns).map((t) => ({ plural: 'tasks', namespace: ns, name: t.metadata.name, finishedAt: ms(t.status?.stoppedAt ?? t.status?.executionStoppedAt) || ms(t.metadata.creationTimestamp) }));
       const doomed = planGc(objects, Date.now(), retentionMs);
       for (const o of doomed) {
@@ -101,9 +158,15 @@ export function gcController(client: Client, inf: SharedInformers, log: Logger, 
   // a task that stops is due only after the retention: look again within a period, not at
   // once (one pass per stopped task was the controller-manager's hot spot while thousands stopped)
   inf.tasks.on({
-    add: (t) => (t.status?.lastStatus === 'STOPPED' ? c.enqueueAfter(t.metadata.namespace!, period) : undefined),
+    add: (t) => (t.status?.lastStatus === 'STOPPED' ? c.enqueueAfter(t.metadata.namespace!, period) : orphaned(t) ? c.enqueueAfter(t.metadata.namespace!, 1000) : undefined),
     update: (p, t) => (p.status?.lastStatus !== 'STOPPED' && t.status?.lastStatus === 'STOPPED' ? c.enqueueAfter(t.metadata.namespace!, period) : undefined),
   });
+  // an owner that goes: its tasks are looked at soon (the owner's own controller normally stopped them first)
+  const ownerGone = (o: { metadata: { namespace?: string; uid?: string } }) => {
+    if (inf.tasks.indexSize('owner', o.metadata.uid ?? '')) c.enqueueAfter(o.metadata.namespace!, 1000);
+  };
+  inf.services.on({ delete: ownerGone });
+  inf.daemons.on({ delete: ownerGone });
   inf.instances.on({ add: (i) => c.enqueueAfter(i.metadata.namespace!, period) });
   return c;
 }

@@ -1,23 +1,49 @@
+import { setMaxListeners } from 'node:events';
 import type { Logger } from 'pino';
 import { Histogram } from '../../apiserver/metrics.ts';
 import { isBerthError } from '../../errors/errors.ts';
+import { isAbort, type Client } from '../../client/client.ts';
 import type { Informer } from '../../client/informer.ts';
 import { WorkQueue, type WorkQueueOptions } from './workqueue.ts';
 
 /**
  * A level-triggered controller: informers feed keys into a de-duplicating queue; workers
- * (started only once every informer has synced) call `reconcile(key)`, which re-reads
+ * (started only once every informer has synced) call `reconcile(key, ctx)`, which re-reads
  * state from the caches and acts on the difference. An error re-queues the key with
  * backoff; a result with `requeueAfterMs` revisits it later (timeouts, grace periods).
+ *
+ * A controller runs for one term at a time (a leadership term, or the process's life
+ * without leader election). Its writes go through the term's client, so they carry the
+ * term's lease fence and are aborted when the term ends; `stop()` does not drain the
+ * queue: the reconciles in flight end at their next request, the keys left wait for the
+ * next term.
  */
 export interface ReconcileResult {
   requeueAfterMs?: number;
 }
 
+export interface ReconcileContext {
+  log: Logger;
+  /** the client every write of this reconcile goes through (the term's: fenced, abortable) */
+  client: Client;
+  /** aborted when the term ends */
+  signal: AbortSignal;
+}
+
+/** What a controller runs under: a leadership term, or the whole process without leader election. */
+export interface Term {
+  client: Client;
+  signal: AbortSignal;
+  /** a write was refused because the lease moved on (LeaseLost): the term is over */
+  lost?(why: string): void;
+}
+
 export interface ControllerOptions {
   name: string;
   informers: Array<Pick<Informer, 'waitForSync'>>;
-  reconcile: (key: string, log: Logger) => Promise<ReconcileResult | void>;
+  reconcile: (key: string, ctx: ReconcileContext) => Promise<ReconcileResult | void>;
+  /** the client of a run without a term (no leader election) */
+  client?: Client;
   workers?: number;
   queue?: WorkQueueOptions;
   log: Logger;
@@ -27,7 +53,11 @@ export interface ControllerOptions {
 export class Controller {
   queue: WorkQueue;
   private running = false;
+  /** bumped by every run and stop: a run whose wait for the caches outlived it starts nothing */
+  private generation = 0;
   private workers: Promise<void>[] = [];
+  private term?: Term;
+  private ownTerm?: AbortController;
 
   constructor(readonly o: ControllerOptions) {
     this.queue = new WorkQueue(o.queue);
@@ -37,8 +67,13 @@ export class Controller {
   /** enqueue in `ms` (the earliest pending delay wins): lets a burst of events share one reconcile */
   enqueueAfter = (key: string, ms: number) => this.queue.addAfter(key, ms);
 
-  async run(): Promise<void> {
+  get isRunning(): boolean {
+    return this.running;
+  }
+
+  async run(term?: Term): Promise<void> {
     if (this.running) return;
+    const gen = ++this.generation;
     if (this.queue.isShutDown) {
       // run again after losing and regaining leadership: what was queued meanwhile is kept
       const old = this.queue;
@@ -46,20 +81,34 @@ export class Controller {
       for (const k of old.drain()) this.queue.add(k);
     }
     this.running = true;
+    if (!term) {
+      // no leader election: the process's own term, ended by stop()
+      this.ownTerm = new AbortController();
+      // every request in flight listens to the term's signal: dozens at once are normal
+      setMaxListeners(0, this.ownTerm.signal);
+      const c = this.o.client;
+      // (a structural stand-in for the client without scopes, as the review's probes pass, is used as it is)
+      term = { client: c && typeof c.scoped === 'function' ? c.scoped({ signal: this.ownTerm.signal }) : c!, signal: this.ownTerm.signal };
+    }
+    this.term = term;
     await Promise.all(this.o.informers.map((i) => i.waitForSync()));
-    if (!this.running) return;
+    if (gen !== this.generation || !this.running) return;
     this.o.log.info({ controller: this.o.name }, 'caches synced; starting workers');
-    for (let i = 0; i < (this.o.workers ?? 4); i++) this.workers.push(this.worker());
+    for (let i = 0; i < (this.o.workers ?? 4); i++) this.workers.push(this.worker(term));
   }
 
+  /** Stops at once: no new reconcile starts; the ones in flight are aborted at their next request. */
   async stop(): Promise<void> {
+    this.generation++;
     this.running = false;
     this.queue.shutDown();
+    this.ownTerm?.abort();
+    this.ownTerm = undefined;
     await Promise.all(this.workers);
     this.workers = [];
   }
 
-  private async worker(): Promise<void> {
+  private async worker(term: Term): Promise<void> {
     const m = this.o.metrics;
     for (;;) {
       const key = await this.queue.get();
@@ -67,16 +116,25 @@ export class Controller {
       const log = this.o.log.child({ controller: this.o.name, key });
       const t0 = performance.now();
       try {
-        const r = await this.o.reconcile(key, log);
+        const r = await this.o.reconcile(key, { log, client: term.client, signal: term.signal });
         this.queue.forget(key);
         if (r?.requeueAfterMs !== undefined) this.queue.addAfter(key, r.requeueAfterMs);
         m?.observe(this.o.name, 'success', (performance.now() - t0) / 1000);
       } catch (e) {
-        const conflict = isBerthError(e, 'Conflict');
-        // a conflict is the normal outcome of racing a writer: retry at once from fresh state
-        if (!conflict) log.warn({ err: (e as Error).message, retries: this.queue.retries(key) }, 'reconcile failed; retrying with backoff');
-        m?.observe(this.o.name, conflict ? 'conflict' : 'error', (performance.now() - t0) / 1000);
-        if (this.running) this.queue.addRateLimited(key);
+        const ended = isAbort(e) || term.signal.aborted || !this.running;
+        if (isBerthError(e, 'LeaseLost')) {
+          log.warn({ err: e.message }, 'a write was refused: the lease moved to another holder; stopping');
+          term.lost?.(e.message);
+          this.queue.carry(key);
+        } else if (ended) {
+          this.queue.carry(key); // cut short by the end of the term: the next one revisits it
+        } else {
+          const conflict = isBerthError(e, 'Conflict');
+          // a conflict is the normal outcome of racing a writer: retry at once from fresh state
+          if (!conflict) log.warn({ err: (e as Error).message, retries: this.queue.retries(key) }, 'reconcile failed; retrying with backoff');
+          this.queue.addRateLimited(key);
+        }
+        m?.observe(this.o.name, isBerthError(e, 'Conflict') ? 'conflict' : ended ? 'aborted' : 'error', (performance.now() - t0) / 1000);
       } finally {
         this.queue.done(key);
         m?.depth(this.o.name, this.queue.length);

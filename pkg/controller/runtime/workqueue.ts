@@ -89,8 +89,13 @@ export class WorkQueue {
     return this.tokens >= 0 ? 0 : (-this.tokens / this.o.qps) * 1000;
   }
 
-  /** The next key, or undefined once shut down. */
+  /**
+   * The next key, or undefined once shut down. Shut down means stop now: the keys still
+   * queued are not handed out (a controller that lost its lease must not keep reconciling
+   * its backlog), they stay for `drain`.
+   */
   get(): Promise<string | undefined> {
+    if (this.shuttingDown) return Promise.resolve(undefined);
     if (this.head < this.queue.length) {
       const k = this.queue[this.head++];
       if (this.head > 1024 && this.head * 2 > this.queue.length) {
@@ -101,16 +106,22 @@ export class WorkQueue {
       this.processing.add(k);
       return Promise.resolve(k);
     }
-    if (this.shuttingDown) return Promise.resolve(undefined);
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 
   done(key: string): void {
     this.processing.delete(key);
-    if (this.dirty.has(key)) {
+    // after a shut-down a dirty key stays dirty, so `drain` carries it over
+    if (this.dirty.has(key) && !this.shuttingDown) {
       this.dirty.delete(key);
       this.add(key);
     }
+  }
+
+  /** Keep a key for the next run after a shut-down (a reconcile that was cut short). */
+  carry(key: string): void {
+    if (this.shuttingDown) this.dirty.add(key);
+    else this.add(key);
   }
 
   get isShutDown(): boolean {

@@ -20,19 +20,55 @@ export async function createOwnedTask(client: Client, exp: Expectations, key: st
   }
 }
 
-/** Asks a task to stop (the scheduler's stop, ECS stopCode ServiceSchedulerInitiated); a task already gone is fine. */
-export async function stopOwnedTask(client: Client, exp: Expectations, key: string, ns: string, name: string, reason: string): Promise<void> {
-  exp.expect(key, [name]);
+/** A JSON patch `test` that did not hold (the object was not in the state the patch required). */
+const testFailed = (e: unknown) => isBerthError(e, 'Invalid') && !!e.details.causes?.some((c) => c.message.startsWith('test failed'));
+
+/**
+ * Asks a task to stop, unless it was asked already: one JSON patch that tests `desiredStatus
+ * RUNNING` first, so an earlier stop (a user's StopTask, say) keeps its reason and code. A
+ * task already gone, or already stopping, is fine (false: nothing was written).
+ */
+export async function stopTask(client: Client, ns: string, name: string, reason: string, stopCode: Task['spec']['stopCode'] | null = 'ServiceSchedulerInitiated'): Promise<boolean> {
   try {
-    await client.patch('Task', ns, name, { spec: { desiredStatus: 'STOPPED', stopReason: reason, stopCode: 'ServiceSchedulerInitiated' } });
+    await client.patch(
+      'Task',
+      ns,
+      name,
+      [
+        { op: 'test', path: '/spec/desiredStatus', value: 'RUNNING' },
+        { op: 'replace', path: '/spec/desiredStatus', value: 'STOPPED' },
+        { op: 'add', path: '/spec/stopReason', value: reason },
+        ...(stopCode ? [{ op: 'add', path: '/spec/stopCode', value: stopCode }] : []),
+      ],
+      { type: 'json' },
+    );
+    return true;
   } catch (e) {
-    exp.observed(key, name);
-    if (!isBerthError(e, 'NotFound')) throw e;
+    if (!isBerthError(e, 'NotFound') && !testFailed(e)) throw e;
+    return false;
   }
 }
 
+/** `stopTask` for a task an owner watches: expected first, forgotten if the write fails. */
+export async function stopOwnedTask(client: Client, exp: Expectations, key: string, ns: string, name: string, reason: string): Promise<void> {
+  exp.expect(key, [name]);
+  try {
+    // nothing written (gone, or stopping already): no event will show it, so nothing is awaited
+    if (!(await stopTask(client, ns, name, reason))) exp.observed(key, name);
+  } catch (e) {
+    exp.observed(key, name);
+    throw e;
+  }
+}
+
+export interface OwnerRef {
+  kind: 'Service' | 'Daemon';
+  name: string;
+  uid: string;
+}
+
 /** A new task owned by a Service or Daemon: generated name, owner label and controller reference. */
-export function ownedTask(ns: string, owner: { kind: 'Service' | 'Daemon'; name: string; uid: string }, spec: Task['spec'], annotations?: Record<string, string>): Task {
+export function ownedTask(ns: string, owner: OwnerRef, spec: Task['spec'], annotations?: Record<string, string>): Task {
   return {
     apiVersion: API_VERSION,
     kind: 'Task',
@@ -47,10 +83,49 @@ export function ownedTask(ns: string, owner: { kind: 'Service' | 'Daemon'; name:
   } as Task;
 }
 
-/** Everything an owner ran is gone: drop the controller's finalizer so the delete completes. */
-export async function dropControllerFinalizer(client: Client, kind: 'Service' | 'Daemon', ns: string, obj: { metadata: { name: string; finalizers?: string[] } }): Promise<void> {
-  const finalizers = (obj.metadata.finalizers ?? []).filter((f) => f !== CONTROLLER_FINALIZER);
-  await client.patch(kind, ns, obj.metadata.name, { metadata: { finalizers } }).catch((e) => {
+/** The task's controller reference (`controller: true`), if it has one (metav1.GetControllerOf). */
+export const controllerOf = (t: { metadata: { ownerReferences?: Array<{ kind: string; name: string; uid: string; controller?: boolean }> } }) => t.metadata.ownerReferences?.find((r) => r.controller);
+
+/**
+ * Explicit adoption (ReplicaSet's ClaimPods): an orphan task becomes the owner's only after
+ * a fresh read of the owner shows it still exists under the same uid and is not being
+ * deleted (the cache may be stale), and only through a write conditional on the task's
+ * version (it may have been claimed meanwhile). Returns whether the task is now the owner's.
+ */
+export async function adoptTask(client: Client, ns: string, owner: OwnerRef, task: Task): Promise<boolean> {
+  const fresh = await client.tryGet(owner.kind, ns, owner.name);
+  if (!fresh || fresh.metadata.uid !== owner.uid || fresh.metadata.deletionTimestamp) return false;
+  try {
+    await client.patch('Task', ns, task.metadata.name, {
+      metadata: {
+        resourceVersion: task.metadata.resourceVersion,
+        labels: { [`berth.dev/${owner.kind.toLowerCase()}`]: owner.name },
+        ownerReferences: [...(task.metadata.ownerReferences ?? []), { apiVersion: API_VERSION, kind: owner.kind, name: owner.name, uid: owner.uid, controller: true }],
+      },
+    });
+    return true;
+  } catch (e) {
+    if (isBerthError(e, 'Conflict') || isBerthError(e, 'NotFound')) return false;
+    throw e;
+  }
+}
+
+/**
+ * Everything an owner ran is gone: drop the controller's finalizer so the delete completes.
+ * A read-modify-write at the version read (client-go's RetryOnConflict): only our finalizer
+ * goes, so a finalizer another actor added meanwhile is kept, and the owner stays until
+ * that actor is done.
+ */
+export async function dropControllerFinalizer(client: Client, kind: 'Service' | 'Daemon', ns: string, obj: { metadata: { name: string; uid?: string } }): Promise<void> {
+  try {
+    await client.guaranteedUpdate<{ apiVersion?: string; kind?: string; metadata: { name: string; uid?: string; finalizers?: string[]; deletionTimestamp?: string } }>(kind, ns, obj.metadata.name, (cur) => {
+      // another object under the name, or not being deleted any more: not ours to finish
+      if (cur.metadata.uid !== obj.metadata.uid || !cur.metadata.deletionTimestamp) return undefined;
+      if (!cur.metadata.finalizers?.includes(CONTROLLER_FINALIZER)) return undefined;
+      cur.metadata.finalizers = cur.metadata.finalizers.filter((f) => f !== CONTROLLER_FINALIZER);
+      return cur;
+    });
+  } catch (e) {
     if (!isBerthError(e, 'NotFound')) throw e; // gone already
-  });
+  }
 }

@@ -6,17 +6,22 @@ import { isBerthError } from '../../errors/errors.ts';
 import { splitKey, type SharedInformers } from '../informers.ts';
 import { Controller, type ControllerMetrics } from '../runtime/controller.ts';
 import { Expectations } from '../runtime/expectations.ts';
-import { createOwnedTask, dropControllerFinalizer, ownedTask, stopOwnedTask } from '../runtime/writes.ts';
+import { adoptTask, controllerOf, createOwnedTask, dropControllerFinalizer, ownedTask, stopOwnedTask } from '../runtime/writes.ts';
 import { inParallel } from '../runtime/parallel.ts';
-import { withEvent } from './events.ts';
-import { planService, type PlanTask } from './plan.ts';
+import { HEALTHY_AFTER_MS, planService, type PlanTask } from './plan.ts';
 
 /**
- * The service controller: for each service, read it and the tasks of its group from the
- * caches, let `planService` decide, then create tasks, stop tasks and write the status
+ * The service controller: for each service, read it and the tasks it owns from the caches,
+ * let `planService` decide, then create tasks, stop tasks and write the status
  * (optimistically, at the version it read: a conflict re-queues and re-plans from fresh
  * state). Placement is not its business: it creates unbound tasks and the placement
  * controller binds them.
+ *
+ * Ownership is the controller ownerReference and nothing else (the sample-controller's
+ * GetControllerOf): a task another client started with `group: service:NAME` is not the
+ * service's, and is left alone. An orphan that a deployment of the service started (its
+ * deploymentId is one of the service's) is adopted explicitly, after a fresh read of the
+ * service, with a write conditional on the task's version.
  */
 const ms = (s?: string) => (s ? Date.parse(s) : 0);
 
@@ -27,15 +32,30 @@ const comparable = (s: unknown) => JSON.stringify(s, (k, v) => (k === 'updatedAt
 export const specChanged = (p: { metadata: { generation?: number; deletionTimestamp?: string; finalizers?: string[] } }, o: typeof p) =>
   p.metadata.generation !== o.metadata.generation || p.metadata.deletionTimestamp !== o.metadata.deletionTimestamp || String(p.metadata.finalizers) !== String(o.metadata.finalizers);
 
-export function serviceController(client: Client, inf: SharedInformers, log: Logger, metrics?: ControllerMetrics): Controller {
+/** The service key a task belongs to: its controller's, or (an adoption candidate) its group's when it has no controller and a deployment id. */
+export function serviceKeyOf(t: Task): string | undefined {
+  const ref = controllerOf(t);
+  if (ref) return ref.kind === 'Service' ? `${t.metadata.namespace}/${ref.name}` : undefined;
+  if (t.spec.deploymentId && t.spec.group?.startsWith('service:')) return `${t.metadata.namespace}/${t.spec.group.slice(8)}`;
+  return undefined;
+}
+
+export interface ServiceControllerOptions {
+  /** how long a task without health checks must run to count as healthy (ECS: 40 s) */
+  healthyAfterMs?: number;
+}
+
+export function serviceController(client: Client, inf: SharedInformers, log: Logger, metrics?: ControllerMetrics, opts: ServiceControllerOptions = {}): Controller {
   const exp = new Expectations();
+  const healthyAfterMs = opts.healthyAfterMs ?? HEALTHY_AFTER_MS;
   const c: Controller = new Controller({
     name: 'service',
     informers: [inf.services, inf.tasks, inf.instances, inf.taskDefinitions],
+    client,
     workers: 4,
     log,
     metrics,
-    reconcile: async (key, rlog) => {
+    reconcile: async (key, { log: rlog, client }) => {
       const [ns, name] = splitKey(key);
       const svc = inf.services.get(key);
       if (!svc) return;
@@ -43,10 +63,21 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
       // our last writes must be in the cache before we plan again, or we would act twice
       if (!exp.satisfied(key, Number(svc.metadata.resourceVersion))) return { requeueAfterMs: 200 };
       const deleting = !!svc.metadata.deletionTimestamp;
+      const uid = svc.metadata.uid!;
+      const owner = { kind: 'Service' as const, name, uid };
 
-      // a service deleted and created again under its name does not own its predecessor's tasks
-      const mine = (t: Task) => !t.metadata.ownerReferences?.some((o) => o.controller && o.uid !== svc.metadata.uid);
-      const tasks: PlanTask[] = inf.tasks.byIndex('group', `${ns}/service:${name}`).filter(mine).map((t) => {
+      const group = inf.tasks.byIndex('group', `${ns}/service:${name}`);
+      const deploymentIds = new Set((svc.status?.deployments ?? []).map((d) => d.id));
+      // explicit adoption: only an orphan that one of this service's deployments started
+      const orphans = deleting ? [] : group.filter((t) => !controllerOf(t) && t.spec.deploymentId && deploymentIds.has(t.spec.deploymentId) && t.status?.lastStatus !== 'STOPPED');
+      if (orphans.length) {
+        let adopted = 0;
+        for (const t of orphans) if (await adoptTask(client, ns, owner, t)) adopted++;
+        if (adopted) rlog.info({ adopted }, 'adopted orphan tasks started by the service\'s deployments');
+        return { requeueAfterMs: 200 }; // plan once the cache shows them owned
+      }
+      const mine = inf.tasks.byIndex('owner', uid);
+      const tasks: PlanTask[] = mine.map((t) => {
         // looked up per task: a map of the cluster's 2,000 instances per reconcile was the hot spot
         const ci = t.spec.containerInstance ? inf.instances.get(`${ns}/${t.spec.containerInstance}`) : undefined;
         const tdSpec = inf.taskDefinitionSpec(t);
@@ -58,11 +89,12 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
           lastStatus: t.status?.lastStatus ?? 'PENDING',
           containerInstance: t.spec.containerInstance,
           onDrainingInstance: !!t.spec.containerInstance && (!ci || ci.spec.status !== 'ACTIVE'),
+          onLostInstance: !!ci && ci.status?.agentConnected === false,
           healthStatus: t.status?.healthStatus,
-          hasHealthCheck: !!tdSpec?.containerDefinitions.some((cd) => cd.healthCheck),
+          hasHealthCheck: !!tdSpec?.containerDefinitions.some((cd) => cd.essential !== false && cd.healthCheck),
           startedAt: t.status?.startedAt ? ms(t.status.startedAt) : undefined,
           createdAt: ms(t.metadata.creationTimestamp),
-          failed: t.status?.lastStatus === 'STOPPED' && t.spec.desiredStatus === 'RUNNING',
+          stopReason: t.spec.stopReason,
         };
       });
       const plan = planService({
@@ -75,26 +107,10 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
         deleting,
         now: Date.now(),
         newId: () => randomUUID().replace(/-/g, '').slice(0, 20),
+        healthyAfterMs,
       });
       // status first: it records a new deployment id before tasks carry it
       const status = { ...plan.status, observedGeneration: svc.metadata.generation ?? 1 };
-      // ECS throttles a service whose tasks keep failing to start: after 3 failures in a row
-      // (none reached RUNNING since), launches wait 5 s, doubling, up to 15 minutes
-      let throttleMs = 0;
-      if (plan.start.length) {
-        const lastRunning = Math.max(0, ...tasks.map((t) => t.startedAt ?? 0));
-        const streak = tasks.filter((t) => t.failed && t.createdAt > lastRunning).length;
-        if (streak >= 3) {
-          const backoff = Math.min(5_000 * 2 ** Math.min(streak - 3, 12), 15 * 60_000);
-          const since = Date.now() - Math.max(...tasks.map((t) => t.createdAt));
-          if (since < backoff) {
-            throttleMs = backoff - since;
-            plan.start = [];
-            const message = `(service ${name}) is unable to consistently start tasks successfully.`;
-            status.events = withEvent(status.events, message);
-          }
-        }
-      }
       if (comparable(status) !== comparable(svc.status)) {
         const out = await client.updateStatus<Service>({ ...svc, status }).catch((e) => {
           if (isBerthError(e, 'NotFound')) return undefined; // deleted meanwhile: its delete event ends this
@@ -103,14 +119,14 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
         if (!out) return;
         exp.expect(key, [], Number(out.metadata.resourceVersion));
       }
-      
+
       await inParallel(plan.stop, async (s) => {
         await stopOwnedTask(client, exp, key, ns, s.task, s.reason);
       });
       const creates: Array<{ deploymentId: string; taskDefinition: string }> = [];
       for (const s of plan.start) for (let k = 0; k < s.count; k++) creates.push(s);
       await inParallel(creates, async (s) => {
-        const task = ownedTask(ns, { kind: 'Service', name, uid: svc.metadata.uid! }, {
+        const task = ownedTask(ns, owner, {
           taskDefinition: s.taskDefinition,
           group: `service:${name}`,
           startedBy: s.deploymentId,
@@ -130,41 +146,55 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
         await dropControllerFinalizer(client, 'Service', ns, svc);
         return;
       }
-      // grace periods and health checks are time-based: look again in a while
-      return { requeueAfterMs: throttleMs ? throttleMs + 10 : plan.start.length || plan.stop.length ? 5_000 : 30_000 };
+      // grace periods, health checks and the 40 s rule are time-based: look again in a while
+      const soon = plan.start.length || plan.stop.length ? 5_000 : 30_000;
+      const waitingHealthy = tasks.some((t) => t.lastStatus === 'RUNNING' && t.desiredStatus === 'RUNNING' && !t.hasHealthCheck && t.startedAt !== undefined && Date.now() - t.startedAt < healthyAfterMs);
+      return { requeueAfterMs: plan.throttledForMs !== undefined ? plan.throttledForMs + 10 : waitingHealthy ? Math.min(soon, healthyAfterMs + 50) : soon };
     },
   });
   inf.services.on({ add: (s) => c.enqueue(`${s.metadata.namespace}/${s.metadata.name}`), update: (p, s) => (specChanged(p, s) ? c.enqueue(`${s.metadata.namespace}/${s.metadata.name}`) : undefined) });
-  const keyOf = (t: Task) => (t.spec.group?.startsWith('service:') ? `${t.metadata.namespace}/${t.spec.group.slice(8)}` : undefined);
   inf.tasks.on({
     // a task we created is seen when it appears; one we stopped when its desiredStatus is STOPPED
     add: (t) => {
-      const key = keyOf(t);
+      const key = serviceKeyOf(t);
       if (!key) return;
       exp.observed(key, t.metadata.name);
       c.enqueue(key);
     },
     update: (p, t) => {
-      const key = keyOf(t);
+      const key = serviceKeyOf(t);
       if (!key) return;
       if (t.spec.desiredStatus === 'STOPPED') exp.observed(key, t.metadata.name);
-      if (p.status?.lastStatus !== t.status?.lastStatus || p.status?.healthStatus !== t.status?.healthStatus || p.spec.desiredStatus !== t.spec.desiredStatus || p.spec.containerInstance !== t.spec.containerInstance) c.enqueue(key);
+      if (
+        p.status?.lastStatus !== t.status?.lastStatus ||
+        p.status?.healthStatus !== t.status?.healthStatus ||
+        p.spec.desiredStatus !== t.spec.desiredStatus ||
+        p.spec.containerInstance !== t.spec.containerInstance ||
+        controllerOf(p)?.uid !== controllerOf(t)?.uid
+      )
+        c.enqueue(key);
     },
     delete: (t) => {
-      const key = keyOf(t);
+      const key = serviceKeyOf(t);
       if (!key) return;
       exp.observed(key, t.metadata.name);
       c.enqueue(key);
     },
   });
+  // services with tasks on an instance whose status or agent connection changed
+  const onInstance = (i: { metadata: { namespace?: string; name: string } }) => {
+    const keys = new Set<string>();
+    inf.tasks.forIndex('instance', `${i.metadata.namespace}/${i.metadata.name}`, (t) => {
+      const k = serviceKeyOf(t);
+      if (k) keys.add(k);
+    });
+    for (const k of keys) c.enqueue(k);
+  };
   inf.instances.on({
     update: (p, i) => {
-      if (p.spec.status === i.spec.status) return;
-      for (const s of inf.services.byIndex('namespace', i.metadata.namespace!)) c.enqueue(`${s.metadata.namespace}/${s.metadata.name}`);
+      if (p.spec.status !== i.spec.status || p.status?.agentConnected !== i.status?.agentConnected) onInstance(i);
     },
-    delete: (i) => {
-      for (const s of inf.services.byIndex('namespace', i.metadata.namespace!)) c.enqueue(`${s.metadata.namespace}/${s.metadata.name}`);
-    },
+    delete: onInstance,
   });
   return c;
 }

@@ -4,12 +4,29 @@
  * no clock (passed in), so every rule is table-tested and the reconcile loop around it only
  * reads, calls this, and writes.
  *
- * ECS semantics: the PRIMARY deployment is held at desiredCount; older deployments drain
- * while the number of healthy tasks stays >= ceil(desired * minimumHealthyPercent / 100)
- * and the number of live tasks stays <= floor(desired * maximumPercent / 100) at every
- * instant. Tasks on DRAINING instances are replaced within the same bounds. The circuit
- * breaker fails a deployment after min(max(ceil(desired / 2), 3), 200) tasks fail to reach
- * RUNNING and, with rollback, makes the previous deployment PRIMARY again.
+ * ECS's deployment model, explicitly:
+ *
+ * - Bounds. The PRIMARY deployment is held at desiredCount; older deployments drain while
+ *   the number of healthy tasks stays >= ceil(desired * minimumHealthyPercent / 100) and the
+ *   number of tasks RUNNING or PENDING (including those asked to stop that have not yet
+ *   stopped) stays <= floor(desired * maximumPercent / 100). Tasks on DRAINING instances
+ *   are replaced within the same bounds.
+ * - Healthy. A task counts towards the minimum healthy percent when it is RUNNING and, if an
+ *   essential container has a health check, HEALTHY; without one, 40 s after it reached
+ *   RUNNING (ECS's DeploymentConfiguration rule).
+ * - History. The deployment list outlives the tasks: besides the PRIMARY and every
+ *   deployment that still has tasks, the most recent COMPLETED deployment is kept (ACTIVE,
+ *   possibly with no task) until the PRIMARY completes, because it is the rollback target.
+ * - Circuit breaker (when enabled), per deployment, two stages: while no task of the
+ *   deployment has reached RUNNING (stage 1), each task that stops without reaching RUNNING
+ *   is a failure; once one has (stage 2), each task replaced for failing its health checks
+ *   is. With resetOnHealthyTask (the default) a task that becomes healthy resets the count.
+ *   At min(max(ceil(desired / 2), 3), 200) failures the deployment is FAILED and launches
+ *   stop; with rollback, the most recent COMPLETED deployment becomes PRIMARY again
+ *   (IN_PROGRESS, so not a rollback target itself until it completes). No COMPLETED
+ *   deployment: the deployment stalls (nothing new is launched), as ECS does.
+ * - Throttle. After 3 tasks in a row fail to start (none reached RUNNING since), launches
+ *   wait 5 s, doubling, up to 15 minutes.
  */
 import type { Condition } from '../../api/meta.ts';
 import type { Deployment, ServiceEvent, ServiceSpec, ServiceStatus } from '../../api/resources.ts';
@@ -22,17 +39,19 @@ export interface PlanTask {
   lastStatus: string;
   /** bound instance, if any */
   containerInstance?: string;
-  /** the bound instance is DRAINING (or gone / lost): replace this task */
+  /** the bound instance is DRAINING (or gone): replace this task */
   onDrainingInstance?: boolean;
+  /** the bound instance's agent is disconnected: a stop asked of it will not land until it returns */
+  onLostInstance?: boolean;
   /** HEALTHY / UNHEALTHY / UNKNOWN from the containers' health checks */
   healthStatus?: string;
-  /** the task definition has container health checks: it counts as healthy only when HEALTHY */
+  /** an essential container has a health check: the task counts as healthy only when HEALTHY */
   hasHealthCheck?: boolean;
-  /** when it reached RUNNING (epoch ms), for the health check grace period */
+  /** when it reached RUNNING (epoch ms); absent: it never did */
   startedAt?: number;
   createdAt: number;
-  /** it stopped without ever reaching RUNNING, or an essential container failed */
-  failed?: boolean;
+  /** the stop reason it was asked to stop with (spec.stopReason) */
+  stopReason?: string;
 }
 
 export interface PlanInput {
@@ -47,6 +66,8 @@ export interface PlanInput {
   deleting: boolean;
   now: number;
   newId: () => string;
+  /** how long a task without health checks must have been RUNNING to count as healthy (ECS: 40 s) */
+  healthyAfterMs?: number;
 }
 
 export interface StartOrder {
@@ -66,21 +87,36 @@ export interface Plan {
   status: ServiceStatus;
   /** every task is stopped and the service is being deleted: drop the finalizer */
   finished: boolean;
+  /** launches are throttled (tasks keep failing to start): look again in this long */
+  throttledForMs?: number;
 }
 
 const MAX_EVENTS = 100;
+/** ECS: a task without health checks counts as healthy 40 s after it reached RUNNING */
+export const HEALTHY_AFTER_MS = 40_000;
+/** The stop reason of a task replaced for failing its health checks (what stage 2 counts). */
+export const HEALTH_STOP_REASON = 'Task failed container health checks';
+/** At most this many counted failed task names are kept per deployment. */
+const MAX_COUNTED = 400;
 
 /** min(max(ceil(desired / 2), 3), 200): ECS's circuit breaker threshold */
 export const failureThreshold = (desired: number) => Math.min(Math.max(Math.ceil(desired * 0.5), 3), 200);
 
 const live = (t: PlanTask) => t.desiredStatus === 'RUNNING' && t.lastStatus !== 'STOPPED';
 const running = (t: PlanTask) => live(t) && t.lastStatus === 'RUNNING';
+/** asked to stop, not stopped yet: still RUNNING or PENDING as far as maximumPercent goes (unless its agent is gone) */
+const stoppingStill = (t: PlanTask) => t.desiredStatus === 'STOPPED' && t.lastStatus !== 'STOPPED' && !t.onLostInstance;
+/** stage 1's failure: it stopped by itself without ever reaching RUNNING */
+export const failedToStart = (t: PlanTask) => t.lastStatus === 'STOPPED' && t.desiredStatus === 'RUNNING' && t.startedAt === undefined;
+/** stage 2's failure: the scheduler replaced it for failing its health checks */
+export const replacedForHealth = (t: PlanTask) => t.desiredStatus === 'STOPPED' && t.stopReason === HEALTH_STOP_REASON;
 
-/** Healthy: RUNNING, and HEALTHY when its containers have health checks. */
-export function isHealthy(t: PlanTask): boolean {
+/** Healthy: RUNNING, and HEALTHY when an essential container has a health check, else RUNNING for `afterMs` (40 s). */
+export function isHealthy(t: PlanTask, now: number, afterMs = HEALTHY_AFTER_MS): boolean {
   if (!running(t)) return false;
   if (t.healthStatus === 'UNHEALTHY') return false;
-  return !t.hasHealthCheck || t.healthStatus === 'HEALTHY';
+  if (t.hasHealthCheck) return t.healthStatus === 'HEALTHY';
+  return t.startedAt !== undefined && now - t.startedAt >= afterMs;
 }
 
 /** UNHEALTHY past the health check grace period: ECS stops and replaces it. */
@@ -88,10 +124,19 @@ export const isFailingHealth = (t: PlanTask, now: number, graceSeconds: number) 
   running(t) && t.healthStatus === 'UNHEALTHY' && now - (t.startedAt ?? 0) >= graceSeconds * 1000;
 
 const iso = (ms: number) => new Date(ms).toISOString();
-const shortId = (name: string) => name;
+const ms = (s?: string) => (s ? Date.parse(s) : 0);
+
+/** The most recent COMPLETED deployment other than `except`: the only rollback target (ECS). */
+export function rollbackTarget(deployments: Deployment[], except: Deployment): Deployment | undefined {
+  return deployments.filter((d) => d !== except && d.rolloutState === 'COMPLETED').sort((a, b) => ms(b.createdAt) - ms(a.createdAt))[0];
+}
 
 export function planService(input: PlanInput): Plan {
   const { spec, now } = input;
+  const wait = input.healthyAfterMs ?? HEALTHY_AFTER_MS;
+  const healthy = (t: PlanTask) => isHealthy(t, now, wait);
+  /** RUNNING, not UNHEALTHY, not counted as healthy yet: in its 40 s (or its health checks have not passed yet) */
+  const warming = (t: PlanTask) => running(t) && t.healthStatus !== 'UNHEALTHY' && !healthy(t);
   const prev = input.status ?? {};
   const desired = input.deleting ? 0 : spec.schedulingStrategy === 'DAEMON' ? 0 : (spec.desiredCount ?? 0);
   const dc = spec.deploymentConfiguration ?? {};
@@ -107,7 +152,7 @@ export function planService(input: PlanInput): Plan {
   const svc = `(service ${input.name})`;
 
   // ---- deployments: a changed task definition (spec changed since we last acted) makes a new PRIMARY
-  let deployments: Deployment[] = (prev.deployments ?? []).map((d) => ({ ...d }));
+  const deployments: Deployment[] = (prev.deployments ?? []).map((d) => structuredClone(d));
   let primary = deployments.find((d) => d.status === 'PRIMARY');
   const specChanged = (prev.observedGeneration ?? 0) < input.generation;
   if (!primary || (specChanged && primary.taskDefinition !== input.taskDefinition)) {
@@ -129,32 +174,17 @@ export function planService(input: PlanInput): Plan {
   }
   primary.desiredCount = desired;
 
-  const byDeployment = (id: string) => input.tasks.filter((t) => t.deploymentId === id);
-  // tasks with no (or an unknown) deployment belong to no rollout: treat as old
-  const known = new Set(deployments.map((d) => d.id));
-  const orphanLive = input.tasks.filter((t) => live(t) && (!t.deploymentId || !known.has(t.deploymentId)));
-
-  // ---- circuit breaker on the primary
-  let rolledBackNow = false;
-  const cb = dc.deploymentCircuitBreaker;
-  const primaryFailed = byDeployment(primary.id).filter((t) => t.failed).length;
-  primary.failedTasks = primaryFailed;
-  if (cb?.enable && primary.rolloutState === 'IN_PROGRESS' && desired > 0 && primaryFailed >= failureThreshold(desired)) {
-    primary.rolloutState = 'FAILED';
-    primary.rolloutStateReason = `ECS deployment circuit breaker: tasks failed to start (${primaryFailed} failed).`;
-    addEvent(`${svc} (deployment ${primary.id}) deployment failed: tasks failed to start.`);
-    const previous = deployments.find((d) => d.status === 'ACTIVE');
-    if (cb.rollback && previous) {
-      rolledBackNow = true;
-      primary.status = 'INACTIVE';
-      previous.status = 'PRIMARY';
-      previous.desiredCount = desired;
-      previous.rolloutState = 'IN_PROGRESS';
-      previous.rolloutStateReason = `ECS deployment circuit breaker: rolling back to deploymentId ${previous.id}.`;
-      addEvent(`${svc} (deployment ${previous.id}) rolling back to deployment ${previous.id}.`);
-      primary = previous;
-    }
+  const byDep = new Map<string, PlanTask[]>();
+  for (const t of input.tasks) {
+    const k = t.deploymentId ?? '';
+    const l = byDep.get(k);
+    if (l) l.push(t);
+    else byDep.set(k, [t]);
   }
+  const byDeployment = (id: string) => byDep.get(id) ?? [];
+  const known = new Set(deployments.map((d) => d.id));
+  // tasks with no (or an unknown) deployment belong to no rollout: treat as old
+  const orphanLive = input.tasks.filter((t) => live(t) && (!t.deploymentId || !known.has(t.deploymentId)));
 
   const start: StartOrder[] = [];
   const stop: StopOrder[] = [];
@@ -165,74 +195,143 @@ export function planService(input: PlanInput): Plan {
     stop.push({ task: t.name, reason });
   };
 
+  // 0. tasks failing their health checks after the grace period are replaced (stage 2 counts these)
   const liveAll = input.tasks.filter(live);
-  const primaryLive = liveAll.filter((t) => t.deploymentId === primary!.id);
-  const oldLive = liveAll.filter((t) => t.deploymentId !== primary!.id);
+  const healthStops = new Set<string>();
+  for (const t of liveAll) {
+    if (!isFailingHealth(t, now, grace)) continue;
+    stopTask(t, HEALTH_STOP_REASON);
+    healthStops.add(t.name);
+  }
+
+  // ---- circuit breaker on the primary
+  let rolledBackNow = false;
+  const cb = dc.deploymentCircuitBreaker;
+  if (cb?.enable && primary.rolloutState === 'IN_PROGRESS' && desired > 0) {
+    const threshold = failureThreshold(desired);
+    const bk = primary.circuitBreaker ?? { status: 'MONITORING' as const, stage: 1, threshold };
+    bk.threshold = threshold;
+    const mine = byDeployment(primary.id);
+    const present = new Set(mine.map((t) => t.name));
+    // a counted task that is gone (collected) cannot be seen again: it is forgotten, its count is kept
+    const counted = new Set((bk.countedTasks ?? []).filter((n) => present.has(n)));
+    let failures = primary.failedTasks ?? 0;
+    // resetOnHealthyTask: a task that became healthy since the last reset sets the count back to 0
+    if (cb.resetOnHealthyTask !== false) {
+      const newest = Math.max(-1, ...mine.filter(healthy).map((t) => t.startedAt ?? 0));
+      if (newest > ms(bk.resetBy)) {
+        failures = 0;
+        bk.resetBy = iso(newest);
+      }
+    }
+    for (const t of mine) {
+      if (counted.has(t.name)) continue;
+      // stage 1 counts tasks that never reached RUNNING; both stages count health-check replacements
+      const failed = (bk.stage === 1 && failedToStart(t)) || replacedForHealth(t) || healthStops.has(t.name);
+      if (!failed) continue;
+      counted.add(t.name);
+      failures++;
+    }
+    if (bk.stage === 1 && mine.some((t) => t.startedAt !== undefined)) bk.stage = 2;
+    bk.countedTasks = [...counted].slice(-MAX_COUNTED);
+    primary.failedTasks = failures;
+    primary.circuitBreaker = bk;
+    if (failures >= threshold) {
+      const failedDep = primary;
+      failedDep.rolloutState = 'FAILED';
+      failedDep.rolloutStateReason = `ECS deployment circuit breaker: ${bk.stage === 1 ? 'tasks failed to start' : 'tasks failed their health checks'} (${failures} failed).`;
+      failedDep.circuitBreaker = { status: 'TRIGGERED', stage: bk.stage, threshold };
+      addEvent(`${svc} (deployment ${failedDep.id}) deployment failed: ${bk.stage === 1 ? 'tasks failed to start' : 'tasks failed container health checks'}.`);
+      const target = cb.rollback ? rollbackTarget(deployments, failedDep) : undefined;
+      if (target) {
+        rolledBackNow = true;
+        failedDep.status = 'ACTIVE';
+        target.status = 'PRIMARY';
+        target.desiredCount = desired;
+        target.failedTasks = 0;
+        target.rolloutState = 'IN_PROGRESS';
+        target.rolloutStateReason = `ECS deployment circuit breaker: rolling back to deploymentId ${target.id}.`;
+        delete target.circuitBreaker;
+        addEvent(`${svc} (deployment ${failedDep.id}) rolling back to deployment ${target.id}.`);
+        primary = target;
+      } else if (cb.rollback) {
+        failedDep.rolloutStateReason += ' No COMPLETED deployment to roll back to: the deployment is stalled.';
+      }
+    }
+  }
+  if (!cb?.enable) delete primary.circuitBreaker;
+
+  const p = primary;
+  const primaryLive = liveAll.filter((t) => t.deploymentId === p.id);
+  const oldLive = liveAll.filter((t) => t.deploymentId !== p.id);
   const maxTotal = Math.floor((desired * maxPct) / 100);
   const minHealthy = Math.ceil((desired * minPct) / 100);
 
-  // a failed (no rollback) primary stops being started: it keeps what runs
-  const primaryCanStart = primary.rolloutState !== 'FAILED';
-
-  // 0. tasks failing their health checks after the grace period are replaced
-  for (const t of liveAll) if (isFailingHealth(t, now, grace)) stopTask(t, 'Task failed container health checks');
+  // a failed (and not rolled back) primary stops being started: it keeps what runs
+  const primaryCanStart = p.rolloutState !== 'FAILED';
 
   // 1. primary tasks beyond desired: stop pending ones first, then from the most loaded instances
-  const primaryKeep = primaryLive.filter((t) => !t.onDrainingInstance);
+  const primaryKeep = primaryLive.filter((t) => !t.onDrainingInstance && !stopping.has(t.name));
   if (primaryKeep.length > desired) {
-    const extra = orderForScaleDown(primaryKeep).slice(0, primaryKeep.length - desired);
-    for (const t of extra) stopTask(t, input.deleting ? 'Service is being deleted' : 'Service scaled down');
+    for (const t of pickForScaleDown(primaryKeep, primaryKeep.length - desired)) stopTask(t, input.deleting ? 'Service is being deleted' : 'Service scaled down');
   }
 
-  // 2. unhealthy-or-pending old tasks never count toward health: stop them as soon as the
-  //    primary can take over (we never lower the healthy count by stopping them)
-  let healthy = liveAll.filter((t) => !stopping.has(t.name) && isHealthy(t)).length;
-  let total = liveAll.filter((t) => !stopping.has(t.name)).length;
+  // what counts towards maximumPercent: every task RUNNING or PENDING, including the ones
+  // asked to stop that have not stopped yet (ECS), except on instances whose agent is gone
+  let healthyCount = liveAll.filter((t) => !stopping.has(t.name) && healthy(t)).length;
+  let total = liveAll.length + input.tasks.filter(stoppingStill).length;
 
-  // 3. start primary tasks up to desired (counting replacements for draining ones), within maxTotal
+  // ---- throttle: after 3 failures to start in a row, launches wait (5 s doubling, up to 15 min)
+  let throttledForMs: number | undefined;
+  {
+    const lastRunning = Math.max(0, ...input.tasks.map((t) => t.startedAt ?? 0));
+    const streak = input.tasks.filter((t) => failedToStart(t) && t.createdAt > lastRunning).length;
+    if (streak >= 3) {
+      const backoff = Math.min(5_000 * 2 ** Math.min(streak - 3, 12), 15 * 60_000);
+      const since = now - Math.max(...input.tasks.map((t) => t.createdAt));
+      if (since < backoff) throttledForMs = backoff - since;
+    }
+  }
+
+  // 2. start primary tasks up to desired (counting replacements for draining ones), within maxTotal
   const primaryUseful = primaryKeep.filter((t) => !stopping.has(t.name)).length;
   const want = Math.max(0, desired - primaryUseful);
   const room = Math.max(0, maxTotal - total);
-  // with maximumPercent 100 and nothing to stop first, ECS still makes progress by stopping before starting
-  const canStart = primaryCanStart ? Math.min(want, room) : 0;
+  const canStart = primaryCanStart && throttledForMs === undefined ? Math.min(want, room) : 0;
+  if (want > 0 && throttledForMs !== undefined && primaryCanStart) addEvent(`${svc} is unable to consistently start tasks successfully.`);
   if (canStart > 0) {
-    start.push({ deploymentId: primary.id, taskDefinition: primary.taskDefinition, count: canStart });
+    start.push({ deploymentId: p.id, taskDefinition: p.taskDefinition, count: canStart });
     total += canStart;
   }
 
-  // 4. stop old tasks (older deployments, orphans, and tasks on draining instances) while
+  // 3. stop old tasks (older deployments, orphans, and tasks on draining instances) while
   //    the healthy count stays >= minHealthy; non-healthy ones go first (they cost nothing)
   const replaceable = [...oldLive, ...primaryLive.filter((t) => t.onDrainingInstance)].filter((t) => !stopping.has(t.name));
-  const oldSorted = [...replaceable].sort((a, b) => Number(isHealthy(a)) - Number(isHealthy(b)) || a.createdAt - b.createdAt);
-  // how many old tasks are surplus: all of them once the primary is at desired and healthy;
-  // before that, only as many as the bounds allow
-  const primaryHealthy = primaryKeep.filter((t) => !stopping.has(t.name) && isHealthy(t)).length;
+  const oldSorted = [...replaceable].sort((a, b) => Number(healthy(a)) - Number(healthy(b)) || a.createdAt - b.createdAt);
+  const primaryHealthy = primaryKeep.filter((t) => !stopping.has(t.name) && healthy(t)).length;
   for (const t of oldSorted) {
-    const h = isHealthy(t);
-    const reason = t.onDrainingInstance
-      ? 'Container instance is being drained'
-      : input.deleting
-        ? 'Service is being deleted'
-        : `Task stopped by deployment ${primary.id}`;
+    const h = healthy(t);
+    const reason = t.onDrainingInstance ? 'Container instance is being drained' : input.deleting ? 'Service is being deleted' : `Task stopped by deployment ${p.id}`;
     if (input.deleting || desired === 0) {
       stopTask(t, reason);
       continue;
     }
-    if (!h) {
-      // stopping a not-healthy task never lowers the healthy count; do it when the primary
-      // (or the room we have) will replace it, or when it exceeds what we need
+    if (!h && !warming(t)) {
+      // stopping a pending or UNHEALTHY task never lowers the healthy count
       stopTask(t, reason);
-      total--;
       continue;
     }
-    if (healthy - 1 >= minHealthy && (primaryHealthy > 0 || healthy - 1 >= desired || minPct < 100 || total > maxTotal)) {
+    if (!h) {
+      // RUNNING and not yet counted (the 40 s rule): it is about to be healthy, so it goes only
+      // when the tasks that are healthy already keep the service within its bounds
+      if (healthyCount >= minHealthy && (primaryHealthy > 0 || healthyCount >= desired || minPct < 100 || total > maxTotal)) stopTask(t, reason);
+      continue;
+    }
+    if (healthyCount - 1 >= minHealthy && (primaryHealthy > 0 || healthyCount - 1 >= desired || minPct < 100 || total > maxTotal)) {
       stopTask(t, reason);
-      healthy--;
-      total--;
+      healthyCount--;
     }
   }
-  // with maximumPercent == 100 no room to start: make room by stopping within minimumHealthy (done above);
-  // the next reconcile starts into the freed room
   for (const t of orphanLive) if (!stopping.has(t.name) && input.deleting) stopTask(t, 'Service is being deleted');
 
   // ---- deployment bookkeeping
@@ -240,27 +339,30 @@ export function planService(input: PlanInput): Plan {
   for (const d of deployments) {
     const ts = byDeployment(d.id);
     d.runningCount = ts.filter((t) => after(t) && t.lastStatus === 'RUNNING').length;
-    d.pendingCount = ts.filter((t) => after(t) && t.lastStatus !== 'RUNNING').length + (d === primary ? canStart : 0);
-    d.failedTasks = ts.filter((t) => t.failed).length;
+    d.pendingCount = ts.filter((t) => after(t) && t.lastStatus !== 'RUNNING').length + (d === p ? canStart : 0);
     d.updatedAt = iso(now);
   }
-  // old deployments with nothing left are gone (INACTIVE, dropped from the list like ECS);
-  // one whose last tasks are being stopped by this very plan stays until the stops land,
-  // so the list never reads "one deployment" while old tasks still run
-  deployments = deployments.filter((d) => d === primary || d.runningCount + d.pendingCount > 0 || byDeployment(d.id).some(live));
-  for (const d of deployments) if (d !== primary) d.status = 'ACTIVE';
-
-  const runningCount = deployments.reduce((n, d) => n + d.runningCount, 0);
-  const pendingCount = deployments.reduce((n, d) => n + d.pendingCount, 0);
-  const steady = deployments.length === 1 && primary.runningCount === desired && primary.pendingCount === 0 && stop.length === 0 && start.length === 0;
-  if (steady && primary.rolloutState === 'IN_PROGRESS') {
-    primary.rolloutState = 'COMPLETED';
-    primary.rolloutStateReason = 'ECS deployment completed.';
+  const hasTasks = (d: Deployment) => byDeployment(d.id).some((t) => live(t) || stoppingStill(t));
+  const oldTasksLeft = input.tasks.some((t) => t.deploymentId !== p.id && (after(t) || stoppingStill(t))) || primaryLive.some((t) => t.onDrainingInstance && after(t));
+  const primaryHealthyAfter = primaryKeep.filter((t) => after(t) && healthy(t)).length;
+  const steady = !oldTasksLeft && p.runningCount === desired && primaryHealthyAfter === desired && p.pendingCount === 0 && stop.length === 0 && start.length === 0;
+  if (steady && p.rolloutState === 'IN_PROGRESS') {
+    p.rolloutState = 'COMPLETED';
+    p.rolloutStateReason = 'ECS deployment completed.';
+    if (p.circuitBreaker) p.circuitBreaker = { status: 'MONITORING_COMPLETE', stage: p.circuitBreaker.stage, threshold: p.circuitBreaker.threshold };
   }
+  // the history: the PRIMARY, what still has tasks, and the rollback target until the PRIMARY completes
+  const target = p.rolloutState === 'COMPLETED' ? undefined : rollbackTarget(deployments, p);
+  const kept = deployments.filter((d) => d === p || d === target || hasTasks(d) || (d.runningCount + d.pendingCount > 0));
+  for (const d of kept) if (d !== p) d.status = 'ACTIVE';
+  const ordered = [p, ...kept.filter((d) => d !== p).sort((a, b) => ms(b.createdAt) - ms(a.createdAt))];
+
+  const runningCount = ordered.reduce((n, d) => n + d.runningCount, 0);
+  const pendingCount = ordered.reduce((n, d) => n + d.pendingCount, 0);
 
   // ---- events (ECS's messages)
   if (stop.length > 0) {
-    const names = stop.map((s) => `(task ${shortId(s.task)})`).join(' ');
+    const names = stop.map((s) => `(task ${s.task})`).join(' ');
     addEvent(`${svc} has stopped ${stop.length} running tasks: ${names}.`);
   }
   if (steady && !input.deleting) {
@@ -274,20 +376,22 @@ export function planService(input: PlanInput): Plan {
   // ---- conditions (for `kubectl wait --for=condition=Steady` and friends)
   const prevProgress = prevCondition(prev, 'Progressing')?.reason;
   const rollingBack = rolledBackNow || prevProgress === 'RollingBack';
+  const failedPrimary = p.rolloutState === 'FAILED';
   const progressing: Omit<Condition, 'lastTransitionTime' | 'observedGeneration'> =
-    primary.rolloutState === 'IN_PROGRESS'
-      ? { type: 'Progressing', status: 'True', reason: rollingBack ? 'RollingBack' : 'RolloutInProgress', message: primary.rolloutStateReason ?? 'ECS deployment in progress.' }
-      : primary.rolloutState === 'FAILED'
-        ? { type: 'Progressing', status: 'False', reason: 'RolloutFailed', message: primary.rolloutStateReason ?? 'the deployment failed' }
-        : { type: 'Progressing', status: 'False', reason: rollingBack || prevProgress === 'RolledBack' ? 'RolledBack' : 'RolloutCompleted', message: `deployment ${primary.id} (${primary.taskDefinition}) completed` };
+    p.rolloutState === 'IN_PROGRESS'
+      ? { type: 'Progressing', status: 'True', reason: rollingBack ? 'RollingBack' : 'RolloutInProgress', message: p.rolloutStateReason ?? 'ECS deployment in progress.' }
+      : failedPrimary
+        ? { type: 'Progressing', status: 'False', reason: 'RolloutFailed', message: p.rolloutStateReason ?? 'the deployment failed' }
+        : { type: 'Progressing', status: 'False', reason: rollingBack || prevProgress === 'RolledBack' ? 'RolledBack' : 'RolloutCompleted', message: `deployment ${p.id} (${p.taskDefinition}) completed` };
+  const others = ordered.length - 1;
   const steadyCond: Omit<Condition, 'lastTransitionTime' | 'observedGeneration'> =
     serviceState !== 'ACTIVE'
       ? { type: 'Steady', status: 'False', reason: serviceState === 'DRAINING' ? 'Draining' : 'Inactive', message: serviceState === 'DRAINING' ? 'the service is being deleted: its tasks are stopping' : 'the service is deleted and all its tasks are stopping or stopped' }
       : steady
-        ? { type: 'Steady', status: 'True', reason: 'SteadyState', message: `${desired} of ${desired} tasks running on ${primary.taskDefinition}` }
-        : deployments.length > 1
-          ? { type: 'Steady', status: 'False', reason: 'Deploying', message: `rolling to ${primary.taskDefinition}: ${primary.runningCount} of ${desired} running, ${deployments.length - 1} older deployment(s) draining` }
-          : { type: 'Steady', status: 'False', reason: primary.runningCount < desired ? 'TasksPending' : 'Scaling', message: `${primary.runningCount} of ${desired} tasks running, ${primary.pendingCount} pending` };
+        ? { type: 'Steady', status: 'True', reason: 'SteadyState', message: `${desired} of ${desired} tasks running on ${p.taskDefinition}` }
+        : oldTasksLeft && others > 0
+          ? { type: 'Steady', status: 'False', reason: 'Deploying', message: `rolling to ${p.taskDefinition}: ${p.runningCount} of ${desired} running, ${others} older deployment(s) draining` }
+          : { type: 'Steady', status: 'False', reason: p.runningCount < desired ? 'TasksPending' : 'Scaling', message: `${p.runningCount} of ${desired} tasks running, ${p.pendingCount} pending` };
   const conditions = [steadyCond, progressing].map((c) => withTransition(prev, c, now, input.generation));
 
   const status: ServiceStatus = {
@@ -297,11 +401,11 @@ export function planService(input: PlanInput): Plan {
     desiredCount: desired,
     runningCount,
     pendingCount,
-    deployments,
+    deployments: ordered,
     events: events.slice(0, MAX_EVENTS),
     observedGeneration: input.generation,
   };
-  return { start, stop, status, finished };
+  return { start, stop, status, finished, ...(throttledForMs !== undefined ? { throttledForMs } : {}) };
 }
 
 const prevCondition = (prev: Partial<ServiceStatus>, type: string) => prev.conditions?.find((c) => c.type === type);
@@ -313,28 +417,89 @@ function withTransition(prev: Partial<ServiceStatus>, c: Omit<Condition, 'lastTr
   return { ...c, lastTransitionTime, observedGeneration: generation };
 }
 
+/** A binary heap (smallest first by `less`). */
+class Heap<T> {
+  private readonly a: T[] = [];
+  constructor(private readonly less: (x: T, y: T) => boolean) {}
+  get size() {
+    return this.a.length;
+  }
+  push(x: T) {
+    const a = this.a;
+    a.push(x);
+    for (let i = a.length - 1; i > 0; ) {
+      const p = (i - 1) >> 1;
+      if (!this.less(a[i], a[p])) break;
+      [a[i], a[p]] = [a[p], a[i]];
+      i = p;
+    }
+  }
+  pop(): T | undefined {
+    const a = this.a;
+    const top = a[0];
+    const last = a.pop();
+    if (a.length && last !== undefined) {
+      a[0] = last;
+      for (let i = 0; ; ) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < a.length && this.less(a[l], a[m])) m = l;
+        if (r < a.length && this.less(a[r], a[m])) m = r;
+        if (m === i) break;
+        [a[i], a[m]] = [a[m], a[i]];
+        i = m;
+      }
+    }
+    return top;
+  }
+}
+
 /**
- * Scale-down order: tasks not yet RUNNING first, then from the instances holding the most
- * of this service's tasks (keeps the spread balanced), newest first.
+ * The first `k` tasks to stop when scaling down: tasks not yet RUNNING first, then from the
+ * instances holding the most of this service's tasks (keeps the spread balanced), newest
+ * first. O(n log n) however many are picked (a heap of instances, each with its tasks newest
+ * first), so deleting a 10,000-task service does not stall the event loop.
  */
-export function orderForScaleDown(tasks: PlanTask[]): PlanTask[] {
-  const perInstance = new Map<string, number>();
-  for (const t of tasks) perInstance.set(t.containerInstance ?? '', (perInstance.get(t.containerInstance ?? '') ?? 0) + 1);
-  const remaining = [...tasks];
+export function pickForScaleDown(tasks: PlanTask[], k: number): PlanTask[] {
+  const load = new Map<string, number>();
+  const lists = new Map<string, { pending: PlanTask[]; running: PlanTask[] }>();
+  for (const t of tasks) {
+    const ci = t.containerInstance ?? '';
+    load.set(ci, (load.get(ci) ?? 0) + 1);
+    let l = lists.get(ci);
+    if (!l) lists.set(ci, (l = { pending: [], running: [] }));
+    (t.lastStatus === 'RUNNING' ? l.running : l.pending).push(t);
+  }
+  const newestFirst = (a: PlanTask, b: PlanTask) => b.createdAt - a.createdAt;
+  for (const l of lists.values()) {
+    l.pending.sort(newestFirst);
+    l.running.sort(newestFirst);
+  }
   const out: PlanTask[] = [];
-  while (remaining.length) {
-    remaining.sort((a, b) => {
-      const ra = a.lastStatus === 'RUNNING' ? 1 : 0;
-      const rb = b.lastStatus === 'RUNNING' ? 1 : 0;
-      if (ra !== rb) return ra - rb;
-      const la = perInstance.get(a.containerInstance ?? '') ?? 0;
-      const lb = perInstance.get(b.containerInstance ?? '') ?? 0;
-      if (la !== lb) return lb - la;
-      return b.createdAt - a.createdAt;
-    });
-    const t = remaining.shift()!;
-    out.push(t);
-    perInstance.set(t.containerInstance ?? '', (perInstance.get(t.containerInstance ?? '') ?? 1) - 1);
+  for (const phase of ['pending', 'running'] as const) {
+    // an entry: an instance with the load it had when pushed and the head of its list
+    type E = { ci: string; load: number; at: number };
+    const heap = new Heap<E>((x, y) => x.load !== y.load ? x.load > y.load : x.at !== y.at ? x.at > y.at : x.ci < y.ci);
+    const pos = new Map<string, number>();
+    for (const [ci, l] of lists) {
+      if (l[phase].length) {
+        pos.set(ci, 0);
+        heap.push({ ci, load: load.get(ci)!, at: l[phase][0].createdAt });
+      }
+    }
+    while (out.length < k && heap.size) {
+      const e = heap.pop()!;
+      const l = lists.get(e.ci)![phase];
+      const i = pos.get(e.ci)!;
+      out.push(l[i]);
+      load.set(e.ci, load.get(e.ci)! - 1);
+      pos.set(e.ci, i + 1);
+      if (i + 1 < l.length) heap.push({ ci: e.ci, load: load.get(e.ci)!, at: l[i + 1].createdAt });
+    }
   }
   return out;
 }
+
+/** Every task in scale-down order (see `pickForScaleDown`). */
+export const orderForScaleDown = (tasks: PlanTask[]) => pickForScaleDown(tasks, tasks.length);
