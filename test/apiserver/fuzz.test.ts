@@ -61,7 +61,8 @@ const boundTo = (value: string | undefined): string | undefined => {
 function mayChange(who: FuzzWho, key: string, change: 'added' | 'changed' | 'removed', before: Snapshot): boolean {
   const [, , plural, ns, name] = key.split('/');
   // cluster A's contents guard moves with every task, service or instance created in A (C4)
-  if (key === '/berth/clustercontents/_/A' && change !== 'removed' && ['alice', 'bootstrap'].includes(who)) return true;
+  // (alice may create tasks in A only; bootstrap registers instances in any cluster)
+  if (plural === 'clustercontents' && change !== 'removed' && ((who === 'alice' && name === 'A') || who === 'bootstrap')) return true;
   switch (who) {
     case 'admin':
       return true;
