@@ -470,7 +470,7 @@ export class Registry {
       },
       ...(idx ? { index: { field: idx.field, value: idx.value } } : {}),
     };
-    const stop = this.cache.addWatcher(w, from);
+    const stop = await this.cache.addWatcher(w, from);
     return { stop, bookmarkRevision: () => Math.max(this.cache.revision, sent) };
   }
 
