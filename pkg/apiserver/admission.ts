@@ -4,7 +4,7 @@ import { Arns, isArn, newId, parseArn } from '../api/arn.ts';
 import { contentHash, sameJson } from '../api/validate.ts';
 import { Allocation, capacityOf, emptyAllocation, gateOf, release, remainingResources } from '../api/allocation.ts';
 import type { TaskDefinitionSpec, TaskDefinitionStatus } from '../api/taskdefinition.ts';
-import { BerthError, badRequest, invalid, notFound } from '../errors/errors.ts';
+import { BerthError, badRequest, conflict, invalid, notFound } from '../errors/errors.ts';
 import { credentialIndexKey, credentialKey, hashToken, newToken, type NodeCredential } from './auth.ts';
 import { logsEndpointProblem } from './logs.ts';
 import { nodeRestriction } from './noderestriction.ts';
@@ -54,6 +54,9 @@ async function caughtUp(registry: Registry): Promise<void> {
 const isFamily = (ref: string) => !(isArn(ref) ? parseArn(ref).name : ref).includes(':');
 
 type TD = Obj & { spec: Record<string, unknown>; status: TaskDefinitionStatus };
+
+/** a revision deregistered now (INACTIVE) */
+const deregistered = (t: Obj): Obj => ({ ...t, status: { ...(t.status as object), status: 'INACTIVE', deregisteredAt: now() } }) as Obj;
 
 /**
  * Revisioned, immutable task definitions (and daemon task definitions): applying a family
@@ -144,20 +147,39 @@ export class TaskDefinitionAdmission implements Admission {
   }
 
   async delete(o: Obj, w: WriteContext): Promise<Obj | undefined> {
-    const deregister = (t: Obj): Obj => ({ ...t, status: { ...(t.status as object), status: 'INACTIVE', deregisteredAt: now() } }) as Obj;
     const st = o.status as TaskDefinitionStatus;
-    // addressed by family: every ACTIVE revision of it goes, so the family stops resolving
-    if (w.reqName && !w.reqName.includes(':') && !isArn(w.reqName)) {
-      for (const r of this.revisions(st.family)) {
-        if (r.metadata.name === o.metadata.name || r.status.status !== 'ACTIVE') continue;
-        const key = storeKey(this.kind.plural, undefined, r.metadata.name);
-        const copy = deregister(structuredClone(r));
-        delete copy.metadata.resourceVersion;
-        w.compares.push({ key, modRevision: Number(r.metadata.resourceVersion) });
-        w.ops.push({ type: 'put', key, value: JSON.stringify(copy) });
-      }
+    // addressed by family: every ACTIVE revision of it goes, so the family stops resolving;
+    // `o` (the latest) last, in the registry's own txn
+    if (w.reqName && !w.reqName.includes(':') && !isArn(w.reqName) && !w.ctx.dryRun) await this.deregisterOthers(st.family, o.metadata.name);
+    return st.status === 'INACTIVE' ? o : deregistered(o);
+  }
+
+  /**
+   * R1-4: the family's other ACTIVE revisions, oldest first, each deregistered atomically
+   * (compared at its version), in as few txns as the store's limits allow; what met a newer
+   * state is read again and retried. Families with hundreds of revisions are normal (CI
+   * registers one per deploy); one txn for all of them exceeded etcd's 128 ops. Oldest
+   * first: until the last txn the family still resolves to its latest revision, never to an
+   * older one.
+   */
+  private async deregisterOthers(family: string, last: string): Promise<void> {
+    for (let round = 0; ; round++) {
+      const left = this.revisions(family)
+        .filter((r) => r.metadata.name !== last && r.status.status === 'ACTIVE')
+        .reverse();
+      if (!left.length) return;
+      if (round >= 10) throw conflict(this.kind.plural, family, `deregistering the revisions of "${family}" kept meeting concurrent writes; try again`);
+      const failed = await this.registry.commitEach(
+        left.map((r) => {
+          const key = storeKey(this.kind.plural, undefined, r.metadata.name);
+          const copy = deregistered(structuredClone(r));
+          delete copy.metadata.resourceVersion;
+          return { compares: [{ key, modRevision: Number(r.metadata.resourceVersion) }], ops: [{ type: 'put' as const, key, value: JSON.stringify(copy) }] };
+        }),
+      );
+      if (!failed.length) return;
+      await this.registry.fresh();
     }
-    return st.status === 'INACTIVE' ? o : deregister(o);
   }
 }
 

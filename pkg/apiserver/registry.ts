@@ -10,6 +10,8 @@ import { matchesFields, matchesLabels, parseFieldSelector, parseLabelSelector, t
 import { WatchCache, parseStored, type CacheWatcher, type Obj, type WatchType } from './watchcache.ts';
 import { decodeContinue, encodeContinue } from '../store/keys.ts';
 import { listPages } from '../store/pager.ts';
+import { defaultTxnLimits, type TxnLimits } from '../store/limits.ts';
+import type { RequestAttributes } from './auth.ts';
 
 export type { Obj };
 
@@ -183,6 +185,8 @@ export class Registry {
     readonly log: Logger,
     readonly limits: Limits = DEFAULT_LIMITS,
     reader?: Reader,
+    /** how big one txn may be (what may grow is split to fit: commitEach) */
+    readonly txnLimits: TxnLimits = defaultTxnLimits(store),
   ) {
     this.reader = reader ?? new Reader(store, cache);
   }
@@ -831,6 +835,44 @@ export class Registry {
       if (r.succeeded) n++;
     }
     return n;
+  }
+
+  /**
+   * Independent writes, each atomic on its own (its compares and ops), committed in order in
+   * as few txns as the store's limits allow (R1-4: a family's deregistration, one revision
+   * each). Returns the indexes of the writes whose txn failed (a compare did not hold): the
+   * caller reads them again and retries what still applies.
+   */
+  async commitEach(items: Array<{ compares: Compare[]; ops: Op[] }>): Promise<number[]> {
+    const { maxOps, maxBytes } = this.txnLimits;
+    const size = (it: { compares: Compare[]; ops: Op[] }) =>
+      it.compares.reduce((n, c) => n + c.key.length + 16, 0) + it.ops.reduce((n, o) => n + o.key.length + (o.type === 'put' ? o.value.length : 0) + 16, 0);
+    const failed: number[] = [];
+    let chunk: number[] = [];
+    let compares = 0;
+    let ops = 0;
+    let bytes = 0;
+    const flush = async () => {
+      if (!chunk.length) return;
+      const r = await this.txn(
+        chunk.flatMap((i) => items[i].compares),
+        chunk.flatMap((i) => items[i].ops),
+      );
+      if (!r.succeeded) failed.push(...chunk);
+      chunk = [];
+      compares = ops = bytes = 0;
+    };
+    for (let i = 0; i < items.length; i++) {
+      const it = items[i];
+      const b = size(it);
+      if (chunk.length && (compares + it.compares.length > maxOps || ops + it.ops.length > maxOps || bytes + b > maxBytes)) await flush();
+      chunk.push(i);
+      compares += it.compares.length;
+      ops += it.ops.length;
+      bytes += b;
+    }
+    await flush();
+    return failed;
   }
 
   /** A raw txn on behalf of a kind's logic (binding); notes the revision for freshness. */
