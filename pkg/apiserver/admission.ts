@@ -6,6 +6,7 @@ import { Allocation, capacityOf, emptyAllocation, gateOf, release, remainingReso
 import type { TaskDefinitionSpec, TaskDefinitionStatus } from '../api/taskdefinition.ts';
 import { BerthError, badRequest, conflict, invalid, notFound } from '../errors/errors.ts';
 import { credentialIndexKey, credentialKey, hashToken, newToken, type NodeCredential } from './auth.ts';
+import { chargeRegistration } from './bootstraptokens.ts';
 import { logsEndpointProblem } from './logs.ts';
 import { nodeRestriction } from './noderestriction.ts';
 import type { Admission, Obj, Registry, WriteContext } from './registry.ts';
@@ -276,6 +277,7 @@ export class ContainerInstanceAdmission implements Admission {
     const ak = allocationKey(ns, o.metadata.name);
     w.compares.push({ key: ak, modRevision: 0 });
     w.ops.push({ type: 'put', key: ak, value: JSON.stringify({ ...emptyAllocation(), instance: gateOf(o as unknown as ContainerInstance) }) });
+    if (w.ctx.bootstrapToken) chargeRegistration(this.registry, w.ctx.bootstrapToken, w);
     if (w.ctx.user && w.ctx.issueNodeCredential) {
       const token = newToken();
       const cred: NodeCredential = { cluster: ns, instance: o.metadata.name, createdAt: now() };

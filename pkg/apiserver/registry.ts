@@ -23,6 +23,8 @@ export interface RequestContext {
   fieldValidation?: string;
   /** a bootstrap identity registering an instance receives a node credential */
   issueNodeCredential?: boolean;
+  /** the bootstrap token (its id) a registration is made with: it counts against the token's budget */
+  bootstrapToken?: string;
   /** a node identity's instance: node restriction decides what it may write */
   node?: { cluster: string; instance: string };
   /** the address the request came from (registration records it) */

@@ -363,6 +363,7 @@ export function createApiHandler(deps: ApiServerDeps) {
       dryRun: q.get('dryRun') === 'All',
       fieldValidation: q.get('fieldValidation') ?? 'Strict',
       issueNodeCredential: r.identity.groups.includes(BOOTSTRAPPERS),
+      ...(r.identity.bootstrap ? { bootstrapToken: r.identity.bootstrap.tokenId } : {}),
       ...(r.identity.node ? { node: r.identity.node } : {}),
       sourceAddress: r.sourceAddress,
     };
