@@ -9,6 +9,8 @@ import { credentialIndexKey, credentialKey, hashToken, newToken, type NodeCreden
 import { chargeRegistration } from './bootstraptokens.ts';
 import { logsEndpointProblem } from './logs.ts';
 import { nodeRestriction } from './noderestriction.ts';
+import { cacheLookups } from './actions.ts';
+import { writeAuthorization } from './writeauthz.ts';
 import type { Admission, Obj, Registry, WriteContext } from './registry.ts';
 
 const now = () => new Date().toISOString();
@@ -387,6 +389,9 @@ export class ContainerInstanceAdmission implements Admission {
   }
 }
 
+/** what a task's spec write may change (R1-2): stopping it, and its tags */
+const TASK_SPEC_WRITABLE: ReadonlySet<string> = new Set(['desiredStatus', 'stopReason', 'stopCode', 'tags']);
+
 /**
  * Tasks: the task definition is resolved once at creation; the binding is set once (only
  * through the binding call); desiredStatus only moves forward; lastStatus only moves
@@ -448,6 +453,21 @@ export class TaskAdmission implements Admission {
       if (n.spec.containerInstance !== p.spec.containerInstance) bad('spec.containerInstance', 'is set once, through the bindings call');
       if (JSON.stringify(n.spec.hostPorts) !== JSON.stringify(p.spec.hostPorts)) bad('spec.hostPorts', 'is set once, through the bindings call');
       if (p.spec.desiredStatus === 'STOPPED' && n.spec.desiredStatus === 'RUNNING') bad('spec.desiredStatus', 'a task that is to stop cannot be made to run again');
+      // R1-2: a task runs what it was created with (ECS: tasks are immutable once run, but for
+      // StopTask and tags). Its overrides are what the agent starts and what the binding
+      // charged its instance for; its group and startedBy are how services count it
+      const ps = Kinds.Task.spec.safeParse(p.spec);
+      const before = (ps.success ? ps.data : p.spec) as Record<string, unknown>;
+      const after = n.spec as unknown as Record<string, unknown>;
+      for (const k of new Set([...Object.keys(before), ...Object.keys(after)])) {
+        if (TASK_SPEC_WRITABLE.has(k) || sameJson(before[k], after[k])) continue;
+        bad(`spec.${k}`, `cannot change once the task exists: a task's spec is fixed when it is run, but for desiredStatus (to STOPPED), stopReason, stopCode and tags; run a new task instead`);
+      }
+      if (n.spec.desiredStatus !== 'STOPPED') {
+        for (const k of ['stopReason', 'stopCode'] as const) {
+          if (!sameJson(before[k], after[k])) bad(`spec.${k}`, 'is set when the task is stopped: set desiredStatus to STOPPED with it');
+        }
+      }
       // a task never placed has no agent to stop it: it stops here and now
       if (n.spec.desiredStatus === 'STOPPED' && !n.spec.containerInstance && n.status?.lastStatus !== 'STOPPED') {
         n.status = { ...(n.status ?? { lastStatus: 'STOPPED' }), lastStatus: 'STOPPED', stoppedAt: now(), stoppingAt: now(), stoppedReason: n.spec.stopReason ?? 'Task stopped before it was placed', ...(n.spec.stopCode ? { stopCode: n.spec.stopCode } : {}) };
@@ -632,6 +652,7 @@ export function installAdmission(registry: Registry, arns: Arns) {
   registry.use('Service', new ServiceAdmission(tds, arns));
   registry.use('Daemon', new DaemonAdmission(registry, dtds, arns));
   registry.useValidator(nodeRestriction);
+  registry.useValidator(writeAuthorization(arns, cacheLookups(registry.cache)), 'admitted');
   return { tds, dtds };
 }
 

@@ -34,6 +34,13 @@ export interface RequestContext {
    * latest one (ECS always does); applying a manifest of identical content is a no-op
    */
   newRevision?: boolean;
+  /**
+   * the request's authorizer, for what a write turns out to do (writeauthz.ts): the
+   * resource API passes it; absent, the caller authorized the whole operation itself
+   */
+  authorize?: (attrs: Omit<RequestAttributes, 'path'>) => void;
+  /** the request's body names spec.taskDefinition (a service update's authorization asks ecs:task-definition then) */
+  namesTaskDefinition?: boolean;
 }
 
 /**
@@ -78,6 +85,11 @@ export interface Admission {
   delete?(obj: Obj, w: WriteContext): Promise<Obj | undefined>;
   /** resolve a name a client asked for to a stored name (task definition family -> latest) */
   resolveName?(name: string, ns: string | undefined): string | undefined;
+  /**
+   * immutable kinds: what a revision is (default: its spec); a write addressed by the family
+   * that changes it registers the next revision
+   */
+  revisionContent?(obj: Obj): unknown;
   /** decorate an object on its way out (computed fields) */
   decorate?(obj: Obj): Obj;
   /**
@@ -178,6 +190,7 @@ const now = () => new Date().toISOString();
 export class Registry {
   private readonly admission = new Map<string, Admission>();
   private readonly validators: WriteValidator[] = [];
+  private readonly admittedValidators: WriteValidator[] = [];
   /** how reads decide what the cache may answer (the one seam between requests and the cache) */
   readonly reader: Reader;
 
@@ -197,13 +210,21 @@ export class Registry {
     this.admission.set(kind, a);
   }
 
-  /** Adds a check that every create, update and delete of every kind passes. */
-  useValidator(v: WriteValidator) {
-    this.validators.push(v);
+  /**
+   * Adds a check that every create, update and delete of every kind passes: before the
+   * kind's admission (node restriction: what the caller wrote), or `admitted`, after it, on
+   * the object as it will be stored (authorization of what the write does: writeauthz.ts).
+   */
+  useValidator(v: WriteValidator, phase: 'written' | 'admitted' = 'written') {
+    (phase === 'admitted' ? this.admittedValidators : this.validators).push(v);
   }
 
   private validateWrite(op: Parameters<WriteValidator>[0]) {
     for (const v of this.validators) v(op);
+  }
+
+  private validateAdmitted(op: Parameters<WriteValidator>[0]) {
+    for (const v of this.admittedValidators) v(op);
   }
 
   private adm(kind: KindInfo): Admission {
@@ -541,6 +562,7 @@ export class Registry {
     this.validateWrite({ verb: 'create', kind, sub: undefined, next: o, ctx });
     if (a.create) await a.create(o, w);
     if (o.status !== undefined) o.status = this.validateStatus(kind, o.status, o.metadata.name);
+    this.validateAdmitted({ verb: 'create', kind, sub: undefined, next: o, ctx });
     this.guardNamespace(kind, ns, w);
     return { key: this.key(kind, ns, o.metadata.name), obj: o, compares: w.compares, ops: w.ops, response: w.response };
   }
@@ -701,18 +723,23 @@ export class Registry {
         } as Obj;
         if (next.metadata && (next.metadata as Record<string, unknown>).deletionTimestamp === undefined) delete (next.metadata as Record<string, unknown>).deletionTimestamp;
         delete (next.metadata as Record<string, unknown>).managedFields;
-        if (!sameJson(next.spec, curClone.spec)) {
-          if (kind.immutableSpec) {
-            // revisions are immutable: a changed spec addressed by its family registers the
-            // next revision (this is how `kubectl apply` of an edited file lands); addressed
-            // by an explicit revision it is refused
-            if (!reqName.includes(':') && !reqName.startsWith('arn:')) {
-              const family = name.split(':')[0];
-              const { labels, annotations } = next.metadata as Record<string, unknown>;
-              const body = { apiVersion: API_VERSION, kind: kind.kind, metadata: { name: family, labels, annotations }, spec: next.spec };
-              return (await this.create(kind, ns, body, ctx)).obj;
-            }
-            throw invalid(kind.kind, name, [{ field: 'spec', message: `${kind.plural} revisions are immutable; apply the family "${name.split(':')[0]}" to register a new revision`, reason: 'FieldValueForbidden' }]);
+        const content = (o: Obj) => (a.revisionContent ? a.revisionContent(o) : o.spec);
+        if (kind.immutableSpec && !sameJson(content(next), content(curClone))) {
+          // revisions are immutable: a changed spec addressed by its family registers the
+          // next revision (this is how `kubectl apply` of an edited file lands); addressed
+          // by an explicit revision it is refused (what else a revision is, admission refuses
+          // with its own field)
+          if (!reqName.includes(':') && !reqName.startsWith('arn:')) {
+            const family = name.split(':')[0];
+            const { labels, annotations } = next.metadata as Record<string, unknown>;
+            const body = { apiVersion: API_VERSION, kind: kind.kind, metadata: { name: family, labels, annotations }, spec: next.spec };
+            // a registration, authorized as one before anything is read back (R1-1)
+            this.validateAdmitted({ verb: 'create', kind, sub: undefined, next: body as Obj, ctx });
+            return (await this.create(kind, ns, body, ctx)).obj;
+          }
+          if (!sameJson(next.spec, curClone.spec)) {
+            const message = `${kind.plural} revisions are immutable; apply the family "${name.split(':')[0]}" to register a new revision`;
+            throw invalid(kind.kind, name, [{ field: 'spec', message, reason: 'FieldValueForbidden' }]);
           }
         }
       }
@@ -728,6 +755,7 @@ export class Registry {
       if (w.ops.length === 0 && (sub === 'status' ? sameJson(next.status, curClone.status) : sameJson(next, prevComparable))) {
         return this.out(kind, cur); // nothing changed: no write
       }
+      this.validateAdmitted({ verb: 'update', kind, sub, prev: curClone, next, ctx });
       // finalizers: a deleting object whose last finalizer went away is removed now
       const finalizing =
         (next.metadata as Record<string, unknown>).deletionTimestamp !== undefined &&
