@@ -40,6 +40,17 @@ const CLUSTER_CONTENTS = new Set(['tasks', 'services', 'containerinstances']);
  */
 export const daemonPortsKey = (cluster: string) => storeKey('daemonports', cluster, 'ports');
 
+/**
+ * The ports a daemon task definition revision declares (`berth.dev/ports`, e.g.
+ * "udp/2000,tcp/8125"; a bare number is tcp), normalized: part of what the revision is, like
+ * its spec (R1-6).
+ */
+export function daemonPortsOf(o: Obj | undefined): Set<string> {
+  const raw = (o?.metadata as { annotations?: Record<string, string> } | undefined)?.annotations?.[DAEMON_PORTS_ANNOTATION] ?? '';
+  return new Set(raw.split(',').map((p) => p.trim().toLowerCase()).filter(Boolean).map((p) => (p.includes('/') ? p : `tcp/${p}`)));
+}
+const samePorts = (a: Obj | undefined, b: Obj | undefined) => sameJson([...daemonPortsOf(a)].sort(), [...daemonPortsOf(b)].sort());
+
 /** The revision of a guard key as this cache has it (0: absent), for a compare. */
 const revOf = (o: Obj | undefined) => (o ? Number(o.metadata.resourceVersion) : 0);
 
@@ -118,13 +129,13 @@ export class TaskDefinitionAdmission implements Admission {
       const rev = Number(revStr);
       const same = revs.find((r) => r.status.revision === rev);
       if (same) {
-        if (same.status.contentHash === hash) return { existing: same };
+        if (this.sameContent(same, o, hash)) return { existing: same };
         throw invalid(this.kind.kind, o.metadata.name, [{ field: 'spec', message: `revision ${rev} of "${family}" exists with other content; revisions are immutable`, reason: 'FieldValueForbidden' }]);
       }
       if (rev !== max + 1) {
         throw invalid(this.kind.kind, o.metadata.name, [{ field: 'metadata.name', message: `the next revision of "${family}" is ${max + 1}, not ${rev}` }]);
       }
-    } else if (latest && latest.status.contentHash === hash && !w.ctx.newRevision) {
+    } else if (latest && this.sameContent(latest, o, hash) && !w.ctx.newRevision) {
       // applying what is registered is a no-op (ECS's RegisterTaskDefinition sets newRevision)
       return { existing: latest };
     }
@@ -137,8 +148,30 @@ export class TaskDefinitionAdmission implements Admission {
     } as Obj;
   }
 
+  private get daemon() {
+    return this.kind.kind === 'DaemonTaskDefinition';
+  }
+
+  /** a registered revision with this content: its spec, and a daemon task definition's declared ports */
+  private sameContent(r: TD, o: Obj, hash: string): boolean {
+    return r.status.contentHash === hash && (!this.daemon || samePorts(r, o));
+  }
+
+  /** what a revision is, beside its spec (the registry registers a new revision when it changes): a daemon's declared ports */
+  revisionContent(o: Obj): unknown {
+    return this.daemon ? { spec: o.spec, ports: [...daemonPortsOf(o)].sort() } : o.spec;
+  }
+
   async update(next: Obj, prev: Obj, _w: WriteContext, sub: 'status' | undefined) {
-    if (sub !== 'status') return;
+    if (sub !== 'status') {
+      // R1-6: the ports a daemon listens on are checked against the cluster's other daemons
+      // when a daemon takes the revision; changing them needs a new revision
+      if (this.daemon && !samePorts(next, prev)) {
+        const message = `the ports of a revision cannot change (they were checked when daemons took it); apply the family "${prev.metadata.name.split(':')[0]}" to register a new revision`;
+        throw invalid(this.kind.kind, prev.metadata.name, [{ field: `metadata.annotations[${DAEMON_PORTS_ANNOTATION}]`, message, reason: 'FieldValueForbidden' }]);
+      }
+      return;
+    }
     const p = prev.status as TaskDefinitionStatus;
     const n = next.status as TaskDefinitionStatus;
     for (const f of ['family', 'revision', 'taskDefinitionArn', 'contentHash', 'registeredAt'] as const) {
@@ -209,9 +242,12 @@ export class ClusterAdmission implements Admission {
    */
   async delete(o: Obj, w: WriteContext): Promise<undefined> {
     const c = this.registry.cache;
-    const instances = c.list('containerinstances', o.metadata.name).filter(([, i]) => (i as ContainerInstance).spec.status !== 'INACTIVE');
+    // R1-7: every instance object counts, whatever its spec says: a deregistered instance is
+    // no longer there (its INACTIVE record lives under another key), so one that is still
+    // here is registered, with its allocation record and its node credential
+    const instances = c.list('containerinstances', o.metadata.name);
     if (instances.length) {
-      throw new BerthError('Conflict', `the cluster "${o.metadata.name}" cannot be deleted while container instances are active or draining (${instances.length})`, { ecsType: 'ClusterContainsContainerInstancesException' });
+      throw new BerthError('Conflict', `the cluster "${o.metadata.name}" cannot be deleted while container instances are registered (${instances.length}); deregister them first`, { ecsType: 'ClusterContainsContainerInstancesException' });
     }
     const services = c.list('services', o.metadata.name).filter(([, s]) => (s as { status?: { status?: string } }).status?.status !== 'INACTIVE');
     if (services.length) {
@@ -259,9 +295,27 @@ export class ContainerInstanceAdmission implements Admission {
     return o;
   }
 
+  /**
+   * R1-7: INACTIVE is what deregistration makes of an instance (its record, beside the live
+   * ones); a client sets ACTIVE or DRAINING, as ECS's UpdateContainerInstancesState does
+   */
+  private checkState(next: Obj, prev: Obj | undefined) {
+    const n = (next.spec as ContainerInstance['spec']).status;
+    const p = prev ? (prev.spec as ContainerInstance['spec']).status : undefined;
+    if (n === p) return;
+    const why =
+      n === 'INACTIVE'
+        ? 'an instance becomes INACTIVE by being deregistered (DELETE it, or DeregisterContainerInstance); set ACTIVE or DRAINING'
+        : p === 'INACTIVE'
+          ? 'an INACTIVE instance cannot become active again: deregister it and register the host anew'
+          : undefined;
+    if (why) throw invalid('ContainerInstance', next.metadata.name, [{ field: 'spec.status', message: why, reason: 'FieldValueNotSupported' }]);
+  }
+
   async create(o: Obj, w: WriteContext) {
     const ns = o.metadata.namespace!;
     const spec = o.spec as ContainerInstance['spec'];
+    this.checkState(o, undefined);
     if (!spec.registeredResources?.length) {
       throw invalid('ContainerInstance', o.metadata.name, [{ field: 'spec.registeredResources', message: 'is required: the CPU, MEMORY, PORTS and PORTS_UDP the instance offers', reason: 'FieldValueRequired' }]);
     }
@@ -339,6 +393,7 @@ export class ContainerInstanceAdmission implements Admission {
    * changes none of it and leaves the record alone.
    */
   async update(next: Obj, prev: Obj, w: WriteContext, sub: 'status' | undefined) {
+    if (sub !== 'status') this.checkState(next, prev);
     if (sub === 'status') {
       const ps = (prev.status ?? {}) as ContainerInstance['status'] & object;
       const ns = (next.status ?? {}) as ContainerInstance['status'] & object;
@@ -578,9 +633,7 @@ export class DaemonAdmission implements Admission {
    * (e.g. "udp/2000,tcp/8125"); undeclared ports cannot be checked.
    */
   private ports(tdName: string): Set<string> {
-    const td = this.registry.cache.get(storeKey('daemontaskdefinitions', undefined, tdName));
-    const raw = (td?.metadata as { annotations?: Record<string, string> } | undefined)?.annotations?.[DAEMON_PORTS_ANNOTATION] ?? '';
-    return new Set(raw.split(',').map((p) => p.trim().toLowerCase()).filter(Boolean).map((p) => (p.includes('/') ? p : `tcp/${p}`)));
+    return daemonPortsOf(this.registry.cache.get(storeKey('daemontaskdefinitions', undefined, tdName)));
   }
 
   /**
