@@ -302,8 +302,10 @@ export interface WriteChange {
 
 /** task spec fields a stop writes (StopTask) */
 const STOP_FIELDS = new Set(['desiredStatus', 'stopReason', 'stopCode']);
-/** metadata a write may change (the rest is the server's) */
+/** metadata that tags an object */
 const TAG_METADATA = ['labels', 'annotations'] as const;
+/** the rest of the metadata a client writes (uid, generation, timestamps, the version are the server's) */
+const OTHER_METADATA = ['finalizers', 'ownerReferences'] as const;
 
 /**
  * The IAM requests a resource-API write makes, decided on what it changes: the write path
@@ -342,7 +344,7 @@ export function writeActions(w: WriteChange, arns: Arns, lookups: ActionLookups)
   const changed = [...new Set([...Object.keys(ps), ...Object.keys(ns)])].filter((k) => !sameJson(ps[k], ns[k]));
   const meta = (k: string) => !sameJson(w.prev!.metadata[k], w.next.metadata[k]);
   const tagsMeta = TAG_METADATA.some(meta);
-  const otherMeta = Object.keys({ ...w.prev.metadata, ...w.next.metadata }).some((k) => !(TAG_METADATA as readonly string[]).includes(k) && k !== 'resourceVersion' && meta(k));
+  const otherMeta = OTHER_METADATA.some(meta);
   if (w.resource === 'taskdefinitions' || w.resource === 'daemontaskdefinitions') return [as(mp)];
   const out: Array<{ attrs: Omit<RequestAttributes, 'path'>; request: AccessRequest }> = [];
   if (w.resource === 'tasks') {

@@ -368,8 +368,9 @@ export function createApiHandler(deps: ApiServerDeps) {
       ...(r.identity.bootstrap ? { bootstrapToken: r.identity.bootstrap.tokenId } : {}),
       ...(r.identity.node ? { node: r.identity.node } : {}),
       sourceAddress: r.sourceAddress,
-      // what a write turns out to do is authorized in the write path (writeauthz.ts)
-      authorize: (attrs) => r.authorize(attrs),
+      // what a write turns out to do is authorized in the write path (writeauthz.ts), worded
+      // (and audited) with the request's own verb
+      authorize: (attrs) => r.authorize(attrs.verb === 'update' && r.method === 'PATCH' ? { ...attrs, verb: 'patch' } : attrs),
     };
     if (ctx.dryRun === false && q.has('dryRun') && q.get('dryRun') !== '') throw badRequest(`dryRun: only "All" is supported`);
     r.audit.dryRun = ctx.dryRun;

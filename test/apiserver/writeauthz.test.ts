@@ -46,14 +46,17 @@ const POLICIES = {
     Registrar: doc(allow('Register', ['ecs:RegisterTaskDefinition'], '*')),
     // stops tasks in A, nothing else
     Stopper: doc(allow('StopInA', ['ecs:StopTask'], `${ARN}:task/A/*`)),
+    // tags things, nothing else (cost allocation)
+    Tagger: doc(allow('TagAnything', ['ecs:TagResource'], '*')),
   },
-  users: { alice: ['Operator'], bob: ['WebOnly'], carol: ['Registrar'], dave: ['Stopper'] },
+  users: { alice: ['Operator'], bob: ['WebOnly'], carol: ['Registrar'], dave: ['Stopper'], tess: ['Tagger'] },
 };
 
 const who = (user: string, uid: string) => ({ token: `${user}-token-${Math.random().toString(36).slice(2)}`, user, uid, groups: [] as string[] });
 const bob = who('bob', '11');
 const carol = who('carol', '12');
 const dave = who('dave', '13');
+const tess = who('tess', '16');
 const bobKey = newKey('bob', []);
 
 describe('a resource-API write is authorized for what it changes (R1-1, R1-2, R1-3)', function () {
@@ -65,7 +68,7 @@ describe('a resource-API write is authorized for what it changes (R1-1, R1-2, R1
     (await admin('GET', `${V}/taskdefinitions?fieldSelector=status.family%3D${family}`)).body.items.map((t: any) => `${t.metadata.name}:${t.spec.containerDefinitions[0].image}`);
 
   before(async () => {
-    s = await startAuthzServer({ policies: POLICIES, extraTokens: [bob, carol, dave], extraKeys: [bobKey] });
+    s = await startAuthzServer({ policies: POLICIES, extraTokens: [bob, carol, dave, tess], extraKeys: [bobKey] });
     for (const [n, image] of [['app', 'busybox'], ['evil', 'attacker/miner'], ['web', 'busybox:2']]) {
       expect((await admin('POST', `${V}/taskdefinitions`, tdBody(n, image))).status).to.be.oneOf([200, 201]);
     }
@@ -151,6 +154,24 @@ describe('a resource-API write is authorized for what it changes (R1-1, R1-2, R1
       expect(got.spec.tags).to.equal(undefined);
       expect(got.metadata.labels).to.equal(undefined);
     });
+  });
+
+  it('R1-1, R1-2: tess (TagResource only) tags a task, a service, a cluster and a revision, and changes nothing else of them', async () => {
+    expect((await admin('POST', `${ns('A')}/tasks`, taskBody('tess-t'))).status).to.equal(201);
+    const tags = [{ key: 'cost', value: 'c1' }];
+    for (const path of [`${ns('A')}/tasks/tess-t`, `${ns('A')}/services/svc`, `${V}/clusters/B`]) {
+      const r = await as(tess, 'PATCH', path, { spec: { tags } });
+      expect(r.status, `${path}: ${JSON.stringify(r.body)}`).to.equal(200);
+      expect(r.body.spec.tags).to.deep.equal(tags);
+    }
+    expect((await as(tess, 'PATCH', `${V}/taskdefinitions/app:1`, { metadata: { annotations: { cost: 'c1' } } })).status).to.equal(200);
+    // what is not tagging is the kind's own action, which she lacks (and a task's spec is fixed)
+    const scale = await as(tess, 'PATCH', `${ns('A')}/services/svc`, { spec: { desiredCount: 1 } });
+    expect([scale.status, scale.body.reason]).to.deep.equal([403, 'Forbidden']);
+    expect(scale.body.message).to.contain('User "tess" cannot patch resource "services"').and.contain('ecs:UpdateService');
+    expect((await as(tess, 'PATCH', `${ns('A')}/tasks/tess-t`, { spec: { desiredStatus: 'STOPPED' } })).status).to.equal(403);
+    expect((await as(tess, 'PATCH', `${V}/taskdefinitions/app`, { spec: { containerDefinitions: [{ name: 'c', image: 'busybox:tess', memory: 64 }] } })).status).to.equal(403);
+    expect((await admin('GET', `${ns('A')}/services/svc`)).body.spec.desiredCount).to.equal(0);
   });
 
   describe('R1-3: a service moved to another task definition carries ecs:task-definition on both faces', () => {
