@@ -176,7 +176,8 @@ export function namesFamily(ref: unknown): boolean {
  * write again on the object admission resolved.
  */
 export function taskDefinitionArn(ref: string, arns: Arns, lookups: ActionLookups, daemon = false): string {
-  return daemon ? arns.daemonTaskDefinition(revisionOf(ref, 'daemontaskdefinitions', lookups)) : arns.taskDefinition(revisionOf(ref, 'taskdefinitions', lookups));
+  if (daemon) return arns.daemonTaskDefinition(revisionOf(ref, 'daemontaskdefinitions', lookups));
+  return arns.taskDefinition(revisionOf(ref, 'taskdefinitions', lookups));
 }
 
 /** Does a create of this body run a task definition named by its family (a task's, a service's)? Its authorization resolves it fresh. */

@@ -167,8 +167,10 @@ export class TaskDefinitionAdmission implements Admission {
       // R1-6: the ports a daemon listens on are checked against the cluster's other daemons
       // when a daemon takes the revision; changing them needs a new revision
       if (this.daemon && !samePorts(next, prev)) {
-        const message = `the ports of a revision cannot change (they were checked when daemons took it); apply the family "${prev.metadata.name.split(':')[0]}" to register a new revision`;
-        throw invalid(this.kind.kind, prev.metadata.name, [{ field: `metadata.annotations[${DAEMON_PORTS_ANNOTATION}]`, message, reason: 'FieldValueForbidden' }]);
+        const family = prev.metadata.name.split(':')[0];
+        const message = `the ports of a revision cannot change (they were checked when daemons took it); apply the family "${family}" to register a new revision`;
+        const field = `metadata.annotations[${DAEMON_PORTS_ANNOTATION}]`;
+        throw invalid(this.kind.kind, prev.metadata.name, [{ field, message, reason: 'FieldValueForbidden' }]);
       }
       return;
     }
@@ -247,7 +249,8 @@ export class ClusterAdmission implements Admission {
     // here is registered, with its allocation record and its node credential
     const instances = c.list('containerinstances', o.metadata.name);
     if (instances.length) {
-      throw new BerthError('Conflict', `the cluster "${o.metadata.name}" cannot be deleted while container instances are registered (${instances.length}); deregister them first`, { ecsType: 'ClusterContainsContainerInstancesException' });
+      const message = `the cluster "${o.metadata.name}" cannot be deleted while container instances are registered (${instances.length}); deregister them first`;
+      throw new BerthError('Conflict', message, { ecsType: 'ClusterContainsContainerInstancesException' });
     }
     const services = c.list('services', o.metadata.name).filter(([, s]) => (s as { status?: { status?: string } }).status?.status !== 'INACTIVE');
     if (services.length) {
@@ -516,7 +519,7 @@ export class TaskAdmission implements Admission {
       const after = n.spec as unknown as Record<string, unknown>;
       for (const k of new Set([...Object.keys(before), ...Object.keys(after)])) {
         if (TASK_SPEC_WRITABLE.has(k) || sameJson(before[k], after[k])) continue;
-        bad(`spec.${k}`, `cannot change once the task exists: a task's spec is fixed when it is run, but for desiredStatus (to STOPPED), stopReason, stopCode and tags; run a new task instead`);
+        bad(`spec.${k}`, "cannot change once the task exists: a task's spec is fixed, but for desiredStatus (to STOPPED), stopReason, stopCode and tags");
       }
       if (n.spec.desiredStatus !== 'STOPPED') {
         for (const k of ['stopReason', 'stopCode'] as const) {

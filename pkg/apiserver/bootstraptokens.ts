@@ -102,7 +102,8 @@ export function chargeRegistration(registry: Registry, tokenId: string, w: { com
   if (rec.maxInstances === undefined) return;
   const used = rec.registrations ?? 0;
   if (used >= rec.maxInstances) {
-    throw forbidden(`bootstrap token "${tokenId}" has registered the ${rec.maxInstances} instance(s) it may (maxInstances); create another token to register more`);
+    const why = `bootstrap token "${tokenId}" has registered the ${rec.maxInstances} instance(s) it may (maxInstances); create another token to register more`;
+    throw forbidden(why);
   }
   const { metadata, ...rest } = rec;
   const next: BootstrapTokenRecord = { ...rest, metadata: { name: metadata.name, creationTimestamp: metadata.creationTimestamp }, registrations: used + 1 };

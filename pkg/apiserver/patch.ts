@@ -165,9 +165,16 @@ export function specFieldSet(type: 'put' | 'merge' | 'json', body: unknown, fiel
   for (const op of body as Operation[]) {
     if (!isObj(op) || op.op === 'test') continue;
     const t = at(op.path);
-    if (t.length === 3 && t[0] === '' && t[1] === 'spec' && t[2] === field) out = { set: true, value: op.op === 'add' || op.op === 'replace' ? op.value : undefined };
-    else if (t.length === 2 && t[0] === '' && t[1] === 'spec') out = { set: true, value: isObj(op.value) ? ownValue(op.value, field) : undefined };
-    else if (t.length === 1 && t[0] === '') out = { set: true, value: isObj(op.value) && isObj(ownValue(op.value, 'spec')) ? ownValue(ownValue(op.value, 'spec') as object, field) : undefined };
+    const whole = t.length === 1 && t[0] === '';
+    const atSpec = t.length === 2 && t[0] === '' && t[1] === 'spec';
+    // the value an op writes, when it says (a move or copy takes it from elsewhere)
+    const written = op.op === 'add' || op.op === 'replace' ? op.value : undefined;
+    if (t.length === 3 && t[0] === '' && t[1] === 'spec' && t[2] === field) out = { set: true, value: written };
+    else if (whole || atSpec) {
+      // the whole spec (or document) written: the field is what it holds
+      const spec = whole ? (isObj(written) ? ownValue(written, 'spec') : undefined) : written;
+      out = { set: true, value: isObj(spec) ? ownValue(spec, field) : undefined };
+    }
   }
   return out;
 }

@@ -465,11 +465,13 @@ export function createApiHandler(deps: ApiServerDeps) {
           if (ct === 'application/merge-patch+json' || ct === 'application/json') type = 'merge';
           else if (ct === 'application/json-patch+json') type = 'json';
           else if (ct === 'application/strategic-merge-patch+json') {
-            refused = new BerthError('UnsupportedMediaType', `strategic merge patch is not supported for ${kind.plural} (custom kinds); use a JSON merge patch (application/merge-patch+json)`);
+            const why = `strategic merge patch is not supported for ${kind.plural} (custom kinds); use a JSON merge patch (application/merge-patch+json)`;
+            refused = new BerthError('UnsupportedMediaType', why);
           } else if (ct === 'application/apply-patch+yaml') {
             refused = new BerthError('UnsupportedMediaType', 'server-side apply is not supported; use client-side apply (kubectl apply without --server-side)');
           } else {
-            refused = new BerthError('UnsupportedMediaType', `unsupported patch content type "${ct}"; use application/merge-patch+json or application/json-patch+json`);
+            const why = `unsupported patch content type "${ct}"; use application/merge-patch+json or application/json-patch+json`;
+            refused = new BerthError('UnsupportedMediaType', why);
           }
         }
         // a service update is authorized with the task definition it names (ecs:task-definition,

@@ -39,7 +39,8 @@ export function tokenCreateBody(o: TokenCreateOptions): { cluster: string; ttlSe
   if (o.maxInstances !== undefined) {
     maxInstances = Number(o.maxInstances);
     if (!/^\d+$/.test(o.maxInstances) || !Number.isSafeInteger(maxInstances) || maxInstances < 1) {
-      throw new BerthError('BadRequest', `--max-instances ${o.maxInstances}: expected how many instances may register with the token, a whole number of at least 1`);
+      const why = `--max-instances ${o.maxInstances}: expected how many instances may register with the token, a whole number of at least 1`;
+      throw new BerthError('BadRequest', why);
     }
   }
   return {
@@ -83,8 +84,10 @@ export function addTokenCommand(program: Command, io: IO, conn: (cmd: Command) =
         const { client } = await conn(cmd);
         const t = await client.request<BootstrapTokenView>('POST', PATH, body);
         io.out(`${t.status.token}\n`);
-        const until = (t.spec.expiration ? `, valid until ${t.spec.expiration}` : ', never expires') + (t.spec.maxInstances !== undefined ? `, for ${t.spec.maxInstances} instance(s)` : '');
-        io.err(`bootstrap token ${t.metadata.name} for cluster "${t.spec.cluster}"${until}: start agents with BERTH_BOOTSTRAP_TOKEN=<the token above> ECS_CLUSTER=${t.spec.cluster}\n`);
+        const until = t.spec.expiration ? `, valid until ${t.spec.expiration}` : ', never expires';
+        const budget = t.spec.maxInstances !== undefined ? `, for ${t.spec.maxInstances} instance(s)` : '';
+        const how = `start agents with BERTH_BOOTSTRAP_TOKEN=<the token above> ECS_CLUSTER=${t.spec.cluster}`;
+        io.err(`bootstrap token ${t.metadata.name} for cluster "${t.spec.cluster}"${until}${budget}: ${how}\n`);
       }),
   );
   out(

@@ -363,7 +363,8 @@ function txnLimitError(e: unknown, compares: number, ops: number): Error | undef
     return internal(`the store refused a transaction of ${compares} compares and ${ops} operations: etcd's --max-txn-ops (default 128) is lower (${msg})`);
   }
   if (/request is too large/i.test(msg)) {
-    return internal(`the store refused a transaction of ${compares} compares and ${ops} operations as too large: etcd's --max-request-bytes (default 1.5 MiB) is lower (${msg})`);
+    const what = `the store refused a transaction of ${compares} compares and ${ops} operations as too large`;
+    return internal(`${what}: etcd's --max-request-bytes (default 1.5 MiB) is lower (${msg})`);
   }
   return undefined;
 }

@@ -200,6 +200,25 @@ describe('a resource-API write is authorized for what it changes (R1-1, R1-2, R1
         else if (change.taskDefinition) expect(stored).to.equal(String(change.taskDefinition).includes(':') ? change.taskDefinition : 'web:2');
       });
     }
+
+    it('R1-3: a JSON patch or a PUT names the task definition as a merge patch does (bob: web:2 allowed, evil:1 refused; a PUT names the one it keeps)', async () => {
+      const path = `${ns('A')}/services/svc`;
+      const jsonPatch = (value: string) => s.k8s('anonymous', 'PATCH', path, [{ op: 'replace', path: '/spec/taskDefinition', value }], { token: bob.token, contentType: 'application/json-patch+json' });
+      await admin('PATCH', path, { spec: { taskDefinition: 'web:1' } });
+      expect((await jsonPatch('evil:1')).status).to.equal(403);
+      expect((await jsonPatch('web:2')).status).to.equal(200);
+      await admin('PATCH', path, { spec: { taskDefinition: 'web:1' } });
+      // a PUT of the whole service names its task definition (kept at web:1): allowed, as UpdateService given taskDefinition web:1 is
+      const cur = (await admin('GET', path)).body;
+      const put = await s.k8s('anonymous', 'PUT', path, { ...cur, spec: { ...cur.spec, desiredCount: 0 } }, { token: bob.token });
+      expect(put.status, JSON.stringify(put.body)).to.equal(200);
+      const ecs = await s.ecs('anonymous', 'UpdateService', { cluster: 'A', service: 'svc', taskDefinition: 'web:1', desiredCount: 0 }, { key: bobKey });
+      expect(ecs.status, JSON.stringify(ecs.body)).to.equal(200);
+      const now = (await admin('GET', path)).body;
+      const evil = await s.k8s('anonymous', 'PUT', path, { ...now, spec: { ...now.spec, taskDefinition: 'evil' } }, { token: bob.token });
+      expect([evil.status, evil.body.reason], JSON.stringify(evil.body)).to.deep.equal([403, 'Forbidden']);
+      expect((await admin('GET', path)).body.spec.taskDefinition).to.equal('web:1');
+    });
   });
 });
 

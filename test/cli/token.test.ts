@@ -46,15 +46,17 @@ describe('berth token create|list|delete (S7, against a real apiserver)', functi
     expect(r.code, r.err).to.equal(0);
     expect(r.err).to.contain('never expires, for 1 instance(s)');
     const token = r.out.trim();
-    const reg = (n: string) =>
-      api.call('POST', '/apis/berth.dev/v1/namespaces/default/containerinstances', { apiVersion: 'berth.dev/v1', kind: 'ContainerInstance', metadata: { name: n }, spec: { registeredResources: [{ name: 'CPU', type: 'INTEGER', integerValue: 1024 }] } }, { token });
-    expect((await reg('r19-cli-1')).status).to.equal(201);
-    const second = await reg('r19-cli-2');
-    expect(second.status).to.equal(403);
-    const list = await run('token', 'list');
-    const row = list.out.split('\n').find((l) => l.startsWith(token.split('.')[0]));
-    expect(row).to.match(/\s1\/1\s/);
-    await run('token', 'delete', token);
+    const instance = (n: string) => ({ apiVersion: 'berth.dev/v1', kind: 'ContainerInstance', metadata: { name: n }, spec: { registeredResources: [{ name: 'CPU', type: 'INTEGER', integerValue: 1024 }] } });
+    const reg = (n: string) => api.call('POST', '/apis/berth.dev/v1/namespaces/default/containerinstances', instance(n), { token });
+    try {
+      expect((await reg('r19-cli-1')).status).to.equal(201);
+      expect((await reg('r19-cli-2')).status).to.equal(403);
+      const list = await run('token', 'list');
+      const row = list.out.split('\n').find((l) => l.startsWith(token.split('.')[0]));
+      expect(row).to.match(/\s1\/1\s/);
+    } finally {
+      await run('token', 'delete', token);
+    }
   });
 
   it('creates a token (printed once), lists it without its secret, registers with it, and deletes it', async () => {
