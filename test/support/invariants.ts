@@ -85,6 +85,14 @@ export class InvariantChecker {
     this.faulted.clear();
   }
 
+  /**
+   * An invariant the scenario measures itself (acknowledged writes lost, a convergence time
+   * against its bound, writes of a deposed leader): kept with the sampled ones, judged alike.
+   */
+  note(name: string, value: number, limit: number, detail = '', higherIsWorse = true): void {
+    this.observe(name, value, limit, higherIsWorse, () => detail);
+  }
+
   report(): CheckerReport {
     const invariants = Object.fromEntries([...this.results].sort(([a], [b]) => a.localeCompare(b)));
     const violations = Object.entries(invariants).filter(([, r]) => r.violations > 0).map(([k, r]) => `${k}: ${r.violations} violation(s), worst ${r.worst} vs limit ${r.limit}; first: ${r.first}`);
