@@ -2,7 +2,8 @@
  * Test support: cutting the API connections of the processes in some namespaces of a topology
  * (the controller-managers in the control namespace, an agent in its host's), for real:
  * `ss -K` destroys the established TCP connections to the load balancer (the process sees
- * its watch or request fail at once), and an iptables rule in the namespace's OUTPUT chain
+ * its watch or request fail at once; the load balancer gets a reset and closes its side, so
+ * the apiserver's watch ends too), and an iptables rule in the namespace's OUTPUT chain
  * answers every new connection to the load balancer with a reset until it is lifted. The
  * test's own clients, in the root namespace, are not affected; nor is anything between the
  * load balancer and the apiservers or etcd.
@@ -22,7 +23,8 @@ export interface Cutter {
 
 export function cutter(t: Topology, namespaces: string[]): Cutter {
   const lb = new URL(t.url);
-  const rule = ['OUTPUT', '-p', 'tcp', '-d', lb.hostname, '--dport', lb.port, '-j', 'REJECT', '--reject-with', 'tcp-reset'];
+  // new connections only (SYN): the resets `ss -K` sends for the cut ones must reach the load balancer
+  const rule = ['OUTPUT', '-p', 'tcp', '--syn', '-d', lb.hostname, '--dport', lb.port, '-j', 'REJECT', '--reject-with', 'tcp-reset'];
   const filter = ['dst', lb.hostname, 'dport', '=', `:${lb.port}`];
   let blocked = false;
   const count = async (ns: string) => (await nsExecAsync(ns, 'ss', '-tnH', 'state', 'established', ...filter)).split('\n').filter(Boolean).length;
