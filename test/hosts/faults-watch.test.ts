@@ -171,12 +171,16 @@ describe('fault scenario R2: watches cut past compaction, and cut again right af
           return true;
         }, BOUND_S * 1000, 'r2 at 5 and r2b at 1 RUNNING, a daemon copy per host, the stopped and deleted tasks\' containers gone, the new task running, Docker agreeing with the store');
         s.converged('converged', tBack, BOUND_S);
-        // the controllers' view: the services' status agrees
+        // the controllers' view: the services' status agrees (the service controller writes it after the tasks change)
+        const tStatus = Date.now();
         for (const [name, n] of [['r2', 5], ['r2b', 1]] as const) {
-          const svc = await t.client.get<Service>('Service', 'default', name);
-          expect(svc.status?.runningCount, `${name} runningCount`).to.equal(n);
-          expect(svc.status?.deployments?.length, `${name} deployments`).to.equal(1);
+          await eventually(async () => {
+            const svc = await t.client.get<Service>('Service', 'default', name);
+            if (svc.status?.runningCount === n && svc.status?.deployments?.length === 1) return true;
+            throw new Error(`${name}: status ${JSON.stringify(svc.status)}, ${n} tasks RUNNING`);
+          }, 60_000, `${name}'s status at ${n} running`);
         }
+        s.converged('serviceStatus', tStatus, 60);
         // every agent's own list (introspection) has exactly the tasks the store wants on its host
         for (const h of t.hosts) {
           const want = (await tasksOf(t)).filter((x) => x.spec.containerInstance === h.instanceId && x.spec.desiredStatus === 'RUNNING').map((x) => x.status?.taskArn).sort();
