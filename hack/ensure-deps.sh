@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what berth and its tests need on a fresh Debian machine, and nothing that is
 # already there: Debian packages (etcd, dockerd, a static busybox for the local test image,
-# iproute2; kubectl's fallback; haproxy, iptables and openssl for the multi-host tests; strace for a durability test) and the npm packages of package-lock.json.
+# iproute2; kubectl's fallback; haproxy, iptables, openssl and curl for the multi-host tests; strace for a durability test) and the npm packages of package-lock.json.
 # Idempotent and quiet when everything is present. Needs root for apt-get.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +18,10 @@ command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(hapr
 command -v nsenter >/dev/null 2>&1 || missing+=(util-linux)
 command -v iptables >/dev/null 2>&1 || missing+=(iptables)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# the fault suite: an agent's introspection API read inside its host's namespace, ss -K to cut connections, unshare for a host's own hostname
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v ss >/dev/null 2>&1 || missing+=(iproute2)
+command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
 # the embedded store's durability test traces its fsyncs
 command -v strace >/dev/null 2>&1 || missing+=(strace)
 

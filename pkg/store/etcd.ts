@@ -1,6 +1,6 @@
 import { Etcd3, type IKeyValue, type Watcher } from 'etcd3';
 import { noop } from 'cockatiel';
-import { CompactedError, TooLargeResourceVersionError, alreadyExists, badRequest, conflict, internal, notFound, unavailable } from '../errors/errors.ts';
+import { BerthError, CompactedError, TooLargeResourceVersionError, alreadyExists, badRequest, conflict, internal, isBerthError, notFound, unavailable } from '../errors/errors.ts';
 import type {
   Compare,
   KeyValue,
@@ -32,7 +32,11 @@ export interface EtcdStoreOptions {
  *
  * - Writes are never retried by the client (its default policy can resend a txn whose
  *   first attempt committed): every write is a txn with compares, and its outcome is read
- *   from the response only. Reads are retried here, since they are idempotent.
+ *   from the response only. Reads are retried here, since they are idempotent. A write is
+ *   sent again only when it certainly was not taken (no connection to that member, or the
+ *   member answered that it has no leader); one etcd did not confirm (a timeout, a leader
+ *   change) is a 504 "may have been applied", one it never took a 503 (FS1): never the
+ *   raw gRPC error, which the faces would answer as a 500.
  * - Watches track the last delivered revision themselves: the client moves its resume
  *   point to the header revision as soon as a (re)connect is acknowledged, before the
  *   catch-up events have arrived, so a second drop could skip events. On every disconnect
@@ -141,11 +145,11 @@ export class EtcdStore implements Store {
 
   async delete(key: string, modRevision?: number): Promise<KeyValue> {
     const compare = modRevision !== undefined ? [{ key, modRevision }] : [];
-    const res = await this.client.kv.txn({
+    const res = await this.write(() => this.client.kv.txn({
       compare: compare.map(toCompare),
       success: [{ request_delete_range: { key: Buffer.from(key), prev_kv: true } }],
       failure: [{ request_range: { key: Buffer.from(key) } }],
-    });
+    }));
     if (!res.succeeded) {
       if (res.responses[0].response_range.kvs.length === 0) throw notFound('key', key);
       throw conflict('key', key);
@@ -155,21 +159,41 @@ export class EtcdStore implements Store {
     return toKV(prev[0]);
   }
 
+  /** A write call: sent again while it certainly was not taken, then what failed as a 503/504 (FS1). */
+  private async write<T>(fn: () => Promise<T>): Promise<T> {
+    let delay = 50;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fn();
+      } catch (e) {
+        if (isBerthError(e)) throw e;
+        if (notTaken(e) && attempt < 5 && !this.closed) {
+          await new Promise((r) => setTimeout(r, delay));
+          delay *= 2;
+          continue;
+        }
+        throw writeError(e);
+      }
+    }
+  }
+
   async txn(compares: Compare[], ops: Op[]): Promise<TxnResult & { missing?: string[] }> {
-    const res = await this.client.kv
-      .txn({
-        compare: compares.map(toCompare),
-        success: ops.map((op) =>
-          op.type === 'put'
-            ? { request_put: { key: Buffer.from(op.key), value: Buffer.from(op.value) } }
-            : { request_delete_range: { key: Buffer.from(op.key) } },
-        ),
-        // on failure read the compared keys, to tell which compares did not hold
-        failure: compares.map((c) => ({ request_range: { key: Buffer.from(c.key), keys_only: true } })),
-      })
-      .catch((e: unknown) => {
-        throw txnLimitError(e, compares.length, ops.length) ?? e;
-      });
+    const res = await this.write(() =>
+      this.client.kv
+        .txn({
+          compare: compares.map(toCompare),
+          success: ops.map((op) =>
+            op.type === 'put'
+              ? { request_put: { key: Buffer.from(op.key), value: Buffer.from(op.value) } }
+              : { request_delete_range: { key: Buffer.from(op.key) } },
+          ),
+          // on failure read the compared keys, to tell which compares did not hold
+          failure: compares.map((c) => ({ request_range: { key: Buffer.from(c.key), keys_only: true } })),
+        })
+        .catch((e: unknown) => {
+          throw txnLimitError(e, compares.length, ops.length) ?? e;
+        }),
+    );
     const revision = Number(res.header.revision);
     if (!res.succeeded) {
       const failed: string[] = [];
@@ -367,6 +391,30 @@ function txnLimitError(e: unknown, compares: number, ops: number): Error | undef
     return internal(`${what}: etcd's --max-request-bytes (default 1.5 MiB) is lower (${msg})`);
   }
   return undefined;
+}
+
+/**
+ * The call certainly did not reach etcd's log: no connection to the member could be made, or
+ * the member refused it because the cluster has no leader. Sending it again cannot apply it
+ * twice.
+ */
+function notTaken(e: unknown): boolean {
+  return /No connection established|ECONNREFUSED|etcdserver: no leader/.test((e as Error)?.message ?? '');
+}
+
+/**
+ * What a failed write is to the caller: 503 when etcd did not take it (nothing was written),
+ * 504 when etcd did not confirm it (a deadline, a leader change, a dropped connection: it may
+ * have been applied, so the caller reads before it retries). Anything else (a request etcd
+ * refuses as malformed) stays what it is.
+ */
+function writeError(e: unknown): Error {
+  const msg = (e as Error)?.message ?? String(e);
+  if (notTaken(e)) return new BerthError('ServiceUnavailable', `etcd is unavailable (${msg}); nothing was written: try again`, { retryAfterSeconds: 1 });
+  if (/UNAVAILABLE|DEADLINE_EXCEEDED|CANCELLED|etcdserver: (request timed out|leader changed|timed out)|Connection dropped/i.test(msg)) {
+    return new BerthError('Timeout', `etcd did not confirm the write (${msg}); it may or may not have been applied: read the object before trying again`, { retryAfterSeconds: 1 });
+  }
+  return e as Error;
 }
 
 function isCompacted(e: unknown): boolean {

@@ -4,10 +4,14 @@
  * records the worst value of each invariant:
  *
  * - service.maxLive: live tasks of a service (desired RUNNING and not STOPPED) never above
- *   floor(desiredCount * maximumPercent / 100) once steady;
+ *   floor(desiredCount * maximumPercent / 100);
  * - service.minHealthy: RUNNING tasks never below ceil(desiredCount * minimumHealthyPercent / 100)
- *   once steady, except inside a declared fault window (a lost host takes its tasks with it:
- *   ECS's bounds are for deployments, not for hardware failures);
+ *   once the service has settled (one deployment, exactly desiredCount tasks, all RUNNING),
+ *   except inside a declared fault window (a lost host takes its tasks with it: ECS's bounds
+ *   are for deployments, not for hardware failures). While the desired count changes (a
+ *   scale-up's new tasks are still starting, a scale-down's old ones still stopping) the
+ *   bounds of the last settled count and the new one both apply, the looser of each: a
+ *   rolling deployment at one count is held to ECS's bounds exactly;
  * - daemon.perInstance: at most one live copy of a daemon per instance;
  * - instance.overcommit: CPU and memory of the live tasks bound to an instance within its
  *   registered resources;
@@ -43,6 +47,20 @@ interface Usage {
 
 const live = (t: Task) => t.spec.desiredStatus !== 'STOPPED' && t.status?.lastStatus !== 'STOPPED';
 
+/**
+ * A service's bounds: at most floor(count * maximumPercent / 100) live tasks, at least
+ * ceil(count * minimumHealthyPercent / 100) RUNNING (ECS's defaults 200 and 100). `settled`
+ * is the desired count the service was last seen settled at: while the count moves from it
+ * to `desired`, the looser bound of the two counts applies.
+ */
+export function serviceBounds(o: { desired: number; settled?: number; maximumPercent?: number; minimumHealthyPercent?: number }): { maxLive: number; minHealthy: number } {
+  const settled = o.settled ?? o.desired;
+  return {
+    maxLive: Math.floor((Math.max(o.desired, settled) * (o.maximumPercent ?? 200)) / 100),
+    minHealthy: Math.ceil((Math.min(o.desired, settled) * (o.minimumHealthyPercent ?? 100)) / 100),
+  };
+}
+
 export class InvariantChecker {
   private timer?: NodeJS.Timeout;
   private running?: Promise<void>;
@@ -53,6 +71,8 @@ export class InvariantChecker {
   private readonly faulted = new Set<string>();
   private faultWindow = false;
   private readonly tdUsage = new Map<string, Promise<Usage>>();
+  /** per service (namespace/name): the desired count it was last seen settled at */
+  private readonly settled = new Map<string, number>();
 
   constructor(private readonly o: { client: Client; cluster: string; intervalMs?: number }) {}
 
@@ -83,6 +103,14 @@ export class InvariantChecker {
   faultEnds(): void {
     this.faultWindow = false;
     this.faulted.clear();
+  }
+
+  /**
+   * An invariant the scenario measures itself (acknowledged writes lost, a convergence time
+   * against its bound, writes of a deposed leader): kept with the sampled ones, judged alike.
+   */
+  note(name: string, value: number, limit: number, detail = '', higherIsWorse = true): void {
+    this.observe(name, value, limit, higherIsWorse, () => detail);
   }
 
   report(): CheckerReport {
@@ -144,16 +172,23 @@ export class InvariantChecker {
 
     for (const s of services) {
       if (s.metadata.deletionTimestamp) continue;
+      const key = `${s.metadata.namespace}/${s.metadata.name}`;
       const desired = s.spec.desiredCount ?? 0;
       const dc = s.spec.deploymentConfiguration ?? {};
-      const maxLive = Math.floor((desired * (dc.maximumPercent ?? 200)) / 100);
-      const minHealthy = Math.ceil((desired * (dc.minimumHealthyPercent ?? 100)) / 100);
       const mine = liveTasks.filter((t) => t.spec.group === `service:${s.metadata.name}`);
-      const steady = s.status?.deployments?.length === 1 && (s.status?.runningCount ?? 0) >= desired;
-      this.observe(`service.${s.metadata.name}.maxLive`, mine.length, maxLive, true, () => `${mine.length} live tasks, desired ${desired}, maximumPercent ${dc.maximumPercent ?? 200}: ${mine.map((t) => `${t.metadata.name}@${t.spec.containerInstance}:${t.status?.lastStatus}`).join(' ')}`);
-      const running = mine.filter((t) => t.status?.lastStatus === 'RUNNING' && !this.faulted.has(t.spec.containerInstance ?? ''));
-      if (steady || this.results.has(`service.${s.metadata.name}.minHealthy`)) {
-        if (!this.faultWindow) this.observe(`service.${s.metadata.name}.minHealthy`, running.length, minHealthy, false, () => `${running.length} RUNNING, desired ${desired}, minimumHealthyPercent ${dc.minimumHealthyPercent ?? 100}`);
+      const runningAll = mine.filter((t) => t.status?.lastStatus === 'RUNNING');
+      // settled: one deployment, and exactly the desired count of tasks, all RUNNING
+      if (s.status?.deployments?.length === 1 && mine.length === desired && runningAll.length === desired) this.settled.set(key, desired);
+      const settled = this.settled.get(key);
+      // the bounds are ECS's for a deployment at a desired count; when the count changes, the
+      // tasks of the old count may live until they are stopped and the new ones need time to
+      // start: from the last settled count to the new one, the looser of the two holds
+      const { maxLive, minHealthy } = serviceBounds({ desired, settled, maximumPercent: dc.maximumPercent, minimumHealthyPercent: dc.minimumHealthyPercent });
+      this.observe(`service.${s.metadata.name}.maxLive`, mine.length, maxLive, true, () => `${mine.length} live tasks, desired ${desired} (settled at ${settled}), maximumPercent ${dc.maximumPercent ?? 200}: ${mine.map((t) => `${t.metadata.name}@${t.spec.containerInstance}:${t.status?.lastStatus}`).join(' ')}`);
+      const running = runningAll.filter((t) => !this.faulted.has(t.spec.containerInstance ?? ''));
+      // judged once the service has settled (before that, it is starting)
+      if (settled !== undefined && !this.faultWindow) {
+        this.observe(`service.${s.metadata.name}.minHealthy`, running.length, minHealthy, false, () => `${running.length} RUNNING, desired ${desired} (settled at ${settled}), minimumHealthyPercent ${dc.minimumHealthyPercent ?? 100}`);
       }
     }
 

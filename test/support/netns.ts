@@ -4,7 +4,7 @@
  * can find and remove what a crashed run left behind: its namespaces (after killing every
  * process in them), root-namespace links and temp dirs.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -27,6 +27,20 @@ export function nsExec(ns: string, ...argv: string[]): string {
   } catch (e) {
     throw new Error(`[${ns}] ${argv.join(' ')}: ${String((e as { stderr?: Buffer }).stderr ?? (e as Error).message).trim()}`);
   }
+}
+
+/**
+ * Runs a command inside a namespace without blocking the event loop (a sampler keeps
+ * running meanwhile); resolves with its stdout, rejects with its stderr.
+ */
+export function nsExecAsync(ns: string, ...argv: string[]): Promise<string> {
+  const cmd = [...inNetns(ns), ...argv];
+  return new Promise((resolve, reject) => {
+    execFile(cmd[0], cmd.slice(1), { maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`[${ns}] ${argv.join(' ')}: ${String(stderr || err.message).trim()}`));
+      else resolve(stdout);
+    });
+  });
 }
 
 const alive = (pid: number) => {

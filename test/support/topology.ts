@@ -36,7 +36,7 @@ import { startEtcdCluster, type EtcdCluster } from './etcdcluster.ts';
 import { eventually } from './fleet.ts';
 import { haproxyConfig } from './haproxy.ts';
 import { startRecordingProxy, type RecordingProxy } from './recorder.ts';
-import { deleteLink, deleteNetns, inNetns, ip, nsExec, spawnIn, sweepLeftovers, type Proc } from './netns.ts';
+import { deleteLink, deleteNetns, inNetns, ip, nsExec, nsExecAsync, spawnIn, sweepLeftovers, type Proc } from './netns.ts';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const bin = (name: string) => path.join(ROOT, 'cmd', name, 'bin.mjs');
@@ -49,6 +49,8 @@ export interface TopologyOptions {
   controllerManagerArgs?: string[];
   /** extra ecs.config entries for every agent */
   agentConfig?: Record<string, string>;
+  /** extra flags for every apiserver (a scenario's short compaction retention, say); deploy/ runs without them */
+  apiserverArgs?: string[];
   /**
    * put a recording proxy (test/support/recorder.ts, in the test's process, on the root
    * namespace's address) between each controller-manager and the load balancer, so a test
@@ -60,6 +62,8 @@ export interface TopologyOptions {
 export interface TopoHost {
   name: string;
   ns: string;
+  /** the host's own hostname (the agent runs in a UTS namespace of its own, as on a machine of its own) */
+  hostname: string;
   /** the host's address on the topology network */
   ip: string;
   /** the host's Docker bridge (awsvpc and bridge-mode container addresses) */
@@ -69,6 +73,8 @@ export interface TopoHost {
   dockerd: OwnDockerd;
   agent: Proc;
   dir: string;
+  /** the agent's ECS_DATADIR (its checkpoint, berth-agent.json, is in it) */
+  dataDir: string;
   /** the container instance id the agent registered */
   instanceId: string;
   /** pull the cable: the switch side of the host's link goes down (routes in the host stay) */
@@ -76,6 +82,15 @@ export interface TopoHost {
   linkUp(): void;
   /** stop the agent process (SIGTERM) and start it again on its data dir */
   restartAgent(): Promise<void>;
+  /** start the agent process again (after it was killed or exited) on its data dir; a running one is left alone */
+  startAgent(): Proc;
+  /**
+   * restart the host's dockerd (SIGTERM: without live-restore its containers stop with it),
+   * on the same data root, bridge and address pool; the agent is left alone
+   */
+  restartDockerd(): Promise<void>;
+  /** GET the agent's introspection API (ECS_INTROSPECTION_PORT on the host's loopback), e.g. `/v1/tasks` */
+  introspect(urlPath: string): Promise<unknown>;
 }
 
 export interface Topology {
@@ -84,11 +99,19 @@ export interface Topology {
   subnet: string;
   /** https://LB:6443: what agents, controller-managers and users use */
   url: string;
+  /** each apiserver's own https://ADDRESS:6443 (behind the load balancer; the serving certificate names them) */
+  apiserverUrls: string[];
+  /** the berth CA's directory: the etcd client certificate (berth-apiserver.crt/.key) for tests that read the store */
+  pkiDir: string;
   caPem: string;
   caFile: string;
   adminToken: string;
+  /** a token of group berth:viewers (reads only) */
+  viewerToken: string;
   bootstrapToken: string;
   accessKey: { accessKeyId: string; secretAccessKey: string };
+  /** an ECS access key of group berth:viewers */
+  viewerAccessKey: { accessKeyId: string; secretAccessKey: string };
   /** an admin client through the load balancer (from the root namespace) */
   client: Client;
   etcd: EtcdCluster;
@@ -99,6 +122,8 @@ export interface Topology {
   haproxy: Proc;
   hosts: TopoHost[];
   controlNs: string;
+  /** start apiserver `i` again (SIGTERM first if it runs) and wait until it is ready */
+  restartApiserver(i: number): Promise<void>;
   /** the last lines of every process's log, for a failing test's message */
   logs(chars?: number): string;
   stop(): Promise<void>;
@@ -216,13 +241,19 @@ export async function startTopology(o: TopologyOptions = {}): Promise<Topology> 
     const adminToken = newToken();
     const controllerToken = newToken();
     const bootstrapToken = newToken();
+    const viewerToken = newToken();
     await fsp.writeFile(f('tokens.csv'), [
       `${adminToken},admin,1,"berth:admins"`,
       `${controllerToken},berth-controller-manager,2,"berth:admins"`,
       `${bootstrapToken},bootstrap,3,"berth:bootstrappers"`,
+      `${viewerToken},viewer,4,"berth:viewers"`,
     ].join('\n') + '\n', { mode: 0o600 });
     const accessKey = { accessKeyId: 'AKIATOPOLOGY0000001', secretAccessKey: newToken() };
-    await fsp.writeFile(f('access-keys.csv'), `${accessKey.accessKeyId},${accessKey.secretAccessKey},admin,"berth:admins"\n`, { mode: 0o600 });
+    const viewerAccessKey = { accessKeyId: 'AKIATOPOLOGY0000002', secretAccessKey: newToken() };
+    await fsp.writeFile(f('access-keys.csv'), [
+      `${accessKey.accessKeyId},${accessKey.secretAccessKey},admin,"berth:admins"`,
+      `${viewerAccessKey.accessKeyId},${viewerAccessKey.secretAccessKey},viewer,"berth:viewers"`,
+    ].join('\n') + '\n', { mode: 0o600 });
 
     const start = (ns: string | undefined, name: string, argv: string[], env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME }) => {
       const p = spawnIn(ns, name, argv, { logFile: path.join(dir, `${name}.log`), env, cwd: ROOT });
@@ -232,18 +263,18 @@ export async function startTopology(o: TopologyOptions = {}): Promise<Topology> 
     };
 
     // --- apiservers: deploy/systemd/berth-apiserver.service's flags
-    const apiservers = addr.api.map((a, i) =>
-      start(ctl, `apiserver-${i + 1}`, [process.execPath, bin('berth-apiserver'), ...apiserverArgv({
-        store: etcd.storeUrl, ca: ca.certFile, etcdCert: f('berth-apiserver.crt'), etcdKey: f('berth-apiserver.key'), listen: `${a}:6443`,
-        cert: f('apiserver.crt'), key: f('apiserver.key'), tokens: f('tokens.csv'), accessKeys: f('access-keys.csv'),
-        // HAProxy runs in the control namespace and connects from one of its addresses
-        proxyTrusted: [...addr.etcd, ...addr.api, addr.lb].map((x) => `${x}/32`).join(','),
-      })]),
-    );
-    await Promise.all(apiservers.map((p, i) => eventually(async () => {
+    const apiserverCmd = (a: string) => [process.execPath, bin('berth-apiserver'), ...apiserverArgv({
+      store: etcd.storeUrl, ca: ca.certFile, etcdCert: f('berth-apiserver.crt'), etcdKey: f('berth-apiserver.key'), listen: `${a}:6443`,
+      cert: f('apiserver.crt'), key: f('apiserver.key'), tokens: f('tokens.csv'), accessKeys: f('access-keys.csv'),
+      // HAProxy runs in the control namespace and connects from one of its addresses
+      proxyTrusted: [...addr.etcd, ...addr.api, addr.lb].map((x) => `${x}/32`).join(','),
+    }), ...(o.apiserverArgs ?? [])];
+    const apiserverReady = (p: Proc, i: number) => eventually(async () => {
       if (!p.running) throw new Error(`${p.name} exited:\n${p.tail()}`);
       return (await httpsStatus(`https://${addr.api[i]}:6443/readyz`, caPem)) === 200;
-    }, 90_000, `${p.name} ready`)));
+    }, 90_000, `${p.name} ready`);
+    const apiservers = addr.api.map((a, i) => start(ctl, `apiserver-${i + 1}`, apiserverCmd(a)));
+    await Promise.all(apiservers.map((p, i) => apiserverReady(p, i)));
 
     // --- HAProxy: deploy/haproxy/haproxy.cfg with this topology's addresses
     await fsp.writeFile(path.join(dir, 'haproxy.cfg'), haproxyConfig({ bind: `${addr.lb}:6443`, servers: addr.api.map((a, i) => ({ name: `apiserver-${i + 1}`, address: `${a}:6443` })), caFile: ca.certFile, sendProxy: true }));
@@ -281,23 +312,27 @@ export async function startTopology(o: TopologyOptions = {}): Promise<Topology> 
       const name = `h${i + 1}`;
       const hdir = path.join(dir, name);
       await fsp.mkdir(path.join(hdir, 'ecs'), { recursive: true });
-      const dockerd = await startDockerd({
+      const dockerdOptions = {
         dir: path.join(hdir, 'docker'), netns: ns, bridgeName: 'docker0', octet: 0,
         bridgeCidr: addr.bridgeGw(i), addressPool: `base=198.19.${k}.128/25,size=28`,
-      });
+      };
+      let dockerd = await startDockerd(dockerdOptions);
+      // the current dockerd (restartDockerd replaces it)
       cleanup.add(`dockerd ${name}`, () => dockerd.stop(), () => tryKill(dockerd.pid));
       const docker = new Docker({ socketPath: dockerd.socketPath });
       await ensureBusyboxImage(docker);
       // the VPC: other hosts (and the test) may reach this host's task addresses
-      nsExec(ns, 'iptables', '-I', 'DOCKER-USER', '-s', `${net}.0/24`, '-d', addr.bridge(i), '-j', 'ACCEPT');
+      const vpcRule = ['DOCKER-USER', '-s', `${net}.0/24`, '-d', addr.bridge(i), '-j', 'ACCEPT'];
+      nsExec(ns, 'iptables', '-I', ...vpcRule);
       // the agent: only ecs.config (deploy/ecs.config with this host's values) and a bare environment
       const cfgFile = path.join(hdir, 'ecs.config');
+      const dataDir = path.join(hdir, 'ecs', 'data');
       const overrides: Record<string, string> = {
         ECS_CLUSTER: 'default',
         ECS_BACKEND_HOST: url,
         BERTH_CA_FILE: ca.certFile,
         BERTH_BOOTSTRAP_TOKEN: bootstrapToken,
-        ECS_DATADIR: path.join(hdir, 'ecs', 'data'),
+        ECS_DATADIR: dataDir,
         ECS_LOGFILE: '', // stdout, into this process's log
         DOCKER_HOST: `unix://${dockerd.socketPath}`,
         ECS_CONTAINER_STOP_TIMEOUT: '5s',
@@ -305,14 +340,37 @@ export async function startTopology(o: TopologyOptions = {}): Promise<Topology> 
         ...o.agentConfig,
       };
       await fsp.writeFile(cfgFile, ecsConfigFrom(deployEcsConfig, overrides));
+      // each host is a machine of its own: its own hostname too (a UTS namespace for the agent),
+      // so what the agent derives from the hostname (its host fingerprint) differs between hosts
+      const hostname = `${id.replace(/_/g, '-')}-${name}`;
+      const agentArgv = ['unshare', '--uts', '--', 'sh', '-c', 'hostname "$0" && exec "$@"', hostname, process.execPath, bin('berth-agent'), '--config', cfgFile];
+      const introspectionPort = Number(parseEnvFile(ecsConfigFrom(deployEcsConfig, overrides)).ECS_INTROSPECTION_PORT ?? 51678);
       const h: TopoHost = {
-        name, ns, ip: addr.host(i), bridgeCidr: addr.bridge(i), dockerHost: `unix://${dockerd.socketPath}`, docker, dockerd, dir: hdir, instanceId: '',
-        agent: start(ns, `agent-${name}`, [process.execPath, bin('berth-agent'), '--config', cfgFile]),
+        name, ns, hostname, ip: addr.host(i), bridgeCidr: addr.bridge(i), dockerHost: `unix://${dockerd.socketPath}`, docker, dockerd, dir: hdir, dataDir, instanceId: '',
+        agent: start(ns, `agent-${name}`, agentArgv),
         linkDown: () => ip('-n', sw, 'link', 'set', name, 'down'),
         linkUp: () => ip('-n', sw, 'link', 'set', name, 'up'),
         async restartAgent() {
           await h.agent.stop();
-          h.agent = start(ns, `agent-${name}`, [process.execPath, bin('berth-agent'), '--config', cfgFile]);
+          h.agent = start(ns, `agent-${name}`, agentArgv);
+        },
+        startAgent() {
+          if (!h.agent.running) h.agent = start(ns, `agent-${name}`, agentArgv);
+          return h.agent;
+        },
+        async restartDockerd() {
+          await dockerd.stop();
+          dockerd = await startDockerd(dockerdOptions);
+          h.dockerd = dockerd;
+          try {
+            nsExec(ns, 'iptables', '-C', ...vpcRule);
+          } catch {
+            nsExec(ns, 'iptables', '-I', ...vpcRule);
+          }
+        },
+        async introspect(urlPath: string) {
+          const out = await nsExecAsync(ns, 'curl', '-sS', '--max-time', '10', `http://127.0.0.1:${introspectionPort}${urlPath}`);
+          return JSON.parse(out) as unknown;
         },
       };
       return h;
@@ -326,9 +384,16 @@ export async function startTopology(o: TopologyOptions = {}): Promise<Topology> 
     }, 120_000, 'every agent registered');
 
     const topo: Topology = {
-      id, dir, subnet: `${net}.0/24`, url, caPem, caFile: ca.certFile, adminToken, bootstrapToken, accessKey, client, etcd,
+      id, dir, subnet: `${net}.0/24`, url, apiserverUrls: addr.api.map((a) => `https://${a}:6443`), pkiDir: pki, caPem, caFile: ca.certFile,
+      adminToken, viewerToken, bootstrapToken, accessKey, viewerAccessKey, client, etcd,
       apiservers, controllerManagers, cmRecorders, haproxy, hosts, controlNs: ctl,
-      logs: (chars = 1500) => procs.map((p) => `--- ${p.name} (pid ${p.pid}${p.running ? '' : ', exited'})\n${p.tail(chars)}`).join('\n'),
+      async restartApiserver(i: number) {
+        await apiservers[i].stop();
+        apiservers[i] = start(ctl, `apiserver-${i + 1}`, apiserverCmd(addr.api[i]));
+        await apiserverReady(apiservers[i], i);
+      },
+      // one entry per process name (a restarted agent appends to the same log file)
+      logs: (chars = 1500) => [...new Map(procs.map((p) => [p.name, p])).values()].map((p) => `--- ${p.name} (pid ${p.pid}${p.running ? '' : ', exited'})\n${p.tail(chars)}`).join('\n'),
       async stop() {
         const failed = await cleanup.run();
         if (failed.length) throw new Error(`topology ${id}: cleanup failed: ${failed.join('; ')}`);
