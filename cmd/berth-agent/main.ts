@@ -19,7 +19,7 @@ runMain('berth-agent', async () => {
   // the ECS agent's Go-style single-dash flag
   program.parse(process.argv.map((a) => (a === '-loglevel' ? '--loglevel' : a.startsWith('-loglevel=') ? `-${a}` : a)));
   const o = program.opts<{ config?: string; loglevel?: string; insecure?: boolean }>();
-  // seed 004: -loglevel is overridden by ECS_LOGLEVEL when that is present
+  // -loglevel is overridden by ECS_LOGLEVEL when that is present (as the ECS agent's README says)
   const env = { ...(o.loglevel ? { ECS_LOGLEVEL: o.loglevel } : {}), ...process.env };
   container.register<AgentConfig>('AgentConfig', { useValue: loadAgentConfig({ env, file: o.config }) });
   const cfg = container.resolve<AgentConfig>('AgentConfig');

@@ -1,8 +1,8 @@
 /**
- * The agent's configuration: the ECS container agent's environment variables (seeds 002 and
- * 004) with their defaults, read from the environment and an `ecs.config`-style file
- * (KEY=VALUE lines, `#` comments). Precedence: environment > file > default. A bad value
- * throws a BerthError naming the variable and the value.
+ * The agent's configuration: the ECS container agent's environment variables (as the ECS
+ * agent's README lists them) with their defaults, read from the environment and an
+ * `ecs.config`-style file (KEY=VALUE lines, `#` comments). Precedence: environment > file >
+ * default. A bad value throws a BerthError naming the variable and the value.
  */
 import fs from 'node:fs';
 import { z } from 'zod';
@@ -353,7 +353,7 @@ export function loadAgentConfig(opts: LoadOptions = {}): AgentConfig {
     reservedPortsUdp: val.ECS_RESERVED_PORTS_UDP as number[],
     reservedMemory: val.ECS_RESERVED_MEMORY as number,
     dataDir: val.ECS_DATADIR as string,
-    // seed 004: true if ECS_DATADIR is explicitly set, false otherwise
+    // true if ECS_DATADIR is explicitly set, false otherwise (the ECS agent's README)
     checkpoint: (val.ECS_CHECKPOINT as boolean | undefined) ?? dataDirGiven,
     logLevel: val.ECS_LOGLEVEL as AgentConfig['logLevel'],
     logFile: val.ECS_LOGFILE as string,

@@ -1,6 +1,7 @@
 /**
- * The resources an agent registers with (seed 001/004): 1024 CPU units per core, memory in
- * MiB less ECS_RESERVED_MEMORY, and the reserved TCP/UDP ports. Pure given the host facts.
+ * The resources an agent registers with (the ECS Developer Guide, the ECS agent's README): 1024
+ * CPU units per core, memory in MiB less ECS_RESERVED_MEMORY, and the reserved TCP/UDP ports.
+ * Pure given the host facts.
  */
 import os from 'node:os';
 import type { AgentConfig } from './config.ts';

@@ -4,11 +4,11 @@ import type { TaskDefinition } from './kinds.ts';
 import type { Arns } from './arn.ts';
 
 /**
- * Converters between the raw ECS JSON shapes the seeds use and berth manifests:
+ * Converters between the raw ECS JSON shapes ECS's documents use and berth manifests:
  * - register-task-definition input: `{"family": ..., "containerDefinitions": [...], ...}`
  * - register-daemon-task-definition input: the same with `"daemon": true` hint or
- *   via `toManifest(doc, {daemon: true})` (seed 003 shows the bare shape)
- * - create-service input (seed 001's service definition): `{"serviceName", "taskDefinition", ...}`
+ *   via `toManifest(doc, {daemon: true})` (ECS's managed daemons documentation shows the bare shape)
+ * - create-service input (the ECS Developer Guide's service definition): `{"serviceName", "taskDefinition", ...}`
  * - the describe-task-definition output: `{"taskDefinition": {...}}`
  * and back.
  */
@@ -101,7 +101,7 @@ function clusterName(c: string): string {
   return i >= 0 ? c.slice(i + 'cluster/'.length) : c;
 }
 
-/** The seeds' skeletons carry "" and 0 placeholders; an empty string is "not given". */
+/** ECS's documented skeletons carry "" and 0 placeholders; an empty string is "not given". */
 function dropEmpty(o: Json): Json {
   const out: Json = {};
   for (const [k, v] of Object.entries(o)) {

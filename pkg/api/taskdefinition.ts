@@ -2,10 +2,11 @@ import { z } from 'zod';
 import { ecsName } from './meta.ts';
 
 /**
- * Task definitions: every parameter the seeds name (seed 001's task definition parameters,
- * seed 000's X-Ray examples, seed 003's daemon subset), with ECS's defaults. Field names
- * are ECS's (camelCase). A task definition manifest's metadata.name is the family; the
- * stored object is named `family:revision`.
+ * Task definitions: every parameter ECS's documents name (the ECS Developer Guide's task
+ * definition parameters, the examples of ECS's X-Ray daemon guide, the daemon subset of ECS's
+ * managed daemons documentation), with ECS's defaults. Field names are ECS's (camelCase). A
+ * task definition manifest's metadata.name is the family; the stored object is named
+ * `family:revision`.
  */
 
 const int = (what: string) => z.number({ error: `${what} must be a number` }).int({ error: `${what} must be a whole number` });
@@ -269,9 +270,9 @@ export const TaskDefinitionStatus = z.strictObject({
 });
 export type TaskDefinitionStatus = z.infer<typeof TaskDefinitionStatus>;
 
-// ---- daemon task definitions (seed 003) ----
+// ---- daemon task definitions (ECS's managed daemons documentation) ----
 
-/** The container parameters seed 003 lists for daemon task definitions. */
+/** The container parameters ECS's managed daemons documentation lists for daemon task definitions. */
 export const DAEMON_CONTAINER_FIELDS = [
   'image', 'name', 'cpu', 'memory', 'memoryReservation', 'essential', 'command', 'entryPoint', 'environment',
   'environmentFiles', 'secrets', 'privileged', 'user', 'workingDirectory', 'readonlyRootFilesystem', 'mountPoints',
@@ -284,7 +285,8 @@ const pick = <T extends Record<string, z.ZodType>, K extends keyof T>(shape: T, 
 
 const daemonUnsupported = (what: string) => (iss: { code?: string; keys?: string[] }) =>
   iss.code === 'unrecognized_keys'
-    ? `daemon task definitions do not support ${iss.keys!.map((k) => `"${k}"`).join(', ')} in ${what} (seed 003 lists the supported parameters)`
+    ? `daemon task definitions do not support ${iss.keys!.map((k) => `"${k}"`).join(', ')} in ${what}`
+      + " (ECS's managed daemons documentation lists the supported parameters)"
     : undefined;
 
 export const DaemonLinuxParameters = z.strictObject(

@@ -5,7 +5,7 @@ import { API_VERSION, NAME_RE, ObjectMeta, type KindInfo } from './meta.ts';
 import { kindByKind } from './kinds.ts';
 import type { ContainerDefinition, DaemonTaskDefinitionSpec, TaskDefinitionSpec } from './taskdefinition.ts';
 
-/** Configurable limits (DESIGN.md §3). */
+/** Configurable limits. */
 export interface Limits {
   /** bytes of a task definition's JSON; ECS enforces 64 KiB today (the 2015 guide said 32 KiB) */
   taskDefinitionBytes: number;

@@ -634,8 +634,8 @@ export class DaemonAdmission implements Admission {
 
   /**
    * The ports a daemon listens on in the shared namespace. Daemon task definitions take no
-   * portMappings (seed 003), so they are declared in the annotation `berth.dev/ports`
-   * (e.g. "udp/2000,tcp/8125"); undeclared ports cannot be checked.
+   * portMappings (ECS's managed daemons documentation), so they are declared in the annotation
+   * `berth.dev/ports` (e.g. "udp/2000,tcp/8125"); undeclared ports cannot be checked.
    */
   private ports(tdName: string): Set<string> {
     return daemonPortsOf(this.registry.cache.get(storeKey('daemontaskdefinitions', undefined, tdName)));

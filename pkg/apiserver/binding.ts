@@ -123,9 +123,9 @@ const allocValue = (a: Allocation, gate: InstanceGate) => JSON.stringify({ cpu: 
 
 /**
  * Binds pending tasks to container instances, comparing the revision of every task and of
- * every instance's allocation record (the "shared state, optimistic concurrency" of seed 001;
- * Nomad's plan applier). The record also carries the instance's gate (status, agent
- * connection, registered resources): a binding on an instance that became DRAINING,
+ * every instance's allocation record (the "shared state, optimistic concurrency" of the ECS
+ * Developer Guide; Nomad's plan applier). The record also carries the instance's gate (status,
+ * agent connection, registered resources): a binding on an instance that became DRAINING,
  * INACTIVE or disconnected, or was re-registered smaller, fails at commit (C14, D12).
  *
  * A call commits in as few txns as the limits allow: each txn holds whole per-instance

@@ -1,8 +1,8 @@
 import type { FieldCause } from '../errors/errors.ts';
 
 /**
- * IAM JSON policies (the identity-based policies of seed 001 and of AWS IAM), parsed and
- * checked once at load, evaluated as IAM evaluates them:
+ * IAM JSON policies (the identity-based policies of the ECS Developer Guide and of AWS IAM),
+ * parsed and checked once at load, evaluated as IAM evaluates them:
  *
  *   1. every statement that applies to the request (its Action or NotAction matches the
  *      action, its Resource or NotResource matches the resource, all its Conditions hold)

@@ -343,7 +343,7 @@ export class Registry {
   }
 
   /**
-   * LIST, with Kubernetes' resourceVersion semantics (DESIGN §11):
+   * LIST, with Kubernetes' resourceVersion semantics (the same on every apiserver of one store):
    * - "" (default): the latest state: the cache once it has caught up with the store's
    *   current revision (one shared revision read), else the store itself;
    * - "0": whatever the cache holds now; N (NotOlderThan): a state at N or newer (waits up

@@ -1,7 +1,7 @@
 /**
  * Reading what `berth apply -f` is given: files, directories (their .yaml/.yml/.json files,
  * sorted), or stdin; YAML with many documents, JSON objects, JSON arrays and `List`s; berth
- * manifests and the raw ECS JSON shapes of the seeds (register-task-definition input,
+ * manifests and the raw ECS JSON shapes of ECS's documents (register-task-definition input,
  * describe-task-definition output, create-service input), converted to manifests.
  */
 import { readdir, readFile, stat } from 'node:fs/promises';

@@ -1,7 +1,7 @@
 /**
  * The local image berth runs without a registry: `berth/busybox:latest` (also tagged
- * `busybox:latest`, so the seeds' task definitions run unchanged), imported from Debian's
- * static busybox with `docker import`.
+ * `busybox:latest`, so the task definitions of ECS's documents run unchanged), imported from
+ * Debian's static busybox with `docker import`.
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';

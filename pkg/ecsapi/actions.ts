@@ -8,8 +8,8 @@ import { tdRef } from './taskdefs.ts';
 
 /**
  * What each ECS operation asks for in IAM's terms: the action `ecs:<Operation>`, the
- * resources it acts on and its condition keys, as AWS's service authorization reference for
- * ECS defines them (seed 001's policies are written against these):
+ * resources it acts on and its condition keys, as AWS's service authorization reference for ECS
+ * defines them (the ECS Developer Guide's policies are written against these):
  *
  * - cluster resource: DeleteCluster, DescribeClusters, RegisterContainerInstance,
  *   DeregisterContainerInstance, ListContainerInstances, ListAttributes;

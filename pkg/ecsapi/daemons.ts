@@ -19,12 +19,12 @@ import { tagsIn } from './tags.ts';
 import { EcsError, clientException, invalidParameter } from './wire.ts';
 
 /**
- * ECS managed daemons (seed 003). A daemon task definition is the register JSON as a
- * DaemonTaskDefinition (metadata.name = family; admission numbers the revisions, as for
- * task definitions); a daemon is a Daemon (metadata.name = daemonName, namespace = the
- * cluster, spec.daemonTaskDefinition = a revision), which the daemon controller runs as one
- * task (group `daemon:NAME`) on every eligible instance. berth has no capacity providers: a
- * daemon runs on every ACTIVE instance of its cluster.
+ * ECS managed daemons, as ECS's managed daemons documentation describes them. A daemon task
+ * definition is the register JSON as a DaemonTaskDefinition (metadata.name = family; admission
+ * numbers the revisions, as for task definitions); a daemon is a Daemon (metadata.name =
+ * daemonName, namespace = the cluster, spec.daemonTaskDefinition = a revision), which the
+ * daemon controller runs as one task (group `daemon:NAME`) on every eligible instance. berth
+ * has no capacity providers: a daemon runs on every ACTIVE instance of its cluster.
  */
 
 const DTD = Kinds.DaemonTaskDefinition;

@@ -70,7 +70,7 @@ export function clusterToEcs(c: Cluster, arns: Arns, include: string[] = []): Js
   });
 }
 
-/** ECS's Resource shape, every member present as in the seed's describe-container-instances. */
+/** ECS's Resource shape, every member present as in the ECS Developer Guide's describe-container-instances. */
 export function resourcesToEcs(rs: EcsResource[] | undefined): Json[] {
   return (rs ?? []).map((r) =>
     r.type === 'STRINGSET'
@@ -109,7 +109,7 @@ export function instanceToEcs(ci: ContainerInstance, arns: Arns, include: string
   });
 }
 
-/** A task definition as ECS shows it: the seed's empty lists present, timestamps as numbers. */
+/** A task definition as ECS shows it: the ECS Developer Guide's empty lists present, timestamps as numbers. */
 export function taskDefinitionShape(td: TaskDefinition | Resource, arns: Arns): Json {
   const out = taskDefinitionToEcs(td, arns);
   const status = (td.status ?? {}) as { registeredAt?: string; deregisteredAt?: string };

@@ -16,11 +16,12 @@ export interface DaemonClaim {
 export const WAITING_FOR_DAEMONS = 'WAITING_FOR_DAEMONS';
 
 /**
- * Daemons are placed first and their resources are reserved first (seed 003): an ACTIVE
- * instance where a daemon belongs and would fit, but has no task of it yet, takes no
- * application task until it does, so application tasks cannot take the room the daemon
- * needs. A daemon that could not fit there anyway (or whose definition is unknown) holds
- * nothing: it must not starve the instance. Marks the held instances; returns their names.
+ * Daemons are placed first and their resources are reserved first (ECS's managed daemons
+ * documentation): an ACTIVE instance where a daemon belongs and would fit, but has no task of
+ * it yet, takes no application task until it does, so application tasks cannot take the room
+ * the daemon needs. A daemon that could not fit there anyway (or whose definition is unknown)
+ * holds nothing: it must not starve the instance. Marks the held instances; returns their
+ * names.
  */
 export function holdForDaemons(instances: InstanceView[], daemons: DaemonClaim[]): string[] {
   const held: string[] = [];

@@ -6,7 +6,7 @@ import { loadAgentConfig, parseDuration, parseEnvFile } from '../../pkg/agent/co
 import { isBerthError } from '../../pkg/errors/errors.ts';
 
 describe('agent config', () => {
-  it('has the seed defaults', () => {
+  it('has the defaults of the ECS agent\'s README', () => {
     const c = loadAgentConfig({ env: {} });
     expect(c.cluster).to.equal('default');
     expect(c.reservedPorts).to.deep.equal([22, 2375, 2376, 51678, 51679]);

@@ -116,7 +116,7 @@ describe('berth-agent killed with SIGKILL while starting tasks (real processes, 
     expect(t0.status?.stoppedReason).to.match(/Essential container/);
   });
 
-  it('serves the introspection API with the shapes of seed 001', async () => {
+  it('serves the introspection API with the shapes of the ECS Developer Guide', async () => {
     const base = `http://127.0.0.1:${introspectionPort}`;
     const meta = (await (await fetch(`${base}/v1/metadata`)).json()) as any;
     expect(meta).to.include({ Cluster: 'default' });

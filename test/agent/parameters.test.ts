@@ -284,7 +284,7 @@ describe('D12: registration-time refusals (what Docker or berth cannot do is ref
       expect(got.some((c) => want.test(c)), got.join('; ')).to.equal(true);
     });
   }
-  it('what the seeds register still registers', () => {
+  it('what ECS\'s documents register still registers', () => {
     expect(refusal({ networkMode: 'awsvpc', containerDefinitions: [{ ...base, portMappings: [{ containerPort: 80 }], systemControls: [{ namespace: 'net.ipv4.tcp_keepalive_time', value: '60' }] }] })).to.deep.equal([]);
     expect(refusal({ containerDefinitions: [{ ...base, links: ['db'] }, { name: 'db', image: 'x', memory: 8 }] })).to.deep.equal([]);
     expect(refusal({ containerDefinitions: [{ name: 'd', image: 'x', memoryReservation: 64, systemControls: [{ namespace: 'net.core.somaxconn', value: '512' }] }] }, 'DaemonTaskDefinition')).to.deep.equal([]);

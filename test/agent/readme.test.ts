@@ -8,7 +8,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 describe("the README's agent table", () => {
   const readme = readFileSync(join(root, 'README.md'), 'utf8');
-  const table = readme.slice(readme.indexOf('### Environment variables (seed 004)'), readme.indexOf('## Benchmarks'));
+  const table = readme.slice(readme.indexOf('### Environment variables'), readme.indexOf('## Benchmarks'));
   const rows = table.split('\n').filter((l) => l.startsWith('| `'));
   const says = (v: string) => rows.find((r) => r.split('|')[1].includes(`\`${v}\``));
 

@@ -131,7 +131,7 @@ describe('task definition schema', () => {
   });
 });
 
-describe('the seeds\' task definitions', () => {
+describe('the task definitions of ECS\'s documents', () => {
   for (const f of ['sleep360.json', 'console-sample-app.json', 'wordpress.json', 'xray-bridge.json', 'xray-awsvpc.json']) {
     it(`${f} converts from ECS JSON and validates`, () => {
       const raw = fixture(f);
@@ -141,7 +141,7 @@ describe('the seeds\' task definitions', () => {
       expect(m.metadata.name).to.equal(raw.family);
       const v = validateObject(m);
       expect((v.spec as TaskDefinitionSpec).containerDefinitions.map((x) => x.name)).to.deep.equal(raw.containerDefinitions.map((x: { name: string }) => x.name));
-      // and back: the ECS shape again, with every field the seed gave
+      // and back: the ECS shape again, with every field the document gave
       const back = manifestToEcs(m);
       expect(back).to.deep.equal(raw);
     });
@@ -161,7 +161,7 @@ describe('the seeds\' task definitions', () => {
     expect(again.metadata.name).to.equal('sleep360');
     expect(validateObject(again).spec).to.deep.equal(v.spec);
   });
-  it('the service definition of seed 001 becomes a Service manifest without its blank placeholders', () => {
+  it('the service definition of the ECS Developer Guide becomes a Service manifest without its blank placeholders', () => {
     const m = ecsToManifest(fixture('service-definition.json'));
     expect(m).to.deep.equal({
       apiVersion: 'berth.dev/v1',
@@ -173,9 +173,9 @@ describe('the seeds\' task definitions', () => {
   });
 });
 
-describe('daemon task definitions (seed 003)', () => {
+describe('daemon task definitions (ECS\'s managed daemons documentation)', () => {
   const dtd = (spec: Record<string, unknown>) => ({ apiVersion: 'berth.dev/v1', kind: 'DaemonTaskDefinition', metadata: { name: 'd' }, spec });
-  it('accepts the seed\'s examples', () => {
+  it('accepts the documentation\'s examples', () => {
     for (const f of ['daemon-log-collector.json', 'daemon-monitoring.json']) {
       const m = ecsToManifest(fixture(f), { daemon: true });
       expect(m.kind).to.equal('DaemonTaskDefinition');

@@ -1,4 +1,4 @@
-// Two apiservers on one 3-member etcd cluster, as the HA deployment runs them (DESIGN §11).
+// Two apiservers on one 3-member etcd cluster, as the HA deployment runs them.
 // Apiserver A talks to the leader and one follower; apiserver B only to the other follower F.
 // Pausing F (SIGSTOP) makes B lag for real: its store reads and its watch stop while the
 // cluster keeps committing A's writes. Modelled on k8s.io/apiserver's RunTestConsistentList,

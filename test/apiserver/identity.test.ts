@@ -94,7 +94,8 @@ describe('apiserver daemon admission', function () {
   after(async () => s?.stop());
 
   it('refuses a second daemon whose container port clashes on the shared daemon_bridge namespace', async () => {
-    // daemon task definitions take no portMappings (seed 003): ports are declared in an annotation
+    // daemon task definitions take no portMappings (ECS's managed daemons documentation): ports
+    // are declared in an annotation
     const dtd = (name: string, port: number) => ({ apiVersion: 'berth.dev/v1', kind: 'DaemonTaskDefinition', metadata: { name, annotations: { 'berth.dev/ports': `udp/${port}` } }, spec: { containerDefinitions: [{ name: 'agent', image: 'busybox', memory: 32 }] } });
     const daemon = (name: string, td: string) => ({ apiVersion: 'berth.dev/v1', kind: 'Daemon', metadata: { name }, spec: { daemonTaskDefinition: td } });
     for (const [n, p] of [['xray', 2000], ['statsd', 2000], ['logs', 2001]] as const) expect((await s.call('POST', `${V}/daemontaskdefinitions`, dtd(n, p))).status).to.equal(201);

@@ -1,5 +1,5 @@
 /**
- * Invariants that span objects are compared inside the committing txn (DESIGN §11), so two
+ * Invariants that span objects are compared inside the committing txn, so two
  * apiservers racing cannot both win: two apiservers in this process on one real 3-member
  * etcd cluster, each with its own etcd client and watch cache. Each cache sees the store
  * 150 ms late and every txn commits 3 ms late (haapi.ts), so each apiserver decides from a

@@ -1,5 +1,5 @@
 /**
- * Several apiservers on one etcd cluster behave as one (issue 17, DESIGN §11).
+ * Several apiservers on one etcd cluster behave as one (issue 17).
  *
  * Three real `berth-apiserver` processes on a 3-member etcd cluster (etcd's default limits),
  * the third over a slow link (its cache trails the others by 150 ms),

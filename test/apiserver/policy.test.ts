@@ -259,13 +259,13 @@ describe('IAM policy engine (pure)', () => {
         effect: 'Allow',
       },
       {
-        name: 'seed 001: describe and delete one cluster',
+        name: 'the ECS Developer Guide: describe and delete one cluster',
         policies: [policy([{ Effect: 'Allow', Action: ['ecs:DescribeClusters', 'ecs:DeleteCluster'], Resource: [`${ARN}:cluster/A`] }])],
         req: req('ecs:DeleteCluster', [A]),
         effect: 'Allow',
       },
       {
-        name: 'seed 001: list tasks of one cluster (Resource "*", Condition ecs:cluster)',
+        name: 'the ECS Developer Guide: list tasks of one cluster (Resource "*", Condition ecs:cluster)',
         policies: [policy([{ Effect: 'Allow', Action: ['ecs:ListTasks'], Condition: { ArnEquals: { 'ecs:cluster': A } }, Resource: ['*'] }])],
         req: req('ecs:ListTasks', ['*'], { 'ecs:cluster': [A] }),
         effect: 'Allow',
@@ -326,7 +326,7 @@ describe('IAM policy engine (pure)', () => {
       },
       { name: 'no Resource', doc: { Statement: [{ Effect: 'Allow', Action: '*' }] }, field: 'policies.P.Statement[0].Resource', says: /required/ },
       {
-        name: "a malformed action (seed 001's ecs>DeleteCluster)",
+        name: "a malformed action (the ECS Developer Guide's ecs>DeleteCluster)",
         doc: { Statement: [{ Effect: 'Allow', Action: ['ecs:DescribeClusters', 'ecs>DeleteCluster'], Resource: '*' }] },
         field: 'policies.P.Statement[0].Action',
         says: /"ecs>DeleteCluster" is not an action/,

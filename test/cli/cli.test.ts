@@ -76,7 +76,7 @@ spec: {taskDefinition: web, desiredCount: ${count}}
     expect((await client.get<Service>('Service', 'default', 'web')).spec.taskDefinition).to.equal('web:2');
   });
 
-  it('applies the raw ECS JSON of seed 001 (sleep360) as a task definition', async () => {
+  it('applies the raw ECS JSON of the ECS Developer Guide (sleep360) as a task definition', async () => {
     const r = await run('apply', '-f', 'test/api/fixtures/sleep360.json');
     expect(r.code, r.err).to.equal(0);
     expect(r.out).to.equal('taskdefinition/sleep360:1 created\n');
@@ -192,7 +192,7 @@ spec: {taskDefinition: missing, desiredCount: 1}
     expect(r.out).to.include('rollout');
   });
 
-  it('applies every example in deploy/examples, and the seeds\' raw ECS JSON', async () => {
+  it('applies every example in deploy/examples, and the raw ECS JSON of ECS\'s documents', async () => {
     let r = await run('apply', '-f', 'deploy/examples');
     expect(r.code, r.err).to.equal(0);
     for (const want of ['taskdefinition/console-sample-app:1 created', 'service/console-sample-app created', 'daemon/log-collector created', 'daemon/monitoring-daemon created', 'taskdefinition/hello_world:1 created', 'taskdefinition/scorekeep:1 created', 'taskdefinition/scorekeep-awsvpc:1 created']) expect(r.out).to.include(want);

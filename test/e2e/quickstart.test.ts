@@ -86,7 +86,7 @@ describe('quickstart end to end (berth up on real Docker, the CLI as a user runs
     const hello = /^task\/(\w+) created/.exec(await ok('run-task', '--task-definition', 'hello', '--wait'))![1];
     await eventually(async () => (await berth(['logs', hello])).out === 'hello from berth\n', 60_000, 'logs');
 
-    // seed 001's console sample app: a Docker volume shared through volumesFrom, written by
+    // the ECS Developer Guide's console sample app: a Docker volume shared through volumesFrom, written by
     // a non-essential busybox and served by the web container on host port 8080
     await ok('apply', '-f', 'deploy/examples/console-sample-app.yaml');
     const date = await eventually(async () => {
@@ -96,7 +96,7 @@ describe('quickstart end to end (berth up on real Docker, the CLI as a user runs
     expect(date).to.match(/\d{2}:\d{2}:\d{2}/);
     await ok('delete', '-f', 'deploy/examples/console-sample-app.yaml');
 
-    // seed 000's X-Ray sidecar: a dynamic UDP host port chosen at binding, reported by the agent
+    // the X-Ray sidecar of ECS's X-Ray daemon guide: a dynamic UDP host port chosen at binding, reported by the agent
     await ok('apply', '-f', 'deploy/examples/xray-scorekeep.yaml');
     const xray = /^task\/(\w+) created/.exec(await ok('run-task', '--task-definition', 'scorekeep', '--wait'))![1];
     const udp = await eventually(async () => {

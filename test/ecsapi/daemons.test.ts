@@ -46,14 +46,14 @@ const V = '/apis/berth.dev/v1';
 const TARGET = 'AmazonEC2ContainerServiceV20141113.';
 const waiter = (client: ECSClient) => ({ client, minDelay: 1, maxDelay: 1, maxWaitTime: 30 });
 
-/** seed 003: "Creating a daemon task definition", the CLI's JSON file */
+/** ECS's managed daemons documentation: "Creating a daemon task definition", the CLI's JSON file */
 const myDaemonTask = {
   family: 'my-daemon-task',
   containerDefinitions: [
     { name: 'daemon-container', image: 'public.ecr.aws/docker/library/busybox:latest', essential: true, command: ['sh', '-c', "while true; do echo 'Daemon running'; sleep 30; done"], memoryReservation: 512 },
   ],
 };
-/** seed 003: the log collector with a bind mount (a memory reservation added: EC2 needs one) */
+/** ECS's managed daemons documentation: the log collector with a bind mount (a memory reservation added: EC2 needs one) */
 const logCollector = {
   family: 'log-collector',
   containerDefinitions: [{ name: 'log-collector', image: 'fluent/fluentd:latest', memoryReservation: 64, mountPoints: [{ sourceVolume: 'var-log', containerPath: '/var/log' }] }],
@@ -73,7 +73,7 @@ for (const store of (process.env.ONLY_STORE ? [process.env.ONLY_STORE] : ['embed
     after(async () => s?.stop());
 
     describe('daemon task definitions', () => {
-      it('RegisterDaemonTaskDefinition takes seed 003 JSON and answers with the revision ARN', async () => {
+      it('RegisterDaemonTaskDefinition takes the managed daemons documentation\'s JSON and answers with the revision ARN', async () => {
         const out = await ecs.send(new RegisterDaemonTaskDefinitionCommand(myDaemonTask));
         expect(out.daemonTaskDefinitionArn).to.equal(arn('daemon-task-definition/my-daemon-task:1'));
         // the same object on the resource API: a DaemonTaskDefinition revision

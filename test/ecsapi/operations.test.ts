@@ -42,7 +42,7 @@ import { resources, startEcsServer, thrown, type EcsTestServer } from './support
 const ACCOUNT = '000000000000';
 const arn = (rest: string) => `arn:aws:ecs:us-east-1:${ACCOUNT}:${rest}`;
 const V = '/apis/berth.dev/v1';
-/** seed 001, step 5 */
+/** the ECS Developer Guide's AWS CLI walk-through, step 5 */
 const sleep360 = {
   family: 'sleep360',
   containerDefinitions: [{ name: 'sleep', image: 'busybox', cpu: 10, command: ['sleep', '360'], memory: 10, essential: true }],
@@ -65,7 +65,7 @@ for (const store of (process.env.ONLY_STORE ? [process.env.ONLY_STORE] : ['embed
     after(async () => s?.stop());
 
     describe('clusters', () => {
-      it('CreateCluster returns the seed shape, and is idempotent', async () => {
+      it('CreateCluster returns ECS\'s shape, and is idempotent', async () => {
         const out = await ecs.send(new CreateClusterCommand({ clusterName: 'c1', tags: [{ key: 'team', value: 'a' }] }));
         expect(out.cluster).to.include({ clusterName: 'c1', status: 'ACTIVE', clusterArn: arn('cluster/c1'), registeredContainerInstancesCount: 0, runningTasksCount: 0, pendingTasksCount: 0, activeServicesCount: 0 });
         const again = await ecs.send(new CreateClusterCommand({ clusterName: 'c1' }));
@@ -124,7 +124,7 @@ for (const store of (process.env.ONLY_STORE ? [process.env.ONLY_STORE] : ['embed
     });
 
     describe('container instances and attributes', () => {
-      it('RegisterContainerInstance creates an instance with its resources (seed shape)', async () => {
+      it('RegisterContainerInstance creates an instance with its resources (ECS\'s shape)', async () => {
         const out = await ecs.send(
           new RegisterContainerInstanceCommand({
             cluster: 'c1',
@@ -195,7 +195,7 @@ for (const store of (process.env.ONLY_STORE ? [process.env.ONLY_STORE] : ['embed
     });
 
     describe('task definitions', () => {
-      it('RegisterTaskDefinition takes seed 001 JSON and returns its shape (revision 1)', async () => {
+      it('RegisterTaskDefinition takes the ECS Developer Guide\'s JSON and returns its shape (revision 1)', async () => {
         const out = await ecs.send(new RegisterTaskDefinitionCommand(sleep360 as never));
         const td = out.taskDefinition!;
         expect(td).to.include({ family: 'sleep360', revision: 1, status: 'ACTIVE', taskDefinitionArn: arn('task-definition/sleep360:1'), networkMode: 'bridge' });
@@ -286,7 +286,7 @@ for (const store of (process.env.ONLY_STORE ? [process.env.ONLY_STORE] : ['embed
         expect(r.body.items).to.deep.equal([]);
       });
 
-      it('RunTask that fits creates bound tasks (seed 001 step 7 shape)', async () => {
+      it('RunTask that fits creates bound tasks (the shape of the ECS Developer Guide\'s step 7)', async () => {
         const out = await ecs.send(new RunTaskCommand({ cluster: 'c1', taskDefinition: 'sleep360:1', count: 2, startedBy: 'me' }));
         expect(out.failures).to.deep.equal([]);
         expect(out.tasks).to.have.length(2);

@@ -28,11 +28,11 @@ const arn = (rest: string) => `arn:aws:ecs:us-east-1:000000000000:${rest}`;
 const waiter = (client: ECSClient) => ({ client, minDelay: 1, maxDelay: 1, maxWaitTime: 60 });
 
 /**
- * Seed 001's "Using the AWS CLI with Amazon ECS" (steps 1-9) redone through the SDK against
+ * The ECS Developer Guide's "Using the AWS CLI with Amazon ECS" (steps 1-9) redone through the SDK against
  * berth with real agents (hollow runtime) and the real controllers, then a service, with
  * the SDK's own waiters.
  */
-describe('ECS API walk-through of seed 001 with agents and controllers (embedded store)', function () {
+describe('ECS API walk-through of the ECS Developer Guide with agents and controllers (embedded store)', function () {
   this.timeout(120_000);
   let s: EcsTestServer;
   let ecs: ECSClient;

@@ -71,8 +71,9 @@ describe('fault scenarios of a host\'s agent and dockerd (R3 agent SIGKILLed at 
     });
     await t.client.create({ apiVersion: 'berth.dev/v1', kind: 'DaemonTaskDefinition', metadata: { name: 'agentd' }, spec: { containerDefinitions: [{ name: 'agentd', image: 'busybox', memoryReservation: 8, command: ['sleep', '36000'] }] } });
     await t.client.create({ apiVersion: 'berth.dev/v1', kind: 'Daemon', metadata: { name: 'agentd', namespace: 'default' }, spec: { daemonTaskDefinition: 'agentd' } });
-    // the daemon's copies first: an instance takes service tasks once its daemons run (seed 003), so a
-    // service created before that would find one instance free and put all its tasks there
+    // the daemon's copies first: an instance takes service tasks once its daemons run (ECS's
+    // managed daemons documentation), so a service created before that would find one instance
+    // free and put all its tasks there
     await eventually(async () => {
       const d = (await tasksOf(t)).filter((x) => live(x) && x.spec.group === 'daemon:agentd' && x.status?.lastStatus === 'RUNNING');
       return t.hosts.every((h) => d.some((x) => x.spec.containerInstance === h.instanceId));

@@ -47,8 +47,9 @@ describe('fault scenario R2: watches cut past compaction, and cut again right af
     await registerTaskDefinition(t, 'r2lone', { containerDefinitions: [{ name: 'lone', image: 'busybox', memory: 8, command: ['sleep', '36000'] }] });
     await t.client.create({ apiVersion: 'berth.dev/v1', kind: 'DaemonTaskDefinition', metadata: { name: 'r2d' }, spec: { containerDefinitions: [{ name: 'r2d', image: 'busybox', memoryReservation: 8, command: ['sleep', '36000'] }] } });
     await t.client.create({ apiVersion: 'berth.dev/v1', kind: 'Daemon', metadata: { name: 'r2d', namespace: 'default' }, spec: { daemonTaskDefinition: 'r2d' } });
-    // the daemon's copies first: an instance takes service tasks once its daemons run (seed 003), so a
-    // service created before that would find one instance free and put all its tasks there
+    // the daemon's copies first: an instance takes service tasks once its daemons run (ECS's
+    // managed daemons documentation), so a service created before that would find one instance
+    // free and put all its tasks there
     await eventually(async () => {
       const d = (await tasksOf(t)).filter((x) => live(x) && x.spec.group === 'daemon:r2d' && x.status?.lastStatus === 'RUNNING');
       return t.hosts.every((h) => d.some((x) => x.spec.containerInstance === h.instanceId));

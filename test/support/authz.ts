@@ -24,7 +24,7 @@ export const TARGET = 'AmazonEC2ContainerServiceV20141113.';
 export type Who = 'admin' | 'viewer' | 'alice' | 'nodeA' | 'nodeB' | 'anonymous' | 'stranger';
 export const EVERYONE: Who[] = ['admin', 'viewer', 'alice', 'nodeA', 'nodeB', 'anonymous', 'stranger'];
 
-/** alice's policy: seed 001's "run tasks on one cluster", for any task definition */
+/** alice's policy: the ECS Developer Guide's "run tasks on one cluster", for any task definition */
 export const RUN_IN_A = {
   Version: '2012-10-17',
   Statement: [

@@ -4,21 +4,22 @@
  * become Docker create bodies; Docker's inspect output and event lines become the runtime's
  * terms; the names and labels of everything berth makes on a dockerd. No I/O here: every
  * piece of host state it needs (prepared resources, peer names, namespace ids) comes in as
- * an argument, so it is table-tested against every parameter of the seeds without Docker.
+ * an argument, so it is table-tested against every parameter of ECS's documents without Docker.
  *
  * Isolation on a shared dockerd (review D9): every object is labelled with the cluster AND the
  * container instance that made it, and named with a hash of both where a name must be unique
  * on the daemon (daemon network, daemon namespace, task namespaces, task volumes).
  *
- * daemon_bridge (seed 003): per instance, a Docker bridge network `berth-daemon-<hash>` whose
- * subnet Docker picks from its address pool (so two instances on one dockerd, or two dockerds
- * on one host, never ask for the same subnet), with its own bridge interface `bd<hash>`, and
- * one namespace container on it that every daemon container joins. Only that namespace holds
- * 169.254.172.2 (a /32 on its interface), so the fixed address exists once per instance and
- * never in the host's routing table. The instance's application containers (bridge mode) and
- * awsvpc task namespaces get a second interface on that network and a host route
- * 169.254.172.2/32 via the namespace's address: they reach their own instance's daemons at
- * 169.254.172.2 without any configuration, and another instance's daemons not at all.
+ * daemon_bridge (as ECS's managed daemons documentation describes it): per instance, a Docker
+ * bridge network `berth-daemon-<hash>` whose subnet Docker picks from its address pool (so two
+ * instances on one dockerd, or two dockerds on one host, never ask for the same subnet), with
+ * its own bridge interface `bd<hash>`, and one namespace container on it that every daemon
+ * container joins. Only that namespace holds 169.254.172.2 (a /32 on its interface), so the
+ * fixed address exists once per instance and never in the host's routing table. The instance's
+ * application containers (bridge mode) and awsvpc task namespaces get a second interface on
+ * that network and a host route 169.254.172.2/32 via the namespace's address: they reach their
+ * own instance's daemons at 169.254.172.2 without any configuration, and another instance's
+ * daemons not at all.
  */
 import { createHash } from 'node:crypto';
 import type Docker from 'dockerode';
@@ -38,7 +39,7 @@ import {
   type RuntimeTask,
 } from './runtime.ts';
 
-/** seed 003: daemons are reachable from application tasks at this address */
+/** ECS's managed daemons documentation: daemons are reachable from application tasks at this address */
 export const DAEMON_ADDRESS = '169.254.172.2';
 
 /** the image the namespace and helper containers run (`sleep`, `ip`, `sysctl`): built from the host's static busybox */

@@ -8,7 +8,7 @@
  *   services replace them elsewhere and the agent, when it comes back, stops their
  *   containers.
  * - STOPPED tasks, INACTIVE instances and INACTIVE services are kept describable for
- *   `retentionMs` (one hour, seed 001), then deleted.
+ *   `retentionMs` (one hour, as the ECS Developer Guide says), then deleted.
  */
 
 export interface HealthInstance {

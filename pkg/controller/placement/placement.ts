@@ -94,7 +94,8 @@ export function placementController(client: Client, inf: SharedInformers, log: L
       // O(1) per instance: the views come from the ledger the handlers keep
       const instances = inf.instances.byIndex('namespace', ns).map((i) => inf.instanceView(i));
       // daemons first: an instance takes application tasks only once every daemon of the
-      // cluster that belongs (and fits) on it has its task bound there (seed 003)
+      // cluster that belongs (and fits) on it has its task bound there (ECS's managed daemons
+      // documentation)
       holdForDaemons(instances, daemonClaims(ns));
       const views = new Map(instances.map((v) => [v.name, v]));
       for (const [k, a] of assumed) {
