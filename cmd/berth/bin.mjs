@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Runs the TypeScript entry point through tsx: berth has no build step (decided once, issue 2).
+// Runs the TypeScript entry point through tsx: berth has no build step (a decision, not an omission).
 import { register } from 'tsx/esm/api';
 register();
 await import('./main.ts');

@@ -12,7 +12,7 @@ import { ecsClient, registerTaskDefinition } from '../support/hostsapi.ts';
 import { startTopology, type TopoHost, type Topology } from '../support/topology.ts';
 
 /**
- * Fault scenarios of one host's agent and dockerd, on the namespace topology (issue 18), each
+ * Fault scenarios of one host's agent and dockerd, on the namespace topology, each
  * with the invariant checker sampling every 100 ms and one JSON line (test/support/faultsuite.ts):
  *
  * - R3: the berth-agent process of a host SIGKILLed at each step of starting a task (bound;

@@ -9,7 +9,7 @@ import { ecsClient, registerTaskDefinition } from '../support/hostsapi.ts';
 import { startTopology, type Topology } from '../support/topology.ts';
 
 /**
- * R8 and R10 (issue 18), on the namespace topology with THREE apiservers behind HAProxy:
+ * R8 and R10 on the namespace topology with THREE apiservers behind HAProxy:
  *
  * - R8: under a client workload through the load balancer (creates, compare-and-swap
  *   updates, RunTask with client tokens: test/support/clientload.ts) and a service scaling,

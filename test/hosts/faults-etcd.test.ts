@@ -13,7 +13,7 @@ import { startTopology, type Topology } from '../support/topology.ts';
 import { sdkSigner } from '../ecsapi/support.ts';
 
 /**
- * R1 and R9 (issue 18), on the namespace topology (three hosts, two apiservers behind
+ * R1 and R9 on the namespace topology (three hosts, two apiservers behind
  * HAProxy, two controller-managers, three TLS etcd members):
  *
  * - R1: the etcd leader SIGKILLed while three services roll to a new task definition (each

@@ -10,7 +10,7 @@ import { ecsClient, registerTaskDefinition } from '../support/hostsapi.ts';
 import { startTopology, type TopoHost, type Topology } from '../support/topology.ts';
 
 /**
- * R2 (issue 18): a watch cut past compaction, and the stream cut again right after the
+ * R2: a watch cut past compaction, and the stream cut again right after the
  * re-watch. The apiservers run with a short history here: the store compacted every 2 s to
  * the last 3 s (--compaction-interval, --compaction-retention) and a watch cache of 100
  * events (--watch-cache-size), so a watcher that was away for a while cannot resume: its

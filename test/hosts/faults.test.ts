@@ -7,7 +7,7 @@ import { registerTaskDefinition } from '../support/hostsapi.ts';
 import { startTopology, type TopoHost, type Topology } from '../support/topology.ts';
 
 /**
- * Fault scenarios on the namespace topology (issue 18), each with the invariant checker
+ * Fault scenarios on the namespace topology, each with the invariant checker
  * sampling every 100 ms. Each prints one JSON line (what was injected, convergence seconds,
  * every invariant with its worst value; test/support/faultsuite.ts) and fails on any
  * violation. `npm test` runs these two; `npm run test:faults` runs them with the others

@@ -1,8 +1,8 @@
 /**
  * Test support: several apiservers in this process on ONE real etcd cluster, each with its
  * own etcd client and its own watch cache, as in the HA deployment. Each can
- * have etcd-like write latency added (every txn commits `txnDelayMs` late, like the review's
- * probes2.mts) so races that need an etcd round trip show on a loaded 2-core machine, and the
+ * have etcd-like write latency added (every txn commits `txnDelayMs` late, as etcd does on
+ * a loaded machine) so races that need an etcd round trip show on a loaded 2-core machine, and the
  * ECS API on the same port (dev mode: no keys, every caller is the admin, loopback only).
  */
 import type { Listener } from '../../pkg/apiserver/listener.ts';

@@ -7,7 +7,7 @@
  * (ECS_IMAGE_PULL_INACTIVITY_TIMEOUT) and an overall one (ECS_IMAGE_PULL_TIMEOUT) (D10).
  *
  * Events: ONE stream per DockerApi, opened once however many subscribe (the open is
- * single-flight), on a client of its own without any inactivity timeout (STYLE 13), filtered
+ * single-flight), on a client of its own without any inactivity timeout (a quiet stream is not a dead one), filtered
  * to the ECS agent's allowlist of container events; reopened with backoff on EOF or error
  * with `since` the last event, and every (re)connect emits a `resync` so subscribers re-list
  * (Docker keeps only 256 past events). close() ends it for good (D8).
