@@ -18,7 +18,8 @@
  * /27 of 198.19.K.0/25, every host routes the others' bridges through their host address,
  * and each host's DOCKER-USER chain accepts traffic from the topology's subnet to its bridge.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
 import os from 'node:os';
@@ -337,13 +338,23 @@ export async function startTopology(o: TopologyOptions = {}): Promise<Topology> 
         DOCKER_HOST: `unix://${dockerd.socketPath}`,
         ECS_CONTAINER_STOP_TIMEOUT: '5s',
         ECS_INSTANCE_ATTRIBUTES: JSON.stringify({ stack: 'topology', host: name }),
+        // no registry reaches these hosts (images are imported): as deploy/ecs.config says for such hosts
+        ECS_IMAGE_PULL_BEHAVIOR: 'prefer-cached',
         ...o.agentConfig,
       };
       await fsp.writeFile(cfgFile, ecsConfigFrom(deployEcsConfig, overrides));
       // each host is a machine of its own: its own hostname too (a UTS namespace for the agent),
       // so what the agent derives from the hostname (its host fingerprint) differs between hosts
       const hostname = `${id.replace(/_/g, '-')}-${name}`;
-      const agentArgv = ['unshare', '--uts', '--', 'sh', '-c', 'hostname "$0" && exec "$@"', hostname, process.execPath, bin('berth-agent'), '--config', cfgFile];
+      // and its own /etc/machine-id (what the agent's host fingerprint is made of, so a data dir copied
+      // from another host is refused as on real hosts), bind-mounted in a mount namespace of the agent's
+      const machineIdFile = path.join(hdir, 'machine-id');
+      writeFileSync(machineIdFile, `${randomBytes(16).toString('hex')}\n`);
+      const agentArgv = [
+        'unshare', '--uts', '--mount', '--propagation', 'private', '--',
+        'sh', '-c', 'mount --bind "$1" /etc/machine-id && hostname "$0" && shift && exec "$@"',
+        hostname, machineIdFile, process.execPath, bin('berth-agent'), '--config', cfgFile,
+      ];
       const introspectionPort = Number(parseEnvFile(ecsConfigFrom(deployEcsConfig, overrides)).ECS_INTROSPECTION_PORT ?? 51678);
       const h: TopoHost = {
         name, ns, hostname, ip: addr.host(i), bridgeCidr: addr.bridge(i), dockerHost: `unix://${dockerd.socketPath}`, docker, dockerd, dir: hdir, dataDir, instanceId: '',
