@@ -103,7 +103,7 @@ export async function runScenario(
   /** sample: false: no sampling of the API (a scenario that runs inside another one's, which samples) */
   o: { cluster?: string; settleMs?: number; checker?: InvariantChecker; sample?: boolean } = {},
 ): Promise<void> {
-  const checker = o.checker ?? new InvariantChecker({ client: t.client, cluster: o.cluster ?? 'default' });
+  const checker = o.checker ?? new InvariantChecker({ client: t.client, cluster: o.cluster ?? 'default', agentInstances: () => t.hosts.map((h) => h.instanceId) });
   const s: Scenario = {
     name,
     injected: {},
