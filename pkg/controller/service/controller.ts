@@ -52,6 +52,8 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
     name: 'service',
     informers: [inf.services, inf.tasks, inf.instances, inf.taskDefinitions],
     client,
+    // a new term awaits none of the previous term's writes: its caches already show them (they reach the acquisition)
+    onTermStart: () => exp.reset(),
     workers: 4,
     log,
     metrics,
