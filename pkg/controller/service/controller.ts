@@ -111,10 +111,31 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
         newId: () => randomUUID().replace(/-/g, '').slice(0, 20),
         healthyAfterMs,
       });
+      // a rollback: the target's task definition becomes the service's, as in ECS (DescribeServices shows it), so a
+      // later change of anything else does not deploy the failed revision again. Spec first, at the version planned
+      // from (a user's write meanwhile conflicts, and the next pass plans from it); the status then records the
+      // rollback as observed at the generation this write made.
+      let cur = svc;
+      if (plan.rollbackTo !== undefined && plan.rollbackTo !== svc.spec.taskDefinition) {
+        const out = await client
+          .patch<Service>('Service', ns, name, { metadata: { resourceVersion: svc.metadata.resourceVersion }, spec: { taskDefinition: plan.rollbackTo } })
+          .catch((e) => {
+            if (isBerthError(e, 'NotFound')) return undefined;
+            // the target may not be named in a spec any more (say, its revision was deleted): the rollback itself goes on
+            if (isBerthError(e, 'Invalid')) {
+              rlog.warn({ err: e.message, taskDefinition: plan.rollbackTo }, 'rolled back, but could not make the rollback target the service\'s task definition');
+              return svc;
+            }
+            throw e;
+          });
+        if (!out) return;
+        cur = out;
+      }
       // status first: it records a new deployment id before tasks carry it
-      const status = { ...plan.status, observedGeneration: svc.metadata.generation ?? 1 };
-      if (comparable(status) !== comparable(svc.status)) {
-        const out = await client.updateStatus<Service>({ ...svc, status }).catch((e) => {
+      const generation = cur.metadata.generation ?? 1;
+      const status = { ...plan.status, observedGeneration: generation, conditions: plan.status.conditions?.map((x) => ({ ...x, observedGeneration: generation })) };
+      if (comparable(status) !== comparable(cur.status)) {
+        const out = await client.updateStatus<Service>({ ...cur, status }).catch((e) => {
           if (isBerthError(e, 'NotFound')) return undefined; // deleted meanwhile: its delete event ends this
           throw e;
         });
