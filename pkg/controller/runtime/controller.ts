@@ -180,6 +180,17 @@ export class ControllerMetrics {
     this.depths.set(controller, n);
   }
 
+  private readonly gauges = new Map<string, Map<string, number>>();
+
+  /** A gauge of a controller's own (e.g. berth_instancehealth_evictions_halted{cluster="x"}). */
+  gauge(name: string, labels: string, value: number) {
+    (this.gauges.get(name) ?? this.gauges.set(name, new Map()).get(name)!).set(labels, value);
+  }
+
+  gaugeValue(name: string, labels: string): number | undefined {
+    return this.gauges.get(name)?.get(labels);
+  }
+
   count(controller: string, result: string): number {
     return this.total.get(`controller="${controller}",result="${result}"`) ?? 0;
   }
@@ -191,6 +202,10 @@ export class ControllerMetrics {
     for (const [k, h] of this.latency) out.push(...h.render('berth_controller_reconcile_duration_seconds', `controller="${k}"`));
     out.push('# HELP berth_controller_queue_depth Keys waiting.', '# TYPE berth_controller_queue_depth gauge');
     for (const [k, v] of this.depths) out.push(`berth_controller_queue_depth{controller="${k}"} ${v}`);
+    for (const [name, m] of this.gauges) {
+      out.push(`# TYPE ${name} gauge`);
+      for (const [labels, v] of m) out.push(`${name}{${labels}} ${v}`);
+    }
     out.push('# TYPE process_resident_memory_bytes gauge', `process_resident_memory_bytes ${process.memoryUsage().rss}`);
     return out.join('\n') + '\n';
   }
