@@ -4,11 +4,14 @@ import { Arns, isArn, newId, parseArn } from '../api/arn.ts';
 import { contentHash, sameJson } from '../api/validate.ts';
 import { Allocation, capacityOf, emptyAllocation, gateOf, release, remainingResources } from '../api/allocation.ts';
 import type { TaskDefinitionSpec, TaskDefinitionStatus } from '../api/taskdefinition.ts';
-import { BerthError, badRequest, invalid, notFound } from '../errors/errors.ts';
+import { BerthError, badRequest, conflict, invalid, notFound } from '../errors/errors.ts';
 import { credentialIndexKey, credentialKey, hashToken, newToken, type NodeCredential } from './auth.ts';
+import { chargeRegistration } from './bootstraptokens.ts';
 import { logsEndpointProblem } from './logs.ts';
 import { nodeRestriction } from './noderestriction.ts';
-import type { Admission, Obj, Registry, WriteContext } from './registry.ts';
+import { cacheLookups } from './actions.ts';
+import { writeAuthorization } from './writeauthz.ts';
+import type { Admission, Obj, Registry, RequestContext, WriteContext } from './registry.ts';
 import { LeaseAdmission } from './fence.ts';
 
 const now = () => new Date().toISOString();
@@ -38,6 +41,17 @@ const CLUSTER_CONTENTS = new Set(['tasks', 'services', 'containerinstances']);
  */
 export const daemonPortsKey = (cluster: string) => storeKey('daemonports', cluster, 'ports');
 
+/**
+ * The ports a daemon task definition revision declares (`berth.dev/ports`, e.g.
+ * "udp/2000,tcp/8125"; a bare number is tcp), normalized: part of what the revision is, like
+ * its spec (R1-6).
+ */
+export function daemonPortsOf(o: Obj | undefined): Set<string> {
+  const raw = (o?.metadata as { annotations?: Record<string, string> } | undefined)?.annotations?.[DAEMON_PORTS_ANNOTATION] ?? '';
+  return new Set(raw.split(',').map((p) => p.trim().toLowerCase()).filter(Boolean).map((p) => (p.includes('/') ? p : `tcp/${p}`)));
+}
+const samePorts = (a: Obj | undefined, b: Obj | undefined) => sameJson([...daemonPortsOf(a)].sort(), [...daemonPortsOf(b)].sort());
+
 /** The revision of a guard key as this cache has it (0: absent), for a compare. */
 const revOf = (o: Obj | undefined) => (o ? Number(o.metadata.resourceVersion) : 0);
 
@@ -55,6 +69,9 @@ async function caughtUp(registry: Registry): Promise<void> {
 const isFamily = (ref: string) => !(isArn(ref) ? parseArn(ref).name : ref).includes(':');
 
 type TD = Obj & { spec: Record<string, unknown>; status: TaskDefinitionStatus };
+
+/** a revision deregistered now (INACTIVE) */
+const deregistered = (t: Obj): Obj => ({ ...t, status: { ...(t.status as object), status: 'INACTIVE', deregisteredAt: now() } }) as Obj;
 
 /**
  * Revisioned, immutable task definitions (and daemon task definitions): applying a family
@@ -113,13 +130,13 @@ export class TaskDefinitionAdmission implements Admission {
       const rev = Number(revStr);
       const same = revs.find((r) => r.status.revision === rev);
       if (same) {
-        if (same.status.contentHash === hash) return { existing: same };
+        if (this.sameContent(same, o, hash)) return { existing: same };
         throw invalid(this.kind.kind, o.metadata.name, [{ field: 'spec', message: `revision ${rev} of "${family}" exists with other content; revisions are immutable`, reason: 'FieldValueForbidden' }]);
       }
       if (rev !== max + 1) {
         throw invalid(this.kind.kind, o.metadata.name, [{ field: 'metadata.name', message: `the next revision of "${family}" is ${max + 1}, not ${rev}` }]);
       }
-    } else if (latest && latest.status.contentHash === hash && !w.ctx.newRevision) {
+    } else if (latest && this.sameContent(latest, o, hash) && !w.ctx.newRevision) {
       // applying what is registered is a no-op (ECS's RegisterTaskDefinition sets newRevision)
       return { existing: latest };
     }
@@ -132,8 +149,32 @@ export class TaskDefinitionAdmission implements Admission {
     } as Obj;
   }
 
+  private get daemon() {
+    return this.kind.kind === 'DaemonTaskDefinition';
+  }
+
+  /** a registered revision with this content: its spec, and a daemon task definition's declared ports */
+  private sameContent(r: TD, o: Obj, hash: string): boolean {
+    return r.status.contentHash === hash && (!this.daemon || samePorts(r, o));
+  }
+
+  /** what a revision is, beside its spec (the registry registers a new revision when it changes): a daemon's declared ports */
+  revisionContent(o: Obj): unknown {
+    return this.daemon ? { spec: o.spec, ports: [...daemonPortsOf(o)].sort() } : o.spec;
+  }
+
   async update(next: Obj, prev: Obj, _w: WriteContext, sub: 'status' | undefined) {
-    if (sub !== 'status') return;
+    if (sub !== 'status') {
+      // R1-6: the ports a daemon listens on are checked against the cluster's other daemons
+      // when a daemon takes the revision; changing them needs a new revision
+      if (this.daemon && !samePorts(next, prev)) {
+        const family = prev.metadata.name.split(':')[0];
+        const message = `the ports of a revision cannot change (they were checked when daemons took it); apply the family "${family}" to register a new revision`;
+        const field = `metadata.annotations[${DAEMON_PORTS_ANNOTATION}]`;
+        throw invalid(this.kind.kind, prev.metadata.name, [{ field, message, reason: 'FieldValueForbidden' }]);
+      }
+      return;
+    }
     const p = prev.status as TaskDefinitionStatus;
     const n = next.status as TaskDefinitionStatus;
     for (const f of ['family', 'revision', 'taskDefinitionArn', 'contentHash', 'registeredAt'] as const) {
@@ -145,20 +186,40 @@ export class TaskDefinitionAdmission implements Admission {
   }
 
   async delete(o: Obj, w: WriteContext): Promise<Obj | undefined> {
-    const deregister = (t: Obj): Obj => ({ ...t, status: { ...(t.status as object), status: 'INACTIVE', deregisteredAt: now() } }) as Obj;
     const st = o.status as TaskDefinitionStatus;
-    // addressed by family: every ACTIVE revision of it goes, so the family stops resolving
-    if (w.reqName && !w.reqName.includes(':') && !isArn(w.reqName)) {
-      for (const r of this.revisions(st.family)) {
-        if (r.metadata.name === o.metadata.name || r.status.status !== 'ACTIVE') continue;
-        const key = storeKey(this.kind.plural, undefined, r.metadata.name);
-        const copy = deregister(structuredClone(r));
-        delete copy.metadata.resourceVersion;
-        w.compares.push({ key, modRevision: Number(r.metadata.resourceVersion) });
-        w.ops.push({ type: 'put', key, value: JSON.stringify(copy) });
-      }
+    // addressed by family: every ACTIVE revision of it goes, so the family stops resolving;
+    // `o` (the latest) last, in the registry's own txn
+    if (w.reqName && !w.reqName.includes(':') && !isArn(w.reqName) && !w.ctx.dryRun) await this.deregisterOthers(st.family, o.metadata.name, w.ctx);
+    return st.status === 'INACTIVE' ? o : deregistered(o);
+  }
+
+  /**
+   * R1-4: the family's other ACTIVE revisions, oldest first, each deregistered atomically
+   * (compared at its version), in as few txns as the store's limits allow; what met a newer
+   * state is read again and retried. Families with hundreds of revisions are normal (CI
+   * registers one per deploy); one txn for all of them exceeded etcd's 128 ops. Oldest
+   * first: until the last txn the family still resolves to its latest revision, never to an
+   * older one.
+   */
+  private async deregisterOthers(family: string, last: string, ctx: RequestContext): Promise<void> {
+    for (let round = 0; ; round++) {
+      const left = this.revisions(family)
+        .filter((r) => r.metadata.name !== last && r.status.status === 'ACTIVE')
+        .reverse();
+      if (!left.length) return;
+      if (round >= 10) throw conflict(this.kind.plural, family, `deregistering the revisions of "${family}" kept meeting concurrent writes; try again`);
+      const failed = await this.registry.commitEach(
+        left.map((r) => {
+          const key = storeKey(this.kind.plural, undefined, r.metadata.name);
+          const copy = deregistered(structuredClone(r));
+          delete copy.metadata.resourceVersion;
+          return { compares: [{ key, modRevision: Number(r.metadata.resourceVersion) }], ops: [{ type: 'put' as const, key, value: JSON.stringify(copy) }] };
+        }),
+        ctx,
+      );
+      if (!failed.length) return;
+      await this.registry.fresh();
     }
-    return st.status === 'INACTIVE' ? o : deregister(o);
   }
 }
 
@@ -185,9 +246,13 @@ export class ClusterAdmission implements Admission {
    */
   async delete(o: Obj, w: WriteContext): Promise<undefined> {
     const c = this.registry.cache;
-    const instances = c.list('containerinstances', o.metadata.name).filter(([, i]) => (i as ContainerInstance).spec.status !== 'INACTIVE');
+    // R1-7: every instance object counts, whatever its spec says: a deregistered instance is
+    // no longer there (its INACTIVE record lives under another key), so one that is still
+    // here is registered, with its allocation record and its node credential
+    const instances = c.list('containerinstances', o.metadata.name);
     if (instances.length) {
-      throw new BerthError('Conflict', `the cluster "${o.metadata.name}" cannot be deleted while container instances are active or draining (${instances.length})`, { ecsType: 'ClusterContainsContainerInstancesException' });
+      const message = `the cluster "${o.metadata.name}" cannot be deleted while container instances are registered (${instances.length}); deregister them first`;
+      throw new BerthError('Conflict', message, { ecsType: 'ClusterContainsContainerInstancesException' });
     }
     const services = c.list('services', o.metadata.name).filter(([, s]) => (s as { status?: { status?: string } }).status?.status !== 'INACTIVE');
     if (services.length) {
@@ -235,9 +300,27 @@ export class ContainerInstanceAdmission implements Admission {
     return o;
   }
 
+  /**
+   * R1-7: INACTIVE is what deregistration makes of an instance (its record, beside the live
+   * ones); a client sets ACTIVE or DRAINING, as ECS's UpdateContainerInstancesState does
+   */
+  private checkState(next: Obj, prev: Obj | undefined) {
+    const n = (next.spec as ContainerInstance['spec']).status;
+    const p = prev ? (prev.spec as ContainerInstance['spec']).status : undefined;
+    if (n === p) return;
+    const why =
+      n === 'INACTIVE'
+        ? 'an instance becomes INACTIVE by being deregistered (DELETE it, or DeregisterContainerInstance); set ACTIVE or DRAINING'
+        : p === 'INACTIVE'
+          ? 'an INACTIVE instance cannot become active again: deregister it and register the host anew'
+          : undefined;
+    if (why) throw invalid('ContainerInstance', next.metadata.name, [{ field: 'spec.status', message: why, reason: 'FieldValueNotSupported' }]);
+  }
+
   async create(o: Obj, w: WriteContext) {
     const ns = o.metadata.namespace!;
     const spec = o.spec as ContainerInstance['spec'];
+    this.checkState(o, undefined);
     if (!spec.registeredResources?.length) {
       throw invalid('ContainerInstance', o.metadata.name, [{ field: 'spec.registeredResources', message: 'is required: the CPU, MEMORY, PORTS and PORTS_UDP the instance offers', reason: 'FieldValueRequired' }]);
     }
@@ -255,6 +338,7 @@ export class ContainerInstanceAdmission implements Admission {
     const ak = allocationKey(ns, o.metadata.name);
     w.compares.push({ key: ak, modRevision: 0 });
     w.ops.push({ type: 'put', key: ak, value: JSON.stringify({ ...emptyAllocation(), instance: gateOf(o as unknown as ContainerInstance) }) });
+    if (w.ctx.bootstrapToken) chargeRegistration(this.registry, w.ctx.bootstrapToken, w);
     if (w.ctx.user && w.ctx.issueNodeCredential) {
       const token = newToken();
       const cred: NodeCredential = { cluster: ns, instance: o.metadata.name, createdAt: now() };
@@ -314,6 +398,7 @@ export class ContainerInstanceAdmission implements Admission {
    * changes none of it and leaves the record alone.
    */
   async update(next: Obj, prev: Obj, w: WriteContext, sub: 'status' | undefined) {
+    if (sub !== 'status') this.checkState(next, prev);
     if (sub === 'status') {
       const ps = (prev.status ?? {}) as ContainerInstance['status'] & object;
       const ns = (next.status ?? {}) as ContainerInstance['status'] & object;
@@ -363,6 +448,9 @@ export class ContainerInstanceAdmission implements Admission {
     };
   }
 }
+
+/** what a task's spec write may change (R1-2): stopping it, and its tags */
+const TASK_SPEC_WRITABLE: ReadonlySet<string> = new Set(['desiredStatus', 'stopReason', 'stopCode', 'tags']);
 
 /**
  * Tasks: the task definition is resolved once at creation; the binding is set once (only
@@ -425,6 +513,21 @@ export class TaskAdmission implements Admission {
       if (n.spec.containerInstance !== p.spec.containerInstance) bad('spec.containerInstance', 'is set once, through the bindings call');
       if (JSON.stringify(n.spec.hostPorts) !== JSON.stringify(p.spec.hostPorts)) bad('spec.hostPorts', 'is set once, through the bindings call');
       if (p.spec.desiredStatus === 'STOPPED' && n.spec.desiredStatus === 'RUNNING') bad('spec.desiredStatus', 'a task that is to stop cannot be made to run again');
+      // R1-2: a task runs what it was created with (ECS: tasks are immutable once run, but for
+      // StopTask and tags). Its overrides are what the agent starts and what the binding
+      // charged its instance for; its group and startedBy are how services count it
+      const ps = Kinds.Task.spec.safeParse(p.spec);
+      const before = (ps.success ? ps.data : p.spec) as Record<string, unknown>;
+      const after = n.spec as unknown as Record<string, unknown>;
+      for (const k of new Set([...Object.keys(before), ...Object.keys(after)])) {
+        if (TASK_SPEC_WRITABLE.has(k) || sameJson(before[k], after[k])) continue;
+        bad(`spec.${k}`, "cannot change once the task exists: a task's spec is fixed, but for desiredStatus (to STOPPED), stopReason, stopCode and tags");
+      }
+      if (n.spec.desiredStatus !== 'STOPPED') {
+        for (const k of ['stopReason', 'stopCode'] as const) {
+          if (!sameJson(before[k], after[k])) bad(`spec.${k}`, 'is set when the task is stopped: set desiredStatus to STOPPED with it');
+        }
+      }
       // a task never placed has no agent to stop it: it stops here and now
       if (n.spec.desiredStatus === 'STOPPED' && !n.spec.containerInstance && n.status?.lastStatus !== 'STOPPED') {
         n.status = { ...(n.status ?? { lastStatus: 'STOPPED' }), lastStatus: 'STOPPED', stoppedAt: now(), stoppingAt: now(), stoppedReason: n.spec.stopReason ?? 'Task stopped before it was placed', ...(n.spec.stopCode ? { stopCode: n.spec.stopCode } : {}) };
@@ -535,9 +638,7 @@ export class DaemonAdmission implements Admission {
    * (e.g. "udp/2000,tcp/8125"); undeclared ports cannot be checked.
    */
   private ports(tdName: string): Set<string> {
-    const td = this.registry.cache.get(storeKey('daemontaskdefinitions', undefined, tdName));
-    const raw = (td?.metadata as { annotations?: Record<string, string> } | undefined)?.annotations?.[DAEMON_PORTS_ANNOTATION] ?? '';
-    return new Set(raw.split(',').map((p) => p.trim().toLowerCase()).filter(Boolean).map((p) => (p.includes('/') ? p : `tcp/${p}`)));
+    return daemonPortsOf(this.registry.cache.get(storeKey('daemontaskdefinitions', undefined, tdName)));
   }
 
   /**
@@ -610,6 +711,7 @@ export function installAdmission(registry: Registry, arns: Arns) {
   registry.use('Daemon', new DaemonAdmission(registry, dtds, arns));
   registry.useValidator(nodeRestriction);
   registry.use('Lease', new LeaseAdmission());
+  registry.useValidator(writeAuthorization(arns, cacheLookups(registry.cache)), 'admitted');
   return { tds, dtds };
 }
 

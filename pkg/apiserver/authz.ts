@@ -1,7 +1,7 @@
 import type { Arns } from '../api/arn.ts';
 import { GROUP } from '../api/meta.ts';
 import { forbidden, isBerthError, type BerthError, type Denial } from '../errors/errors.ts';
-import { resourceApiAction, type ActionLookups } from './actions.ts';
+import { resourceApiActions, type ActionLookups } from './actions.ts';
 import { ADMINS, type Authorizer, type Identity, type RequestAttributes } from './auth.ts';
 import { evaluate, type AccessRequest, type Decision } from './policy.ts';
 import type { PolicySource } from './policyfile.ts';
@@ -43,15 +43,23 @@ export class PolicyAuthorizer implements Authorizer {
     // the IAM request is made only when a policy is attached or a denial must name it (the
     // hot path, a node writing its tasks' status with no policy attached, skips it)
     const attached = this.policies.current().forIdentity(id);
-    let req = attached.length ? this.request(id, a) : undefined;
+    let reqs = attached.length ? this.requests(id, a) : undefined;
     let d: Decision | undefined;
-    if (req && attached.length) {
-      d = evaluate(attached, req);
-      if (d.effect === 'Deny') {
-        const why = `explicitly denied by ${d.statement} (${req.action} on ${d.resource})`;
-        return { allowed: false, explicit: true, reason: why, error: this.denied(id, a, req, d, why) };
+    if (reqs?.length) {
+      // a write before it runs may mean any of its kind's write actions: one allowed lets it
+      // go on to the write path, which authorizes what it does (writeActions); otherwise the
+      // first explicit Deny, or the request's own action, is what the denial names
+      let deny: { req: AccessRequest; d: Decision } | undefined;
+      for (const req of reqs) {
+        const e = evaluate(attached, req);
+        if (e.effect === 'Allow') return { allowed: true, reason: `allowed by ${e.statement} (${req.action} on ${e.resource})` };
+        if (e.effect === 'Deny') deny ??= { req, d: e };
+        d ??= e;
       }
-      if (d.effect === 'Allow') return { allowed: true, reason: `allowed by ${d.statement} (${req.action} on ${d.resource})` };
+      if (deny) {
+        const why = `explicitly denied by ${deny.d.statement} (${deny.req.action} on ${deny.d.resource})`;
+        return { allowed: false, explicit: true, reason: why, error: this.denied(id, a, deny.req, deny.d, why) };
+      }
     }
     try {
       this.builtin.authorize(id, a);
@@ -59,17 +67,23 @@ export class PolicyAuthorizer implements Authorizer {
     } catch (e) {
       if (!isBerthError(e, 'Forbidden')) throw e;
       const builtin = (e as BerthError).details.why ?? e.message;
-      req ??= this.request(id, a);
+      reqs ??= this.requests(id, a);
+      const req = reqs[0];
       const resource = d?.resource ?? req?.resources[0] ?? '*';
       const why = req ? `${builtin}; no identity-based policy allows ${req.action} on ${resource}` : builtin;
       return { allowed: false, explicit: false, reason: why, error: this.denied(id, a, req, { effect: 'ImplicitDeny', resource }, why) };
     }
   }
 
-  /** The IAM request: the one the ECS face named, or the resource API's mapped one; with aws:username. */
+  /** The IAM request: the one the ECS face (or the write path) named, or the resource API's mapped one; with aws:username. */
   request(id: Identity, a: RequestAttributes): AccessRequest | undefined {
-    if (a.action) return { ...a.action, context: { ...a.action.context, 'aws:username': [id.user] } };
-    return resourceApiAction(a, id.user, this.arns, this.lookups);
+    return this.requests(id, a)[0];
+  }
+
+  /** The IAM requests a request may make, its own first (resourceApiActions: a write's other meanings after it). */
+  requests(id: Identity, a: RequestAttributes): AccessRequest[] {
+    if (a.action) return [{ ...a.action, context: { ...a.action.context, 'aws:username': [id.user] } }];
+    return resourceApiActions(a, id.user, this.arns, this.lookups);
   }
 
   principal(id: Identity): string {

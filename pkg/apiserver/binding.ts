@@ -9,6 +9,7 @@ import type { TaskDefinitionSpec } from '../api/taskdefinition.ts';
 import { parseOrInvalid } from '../api/validate.ts';
 import { badRequest } from '../errors/errors.ts';
 import type { Compare, Op } from '../store/store.ts';
+import { EMBEDDED_TXN_LIMITS, ETCD_TXN_LIMITS, type TxnLimits } from '../store/limits.ts';
 import { allocationKey } from './admission.ts';
 import { FENCE_HEADER, parseFence } from './fence.ts';
 import type { Obj, Registry, RequestContext } from './registry.ts';
@@ -53,24 +54,10 @@ export interface BindingResult {
   resourceVersion?: string;
 }
 
-/**
- * How big one store txn may be. etcd refuses a txn with more than `--max-txn-ops` compares
- * or ops (default 128) and a request above `--max-request-bytes` (default 1.5 MiB); the
- * binder splits a large binding call into txns that stay within both.
- */
-export interface TxnLimits {
-  /** compares, and ops, per txn */
-  maxOps: number;
-  /** keys and values per txn */
-  maxBytes: number;
-}
 /** rounds of a binding call: the first plan, then re-plans of what met a conflict, from fresh state */
 const BIND_ROUNDS = 6;
 
-/** etcd's defaults (with room under the 1.5 MiB request limit for the request's framing) */
-export const ETCD_TXN_LIMITS: TxnLimits = { maxOps: 128, maxBytes: 1024 * 1024 };
-/** the embedded store has no limits of its own: big txns are cheap there */
-export const EMBEDDED_TXN_LIMITS: TxnLimits = { maxOps: 10_000, maxBytes: 8 * 1024 * 1024 };
+export { EMBEDDED_TXN_LIMITS, ETCD_TXN_LIMITS, type TxnLimits };
 
 /** One task to bind: an existing task (from the cache), or one created in the same txn (RunTask). */
 interface Item {

@@ -4,7 +4,8 @@ import { z } from 'zod';
 import { Kinds } from '../api/kinds.ts';
 import { API_VERSION, GROUP, NAME_RE, VERSION, storeKey } from '../api/meta.ts';
 import { parseOrInvalid } from '../api/validate.ts';
-import { BerthError, badRequest, notFound } from '../errors/errors.ts';
+import { BerthError, badRequest, forbidden, notFound } from '../errors/errors.ts';
+import type { Compare, Op } from '../store/store.ts';
 import type { Obj, Registry } from './registry.ts';
 import type { ApiRequest } from './server.ts';
 import { successStatus } from './status.ts';
@@ -30,6 +31,10 @@ export interface BootstrapTokenRecord {
   /** RFC 3339; absent: never expires */
   expiration?: string;
   createdBy?: string;
+  /** at most this many registrations (R1-9); absent: no limit */
+  maxInstances?: number;
+  /** registrations made with it so far (counted only when it has a limit) */
+  registrations?: number;
 }
 
 /** What clients see (list, get, and the creation answer with `status.token` once). */
@@ -37,8 +42,8 @@ export interface BootstrapTokenView {
   apiVersion: typeof API_VERSION;
   kind: 'BootstrapToken';
   metadata: { name: string; creationTimestamp: string };
-  spec: { cluster: string; description?: string; expiration?: string };
-  status: { expired: boolean; token?: string };
+  spec: { cluster: string; description?: string; expiration?: string; maxInstances?: number };
+  status: { expired: boolean; token?: string; registrations?: number };
 }
 
 const ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
@@ -47,11 +52,19 @@ const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 
 /** the most a token may live: a year (tokens are for joining hosts, not for running them) */
 const MAX_TTL_SECONDS = 366 * 24 * 3600;
+/** the largest registration budget a token may have */
+const MAX_INSTANCES = 100_000;
 
 export const BootstrapTokenRequest = z.strictObject({
   cluster: z.string({ error: 'cluster is required' }).regex(NAME_RE, { error: 'cluster must be 1-255 letters, digits, hyphens (-) and underscores (_)' }),
   ttlSeconds: z.number().int().min(1, { error: 'ttlSeconds must be at least 1' }).max(MAX_TTL_SECONDS, { error: `ttlSeconds must be at most ${MAX_TTL_SECONDS} (a year)` }).optional(),
   description: z.string().max(256, { error: 'description must be at most 256 characters' }).optional(),
+  maxInstances: z
+    .number()
+    .int({ error: 'maxInstances must be a whole number' })
+    .min(1, { error: 'maxInstances must be at least 1' })
+    .max(MAX_INSTANCES, { error: `maxInstances must be at most ${MAX_INSTANCES}` })
+    .optional(),
 });
 
 export function viewOf(r: BootstrapTokenRecord, nowMs: number, token?: string): BootstrapTokenView {
@@ -59,9 +72,43 @@ export function viewOf(r: BootstrapTokenRecord, nowMs: number, token?: string): 
     apiVersion: API_VERSION,
     kind: 'BootstrapToken',
     metadata: { name: r.metadata.name, creationTimestamp: r.metadata.creationTimestamp },
-    spec: { cluster: r.cluster, ...(r.description ? { description: r.description } : {}), ...(r.expiration ? { expiration: r.expiration } : {}) },
-    status: { expired: !!r.expiration && Date.parse(r.expiration) <= nowMs, ...(token ? { token } : {}) },
+    spec: {
+      cluster: r.cluster,
+      ...(r.description ? { description: r.description } : {}),
+      ...(r.expiration ? { expiration: r.expiration } : {}),
+      ...(r.maxInstances !== undefined ? { maxInstances: r.maxInstances } : {}),
+    },
+    status: {
+      expired: !!r.expiration && Date.parse(r.expiration) <= nowMs,
+      ...(r.maxInstances !== undefined ? { registrations: r.registrations ?? 0 } : {}),
+      ...(token ? { token } : {}),
+    },
   };
+}
+
+/**
+ * R1-9: a registration with a bootstrap token that has a budget (`maxInstances`) counts
+ * against it, in the registration's txn (compared at the record's version, so concurrent
+ * registrations each take their own place, and a spent budget is 403 Forbidden). Each
+ * registration mints a node identity with its own per-identity limits (S5), so a leaked
+ * token's reach is bounded by its budget, its expiry and its deletion. Tokens without a
+ * budget register without limit, as Kubernetes' bootstrap tokens do (there a CSR approver
+ * decides what a kubelet becomes; berth has none), and are not counted (no contention).
+ */
+export function chargeRegistration(registry: Registry, tokenId: string, w: { compares: Compare[]; ops: Op[] }): void {
+  const key = bootstrapTokenKey(tokenId);
+  const rec = registry.cache.get(key) as (BootstrapTokenRecord & Obj) | undefined;
+  if (!rec) throw forbidden(`bootstrap token "${tokenId}" was deleted; registrations with it are refused`);
+  if (rec.maxInstances === undefined) return;
+  const used = rec.registrations ?? 0;
+  if (used >= rec.maxInstances) {
+    const why = `bootstrap token "${tokenId}" has registered the ${rec.maxInstances} instance(s) it may (maxInstances); create another token to register more`;
+    throw forbidden(why);
+  }
+  const { metadata, ...rest } = rec;
+  const next: BootstrapTokenRecord = { ...rest, metadata: { name: metadata.name, creationTimestamp: metadata.creationTimestamp }, registrations: used + 1 };
+  w.compares.push({ key, modRevision: Number(rec.metadata.resourceVersion) });
+  w.ops.push({ type: 'put', key, value: JSON.stringify(next) });
 }
 
 function send(res: ServerResponse, code: number, body: unknown) {
@@ -119,6 +166,7 @@ export function bootstrapTokensRoute(registry: Registry, now: () => number = Dat
             secretHash: sha256(secret),
             ...(body.description ? { description: body.description } : {}),
             ...(body.ttlSeconds ? { expiration: new Date(created + body.ttlSeconds * 1000).toISOString() } : {}),
+            ...(body.maxInstances !== undefined ? { maxInstances: body.maxInstances, registrations: 0 } : {}),
             createdBy: r.identity.user,
           };
           const key = bootstrapTokenKey(tokenId);

@@ -147,3 +147,34 @@ export function jsonPatch(target: Json, ops: unknown): Json {
   });
   return doc;
 }
+
+/**
+ * Does a write's body set `spec.<field>` (a PUT's body or a merge patch names it; a JSON
+ * patch writes to it or to the whole spec), and to what, as given: what the request names,
+ * as an ECS call names a member (UpdateService's `taskDefinition`). A body of the wrong shape
+ * sets nothing here; the write refuses it.
+ */
+export function specFieldSet(type: 'put' | 'merge' | 'json', body: unknown, field: string): { set: boolean; value?: unknown } {
+  if (type !== 'json') {
+    const spec = isObj(body) ? ownValue(body, 'spec') : undefined;
+    return isObj(spec) && Object.hasOwn(spec, field) ? { set: true, value: spec[field] } : { set: false };
+  }
+  if (!Array.isArray(body)) return { set: false };
+  let out: { set: boolean; value?: unknown } = { set: false };
+  const at = (p: unknown) => (typeof p === 'string' ? p.split('/').map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~')) : []);
+  for (const op of body as Operation[]) {
+    if (!isObj(op) || op.op === 'test') continue;
+    const t = at(op.path);
+    const whole = t.length === 1 && t[0] === '';
+    const atSpec = t.length === 2 && t[0] === '' && t[1] === 'spec';
+    // the value an op writes, when it says (a move or copy takes it from elsewhere)
+    const written = op.op === 'add' || op.op === 'replace' ? op.value : undefined;
+    if (t.length === 3 && t[0] === '' && t[1] === 'spec' && t[2] === field) out = { set: true, value: written };
+    else if (whole || atSpec) {
+      // the whole spec (or document) written: the field is what it holds
+      const spec = whole ? (isObj(written) ? ownValue(written, 'spec') : undefined) : written;
+      out = { set: true, value: isObj(spec) ? ownValue(spec, field) : undefined };
+    }
+  }
+  return out;
+}

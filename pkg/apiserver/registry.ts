@@ -11,6 +11,8 @@ import { WatchCache, parseStored, type CacheWatcher, type Obj, type WatchType } 
 import { decodeContinue, encodeContinue } from '../store/keys.ts';
 import { listPages } from '../store/pager.ts';
 import { checkFence, withFence, type Fence } from './fence.ts';
+import { defaultTxnLimits, type TxnLimits } from '../store/limits.ts';
+import type { RequestAttributes } from './auth.ts';
 
 export type { Obj };
 
@@ -22,6 +24,8 @@ export interface RequestContext {
   fieldValidation?: string;
   /** a bootstrap identity registering an instance receives a node credential */
   issueNodeCredential?: boolean;
+  /** the bootstrap token (its id) a registration is made with: it counts against the token's budget */
+  bootstrapToken?: string;
   /** a node identity's instance: node restriction decides what it may write */
   node?: { cluster: string; instance: string };
   /** the address the request came from (registration records it) */
@@ -33,6 +37,13 @@ export interface RequestContext {
   newRevision?: boolean;
   /** the lease fence the request carries (Berth-Lease-Fence): every txn it commits also compares it */
   fence?: Fence;
+  /**
+   * the request's authorizer, for what a write turns out to do (writeauthz.ts): the
+   * resource API passes it; absent, the caller authorized the whole operation itself
+   */
+  authorize?: (attrs: Omit<RequestAttributes, 'path'>) => void;
+  /** the request's body names spec.taskDefinition (a service update's authorization asks ecs:task-definition then) */
+  namesTaskDefinition?: boolean;
 }
 
 /**
@@ -77,6 +88,11 @@ export interface Admission {
   delete?(obj: Obj, w: WriteContext): Promise<Obj | undefined>;
   /** resolve a name a client asked for to a stored name (task definition family -> latest) */
   resolveName?(name: string, ns: string | undefined): string | undefined;
+  /**
+   * immutable kinds: what a revision is (default: its spec); a write addressed by the family
+   * that changes it registers the next revision
+   */
+  revisionContent?(obj: Obj): unknown;
   /** decorate an object on its way out (computed fields) */
   decorate?(obj: Obj): Obj;
   /**
@@ -177,6 +193,7 @@ const now = () => new Date().toISOString();
 export class Registry {
   private readonly admission = new Map<string, Admission>();
   private readonly validators: WriteValidator[] = [];
+  private readonly admittedValidators: WriteValidator[] = [];
   /** how reads decide what the cache may answer (the one seam between requests and the cache) */
   readonly reader: Reader;
 
@@ -186,6 +203,8 @@ export class Registry {
     readonly log: Logger,
     readonly limits: Limits = DEFAULT_LIMITS,
     reader?: Reader,
+    /** how big one txn may be (what may grow is split to fit: commitEach) */
+    readonly txnLimits: TxnLimits = defaultTxnLimits(store),
   ) {
     this.reader = reader ?? new Reader(store, cache);
   }
@@ -194,13 +213,21 @@ export class Registry {
     this.admission.set(kind, a);
   }
 
-  /** Adds a check that every create, update and delete of every kind passes. */
-  useValidator(v: WriteValidator) {
-    this.validators.push(v);
+  /**
+   * Adds a check that every create, update and delete of every kind passes: before the
+   * kind's admission (node restriction: what the caller wrote), or `admitted`, after it, on
+   * the object as it will be stored (authorization of what the write does: writeauthz.ts).
+   */
+  useValidator(v: WriteValidator, phase: 'written' | 'admitted' = 'written') {
+    (phase === 'admitted' ? this.admittedValidators : this.validators).push(v);
   }
 
   private validateWrite(op: Parameters<WriteValidator>[0]) {
     for (const v of this.validators) v(op);
+  }
+
+  private validateAdmitted(op: Parameters<WriteValidator>[0]) {
+    for (const v of this.admittedValidators) v(op);
   }
 
   private adm(kind: KindInfo): Admission {
@@ -473,7 +500,7 @@ export class Registry {
       },
       ...(idx ? { index: { field: idx.field, value: idx.value } } : {}),
     };
-    const stop = this.cache.addWatcher(w, from);
+    const stop = await this.cache.addWatcher(w, from);
     return { stop, bookmarkRevision: () => Math.max(this.cache.revision, sent) };
   }
 
@@ -538,6 +565,7 @@ export class Registry {
     this.validateWrite({ verb: 'create', kind, sub: undefined, next: o, ctx });
     if (a.create) await a.create(o, w);
     if (o.status !== undefined) o.status = this.validateStatus(kind, o.status, o.metadata.name);
+    this.validateAdmitted({ verb: 'create', kind, sub: undefined, next: o, ctx });
     this.guardNamespace(kind, ns, w);
     return { key: this.key(kind, ns, o.metadata.name), obj: o, compares: w.compares, ops: w.ops, response: w.response };
   }
@@ -698,18 +726,23 @@ export class Registry {
         } as Obj;
         if (next.metadata && (next.metadata as Record<string, unknown>).deletionTimestamp === undefined) delete (next.metadata as Record<string, unknown>).deletionTimestamp;
         delete (next.metadata as Record<string, unknown>).managedFields;
-        if (!sameJson(next.spec, curClone.spec)) {
-          if (kind.immutableSpec) {
-            // revisions are immutable: a changed spec addressed by its family registers the
-            // next revision (this is how `kubectl apply` of an edited file lands); addressed
-            // by an explicit revision it is refused
-            if (!reqName.includes(':') && !reqName.startsWith('arn:')) {
-              const family = name.split(':')[0];
-              const { labels, annotations } = next.metadata as Record<string, unknown>;
-              const body = { apiVersion: API_VERSION, kind: kind.kind, metadata: { name: family, labels, annotations }, spec: next.spec };
-              return (await this.create(kind, ns, body, ctx)).obj;
-            }
-            throw invalid(kind.kind, name, [{ field: 'spec', message: `${kind.plural} revisions are immutable; apply the family "${name.split(':')[0]}" to register a new revision`, reason: 'FieldValueForbidden' }]);
+        const content = (o: Obj) => (a.revisionContent ? a.revisionContent(o) : o.spec);
+        if (kind.immutableSpec && !sameJson(content(next), content(curClone))) {
+          // revisions are immutable: a changed spec addressed by its family registers the
+          // next revision (this is how `kubectl apply` of an edited file lands); addressed
+          // by an explicit revision it is refused (what else a revision is, admission refuses
+          // with its own field)
+          if (!reqName.includes(':') && !reqName.startsWith('arn:')) {
+            const family = name.split(':')[0];
+            const { labels, annotations } = next.metadata as Record<string, unknown>;
+            const body = { apiVersion: API_VERSION, kind: kind.kind, metadata: { name: family, labels, annotations }, spec: next.spec };
+            // a registration, authorized as one before anything is read back (R1-1)
+            this.validateAdmitted({ verb: 'create', kind, sub: undefined, next: body as Obj, ctx });
+            return (await this.create(kind, ns, body, ctx)).obj;
+          }
+          if (!sameJson(next.spec, curClone.spec)) {
+            const message = `${kind.plural} revisions are immutable; apply the family "${name.split(':')[0]}" to register a new revision`;
+            throw invalid(kind.kind, name, [{ field: 'spec', message, reason: 'FieldValueForbidden' }]);
           }
         }
       }
@@ -725,6 +758,7 @@ export class Registry {
       if (w.ops.length === 0 && (sub === 'status' ? sameJson(next.status, curClone.status) : sameJson(next, prevComparable))) {
         return this.out(kind, cur); // nothing changed: no write
       }
+      this.validateAdmitted({ verb: 'update', kind, sub, prev: curClone, next, ctx });
       // finalizers: a deleting object whose last finalizer went away is removed now
       const finalizing =
         (next.metadata as Record<string, unknown>).deletionTimestamp !== undefined &&
@@ -836,6 +870,45 @@ export class Registry {
       if (r.succeeded) n++;
     }
     return n;
+  }
+
+  /**
+   * Independent writes, each atomic on its own (its compares and ops), committed in order in
+   * as few txns as the store's limits allow (R1-4: a family's deregistration, one revision
+   * each). Returns the indexes of the writes whose txn failed (a compare did not hold): the
+   * caller reads them again and retries what still applies.
+   */
+  async commitEach(items: Array<{ compares: Compare[]; ops: Op[] }>, ctx: RequestContext = {}): Promise<number[]> {
+    const { maxOps, maxBytes } = this.txnLimits;
+    const size = (it: { compares: Compare[]; ops: Op[] }) =>
+      it.compares.reduce((n, c) => n + c.key.length + 16, 0) + it.ops.reduce((n, o) => n + o.key.length + (o.type === 'put' ? o.value.length : 0) + 16, 0);
+    const failed: number[] = [];
+    let chunk: number[] = [];
+    let compares = 0;
+    let ops = 0;
+    let bytes = 0;
+    const flush = async () => {
+      if (!chunk.length) return;
+      const r = await this.txn(
+        chunk.flatMap((i) => items[i].compares),
+        chunk.flatMap((i) => items[i].ops),
+        ctx,
+      );
+      if (!r.succeeded) failed.push(...chunk);
+      chunk = [];
+      compares = ops = bytes = 0;
+    };
+    for (let i = 0; i < items.length; i++) {
+      const it = items[i];
+      const b = size(it);
+      if (chunk.length && (compares + it.compares.length > maxOps || ops + it.ops.length > maxOps || bytes + b > maxBytes)) await flush();
+      chunk.push(i);
+      compares += it.compares.length;
+      ops += it.ops.length;
+      bytes += b;
+    }
+    await flush();
+    return failed;
   }
 
   /** A raw txn on behalf of a kind's logic (binding); notes the revision for freshness; fenced like every write. */

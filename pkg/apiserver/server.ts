@@ -10,6 +10,8 @@ import { AllowAll, BOOTSTRAPPERS, NODES, type Authorizer, type Identity, type Re
 import { discoveryDocuments } from './discovery.ts';
 import { ConnectionTracker, DEFAULT_SERVER_LIMITS, IdentityLimiter, watchTimeoutMs, type ServerLimits } from './limits.ts';
 import { sourceAddressOf } from './listener.ts';
+import { createNamesFamily, namesFamily } from './actions.ts';
+import { specFieldSet } from './patch.ts';
 import { audited, auditLine, type AuditLog, type AuditRecord } from './audit.ts';
 import type { Metrics } from './metrics.ts';
 import { Registry, type ListOptions, type Obj, type RequestContext, type WatchHandle } from './registry.ts';
@@ -364,10 +366,14 @@ export function createApiHandler(deps: ApiServerDeps) {
       dryRun: q.get('dryRun') === 'All',
       fieldValidation: q.get('fieldValidation') ?? 'Strict',
       issueNodeCredential: r.identity.groups.includes(BOOTSTRAPPERS),
+      ...(r.identity.bootstrap ? { bootstrapToken: r.identity.bootstrap.tokenId } : {}),
       ...(r.identity.node ? { node: r.identity.node } : {}),
       sourceAddress: r.sourceAddress,
       // a controller's writes carry its lease fence; reads ignore it
       fence: r.method === 'GET' ? undefined : parseFence(r.raw.headers[FENCE_HEADER], registry.cache, (namespace, name) => r.authorize({ verb: 'update', resource: 'leases', namespace, name })),
+      // what a write turns out to do is authorized in the write path (writeauthz.ts), worded
+      // (and audited) with the request's own verb
+      authorize: (attrs) => r.authorize(attrs.verb === 'update' && r.method === 'PATCH' ? { ...attrs, verb: 'patch' } : attrs),
     };
     if (ctx.dryRun === false && q.has('dryRun') && q.get('dryRun') !== '') throw badRequest(`dryRun: only "All" is supported`);
     r.audit.dryRun = ctx.dryRun;
@@ -440,36 +446,59 @@ export function createApiHandler(deps: ApiServerDeps) {
         } catch (e) {
           unreadable = e;
         }
+        // a task or service naming a family runs its latest revision: authorized on it as the
+        // store has it, not as a lagging cache has it (R1-8); the write path asks again on the
+        // revision admission resolved
+        if (createNamesFamily(kind.plural, body) && registry.reader.ready) await registry.fresh();
         r.authorize({ verb: 'create', resource: kind.plural, namespace: nsForKind, object: body });
         if (unreadable !== undefined) throw unreadable;
         const { obj, created } = await registry.create(kind, nsForKind, body, ctx);
         r.audit.createdName = obj.metadata.name;
         return sendJson(res, created ? 201 : 200, obj);
       }
-      case 'PUT': {
-        setVerb('update');
-        if (name === undefined) throw new BerthError('MethodNotAllowed', 'PUT needs the name of the object in the URL');
-        await authorize({ verb: 'update', resource: kind.plural, namespace: nsForKind, name, subresource: sub });
-        return sendJson(res, 200, await registry.update(kind, nsForKind, name, await r.body(), sub, ctx));
-      }
+      case 'PUT':
       case 'PATCH': {
-        setVerb('patch');
-        if (name === undefined) throw new BerthError('MethodNotAllowed', 'PATCH needs the name of the object in the URL');
-        await authorize({ verb: 'patch', resource: kind.plural, namespace: nsForKind, name, subresource: sub });
-        const ct = String(r.raw.headers['content-type'] ?? '').split(';')[0].trim();
-        let type: 'merge' | 'json';
-        if (ct === 'application/merge-patch+json' || ct === 'application/json') type = 'merge';
-        else if (ct === 'application/json-patch+json') type = 'json';
-        else if (ct === 'application/strategic-merge-patch+json') {
-          throw new BerthError('UnsupportedMediaType', `strategic merge patch is not supported for ${kind.plural} (custom kinds); use a JSON merge patch (application/merge-patch+json)`);
-        } else if (ct === 'application/apply-patch+yaml') {
-          throw new BerthError('UnsupportedMediaType', 'server-side apply is not supported; use client-side apply (kubectl apply without --server-side)');
-        } else {
-          throw new BerthError('UnsupportedMediaType', `unsupported patch content type "${ct}"; use application/merge-patch+json or application/json-patch+json`);
+        const verb = r.method === 'PUT' ? 'update' : 'patch';
+        setVerb(verb);
+        if (name === undefined) throw new BerthError('MethodNotAllowed', `${r.method} needs the name of the object in the URL`);
+        let type: 'put' | 'merge' | 'json' | undefined = verb === 'update' ? 'put' : undefined;
+        let refused: unknown; // what is wrong with the request, told once it is authorized
+        if (verb === 'patch') {
+          const ct = String(r.raw.headers['content-type'] ?? '').split(';')[0].trim();
+          if (ct === 'application/merge-patch+json' || ct === 'application/json') type = 'merge';
+          else if (ct === 'application/json-patch+json') type = 'json';
+          else if (ct === 'application/strategic-merge-patch+json') {
+            const why = `strategic merge patch is not supported for ${kind.plural} (custom kinds); use a JSON merge patch (application/merge-patch+json)`;
+            refused = new BerthError('UnsupportedMediaType', why);
+          } else if (ct === 'application/apply-patch+yaml') {
+            refused = new BerthError('UnsupportedMediaType', 'server-side apply is not supported; use client-side apply (kubectl apply without --server-side)');
+          } else {
+            const why = `unsupported patch content type "${ct}"; use application/merge-patch+json or application/json-patch+json`;
+            refused = new BerthError('UnsupportedMediaType', why);
+          }
         }
-        const patch = parseBody(await r.bodyText(), 'application/json', { objectOnly: type === 'merge' });
+        // a service update is authorized with the task definition it names (ecs:task-definition,
+        // as UpdateService on the ECS face: R1-3), so its body is read first; whatever else a
+        // write turns out to do is authorized in the write path (writeauthz.ts)
+        let body: unknown;
+        let td: { set: boolean; value?: unknown } | undefined;
+        if (kind.plural === 'services' && !sub && type && !refused) {
+          try {
+            body = type === 'put' ? await r.body() : parseBody(await r.bodyText(), 'application/json', { objectOnly: type === 'merge' });
+            td = specFieldSet(type, body, 'taskDefinition');
+          } catch (e) {
+            refused = e;
+          }
+          if (td?.set && namesFamily(td.value) && registry.reader.ready) await registry.fresh();
+        }
+        const object = td?.set && typeof td.value === 'string' ? { spec: { taskDefinition: td.value } } : undefined;
+        await authorize({ verb, resource: kind.plural, namespace: nsForKind, name, subresource: sub, ...(object ? { object } : {}) });
+        if (refused !== undefined) throw refused;
+        const wctx: RequestContext = { ...ctx, ...(td ? { namesTaskDefinition: td.set } : {}) };
+        if (type === 'put') return sendJson(res, 200, await registry.update(kind, nsForKind, name, body ?? (await r.body()), sub, wctx));
+        const patch = body ?? parseBody(await r.bodyText(), 'application/json', { objectOnly: type === 'merge' });
         if (type === 'json' && !Array.isArray(patch)) throw badRequest('a JSON patch (application/json-patch+json) must be a list of operations');
-        return sendJson(res, 200, await registry.patch(kind, nsForKind, name, type, patch, sub, ctx));
+        return sendJson(res, 200, await registry.patch(kind, nsForKind, name, type as 'merge' | 'json', patch, sub, wctx));
       }
       case 'DELETE': {
         setVerb('delete');

@@ -39,6 +39,13 @@ interface RingEntry {
   value?: string;
   prevValue?: string;
   prevRev?: number;
+  /**
+   * the values of the plural's index fields in the new and the old object (in the order of
+   * the cache's index fields): a resuming watcher on an index skips the entries whose
+   * objects cannot match it without parsing them (R1-5)
+   */
+  idx?: string[];
+  prevIdx?: string[];
   /** when the cache applied it (ms), for the time-based history */
   at: number;
 }
@@ -83,6 +90,8 @@ export interface WatchCacheOptions {
   backoff?: { initialMs: number; maxMs: number };
   /** [0,1), for the jitter */
   random?: () => number;
+  /** a watcher's replay of the history runs in slices of about this long (ms, default 5), yielding between them */
+  replaySliceMs?: number;
 }
 
 export function parseStored(value: string, modRevision: number): Obj {
@@ -149,8 +158,13 @@ export class WatchCache {
   private readonly now: () => number;
   private readonly backoff: { initialMs: number; maxMs: number };
   private readonly random: () => number;
+  private readonly replaySliceMs: number;
   /** relists done after the first sync (each one a healed watch) */
   relists = 0;
+  /** objects parsed from the history to replay it to resuming watchers (what replays cost: R1-5) */
+  replayParsed = 0;
+  /** replays that yielded the event loop at least once (long ones) */
+  replaysYielded = 0;
 
   constructor(
     private readonly store: Store,
@@ -167,6 +181,7 @@ export class WatchCache {
     this.now = o.now ?? Date.now;
     this.backoff = o.backoff ?? { initialMs: 200, maxMs: 30_000 };
     this.random = o.random ?? Math.random;
+    this.replaySliceMs = o.replaySliceMs ?? 5;
   }
 
   get revision() {
@@ -308,7 +323,10 @@ export class WatchCache {
     if (value !== undefined) this.raw.set(e.key, { value, rev: e.rev });
     else this.raw.delete(e.key);
     const at = this.now();
-    this.ring.push({ rev: e.rev, key: e.key, plural: e.plural, value, prevValue: before?.value, prevRev: before?.rev, at });
+    const fields = this.indexFields[e.plural];
+    const idx = fields && e.obj ? fields.map((f) => valueAt(e.obj, f)) : undefined;
+    const prevIdx = fields && e.prev ? fields.map((f) => valueAt(e.prev, f)) : undefined;
+    this.ring.push({ rev: e.rev, key: e.key, plural: e.plural, value, prevValue: before?.value, prevRev: before?.rev, idx, prevIdx, at });
     this.trim(at);
     if (notify) this.notify(e);
   }
@@ -475,19 +493,70 @@ export class WatchCache {
   /**
    * Registers a watcher that first receives every matching event after `fromRev` from the
    * ring (410 Expired when that history is gone), then live events.
+   *
+   * The replay (R1-5) reads the ring's stored JSON: it starts at the first event after
+   * `fromRev` (a binary search), skips other plurals and namespaces by key, skips by the
+   * entry's index values what an indexed watcher cannot match (an agent resuming its
+   * `spec.containerInstance=X` watch parses only its own tasks' events), and parses an old
+   * object only when it may have matched. It runs in slices of `replaySliceMs` and yields
+   * between them, so one long replay (or a failover storm of them) does not hold the event
+   * loop; the watcher is registered in the same turn as the replay reaches the end of the
+   * ring, so it misses nothing. History trimmed past the replay while it yielded is a 410.
    */
-  addWatcher(w: CacheWatcher, fromRev: number): () => void {
-    const start = this.ringStart;
-    if (fromRev < start) {
-      throw expired(`too old resource version: ${fromRev} (${start + 1})`);
+  async addWatcher(w: CacheWatcher, fromRev: number): Promise<() => void> {
+    const tooOld = (why = '') => expired(`too old resource version: ${fromRev} (${this.ringStart + 1})${why}`);
+    if (fromRev < this.ringStart) throw tooOld();
+    const fields = this.indexFields[w.plural];
+    const fi = w.index && fields ? fields.indexOf(w.index.field) : -1;
+    const value = w.index?.value;
+    const prefix = w.namespace !== undefined ? `/berth/${w.plural}/${w.namespace}/` : `/berth/${w.plural}/`;
+    let last = fromRev; // every event up to it has been replayed
+    let i = this.firstAfter(last);
+    let sliceStart = performance.now();
+    let yielded = false;
+    while (i < this.ring.length) {
+      const r = this.ring[i++]!;
+      last = r.rev;
+      if (r.key.startsWith(prefix) && r.plural === w.plural) {
+        // may the new object match, may the old one have matched (an indexed watcher's matches
+        // require the index value)
+        const may = r.value !== undefined && (fi < 0 || r.idx?.[fi] === value);
+        const mayHave = r.prevValue !== undefined && (fi < 0 || r.prevIdx?.[fi] === value);
+        if (may || mayHave) {
+          // the new object is also what a watcher it no longer matches is sent (as live events do)
+          const obj = r.value !== undefined ? this.parseReplayed(r.value, r.rev) : undefined;
+          const prev = mayHave ? this.parseReplayed(r.prevValue!, r.prevRev!) : undefined;
+          this.dispatch(w, { rev: r.rev, key: r.key, plural: r.plural, obj, prev });
+        }
+      }
+      // yield between revisions only (a txn's events share one), every so often
+      if ((i & 127) === 0 && this.ring[i]?.rev !== last && performance.now() - sliceStart > this.replaySliceMs) {
+        await new Promise<void>((r) => setImmediate(r));
+        yielded = true;
+        if (last < this.ringStart) throw tooOld(': the history moved on while the watch replayed it; list again');
+        i = this.firstAfter(last);
+        sliceStart = performance.now();
+      }
     }
-    for (let i = this.head; i < this.ring.length; i++) {
-      const r = this.ring[i]!;
-      if (r.rev <= fromRev || r.plural !== w.plural) continue;
-      if (w.namespace !== undefined && namespaceOf(r.key) !== w.namespace) continue;
-      this.dispatch(w, { rev: r.rev, key: r.key, plural: r.plural, obj: r.value !== undefined ? parseStored(r.value, r.rev) : undefined, prev: r.prevValue !== undefined ? parseStored(r.prevValue, r.prevRev!) : undefined });
-    }
+    if (yielded) this.replaysYielded++;
     return this.register(w);
+  }
+
+  /** the ring index of the first event after `rev` (the ring is in revision order) */
+  private firstAfter(rev: number): number {
+    let lo = this.head;
+    let hi = this.ring.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.ring[mid]!.rev <= rev) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  private parseReplayed(value: string, rev: number): Obj {
+    this.replayParsed++;
+    return parseStored(value, rev);
   }
 
   stop() {

@@ -18,10 +18,11 @@ export interface TokenCreateOptions {
   cluster: string;
   ttl?: string;
   description?: string;
+  maxInstances?: string;
 }
 
 /** validate(): the request body for the server, or a message a person understands */
-export function tokenCreateBody(o: TokenCreateOptions): { cluster: string; ttlSeconds?: number; description?: string } {
+export function tokenCreateBody(o: TokenCreateOptions): { cluster: string; ttlSeconds?: number; description?: string; maxInstances?: number } {
   if (!o.cluster) throw new BerthError('BadRequest', '--cluster is required: a bootstrap token registers instances in one cluster');
   let ttlSeconds: number | undefined;
   if (o.ttl !== undefined && o.ttl !== '0') {
@@ -34,15 +35,35 @@ export function tokenCreateBody(o: TokenCreateOptions): { cluster: string; ttlSe
     if (ms < 1000) throw new BerthError('BadRequest', `--ttl ${o.ttl}: at least 1s`);
     ttlSeconds = Math.round(ms / 1000);
   }
-  return { cluster: o.cluster, ...(ttlSeconds ? { ttlSeconds } : {}), ...(o.description ? { description: o.description } : {}) };
+  let maxInstances: number | undefined;
+  if (o.maxInstances !== undefined) {
+    maxInstances = Number(o.maxInstances);
+    if (!/^\d+$/.test(o.maxInstances) || !Number.isSafeInteger(maxInstances) || maxInstances < 1) {
+      const why = `--max-instances ${o.maxInstances}: expected how many instances may register with the token, a whole number of at least 1`;
+      throw new BerthError('BadRequest', why);
+    }
+  }
+  return {
+    cluster: o.cluster,
+    ...(ttlSeconds ? { ttlSeconds } : {}),
+    ...(o.description ? { description: o.description } : {}),
+    ...(maxInstances !== undefined ? { maxInstances } : {}),
+  };
 }
 
 /** the table `berth token list` prints */
 export function tokenTable(items: BootstrapTokenView[]): string {
   return renderTable({
-    columnDefinitions: [{ name: 'Id' }, { name: 'Cluster' }, { name: 'Expires' }, { name: 'Description' }, { name: 'Created' }],
+    columnDefinitions: [{ name: 'Id' }, { name: 'Cluster' }, { name: 'Expires' }, { name: 'Registered' }, { name: 'Description' }, { name: 'Created' }],
     rows: items.map((t) => ({
-      cells: [t.metadata.name, t.spec.cluster, t.status.expired ? `expired (${t.spec.expiration})` : (t.spec.expiration ?? 'never'), t.spec.description, t.metadata.creationTimestamp],
+      cells: [
+        t.metadata.name,
+        t.spec.cluster,
+        t.status.expired ? `expired (${t.spec.expiration})` : (t.spec.expiration ?? 'never'),
+        t.spec.maxInstances !== undefined ? `${t.status.registrations ?? 0}/${t.spec.maxInstances}` : 'no limit',
+        t.spec.description,
+        t.metadata.creationTimestamp,
+      ],
     })),
   });
 }
@@ -57,13 +78,16 @@ export function addTokenCommand(program: Command, io: IO, conn: (cmd: Command) =
       .requiredOption('--cluster <cluster>', 'the cluster instances registering with it join (and no other)')
       .option('--ttl <duration>', 'how long it is valid, e.g. 24h (default: never expires)')
       .option('--description <text>', 'what it is for')
+      .option('--max-instances <n>', 'how many instances may register with it (each registration counts, deregistering gives none back; default: no limit)')
       .action(async (o: TokenCreateOptions, cmd: Command) => {
         const body = tokenCreateBody(o);
         const { client } = await conn(cmd);
         const t = await client.request<BootstrapTokenView>('POST', PATH, body);
         io.out(`${t.status.token}\n`);
         const until = t.spec.expiration ? `, valid until ${t.spec.expiration}` : ', never expires';
-        io.err(`bootstrap token ${t.metadata.name} for cluster "${t.spec.cluster}"${until}: start agents with BERTH_BOOTSTRAP_TOKEN=<the token above> ECS_CLUSTER=${t.spec.cluster}\n`);
+        const budget = t.spec.maxInstances !== undefined ? `, for ${t.spec.maxInstances} instance(s)` : '';
+        const how = `start agents with BERTH_BOOTSTRAP_TOKEN=<the token above> ECS_CLUSTER=${t.spec.cluster}`;
+        io.err(`bootstrap token ${t.metadata.name} for cluster "${t.spec.cluster}"${until}${budget}: ${how}\n`);
       }),
   );
   out(

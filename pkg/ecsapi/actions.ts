@@ -1,5 +1,5 @@
 import { isArn, parseArn, resolveIdentifier, type ArnResource, type Arns } from '../api/arn.ts';
-import { revisionOf, type ActionLookups } from '../apiserver/actions.ts';
+import { namesFamily, taskDefinitionArn, type ActionLookups } from '../apiserver/actions.ts';
 import type { AccessRequest } from '../apiserver/policy.ts';
 import { clusterNameOf } from './context.ts';
 import { dtdRef } from './daemons.ts';
@@ -89,8 +89,32 @@ const inCluster =
 
 const tdArn = (i: Input, e: Env) => {
   const given = str(i, 'taskDefinition');
-  return given ? e.arns.taskDefinition(revisionOf(tdRef(given), 'taskdefinitions', e.lookups)) : undefined;
+  return given ? taskDefinitionArn(tdRef(given), e.arns, e.lookups) : undefined;
 };
+
+/** the operations whose `taskDefinition` names what they run (RunTask's resource, UpdateService's ecs:task-definition) */
+const RUNS_TASK_DEFINITION = new Set(['RunTask', 'StartTask', 'CreateService', 'UpdateService']);
+
+/**
+ * R1-8: a family such an operation names, resolved once, fresh (after this apiserver's cache
+ * has caught up with the store, as admission resolves one), and pinned in the input as the
+ * revision: what is authorized (ecsAction) is what the operation runs, even on an apiserver
+ * whose cache trails a registration made through another, and whatever is registered
+ * between the two. A reference that does not resolve is left for the operation to refuse.
+ */
+export async function pinTaskDefinition(op: string, i: Input, fresh: () => Promise<void>, lookups: ActionLookups): Promise<Input> {
+  const given = i.taskDefinition;
+  if (!RUNS_TASK_DEFINITION.has(op) || !namesFamily(given)) return i;
+  let family: string;
+  try {
+    family = tdRef(given as string);
+  } catch {
+    return i; // not a task definition ARN: the operation says so
+  }
+  await fresh();
+  const revision = lookups.latestRevision('taskdefinitions', family);
+  return revision ? { ...i, taskDefinition: revision } : i;
+}
 
 /** A daemon by ARN (which names its cluster) or by name in the default cluster, as the daemon operations read it. */
 const daemon: Resolver = (i, e) => {

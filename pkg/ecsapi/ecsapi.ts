@@ -5,7 +5,7 @@ import { cacheLookups } from '../apiserver/actions.ts';
 import type { ApiParts, FrontDoor } from '../apiserver/apiserver.ts';
 import { ADMINS, type Identity } from '../apiserver/auth.ts';
 import type { FrontDoorRequest } from '../apiserver/server.ts';
-import { ecsAction } from './actions.ts';
+import { ecsAction, pinTaskDefinition } from './actions.ts';
 import { CreateCluster, DeleteCluster, DescribeClusters, ListClusters } from './clusters.ts';
 import type { OpContext, Operation } from './context.ts';
 import {
@@ -200,6 +200,8 @@ export function ecsFrontDoor(parts: ApiParts, opts: EcsFrontDoorOptions): FrontD
       if (typeof input !== 'object' || input === null || Array.isArray(input)) {
         throw new EcsError('SerializationException', `The request body must be a JSON object (got ${Array.isArray(input) ? 'a list' : input === null ? 'null' : typeof input}).`);
       }
+      // a family it runs is pinned to its revision, resolved fresh, first (R1-8)
+      input = await pinTaskDefinition(op, input as Input, () => parts.registry.fresh(), lookups);
       // what the operation asks for in IAM's terms: every check it makes is decided for this action
       const action = ecsAction(op, input as Input, parts.arns, lookups);
       audit.iam = action;

@@ -1,6 +1,6 @@
 import { Etcd3, type IKeyValue, type Watcher } from 'etcd3';
 import { noop } from 'cockatiel';
-import { CompactedError, TooLargeResourceVersionError, alreadyExists, badRequest, conflict, notFound, unavailable } from '../errors/errors.ts';
+import { CompactedError, TooLargeResourceVersionError, alreadyExists, badRequest, conflict, internal, notFound, unavailable } from '../errors/errors.ts';
 import type {
   Compare,
   KeyValue,
@@ -156,16 +156,20 @@ export class EtcdStore implements Store {
   }
 
   async txn(compares: Compare[], ops: Op[]): Promise<TxnResult & { missing?: string[] }> {
-    const res = await this.client.kv.txn({
-      compare: compares.map(toCompare),
-      success: ops.map((op) =>
-        op.type === 'put'
-          ? { request_put: { key: Buffer.from(op.key), value: Buffer.from(op.value) } }
-          : { request_delete_range: { key: Buffer.from(op.key) } },
-      ),
-      // on failure read the compared keys, to tell which compares did not hold
-      failure: compares.map((c) => ({ request_range: { key: Buffer.from(c.key), keys_only: true } })),
-    });
+    const res = await this.client.kv
+      .txn({
+        compare: compares.map(toCompare),
+        success: ops.map((op) =>
+          op.type === 'put'
+            ? { request_put: { key: Buffer.from(op.key), value: Buffer.from(op.value) } }
+            : { request_delete_range: { key: Buffer.from(op.key) } },
+        ),
+        // on failure read the compared keys, to tell which compares did not hold
+        failure: compares.map((c) => ({ request_range: { key: Buffer.from(c.key), keys_only: true } })),
+      })
+      .catch((e: unknown) => {
+        throw txnLimitError(e, compares.length, ops.length) ?? e;
+      });
     const revision = Number(res.header.revision);
     if (!res.succeeded) {
       const failed: string[] = [];
@@ -346,6 +350,23 @@ function toCompare(c: Compare) {
   return c.modRevision === 0
     ? { key: Buffer.from(c.key), target: 'Create' as const, result: 'Equal' as const, create_revision: 0 }
     : { key: Buffer.from(c.key), target: 'Mod' as const, result: 'Equal' as const, mod_revision: c.modRevision };
+}
+
+/**
+ * etcd's refusal of a txn beyond its limits, as an error that names the limit (R1-4): berth
+ * keeps its txns within etcd's defaults, so this is a txn berth failed to split, or an etcd
+ * run with lower limits than its defaults.
+ */
+function txnLimitError(e: unknown, compares: number, ops: number): Error | undefined {
+  const msg = (e as Error)?.message ?? '';
+  if (/too many operations in txn request/i.test(msg)) {
+    return internal(`the store refused a transaction of ${compares} compares and ${ops} operations: etcd's --max-txn-ops (default 128) is lower (${msg})`);
+  }
+  if (/request is too large/i.test(msg)) {
+    const what = `the store refused a transaction of ${compares} compares and ${ops} operations as too large`;
+    return internal(`${what}: etcd's --max-request-bytes (default 1.5 MiB) is lower (${msg})`);
+  }
+  return undefined;
 }
 
 function isCompacted(e: unknown): boolean {

@@ -7,6 +7,7 @@ import type Docker from 'dockerode';
 import { ContainerDefinition, type Volume } from '../../pkg/api/taskdefinition.ts';
 import { loadAgentConfig, type AgentConfig } from '../../pkg/agent/config.ts';
 import { DockerRuntime, DAEMON_ADDRESS, engineAuthFor, toCreateBody } from '../../pkg/agent/runtime/docker.ts';
+import { daemonNames } from '../../pkg/agent/runtime/translate.ts';
 import { LABELS, containerRuntimeName, hostPortKey, type RuntimeEvent, type RuntimeTask, type ContainerRuntime } from '../../pkg/agent/runtime/runtime.ts';
 import { isBerthError } from '../../pkg/errors/errors.ts';
 import { ensureBusyboxImage, ensureDocker } from '../support/docker.ts';
@@ -403,9 +404,10 @@ describe('docker runtime (real dockerd)', function () {
       for (const c of await rt.list({ [LABELS.taskArn]: t.taskArn })) await rt.remove(c.id);
       await rt.cleanupTask(t);
     }
+    const DAEMON_BRIDGE = daemonNames({ cluster: cfg.cluster, instance: '' });
     await docker.getContainer(DAEMON_BRIDGE.container).remove({ force: true }).catch(() => undefined);
     await docker.getNetwork(DAEMON_BRIDGE.network).remove().catch(() => undefined);
-    const fresh = new DockerRuntime({ config: cfg, defaultPullFallbackMs: 3000, reconnectDelayMs: 100 });
+    const fresh = new DockerRuntime({ config: cfg, pullAttempts: 2, reconnectDelayMs: 100 });
     const d1 = task('mon', 'daemon_bridge', [{ name: 'd', image: IMAGE, command: ['sleep', '300'] }]);
     const d2 = task('logs', 'daemon_bridge', [{ name: 'd', image: IMAGE, command: ['sleep', '300'] }]);
     tasks.push(d1, d2);

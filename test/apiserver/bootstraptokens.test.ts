@@ -94,6 +94,44 @@ for (const store of ['embedded', 'etcd'] as const) {
       expect((await s.call('POST', BT, { cluster: 'prod' }, { token: s.viewerToken })).status).to.equal(403);
     });
 
+    it('R1-9: a token with maxInstances registers that many instances and no more, however many register at once', async () => {
+      const created = await s.call('POST', BT, { cluster: 'prod', maxInstances: 2, description: 'two hosts' });
+      expect(created.status, JSON.stringify(created.body)).to.equal(201);
+      expect([created.body.spec.maxInstances, created.body.status.registrations]).to.deep.equal([2, 0]);
+      const token: string = created.body.status.token;
+      const id = token.split('.')[0];
+      // five hosts join at once: two get in, each a node identity of its own; the others are refused
+      const rs = await Promise.all(Array.from({ length: 5 }, (_, i) => registerWith(token, 'prod', `r19-${i}`)));
+      const codes = rs.map((r) => r.status).sort();
+      expect(codes, JSON.stringify(rs.map((r) => r.body.message))).to.deep.equal([201, 201, 403, 403, 403]);
+      for (const r of rs.filter((x) => x.status === 403)) {
+        expect(r.body.reason).to.equal('Forbidden');
+        expect(r.body.message).to.contain(`bootstrap token "${id}" has registered the 2 instance(s) it may (maxInstances)`);
+      }
+      const joined = rs.filter((r) => r.status === 201).map((r) => r.body.metadata.name);
+      const live = (await s.call('GET', `${V}/namespaces/prod/containerinstances`)).body.items.map((i: { metadata: { name: string } }) => i.metadata.name);
+      expect(live.filter((n: string) => n.startsWith('r19-')).sort()).to.deep.equal(joined.sort());
+      expect((await s.call('GET', `${BT}/${id}`)).body.status.registrations).to.equal(2);
+      // deregistering gives no place back: the budget counts registrations
+      expect((await s.call('DELETE', `${V}/namespaces/prod/containerinstances/${joined[0]}`)).status).to.equal(200);
+      expect((await registerWith(token, 'prod', 'r19-again')).status).to.equal(403);
+      // a token without a budget registers without limit, as before (and counts nothing)
+      const open = (await s.call('POST', BT, { cluster: 'prod' })).body;
+      expect(open.spec.maxInstances).to.equal(undefined);
+      for (let i = 0; i < 4; i++) expect((await registerWith(open.status.token, 'prod', `r19-open-${i}`)).status).to.equal(201);
+      expect((await s.call('GET', `${BT}/${open.metadata.name}`)).body.status.registrations).to.equal(undefined);
+      for (const [maxInstances, says] of [
+        [0, 'at least 1'],
+        [1.5, 'whole number'],
+        ['2', 'maxInstances'],
+      ] as const) {
+        const r = await s.call('POST', BT, { cluster: 'prod', maxInstances });
+        expect(r.status, String(maxInstances)).to.equal(422);
+        expect(JSON.stringify(r.body.details), String(maxInstances)).to.contain('maxInstances');
+        expect(r.body.message, String(maxInstances)).to.contain(says);
+      }
+    });
+
     it('the static bootstrap group of the token file keeps registering anywhere (what `berth up` uses)', async () => {
       expect((await registerWith(s.bootstrapToken, 'prod', 's1')).status).to.equal(201);
       expect((await registerWith(s.bootstrapToken, 'default', 's2')).status).to.equal(201);

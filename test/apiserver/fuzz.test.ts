@@ -60,8 +60,14 @@ const boundTo = (value: string | undefined): string | undefined => {
  */
 function mayChange(who: FuzzWho, key: string, change: 'added' | 'changed' | 'removed', before: Snapshot): boolean {
   const [, , plural, ns, name] = key.split('/');
-  // cluster A's contents guard moves with every task, service or instance created in A (C4)
-  if (key === '/berth/clustercontents/_/A' && change !== 'removed' && ['alice', 'bootstrap'].includes(who)) return true;
+  // a cluster's contents guard moves with every task, service or instance created in it (C4):
+  // alice creates in A; the bootstrap token (the token file's berth:bootstrappers) registers
+  // instances in any cluster, so it moves any cluster's guard (B's too, which R1-7 keeps from
+  // being deleted under its instance)
+  if (change !== 'removed' && plural === 'clustercontents') {
+    if (who === 'alice' && key === '/berth/clustercontents/_/A') return true;
+    if (who === 'bootstrap') return true;
+  }
   switch (who) {
     case 'admin':
       return true;

@@ -5,8 +5,10 @@ import { expect } from 'chai';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { CACHE_INDEXES } from '../../pkg/apiserver/admission.ts';
 import { Reader } from '../../pkg/apiserver/reader.ts';
-import { WatchCache, type CacheWatcher } from '../../pkg/apiserver/watchcache.ts';
+import { fieldValue } from '../../pkg/apiserver/selectors.ts';
+import { WatchCache, type CacheWatcher, type Obj } from '../../pkg/apiserver/watchcache.ts';
 import { isBerthError } from '../../pkg/errors/errors.ts';
 import { silentLogger } from '../../pkg/log/log.ts';
 import { EmbeddedStore } from '../../pkg/store/embedded.ts';
@@ -94,16 +96,20 @@ describe('watch cache: history sized by time (C12)', function () {
     await until('the cache has 300 events', () => wc.revision === start + 300);
     expect(wc.historySize).to.equal(300); // all younger than 75 s: all kept (a count of 100 would have dropped them)
     let got: number[] = [];
-    wc.addWatcher(watcher(start, got), start)();
+    (await wc.addWatcher(watcher(start, got), start))();
     expect(got).to.have.length(300);
     // 80 s later one more event: what is older than the window goes, down to the minimum of 20
     now += 80_000;
     await put(300);
     await until('the cache has event 301', () => wc.revision === start + 301);
     expect(wc.historySize).to.equal(20);
-    expect(() => wc.addWatcher(watcher(start, []), start)).to.throw(/too old resource version/);
+    const refused = await wc.addWatcher(watcher(start, []), start).then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    expect(refused?.message).to.match(/too old resource version/);
     got = [];
-    wc.addWatcher(watcher(start + 281, got), start + 281)();
+    (await wc.addWatcher(watcher(start + 281, got), start + 281))();
     expect(got).to.deep.equal(Array.from({ length: 20 }, (_, i) => start + 282 + i));
     // a burst within the window is capped
     for (let i = 0; i < 700; i++) await put(1000 + i);
@@ -118,7 +124,7 @@ describe('watch cache: history sized by time (C12)', function () {
     const base = wc.revision;
     const got: number[] = [];
     // a watcher that claims revision base+2 before the cache has it
-    wc.addWatcher(watcher(base + 2, got), base + 2);
+    await wc.addWatcher(watcher(base + 2, got), base + 2);
     for (let i = 0; i < 4; i++) await put(i);
     await until('the cache has 4 more events', () => wc.revision === base + 4);
     expect(got).to.deep.equal([base + 3, base + 4]);
@@ -140,6 +146,115 @@ describe('watch cache: history sized by time (C12)', function () {
     } catch (e) {
       expect(isBerthError(e, 'ServiceUnavailable')).to.equal(true);
     }
+    wc.stop();
+  });
+});
+
+describe('watch cache: a resumed watch replays by key and index, not by parsing the history (R1-5)', function () {
+  this.timeout(60_000);
+  let dir: string;
+  let store: EmbeddedStore;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'berth-wc-'));
+    store = EmbeddedStore.open(dir);
+  });
+  afterEach(async () => {
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const task = (ns: string, name: string, instance: string, v: number) =>
+    JSON.stringify({
+      apiVersion: 'berth.dev/v1',
+      kind: 'Task',
+      metadata: { name, namespace: ns, labels: { app: 'web' } },
+      spec: { taskDefinition: 'web:1', containerInstance: instance, desiredStatus: 'RUNNING', overrides: { containerOverrides: [{ name: 'c', environment: [{ name: 'K', value: 'v'.repeat(200) }] }] } },
+      status: { lastStatus: 'RUNNING', version: v },
+    });
+  const put = (ns: string, name: string, instance: string, v: number) => store.txn([], [{ type: 'put', key: `/berth/tasks/${ns}/${name}`, value: task(ns, name, instance, v) }]);
+  /** an agent's watch: its instance's tasks in cluster A (the index makes live events cheap) */
+  const agent = (instance: string, from: number, got: string[]): CacheWatcher => ({
+    plural: 'tasks',
+    namespace: 'A',
+    from,
+    index: { field: 'spec.containerInstance', value: instance },
+    matches: (o: Obj) => fieldValue(o, 'spec.containerInstance') === instance,
+    send: (type, o, rev) => got.push(`${type} ${o.metadata.name} ${rev}`),
+  });
+  /** JSON.parse calls made while `fn` runs (nothing else runs meanwhile) */
+  async function parsesDuring<T>(fn: () => Promise<T>): Promise<{ value: T; parses: number }> {
+    const real = JSON.parse;
+    let parses = 0;
+    JSON.parse = ((text: string, reviver?: (this: unknown, key: string, value: unknown) => unknown) => {
+      parses++;
+      return real(text, reviver);
+    }) as typeof JSON.parse;
+    try {
+      return { value: await fn(), parses };
+    } finally {
+      JSON.parse = real;
+    }
+  }
+
+  it('R1-5: an agent resuming from the ring start parses only its own tasks\' events and gets exactly what it got live', async () => {
+    const wc = new WatchCache(store, silentLogger(), CACHE_INDEXES);
+    await wc.start();
+    const from = wc.revision;
+    const live: string[] = [];
+    const stopLive = await wc.addWatcher(agent('ci-x', from, live), from);
+    // 1,000 events of other instances' tasks, and among them ci-x's: a task bound to it
+    // (ADDED), updated (MODIFIED), deleted (DELETED); another one; one in another cluster
+    for (let e = 0; e < 1000; e++) {
+      await put(e % 2 ? 'A' : 'B', `t${e % 50}`, `ci-${e % 7}`, e);
+      if (e === 100) await put('A', 'x1', 'ci-x', 1);
+      if (e === 500) await put('A', 'x1', 'ci-x', 2);
+      if (e === 600) await store.txn([], [{ type: 'delete', key: '/berth/tasks/A/x1' }]);
+      if (e === 700) await put('A', 'x2', 'ci-x', 1);
+      if (e === 800) await put('B', 'x3', 'ci-x', 1);
+    }
+    await until('the cache has every event', () => wc.revision === from + 1005);
+    expect(live.map((l) => l.split(' ').slice(0, 2).join(' '))).to.deep.equal(['ADDED x1', 'MODIFIED x1', 'DELETED x1', 'ADDED x2']);
+    const replayed: string[] = [];
+    const { value: stop, parses } = await parsesDuring(() => wc.addWatcher(agent('ci-x', from, replayed), from));
+    expect(replayed).to.deep.equal(live);
+    // x1 put (its object), x1 put again (object and old object), x1 deleted (old object), x2 put (object)
+    expect(parses, 'objects parsed to replay 1,005 events to an agent with 4 of them').to.equal(5);
+    expect(wc.replayParsed).to.equal(5);
+    // an agent whose instance has no events parses nothing, and gets nothing
+    const none: string[] = [];
+    const quiet = await parsesDuring(() => wc.addWatcher(agent('ci-none', from, none), from));
+    expect([quiet.parses, none]).to.deep.equal([0, []]);
+    stop();
+    stopLive();
+    quiet.value();
+    wc.stop();
+  });
+
+  it('R1-5: a long replay yields the event loop in slices and still delivers every event once, in order, with writes arriving meanwhile', async () => {
+    const wc = new WatchCache(store, silentLogger(), CACHE_INDEXES, { replaySliceMs: 0 });
+    await wc.start();
+    const from = wc.revision;
+    const all = (got: string[]): CacheWatcher => ({ plural: 'tasks', namespace: 'A', from, matches: () => true, send: (type, o, rev) => got.push(`${type} ${o.metadata.name} ${rev}`) });
+    const live: string[] = [];
+    const stopLive = await wc.addWatcher(all(live), from);
+    for (let e = 0; e < 1500; e++) await put('A', `t${e % 40}`, `ci-${e % 3}`, e);
+    await until('the history is in', () => wc.revision === from + 1500);
+    const replayed: string[] = [];
+    let ticks = 0;
+    const ticker = setInterval(() => ticks++, 0);
+    // the replay starts; while it yields, more events arrive
+    const started = wc.addWatcher(all(replayed), from);
+    for (let e = 0; e < 100; e++) await put('A', `n${e % 10}`, 'ci-0', e);
+    const stop = await started;
+    clearInterval(ticker);
+    await until('every event is in', () => wc.revision === from + 1600);
+    await until('the resumed watch has every event', () => replayed.length === 1600);
+    expect(replayed).to.deep.equal(live);
+    expect(new Set(replayed).size).to.equal(1600);
+    expect(wc.replaysYielded, 'the replay yielded').to.be.at.least(1);
+    expect(ticks, 'timers ran while it replayed').to.be.greaterThan(0);
+    stop();
+    stopLive();
     wc.stop();
   });
 });

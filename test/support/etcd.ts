@@ -31,9 +31,10 @@ export function freePort(): Promise<number> {
  * Starts a real etcd (Debian's etcd-server) on free loopback ports with a throwaway data
  * dir, waits until it answers, and returns how to stop it (by pid; the dir is removed).
  * etcd's default message limits (1.5 MiB requests); no auto-compaction: the apiserver's
- * compactor does it, as in development (hack/etcd.sh).
+ * compactor does it, as in development (hack/etcd.sh). `--max-txn-ops` is 10000 unless
+ * `maxTxnOps: 'default'` leaves etcd's own default (128), as production runs it.
  */
-export async function startEtcd(opts: { port?: number; dataDir?: string } = {}): Promise<EtcdProcess> {
+export async function startEtcd(opts: { port?: number; dataDir?: string; maxTxnOps?: number | 'default' } = {}): Promise<EtcdProcess> {
   const dataDir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), 'berth-etcd-')));
   const port = opts.port ?? (await freePort());
   const peer = await freePort();
@@ -48,7 +49,7 @@ export async function startEtcd(opts: { port?: number; dataDir?: string } = {}):
       '--listen-peer-urls', `http://127.0.0.1:${peer}`,
       '--initial-advertise-peer-urls', `http://127.0.0.1:${peer}`,
       '--initial-cluster', `default=http://127.0.0.1:${peer}`,
-      '--max-txn-ops', '10000',
+      ...(opts.maxTxnOps === 'default' ? [] : ['--max-txn-ops', String(opts.maxTxnOps ?? 10000)]),
       '--quota-backend-bytes', String(4 * 1024 * 1024 * 1024),
       '--log-level', 'error',
       '--logger', 'zap',

@@ -104,6 +104,9 @@ export interface Report {
   stats: Record<string, number>;
 }
 
+/** how a server may end a watch that the client then starts again (not a lost event) */
+const LEGIT_END = /Too large resource version|ResourceVersionTooLarge|storage is \(re\)initializing|fetch failed|ECONNRESET|socket hang up|terminated|other side closed/;
+
 export function check(rec: Recording, history: HEvent[], until: (w: WatchRecord) => number): Report {
   const r: Report = {
     ackedWrites: [],
@@ -317,7 +320,11 @@ export function check(rec: Recording, history: HEvent[], until: (w: WatchRecord)
     const name = `${w.id} (${w.scope.plural}${w.scope.ns ? ` in ${w.scope.ns}` : ''}${w.scope.selected ? ', selected' : ''}; listed on ${w.listServer}, watched on ${w.server} from ${w.from})`;
     const listDiff = diffState(w.listed, stateAt(w.scope, w.from));
     if (listDiff.length) r.listState.push(`${name}: its list is not the store at ${w.from}: ${listDiff.slice(0, 5).join('; ')}`);
-    const end = until(w);
+    // a watch the server ended (Kubernetes' 504 "Too large resource version" while the cache
+    // catches up, 429 while it resyncs, a connection cut during failover) is one a client
+    // starts again: it must be gap-free up to what it delivered, and nothing more is owed
+    const endedLegitimately = !!w.ended && LEGIT_END.test(w.ended);
+    const end = endedLegitimately ? Math.max(w.from, w.events.at(-1)?.rv ?? 0) : until(w);
     const want: Array<{ type: string; key: string; rv: number }> = [];
     for (const [key, events] of byKey) {
       if (!inScope(w.scope, key)) continue;
@@ -349,7 +356,7 @@ export function check(rec: Recording, history: HEvent[], until: (w: WatchRecord)
     for (const [k, n] of seen) if (n > 1) problems.push(`duplicate ${k} (${n} times)`);
     const missing = want.filter((e) => !seen.has(id(e)));
     if (missing.length) problems.push(`missing ${missing.length}: ${missing.slice(0, 5).map(id).join(', ')}`);
-    if (Math.max(w.from, w.events.at(-1)?.rv ?? 0) < end && w.ended) problems.push(`ended before @${end}: ${w.ended}`);
+    if (Math.max(w.from, w.events.at(-1)?.rv ?? 0) < end && w.ended && !endedLegitimately) problems.push(`ended before @${end}: ${w.ended}`);
     if (problems.length) sink.push(`${name}: ${problems.slice(0, 8).join('; ')}${problems.length > 8 ? ` (+${problems.length - 8})` : ''}`);
   }
 
