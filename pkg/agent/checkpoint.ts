@@ -19,7 +19,7 @@
  * `load` handle the whole checkpoint.
  */
 import fs from 'node:fs/promises';
-import { mkdirSync, readFileSync, writeFileSync, unlinkSync } from 'node:fs';
+import { linkSync, mkdirSync, readFileSync, rmdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { badRequest, internal } from '../errors/errors.ts';
@@ -157,27 +157,61 @@ export class Checkpoint {
 
   /**
    * Refuse a data dir another live agent holds (its pid in the lock file, or an agent of this
-   * process). A lock left by a dead process is taken over.
+   * process). Atomic: the lock file is created only where none exists (a hard link of a
+   * written temp file: link, like O_EXCL, fails when the name exists), so of two agents
+   * starting at once only one creates it. A lock left by a dead process is taken over under a takeover
+   * guard (a directory made with mkdir, also atomic): only its holder may remove a stale
+   * lock, and it re-reads the lock first, so a fresh lock is never removed.
    */
   lock(): void {
     if (!this.enabled || this.locked) return;
     const dir = path.resolve(this.dir);
     const file = path.join(dir, LOCK_FILE);
     if (lockedHere.has(dir)) throw badRequest(`ECS_DATADIR ${this.dir} is in use by another agent in this process`);
-    let holder: number | undefined;
-    try {
-      holder = Number(readFileSync(file, 'utf8').trim()) || undefined;
-    } catch {
-      /* no lock */
-    }
-    if (holder && holder !== process.pid && alive(holder)) {
-      throw badRequest(`ECS_DATADIR ${this.dir} is in use by another agent (pid ${holder}, ${file}); two agents on one data dir would run as one container instance`);
-    }
     try {
       mkdirSync(dir, { recursive: true });
-      writeFileSync(file, `${process.pid}\n`, { mode: 0o600 });
     } catch (e) {
-      throw internal(`cannot write ${file}: ${(e as Error).message}`);
+      throw internal(`cannot create ${dir}: ${(e as Error).message}`);
+    }
+    const holderOf = (): number | undefined => {
+      try {
+        return Number(readFileSync(file, 'utf8').trim()) || undefined;
+      } catch {
+        return undefined;
+      }
+    };
+    const refuse = (pid: number) => badRequest(`ECS_DATADIR ${this.dir} is in use by another agent (pid ${pid}, ${file}); two agents on one data dir would run as one container instance`);
+    const guard = `${file}.takeover`;
+    // longer than a takeover guard lives: one left by an agent that died in the middle of a takeover expires first
+    const deadline = Date.now() + GUARD_EXPIRY_MS + 5_000;
+    for (;;) {
+      if (createExclusive(file, `${process.pid}\n`)) break;
+      const holder = holderOf();
+      if (holder && holder !== process.pid && alive(holder)) throw refuse(holder);
+      // stale: a dead pid, our own from an earlier life, or no pid at all (the file is never seen half-written)
+      if (Date.now() > deadline) throw internal(`cannot take over the stale lock ${file} (guard ${guard}): remove both if no agent runs on ${this.dir}`);
+      if (!takeGuard(guard)) {
+        sleepSync(20); // another agent is taking the stale lock over: look again
+        continue;
+      }
+      try {
+        // under the guard nobody else removes the lock: if it is still the stale one, it goes
+        const again = holderOf();
+        if (again === holder && !(again && again !== process.pid && alive(again))) {
+          try {
+            unlinkSync(file);
+          } catch {
+            /* gone already */
+          }
+        }
+        if (createExclusive(file, `${process.pid}\n`)) break;
+      } finally {
+        try {
+          rmdirSync(guard);
+        } catch {
+          /* gone */
+        }
+      }
     }
     lockedHere.add(dir);
     this.locked = true;
@@ -347,6 +381,49 @@ export class Checkpoint {
     }
   }
 }
+
+/**
+ * Creates `file` holding `text` only if it does not exist; false when it does. The text is
+ * written to a temp file first and hard-linked into place (link fails when the name
+ * exists, atomically, like O_EXCL), so the lock is never seen empty half-written.
+ */
+function createExclusive(file: string, text: string): boolean {
+  const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}`;
+  try {
+    writeFileSync(tmp, text, { mode: 0o600, flag: 'wx' });
+    linkSync(tmp, file);
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw internal(`cannot write ${file}: ${(e as Error).message}`);
+  } finally {
+    try {
+      unlinkSync(tmp);
+    } catch {
+      /* not written */
+    }
+  }
+}
+
+const GUARD_EXPIRY_MS = 10_000;
+
+/** The takeover guard: a directory (mkdir is atomic). One left by an agent that died while taking over expires after 10 s. */
+function takeGuard(guard: string): boolean {
+  try {
+    mkdirSync(guard);
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw internal(`cannot create ${guard}: ${(e as Error).message}`);
+  }
+  try {
+    if (Date.now() - statSync(guard).mtimeMs > GUARD_EXPIRY_MS) rmdirSync(guard);
+  } catch {
+    /* gone meanwhile */
+  }
+  return false;
+}
+
+const sleepSync = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 
 function alive(pid: number): boolean {
   try {

@@ -2,6 +2,8 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { Checkpoint, CHECKPOINT_FILE, CheckpointData, CheckpointImage, CheckpointTask, LOCK_FILE, type CheckpointSchemas } from '../../pkg/agent/checkpoint.ts';
 import { isBerthError } from '../../pkg/errors/errors.ts';
 
@@ -174,5 +176,62 @@ describe('agent checkpoint', () => {
       expect(fs.readFileSync(path.join(dir, CHECKPOINT_FILE), 'utf8')).not.to.equal(before);
       expect((await new Checkpoint(dir).load()).tasks[arn(1)]).to.deep.equal({ taskArn: arn(1), containerNames: { app: 'n1' }, dockerIds: {} });
     });
+  });
+
+  describe('R2-10: the lock is atomic', function () {
+    this.timeout(180_000);
+    const racers: ChildProcess[] = [];
+    afterEach(async () => {
+      for (const r of racers.splice(0)) {
+        if (r.exitCode !== null || r.signalCode !== null) continue;
+        const gone = new Promise((res) => r.once('exit', res));
+        r.kill('SIGKILL');
+        await gone;
+      }
+    });
+
+    it('R2-10: of four agents starting at once on one data dir exactly one takes the lock, also when they all find a stale lock', async () => {
+      const lines = racersOn(dir, 4);
+      await Promise.all(lines.map((l) => l.next()).map(async (x) => expect((await x).value).to.equal('ready')));
+      for (let round = 0; round < 24; round++) {
+        // every other round starts from a lock a dead agent left: all four see it stale at once
+        if (round % 2) fs.writeFileSync(path.join(dir, LOCK_FILE), '999999999\n');
+        const at = performance.timeOrigin + performance.now() + 150;
+        for (const r of racers) r.stdin!.write(`${at}\n`);
+        const got = await Promise.all(lines.map(async (l) => (await l.next()).value as string));
+        expect(got.filter((g) => g === 'locked'), `round ${round} (${round % 2 ? 'stale lock' : 'no lock'}): ${got.join(', ')}`).to.have.length(1);
+        expect(got.filter((g) => g === 'refused')).to.have.length(3);
+        const holder = racers[got.indexOf('locked')].pid;
+        expect(fs.readFileSync(path.join(dir, LOCK_FILE), 'utf8').trim()).to.equal(String(holder));
+        for (const r of racers) r.stdin!.write('release\n');
+        for (const l of lines) expect((await l.next()).value).to.equal('released');
+        expect(fs.existsSync(path.join(dir, LOCK_FILE))).to.equal(false);
+      }
+      for (const r of racers) r.stdin!.end('end\n');
+      expect(fs.readdirSync(dir), 'no temp file or takeover guard is left').to.deep.equal([]);
+    });
+
+    it('R2-10: a takeover guard left by an agent that died mid-takeover expires, so the stale lock is still taken over', () => {
+      const guard = path.join(dir, `${LOCK_FILE}.takeover`);
+      fs.writeFileSync(path.join(dir, LOCK_FILE), '999999999\n');
+      fs.mkdirSync(guard);
+      const old = new Date(Date.now() - 60_000);
+      fs.utimesSync(guard, old, old);
+      const c = new Checkpoint(dir);
+      c.lock();
+      expect(fs.readFileSync(path.join(dir, LOCK_FILE), 'utf8').trim()).to.equal(String(process.pid));
+      expect(fs.existsSync(guard)).to.equal(false);
+      c.unlock();
+      expect(fs.readdirSync(dir)).to.deep.equal([]);
+    });
+
+    /** n racer processes on `dir`; each one's stdout as an iterator of lines */
+    function racersOn(d: string, n: number): AsyncIterator<string>[] {
+      return Array.from({ length: n }, () => {
+        const r = spawn(process.execPath, ['--import', 'tsx', 'test/agent/fixtures/lock-racer.ts', d], { stdio: ['pipe', 'pipe', 'inherit'] });
+        racers.push(r);
+        return createInterface({ input: r.stdout! })[Symbol.asyncIterator]();
+      });
+    }
   });
 });
