@@ -17,6 +17,7 @@ import { Checkpoint } from './checkpoint.ts';
 import type { AgentConfig } from './config.ts';
 import { TaskRunner, type TaskReport, type TaskRunnerDeps } from './engine/taskrunner.ts';
 import { ImageCleanup } from './imagecleanup.ts';
+import { ImagesInUse } from './imageuse.ts';
 import { hostFacts, registeredResources, type HostFacts } from './resources.ts';
 import { LABELS, hostPortKey, type ContainerRuntime, type RuntimeTask, type TaskNetworkMode } from './runtime/runtime.ts';
 
@@ -199,6 +200,8 @@ export class Agent {
   private introspection?: Server;
   private logServer?: Server;
   private images?: ImageCleanup;
+  /** images the task runners are about to use: image cleanup keeps them (R2-8) */
+  private readonly imagesInUse = new ImagesInUse();
   /** the container-log endpoint and the secret the apiserver presents to it */
   private logs?: { endpoint: string; token: string };
   private stopped = false;
@@ -438,6 +441,7 @@ export class Agent {
           checkpoint: this.checkpoint,
           defaultStopTimeoutMs: this.cfg.containerStopTimeoutMs,
           pullDependentUpfront: this.cfg.pullDependentUpfront,
+          images: this.imagesInUse,
           logger: this.log,
           ...this.deps.runner,
         });
@@ -648,6 +652,7 @@ export class Agent {
       config: this.cfg,
       logger: this.log,
       owner: { cluster: this.cfg.cluster, instance: this.instanceId },
+      inUse: this.imagesInUse,
       ...this.deps.imageCleanup,
     });
     this.images.start();

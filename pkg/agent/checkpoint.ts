@@ -11,9 +11,15 @@
  * Written atomically (tmp file, fsync, rename, fsync of the directory, the recipe of the ECS
  * agent's statemanager); writes queued behind one in flight are coalesced into one. A lock
  * file refuses a second agent on the same data dir.
+ *
+ * A change costs O(1) on the event loop whatever the number of tasks (review R2-5): a
+ * record (a task, an image) is changed in place, validated alone, and serialised alone into
+ * a cache of record texts; a write joins the cached texts (the ECS agent's boltdb keeps a
+ * record per task for the same reason). Only `update` (the identity, at registration) and
+ * `load` handle the whole checkpoint.
  */
 import fs from 'node:fs/promises';
-import { mkdirSync, readFileSync, writeFileSync, unlinkSync } from 'node:fs';
+import { linkSync, mkdirSync, readFileSync, rmdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { badRequest, internal } from '../errors/errors.ts';
@@ -81,8 +87,19 @@ export const LOCK_FILE = 'berth-agent.lock';
 /** data dirs locked by agents of this process (a pid cannot tell two of them apart) */
 const lockedHere = new Set<string>();
 
+/** How records are validated (injectable: a test counts what a change validates). */
+export interface CheckpointSchemas {
+  task(t: unknown): CheckpointTask;
+  image(i: unknown): CheckpointImage;
+  all(d: unknown): CheckpointData;
+}
+const ZOD_SCHEMAS: CheckpointSchemas = { task: (t) => CheckpointTask.parse(t), image: (i) => CheckpointImage.parse(i), all: (d) => CheckpointData.parse(d) };
+
 export class Checkpoint {
   private data: CheckpointData = { version: 2, tasks: {}, images: {} };
+  /** each task's and image's JSON text, kept as records change: a write joins them */
+  private readonly taskText = new Map<string, string>();
+  private readonly imageText = new Map<string, string>();
   /** serialises writes so two saves never interleave */
   private chain: Promise<void> = Promise.resolve();
   /** a write queued and not started yet: later changes ride along with it */
@@ -94,8 +111,18 @@ export class Checkpoint {
     readonly dir: string,
     /** false: keep in memory only (ECS_CHECKPOINT=false) */
     readonly enabled = true,
+    private readonly schemas: CheckpointSchemas = ZOD_SCHEMAS,
   ) {
     this.file = path.join(dir, CHECKPOINT_FILE);
+  }
+
+  /** Replace everything (load, update) and rebuild the record texts. */
+  private setAll(d: CheckpointData): void {
+    this.data = d;
+    this.taskText.clear();
+    this.imageText.clear();
+    for (const [k, t] of Object.entries(d.tasks)) this.taskText.set(k, JSON.stringify(t));
+    for (const [k, i] of Object.entries(d.images)) this.imageText.set(k, JSON.stringify(i));
   }
 
   /** Load from disk; a missing file is an empty checkpoint, a corrupt one an error. Temp files of a crashed write are removed. */
@@ -118,7 +145,7 @@ export class Checkpoint {
     }
     const r = CheckpointData.safeParse(parsed);
     if (!r.success) throw internal(`checkpoint ${this.file} is invalid: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}; ${hint}`);
-    this.data = r.data;
+    this.setAll(r.data);
     return this.snapshot();
   }
 
@@ -130,27 +157,61 @@ export class Checkpoint {
 
   /**
    * Refuse a data dir another live agent holds (its pid in the lock file, or an agent of this
-   * process). A lock left by a dead process is taken over.
+   * process). Atomic: the lock file is created only where none exists (a hard link of a
+   * written temp file: link, like O_EXCL, fails when the name exists), so of two agents
+   * starting at once only one creates it. A lock left by a dead process is taken over under a takeover
+   * guard (a directory made with mkdir, also atomic): only its holder may remove a stale
+   * lock, and it re-reads the lock first, so a fresh lock is never removed.
    */
   lock(): void {
     if (!this.enabled || this.locked) return;
     const dir = path.resolve(this.dir);
     const file = path.join(dir, LOCK_FILE);
     if (lockedHere.has(dir)) throw badRequest(`ECS_DATADIR ${this.dir} is in use by another agent in this process`);
-    let holder: number | undefined;
-    try {
-      holder = Number(readFileSync(file, 'utf8').trim()) || undefined;
-    } catch {
-      /* no lock */
-    }
-    if (holder && holder !== process.pid && alive(holder)) {
-      throw badRequest(`ECS_DATADIR ${this.dir} is in use by another agent (pid ${holder}, ${file}); two agents on one data dir would run as one container instance`);
-    }
     try {
       mkdirSync(dir, { recursive: true });
-      writeFileSync(file, `${process.pid}\n`, { mode: 0o600 });
     } catch (e) {
-      throw internal(`cannot write ${file}: ${(e as Error).message}`);
+      throw internal(`cannot create ${dir}: ${(e as Error).message}`);
+    }
+    const holderOf = (): number | undefined => {
+      try {
+        return Number(readFileSync(file, 'utf8').trim()) || undefined;
+      } catch {
+        return undefined;
+      }
+    };
+    const refuse = (pid: number) => badRequest(`ECS_DATADIR ${this.dir} is in use by another agent (pid ${pid}, ${file}); two agents on one data dir would run as one container instance`);
+    const guard = `${file}.takeover`;
+    // longer than a takeover guard lives: one left by an agent that died in the middle of a takeover expires first
+    const deadline = Date.now() + GUARD_EXPIRY_MS + 5_000;
+    for (;;) {
+      if (createExclusive(file, `${process.pid}\n`)) break;
+      const holder = holderOf();
+      if (holder && holder !== process.pid && alive(holder)) throw refuse(holder);
+      // stale: a dead pid, our own from an earlier life, or no pid at all (the file is never seen half-written)
+      if (Date.now() > deadline) throw internal(`cannot take over the stale lock ${file} (guard ${guard}): remove both if no agent runs on ${this.dir}`);
+      if (!takeGuard(guard)) {
+        sleepSync(20); // another agent is taking the stale lock over: look again
+        continue;
+      }
+      try {
+        // under the guard nobody else removes the lock: if it is still the stale one, it goes
+        const again = holderOf();
+        if (again === holder && !(again && again !== process.pid && alive(again))) {
+          try {
+            unlinkSync(file);
+          } catch {
+            /* gone already */
+          }
+        }
+        if (createExclusive(file, `${process.pid}\n`)) break;
+      } finally {
+        try {
+          rmdirSync(guard);
+        } catch {
+          /* gone */
+        }
+      }
     }
     lockedHere.add(dir);
     this.locked = true;
@@ -177,13 +238,55 @@ export class Checkpoint {
     return t ? structuredClone(t) : undefined;
   }
 
-  /** Apply a change and persist it before returning. */
+  /**
+   * Apply a change to the whole checkpoint (the identity, at registration) and persist it
+   * before returning. O(tasks): per-record changes go through the record methods.
+   */
   async update(fn: (d: CheckpointData) => void): Promise<CheckpointData> {
     const next = structuredClone(this.data);
     fn(next);
-    this.data = CheckpointData.parse(next);
+    this.setAll(this.schemas.all(next));
     await this.persist();
     return this.snapshot();
+  }
+
+  /** Change one task's record (created when missing, unless `create` is false): only it is copied, validated and serialised. */
+  private async updateTask(taskArn: string, fn: (t: CheckpointTask) => void, create = true): Promise<void> {
+    const cur = this.data.tasks[taskArn];
+    if (!cur && !create) return;
+    const next: CheckpointTask = cur ? structuredClone(cur) : { taskArn, containerNames: {}, dockerIds: {} };
+    fn(next);
+    const t = this.schemas.task(next);
+    this.data.tasks[taskArn] = t;
+    this.taskText.set(taskArn, JSON.stringify(t));
+    await this.persist();
+  }
+
+  private async updateImage(id: string, fn: (i: CheckpointImage | undefined) => CheckpointImage | undefined): Promise<void> {
+    const cur = this.data.images[id];
+    const next = fn(cur ? structuredClone(cur) : undefined);
+    if (next) {
+      const i = this.schemas.image(next);
+      this.data.images[id] = i;
+      this.imageText.set(id, JSON.stringify(i));
+    } else {
+      if (!cur) return;
+      delete this.data.images[id];
+      this.imageText.delete(id);
+    }
+    await this.persist();
+  }
+
+  /** The file's text: the identity, then the cached record texts (no record is serialised again). */
+  private body(): string {
+    const { tasks: _t, images: _i, ...identity } = this.data;
+    const head = JSON.stringify(identity);
+    const records = (m: Map<string, string>) => {
+      const parts: string[] = [];
+      for (const [k, v] of m) parts.push(`${JSON.stringify(k)}:${v}`);
+      return `{${parts.join(',')}}`;
+    };
+    return `${head.slice(0, -1)}${head.length > 2 ? ',' : ''}"tasks":${records(this.taskText)},"images":${records(this.imageText)}}\n`;
   }
 
   private persist(): Promise<void> {
@@ -191,58 +294,58 @@ export class Checkpoint {
     if (this.queued) return this.queued;
     const run = this.chain.then(() => {
       this.queued = undefined;
-      return this.write(JSON.stringify(this.data, null, 2));
+      return this.write(this.body());
     });
     this.queued = run;
     this.chain = run.catch(() => undefined);
     return run;
   }
 
-  private static taskOf(d: CheckpointData, taskArn: string): CheckpointTask {
-    return (d.tasks[taskArn] ??= { taskArn, containerNames: {}, dockerIds: {} });
-  }
-
   /** Record the docker name of a container before it is created. */
-  recordContainerName(taskArn: string, container: string, dockerName: string): Promise<CheckpointData> {
-    return this.update((d) => {
-      Checkpoint.taskOf(d, taskArn).containerNames[container] = dockerName;
+  recordContainerName(taskArn: string, container: string, dockerName: string): Promise<void> {
+    return this.updateTask(taskArn, (t) => {
+      t.containerNames[container] = dockerName;
     });
   }
 
-  recordDockerId(taskArn: string, container: string, dockerId: string): Promise<CheckpointData> {
-    return this.update((d) => {
-      Checkpoint.taskOf(d, taskArn).dockerIds[container] = dockerId;
+  recordDockerId(taskArn: string, container: string, dockerId: string): Promise<void> {
+    return this.updateTask(taskArn, (t) => {
+      t.dockerIds[container] = dockerId;
     });
   }
 
   /** The task's engine state (known/desired status, times, exits). */
-  recordTaskState(taskArn: string, s: Pick<CheckpointTask, 'desiredStatus' | 'known' | 'knownAt' | 'stoppedReason' | 'stopCode' | 'containers'>): Promise<CheckpointData> {
-    return this.update((d) => {
-      Object.assign(Checkpoint.taskOf(d, taskArn), s);
+  recordTaskState(taskArn: string, s: Pick<CheckpointTask, 'desiredStatus' | 'known' | 'knownAt' | 'stoppedReason' | 'stopCode' | 'containers'>): Promise<void> {
+    return this.updateTask(taskArn, (t) => {
+      Object.assign(t, s);
     });
   }
 
   /** The apiserver accepted `status` for the task. */
-  recordSent(taskArn: string, status: string, at: number): Promise<CheckpointData> {
-    return this.update((d) => {
-      if (!d.tasks[taskArn]) return;
-      d.tasks[taskArn].sentStatus = status;
-      d.tasks[taskArn].sentAt = at;
-    });
+  recordSent(taskArn: string, status: string, at: number): Promise<void> {
+    return this.updateTask(
+      taskArn,
+      (t) => {
+        t.sentStatus = status;
+        t.sentAt = at;
+      },
+      false,
+    );
   }
 
-  removeTask(taskArn: string): Promise<CheckpointData> {
-    return this.update((d) => {
-      delete d.tasks[taskArn];
-    });
+  async removeTask(taskArn: string): Promise<void> {
+    delete this.data.tasks[taskArn];
+    this.taskText.delete(taskArn);
+    await this.persist();
   }
 
   /** A container was created from `name` (image id `id`). */
-  recordImageUse(id: string, name: string, at: number): Promise<CheckpointData> {
-    return this.update((d) => {
-      const img = (d.images[id] ??= { names: [], pulledAt: at, lastUsedAt: at });
+  recordImageUse(id: string, name: string, at: number): Promise<void> {
+    return this.updateImage(id, (cur) => {
+      const img = cur ?? { names: [], pulledAt: at, lastUsedAt: at };
       if (!img.names.includes(name)) img.names.push(name);
       img.lastUsedAt = Math.max(img.lastUsedAt, at);
+      return img;
     });
   }
 
@@ -251,10 +354,8 @@ export class Checkpoint {
     return Object.values(this.data.images).some((i) => i.names.includes(ref));
   }
 
-  forgetImage(id: string): Promise<CheckpointData> {
-    return this.update((d) => {
-      delete d.images[id];
-    });
+  forgetImage(id: string): Promise<void> {
+    return this.updateImage(id, () => undefined);
   }
 
   private async write(body: string): Promise<void> {
@@ -280,6 +381,49 @@ export class Checkpoint {
     }
   }
 }
+
+/**
+ * Creates `file` holding `text` only if it does not exist; false when it does. The text is
+ * written to a temp file first and hard-linked into place (link fails when the name
+ * exists, atomically, like O_EXCL), so the lock is never seen empty half-written.
+ */
+function createExclusive(file: string, text: string): boolean {
+  const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}`;
+  try {
+    writeFileSync(tmp, text, { mode: 0o600, flag: 'wx' });
+    linkSync(tmp, file);
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw internal(`cannot write ${file}: ${(e as Error).message}`);
+  } finally {
+    try {
+      unlinkSync(tmp);
+    } catch {
+      /* not written */
+    }
+  }
+}
+
+const GUARD_EXPIRY_MS = 10_000;
+
+/** The takeover guard: a directory (mkdir is atomic). One left by an agent that died while taking over expires after 10 s. */
+function takeGuard(guard: string): boolean {
+  try {
+    mkdirSync(guard);
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw internal(`cannot create ${guard}: ${(e as Error).message}`);
+  }
+  try {
+    if (Date.now() - statSync(guard).mtimeMs > GUARD_EXPIRY_MS) rmdirSync(guard);
+  } catch {
+    /* gone meanwhile */
+  }
+  return false;
+}
+
+const sleepSync = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 
 function alive(pid: number): boolean {
   try {

@@ -13,6 +13,7 @@
 import type { Logger } from 'pino';
 import type { Checkpoint } from './checkpoint.ts';
 import type { AgentConfig } from './config.ts';
+import type { ImagesInUse } from './imageuse.ts';
 import type { DockerApi } from './runtime/dockerapi.ts';
 import { NAMESPACE_IMAGE, type Owner } from './runtime/translate.ts';
 
@@ -70,7 +71,18 @@ export class ImageCleanup {
   private readonly now: () => number;
 
   constructor(
-    private readonly o: { api: DockerApi; checkpoint: Checkpoint; config: CleanupConfig; logger: Logger; owner: Owner; intervalMs?: number; now?: () => number; namespaceImage?: string },
+    private readonly o: {
+      api: DockerApi;
+      checkpoint: Checkpoint;
+      config: CleanupConfig;
+      logger: Logger;
+      owner: Owner;
+      intervalMs?: number;
+      now?: () => number;
+      namespaceImage?: string;
+      /** images the task runners are about to use (pulled or pulling, no container yet): kept (R2-8) */
+      inUse?: ImagesInUse;
+    },
   ) {
     this.log = o.logger.child({ component: 'image-cleanup' });
     this.now = o.now ?? Date.now;
@@ -108,6 +120,8 @@ export class ImageCleanup {
     const used = new Set((await this.o.api.listContainers({})).map((c) => c.ImageID));
     const exclude = new Set(cfg.imageCleanupExclude);
     const nsImage = this.o.namespaceImage ?? NAMESPACE_IMAGE;
+    // every reference an image answers to: a task runner holds the one its task definition names
+    const refsOf = new Map(images.map((i) => [i.Id, [...(i.RepoTags ?? []), ...(i.RepoDigests ?? []), i.Id].filter((r) => !r.startsWith('<none>'))]));
     const candidates: ImageCandidate[] = images.map((i) => {
       const names = (i.RepoTags ?? []).filter((t) => t !== '<none>:<none>');
       const s = state[i.Id];
@@ -116,7 +130,7 @@ export class ImageCleanup {
         names: s ? names.filter((n) => s.names.includes(n)).concat(s.names.filter((n) => !names.includes(n) && false)) : names,
         ...(s ? { pulledAt: s.pulledAt, lastUsedAt: s.lastUsedAt } : {}),
         createdAt: i.Created * 1000,
-        inUse: used.has(i.Id),
+        inUse: used.has(i.Id) || !!this.o.inUse?.isHeld(refsOf.get(i.Id)!),
         excluded: names.includes(nsImage) || names.some((n) => exclude.has(n)),
       };
     });
@@ -133,14 +147,22 @@ export class ImageCleanup {
     for (const img of doomed) {
       // untag each name berth knows (the image goes with its last name), or by id when it has none
       const refs = img.names.length ? img.names : [img.id];
-      for (const ref of refs) {
-        try {
-          await this.o.api.removeImage(ref);
-          removed.push(ref);
-        } catch (e) {
-          this.log.info({ image: ref, err: (e as Error).message }, 'cannot remove image');
+      const remove = async () => {
+        for (const ref of refs) {
+          try {
+            await this.o.api.removeImage(ref);
+            removed.push(ref);
+          } catch (e) {
+            this.log.info({ image: ref, err: (e as Error).message }, 'cannot remove image');
+          }
         }
+      };
+      // a task runner may have started to pull it since the list: then it stays, and its pull waits for no removal
+      if (this.o.inUse && !(await this.o.inUse.removeUnlessHeld(refsOf.get(img.id)!, remove))) {
+        this.log.info({ image: img.id }, 'not removing an image a task is about to use');
+        continue;
       }
+      if (!this.o.inUse) await remove();
       if (state[img.id]) await this.o.checkpoint.forgetImage(img.id);
     }
     if (removed.length) this.log.info({ removed }, 'removed unused images');

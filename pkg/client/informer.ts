@@ -17,6 +17,14 @@ import { isBerthError } from '../errors/errors.ts';
  * resourceVersion the same way). After "Too large resource version" or 410 for that
  * version, the next relist asks for the latest state (client-go's
  * isLastSyncResourceVersionUnavailable).
+ *
+ * `syncTo(rev)` brings the cache to a store revision of the caller's choosing: a controller
+ * that has just acquired its lease at revision R must plan from a cache at least as new as R
+ * (every write of the previous leader landed before R), not from a warm cache whose watch
+ * may trail. Unless the cache is there already, the watch is cut and the informer relists
+ * with `resourceVersion=R&resourceVersionMatch=NotOlderThan`, which waits for the
+ * apiserver's cache to reach R (kube-controller-manager gets the same by listing only after
+ * it has acquired its lease).
  */
 export interface InformerHandlers<T> {
   add?(obj: T): void;
@@ -50,6 +58,13 @@ export class Informer<T extends AnyObj = AnyObj> {
   private resyncTimer?: NodeJS.Timeout;
   /** times the informer relisted (after a 410 or a broken stream) */
   relists = 0;
+  /** the watch in flight (cut by `syncTo` so the loop relists) */
+  private watchAc?: AbortController;
+  /** `syncTo` cut the watch: relist at once, without the backoff of a failed watch */
+  private cut = false;
+  /** the highest revision a `syncTo` caller waits for */
+  private wantRv = 0;
+  private rvWaiters: Array<{ rev: number; done: () => void }> = [];
 
   constructor(
     private readonly client: Client,
@@ -117,6 +132,50 @@ export class Informer<T extends AnyObj = AnyObj> {
     return new Promise((r) => this.syncWaiters.push(r));
   }
 
+  /**
+   * Resolves once the cache reflects the store at revision `rev` or later (relisting when
+   * it does not already), or when the informer stops or `signal` aborts. Callers sharing
+   * the informer share the relist.
+   */
+  async syncTo(rev: string | number, signal?: AbortSignal): Promise<void> {
+    const want = Number(rev);
+    await this.waitForSync();
+    if (!Number.isFinite(want) || this.stopped || signal?.aborted || Number(this.rv) >= want) return;
+    await new Promise<void>((resolve) => {
+      const w = { rev: want, done: () => {} };
+      const onAbort = () => {
+        this.rvWaiters = this.rvWaiters.filter((x) => x !== w);
+        resolve();
+      };
+      w.done = () => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.rvWaiters.push(w);
+      if (want > this.wantRv) {
+        this.wantRv = want;
+        this.cut = true;
+        this.watchAc?.abort();
+      }
+    });
+  }
+
+  /** The cache moved to `this.rv`: wake the `syncTo` callers it satisfies. */
+  private advanced(): void {
+    if (!this.rvWaiters.length) return;
+    const at = Number(this.rv);
+    const done = this.rvWaiters.filter((w) => w.rev <= at);
+    if (!done.length) return;
+    this.rvWaiters = this.rvWaiters.filter((w) => w.rev > at);
+    for (const w of done) w.done();
+  }
+
+  /** A `syncTo` waits for a revision the cache has not reached. */
+  private get behind(): boolean {
+    return this.wantRv > Number(this.rv);
+  }
+
   start(): void {
     void this.run();
     if (this.opts.resyncMs) {
@@ -133,6 +192,7 @@ export class Informer<T extends AnyObj = AnyObj> {
     if (this.resyncTimer) clearInterval(this.resyncTimer);
     for (const w of this.syncWaiters) w();
     this.syncWaiters = [];
+    for (const w of this.rvWaiters.splice(0)) w.done();
   }
 
   /**
@@ -183,7 +243,9 @@ export class Informer<T extends AnyObj = AnyObj> {
   }
 
   private async relist(): Promise<void> {
-    const from = this.synced && this.rv && !this.rvUnavailable ? { resourceVersion: this.rv, resourceVersionMatch: 'NotOlderThan' as const } : {};
+    // the latest state after a 410 or a 504 for a version; else a state no older than the one wanted (syncTo) or held
+    const at = !this.synced || this.rvUnavailable ? undefined : this.behind ? String(this.wantRv) : this.rv || undefined;
+    const from = at ? { resourceVersion: at, resourceVersionMatch: 'NotOlderThan' as const } : {};
     let r: ListResult<T>;
     try {
       r = await this.client.listAll<T>(this.kind, this.opts.namespace, { labelSelector: this.opts.labelSelector, fieldSelector: this.opts.fieldSelector, ...from });
@@ -206,6 +268,7 @@ export class Informer<T extends AnyObj = AnyObj> {
       this.emit('delete', prev);
     }
     this.rv = r.resourceVersion;
+    this.advanced();
     if (!this.synced) {
       this.synced = true;
       for (const w of this.syncWaiters) w();
@@ -218,7 +281,7 @@ export class Informer<T extends AnyObj = AnyObj> {
     let delay = 100;
     while (!this.stopped) {
       try {
-        if (needList) {
+        if (needList || this.behind) {
           if (this.synced) this.relists++;
           await this.relist();
           needList = false;
@@ -227,6 +290,12 @@ export class Informer<T extends AnyObj = AnyObj> {
         delay = 100;
       } catch (e) {
         if (this.stopped) return;
+        if (this.cut) {
+          // the watch was cut on purpose (syncTo): relist now
+          this.cut = false;
+          needList = true;
+          continue;
+        }
         if (isBerthError(e, 'Expired') && !needList) needList = true;
         else {
           this.opts.log?.warn({ err: (e as Error).message, kind: String(typeof this.kind === 'string' ? this.kind : this.kind.kind) }, 'watch failed; relisting');
@@ -240,14 +309,21 @@ export class Informer<T extends AnyObj = AnyObj> {
 
   /** Returns true when a relist is needed (410), false when the stream simply ended. */
   private async watchOnce(): Promise<boolean> {
+    this.cut = false;
+    // a syncTo that came while relisting: the list may have answered an older state
+    if (this.behind) return true;
+    const ac = new AbortController();
+    this.watchAc = ac;
     const stream = this.client.watch<T>(this.kind, this.opts.namespace, {
       resourceVersion: this.rv,
       labelSelector: this.opts.labelSelector,
       fieldSelector: this.opts.fieldSelector,
-      signal: this.abort.signal,
+      signal: AbortSignal.any([this.abort.signal, ac.signal]),
       timeoutSeconds: 300 + Math.floor(Math.random() * 300),
     });
     for await (const ev of stream) {
+      // cut by syncTo: what this stream still carries is older than the relist that follows
+      if (ac.signal.aborted) break;
       if (ev.type === 'ERROR') {
         const code = (ev.object as unknown as { code?: number }).code;
         if (code === 410) return true;
@@ -256,6 +332,7 @@ export class Informer<T extends AnyObj = AnyObj> {
       const rv = ev.object.metadata?.resourceVersion;
       if (ev.type === 'BOOKMARK') {
         if (rv) this.rv = rv;
+        this.advanced();
         continue;
       }
       const k = objKey(ev.object);
@@ -268,7 +345,9 @@ export class Informer<T extends AnyObj = AnyObj> {
         else this.emit('add', ev.object);
       }
       if (rv) this.rv = rv;
+      this.advanced();
     }
-    return false;
+    this.cut = false;
+    return this.behind;
   }
 }

@@ -89,18 +89,20 @@ export class ControllerManager {
         retryPeriodMs: this.o.retryPeriodMs,
         log: this.o.log,
         onStartedLeading: (term) => {
-          // the term's client: every write fenced by the lease, refused once it may have lapsed, aborted when it ends
-          void c.run(term);
-          // revisit everything: the previous leader may have left work half done
-          if (name === 'service') for (const s of inf.services.list()) c.enqueue(`${s.metadata.namespace}/${s.metadata.name}`);
-          if (name === 'daemon') {
-            for (const d of inf.daemons.list()) c.enqueue(`${d.metadata.namespace}/${d.metadata.name}`);
-            for (const s of inf.services.list()) if (s.spec.schedulingStrategy === 'DAEMON') c.enqueue(`service:${s.metadata.namespace}/${s.metadata.name}`);
-          }
-          if (name === 'placement' || name === 'instancehealth' || name === 'gc') {
-            const nss = new Set([...inf.instances.list(), ...inf.services.list(), ...inf.daemons.list()].map((o) => o.metadata.namespace!));
-            for (const ns of nss) c.enqueue(ns);
-          }
+          // the term's client: every write fenced by the lease, refused once it may have lapsed, aborted when it ends;
+          // workers start once the caches reflect the store as of the acquisition (term.revision)
+          void c.run(term, () => {
+            // revisit everything: the previous leader may have left work half done
+            if (name === 'service') for (const s of inf.services.list()) c.enqueue(`${s.metadata.namespace}/${s.metadata.name}`);
+            if (name === 'daemon') {
+              for (const d of inf.daemons.list()) c.enqueue(`${d.metadata.namespace}/${d.metadata.name}`);
+              for (const s of inf.services.list()) if (s.spec.schedulingStrategy === 'DAEMON') c.enqueue(`service:${s.metadata.namespace}/${s.metadata.name}`);
+            }
+            if (name === 'placement' || name === 'instancehealth' || name === 'gc') {
+              const nss = new Set([...inf.instances.list(), ...inf.services.list(), ...inf.daemons.list()].map((o) => o.metadata.namespace!));
+              for (const ns of nss) c.enqueue(ns);
+            }
+          });
         },
         onStoppedLeading: async (reason) => {
           // not draining: no new reconcile starts, the ones in flight are aborted with the term

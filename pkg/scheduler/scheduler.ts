@@ -16,7 +16,10 @@ import { evaluate, parseQuery, QueryError, type Expr } from './query.ts';
  * group for spread, least remaining resource for binpack, a shuffled rotation for random),
  * so the first feasible instances found are the best by that strategy, exactly as ECS
  * ranks them; among those tied on it, at most `candidateLimit` feasible ones are scored by
- * the rest of the chain. An instance found infeasible for a task stays infeasible for every
+ * the rest of the chain. When a binpack follows a spread (ECS's "AZ-balanced binpack",
+ * `spread(instanceId)` then binpack), the instances tied on the spread are themselves walked
+ * in binpack order, so the chain is exact on both keys and the limit bounds only the ties
+ * on both. An instance found infeasible for a task stays infeasible for every
  * later task of the same shape in the batch (allocations only grow), so it is dropped from
  * that shape's walk: a batch costs about O(instances) per task shape plus O(limit) per
  * task, not O(instances) per task.
@@ -245,19 +248,165 @@ export function candidateLimit(n: number, strategies: PlacementStrategy[]): numb
   return strategies.slice(1).some((s) => s.type === 'spread') ? Math.max(log, Math.min(n, 100)) : log;
 }
 
+/** The field of a binpack that directly follows a spread: the spread's ties are then walked in binpack order (exact on both keys). */
+const secondBinpack = (strategies: PlacementStrategy[]): 'cpu' | 'memory' | undefined =>
+  strategies[0]?.type === 'spread' && strategies[1]?.type === 'binpack' ? binpackField(strategies[1]) : undefined;
+
 /** One instance of the batch's working copy: charged with the batch's placements. */
 interface PoolInstance extends InstanceView {
   ports: { tcp: ReadonlySet<number>; udp: ReadonlySet<number> };
   ownPorts: boolean;
 }
 
+/** What a walk's visitor answers: drop (infeasible for good), skip, take, stop (the walk), next (the rest of this bucket). */
+type Visit = 'drop' | 'skip' | 'take' | 'stop' | 'next';
+/** `key`: the instance's score by the first strategy; `key2`: by the second when the walker orders buckets by it (a binpack). */
+type Visitor = (i: PoolInstance, key: number, key2?: number) => Visit;
+
 /** Where a task's candidates come from, in the order of its first strategy. */
 interface Walker {
-  /** visits instances best-first by the first strategy; `visit` returns 'drop' (infeasible for good), 'skip', 'take' or 'stop' */
-  walk(visit: (i: PoolInstance, key: number) => 'drop' | 'skip' | 'take' | 'stop'): void;
+  /** visits instances best-first by the first strategy (and within a bucket of ties, by the second when it is a binpack) */
+  walk(visit: Visitor): void;
   /** an instance's allocation or groups changed (a placement) */
   moved(i: PoolInstance): void;
 }
+
+/** A bucket of instances tied on a walker's first key. */
+interface Bucket {
+  readonly size: number;
+  add(i: PoolInstance): void;
+  delete(i: PoolInstance): void;
+  /** the instance's remaining resources changed */
+  reposition(i: PoolInstance): void;
+  /** visits the bucket's instances; 'stop' when the visitor stopped the walk */
+  walk(visit: Visitor, key: number): 'stop' | undefined;
+}
+
+/** A bucket in no particular order (insertion). */
+class SetBucket implements Bucket {
+  private readonly s = new Set<PoolInstance>();
+  get size() {
+    return this.s.size;
+  }
+  add(i: PoolInstance) {
+    this.s.add(i);
+  }
+  delete(i: PoolInstance) {
+    this.s.delete(i);
+  }
+  reposition() {}
+  walk(visit: Visitor, key: number): 'stop' | undefined {
+    // removing from a Set while iterating it is safe
+    for (const i of this.s) {
+      const r = visit(i, key);
+      if (r === 'drop') this.s.delete(i);
+      if (r === 'stop') return 'stop';
+      if (r === 'next') return undefined;
+    }
+    return undefined;
+  }
+}
+
+/**
+ * A bucket ordered as binpack orders it: least remaining `field` first, visited from the
+ * first instance with at least `need()` of it. Instances are grouped by the remaining they
+ * were filed under (a set per amount, the amounts sorted), so re-filing one a placement
+ * charged costs two set operations, not a move in a sorted array: every task shape's walker
+ * re-files the instance a placement charged.
+ */
+class SortedBucket implements Bucket {
+  private readonly byLeft = new Map<number, Set<PoolInstance>>();
+  /** the amounts of `byLeft`, ascending */
+  private amounts: number[] = [];
+  private readonly filed = new Map<PoolInstance, number>();
+  private n = 0;
+  constructor(
+    private readonly field: 'cpu' | 'memory',
+    private readonly need: () => number,
+    /** the sorted remaining is the walk's first key (binpack first), not its second */
+    private readonly primary = false,
+    items: Iterable<PoolInstance> = [],
+  ) {
+    for (const i of items) {
+      const k = remaining(i, field);
+      let set = this.byLeft.get(k);
+      if (!set) this.byLeft.set(k, (set = new Set()));
+      set.add(i);
+      this.filed.set(i, k);
+      this.n++;
+    }
+    this.amounts = [...this.byLeft.keys()].sort((a, b) => a - b);
+  }
+  get size() {
+    return this.n;
+  }
+  private lowerBound(x: number) {
+    const a = this.amounts;
+    let lo = 0;
+    let hi = a.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (a[mid] < x) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+  add(i: PoolInstance) {
+    if (this.filed.has(i)) return;
+    const k = remaining(i, this.field);
+    let set = this.byLeft.get(k);
+    if (!set) {
+      this.byLeft.set(k, (set = new Set()));
+      this.amounts.splice(this.lowerBound(k), 0, k);
+    }
+    set.add(i);
+    this.filed.set(i, k);
+    this.n++;
+  }
+  delete(i: PoolInstance) {
+    const k = this.filed.get(i);
+    if (k === undefined) return;
+    const set = this.byLeft.get(k)!;
+    set.delete(i);
+    if (set.size === 0) {
+      this.byLeft.delete(k);
+      // a new array, not an edit: a walk in progress keeps the amounts it started with
+      const at = this.lowerBound(k);
+      this.amounts = [...this.amounts.slice(0, at), ...this.amounts.slice(at + 1)];
+    }
+    this.filed.delete(i);
+    this.n--;
+  }
+  reposition(i: PoolInstance) {
+    const k = this.filed.get(i);
+    if (k === undefined || k === remaining(i, this.field)) return;
+    this.delete(i);
+    this.add(i);
+  }
+  walk(visit: Visitor, key: number): 'stop' | undefined {
+    const amounts = this.amounts;
+    const dropped: PoolInstance[] = [];
+    let out: 'stop' | 'next' | undefined;
+    for (let k = this.lowerBound(this.need()); k < amounts.length && !out; k++) {
+      const left = amounts[k];
+      const set = this.byLeft.get(left);
+      if (!set) continue;
+      for (const i of set) {
+        const r = this.primary ? visit(i, left) : visit(i, key, left);
+        if (r === 'drop') dropped.push(i);
+        if (r === 'stop' || r === 'next') {
+          out = r;
+          break;
+        }
+      }
+    }
+    for (const i of dropped) this.delete(i);
+    return out === 'stop' ? 'stop' : undefined;
+  }
+}
+
+/** The bucket kind of a walker whose first key ties many instances: sorted when the second strategy is a binpack. */
+type BucketOf = () => Bucket;
 
 /** A shuffled rotation: every walk starts where the last one stopped. */
 class RandomWalker implements Walker {
@@ -266,7 +415,7 @@ class RandomWalker implements Walker {
   constructor(list: PoolInstance[]) {
     this.list = [...list];
   }
-  walk(visit: (i: PoolInstance, key: number) => 'drop' | 'skip' | 'take' | 'stop') {
+  walk(visit: Visitor) {
     const n = this.list.length;
     const dropped = new Set<PoolInstance>();
     let next = this.at;
@@ -289,19 +438,22 @@ class RandomWalker implements Walker {
 
 /** Buckets by a small integer key (tasks of the group on the instance), lowest first. */
 class LevelWalker implements Walker {
-  private readonly levels = new Map<number, Set<PoolInstance>>();
+  private readonly levels = new Map<number, Bucket>();
   private readonly at = new Map<PoolInstance, number>();
   private sorted: number[] = [];
   constructor(
     list: PoolInstance[],
     private readonly key: (i: PoolInstance) => number,
+    private readonly bucket: BucketOf,
+    /** the buckets are sorted (a binpack follows): placements re-file instances within their level */
+    private readonly sortedBuckets = false,
   ) {
     for (const i of list) this.put(i, key(i));
   }
   private put(i: PoolInstance, k: number) {
     let s = this.levels.get(k);
     if (!s) {
-      this.levels.set(k, (s = new Set()));
+      this.levels.set(k, (s = this.bucket()));
       this.sorted = [...this.levels.keys()].sort((a, b) => a - b);
     }
     s.add(i);
@@ -311,101 +463,102 @@ class LevelWalker implements Walker {
     const k = this.at.get(i);
     if (k === undefined) return;
     this.at.delete(i);
-    const s = this.levels.get(k)!;
+    // (a bucket whose walk dropped its last instances may be gone already)
+    const s = this.levels.get(k);
+    if (!s) return;
     s.delete(i);
     if (s.size === 0) {
       this.levels.delete(k);
       this.sorted = this.sorted.filter((x) => x !== k);
     }
   }
-  walk(visit: (i: PoolInstance, key: number) => 'drop' | 'skip' | 'take' | 'stop') {
-    // no copies: removing from a Set while iterating it is safe, and `remove` replaces `sorted` instead of editing it
+  walk(visit: Visitor) {
+    this.flush();
+    // `remove` replaces `sorted` instead of editing it, so the levels walked stay as they were
     const levels = this.sorted;
     for (const k of levels) {
       const s = this.levels.get(k);
       if (!s) continue;
-      for (const i of s) {
-        const r = visit(i, k);
-        if (r === 'drop') this.remove(i);
-        if (r === 'stop') return;
-      }
+      const dropped: PoolInstance[] = [];
+      const r = s.walk((i, key, key2) => {
+        const v = visit(i, key, key2);
+        if (v === 'drop') dropped.push(i);
+        return v;
+      }, k);
+      for (const i of dropped) this.remove(i);
+      if (r === 'stop') return;
     }
   }
   moved(i: PoolInstance) {
     const before = this.at.get(i);
     if (before === undefined) return;
     const k = this.key(i);
-    if (k === before) return; // a placement of another group: this walker's order is unchanged
+    if (k === before) {
+      // a placement of another group: the level is unchanged; its place in a sorted bucket is fixed when this walker walks next
+      if (this.sortedBuckets) this.dirty.add(i);
+      return;
+    }
     this.remove(i);
     this.put(i, k);
+  }
+  /** instances charged since the last walk whose place in their (sorted) level may have changed */
+  private readonly dirty = new Set<PoolInstance>();
+  private flush() {
+    for (const i of this.dirty) {
+      const k = this.at.get(i);
+      if (k !== undefined) this.levels.get(k)?.reposition(i);
+    }
+    this.dirty.clear();
   }
 }
 
 /** Spread by an attribute: attribute values by their group total, lowest first; within a value, its instances. */
 class ValueWalker implements Walker {
-  private readonly members = new Map<string, Set<PoolInstance>>();
+  private readonly members = new Map<string, Bucket>();
   constructor(
     list: PoolInstance[],
     private readonly attr: string,
     private readonly totals: () => Map<string, number>,
+    bucket: BucketOf,
+    /** the buckets are sorted (a binpack follows): placements re-file instances */
+    private readonly sorted = false,
   ) {
     for (const i of list) {
       const v = i.attributes[attr] ?? '';
-      const m = this.members.get(v) ?? new Set<PoolInstance>();
+      let m = this.members.get(v);
+      if (!m) this.members.set(v, (m = bucket()));
       m.add(i);
-      this.members.set(v, m);
     }
   }
-  walk(visit: (i: PoolInstance, key: number) => 'drop' | 'skip' | 'take' | 'stop') {
+  walk(visit: Visitor) {
+    for (const i of this.dirty) this.members.get(i.attributes[this.attr] ?? '')?.reposition(i);
+    this.dirty.clear();
     const t = this.totals();
     const values = [...this.members.keys()].sort((a, b) => (t.get(a) ?? 0) - (t.get(b) ?? 0));
-    for (const v of values) {
-      const m = this.members.get(v)!;
-      for (const i of m) {
-        const r = visit(i, t.get(v) ?? 0);
-        if (r === 'drop') m.delete(i);
-        if (r === 'stop') return;
-      }
-    }
+    for (const v of values) if (this.members.get(v)!.walk(visit, t.get(v) ?? 0) === 'stop') return;
   }
-  moved() {}
+  /** instances charged since the last walk (their value never changes within a batch; their place among its instances may) */
+  private readonly dirty = new Set<PoolInstance>();
+  moved(i: PoolInstance) {
+    if (this.sorted) this.dirty.add(i);
+  }
 }
 
 /** Binpack: least remaining resource first, starting at the first instance with enough of it. */
 class BinpackWalker implements Walker {
-  private readonly list: PoolInstance[];
-  constructor(
-    list: PoolInstance[],
-    private readonly field: 'cpu' | 'memory',
-    private readonly need: () => number,
-  ) {
-    this.list = [...list].sort((a, b) => remaining(a, field) - remaining(b, field));
+  private readonly list: SortedBucket;
+  constructor(list: PoolInstance[], field: 'cpu' | 'memory', need: () => number) {
+    this.list = new SortedBucket(field, need, true, list);
   }
-  private lowerBound(x: number) {
-    let lo = 0;
-    let hi = this.list.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (remaining(this.list[mid], this.field) < x) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
-  }
-  walk(visit: (i: PoolInstance, key: number) => 'drop' | 'skip' | 'take' | 'stop') {
-    const dropped: PoolInstance[] = [];
-    for (let k = this.lowerBound(this.need()); k < this.list.length; k++) {
-      const i = this.list[k];
-      const r = visit(i, remaining(i, this.field));
-      if (r === 'drop') dropped.push(i);
-      if (r === 'stop') break;
-    }
-    for (const i of dropped) this.list.splice(this.list.indexOf(i), 1);
+  /** instances charged since the last walk: re-filed when this walker walks next (a batch of many shapes re-files each only when used) */
+  private readonly dirty = new Set<PoolInstance>();
+  walk(visit: Visitor) {
+    for (const i of this.dirty) this.list.reposition(i);
+    this.dirty.clear();
+    this.list.walk(visit, 0);
   }
   moved(i: PoolInstance) {
-    const k = this.list.indexOf(i);
-    if (k < 0) return;
-    this.list.splice(k, 1);
-    this.list.splice(this.lowerBound(remaining(i, this.field)), 0, i);
+    this.dirty.add(i);
   }
 }
 
@@ -482,7 +635,10 @@ class Batch {
       w = new BinpackWalker(this.eligible, f, () => t.demand[f]);
     } else if (first.type === 'spread') {
       const attr = spreadAttr(first);
-      w = attr === undefined ? new LevelWalker(this.eligible, (i) => groupCount(i, group)) : new ValueWalker(this.eligible, attr, () => this.total(attr, group));
+      // a binpack after the spread (ECS's AZ-balanced binpack): the instances tied on the spread are walked in binpack order
+      const inner = secondBinpack(strategies);
+      const bucket: BucketOf = inner ? () => new SortedBucket(inner, () => t.demand[inner]) : () => new SetBucket();
+      w = attr === undefined ? new LevelWalker(this.eligible, (i) => groupCount(i, group), bucket, !!inner) : new ValueWalker(this.eligible, attr, () => this.total(attr, group), bucket, !!inner);
     } else w = new RandomWalker(this.eligible);
     this.walkers.set(shape, w);
     return w;
@@ -507,17 +663,29 @@ class Batch {
       return;
     }
     const limit = candidateLimit(this.eligible.length, strategies);
-    const candidates: PoolInstance[] = [];
+    let candidates: PoolInstance[] = [];
     let firstKey: number | undefined;
+    /** with a binpack second, the least remaining among the feasible instances tied on the first key, so far */
+    let bestKey2: number | undefined;
     const used = (i: InstanceView) => (i as PoolInstance).ports;
     const ordered = strategies[0].type !== 'random';
-    this.walker(shape, t, strategies).walk((i, key) => {
+    this.walker(shape, t, strategies).walk((i, key, key2) => {
       // ordered walks: the instances after the first feasible one that score worse on the first strategy are no candidates
       if (ordered && firstKey !== undefined && key !== firstKey) return 'stop';
+      // a bucket walked in binpack order: once past the best second key found (or full at it), the rest of the bucket is worse
+      if (key2 !== undefined && bestKey2 !== undefined && (key2 > bestKey2 || (key2 === bestKey2 && candidates.length >= limit))) return 'next';
       if (infeasible(i, t, c.memberOf, c.distinct, used)) return c.dynamic ? 'skip' : 'drop';
       firstKey ??= key;
+      if (key2 !== undefined && (bestKey2 === undefined || key2 < bestKey2)) {
+        // a tighter fit in another bucket tied on the first key: the candidates so far are beaten on the second
+        bestKey2 = key2;
+        candidates = [];
+      }
       candidates.push(i);
-      return candidates.length >= (ordered ? limit : 1) ? 'stop' : 'take';
+      if (!ordered) return 'stop';
+      // the limit bounds the candidates tied on both keys; other buckets tied on the first key may still hold a tighter fit
+      if (candidates.length >= limit) return key2 !== undefined ? 'next' : 'stop';
+      return 'take';
     });
     if (candidates.length === 0) {
       const f = this.explain(t, c.memberOf, c.distinct);

@@ -13,6 +13,9 @@ import { isBerthError } from '../../pkg/errors/errors.ts';
 import { ensureBusyboxImage, ensureDocker } from '../support/docker.ts';
 import { Checkpoint } from '../../pkg/agent/checkpoint.ts';
 import { TaskRunner } from '../../pkg/agent/engine/taskrunner.ts';
+import { ImageCleanup } from '../../pkg/agent/imagecleanup.ts';
+import { ImagesInUse } from '../../pkg/agent/imageuse.ts';
+import { silentLogger } from '../../pkg/log/log.ts';
 
 const IMAGE = 'busybox:latest';
 
@@ -327,6 +330,53 @@ describe('docker runtime (real dockerd)', function () {
     expect(await rt2.list({ [LABELS.taskArn]: t.taskArn })).to.have.length(0);
     await r2.close();
     await rt2.close();
+  });
+
+  it('R2-8: an image cleanup cycle run between a task\'s pull and its create keeps the image, and the task starts', async () => {
+    // an image of its own (a commit of busybox) this agent tracked long ago and no container uses: cleanup's to take
+    const ref = `berth-test/r28:${randomBytes(4).toString('hex')}`;
+    const seed = await docker.createContainer({ Image: IMAGE, Cmd: ['true'] });
+    const img = (await seed.commit({ repo: ref.split(':')[0], tag: ref.split(':')[1] })) as { Id: string };
+    await seed.remove();
+    const ck = new Checkpoint(path.join(tmp, 'r28'));
+    await ck.recordImageUse(img.Id, ref, 0);
+    const inUse = new ImagesInUse();
+    const cleanup = new ImageCleanup({ api: rt.api, checkpoint: ck, config: { ...cfg, imageMinimumCleanupAgeMs: 3600_000 }, logger: silentLogger(), owner: { cluster: 'test', instance: 'r28' }, inUse });
+    // the runtime (real Docker; the image is local, so prefer-cached) runs a cleanup cycle right after each pull
+    const local = new DockerRuntime({ config: { ...cfg, imagePullBehavior: 'prefer-cached' } });
+    const inWindow: string[] = [];
+    const hooked = new Proxy(local, {
+      get(target, key) {
+        if (key === 'pull') {
+          return async (...args: Parameters<DockerRuntime['pull']>) => {
+            const r = await target.pull(...args);
+            inWindow.push(...(await cleanup.runOnce()));
+            return r;
+          };
+        }
+        const v = Reflect.get(target, key, target);
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+    const t = task('r28', 'none', [{ name: 'app', image: ref, command: ['sleep', '300'], stopTimeout: 2 }]);
+    tasks.push(t);
+    const r = new TaskRunner(t, { runtime: hooked, checkpoint: ck, defaultStopTimeoutMs: 1000, images: inUse });
+    try {
+      await r.start();
+      const got = await r.waitFor((x) => x.known === 'RUNNING' || x.known === 'STOPPED', 60_000);
+      expect(inWindow, 'the cycle between pull and create removed the image').to.deep.equal([]);
+      expect(got.known, got.stoppedReason).to.equal('RUNNING');
+      expect(inUse.size, 'the container exists: nothing is held any more').to.equal(0);
+      // once the task is gone, the image is the cleanup's again
+      r.stop('done');
+      await r.waitFor((x) => x.known === 'STOPPED', 30_000);
+      await r.cleanup();
+      expect(await cleanup.runOnce()).to.deep.equal([ref]);
+    } finally {
+      await r.close();
+      await local.close();
+      await docker.getImage(ref).remove({ force: true }).catch(() => undefined);
+    }
   });
 
   it('logs: complete output and a followed stream', async () => {

@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { imagesToDelete, type ImageCandidate } from '../../pkg/agent/imagecleanup.ts';
+import { canonicalImageRef, ImagesInUse } from '../../pkg/agent/imageuse.ts';
 
 describe('image cleanup policy (pure)', () => {
   const now = 10 * 3600_000;
@@ -22,5 +23,32 @@ describe('image cleanup policy (pure)', () => {
     // ECS_ENABLE_UNTRACKED_IMAGE_CLEANUP: untracked ones fill what the cycle has left
     expect(ids(imagesToDelete(images, { ...policy, perCycle: 4, untracked: true }))).to.deep.equal(['lru', 'mid', 'mru', 'foreign']);
     expect(ids(imagesToDelete([img('new', { createdAt: now - 1000 })], { ...policy, untracked: true })), 'NON_ECS_IMAGE_MINIMUM_CLEANUP_AGE').to.deep.equal([]);
+  });
+});
+
+describe('R2-8: images about to be used (ImagesInUse)', () => {
+  it('R2-8: one spelling per reference; a held image is not removed; a hold waits for a removal that started first', async () => {
+    expect(['busybox', 'busybox:latest', 'docker.io/library/busybox:latest', 'library/busybox'].map(canonicalImageRef)).to.deep.equal(Array(4).fill('busybox:latest'));
+    expect(canonicalImageRef('reg.example:5000/app')).to.equal('reg.example:5000/app:latest');
+    expect(canonicalImageRef('app@sha256:abc')).to.equal('app@sha256:abc');
+    const u = new ImagesInUse();
+    const release = await u.hold('docker.io/library/busybox');
+    let removed = false;
+    expect(await u.removeUnlessHeld(['busybox:latest', 'sha256:1'], async () => void (removed = true)), 'held: kept').to.equal(false);
+    expect(removed).to.equal(false);
+    release();
+    release(); // idempotent
+    expect(u.size).to.equal(0);
+    // a removal in progress: a hold of that image waits until it is over
+    let finish!: () => void;
+    const order: string[] = [];
+    const removal = u.removeUnlessHeld(['busybox:latest'], () => new Promise<void>((r) => (finish = r)).then(() => void order.push('removed')));
+    const held = u.hold('busybox').then((rel) => (order.push('held'), rel));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(order, 'the hold waits').to.deep.equal([]);
+    finish();
+    expect(await removal).to.equal(true);
+    (await held)();
+    expect(order).to.deep.equal(['removed', 'held']);
   });
 });

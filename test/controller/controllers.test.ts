@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { Kinds, type Daemon, type Service, type Task } from '../../pkg/api/kinds.ts';
+import { Kinds, type ContainerInstance, type Daemon, type Service, type Task } from '../../pkg/api/kinds.ts';
 import { Client } from '../../pkg/client/client.ts';
 import { startApiServer, type TestApiServer } from '../support/apiserver.ts';
 import { eventually, startControlPlane, type Fleet, type Running } from '../support/fleet.ts';
@@ -225,6 +225,10 @@ for (const store of (process.env.ONLY_STORE ? [process.env.ONLY_STORE] : ['embed
       const victim = fleet.agents.find((a) => a.agent.instanceId === victimId)!;
       await victim.agent.stop(); // heartbeats stop; containers (hollow) stay
       await eventually(async () => (await client.get('ContainerInstance', 'default', victimId)).status?.agentConnected === false, 20_000, 'disconnected');
+      // R2-4: the disconnect is recorded with its time (what tells a loss happening now from one long over, across restarts)
+      const cond = (await client.get<ContainerInstance>('ContainerInstance', 'default', victimId)).status?.conditions?.find((c) => c.type === 'AgentConnected');
+      expect(cond).to.include({ status: 'False', reason: 'HeartbeatTimeout' });
+      expect(Date.now() - Date.parse(cond!.lastTransitionTime!)).to.be.within(0, 60_000);
       await eventually(async () => {
         const r = running(await tasksOf('web'));
         return r.length === 2 && r.every((t) => t.spec.containerInstance !== victimId);
@@ -239,6 +243,7 @@ for (const store of (process.env.ONLY_STORE ? [process.env.ONLY_STORE] : ['embed
       await fleet.restart(victim);
       expect(victim.agent.instanceId).to.equal(victimId);
       await eventually(async () => (await client.get('ContainerInstance', 'default', victimId)).status?.agentConnected === true, 20_000, 'reconnected');
+      await eventually(async () => (await client.get<ContainerInstance>('ContainerInstance', 'default', victimId)).status?.conditions?.find((c) => c.type === 'AgentConnected')?.status === 'True', 20_000, 'AgentConnected=True again');
       await eventually(async () => (await lostContainers()).every((c) => c.status !== 'RUNNING'), 20_000, 'lost tasks\' containers stopped');
       await eventually(async () => (await tasksOf('web')).filter((t) => lost.some((l) => l.metadata.name === t.metadata.name)).every((t) => t.status?.lastStatus === 'STOPPED'), 20_000, 'lost tasks recorded STOPPED');
       expect(running(await tasksOf('web'))).to.have.length(2);

@@ -271,6 +271,40 @@ for (const store of (process.env.ONLY_STORE ? [process.env.ONLY_STORE] : ['embed
         await eventually(async () => (await client.get<Service>('Service', 'default', 'rb')).status?.deployments?.[0]?.rolloutState === 'COMPLETED', 30_000, 'the rollback completes');
       });
 
+      it('R2-2: after a circuit-breaker rollback the service names the rollback target; a scale-out does not deploy the failed revision again, naming it does', async () => {
+        const breaker = { deploymentConfiguration: { minimumHealthyPercent: 0, maximumPercent: 100, deploymentCircuitBreaker: { enable: true, rollback: true } } };
+        await client.create(svc('rb2', 'app', 2, breaker));
+        const completed = await eventually(async () => {
+          const d = (await client.get<Service>('Service', 'default', 'rb2')).status?.deployments?.[0];
+          return d?.rolloutState === 'COMPLETED' && d;
+        }, 30_000, 'rb2 on app:1 completed');
+        await client.create(td('rb2bad', 32, { image: 'broken' }));
+        const updated = await client.patch<Service>('Service', 'default', 'rb2', { spec: { taskDefinition: 'rb2bad' } });
+        const rolledBack = await eventually(async () => {
+          const s = await client.get<Service>('Service', 'default', 'rb2');
+          const primary = s.status?.deployments?.find((d) => d.status === 'PRIMARY');
+          const failed = s.status?.events?.some((e) => /deployment failed: tasks failed to start/.test(e.message));
+          return (s.status?.observedGeneration ?? 0) >= updated.metadata.generation! && failed && primary?.id === completed.id && primary.rolloutState === 'COMPLETED' && s;
+        }, 90_000, 'rolled back to app:1, and completed');
+        // ECS: the rollback target becomes the service's task definition (what DescribeServices reports), observed
+        expect(rolledBack.spec.taskDefinition).to.equal('app:1');
+        expect(rolledBack.status!.observedGeneration).to.equal(rolledBack.metadata.generation);
+        const badBefore = (await tasksOf('rb2')).filter((t) => t.spec.taskDefinition === 'rb2bad:1').length;
+        expect(badBefore).to.be.at.least(3);
+        // a scale-out: the service stays on app:1, no task of the failed revision is started
+        await client.patch('Service', 'default', 'rb2', { spec: { desiredCount: 3 } });
+        await eventually(async () => running(await tasksOf('rb2')).length === 3, 30_000, '3 running');
+        await sleep(3000);
+        const after = await tasksOf('rb2');
+        expect(after.filter((t) => t.spec.taskDefinition === 'rb2bad:1').length, 'tasks of the failed revision after the scale-out').to.equal(badBefore);
+        expect(running(after).every((t) => t.spec.taskDefinition === 'app:1')).to.equal(true);
+        const s = await client.get<Service>('Service', 'default', 'rb2');
+        expect(s.status!.deployments!.map((d) => [d.id, d.status])).to.deep.equal([[completed.id, 'PRIMARY']]);
+        // naming the failed revision again is the user's choice: it is deployed again
+        await client.patch('Service', 'default', 'rb2', { spec: { taskDefinition: 'rb2bad' } });
+        await eventually(async () => (await tasksOf('rb2')).filter((t) => t.spec.taskDefinition === 'rb2bad:1').length > badBefore, 30_000, 'rb2bad deployed again');
+      });
+
       it('D13: a DAEMON service rolls with its minimumHealthyPercent: 50% of 4 instances means 2 copies replaced at once', async () => {
         await client.create(td('node', 16, { image: 'slowstop' }));
         await client.create(svc('node', 'node', 0, { schedulingStrategy: 'DAEMON', deploymentConfiguration: { minimumHealthyPercent: 50, maximumPercent: 100 } }));

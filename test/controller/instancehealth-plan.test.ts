@@ -46,6 +46,49 @@ describe('instance health and gc plans', () => {
     expect(one.halted).to.equal(undefined);
   });
 
+  describe('R2-4: the 55% halt counts losses of now, not instances that died long ago and were never deregistered', () => {
+    const DAY = 86_400_000;
+    const NOW = 1_000_000_000;
+    // the defaults: timeout 60 s + grace 120 s, a disruption window of 30 minutes
+    const at = (id: string, o: Partial<HealthInstance>): HealthInstance => ({ id, agentConnected: true, lastHeartbeat: NOW - 1000, status: 'ACTIVE', ...o });
+    // 10 instances: 5 died a week ago (their tasks were evicted then), 4 healthy, web's instance i-9 silent for 10 minutes
+    const ancient = [0, 1, 2, 3, 4].map((k) => at(`i-${k}`, { agentConnected: false, lastHeartbeat: NOW - 7 * DAY, disconnectedAt: NOW - 7 * DAY + 60_000 }));
+    const healthy = [5, 6, 7, 8].map((k) => at(`i-${k}`, {}));
+    const today = at('i-9', { agentConnected: false, lastHeartbeat: NOW - 10 * 60_000, disconnectedAt: NOW - 9 * 60_000 });
+    const web = (id: string) => (id === 'i-9' ? [task('web-1', 'i-9')] : []);
+
+    it('R2-4: instances lost long ago with nothing left to evict do not halt the eviction of a newly lost one', () => {
+      const p = planInstanceHealth([...ancient, ...healthy, today], web, NOW);
+      expect(p.halted).to.equal(undefined);
+      expect(p.lost.map((l) => l.task)).to.deep.equal(['web-1']);
+      expect(p.longLost).to.equal(5);
+    });
+
+    it('R2-4: a record from before the disconnect time was kept is judged by its silence', () => {
+      const old = ancient.map(({ disconnectedAt: _, ...i }) => i);
+      expect(planInstanceHealth([...old, ...healthy, today], web, NOW).lost.map((l) => l.task)).to.deep.equal(['web-1']);
+    });
+
+    it('R2-4: most of the cluster lost now still halts; and a disruption that halted keeps halting while its instances hold tasks', () => {
+      // 6 of 10 lost in the last minutes, each with a task: halted, as before
+      const now6 = [0, 1, 2, 3, 4, 5].map((k) => at(`i-${k}`, { agentConnected: false, lastHeartbeat: NOW - 5 * 60_000, disconnectedAt: NOW - 4 * 60_000 }));
+      const all = (id: string) => [task(`t-${id}`, id)];
+      const p = planInstanceHealth([...now6, ...[6, 7, 8, 9].map((k) => at(`i-${k}`, {}))], all, NOW);
+      expect(p.lost).to.deep.equal([]);
+      expect(p.halted).to.deep.equal({ lost: 6, of: 10 });
+      // the same outage a day later: their tasks were never evicted, so it is still one disruption
+      const dayOld = now6.map((i) => ({ ...i, lastHeartbeat: i.lastHeartbeat - DAY, disconnectedAt: i.disconnectedAt! - DAY }));
+      expect(planInstanceHealth([...dayOld, ...[6, 7, 8, 9].map((k) => at(`i-${k}`, {}))], all, NOW).halted).to.deep.equal({ lost: 6, of: 10 });
+    });
+
+    it('R2-4: a loss inside the window counts even with nothing to evict (it is evidence of the disruption of now)', () => {
+      const recentIdle = [0, 1, 2, 3, 4].map((k) => at(`i-${k}`, { agentConnected: false, lastHeartbeat: NOW - 10 * 60_000, disconnectedAt: NOW - 9 * 60_000 }));
+      const p = planInstanceHealth([...recentIdle, ...healthy, today], web, NOW);
+      expect(p.halted).to.deep.equal({ lost: 6, of: 10 });
+      expect(p.lost).to.deep.equal([]);
+    });
+  });
+
   it('deletes finished objects only after the retention', () => {
     const objs = [
       { plural: 'tasks' as const, namespace: 'default', name: 'old', finishedAt: 0 },

@@ -7,7 +7,8 @@ import { Controller } from '../../pkg/controller/runtime/controller.ts';
 import { LeaderElector, type LeadershipTerm } from '../../pkg/controller/runtime/leader.ts';
 import { WorkQueue } from '../../pkg/controller/runtime/workqueue.ts';
 import { Expectations } from '../../pkg/controller/runtime/expectations.ts';
-import { stopOwnedTask } from '../../pkg/controller/runtime/writes.ts';
+import { certainlyNotWritten, createOwnedTask, ownedTask, stopOwnedTask } from '../../pkg/controller/runtime/writes.ts';
+import { BerthError, isBerthError, type Reason } from '../../pkg/errors/errors.ts';
 import { silentLogger } from '../../pkg/log/log.ts';
 import { startApiServer, type TestApiServer } from '../support/apiserver.ts';
 import { eventually } from '../support/fleet.ts';
@@ -171,6 +172,68 @@ describe('informer: handlers are isolated (the throwing-handler suspicion)', fun
     expect([t.spec.stopReason, t.spec.stopCode]).to.deep.equal(['stopped by me', 'UserInitiated']);
     expect(exp.satisfied('default/svc', 0), 'nothing to wait for').to.equal(true);
     admin.close();
+  });
+});
+
+describe('R2-7: a create whose answer is lost stays expected', function () {
+  this.timeout(60_000);
+  let api: TestApiServer;
+  let proxy: HttpProxy;
+  before(async () => {
+    api = await startApiServer();
+    proxy = await startHttpProxy(api.url);
+    const admin = new Client({ server: api.url, token: api.adminToken });
+    await admin.create({ apiVersion: 'berth.dev/v1', kind: 'TaskDefinition', metadata: { name: 'r27' }, spec: { containerDefinitions: [{ name: 'a', image: 'busybox', memory: 8 }] } });
+    admin.close();
+  });
+  after(async () => {
+    proxy?.release();
+    await proxy?.close();
+    await api?.stop();
+  });
+  const owner = { kind: 'Service' as const, name: 'svc', uid: 'uid-r2-7' };
+  const spec = { taskDefinition: 'r27', desiredStatus: 'RUNNING' } as Task['spec'];
+
+  it('R2-7: a create that commits but times out keeps its expectation, so a reconcile whose cache lacks the task starts nothing', async () => {
+    const admin = new Client({ server: api.url, token: api.adminToken });
+    // the answer takes longer than the client waits; the write goes through after the client gave up
+    const lossy = new Client({ server: proxy.url, token: api.adminToken, timeoutMs: 300 });
+    proxy.delay((m, p) => m === 'POST' && p.includes('/tasks'), 1500);
+    const exp = new Expectations(60_000);
+    const task = ownedTask('default', owner, spec);
+    const err = await createOwnedTask(lossy, exp, 'default/svc', task).catch((e) => e);
+    expect(isBerthError(err, 'Timeout'), String(err)).to.equal(true);
+    await eventually(async () => !!(await admin.tryGet('Task', 'default', task.metadata.name)), 20_000, 'the create landed after all');
+    // the reconcile's gate (the service and daemon controllers return early while it holds)
+    expect(exp.satisfied('default/svc', 0), 'the next reconcile would plan without the task it created: a duplicate').to.equal(false);
+    exp.observed('default/svc', task.metadata.name); // the task informer's add
+    expect(exp.satisfied('default/svc', 0)).to.equal(true);
+    admin.close();
+    lossy.close();
+  });
+
+  it('R2-7: a refused create is forgotten at once; an unknown outcome waits at most the expectation TTL', async () => {
+    const cases: Array<[string, unknown, boolean]> = [
+      ...(['Invalid', 'Conflict', 'AlreadyExists', 'Forbidden', 'BadRequest', 'TooManyRequests', 'LeaseLost', 'NotFound'] as Reason[]).map(
+        (r): [string, unknown, boolean] => [r, new BerthError(r, r), true],
+      ),
+      ...(['Timeout', 'ServiceUnavailable', 'InternalError', 'BadGateway'] as Reason[]).map((r): [string, unknown, boolean] => [r, new BerthError(r, r), false]),
+      ['AbortError', Object.assign(new Error('aborted'), { name: 'AbortError' }), false],
+      ['a socket error', new Error('ECONNRESET'), false],
+    ];
+    for (const [what, e, refused] of cases) {
+      expect(certainlyNotWritten(e), what).to.equal(refused);
+      const exp = new Expectations(300);
+      const failing = { create: async () => Promise.reject(e) };
+      await createOwnedTask(failing, exp, 'k', ownedTask('default', owner, spec)).catch(() => undefined);
+      expect(exp.satisfied('k', 0), `${what}: ${refused ? 'forgotten' : 'still expected'}`).to.equal(refused);
+    }
+    // the TTL bounds the wait for a create that never landed
+    const exp = new Expectations(300);
+    await createOwnedTask({ create: async () => Promise.reject(new BerthError('Timeout', 'lost')) }, exp, 'k', ownedTask('default', owner, spec)).catch(() => undefined);
+    expect(exp.satisfied('k', 0)).to.equal(false);
+    await sleep(400);
+    expect(exp.satisfied('k', 0), 'expired').to.equal(true);
   });
 });
 

@@ -63,6 +63,12 @@ class World {
       for (let i = 0; i < o.count; i++) this.tasks.push({ name: `t${this.tasks.length}`, deploymentId: o.deploymentId, taskDefinition: o.taskDefinition, desiredStatus: 'RUNNING', lastStatus: 'PENDING', createdAt: this.now, containerInstance: `i${this.tasks.length % 3}` });
     }
     this.status = plan.status;
+    // what the controller does with a rollback: the target's task definition becomes the service's (a spec write, a new generation)
+    if (plan.rollbackTo !== undefined && plan.rollbackTo !== this.taskDefinition) {
+      this.taskDefinition = plan.rollbackTo;
+      this.generation++;
+      this.status = { ...plan.status, observedGeneration: this.generation };
+    }
     return plan;
   }
   live = () => this.tasks.filter((t) => t.desiredStatus === 'RUNNING' && t.lastStatus !== 'STOPPED');
@@ -287,6 +293,39 @@ describe('service plan: ECS deployment model (review findings)', () => {
     expect(primary.id).to.equal(good);
     expect(w.running().map((t) => t.taskDefinition)).to.deep.equal(['app:1', 'app:1']);
     expect(w.status!.runningCount).to.equal(2);
+  });
+
+  it('R2-2: after a rollback, a scale-out does not deploy the failed task definition again; naming it again in an update does', () => {
+    const w = new World({ taskDefinition: 'app', desiredCount: 2, schedulingStrategy: 'REPLICA', deploymentConfiguration: { deploymentCircuitBreaker: { enable: true, rollback: true } } });
+    w.settle();
+    const good = w.status!.deployments![0].id;
+    // UpdateService --task-definition app:2, whose tasks fail to start
+    w.generation++;
+    w.taskDefinition = 'app:2';
+    w.failImage.add('app:2');
+    let rollbackTo: string | undefined;
+    for (let i = 0; i < 40; i++) rollbackTo ??= w.tick().rollbackTo;
+    expect(rollbackTo, 'the plan names the rollback target').to.equal('app:1');
+    expect(w.status!.deployments!.find((d) => d.status === 'PRIMARY')!.id).to.equal(good);
+    // the service's task definition is the rollback target (ECS's DescribeServices shows app:1)
+    expect(w.taskDefinition).to.equal('app:1');
+    expect(w.status!.observedGeneration).to.equal(w.generation);
+    const app2Before = w.tasks.filter((t) => t.taskDefinition === 'app:2').length;
+    // a scale-out (the user, or an autoscaler): nothing else changes in the spec
+    w.generation++;
+    w.spec = { ...w.spec, desiredCount: 3 };
+    for (let i = 0; i < 40; i++) expect(w.tick().rollbackTo).to.equal(undefined);
+    expect(w.tasks.filter((t) => t.taskDefinition === 'app:2').length, 'app:2 tasks started after the scale-out').to.equal(app2Before);
+    expect(w.running().map((t) => t.taskDefinition)).to.deep.equal(['app:1', 'app:1', 'app:1']);
+    expect(w.status!.deployments!.map((d) => [d.id, d.status, d.rolloutState])).to.deep.equal([[good, 'PRIMARY', 'COMPLETED']]);
+    // the user names app:2 again: that is their choice, and it is deployed (and fails, and rolls back, again)
+    w.generation++;
+    w.taskDefinition = 'app:2';
+    w.tick();
+    expect(w.status!.deployments![0]).to.include({ status: 'PRIMARY', taskDefinition: 'app:2' });
+    for (let i = 0; i < 40; i++) w.tick();
+    expect(w.tasks.filter((t) => t.taskDefinition === 'app:2').length).to.be.greaterThan(app2Before);
+    expect(w.taskDefinition).to.equal('app:1');
   });
 
   it('D4: no COMPLETED deployment to go back to: the failed deployment stalls (launches nothing), as ECS does', () => {

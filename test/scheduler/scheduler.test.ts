@@ -131,13 +131,20 @@ describe('scheduler: property: a batch never over-commits', () => {
           status: rnd() < 0.1 ? 'DRAINING' : 'ACTIVE',
           agentConnected: rnd() > 0.1,
           dynamicHostPortRange: [50000, 50003],
+          attributes: { 'ecs.availability-zone': ['a', 'b'][Math.floor(rnd() * 2)] },
         }),
       );
       const tasks = Array.from({ length: Math.floor(rnd() * 30) }, (_, i) => {
         const ports: TaskDemand['ports'] = [];
         if (rnd() < 0.3) ports.push({ containerName: 'c', containerPort: 80, protocol: 'tcp', ...(rnd() < 0.5 ? { hostPort: 8080 } : {}) });
         if (rnd() < 0.2) ports.push({ containerName: 'c', containerPort: 53, protocol: 'udp', hostPort: 53 });
-        const strategies = [[{ type: 'random' as const }], [{ type: 'binpack' as const, field: 'memory' }], [{ type: 'spread' as const, field: 'instanceId' }]][Math.floor(rnd() * 3)];
+        const strategies = [
+          [{ type: 'random' as const }],
+          [{ type: 'binpack' as const, field: 'memory' }],
+          [{ type: 'spread' as const, field: 'instanceId' }],
+          [{ type: 'spread' as const, field: 'attribute:ecs.availability-zone' }, { type: 'binpack' as const, field: 'memory' }],
+          [{ type: 'spread' as const, field: 'instanceId' }, { type: 'binpack' as const, field: 'cpu' }],
+        ][Math.floor(rnd() * 5)];
         return task(`t${i}`, demand(Math.floor(rnd() * 512), 4 + Math.floor(rnd() * 600), ports), { strategies, constraints: rnd() < 0.2 ? [{ type: 'distinctInstance' }] : [] });
       });
       const r = schedule(insts, tasks, rnd);
@@ -285,6 +292,80 @@ describe('scheduler: a limited number of candidates (D15, Nomad\'s LimitIterator
       expect(left(p.instance), p.task).to.equal(bestLeft);
       mem.set(p.instance, mem.get(p.instance)! + 64);
     }
+  });
+
+  describe('R2-3: a binpack after a spread is exact on both keys, whatever the limit', () => {
+    const spreadAz = { type: 'spread' as const, field: 'attribute:ecs.availability-zone' };
+    const spreadId = { type: 'spread' as const, field: 'instanceId' };
+    const binMem = { type: 'binpack' as const, field: 'memory' };
+    const binCpu = { type: 'binpack' as const, field: 'cpu' };
+
+    it('R2-3: spread then binpack picks the tightest feasible instance of the least-loaded value (AZ-balanced binpack on 1,024 instances)', () => {
+      // in each of two AZs exactly one instance is nearly full (600 MiB left); the other 1,022 have 4,000 MiB left
+      const fixture = () =>
+        Array.from({ length: 1024 }, (_, k) =>
+          inst(`i-${k}`, {
+            attributes: { 'ecs.availability-zone': k % 2 ? 'us-east-1a' : 'us-east-1b' },
+            capacity: { cpu: 4096, memory: 8192, reservedTcp: [], reservedUdp: [] },
+            allocation: { cpu: 0, memory: k < 2 ? 8192 - 600 : 8192 - 4000, tasks: {} },
+          }),
+        );
+      for (const strategies of [[spreadAz, binMem], [spreadId, binMem]]) {
+        let hits = 0;
+        for (let trial = 0; trial < 50; trial++) {
+          const r = schedule(fixture(), [task('t1', demand(0, 512), { strategies }), task('t2', demand(0, 512), { strategies })], rnd);
+          expect(r.placements).to.have.length(2);
+          hits += r.placements.filter((p) => p.instance === 'i-0' || p.instance === 'i-1').length;
+          // one per AZ
+          expect(new Set(r.placements.map((p) => p.instance)).size).to.equal(2);
+        }
+        expect(hits, `${JSON.stringify(strategies)}: tasks on the tightest instance of each AZ`).to.equal(100);
+      }
+    });
+
+    it('R2-3: every placement of a batch is the best by (spread, binpack) over all feasible instances (a full-scan reference, random clusters)', () => {
+      for (let round = 0; round < 60; round++) {
+        const n = 20 + Math.floor(rnd() * 300);
+        const azs = ['a', 'b', 'c'].slice(0, 1 + Math.floor(rnd() * 3));
+        const insts = Array.from({ length: n }, (_, k) =>
+          inst(`i${k}`, {
+            attributes: { 'ecs.availability-zone': azs[Math.floor(rnd() * azs.length)] },
+            capacity: { cpu: 2048, memory: 4096, reservedTcp: [], reservedUdp: [] },
+            // coarse steps: many ties on the binpack key too
+            allocation: { cpu: Math.floor(rnd() * 16) * 128, memory: Math.floor(rnd() * 16) * 256, tasks: {} },
+            taskGroups: new Map([['service:web', Math.floor(rnd() * 3)]]),
+          }),
+        );
+        const strategies = [[spreadAz, binMem], [spreadId, binMem], [spreadAz, binCpu], [spreadId, binCpu, { type: 'random' as const }]][round % 4];
+        const tasks = Array.from({ length: 1 + Math.floor(rnd() * 80) }, (_, k) => task(`t${k}`, demand(64 * (1 + Math.floor(rnd() * 4)), 128 * (1 + Math.floor(rnd() * 4))), { strategies }));
+        // the reference world: charged placement by placement
+        const cpu = new Map(insts.map((i) => [i.name, i.allocation.cpu]));
+        const mem = new Map(insts.map((i) => [i.name, i.allocation.memory]));
+        const groups = new Map(insts.map((i) => [i.name, i.taskGroups.get('service:web') ?? 0]));
+        const az = new Map(insts.map((i) => [i.name, i.attributes['ecs.availability-zone']!]));
+        const key = (name: string) => {
+          const k1 = strategies[0] === spreadAz ? [...groups].filter(([m]) => az.get(m) === az.get(name)).reduce((a, [, g]) => a + g, 0) : groups.get(name)!;
+          const k2 = strategies[1] === binMem ? 4096 - mem.get(name)! : 2048 - cpu.get(name)!;
+          return [k1, k2];
+        };
+        const r = schedule(insts, tasks, rnd);
+        const byTask = new Map(r.placements.map((p) => [p.task, p.instance]));
+        for (const t of tasks) {
+          const feasible = insts.map((i) => i.name).filter((m) => cpu.get(m)! + t.demand.cpu <= 2048 && mem.get(m)! + t.demand.memory <= 4096);
+          const chosen = byTask.get(t.name);
+          if (!feasible.length) {
+            expect(chosen, `round ${round} ${t.name}: nothing fits`).to.equal(undefined);
+            continue;
+          }
+          expect(chosen, `round ${round} ${t.name}`).to.be.a('string');
+          const bestKey = feasible.map(key).sort((a, b) => a[0] - b[0] || a[1] - b[1])[0];
+          expect(key(chosen!), `round ${round} ${t.name} (${JSON.stringify(strategies)})`).to.deep.equal(bestKey);
+          cpu.set(chosen!, cpu.get(chosen!)! + t.demand.cpu);
+          mem.set(chosen!, mem.get(chosen!)! + t.demand.memory);
+          groups.set(chosen!, groups.get(chosen!)! + 1);
+        }
+      }
+    });
   });
 
   it('scheduleAsync gives the event loop back while a batch is placed, with the same result shape', async () => {

@@ -23,6 +23,7 @@ import { isRuntimeError } from '../../errors/errors.ts';
 import { silentLogger } from '../../log/log.ts';
 import { Backoff, retry, STOP_BACKOFF, type BackoffOptions } from '../backoff.ts';
 import type { Checkpoint, CheckpointTask } from '../checkpoint.ts';
+import type { ImagesInUse } from '../imageuse.ts';
 import {
   LABELS,
   containerRuntimeName,
@@ -100,6 +101,8 @@ export interface TaskRunnerDeps {
   createBackoff?: BackoffOptions;
   /** ECS_PULL_DEPENDENT_CONTAINERS_UPFRONT */
   pullDependentUpfront?: boolean;
+  /** images about to be used: held from before a container's pull until it exists, so image cleanup keeps them (R2-8) */
+  images?: ImagesInUse;
   /** resolves repositoryCredentials.credentialsParameter */
   resolveRepositoryCredentials?: (parameter: string) => Promise<RegistryAuth>;
 }
@@ -123,6 +126,8 @@ export class TaskRunner {
   private tick?: NodeJS.Timeout;
   private steady?: NodeJS.Timeout;
   private readonly inflight = new Set<Promise<void>>();
+  /** per container, its hold on its image while its container does not exist yet (R2-8) */
+  private readonly imageHolds = new Map<string, Promise<() => void>>();
   private readonly log: Logger;
   private readonly now: () => number;
   private persisted = '';
@@ -301,6 +306,10 @@ export class TaskRunner {
       const run = this.execute(a).finally(() => this.inflight.delete(run));
       this.inflight.add(run);
     }
+    // a container that will not be created (the task stops, it is stopped) needs its image no more
+    for (const c of this.state.containers) {
+      if (this.imageHolds.has(c.name) && !c.pending && (this.state.desired === 'STOPPED' || c.desired === 'STOPPED' || statusRank(c.known) >= statusRank('CREATED'))) this.releaseImage(c.name);
+    }
     if (taskKnownStatus(this.state) === 'STOPPED' && !this.tornDown) {
       this.tornDown = true;
       this.deps.runtime.taskStopped(this.task).catch((e: Error) => this.log.warn({ err: e.message }, 'cannot stop the task namespace'));
@@ -352,6 +361,7 @@ export class TaskRunner {
         case 'pull': {
           const creds = def.repositoryCredentials?.credentialsParameter;
           const auth = creds && this.deps.resolveRepositoryCredentials ? await this.deps.resolveRepositoryCredentials(creds) : undefined;
+          await this.holdImage(a.container, def.image);
           await this.deps.runtime.pull(def.image, { auth });
           this.state = observe(this.state, a.container, { known: 'PULLED', at: this.now() });
           break;
@@ -373,6 +383,7 @@ export class TaskRunner {
             await this.deps.checkpoint.recordContainerName(this.task.taskArn, a.container, name);
             this.names[a.container] = name;
           }
+          await this.holdImage(a.container, def.image); // kept on a failed create: it is tried again
           // a create that timed out may have happened: the same name again is the idempotency check
           const c = await retry(() => this.deps.runtime.create(this.task, a.container, { name: name!, resources, peers: { ...this.names } }), {
             attempts: this.deps.createAttempts ?? 3,
@@ -381,6 +392,7 @@ export class TaskRunner {
             onRetry: (e, n, ms) => this.log.warn({ container: a.container, attempt: n, retryInMs: ms, err: (e as Error).message }, 'create failed; retrying by name'),
           });
           this.ids[a.container] = c.id;
+          this.releaseImage(a.container); // the container exists: Docker keeps its image now
           await this.deps.checkpoint.recordDockerId(this.task.taskArn, a.container, c.id);
           this.record(a.container, c);
           break;
@@ -546,6 +558,21 @@ export class TaskRunner {
   }
 
   /** Stop listening; containers are left as they are (an agent restart adopts them). */
+  /** Hold the container's image until its container exists (R2-8); once per container. */
+  private async holdImage(container: string, image: string): Promise<void> {
+    if (!this.deps.images) return;
+    let h = this.imageHolds.get(container);
+    if (!h) this.imageHolds.set(container, (h = this.deps.images.hold(image)));
+    await h;
+  }
+
+  private releaseImage(container: string): void {
+    const h = this.imageHolds.get(container);
+    if (!h) return;
+    this.imageHolds.delete(container);
+    void h.then((release) => release());
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     if (this.tick) clearTimeout(this.tick);
@@ -554,5 +581,6 @@ export class TaskRunner {
     while (this.inflight.size) await Promise.allSettled([...this.inflight]);
     await this.chain.catch(() => undefined);
     await this.persisting;
+    for (const c of [...this.imageHolds.keys()]) this.releaseImage(c);
   }
 }

@@ -62,6 +62,8 @@ export function daemonController(client: Client, inf: SharedInformers, log: Logg
     name: 'daemon',
     informers: [inf.daemons, inf.services, inf.tasks, inf.instances, inf.daemonTaskDefinitions, inf.taskDefinitions],
     client,
+    // a new term awaits none of the previous term's writes: its caches already show them (they reach the acquisition)
+    onTermStart: () => exp.reset(),
     workers: 2,
     log,
     metrics,

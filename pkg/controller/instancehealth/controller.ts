@@ -6,9 +6,18 @@ import type { SharedInformers } from '../informers.ts';
 import { Controller, type ControllerMetrics } from '../runtime/controller.ts';
 import { inParallel } from '../runtime/parallel.ts';
 import { controllerOf, stopTask } from '../runtime/writes.ts';
-import { DEFAULT_HEALTH, planGc, planInstanceHealth, type GcObject, type HealthConfig } from './plan.ts';
+import type { Condition } from '../../api/meta.ts';
+import { AGENT_CONNECTED_CONDITION, DEFAULT_HEALTH, planGc, planInstanceHealth, type GcObject, type HealthConfig } from './plan.ts';
 
 const ms = (s?: string) => (s ? Date.parse(s) : 0);
+
+const agentCondition = (i: ContainerInstance) => i.status?.conditions?.find((c) => c.type === AGENT_CONNECTED_CONDITION);
+
+/** The instance's conditions with AgentConnected set to `c` (stamped now: every write of it is a transition). */
+const withAgentCondition = (i: ContainerInstance, c: Omit<Condition, 'type' | 'lastTransitionTime'>): Condition[] => [
+  ...(i.status?.conditions ?? []).filter((x) => x.type !== AGENT_CONNECTED_CONDITION),
+  { type: AGENT_CONNECTED_CONDITION, ...c, lastTransitionTime: new Date().toISOString() },
+];
 
 /**
  * Instance health: per cluster, marks instances whose agent went quiet as disconnected
@@ -43,7 +52,11 @@ export function instanceHealthController(client: Client, inf: SharedInformers, l
       const plan = planInstanceHealth(
         instances.map((i) => {
           if (!heardAt.has(key(i))) heardAt.set(key(i), Date.now());
-          return { id: i.metadata.name, agentConnected: i.status?.agentConnected ?? false, lastHeartbeat: heardAt.get(key(i))!, status: i.spec.status };
+          const connected = i.status?.agentConnected ?? false;
+          const cond = agentCondition(i);
+          // when the disconnect was recorded: it survives a restart of this controller, unlike heardAt
+          const disconnectedAt = !connected && cond?.status === 'False' && cond.lastTransitionTime ? ms(cond.lastTransitionTime) : undefined;
+          return { id: i.metadata.name, agentConnected: connected, lastHeartbeat: heardAt.get(key(i))!, status: i.spec.status, ...(disconnectedAt ? { disconnectedAt } : {}) };
         }),
         (id) =>
           inf.tasksOn(ns, id).map((t) => ({ name: t.metadata.name, containerInstance: t.spec.containerInstance, desiredStatus: t.spec.desiredStatus, lastStatus: t.status?.lastStatus ?? 'PENDING', owned: !!controllerOf(t) })),
@@ -56,15 +69,27 @@ export function instanceHealthController(client: Client, inf: SharedInformers, l
         if (!cur) continue;
         rlog.info({ instance: id }, 'agent stopped sending heartbeats; marking it disconnected');
         try {
-          // conditional on the version we judged: a heartbeat that landed meanwhile wins
-          await client.updateStatus<ContainerInstance>({ ...cur, status: { ...cur.status!, agentConnected: false } });
+          // conditional on the version we judged: a heartbeat that landed meanwhile wins. The condition records when (by
+          // this controller's clock), so a loss that is long over is told from one happening now, across restarts
+          const silentS = Math.round(cfg.heartbeatTimeoutMs / 1000);
+          const conditions = withAgentCondition(cur, { status: 'False', reason: 'HeartbeatTimeout', message: `no heartbeat from the agent for more than ${silentS} s` });
+          await client.updateStatus<ContainerInstance>({ ...cur, status: { ...cur.status!, agentConnected: false, conditions } });
         } catch (e) {
           if (!isBerthError(e, 'Conflict') && !isBerthError(e, 'NotFound')) throw e;
         }
       }
+      // an agent that came back: its condition says so again (one write per reconnection; the agent does not write conditions)
+      for (const i of instances) {
+        if (!(i.status?.agentConnected && agentCondition(i)?.status === 'False')) continue;
+        const conditions = withAgentCondition(i, { status: 'True', reason: 'HeartbeatsResumed', message: 'the agent sends heartbeats again' });
+        await client.patch('ContainerInstance', ns, i.metadata.name, { status: { conditions } }, { status: true }).catch((e) => {
+          if (!isBerthError(e, 'NotFound')) throw e;
+        });
+      }
+      metrics?.gauge('berth_instancehealth_evictions_halted', `cluster="${ns}"`, plan.halted ? 1 : 0);
       if (plan.halted) {
         const note = `${ns}:${plan.halted.lost}/${plan.halted.of}`;
-        if (note !== haltedNoted) rlog.warn(plan.halted, 'most instances of the cluster look lost at once: not evicting any task (this controller may be the one that is cut off)');
+        if (note !== haltedNoted) rlog.warn({ ...plan.halted, longLost: plan.longLost ?? 0 }, 'most instances of the cluster look lost at once: not evicting any task (this controller may be the one that is cut off)');
         haltedNoted = note;
         return { requeueAfterMs: period };
       }

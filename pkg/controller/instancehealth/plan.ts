@@ -17,6 +17,8 @@ export interface HealthInstance {
   /** epoch ms of the last heartbeat (registration counts as one) */
   lastHeartbeat: number;
   status: string;
+  /** while disconnected: when the disconnect was recorded (epoch ms, the condition AgentConnected=False); unknown for older records */
+  disconnectedAt?: number;
 }
 
 export interface HealthTask {
@@ -31,6 +33,12 @@ export interface HealthTask {
 export interface HealthConfig {
   heartbeatTimeoutMs: number;
   lostGraceMs: number;
+  /**
+   * How long a loss counts as part of the current disruption (default 10 x (timeout + grace)):
+   * an instance lost for longer, with nothing left to evict, is history (a host that died
+   * last week and was never deregistered), not evidence that most of the cluster is cut off now.
+   */
+  disruptionWindowMs?: number;
 }
 
 export const DEFAULT_HEALTH: HealthConfig = { heartbeatTimeoutMs: 60_000, lostGraceMs: 120_000 };
@@ -41,7 +49,12 @@ export interface HealthPlan {
   lost: Array<{ task: string; reason: string; instance: string }>;
   /** most instances look lost at once: that is this controller's staleness more likely than theirs, so nothing is evicted */
   halted?: { lost: number; of: number };
+  /** lost instances left out of the 55% rule: lost for longer than the disruption window, with nothing to evict */
+  longLost?: number;
 }
+
+/** The condition an instance carries while its agent is recorded disconnected (its lastTransitionTime: when). */
+export const AGENT_CONNECTED_CONDITION = 'AgentConnected';
 
 /** Kubernetes' node lifecycle controller halts evictions in a zone this disrupted (unhealthyZoneThreshold). */
 export const MASS_LOSS_FRACTION = 0.55;
@@ -53,29 +66,44 @@ export const MASS_LOSS_FRACTION = 0.55;
  *   there). A stale cache or a watch that stopped delivering makes every disconnect
  *   conflict, so it can never make an instance lost.
  * - Halt: when more than 55% of the cluster's instances (and at least two) are lost at once,
- *   nothing is evicted (the node lifecycle controller's rule for a disrupted zone).
+ *   nothing is evicted (the node lifecycle controller's rule for a disrupted zone). "At
+ *   once": an instance lost for longer than the disruption window whose tasks are gone
+ *   already (evicted when it was lost) counts neither as lost nor as one of the cluster's;
+ *   Kubernetes' dead nodes leave the count when the node or cloud controller deletes them,
+ *   berth's stay registered until someone deregisters them. One still holding tasks to
+ *   evict keeps counting however old its loss: a disruption that halted evictions keeps
+ *   them halted while it lasts.
  */
 export function planInstanceHealth(instances: HealthInstance[], tasksOn: (instance: string) => HealthTask[], now: number, cfg: HealthConfig = DEFAULT_HEALTH): HealthPlan {
   const disconnect: string[] = [];
-  const lostInstances: string[] = [];
+  const lostInstances: Array<{ id: string; evict: HealthTask[] }> = [];
+  const window = cfg.disruptionWindowMs ?? 10 * (cfg.heartbeatTimeoutMs + cfg.lostGraceMs);
   let considered = 0;
+  let longLost = 0;
   for (const i of instances) {
     if (i.status === 'INACTIVE') continue;
-    considered++;
     const silentFor = now - i.lastHeartbeat;
     if (silentFor > cfg.heartbeatTimeoutMs && i.agentConnected) disconnect.push(i.id);
     // only a lost instance's tasks are looked at: the healthy path costs one pass over the instances
-    if (silentFor <= cfg.heartbeatTimeoutMs + cfg.lostGraceMs || i.agentConnected) continue;
-    lostInstances.push(i.id);
-  }
-  if (lostInstances.length >= 2 && lostInstances.length > considered * MASS_LOSS_FRACTION) return { disconnect, lost: [], halted: { lost: lostInstances.length, of: considered } };
-  const lost: HealthPlan['lost'] = [];
-  for (const id of lostInstances) {
-    for (const t of tasksOn(id)) {
-      if (t.owned && t.desiredStatus === 'RUNNING' && t.lastStatus !== 'STOPPED') lost.push({ task: t.name, reason: LOST_REASON, instance: id });
+    if (silentFor <= cfg.heartbeatTimeoutMs + cfg.lostGraceMs || i.agentConnected) {
+      considered++;
+      continue;
     }
+    const evict = tasksOn(i.id).filter((t) => t.owned && t.desiredStatus === 'RUNNING' && t.lastStatus !== 'STOPPED');
+    // lost since the recorded disconnect (or, for a record without one, since it went silent past the timeout)
+    const lostFor = now - (i.disconnectedAt ?? i.lastHeartbeat + cfg.heartbeatTimeoutMs);
+    if (lostFor > window && evict.length === 0) {
+      longLost++;
+      continue;
+    }
+    considered++;
+    lostInstances.push({ id: i.id, evict });
   }
-  return { disconnect, lost };
+  const extra = longLost ? { longLost } : {};
+  if (lostInstances.length >= 2 && lostInstances.length > considered * MASS_LOSS_FRACTION) return { disconnect, lost: [], halted: { lost: lostInstances.length, of: considered }, ...extra };
+  const lost: HealthPlan['lost'] = [];
+  for (const { id, evict } of lostInstances) for (const t of evict) lost.push({ task: t.name, reason: LOST_REASON, instance: id });
+  return { disconnect, lost, ...extra };
 }
 
 export interface GcObject {

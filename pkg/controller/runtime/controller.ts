@@ -8,7 +8,8 @@ import { WorkQueue, type WorkQueueOptions } from './workqueue.ts';
 
 /**
  * A level-triggered controller: informers feed keys into a de-duplicating queue; workers
- * (started only once every informer has synced) call `reconcile(key, ctx)`, which re-reads
+ * (started only once every informer has synced, and in a leadership term only once every
+ * informer reflects the store at least as of the lease acquisition) call `reconcile(key, ctx)`, which re-reads
  * state from the caches and acts on the difference. An error re-queues the key with
  * backoff; a result with `requeueAfterMs` revisits it later (timeouts, grace periods).
  *
@@ -36,11 +37,24 @@ export interface Term {
   signal: AbortSignal;
   /** a write was refused because the lease moved on (LeaseLost): the term is over */
   lost?(why: string): void;
+  /**
+   * The store revision the term began at (the write that acquired the lease). Every write
+   * of the previous holder landed before it, so no worker plans until each informer's cache
+   * is at least this new: a warm standby's cache may trail (a watch through a lagging
+   * apiserver, or one relisting), and planning from it re-does the old leader's last work.
+   */
+  revision?: string;
 }
 
 export interface ControllerOptions {
   name: string;
-  informers: Array<Pick<Informer, 'waitForSync'>>;
+  informers: Array<Pick<Informer, 'waitForSync'> & Partial<Pick<Informer, 'syncTo'>>>;
+  /**
+   * Runs at the start of every term once the caches are synced, before any worker: what the
+   * controller keeps in memory about its own writes (expectations) belongs to the term that
+   * made them, and a new term starts without it.
+   */
+  onTermStart?: () => void;
   reconcile: (key: string, ctx: ReconcileContext) => Promise<ReconcileResult | void>;
   /** the client of a run without a term (no leader election) */
   client?: Client;
@@ -71,7 +85,8 @@ export class Controller {
     return this.running;
   }
 
-  async run(term?: Term): Promise<void> {
+  /** `onSynced` runs once the caches are synced for this term, before any worker starts (e.g. to enqueue everything). */
+  async run(term?: Term, onSynced?: () => void): Promise<void> {
     if (this.running) return;
     const gen = ++this.generation;
     if (this.queue.isShutDown) {
@@ -91,9 +106,13 @@ export class Controller {
       term = { client: c && typeof c.scoped === 'function' ? c.scoped({ signal: this.ownTerm.signal }) : c!, signal: this.ownTerm.signal };
     }
     this.term = term;
-    await Promise.all(this.o.informers.map((i) => i.waitForSync()));
-    if (gen !== this.generation || !this.running) return;
-    this.o.log.info({ controller: this.o.name }, 'caches synced; starting workers');
+    const rev = term.revision;
+    const signal = term.signal;
+    await Promise.all(this.o.informers.map((i) => (rev !== undefined && i.syncTo ? i.syncTo(rev, signal) : i.waitForSync())));
+    if (gen !== this.generation || !this.running || signal.aborted) return;
+    this.o.onTermStart?.();
+    onSynced?.();
+    this.o.log.info({ controller: this.o.name, ...(rev !== undefined ? { revision: rev } : {}) }, 'caches synced; starting workers');
     for (let i = 0; i < (this.o.workers ?? 4); i++) this.workers.push(this.worker(term));
   }
 
@@ -161,6 +180,17 @@ export class ControllerMetrics {
     this.depths.set(controller, n);
   }
 
+  private readonly gauges = new Map<string, Map<string, number>>();
+
+  /** A gauge of a controller's own (e.g. berth_instancehealth_evictions_halted{cluster="x"}). */
+  gauge(name: string, labels: string, value: number) {
+    (this.gauges.get(name) ?? this.gauges.set(name, new Map()).get(name)!).set(labels, value);
+  }
+
+  gaugeValue(name: string, labels: string): number | undefined {
+    return this.gauges.get(name)?.get(labels);
+  }
+
   count(controller: string, result: string): number {
     return this.total.get(`controller="${controller}",result="${result}"`) ?? 0;
   }
@@ -172,6 +202,10 @@ export class ControllerMetrics {
     for (const [k, h] of this.latency) out.push(...h.render('berth_controller_reconcile_duration_seconds', `controller="${k}"`));
     out.push('# HELP berth_controller_queue_depth Keys waiting.', '# TYPE berth_controller_queue_depth gauge');
     for (const [k, v] of this.depths) out.push(`berth_controller_queue_depth{controller="${k}"} ${v}`);
+    for (const [name, m] of this.gauges) {
+      out.push(`# TYPE ${name} gauge`);
+      for (const [labels, v] of m) out.push(`${name}{${labels}} ${v}`);
+    }
     out.push('# TYPE process_resident_memory_bytes gauge', `process_resident_memory_bytes ${process.memoryUsage().rss}`);
     return out.join('\n') + '\n';
   }

@@ -36,4 +36,9 @@ export class Expectations {
   forget(key: string): void {
     this.pending.delete(key);
   }
+
+  /** Forgets everything (a new leadership term: the writes awaited were another term's). */
+  reset(): void {
+    this.pending.clear();
+  }
 }

@@ -170,6 +170,7 @@ export class LeaderElector {
     const term: LeadershipTerm = {
       client,
       signal: ac.signal,
+      revision: rv,
       fence,
       valid,
       lost: (why) => {

@@ -7,15 +7,27 @@ import { isBerthError } from '../../errors/errors.ts';
 import type { Expectations } from './expectations.ts';
 
 /**
- * The task writes an owning controller makes, each recorded as an expectation first (so the
- * next reconcile waits until the cache shows it) and forgotten again if the write fails.
+ * Did a write certainly not happen? Only when the apiserver answered with a refusal (a 4xx:
+ * invalid, conflict, forbidden, the lease fence, too many requests), or the client refused to
+ * send it (a term no longer valid: LeaseLost). A timeout, an aborted request (the term ended
+ * while it was in flight), a connection lost or a 5xx may have committed: its answer was lost,
+ * not its write (review R2-7).
  */
-export async function createOwnedTask(client: Client, exp: Expectations, key: string, task: Task): Promise<void> {
+export const certainlyNotWritten = (e: unknown): boolean => isBerthError(e) && e.status >= 400 && e.status < 500;
+
+/**
+ * The task writes an owning controller makes, each recorded as an expectation first (so the
+ * next reconcile waits until the cache shows it). A create that was certainly refused is
+ * forgotten again; one whose outcome is unknown stays expected until the cache shows the
+ * task or the expectation's TTL passes (client-go's expectations), so the next reconcile
+ * does not create a second one meanwhile while the cache lags (R2-7).
+ */
+export async function createOwnedTask(client: Pick<Client, 'create'>, exp: Expectations, key: string, task: Task): Promise<void> {
   exp.expect(key, [task.metadata.name]);
   try {
     await client.create(task);
   } catch (e) {
-    exp.observed(key, task.metadata.name);
+    if (certainlyNotWritten(e)) exp.observed(key, task.metadata.name);
     throw e;
   }
 }

@@ -9,6 +9,7 @@ import { Expectations } from '../runtime/expectations.ts';
 import { adoptTask, controllerOf, createOwnedTask, dropControllerFinalizer, ownedTask, stopOwnedTask } from '../runtime/writes.ts';
 import { inParallel } from '../runtime/parallel.ts';
 import { HEALTHY_AFTER_MS, planService, type PlanTask } from './plan.ts';
+import { ObservedStarts } from './starts.ts';
 
 /**
  * The service controller: for each service, read it and the tasks it owns from the caches,
@@ -24,6 +25,9 @@ import { HEALTHY_AFTER_MS, planService, type PlanTask } from './plan.ts';
  * service, with a write conditional on the task's version.
  */
 const ms = (s?: string) => (s ? Date.parse(s) : 0);
+/** the agent's stamp of the task's start (its clock) */
+const agentStart = (t?: Task) => (t?.status?.startedAt ? Date.parse(t.status.startedAt) : undefined);
+const taskKey = (t: Task) => `${t.metadata.namespace}/${t.metadata.name}`;
 
 /** A status without the deployments' `updatedAt`, which the plan stamps on every pass: no write when only that differs. */
 const comparable = (s: unknown) => JSON.stringify(s, (k, v) => (k === 'updatedAt' ? undefined : v));
@@ -47,11 +51,15 @@ export interface ServiceControllerOptions {
 
 export function serviceController(client: Client, inf: SharedInformers, log: Logger, metrics?: ControllerMetrics, opts: ServiceControllerOptions = {}): Controller {
   const exp = new Expectations();
+  // starts by this controller's clock: the 40 s rule and the breaker never compare the agent's clock with ours (R2-9)
+  const starts = new ObservedStarts();
   const healthyAfterMs = opts.healthyAfterMs ?? HEALTHY_AFTER_MS;
   const c: Controller = new Controller({
     name: 'service',
     informers: [inf.services, inf.tasks, inf.instances, inf.taskDefinitions],
     client,
+    // a new term awaits none of the previous term's writes: its caches already show them (they reach the acquisition)
+    onTermStart: () => exp.reset(),
     workers: 4,
     log,
     metrics,
@@ -92,7 +100,7 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
           onLostInstance: !!ci && ci.status?.agentConnected === false,
           healthStatus: t.status?.healthStatus,
           hasHealthCheck: !!tdSpec?.containerDefinitions.some((cd) => cd.essential !== false && cd.healthCheck),
-          startedAt: t.status?.startedAt ? ms(t.status.startedAt) : undefined,
+          startedAt: starts.startedAt(taskKey(t), agentStart(t)),
           createdAt: ms(t.metadata.creationTimestamp),
           stopReason: t.spec.stopReason,
         };
@@ -109,10 +117,31 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
         newId: () => randomUUID().replace(/-/g, '').slice(0, 20),
         healthyAfterMs,
       });
+      // a rollback: the target's task definition becomes the service's, as in ECS (DescribeServices shows it), so a
+      // later change of anything else does not deploy the failed revision again. Spec first, at the version planned
+      // from (a user's write meanwhile conflicts, and the next pass plans from it); the status then records the
+      // rollback as observed at the generation this write made.
+      let cur = svc;
+      if (plan.rollbackTo !== undefined && plan.rollbackTo !== svc.spec.taskDefinition) {
+        const out = await client
+          .patch<Service>('Service', ns, name, { metadata: { resourceVersion: svc.metadata.resourceVersion }, spec: { taskDefinition: plan.rollbackTo } })
+          .catch((e) => {
+            if (isBerthError(e, 'NotFound')) return undefined;
+            // the target may not be named in a spec any more (say, its revision was deleted): the rollback itself goes on
+            if (isBerthError(e, 'Invalid')) {
+              rlog.warn({ err: e.message, taskDefinition: plan.rollbackTo }, 'rolled back, but could not make the rollback target the service\'s task definition');
+              return svc;
+            }
+            throw e;
+          });
+        if (!out) return;
+        cur = out;
+      }
       // status first: it records a new deployment id before tasks carry it
-      const status = { ...plan.status, observedGeneration: svc.metadata.generation ?? 1 };
-      if (comparable(status) !== comparable(svc.status)) {
-        const out = await client.updateStatus<Service>({ ...svc, status }).catch((e) => {
+      const generation = cur.metadata.generation ?? 1;
+      const status = { ...plan.status, observedGeneration: generation, conditions: plan.status.conditions?.map((x) => ({ ...x, observedGeneration: generation })) };
+      if (comparable(status) !== comparable(cur.status)) {
+        const out = await client.updateStatus<Service>({ ...cur, status }).catch((e) => {
           if (isBerthError(e, 'NotFound')) return undefined; // deleted meanwhile: its delete event ends this
           throw e;
         });
@@ -158,12 +187,14 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
     add: (t) => {
       const key = serviceKeyOf(t);
       if (!key) return;
+      starts.observe(taskKey(t), agentStart(t), undefined, true);
       exp.observed(key, t.metadata.name);
       c.enqueue(key);
     },
     update: (p, t) => {
       const key = serviceKeyOf(t);
       if (!key) return;
+      starts.observe(taskKey(t), agentStart(t), agentStart(p), false);
       if (t.spec.desiredStatus === 'STOPPED') exp.observed(key, t.metadata.name);
       if (
         p.status?.lastStatus !== t.status?.lastStatus ||
@@ -175,6 +206,7 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
         c.enqueue(key);
     },
     delete: (t) => {
+      starts.forget(taskKey(t));
       const key = serviceKeyOf(t);
       if (!key) return;
       exp.observed(key, t.metadata.name);

@@ -23,7 +23,9 @@
  *   is. With resetOnHealthyTask (the default) a task that becomes healthy resets the count.
  *   At min(max(ceil(desired / 2), 3), 200) failures the deployment is FAILED and launches
  *   stop; with rollback, the most recent COMPLETED deployment becomes PRIMARY again
- *   (IN_PROGRESS, so not a rollback target itself until it completes). No COMPLETED
+ *   (IN_PROGRESS, so not a rollback target itself until it completes) and its task
+ *   definition becomes the service's (`rollbackTo`: a scale-out later does not deploy the
+ *   failed revision again; naming it again in an update does). No COMPLETED
  *   deployment: the deployment stalls (nothing new is launched), as ECS does.
  * - Throttle. After 3 tasks in a row fail to start (none reached RUNNING since), launches
  *   wait 5 s, doubling, up to 15 minutes.
@@ -89,6 +91,13 @@ export interface Plan {
   finished: boolean;
   /** launches are throttled (tasks keep failing to start): look again in this long */
   throttledForMs?: number;
+  /**
+   * The circuit breaker rolled back in this pass: the rollback target's task definition. ECS
+   * makes it the service's task definition (DescribeServices shows it), so a later change
+   * of anything else (a scale-out) keeps the service on it, and only naming the failed
+   * revision again deploys that one: the controller writes it into the spec.
+   */
+  rollbackTo?: string;
 }
 
 const MAX_EVENTS = 100;
@@ -206,6 +215,7 @@ export function planService(input: PlanInput): Plan {
 
   // ---- circuit breaker on the primary
   let rolledBackNow = false;
+  let rollbackTo: string | undefined;
   const cb = dc.deploymentCircuitBreaker;
   if (cb?.enable && primary.rolloutState === 'IN_PROGRESS' && desired > 0) {
     const threshold = failureThreshold(desired);
@@ -245,6 +255,7 @@ export function planService(input: PlanInput): Plan {
       const target = cb.rollback ? rollbackTarget(deployments, failedDep) : undefined;
       if (target) {
         rolledBackNow = true;
+        rollbackTo = target.taskDefinition;
         failedDep.status = 'ACTIVE';
         target.status = 'PRIMARY';
         target.desiredCount = desired;
@@ -405,7 +416,7 @@ export function planService(input: PlanInput): Plan {
     events: events.slice(0, MAX_EVENTS),
     observedGeneration: input.generation,
   };
-  return { start, stop, status, finished, ...(throttledForMs !== undefined ? { throttledForMs } : {}) };
+  return { start, stop, status, finished, ...(throttledForMs !== undefined ? { throttledForMs } : {}), ...(rollbackTo !== undefined ? { rollbackTo } : {}) };
 }
 
 const prevCondition = (prev: Partial<ServiceStatus>, type: string) => prev.conditions?.find((c) => c.type === type);
