@@ -2,11 +2,18 @@
 // the command line: mocha appends command-line files to a configured spec, so
 // `npx mocha test/x.test.ts` would otherwise run the whole suite.
 const named = process.argv.slice(2).some((a) => /\.test\.ts$/.test(a) || a.startsWith('test/'));
+function lane() {
+  const faults = 'test/hosts/faults-*.test.ts';
+  if (process.env.BERTH_TEST_LANE === 'hosts') return { spec: ['test/hosts/*.test.ts'], ignore: [faults] };
+  if (process.env.BERTH_TEST_LANE === 'rest') return { spec: ['test/**/*.test.ts'], ignore: [faults, 'test/hosts/*.test.ts'] };
+  return { spec: ['test/**/*.test.ts'], ignore: [faults] };
+}
 module.exports = {
   'node-option': ['import=tsx'],
   // the fault scenarios beyond R5 and R6 (test/hosts/faults-*.test.ts, about 20 minutes) run in
   // `npm run test:faults`, not in every `npm test`
-  ...(named ? {} : { spec: ['test/**/*.test.ts'], ignore: ['test/hosts/faults-*.test.ts'] }),
+  // BERTH_TEST_LANE (hack/test.sh): `hosts` runs the multi-host tests only, `rest` all the others
+  ...(named ? {} : lane()),
   reporter: 'test/support/reporter.cjs',
   timeout: 60000,
   exit: true,
