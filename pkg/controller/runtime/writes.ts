@@ -20,7 +20,8 @@ export const certainlyNotWritten = (e: unknown): boolean => isBerthError(e) && e
  * next reconcile waits until the cache shows it). A create that was certainly refused is
  * forgotten again; one whose outcome is unknown stays expected until the cache shows the
  * task or the expectation's TTL passes (client-go's expectations), so the next reconcile
- * does not create a second one meanwhile while the cache lags (R2-7).
+ * does not create a second one meanwhile while the cache lags (R2-7). The TTL counts from
+ * the failure, when the write stopped being in flight, not from the request (R3-1).
  */
 export async function createOwnedTask(client: Pick<Client, 'create'>, exp: Expectations, key: string, task: Task): Promise<void> {
   exp.expect(key, [task.metadata.name]);
@@ -28,6 +29,7 @@ export async function createOwnedTask(client: Pick<Client, 'create'>, exp: Expec
     await client.create(task);
   } catch (e) {
     if (certainlyNotWritten(e)) exp.observed(key, task.metadata.name);
+    else exp.restart(key); // in flight until now: the TTL counts from here (R3-1)
     throw e;
   }
 }
