@@ -273,6 +273,40 @@ describe('R3-1: the expectation of a create whose answer was lost counts its TTL
   });
 });
 
+describe('R3-5: a create the client never sent is forgotten, one sent and cut off stays expected', function () {
+  this.timeout(30_000);
+  const owner = { kind: 'Service' as const, name: 'svc', uid: 'uid-r3-5' };
+  const spec = { taskDefinition: 'r35', desiredStatus: 'RUNNING' } as Task['spec'];
+
+  it('R3-5: connection refused (nothing listens) marks the error notSent and the key may be reconciled at once', async () => {
+    const srv = createServer();
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const port = (srv.address() as { port: number }).port;
+    await new Promise((r) => srv.close(r)); // nothing listens there now: ECONNREFUSED
+    const client = new Client({ server: `http://127.0.0.1:${port}`, token: 'x' });
+    const exp = new Expectations(60_000);
+    const err = await createOwnedTask(client, exp, 'default/svc', ownedTask('default', owner, spec)).catch((e) => e);
+    expect(isBerthError(err, 'ServiceUnavailable'), String(err)).to.equal(true);
+    expect(err.details.notSent, 'the client says it never sent the request').to.equal(true);
+    expect(exp.satisfied('default/svc', 0), 'nothing was written, so nothing is awaited').to.equal(true);
+    client.close();
+  });
+
+  it('R3-5: a connection cut after the request was sent is not notSent: the create may have committed', async () => {
+    const srv = createServer((req) => req.on('data', () => req.socket.destroy()));
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const client = new Client({ server: `http://127.0.0.1:${(srv.address() as { port: number }).port}`, token: 'x' });
+    const exp = new Expectations(60_000);
+    const err = await createOwnedTask(client, exp, 'default/svc', ownedTask('default', owner, spec)).catch((e) => e);
+    expect(isBerthError(err, 'ServiceUnavailable'), String(err)).to.equal(true);
+    expect(err.details.notSent).to.equal(false);
+    expect(exp.satisfied('default/svc', 0), 'a write that may have landed is still awaited').to.equal(false);
+    client.close();
+    srv.closeAllConnections();
+    await new Promise((r) => srv.close(r));
+  });
+});
+
 describe('leader election: renewals bounded by the renew deadline, observation after the read (D3)', function () {
   this.timeout(90_000);
   let api: TestApiServer;

@@ -8,12 +8,13 @@ import type { Expectations } from './expectations.ts';
 
 /**
  * Did a write certainly not happen? Only when the apiserver answered with a refusal (a 4xx:
- * invalid, conflict, forbidden, the lease fence, too many requests), or the client refused to
- * send it (a term no longer valid: LeaseLost). A timeout, an aborted request (the term ended
- * while it was in flight), a connection lost or a 5xx may have committed: its answer was lost,
- * not its write (review R2-7).
+ * invalid, conflict, forbidden, the lease fence, too many requests), the client refused to
+ * send it (a term no longer valid: LeaseLost), or the client never sent it (no connection
+ * was ever made: `notSent`, R3-5). A timeout, an aborted request (the term ended while it
+ * was in flight), a connection lost or a 5xx may have committed: its answer was lost, not
+ * its write (review R2-7).
  */
-export const certainlyNotWritten = (e: unknown): boolean => isBerthError(e) && e.status >= 400 && e.status < 500;
+export const certainlyNotWritten = (e: unknown): boolean => isBerthError(e) && ((e.status >= 400 && e.status < 500) || e.details.notSent === true);
 
 /**
  * The task writes an owning controller makes, each recorded as an expectation first (so the
