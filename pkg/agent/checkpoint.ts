@@ -188,7 +188,13 @@ export class Checkpoint {
       if (createExclusive(file, `${process.pid}\n`)) break;
       const holder = holderOf();
       if (holder && holder !== process.pid && alive(holder)) throw refuse(holder);
-      // stale: a dead pid, our own from an earlier life, or no pid at all (the file is never seen half-written)
+      // no pid in it yet: where there are no hard links the file is created, then written (createExclusive);
+      // a lock that stays empty for a second is stale like one with a dead pid
+      if (holder === undefined && lockAgeMs(file) < EMPTY_LOCK_GRACE_MS && Date.now() <= deadline) {
+        sleepSync(20);
+        continue;
+      }
+      // stale: a dead pid, our own from an earlier life, or no pid at all
       if (Date.now() > deadline) throw internal(`cannot take over the stale lock ${file} (guard ${guard}): remove both if no agent runs on ${this.dir}`);
       if (!takeGuard(guard)) {
         sleepSync(20); // another agent is taking the stale lock over: look again
@@ -387,11 +393,26 @@ export class Checkpoint {
  * written to a temp file first and hard-linked into place (link fails when the name
  * exists, atomically, like O_EXCL), so the lock is never seen empty half-written.
  */
-function createExclusive(file: string, text: string): boolean {
+/** Link errors of a file system without hard links (vfat, some FUSE and network mounts, overlay corner cases). */
+const NO_HARD_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'EXDEV', 'ENOSYS']);
+
+/**
+ * Creates `file` holding `text` only if no file of that name exists (false: one does). A
+ * hard link of a written temp file, so the file is never seen half-written; where the file
+ * system has no hard links, `open(file, 'wx')` (O_EXCL: still exclusive) and one write, so
+ * it can be seen empty for an instant (the lock's takeover waits that out: R3-8). `link` is
+ * injectable for tests.
+ */
+export function createExclusive(file: string, text: string, link: (from: string, to: string) => void = linkSync): boolean {
   const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}`;
   try {
     writeFileSync(tmp, text, { mode: 0o600, flag: 'wx' });
-    linkSync(tmp, file);
+    try {
+      link(tmp, file);
+    } catch (e) {
+      if (!NO_HARD_LINKS.has((e as NodeJS.ErrnoException).code ?? '')) throw e;
+      writeFileSync(file, text, { mode: 0o600, flag: 'wx' });
+    }
     return true;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
@@ -406,6 +427,17 @@ function createExclusive(file: string, text: string): boolean {
 }
 
 const GUARD_EXPIRY_MS = 10_000;
+/** how long a lock file without a pid may be one being written (see createExclusive) */
+const EMPTY_LOCK_GRACE_MS = 1_000;
+
+/** ms since the lock file was last written (Infinity: gone). */
+function lockAgeMs(file: string): number {
+  try {
+    return Date.now() - statSync(file).mtimeMs;
+  } catch {
+    return Infinity;
+  }
+}
 
 /** The takeover guard: a directory (mkdir is atomic). One left by an agent that died while taking over expires after 10 s. */
 function takeGuard(guard: string): boolean {
@@ -425,6 +457,14 @@ function takeGuard(guard: string): boolean {
 
 const sleepSync = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 
+/**
+ * Is the lock's holder alive? By pid, in this process's pid namespace: the agents sharing a
+ * data dir are meant to share one (one host, or one container per data dir). An agent in
+ * another pid namespace on the same data dir (two containers bind-mounting one directory)
+ * reads a pid that means nothing here: a live holder may look dead (and its lock be taken
+ * over) or a dead one alive (then the lock is refused until removed by hand). Not handled
+ * (review R3-8): give each agent container its own ECS_DATADIR.
+ */
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);

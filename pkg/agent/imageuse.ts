@@ -18,6 +18,19 @@ export function canonicalImageRef(ref: string): string {
     .replace(/^library\//, '');
 }
 
+/**
+ * The references a hold of `ref` covers: its canonical spelling and, for `name:tag@digest`,
+ * `name@digest` too, which is how Docker lists an image pulled by digest (the tag is
+ * ignored then, RepoTags stays empty: review R3-6).
+ */
+export function holdKeys(ref: string): string[] {
+  const k = canonicalImageRef(ref);
+  const at = k.indexOf('@');
+  if (at < 0) return [k];
+  const untagged = `${k.slice(0, at).replace(/:[^/:]+$/, '')}${k.slice(at)}`;
+  return untagged === k ? [k] : [k, untagged];
+}
+
 export class ImagesInUse {
   /** canonical reference -> holders */
   private readonly held = new Map<string, number>();
@@ -26,16 +39,19 @@ export class ImagesInUse {
 
   /** Hold `ref` (waits while its image is being removed); the release is idempotent. */
   async hold(ref: string): Promise<() => void> {
-    const k = canonicalImageRef(ref);
-    for (let r = this.removing.get(k); r; r = this.removing.get(k)) await r.catch(() => undefined);
-    this.held.set(k, (this.held.get(k) ?? 0) + 1);
+    const keys = holdKeys(ref);
+    const removal = () => keys.map((k) => this.removing.get(k)).find((r) => r !== undefined);
+    for (let r = removal(); r; r = removal()) await r.catch(() => undefined);
+    for (const k of keys) this.held.set(k, (this.held.get(k) ?? 0) + 1);
     let released = false;
     return () => {
       if (released) return;
       released = true;
-      const n = (this.held.get(k) ?? 1) - 1;
-      if (n > 0) this.held.set(k, n);
-      else this.held.delete(k);
+      for (const k of keys) {
+        const n = (this.held.get(k) ?? 1) - 1;
+        if (n > 0) this.held.set(k, n);
+        else this.held.delete(k);
+      }
     };
   }
 

@@ -178,8 +178,17 @@ export class Client {
         res.on('end', () => resolve({ code: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
         res.on('error', reject);
       });
-      req.on('timeout', () => req.destroy(new BerthError('Timeout', `${method} ${path}: no answer from ${this.server} within ${this.timeoutMs} ms`)));
-      req.on('error', (e) => reject(isBerthError(e) || isAbort(e) ? e : new BerthError('ServiceUnavailable', `cannot reach the apiserver at ${this.server}: ${(e as Error).message}`)));
+      // Until its socket connects, no byte of the request has left: a failure then (refused,
+      // no route, no such host, a connect that timed out) certainly wrote nothing (R3-5).
+      let connected = false;
+      req.on('socket', (s) => {
+        if (!s.connecting) connected = true; // a kept-alive socket, connected already
+        else s.once('connect', () => (connected = true));
+      });
+      req.on('timeout', () => req.destroy(new BerthError('Timeout', `${method} ${path}: no answer from ${this.server} within ${this.timeoutMs} ms`, { notSent: !connected })));
+      req.on('error', (e) =>
+        reject(isBerthError(e) || isAbort(e) ? e : new BerthError('ServiceUnavailable', `cannot reach the apiserver at ${this.server}: ${(e as Error).message}`, { notSent: !connected })),
+      );
       if (payload !== undefined) req.write(payload);
       req.end();
     });

@@ -279,12 +279,22 @@ export class Informer<T extends AnyObj = AnyObj> {
   private async run(): Promise<void> {
     let needList = true;
     let delay = 100;
+    let lagged = false;
     while (!this.stopped) {
       try {
         if (needList || this.behind) {
           if (this.synced) this.relists++;
           await this.relist();
           needList = false;
+          if (this.behind) {
+            // the list answered older than a syncTo wants: once at once (the syncTo may have come while it was in
+            // flight), then backing off like a failed watch, capped (a server whose cache lags for long, R3-9)
+            if (lagged) await this.pause(delay);
+            if (lagged) delay = Math.min(delay * 2, 5000);
+            lagged = true;
+            continue;
+          }
+          lagged = false;
         }
         needList = await this.watchOnce();
         delay = 100;
@@ -300,11 +310,24 @@ export class Informer<T extends AnyObj = AnyObj> {
         else {
           this.opts.log?.warn({ err: (e as Error).message, kind: String(typeof this.kind === 'string' ? this.kind : this.kind.kind) }, 'watch failed; relisting');
           needList = true;
-          await new Promise((r) => setTimeout(r, delay));
+          await this.pause(delay);
           delay = Math.min(delay * 2, 5000);
         }
       }
     }
+  }
+
+  /** Waits `ms`, or less if the informer stops meanwhile. */
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(t);
+        this.abort.signal.removeEventListener('abort', done);
+        resolve();
+      };
+      const t = setTimeout(done, ms);
+      this.abort.signal.addEventListener('abort', done, { once: true });
+    });
   }
 
   /** Returns true when a relist is needed (410), false when the stream simply ended. */

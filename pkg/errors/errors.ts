@@ -65,6 +65,11 @@ export interface ErrorDetails {
   retryAfterSeconds?: number;
   /** Forbidden: why, in a few words, without the who/what prefix (the faces word that themselves) */
   why?: string;
+  /**
+   * Client-side: the request never left the client (its connection was never established:
+   * refused, no route, no such host), so it certainly took no effect. Unset: it may have.
+   */
+  notSent?: boolean;
   /** Forbidden by the authorizer: what each face words its denial from (AWS's sentence on the ECS face) */
   denial?: Denial;
 }

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { Checkpoint, CHECKPOINT_FILE, CheckpointData, CheckpointImage, CheckpointTask, LOCK_FILE, type CheckpointSchemas } from '../../pkg/agent/checkpoint.ts';
+import { Checkpoint, CHECKPOINT_FILE, CheckpointData, CheckpointImage, CheckpointTask, createExclusive, LOCK_FILE, type CheckpointSchemas } from '../../pkg/agent/checkpoint.ts';
 import { isBerthError } from '../../pkg/errors/errors.ts';
 
 describe('agent checkpoint', () => {
@@ -221,6 +221,38 @@ describe('agent checkpoint', () => {
       c.lock();
       expect(fs.readFileSync(path.join(dir, LOCK_FILE), 'utf8').trim()).to.equal(String(process.pid));
       expect(fs.existsSync(guard)).to.equal(false);
+      c.unlock();
+      expect(fs.readdirSync(dir)).to.deep.equal([]);
+    });
+
+    it('R3-8: on a file system without hard links the lock is created with an exclusive open instead, still only where none exists', () => {
+      const file = path.join(dir, LOCK_FILE);
+      const fail = (code: string) => () => {
+        throw Object.assign(new Error(`link: ${code}`), { code });
+      };
+      for (const code of ['EPERM', 'ENOTSUP', 'EXDEV']) {
+        expect(createExclusive(file, '4242\n', fail(code)), `${code}: created`).to.equal(true);
+        expect(fs.readFileSync(file, 'utf8')).to.equal('4242\n');
+        expect(createExclusive(file, '4343\n', fail(code)), `${code}: exists already`).to.equal(false);
+        expect(fs.readFileSync(file, 'utf8'), 'the first one is kept').to.equal('4242\n');
+        fs.unlinkSync(file);
+      }
+      // any other failure is an error, not a lock
+      let err: unknown;
+      try {
+        createExclusive(file, '4242\n', fail('EIO'));
+      } catch (e) {
+        err = e;
+      }
+      expect(isBerthError(err, 'InternalError'), String(err)).to.equal(true);
+      expect(fs.readdirSync(dir), 'no temp file left, no lock made').to.deep.equal([]);
+      // a lock file left empty (its writer died between the open and the write) is stale once it is not being written
+      fs.writeFileSync(file, '');
+      const old = new Date(Date.now() - 60_000);
+      fs.utimesSync(file, old, old);
+      const c = new Checkpoint(dir);
+      c.lock();
+      expect(fs.readFileSync(file, 'utf8').trim()).to.equal(String(process.pid));
       c.unlock();
       expect(fs.readdirSync(dir)).to.deep.equal([]);
     });

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { imagesToDelete, type ImageCandidate } from '../../pkg/agent/imagecleanup.ts';
-import { canonicalImageRef, ImagesInUse } from '../../pkg/agent/imageuse.ts';
+import { canonicalImageRef, holdKeys, ImagesInUse } from '../../pkg/agent/imageuse.ts';
 
 describe('image cleanup policy (pure)', () => {
   const now = 10 * 3600_000;
@@ -50,5 +50,31 @@ describe('R2-8: images about to be used (ImagesInUse)', () => {
     expect(await removal).to.equal(true);
     (await held)();
     expect(order).to.deep.equal(['removed', 'held']);
+  });
+
+  it('R3-6: a hold of name:tag@digest covers name@digest, the only name Docker lists for an image pulled by digest', async () => {
+    const a = 'a'.repeat(64);
+    const b = 'b'.repeat(64);
+    // [the task definition's image, the references Docker lists for the image (RepoTags + RepoDigests + id), held?]
+    const cases: Array<[string, string[], boolean]> = [
+      [`busybox:1.36@sha256:${a}`, [`busybox@sha256:${a}`, `sha256:${'f'.repeat(64)}`], true],
+      [`docker.io/library/busybox:1.36@sha256:${a}`, [`busybox@sha256:${a}`], true],
+      [`localhost:5000/app:v1@sha256:${a}`, [`localhost:5000/app@sha256:${a}`], true],
+      [`docker.io/library/busybox@sha256:${b}`, [`busybox@sha256:${b}`], true],
+      ['busybox', ['busybox:latest', `busybox@sha256:${a}`], true],
+      // another digest of the same name is another image
+      [`busybox:1.36@sha256:${a}`, [`busybox@sha256:${b}`, 'busybox:1.36'], false],
+    ];
+    for (const [ref, listed, want] of cases) {
+      const u = new ImagesInUse();
+      const release = await u.hold(ref);
+      expect(u.isHeld(listed), `${ref} held per cleanup of ${listed.join(', ')}`).to.equal(want);
+      let removed = false;
+      expect(await u.removeUnlessHeld(listed, async () => void (removed = true))).to.equal(!want);
+      expect(removed).to.equal(!want);
+      release();
+      expect(u.size, 'released: nothing held').to.equal(0);
+    }
+    expect(holdKeys(`localhost:5000/app@sha256:${a}`), 'a registry port is not a tag').to.deep.equal([`localhost:5000/app@sha256:${a}`]);
   });
 });

@@ -89,6 +89,36 @@ describe('instance health and gc plans', () => {
     });
   });
 
+  it('R3-3: a record disconnected without a recorded time is backfilled (once: it then carries one); no other record is', () => {
+    const NOW = 1_000_000;
+    const rows: Array<[string, HealthInstance, boolean]> = [
+      ['disconnected, no time (from before the condition)', { id: 'i', agentConnected: false, lastHeartbeat: NOW, status: 'ACTIVE' }, true],
+      ['disconnected, time recorded', { id: 'i', agentConnected: false, lastHeartbeat: NOW, status: 'ACTIVE', disconnectedAt: NOW - 5000 }, false],
+      ['connected', { id: 'i', agentConnected: true, lastHeartbeat: NOW, status: 'ACTIVE' }, false],
+      ['deregistered', { id: 'i', agentConnected: false, lastHeartbeat: NOW, status: 'INACTIVE' }, false],
+    ];
+    for (const [what, i, want] of rows) expect(planInstanceHealth([i], () => [], NOW, cfg).backfill, what).to.deep.equal(want ? ['i'] : []);
+    // the probe's cluster: 6 hosts dead for a week without a recorded time, 3 healthy, web-1 lost today. Once backfilled at
+    // the first controller start, a later start (a failover, 34 minutes on: past the window) no longer halts web-1's eviction
+    const start = 1_000_000_000;
+    const h = { heartbeatTimeoutMs: 60_000, lostGraceMs: 120_000 };
+    const cluster = (now: number, deadAt?: number) => [
+      ...[0, 1, 2, 3, 4, 5].map((k): HealthInstance => ({ id: `dead-${k}`, agentConnected: false, lastHeartbeat: now - 5 * 60_000, status: 'ACTIVE', ...(deadAt ? { disconnectedAt: deadAt } : {}) })),
+      ...[0, 1, 2].map((k): HealthInstance => ({ id: `ok-${k}`, agentConnected: true, lastHeartbeat: now - 1000, status: 'ACTIVE' })),
+      { id: 'web-1', agentConnected: false, lastHeartbeat: now - 5 * 60_000, status: 'ACTIVE', disconnectedAt: now - 4 * 60_000 },
+    ];
+    const web = (id: string) => (id === 'web-1' ? [task('svc-task', 'web-1')] : []);
+    const later = start + 34 * 60_000;
+    // heardAt is the second controller's first sight: without the backfilled time each failover counts them as lost now
+    const unrecorded = planInstanceHealth(cluster(later), web, later, h);
+    expect(unrecorded.halted, 'without a recorded time: halted after every failover').to.deep.equal({ lost: 7, of: 10 });
+    expect(unrecorded.backfill).to.have.length(6);
+    const recorded = planInstanceHealth(cluster(later, start), web, later, h);
+    expect(recorded.halted).to.equal(undefined);
+    expect(recorded.lost.map((l) => l.task)).to.deep.equal(['svc-task']);
+    expect(recorded.backfill).to.deep.equal([]);
+  });
+
   it('deletes finished objects only after the retention', () => {
     const objs = [
       { plural: 'tasks' as const, namespace: 'default', name: 'old', finishedAt: 0 },

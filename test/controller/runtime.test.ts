@@ -237,6 +237,76 @@ describe('R2-7: a create whose answer is lost stays expected', function () {
   });
 });
 
+describe('R3-1: the expectation of a create whose answer was lost counts its TTL from the failure', function () {
+  this.timeout(30_000);
+  // an apiserver that commits every create and never answers (a dropped response)
+  let srv: Server;
+  let url: string;
+  const committed: string[] = [];
+  before(async () => {
+    srv = createServer((req) => {
+      let b = '';
+      req.on('data', (c) => (b += c));
+      req.on('end', () => committed.push(JSON.parse(b).metadata.name));
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    url = `http://127.0.0.1:${(srv.address() as { port: number }).port}`;
+  });
+  after(async () => {
+    srv.closeAllConnections();
+    await new Promise((r) => srv.close(r));
+  });
+
+  it('R3-1: with the client timeout equal to the TTL (as in production: 30 s each), the next reconcile still waits when the Timeout surfaces', async () => {
+    const ms = 400;
+    const client = new Client({ server: url, token: 'x', timeoutMs: ms });
+    const exp = new Expectations(ms);
+    const task = ownedTask('default', { kind: 'Service', name: 'svc', uid: 'uid-r3-1' }, { taskDefinition: 'r31', desiredStatus: 'RUNNING' } as Task['spec']);
+    const err = await createOwnedTask(client, exp, 'default/svc', task).catch((e) => e);
+    expect(isBerthError(err, 'Timeout'), String(err)).to.equal(true);
+    expect(committed, 'the server took the create').to.include(task.metadata.name);
+    await sleep(20); // the worker's first rate-limited retry; the cache does not show the task yet
+    expect(exp.satisfied('default/svc', 0), 'the expectation expired as the timeout surfaced: the next reconcile creates a duplicate').to.equal(false);
+    // still bounded: a create that never shows is given up on one TTL after the failure
+    await eventually(() => exp.satisfied('default/svc', 0), 10_000, 'the expectation expired after its TTL');
+    client.close();
+  });
+});
+
+describe('R3-5: a create the client never sent is forgotten, one sent and cut off stays expected', function () {
+  this.timeout(30_000);
+  const owner = { kind: 'Service' as const, name: 'svc', uid: 'uid-r3-5' };
+  const spec = { taskDefinition: 'r35', desiredStatus: 'RUNNING' } as Task['spec'];
+
+  it('R3-5: connection refused (nothing listens) marks the error notSent and the key may be reconciled at once', async () => {
+    const srv = createServer();
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const port = (srv.address() as { port: number }).port;
+    await new Promise((r) => srv.close(r)); // nothing listens there now: ECONNREFUSED
+    const client = new Client({ server: `http://127.0.0.1:${port}`, token: 'x' });
+    const exp = new Expectations(60_000);
+    const err = await createOwnedTask(client, exp, 'default/svc', ownedTask('default', owner, spec)).catch((e) => e);
+    expect(isBerthError(err, 'ServiceUnavailable'), String(err)).to.equal(true);
+    expect(err.details.notSent, 'the client says it never sent the request').to.equal(true);
+    expect(exp.satisfied('default/svc', 0), 'nothing was written, so nothing is awaited').to.equal(true);
+    client.close();
+  });
+
+  it('R3-5: a connection cut after the request was sent is not notSent: the create may have committed', async () => {
+    const srv = createServer((req) => req.on('data', () => req.socket.destroy()));
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const client = new Client({ server: `http://127.0.0.1:${(srv.address() as { port: number }).port}`, token: 'x' });
+    const exp = new Expectations(60_000);
+    const err = await createOwnedTask(client, exp, 'default/svc', ownedTask('default', owner, spec)).catch((e) => e);
+    expect(isBerthError(err, 'ServiceUnavailable'), String(err)).to.equal(true);
+    expect(err.details.notSent).to.equal(false);
+    expect(exp.satisfied('default/svc', 0), 'a write that may have landed is still awaited').to.equal(false);
+    client.close();
+    srv.closeAllConnections();
+    await new Promise((r) => srv.close(r));
+  });
+});
+
 describe('leader election: renewals bounded by the renew deadline, observation after the read (D3)', function () {
   this.timeout(90_000);
   let api: TestApiServer;

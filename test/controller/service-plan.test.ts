@@ -328,6 +328,53 @@ describe('service plan: ECS deployment model (review findings)', () => {
     expect(w.taskDefinition).to.equal('app:1');
   });
 
+  it('R3-2: a rollback whose status write was lost (its spec write landed) resumes the target deployment: no new deployment drains its healthy tasks', () => {
+    // the probe's service: web:C PRIMARY and failing (3 tasks stopped before RUNNING), web:A COMPLETED with 4 healthy tasks
+    const NOW = 1_000_000_000;
+    const dep = (id: string, status: 'PRIMARY' | 'ACTIVE', rolloutState: 'IN_PROGRESS' | 'COMPLETED', createdAt: number) => ({
+      id, status, taskDefinition: `web:${id}`, desiredCount: 4, pendingCount: 0, runningCount: 0, failedTasks: 0, rolloutState, createdAt: new Date(createdAt).toISOString(), updatedAt: new Date(createdAt).toISOString(),
+    });
+    const pt = (name: string, d: string, o: Partial<PlanTask> = {}): PlanTask => ({ name, deploymentId: d, taskDefinition: `web:${d}`, desiredStatus: 'RUNNING', lastStatus: 'RUNNING', containerInstance: 'i1', createdAt: NOW - 120_000, startedAt: NOW - 100_000, ...o });
+    const spec = { taskDefinition: 'web:C', desiredCount: 4, schedulingStrategy: 'REPLICA' as const, deploymentConfiguration: { minimumHealthyPercent: 100, maximumPercent: 200, deploymentCircuitBreaker: { enable: true, rollback: true } } };
+    const status = { observedGeneration: 3, deployments: [dep('C', 'PRIMARY', 'IN_PROGRESS', NOW - 10_000), dep('A', 'ACTIVE', 'COMPLETED', NOW - 30_000)] };
+    const failed = ['c1', 'c2', 'c3'].map((n) => pt(n, 'C', { lastStatus: 'STOPPED', startedAt: undefined }));
+    const healthyA = ['a1', 'a2', 'a3', 'a4'].map((n) => pt(n, 'A'));
+    const first = planService({ name: 'web', generation: 3, spec, taskDefinition: 'web:C', status, tasks: [...failed, ...healthyA], now: NOW, newId, deleting: false });
+    expect(first.rollbackTo, 'the breaker trips and rolls back to web:A').to.equal('web:A');
+    // the spec write landed (generation 4 names web:A); the status write did not: the next pass has the old status
+    const w = new World({ ...spec, taskDefinition: 'web:A' });
+    w.t = NOW / TICK;
+    w.generation = 4;
+    w.taskDefinition = 'web:A';
+    w.tasks = [...failed, ...healthyA].map((t) => ({ ...t }));
+    w.status = structuredClone(status);
+    const next = w.tick();
+    expect(next.status.deployments!.find((d) => d.status === 'PRIMARY')!.id, 'the rollback target is PRIMARY again, not a new deployment').to.equal('A');
+    expect(next.start, 'no copies of web:A started').to.deep.equal([]);
+    for (let i = 0; i < 20; i++) w.tick();
+    expect(w.tasks.filter((t) => t.name.startsWith('a')).every((t) => t.desiredStatus === 'RUNNING'), 'web:A\'s healthy tasks kept').to.equal(true);
+    expect(w.tasks.length, 'nothing started').to.equal(7);
+    expect(w.status!.deployments!.map((d) => [d.id, d.status, d.rolloutState])).to.deep.equal([['A', 'PRIMARY', 'COMPLETED']]);
+  });
+
+  it('R3-2: naming the task definition of a still-running deployment again resumes it instead of replacing its tasks', () => {
+    const w = new World({ taskDefinition: 'app', desiredCount: 2, schedulingStrategy: 'REPLICA', deploymentConfiguration: { minimumHealthyPercent: 100, maximumPercent: 200 } });
+    w.settle();
+    const first = w.status!.deployments![0].id;
+    const started = w.tasks.length;
+    // app:2, then straight back to app:1 while app:1's tasks still run
+    w.generation++;
+    w.taskDefinition = 'app:2';
+    w.tick();
+    w.generation++;
+    w.taskDefinition = 'app:1';
+    w.tick();
+    expect(w.status!.deployments!.find((d) => d.status === 'PRIMARY')!.id).to.equal(first);
+    w.settle();
+    expect(w.running().map((t) => t.taskDefinition)).to.deep.equal(['app:1', 'app:1']);
+    expect(w.tasks.filter((t) => t.taskDefinition === 'app:1').length, 'no new app:1 task').to.equal(started);
+  });
+
   it('D4: no COMPLETED deployment to go back to: the failed deployment stalls (launches nothing), as ECS does', () => {
     const r = planService({
       name: 'web', generation: 1, spec: cbSpec({ desiredCount: 2 }), taskDefinition: 'web:C', now: NOW, newId, deleting: false,

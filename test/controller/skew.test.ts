@@ -95,4 +95,28 @@ describe('R2-9: ObservedStarts (the service controller\'s clock of task starts)'
     s.forget('d');
     expect(s.size).to.equal(0);
   });
+
+  it('R3-4: a start first seen already there (a relist\'s add) counts from no earlier than the task\'s creation (apiserver clock) and no later than now', () => {
+    const t0 = 5_000_000;
+    const h = 3600_000;
+    // [what, agent startedAt, creationTimestamp, counts from]
+    const cases: Array<[string, number, number | undefined, number]> = [
+      ['an agent an hour behind, task created 5 s ago', t0 - h + 2000, t0 - 5000, t0 - 5000],
+      ['a true clock: its stamp, after the creation', t0 - 3000, t0 - 5000, t0 - 3000],
+      ['an agent an hour ahead: now', t0 + h, t0 - 5000, t0],
+      ['no creation known: its stamp, bounded by now', t0 - 3000, undefined, t0 - 3000],
+      ['created "in the future" (apiserver ahead): still never later than now', t0 - 3000, t0 + 10_000, t0],
+    ];
+    for (const [what, agent, created, want] of cases) {
+      const s = new ObservedStarts(() => t0);
+      s.observe('t', agent, undefined, true, created);
+      expect(s.startedAt('t', agent, created), `${what} (observed)`).to.equal(want);
+      const r = new ObservedStarts(() => t0);
+      expect(r.startedAt('t', agent, created), `${what} (read from the cache before its event)`).to.equal(want);
+    }
+    // a start seen happening still counts from when it was seen, whatever the creation
+    const s = new ObservedStarts(() => t0);
+    s.observe('u', t0 - h, undefined, false, t0 - 5000);
+    expect(s.startedAt('u', t0 - h, t0 - 5000)).to.equal(t0);
+  });
 });

@@ -78,6 +78,19 @@ export function instanceHealthController(client: Client, inf: SharedInformers, l
           if (!isBerthError(e, 'Conflict') && !isBerthError(e, 'NotFound')) throw e;
         }
       }
+      // disconnected without a recorded time (a record from before the condition was kept): recorded now, once, so a
+      // loss long over counts as lost "now" for one disruption window in all, not again after every restart (R3-3).
+      // Conditional on the version read, like the disconnect: a heartbeat or another writer landing meanwhile wins.
+      for (const id of plan.backfill) {
+        const cur = inf.instances.get(`${ns}/${id}`);
+        if (!cur || cur.status?.agentConnected !== false) continue;
+        const conditions = withAgentCondition(cur, { status: 'False', reason: 'DisconnectTimeUnknown', message: 'recorded disconnected before the time of the disconnect was kept; counted from now' });
+        try {
+          await client.updateStatus<ContainerInstance>({ ...cur, status: { ...cur.status, conditions } });
+        } catch (e) {
+          if (!isBerthError(e, 'Conflict') && !isBerthError(e, 'NotFound')) throw e;
+        }
+      }
       // an agent that came back: its condition says so again (one write per reconnection; the agent does not write conditions)
       for (const i of instances) {
         if (!(i.status?.agentConnected && agentCondition(i)?.status === 'False')) continue;

@@ -46,6 +46,13 @@ export const LOST_REASON = 'Container instance is no longer reachable: its agent
 
 export interface HealthPlan {
   disconnect: string[];
+  /**
+   * Recorded disconnected without a recorded time (from before the AgentConnected condition
+   * was kept, or its write was lost): record it now, once (R3-3). Until then each controller
+   * (re)start counts such an instance as lost from its first sight of it, so a handful of
+   * long-dead hosts halted evictions for the disruption window after every failover.
+   */
+  backfill: string[];
   lost: Array<{ task: string; reason: string; instance: string }>;
   /** most instances look lost at once: that is this controller's staleness more likely than theirs, so nothing is evicted */
   halted?: { lost: number; of: number };
@@ -61,6 +68,7 @@ export const MASS_LOSS_FRACTION = 0.55;
 
 /**
  * - Disconnect: silent past the heartbeat timeout by this controller's own clock.
+ * - Backfill: recorded disconnected but not when: the time is recorded now (R3-3).
  * - Lost: silent past timeout + grace AND recorded disconnected (`agentConnected: false`,
  *   which only a disconnect write that won its compare-and-swap, ours or another's, puts
  *   there). A stale cache or a watch that stopped delivering makes every disconnect
@@ -76,6 +84,7 @@ export const MASS_LOSS_FRACTION = 0.55;
  */
 export function planInstanceHealth(instances: HealthInstance[], tasksOn: (instance: string) => HealthTask[], now: number, cfg: HealthConfig = DEFAULT_HEALTH): HealthPlan {
   const disconnect: string[] = [];
+  const backfill: string[] = [];
   const lostInstances: Array<{ id: string; evict: HealthTask[] }> = [];
   const window = cfg.disruptionWindowMs ?? 10 * (cfg.heartbeatTimeoutMs + cfg.lostGraceMs);
   let considered = 0;
@@ -84,6 +93,7 @@ export function planInstanceHealth(instances: HealthInstance[], tasksOn: (instan
     if (i.status === 'INACTIVE') continue;
     const silentFor = now - i.lastHeartbeat;
     if (silentFor > cfg.heartbeatTimeoutMs && i.agentConnected) disconnect.push(i.id);
+    if (!i.agentConnected && i.disconnectedAt === undefined) backfill.push(i.id);
     // only a lost instance's tasks are looked at: the healthy path costs one pass over the instances
     if (silentFor <= cfg.heartbeatTimeoutMs + cfg.lostGraceMs || i.agentConnected) {
       considered++;
@@ -100,10 +110,10 @@ export function planInstanceHealth(instances: HealthInstance[], tasksOn: (instan
     lostInstances.push({ id: i.id, evict });
   }
   const extra = longLost ? { longLost } : {};
-  if (lostInstances.length >= 2 && lostInstances.length > considered * MASS_LOSS_FRACTION) return { disconnect, lost: [], halted: { lost: lostInstances.length, of: considered }, ...extra };
+  if (lostInstances.length >= 2 && lostInstances.length > considered * MASS_LOSS_FRACTION) return { disconnect, backfill, lost: [], halted: { lost: lostInstances.length, of: considered }, ...extra };
   const lost: HealthPlan['lost'] = [];
   for (const { id, evict } of lostInstances) for (const t of evict) lost.push({ task: t.name, reason: LOST_REASON, instance: id });
-  return { disconnect, lost, ...extra };
+  return { disconnect, backfill, lost, ...extra };
 }
 
 export interface GcObject {

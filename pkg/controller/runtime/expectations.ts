@@ -17,6 +17,19 @@ export class Expectations {
     this.pending.set(key, e);
   }
 
+  /**
+   * The outcome of the key's write became known to be uncertain only now (its answer was
+   * lost to a timeout): the wait restarts here, not at `expect`. The TTL counts from the
+   * last moment the write could still have been in flight; counted from before the request,
+   * a client timeout as long as the TTL would let the expectation expire the instant the
+   * timeout surfaced, and the next reconcile would create a duplicate (review R3-1).
+   * Names observed meanwhile stay observed.
+   */
+  restart(key: string): void {
+    const e = this.pending.get(key);
+    if (e) e.at = Date.now();
+  }
+
   /** A name of the key was observed in its expected state. */
   observed(key: string, name: string): void {
     this.pending.get(key)?.names.delete(name);

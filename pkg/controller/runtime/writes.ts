@@ -8,19 +8,21 @@ import type { Expectations } from './expectations.ts';
 
 /**
  * Did a write certainly not happen? Only when the apiserver answered with a refusal (a 4xx:
- * invalid, conflict, forbidden, the lease fence, too many requests), or the client refused to
- * send it (a term no longer valid: LeaseLost). A timeout, an aborted request (the term ended
- * while it was in flight), a connection lost or a 5xx may have committed: its answer was lost,
- * not its write (review R2-7).
+ * invalid, conflict, forbidden, the lease fence, too many requests), the client refused to
+ * send it (a term no longer valid: LeaseLost), or the client never sent it (no connection
+ * was ever made: `notSent`, R3-5). A timeout, an aborted request (the term ended while it
+ * was in flight), a connection lost or a 5xx may have committed: its answer was lost, not
+ * its write (review R2-7).
  */
-export const certainlyNotWritten = (e: unknown): boolean => isBerthError(e) && e.status >= 400 && e.status < 500;
+export const certainlyNotWritten = (e: unknown): boolean => isBerthError(e) && ((e.status >= 400 && e.status < 500) || e.details.notSent === true);
 
 /**
  * The task writes an owning controller makes, each recorded as an expectation first (so the
  * next reconcile waits until the cache shows it). A create that was certainly refused is
  * forgotten again; one whose outcome is unknown stays expected until the cache shows the
  * task or the expectation's TTL passes (client-go's expectations), so the next reconcile
- * does not create a second one meanwhile while the cache lags (R2-7).
+ * does not create a second one meanwhile while the cache lags (R2-7). The TTL counts from
+ * the failure, when the write stopped being in flight, not from the request (R3-1).
  */
 export async function createOwnedTask(client: Pick<Client, 'create'>, exp: Expectations, key: string, task: Task): Promise<void> {
   exp.expect(key, [task.metadata.name]);
@@ -28,6 +30,7 @@ export async function createOwnedTask(client: Pick<Client, 'create'>, exp: Expec
     await client.create(task);
   } catch (e) {
     if (certainlyNotWritten(e)) exp.observed(key, task.metadata.name);
+    else exp.restart(key); // in flight until now: the TTL counts from here (R3-1)
     throw e;
   }
 }

@@ -100,7 +100,7 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
           onLostInstance: !!ci && ci.status?.agentConnected === false,
           healthStatus: t.status?.healthStatus,
           hasHealthCheck: !!tdSpec?.containerDefinitions.some((cd) => cd.essential !== false && cd.healthCheck),
-          startedAt: starts.startedAt(taskKey(t), agentStart(t)),
+          startedAt: starts.startedAt(taskKey(t), agentStart(t), ms(t.metadata.creationTimestamp)),
           createdAt: ms(t.metadata.creationTimestamp),
           stopReason: t.spec.stopReason,
         };
@@ -187,14 +187,14 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
     add: (t) => {
       const key = serviceKeyOf(t);
       if (!key) return;
-      starts.observe(taskKey(t), agentStart(t), undefined, true);
+      starts.observe(taskKey(t), agentStart(t), undefined, true, ms(t.metadata.creationTimestamp));
       exp.observed(key, t.metadata.name);
       c.enqueue(key);
     },
     update: (p, t) => {
       const key = serviceKeyOf(t);
       if (!key) return;
-      starts.observe(taskKey(t), agentStart(t), agentStart(p), false);
+      starts.observe(taskKey(t), agentStart(t), agentStart(p), false, ms(t.metadata.creationTimestamp));
       if (t.spec.desiredStatus === 'STOPPED') exp.observed(key, t.metadata.name);
       if (
         p.status?.lastStatus !== t.status?.lastStatus ||

@@ -27,6 +27,10 @@
  *   definition becomes the service's (`rollbackTo`: a scale-out later does not deploy the
  *   failed revision again; naming it again in an update does). No COMPLETED
  *   deployment: the deployment stalls (nothing new is launched), as ECS does.
+ * - Resume. A spec naming the task definition of a deployment still listed, COMPLETED or
+ *   with healthy tasks, makes that deployment PRIMARY again instead of starting a new one
+ *   (so a rollback whose status write was lost does not drain the target's healthy tasks
+ *   to start copies of the same revision, review R3-2).
  * - Throttle. After 3 tasks in a row fail to start (none reached RUNNING since), launches
  *   wait 5 s, doubling, up to 15 minutes.
  */
@@ -166,6 +170,26 @@ export function planService(input: PlanInput): Plan {
   const specChanged = (prev.observedGeneration ?? 0) < input.generation;
   if (!primary || (specChanged && primary.taskDefinition !== input.taskDefinition)) {
     for (const d of deployments) if (d.status === 'PRIMARY') d.status = 'ACTIVE';
+    // the task definition of a deployment we still have, COMPLETED or with healthy tasks (a rollback whose
+    // status write was lost after its spec write landed, or a user naming the previous revision again while
+    // it still runs): that deployment is PRIMARY again, rather than a new one replacing its healthy copies of
+    // the same revision (R3-2). A FAILED one is not resumed: naming it again deploys it anew.
+    const again = deployments
+      .filter((d) => d.taskDefinition === input.taskDefinition && d.rolloutState !== 'FAILED')
+      .filter((d) => d.rolloutState === 'COMPLETED' || input.tasks.some((t) => t.deploymentId === d.id && healthy(t)))
+      .sort((a, b) => ms(b.createdAt) - ms(a.createdAt))[0];
+    if (again) {
+      again.status = 'PRIMARY';
+      again.failedTasks = 0;
+      again.rolloutState = 'IN_PROGRESS';
+      again.rolloutStateReason = `ECS deployment ${again.id} is the service's deployment again: the service names its task definition again.`;
+      again.updatedAt = iso(now);
+      delete again.circuitBreaker;
+      addEvent(`${svc} (deployment ${again.id}) is the primary deployment again.`);
+      primary = again;
+    }
+  }
+  if (!primary || (specChanged && primary.taskDefinition !== input.taskDefinition)) {
     primary = {
       id: `ecs-svc/${input.newId()}`,
       status: 'PRIMARY',

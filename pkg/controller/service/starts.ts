@@ -7,8 +7,10 @@
  * (the informer delivering a new `startedAt`), as instance health counts heartbeats from
  * `heardAt`. A start this process did not see happen (it was listed already started, at
  * process start or after a failover) counts from the agent's time, but never from later than
- * the controller's clock when it was first seen: a skewed agent can then only make it count
- * earlier than it would, for at most one term.
+ * the controller's clock when it was first seen, and never from before the task existed (its
+ * `metadata.creationTimestamp`, the apiserver's clock: a task cannot start before it is
+ * created, R3-4). An agent behind can then make such a start count early by at most the time
+ * from the task's creation to its start, and only for one term.
  */
 export class ObservedStarts {
   /** task key -> the agent's startedAt it was seen with, and the controller's time it counts from */
@@ -17,23 +19,29 @@ export class ObservedStarts {
 
   /**
    * A task as the informer delivers it: `agent` its status.startedAt, `before` the previous
-   * version's (`undefined` also when there was no previous version: first seen).
+   * version's (`undefined` also when there was no previous version: first seen), `created`
+   * its metadata.creationTimestamp.
    */
-  observe(key: string, agent: number | undefined, before: number | undefined, firstSeen: boolean): void {
+  observe(key: string, agent: number | undefined, before: number | undefined, firstSeen: boolean, created?: number): void {
     if (agent === undefined) return;
     if (this.seen.get(key)?.agent === agent) return;
     const now = this.now();
-    // a start we saw happen counts from now; one that was there already, from its time but never later than now
-    this.seen.set(key, { agent, at: !firstSeen && before !== agent ? now : Math.min(agent, now) });
+    // a start we saw happen counts from now; one that was there already, from its time but within [created, now]
+    this.seen.set(key, { agent, at: !firstSeen && before !== agent ? now : this.bounded(agent, created, now) });
+  }
+
+  /** A start's agent time, no earlier than the task's creation and no later than now. */
+  private bounded(agent: number, created: number | undefined, now: number): number {
+    return Math.min(created !== undefined && !Number.isNaN(created) ? Math.max(agent, created) : agent, now);
   }
 
   /** When the task's current run started, by the controller's clock (undefined: it never started). */
-  startedAt(key: string, agent: number | undefined): number | undefined {
+  startedAt(key: string, agent: number | undefined, created?: number): number | undefined {
     if (agent === undefined) return undefined;
     const s = this.seen.get(key);
     if (s && s.agent === agent) return s.at;
     // not delivered to us yet (the cache is read before handlers run): first seen now, and kept so it stays put
-    const at = Math.min(agent, this.now());
+    const at = this.bounded(agent, created, this.now());
     this.seen.set(key, { agent, at });
     return at;
   }
