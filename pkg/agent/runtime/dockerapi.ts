@@ -183,18 +183,13 @@ export class DockerApi {
 
   /** undefined when Docker has no such container */
   async inspectContainer(id: string): Promise<DockerInspect | undefined> {
-    try {
-      return await this.call(
-        `inspect ${id}`,
-        'CannotInspectContainerError',
-        this.timeouts.inspect,
-        (abortSignal) => this.docker.getContainer(id).inspect({ abortSignal }),
-        { kind: 'Container', name: id },
-      );
-    } catch (e) {
-      if (e instanceof RuntimeError && e.statusCode === 404) return undefined;
-      throw e;
-    }
+    return absentOn404(this.call(
+      `inspect ${id}`,
+      'CannotInspectContainerError',
+      this.timeouts.inspect,
+      (abortSignal) => this.docker.getContainer(id).inspect({ abortSignal }),
+      { kind: 'Container', name: id },
+    ));
   }
 
   listContainers(filters: Record<string, string[]>): Promise<Docker.ContainerInfo[]> {
@@ -313,18 +308,13 @@ export class DockerApi {
   // ---- images ----
 
   async inspectImage(ref: string): Promise<Docker.ImageInspectInfo | undefined> {
-    try {
-      return await this.call(
-        `inspect image ${ref}`,
-        'CannotInspectImageError',
-        this.timeouts.inspect,
-        () => this.docker.getImage(ref).inspect(),
-        { kind: 'Image', name: ref },
-      );
-    } catch (e) {
-      if (e instanceof RuntimeError && e.statusCode === 404) return undefined;
-      throw e;
-    }
+    return absentOn404(this.call(
+      `inspect image ${ref}`,
+      'CannotInspectImageError',
+      this.timeouts.inspect,
+      () => this.docker.getImage(ref).inspect(),
+      { kind: 'Image', name: ref },
+    ));
   }
 
   listImages(): Promise<Docker.ImageInfo[]> {
@@ -332,18 +322,13 @@ export class DockerApi {
   }
 
   async removeImage(ref: string): Promise<void> {
-    try {
-      await this.call(
-        `remove image ${ref}`,
-        'CannotRemoveImageError',
-        this.timeouts.image,
-        (abortSignal) => this.docker.getImage(ref).remove({ abortSignal }),
-        { kind: 'Image', name: ref },
-      );
-    } catch (e) {
-      if (e instanceof RuntimeError && e.statusCode === 404) return;
-      throw e;
-    }
+    await absentOn404(this.call(
+      `remove image ${ref}`,
+      'CannotRemoveImageError',
+      this.timeouts.image,
+      (abortSignal) => this.docker.getImage(ref).remove({ abortSignal }),
+      { kind: 'Image', name: ref },
+    ));
   }
 
   /**
@@ -454,17 +439,12 @@ export class DockerApi {
   }
 
   async inspectNetwork(name: string): Promise<Docker.NetworkInspectInfo | undefined> {
-    try {
-      return (await this.call(
-        `inspect network ${name}`,
-        'CannotInspectNetworkError',
-        this.timeouts.network,
-        () => this.docker.getNetwork(name).inspect(),
-      )) as Docker.NetworkInspectInfo;
-    } catch (e) {
-      if (e instanceof RuntimeError && e.statusCode === 404) return undefined;
-      throw e;
-    }
+    return (await absentOn404(this.call(
+      `inspect network ${name}`,
+      'CannotInspectNetworkError',
+      this.timeouts.network,
+      () => this.docker.getNetwork(name).inspect(),
+    ))) as Docker.NetworkInspectInfo | undefined;
   }
 
   /** Create; false when a network of that name exists already. */
@@ -498,31 +478,21 @@ export class DockerApi {
   }
 
   async removeNetwork(name: string): Promise<void> {
-    try {
-      await this.call(
-        `remove network ${name}`,
-        'CannotRemoveNetworkError',
-        this.timeouts.network,
-        (abortSignal) => this.docker.getNetwork(name).remove({ abortSignal }),
-      );
-    } catch (e) {
-      if (e instanceof RuntimeError && e.statusCode === 404) return;
-      throw e;
-    }
+    await absentOn404(this.call(
+      `remove network ${name}`,
+      'CannotRemoveNetworkError',
+      this.timeouts.network,
+      (abortSignal) => this.docker.getNetwork(name).remove({ abortSignal }),
+    ));
   }
 
   async inspectVolume(name: string): Promise<Docker.VolumeInspectInfo | undefined> {
-    try {
-      return await this.call(
-        `inspect volume ${name}`,
-        'CannotInspectVolumeError',
-        this.timeouts.volume,
-        (abortSignal) => this.docker.getVolume(name).inspect({ abortSignal }),
-      );
-    } catch (e) {
-      if (e instanceof RuntimeError && e.statusCode === 404) return undefined;
-      throw e;
-    }
+    return absentOn404(this.call(
+      `inspect volume ${name}`,
+      'CannotInspectVolumeError',
+      this.timeouts.volume,
+      (abortSignal) => this.docker.getVolume(name).inspect({ abortSignal }),
+    ));
   }
 
   async createVolume(body: { Name: string; Driver: string; DriverOpts: Record<string, string>; Labels: Record<string, string> }): Promise<void> {
@@ -545,17 +515,12 @@ export class DockerApi {
   }
 
   async removeVolume(name: string): Promise<void> {
-    try {
-      await this.call(
-        `remove volume ${name}`,
-        'CannotRemoveVolumeError',
-        this.timeouts.volume,
-        (abortSignal) => this.docker.getVolume(name).remove({ abortSignal }),
-      );
-    } catch (e) {
-      if (e instanceof RuntimeError && e.statusCode === 404) return;
-      throw e;
-    }
+    await absentOn404(this.call(
+      `remove volume ${name}`,
+      'CannotRemoveVolumeError',
+      this.timeouts.volume,
+      (abortSignal) => this.docker.getVolume(name).remove({ abortSignal }),
+    ));
   }
 
   // ---- events ----
@@ -647,5 +612,18 @@ export class DockerApi {
     this.stream?.destroy();
     this.stream = undefined;
     this.emitter.removeAllListeners();
+  }
+}
+
+/**
+ * What a Docker call answered, or undefined when the object does not exist (404): gone is what
+ * a remove wants, and absent is what an inspect reports.
+ */
+async function absentOn404<T>(p: Promise<T>): Promise<T | undefined> {
+  try {
+    return await p;
+  } catch (e) {
+    if (e instanceof RuntimeError && e.statusCode === 404) return undefined;
+    throw e;
   }
 }
