@@ -448,7 +448,7 @@ describe('docker runtime (real dockerd)', function () {
     await always.close();
     await cached.close();
   });
-  it('daemon_bridge: the first daemons of an instance starting together both get the daemon namespace (issue 15: "Pool overlaps")', async () => {
+  it('daemon_bridge: the first daemons of an instance starting together both get the daemon namespace (no "Pool overlaps")', async () => {
     // a fresh instance: no daemon namespace yet (the earlier tests' containers go first, they are attached to it)
     for (const t of tasks.splice(0)) {
       for (const c of await rt.list({ [LABELS.taskArn]: t.taskArn })) await rt.remove(c.id);

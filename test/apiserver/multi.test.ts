@@ -1,5 +1,5 @@
 /**
- * Several apiservers on one etcd cluster behave as one (issue 17).
+ * Several apiservers on one etcd cluster behave as one.
  *
  * Three real `berth-apiserver` processes on a 3-member etcd cluster (etcd's default limits),
  * the third over a slow link (its cache trails the others by 150 ms),
@@ -12,9 +12,7 @@
  * snapshot; and the invariants of C4, C5, C14 and D12 at every revision. Then the same
  * with one apiserver SIGSTOPped for 10 s in the middle.
  *
- * Each property is its own test. Those marked "needs C6"/"needs C7" depend on the read-side
- * semantics (fresh reads, watches that wait for their resourceVersion, snapshot pagination)
- * built on another branch.
+ * Each property is its own test.
  *
  * MULTI_OPS (default 400) operations per phase; MULTI_RUNS (default 1) runs; MULTI_SEED to
  * replay a run (the seed of each run is in its title).

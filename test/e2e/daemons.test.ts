@@ -14,7 +14,7 @@ interface TaskRow {
 }
 
 /**
- * The new user's report (issue 15): `berth apply -f deploy/examples/` on a fresh `berth up`
+ * A new user's report: `berth apply -f deploy/examples/` on a fresh `berth up`
  * left the monitoring daemon with four tasks, one desired RUNNING and last STOPPED after its
  * container failed to create, still there after the daemon was deleted. On real Docker:
  * every daemon of the examples converges to exactly one task per instance, no task is left
