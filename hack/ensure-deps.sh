@@ -39,5 +39,8 @@ fi
 # npm packages: install when node_modules is absent or older than the lock file
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "berth: installing npm packages (npm ci)" >&2
+  # better-sqlite3 compiles from source when its prebuilt binary cannot be fetched: against the
+  # headers of Debian's nodejs when they are there, so node-gyp need not download them either
+  if [ -z "${npm_config_nodedir:-}" ] && [ -f /usr/include/node/node.h ]; then export npm_config_nodedir=/usr; fi
   npm ci --no-audit --no-fund --loglevel=error >&2
 fi
