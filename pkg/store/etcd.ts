@@ -411,7 +411,7 @@ function notTaken(e: unknown): boolean {
 function writeError(e: unknown): Error {
   const msg = (e as Error)?.message ?? String(e);
   if (notTaken(e)) return new BerthError('ServiceUnavailable', `etcd is unavailable (${msg}); nothing was written: try again`, { retryAfterSeconds: 1 });
-  if (/UNAVAILABLE|DEADLINE_EXCEEDED|CANCELLED|etcdserver: (request timed out|leader changed|timed out)|Connection dropped/i.test(msg)) {
+  if (/UNAVAILABLE|DEADLINE_EXCEEDED|context deadline exceeded|CANCELLED|etcdserver: (request timed out|leader changed|timed out)|Connection dropped/i.test(msg)) {
     return new BerthError('Timeout', `etcd did not confirm the write (${msg}); it may or may not have been applied: read the object before trying again`, { retryAfterSeconds: 1 });
   }
   return e as Error;
