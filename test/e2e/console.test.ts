@@ -100,7 +100,7 @@ describe('web console in Chromium (apiserver, controllers, hollow agents)', func
     expect(page.url(), 'the code leaves the address bar').to.not.include('code=');
     const again = await fetch(`${api.url}/ui/session`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ code }) });
     expect(again.status, 'a spent code').to.equal(401);
-    const token = await page.evaluate(() => sessionStorage.getItem('berth.console.token'));
+    const token = await page.evaluate(() => (globalThis as unknown as { sessionStorage: { getItem(k: string): string | null } }).sessionStorage.getItem('berth.console.token'));
     expect(token).to.match(/^berth-console\./).and.not.equal(api.adminToken);
     const row = page.locator('tr', { has: page.getByRole('link', { name: 'default' }) });
     await row.locator('[data-count="instances"]').filter({ hasText: '2' }).waitFor();

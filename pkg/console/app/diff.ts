@@ -3,8 +3,8 @@
 export interface DiffRow {
   left?: string;
   right?: string;
-  /** same: on both sides; del: only on the left; add: only on the right */
-  op: 'same' | 'del' | 'add';
+  /** same: on both sides; del: only on the left; add: only on the right; change: a left line replaced by a right one */
+  op: 'same' | 'del' | 'add' | 'change';
 }
 
 export function diffLines(a: string[], b: string[]): DiffRow[] {
@@ -21,5 +21,22 @@ export function diffLines(a: string[], b: string[]): DiffRow[] {
     else if (j < m && (i >= n || lcs[i][j + 1] >= lcs[i + 1][j])) rows.push({ right: b[j++], op: 'add' });
     else rows.push({ left: a[i++], op: 'del' });
   }
-  return rows;
+  // the lines removed and added between two common ones, side by side: one row each
+  const out: DiffRow[] = [];
+  for (let k = 0; k < rows.length; ) {
+    if (rows[k].op === 'same') {
+      out.push(rows[k++]);
+      continue;
+    }
+    const dels: string[] = [];
+    const adds: string[] = [];
+    for (; k < rows.length && rows[k].op !== 'same'; k++) {
+      if (rows[k].op === 'del') dels.push(rows[k].left!);
+      else adds.push(rows[k].right!);
+    }
+    for (let x = 0; x < Math.max(dels.length, adds.length); x++) {
+      out.push(x >= dels.length ? { right: adds[x], op: 'add' } : x >= adds.length ? { left: dels[x], op: 'del' } : { left: dels[x], right: adds[x], op: 'change' });
+    }
+  }
+  return out;
 }
