@@ -180,6 +180,11 @@ describe('web console in Chromium (apiserver, controllers, hollow agents)', func
     await shot(page, 'instances');
   });
 
+  it('lists the daemons of a cluster (none here)', async () => {
+    await page.goto(`${api.url}/ui/clusters/default/daemons`);
+    await page.getByText('no daemons in this cluster').waitFor();
+  });
+
   it('shows two task definition revisions side by side', async () => {
     await page.getByRole('link', { name: 'Task definitions' }).click();
     await page.getByRole('link', { name: 'web', exact: true }).click();
@@ -189,7 +194,7 @@ describe('web console in Chromium (apiserver, controllers, hollow agents)', func
   });
 
   it("refuses a viewer's scale with the API's message, and nothing changes", async () => {
-    const ctx = await browser.newContext({ viewport: { width: 390, height: 844 } });
+    const ctx = await browser.newContext({ viewport: { width: 390, height: 844 }, colorScheme: 'dark' });
     const viewer = await ctx.newPage();
     watchPage(viewer);
     await viewer.goto(`${api.url}/ui/clusters/default/services/web`);
@@ -197,9 +202,19 @@ describe('web console in Chromium (apiserver, controllers, hollow agents)', func
     await viewer.getByRole('button', { name: 'Log in' }).click();
     await viewer.getByTestId('user').filter({ hasText: 'viewer' }).waitFor();
     expect(new URL(viewer.url()).pathname, 'back on the page asked for').to.equal('/ui/clusters/default/services/web');
-    await viewer.getByRole('button', { name: 'Scale…' }).click();
-    await viewer.getByLabel('Desired tasks').fill('5');
-    await viewer.getByRole('dialog').getByRole('button', { name: 'Scale' }).click();
+    // by keyboard: Tab to the button, Enter opens the dialog, Escape cancels; then a count and Enter
+    const focused = () => viewer.evaluate(() => (globalThis as unknown as { document: { activeElement: { textContent: string } | null } }).document.activeElement?.textContent ?? '');
+    for (let i = 0; i < 40 && (await focused()) !== 'Scale…'; i++) await viewer.keyboard.press('Tab');
+    expect(await focused()).to.equal('Scale…');
+    await viewer.keyboard.press('Enter');
+    await viewer.getByRole('dialog').waitFor();
+    await viewer.keyboard.press('Escape');
+    await viewer.getByRole('dialog').waitFor({ state: 'detached' });
+    await viewer.getByRole('button', { name: 'Scale…' }).focus();
+    await viewer.keyboard.press('Enter');
+    await viewer.getByLabel('Desired tasks').press('Control+A');
+    await viewer.keyboard.type('5');
+    await viewer.keyboard.press('Enter');
     const alert = viewer.locator('#flash .error');
     await alert.getByText('Refused (403)').waitFor();
     // word for word what the API answers the viewer for the same request

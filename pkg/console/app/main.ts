@@ -17,6 +17,8 @@ const url = (path: string) => `/ui${path}`;
 const link = (path: string, text: string, attrs: Record<string, string> = {}) => h('a', { href: url(path), ...attrs }, text);
 
 function navigate(to: string) {
+  // a message belongs to the page it was shown on
+  flash.replaceChildren();
   history.pushState(null, '', to);
   route();
 }
@@ -42,10 +44,10 @@ function showDone(message: string) {
   flash.replaceChildren(h('div', { class: 'done' }, message));
 }
 
-/** a modal confirmation (a native dialog: Escape cancels, focus stays inside) */
+/** a modal confirmation (a native dialog: Escape cancels, focus stays inside; Enter confirms, its button first) */
 function confirmAction(title: string, body: Node[], ok: string): Promise<FormData | undefined> {
   return new Promise((resolve) => {
-    const form = h('form', { method: 'dialog' }, h('h2', {}, title), ...body, h('div', { class: 'buttons' }, h('button', { value: 'cancel', type: 'submit', formnovalidate: true }, 'Cancel'), h('button', { value: 'ok', type: 'submit', class: 'primary' }, ok)));
+    const form = h('form', { method: 'dialog' }, h('h2', {}, title), ...body, h('div', { class: 'buttons' }, h('button', { value: 'ok', type: 'submit', class: 'primary' }, ok), h('button', { value: 'cancel', type: 'submit', formnovalidate: true }, 'Cancel')));
     const dialog = h('dialog', { 'aria-label': title }, form);
     document.body.appendChild(dialog);
     dialog.addEventListener('close', () => {
