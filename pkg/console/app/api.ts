@@ -33,9 +33,9 @@ export class ApiError extends Error {
 let onUnauthorized = () => {};
 export const whenUnauthorized = (fn: () => void) => (onUnauthorized = fn);
 
-const headers = (extra: Record<string, string> = {}): Record<string, string> => (session.token ? { Authorization: `Bearer ${session.token}`, ...extra } : extra);
+export const headers = (extra: Record<string, string> = {}): Record<string, string> => (session.token ? { Authorization: `Bearer ${session.token}`, ...extra } : extra);
 
-async function refusal(res: Response): Promise<ApiError> {
+export async function refusal(res: Response): Promise<ApiError> {
   const text = await res.text();
   let message = text || res.statusText;
   try {

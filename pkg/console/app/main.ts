@@ -3,7 +3,7 @@
  * collections (list + watch); a change re-renders the page. Actions go through the API
  * with the user's token and show the API's own message when refused.
  */
-import { ApiError, Collection, lines, request, resourcePath, session, whenUnauthorized, type Obj } from './api.ts';
+import { ApiError, Collection, headers, lines, refusal, request, resourcePath, session, whenUnauthorized, type Obj } from './api.ts';
 import { diffLines } from './diff.ts';
 import { ago, badge, h, table } from './dom.ts';
 
@@ -330,16 +330,9 @@ function taskPage(c: string, name: string): Page {
     logPre.replaceChildren();
     schedule();
     try {
-      const res = await fetch(`${resourcePath('tasks', c, name)}/log?container=${encodeURIComponent(container)}&follow=true&tailLines=200`, { headers: { Authorization: `Bearer ${session.token}` }, signal: logCtrl.signal });
+      const res = await fetch(`${resourcePath('tasks', c, name)}/log?container=${encodeURIComponent(container)}&follow=true&tailLines=200`, { headers: headers(), signal: logCtrl.signal });
       if (!res.ok) {
-        const text = await res.text();
-        let message = text;
-        try {
-          message = JSON.parse(text).message ?? text;
-        } catch {
-          // plain text
-        }
-        logPre.append(`(${res.status}) ${message}\n`);
+        logPre.append(`(${res.status}) ${(await refusal(res)).message}\n`);
         return;
       }
       for await (const l of lines(res)) {
