@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what berth and its tests need on a fresh Debian machine, and nothing that is
 # already there: Debian packages (etcd, dockerd, a static busybox for the local test image,
-# iproute2; kubectl's fallback; haproxy, iptables, openssl and curl for the multi-host tests; strace for a durability test) and the npm packages of package-lock.json.
+# iproute2; kubectl's fallback; haproxy, iptables, openssl and curl for the multi-host tests; strace for a durability test; chromium for the web console's browser tests), the npm packages of package-lock.json and the web console's bundle.
 # Idempotent and quiet when everything is present. Needs root for apt-get.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +24,8 @@ command -v ss >/dev/null 2>&1 || missing+=(iproute2)
 command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
 # the embedded store's durability test traces its fsyncs
 command -v strace >/dev/null 2>&1 || missing+=(strace)
+# the web console's browser tests: Debian's Chromium, driven by playwright-core (no browser is ever downloaded)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
@@ -44,3 +46,6 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   if [ -z "${npm_config_nodedir:-}" ] && [ -f /usr/include/node/node.h ]; then export npm_config_nodedir=/usr; fi
   npm ci --no-audit --no-fund --loglevel=error >&2
 fi
+
+# the web console's bundle (pkg/console/dist), rebuilt only when its sources changed
+node --import tsx hack/build-console.ts 2>/dev/null || echo "berth: could not build the web console bundle (the apiserver builds it on first use)" >&2

@@ -59,6 +59,7 @@ const program = new Command('berth-apiserver')
   .option('--audit-log <file>', 'append one JSON line per state-changing or denied request to this file')
   .option('--max-txn-ops <n>', "etcd's --max-txn-ops (default 128): binding calls are split into txns within it and 1 MiB; raise both for fewer txns")
   .option('--log-level <level>', 'pino level', process.env.BERTH_LOG_LEVEL ?? 'info')
+  .option('--no-console', 'do not serve the web console under /ui/')
   .showHelpAfterError();
 
 runMain('berth-apiserver', async () => {
@@ -68,6 +69,7 @@ runMain('berth-apiserver', async () => {
     listen: string;
     tlsCertFile?: string;
     tlsPrivateKeyFile?: string;
+    console: boolean;
     tokenAuthFile?: string;
     logLevel: string;
     inactiveRetention: string;
@@ -149,6 +151,7 @@ runMain('berth-apiserver', async () => {
     auditLog: o.auditLog,
     arn: { ...DEFAULT_ARN_CONFIG, region: o.region },
     frontDoors: (parts) => [ecsFrontDoor(parts, { accessKeyFile: o.accessKeyFile, region: o.region })],
+    console: o.console,
   });
   const { server, url } = await listen(api.handler, { listen: o.listen, tlsCertFile: o.tlsCertFile, tlsKeyFile: o.tlsPrivateKeyFile, proxyProtocolTrusted });
   const serving = { url, store: o.store, etcdTls: !!etcdTls, auth: tokens ? 'tokens' : 'dev', ecsKeys: o.accessKeyFile ?? 'none', policies: o.policyFile, audit: o.auditLog };

@@ -25,6 +25,9 @@ import { Registry } from './registry.ts';
 import { selfReviewRoutes } from './selfreview.ts';
 import { createApiHandler, type ApiRequest, type FrontDoorRequest } from './server.ts';
 import { WatchCache, type WatchCacheOptions } from './watchcache.ts';
+import { ensureBundle, type Bundle } from '../console/bundle.ts';
+import { ConsoleLogins, type ConsoleLoginOptions } from '../console/logins.ts';
+import { consoleRoute } from '../console/serve.ts';
 import type { ServerResponse } from 'node:http';
 
 /** how long a RunTask client token is honoured (ECS: 24 hours) */
@@ -79,6 +82,8 @@ export interface ApiServerOptions {
    * auth; made from the server's parts so they share its registry, binder and ARNs
    */
   frontDoors?: (parts: ApiParts) => FrontDoor[];
+  /** serve the web console under /ui/ (its bundle is built when missing or stale) */
+  console?: boolean | ConsoleLoginOptions;
 }
 
 export type FrontDoor = (req: FrontDoorRequest, res: ServerResponse) => Promise<boolean>;
@@ -102,6 +107,8 @@ export interface ApiServer {
   binder: Binder;
   /** the authorizer in force (built-in rules composed with the policies); absent in dev mode */
   authorizer?: PolicyAuthorizer;
+  /** the console's one-time login codes and sessions (when the console is served) */
+  consoleLogins?: ConsoleLogins;
   /** stops the watch cache and the policy file watch; flushes the audit log */
   stop(): Promise<void>;
 }
@@ -124,6 +131,11 @@ export async function buildApiServer(o: ApiServerOptions): Promise<ApiServer> {
   const builtin = o.authorizer ?? new DefaultAuthorizer(cache);
   const authorizer = o.tokens ? new PolicyAuthorizer(builtin, policyFile ?? o.policies ?? NO_POLICIES, arns, cacheLookups(cache)) : undefined;
   policyFile?.start();
+  const consoleLogins = o.console ? new ConsoleLogins(typeof o.console === 'object' ? o.console : {}) : undefined;
+  if (consoleLogins) authenticator?.addSource((t) => consoleLogins.authenticate(t));
+  // built (or read from its last build) once, on the first request for it
+  let bundle: Promise<Bundle> | undefined;
+  const consoleBundle = () => (bundle ??= ensureBundle().catch((e) => ((bundle = undefined), Promise.reject(e))));
   const handler = createApiHandler({
     registry,
     log: o.log,
@@ -137,6 +149,7 @@ export async function buildApiServer(o: ApiServerOptions): Promise<ApiServer> {
     bookmarkIntervalMs: o.bookmarkIntervalMs,
     extensions: [bindingRoute(registry, binder), logsRoute(registry, o.logsProxy), bootstrapTokensRoute(registry, o.now), selfReviewRoutes(() => authorizer), ...(o.extensions ?? [])],
     frontDoors: o.frontDoors?.({ registry, cache, arns, binder, log: o.log }),
+    console: consoleLogins ? consoleRoute(consoleBundle, consoleLogins) : undefined,
   });
   // the INACTIVE records of deleted services and deregistered instances expire after the
   // retention; every apiserver sweeps (a delete pinned to the record's version is idempotent)
@@ -160,6 +173,7 @@ export async function buildApiServer(o: ApiServerOptions): Promise<ApiServer> {
     arns,
     binder,
     authorizer,
+    consoleLogins,
     stop: async () => {
       clearInterval(sweep);
       policyFile?.stop();

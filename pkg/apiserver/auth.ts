@@ -93,6 +93,8 @@ export interface NodeCredential {
  */
 export class TokenAuthenticator {
   private readonly byHash = new Map<string, TokenEntry>();
+  /** more bearer tokens (the console's sessions), asked after the static tokens */
+  private readonly sources: Array<(token: string) => Identity | undefined> = [];
   constructor(
     entries: TokenEntry[],
     private readonly cache: WatchCache,
@@ -109,6 +111,10 @@ export class TokenAuthenticator {
     const h = hashToken(m[1]);
     const e = this.byHash.get(h);
     if (e) return { user: e.user, uid: e.uid, groups: e.groups };
+    for (const source of this.sources) {
+      const id = source(m[1]);
+      if (id) return id;
+    }
     const bt = BOOTSTRAP_TOKEN_RE.exec(m[1]);
     if (bt) return this.bootstrapToken(bt[1], bt[2]);
     const cred = this.cache.get(credentialKey(h)) as unknown as NodeCredential | undefined;
@@ -120,6 +126,11 @@ export class TokenAuthenticator {
       };
     }
     return undefined;
+  }
+
+  /** accept the tokens another part issues (the console's sessions) */
+  addSource(source: (token: string) => Identity | undefined): void {
+    this.sources.push(source);
   }
 
   private bootstrapToken(id: string, secret: string): Identity | undefined {

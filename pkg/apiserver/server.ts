@@ -19,6 +19,7 @@ import { toStatus, type K8sStatus } from './status.ts';
 import { toTable } from './table.ts';
 import { parseFieldSelector, parseLabelSelector, type FieldRequirement } from './selectors.ts';
 import { FENCE_HEADER, parseFence } from './fence.ts';
+import type { ConsoleRoute } from '../console/serve.ts';
 
 export const DEFAULT_BODY_LIMIT = 3 * 1024 * 1024;
 
@@ -43,6 +44,8 @@ export interface ApiServerDeps {
   audit?: AuditLog;
   /** a watch with allowWatchBookmarks gets a bookmark this often (ms, default 60 s) and ~2 s before its timeout */
   bookmarkIntervalMs?: number;
+  /** the web console under /ui/ (its files and its login-code exchange; its data comes through the API) */
+  console?: ConsoleRoute;
 }
 
 /** A request handed to a front door: it authenticates, then uses the one authorizer. */
@@ -244,6 +247,7 @@ export function createApiHandler(deps: ApiServerDeps) {
       if (method === 'GET' && path === '/version') {
         return sendJson(res, 200, { major: '1', minor: '0', gitVersion: deps.version?.gitVersion ?? 'v0.1.0-berth', platform: `${process.platform}/${process.arch}` });
       }
+      if (deps.console && (await deps.console(req, res, method, url.pathname))) return;
       let bodyText: string | undefined;
       if (deps.frontDoors?.length) {
         const front: FrontDoorRequest = {

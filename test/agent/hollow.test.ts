@@ -81,6 +81,27 @@ describe('hollow runtime', () => {
     await rt.close();
   });
 
+  it('logs: a tail, and a followed log that gets each appended line until the container is removed', async () => {
+    const rt = new HollowRuntime({ rules: [{ image: 'web', logs: ['one', 'two', 'three'] }] });
+    const t = task('logs', [{ name: 'web', image: 'web' }]);
+    const c = await rt.create(t, 'web', { name: 'ecs-fam-1-web-logs', resources: await rt.prepareTask(t), peers: {} });
+    await rt.start(c.id);
+    const read = async (r: NodeJS.ReadableStream) => {
+      let out = '';
+      for await (const chunk of r) out += chunk;
+      return out;
+    };
+    expect(await read(await rt.logs(c.id, { tail: 2 }))).to.equal('two\nthree\n');
+    const followed = await rt.logs(c.id, { follow: true, tail: 1 });
+    const all = read(followed);
+    rt.appendLog(c.id, 'four');
+    await rt.remove(c.id);
+    expect(await all, 'ends when the container goes').to.equal('three\nfour\n');
+    const again = await rt.create(t, 'web', { name: 'ecs-fam-1-web-logs', resources: await rt.prepareTask(t), peers: {} });
+    expect(await read(await rt.logs(again.id)), "another container of the rule does not get the first one's lines").to.equal('one\ntwo\nthree\n');
+    await rt.close();
+  });
+
   it('awsvpc gives the task one IP and its containers share it', async () => {
     const rt = new HollowRuntime();
     const t = task('3', [{ name: 'a', image: 'x' }, { name: 'b', image: 'y' }], 'awsvpc');

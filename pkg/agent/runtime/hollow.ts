@@ -74,6 +74,8 @@ interface HollowContainer {
   timer?: NodeJS.Timeout;
   logs: string[];
   hasHealth: boolean;
+  /** followed log streams (`logs(id, { follow: true })`), ended when the container goes */
+  followers?: Set<Readable>;
 }
 
 const sleep = (ms: number) => (ms > 0 ? new Promise<void>((r) => setTimeout(r, ms)) : Promise.resolve());
@@ -208,7 +210,7 @@ export class HollowRuntime implements ContainerRuntime {
         ipAddress: opts.resources.ipAddress ?? (task.networkMode === 'bridge' ? this.newIp() : undefined),
       },
       rule,
-      logs: rule?.logs ?? [],
+      logs: [...(rule?.logs ?? [])],
       hasHealth: !!def.healthCheck,
     };
     this.containers.set(id, h);
@@ -284,6 +286,7 @@ export class HollowRuntime implements ContainerRuntime {
     const h = this.get(id);
     if (!h) return;
     this.exit(h, 137);
+    for (const r of h.followers ?? []) r.push(null);
     this.containers.delete(h.c.id);
     this.byName.delete(h.c.name);
     this.emit('destroy', h);
@@ -314,10 +317,25 @@ export class HollowRuntime implements ContainerRuntime {
     }
   }
 
-  async logs(id: string, _opts?: LogOptions): Promise<Readable> {
+  async logs(id: string, opts?: LogOptions): Promise<Readable> {
     const h = this.get(id);
     if (!h) throw new BerthError('NotFound', `no such container ${id}`, { kind: 'Container', name: id });
-    return Readable.from(h.logs.map((l) => `${l}\n`));
+    const lines = opts?.tail !== undefined ? h.logs.slice(-opts.tail || h.logs.length) : h.logs;
+    if (!opts?.follow) return Readable.from(lines.map((l) => `${l}\n`));
+    // followed: what was printed, then each line the container "prints" (appendLog) until it is removed
+    const r = new Readable({ read() {} });
+    for (const l of lines) r.push(`${l}\n`);
+    (h.followers ??= new Set()).add(r);
+    r.once('close', () => h.followers?.delete(r));
+    return r;
+  }
+
+  /** the container "prints" a line: kept for later reads and sent to every follower */
+  appendLog(id: string, line: string): void {
+    const h = this.get(id);
+    if (!h) throw new BerthError('NotFound', `no such container ${id}`, { kind: 'Container', name: id });
+    h.logs.push(line);
+    for (const r of h.followers ?? []) r.push(`${line}\n`);
   }
 
   onEvent(fn: EventListener): () => void {

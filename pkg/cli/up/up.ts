@@ -70,6 +70,7 @@ export async function up(o: UpOptions, hooks: UpHooks): Promise<Running> {
       log: o.log.child({ component: 'apiserver' }),
       tokens: creds.tokens,
       auditLog: o.files.auditLog,
+      console: true,
       frontDoors: hooks.ecsFrontDoor ? (parts) => [hooks.ecsFrontDoor!(parts, o.files.accessKeyFile, o.region)] : undefined,
     });
     components.push({ name: 'watch cache', stop: async () => api.stop() });
@@ -113,6 +114,10 @@ export async function up(o: UpOptions, hooks: UpHooks): Promise<Running> {
       components.push(await hooks.startAgent({ server: url, caPem: cert.certPem, bootstrapToken: creds.bootstrap.token, dockerHost: `unix://${socket}`, dataDir: o.files.agentDir, log: o.log.child({ component: 'agent' }) }));
     }
     const plain = url.replace(/^https:/, 'http:');
+    // the console's one-time link: the code rides in the fragment, which no server log sees, and
+    // opens a session of its own (the admin token never goes to the browser)
+    const { admin } = creds;
+    const loginCode = api.consoleLogins!.issueCode({ user: admin.user, uid: admin.uid, groups: admin.groups });
     o.out(
       [
         `berth is up on ${url}`,
@@ -122,6 +127,9 @@ export async function up(o: UpOptions, hooks: UpHooks): Promise<Running> {
         `  AWS SDK:  endpoint ${plain}  region ${o.region}`,
         `            AWS_SHARED_CREDENTIALS_FILE=${o.files.awsCredentials} AWS_PROFILE=berth`,
         `            aws ecs list-clusters --endpoint-url ${plain} --region ${o.region}`,
+        '',
+        `  console:  ${plain}/ui/   (log in with a token from ${o.files.tokenFile})`,
+        `            one-time login link (valid 10 minutes): ${plain}/ui/#code=${loginCode}`,
         '',
         `audit log: ${o.files.auditLog}`,
         '',
