@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
@@ -7,8 +8,11 @@ import { LABELS } from '../../pkg/agent/runtime/runtime.ts';
 import { startApiServer, type TestApiServer } from '../support/apiserver.ts';
 import { eventually, startControlPlane, type Running } from '../support/fleet.ts';
 
-/** where the test writes the console's screenshots (the README shows them) */
-const SHOTS = join(import.meta.dirname, 'screenshots');
+/**
+ * Where the test writes the console's screenshots: the ones the README shows with
+ * BERTH_UPDATE_SCREENSHOTS=1, else a temporary folder (a test run leaves the checkout as it was).
+ */
+const SHOTS = process.env.BERTH_UPDATE_SCREENSHOTS === '1' ? join(import.meta.dirname, 'screenshots') : mkdtempSync(join(tmpdir(), 'berth-shots-'));
 const TD = '/apis/berth.dev/v1/taskdefinitions';
 const SVC = '/apis/berth.dev/v1/namespaces/default/services';
 
@@ -76,6 +80,7 @@ describe('web console in Chromium (apiserver, controllers, hollow agents)', func
     await browser?.close();
     await cp?.stop();
     await api?.stop();
+    if (process.env.BERTH_UPDATE_SCREENSHOTS !== '1') rmSync(SHOTS, { recursive: true, force: true });
   });
 
   it('serves /ui/ with a strict Content-Security-Policy, an uncached page and immutable hashed assets', async () => {
