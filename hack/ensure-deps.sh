@@ -44,3 +44,8 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   if [ -z "${npm_config_nodedir:-}" ] && [ -f /usr/include/node/node.h ]; then export npm_config_nodedir=/usr; fi
   npm ci --no-audit --no-fund --loglevel=error >&2
 fi
+
+# the binaries' bundles (dist/, esbuild): rebuilt when missing or older than any source they are
+# built from (hack/dist.mjs decides, with one stat per source file), so that `npx berth`,
+# `npm run up`, the tests and the systemd units start on plain node
+node hack/build.mjs --if-stale

@@ -1,0 +1,54 @@
+// Whether dist/ (the esbuild bundles of cmd/*, written by hack/build.mjs) may be run: plain
+// JavaScript with no dependency, because every binary's bin.mjs asks it before anything loads.
+// The bundle is stale when any file it was built from (dist/build.json lists them), the lock
+// file or the build script is newer than the build, or when an entry point is missing: one
+// stat per source file, about a millisecond for the whole tree.
+import { readFileSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+export const DIST = join(ROOT, 'dist');
+export const MANIFEST = join(DIST, 'build.json');
+/** what the bundle depends on besides its inputs */
+export const BUILD_FILES = ['package-lock.json', 'hack/build.mjs', 'hack/dist.mjs'];
+
+const mtime = (rel) => {
+  try {
+    return statSync(join(ROOT, rel)).mtimeMs;
+  } catch {
+    return Infinity; // a deleted input: stale
+  }
+};
+
+/**
+ * undefined when dist/ is fresh, else why not (one short phrase). `entry` (e.g. 'berth')
+ * additionally requires that binary's bundle.
+ */
+export function staleReason(entry) {
+  let m;
+  try {
+    m = JSON.parse(readFileSync(MANIFEST, 'utf8'));
+  } catch {
+    return 'dist/ is not built';
+  }
+  if (entry && !m.entries?.includes(entry)) return `dist/ has no ${entry} bundle`;
+  for (const rel of [...BUILD_FILES, ...m.inputs]) {
+    if (mtime(rel) > m.builtAtMs) return `${rel} changed since dist/ was built`;
+  }
+  return undefined;
+}
+
+/** The bundle of one binary when it is fresh, else the TypeScript entry point through tsx. */
+export async function launch(entry) {
+  const why = staleReason(entry);
+  if (!why) {
+    process.setSourceMapsEnabled(true);
+    await import(pathToFileURL(join(DIST, `${entry}.mjs`)).href);
+    return;
+  }
+  process.stderr.write(`berth: ${why} (npm run build): running ${entry} through tsx, slower to start\n`);
+  const { register } = await import('tsx/esm/api');
+  register();
+  await import(pathToFileURL(join(ROOT, 'cmd', entry, 'main.ts')).href);
+}

@@ -1,0 +1,74 @@
+// `npm run bench:cli`: how long a `berth` command takes from exec to exit, against a real
+// apiserver (in this process, embedded store, TLS and a token as kubectl needs), beside
+// `kubectl get` of the same objects in the same run: median and p90 over repeated runs of
+// `berth version`, `berth get services`, `berth describe service`, and the same berth commands
+// through tsx (what every start cost before the bundle). Writes test/bench/results/cli.json.
+// A benchmark, not a test: it asserts nothing. BENCH_RUNS (default 20) runs per command.
+import { spawn } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { staleReason } from '../../hack/dist.mjs';
+import { startApiServer } from '../support/apiserver.ts';
+import { KUBECTL } from '../support/kubectl.ts';
+import { describeMachine } from './machine.ts';
+
+const RUNS = Number(process.env.BENCH_RUNS ?? 20);
+const SERVICES = 10;
+const root = join(dirname(fileURLToPath(import.meta.url)), '../..');
+
+const pct = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return Math.round(s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]);
+};
+
+/** wall time of one run, from spawn to exit; a non-zero exit is an error (a broken command is not a fast one) */
+function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const t = performance.now();
+    const child = spawn(cmd, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d) => (err += d));
+    child.on('error', reject);
+    child.on('exit', (code) => (code === 0 ? resolve(performance.now() - t) : reject(new Error(`${cmd} ${args.join(' ')}: exit ${code}: ${err.trim()}`))));
+  });
+}
+
+const why = staleReason('berth');
+if (why) throw new Error(`${why}: run npm run build first (npm run bench:cli does)`);
+const api = await startApiServer();
+try {
+  const td = { apiVersion: 'berth.dev/v1', kind: 'TaskDefinition', metadata: { name: 'web' }, spec: { containerDefinitions: [{ name: 'web', image: 'busybox', memory: 64, command: ['httpd', '-f'] }] } };
+  const created = await api.call('POST', '/apis/berth.dev/v1/taskdefinitions', td);
+  if (created.status >= 300) throw new Error(`task definition: ${created.status} ${JSON.stringify(created.body)}`);
+  for (let i = 0; i < SERVICES; i++) {
+    const r = await api.call('POST', '/apis/berth.dev/v1/namespaces/default/services', { apiVersion: 'berth.dev/v1', kind: 'Service', metadata: { name: `web-${i}` }, spec: { taskDefinition: 'web', desiredCount: 0 } });
+    if (r.status >= 300) throw new Error(`service: ${r.status} ${JSON.stringify(r.body)}`);
+  }
+  const env = { ...process.env, KUBECONFIG: api.kubeconfigPath };
+  const kc = ['--kubeconfig', api.kubeconfigPath];
+  const node = process.execPath;
+  const bundle = join(root, 'cmd/berth/bin.mjs');
+  const viaTsx = ['--import', 'tsx', join(root, 'cmd/berth/main.ts')];
+  const commands: Array<{ name: string; cmd: string; args: string[] }> = [
+    { name: 'berth version', cmd: node, args: [bundle, 'version', ...kc] },
+    { name: 'berth get services', cmd: node, args: [bundle, 'get', 'services', ...kc] },
+    { name: 'berth describe service web-0', cmd: node, args: [bundle, 'describe', 'service', 'web-0', ...kc] },
+    { name: 'kubectl get services.berth.dev', cmd: KUBECTL, args: ['get', 'services.berth.dev'] },
+    { name: 'kubectl get services.berth.dev web-0 -o yaml', cmd: KUBECTL, args: ['get', 'services.berth.dev', 'web-0', '-o', 'yaml'] },
+    { name: 'berth version (through tsx, no bundle)', cmd: node, args: [...viaTsx, 'version', ...kc] },
+    { name: 'berth get services (through tsx, no bundle)', cmd: node, args: [...viaTsx, 'get', 'services', ...kc] },
+    { name: 'node -e 0 (the floor: node starting and exiting)', cmd: node, args: ['-e', '0'] },
+  ];
+  const samples = new Map(commands.map((c) => [c.name, [] as number[]]));
+  for (const c of commands) await timed(c.cmd, c.args, env); // warm the page cache and tsx's cache
+  // interleaved, so that a load change on a shared machine falls on every command alike
+  for (let i = 0; i < RUNS; i++) for (const c of commands) samples.get(c.name)!.push(await timed(c.cmd, c.args, env));
+  const results = commands.map((c) => ({ command: c.name, runs: RUNS, median_ms: pct(samples.get(c.name)!, 50), p90_ms: pct(samples.get(c.name)!, 90), min_ms: pct(samples.get(c.name)!, 0) }));
+  const out = { benchmark: 'cli', date: new Date().toISOString(), command: 'npm run bench:cli', services: SERVICES, machine: describeMachine(), results };
+  mkdirSync(join(root, 'test/bench/results'), { recursive: true });
+  writeFileSync(join(root, 'test/bench/results/cli.json'), JSON.stringify(out, null, 2) + '\n');
+  console.log(JSON.stringify(out, null, 2));
+} finally {
+  await api.stop();
+}
