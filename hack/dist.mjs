@@ -13,9 +13,9 @@ export const MANIFEST = join(DIST, 'build.json');
 /** what the bundle depends on besides its inputs */
 export const BUILD_FILES = ['package-lock.json', 'hack/build.mjs', 'hack/dist.mjs'];
 
-const mtime = (rel) => {
+const mtime = (root, rel) => {
   try {
-    return statSync(join(ROOT, rel)).mtimeMs;
+    return statSync(join(root, rel)).mtimeMs;
   } catch {
     return Infinity; // a deleted input: stale
   }
@@ -23,18 +23,18 @@ const mtime = (rel) => {
 
 /**
  * undefined when dist/ is fresh, else why not (one short phrase). `entry` (e.g. 'berth')
- * additionally requires that binary's bundle.
+ * additionally requires that binary's bundle. `root`: another checkout (the tests').
  */
-export function staleReason(entry) {
+export function staleReason(entry, root = ROOT) {
   let m;
   try {
-    m = JSON.parse(readFileSync(MANIFEST, 'utf8'));
+    m = JSON.parse(readFileSync(join(root, 'dist', 'build.json'), 'utf8'));
   } catch {
     return 'dist/ is not built';
   }
   if (entry && !m.entries?.includes(entry)) return `dist/ has no ${entry} bundle`;
   for (const rel of [...BUILD_FILES, ...m.inputs]) {
-    if (mtime(rel) > m.builtAtMs) return `${rel} changed since dist/ was built`;
+    if (mtime(root, rel) > m.builtAtMs) return `${rel} changed since dist/ was built`;
   }
   return undefined;
 }
