@@ -59,12 +59,14 @@ export async function build() {
   const tmp = join(ROOT, `.dist-tmp-${process.pid}`);
   const old = join(ROOT, `.dist-old-${process.pid}`);
   rmSync(tmp, { recursive: true, force: true });
-  const r = await esbuild({
+  // one build per binary: a binary's static imports then sit in one or two files of its own
+  // (node loads each file separately; one shared split of all four gave the CLI a dozen)
+  const results = await Promise.all(names.map((n) => esbuild({
     absWorkingDir: ROOT,
-    entryPoints: Object.fromEntries(names.map((n) => [n, `cmd/${n}/main.ts`])),
+    entryPoints: { [n]: `cmd/${n}/main.ts` },
     outdir: tmp,
     outExtension: { '.js': '.mjs' },
-    chunkNames: 'chunks/[name]-[hash]',
+    chunkNames: `chunks/${n}/[name]-[hash]`,
     bundle: true,
     splitting: true,
     platform: 'node',
@@ -80,10 +82,11 @@ export async function build() {
     logLevel: 'warning',
     // bundled CommonJS calls require() (node builtins, the external packages): give ESM one
     banner: { js: "import { createRequire as __berthRequire } from 'node:module'; const require = __berthRequire(import.meta.url);" },
-  }).catch((e) => {
+  }))).catch((e) => {
     rmSync(tmp, { recursive: true, force: true });
     throw e;
   });
+  const r = { metafile: { inputs: Object.assign({}, ...results.map((x) => x.metafile.inputs)), outputs: Object.assign({}, ...results.map((x) => x.metafile.outputs)) } };
   writeFileSync(join(tmp, 'meta.json'), JSON.stringify(r.metafile)); // for esbuild's analyzer (npx esbuild --analyze)
   const inputs = Object.keys(r.metafile.inputs).filter((f) => !f.startsWith('node_modules/') && !f.includes(':')).sort(); // zod-en:… is the plugin's
   writeFileSync(join(tmp, 'build.json'), JSON.stringify({ builtAtMs, esbuild: esbuildApi.version, entries: names, inputs }, null, 1) + '\n');
