@@ -3,7 +3,9 @@
 // `kubectl get` of the same objects in the same run: median and p90 over repeated runs of
 // `berth version`, `berth get services`, `berth describe service`, and the same berth commands
 // through tsx (what every start cost before the bundle). Writes test/bench/results/cli.json.
-// A benchmark, not a test: it asserts nothing. BENCH_RUNS (default 20) runs per command.
+// A benchmark, not a test: it asserts nothing. BENCH_RUNS (default 20) runs per command, 5 for
+// the slow tsx ones; BENCH_BEFORE=DIR adds the same berth commands run by another checkout's
+// cmd/berth/bin.mjs (e.g. `git archive` of an older commit, with a node_modules link).
 import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -14,6 +16,8 @@ import { KUBECTL } from '../support/kubectl.ts';
 import { describeMachine } from './machine.ts';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 20);
+const SLOW_RUNS = Math.min(RUNS, 5);
+const BEFORE = process.env.BENCH_BEFORE;
 const SERVICES = 10;
 const root = join(dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -50,21 +54,28 @@ try {
   const node = process.execPath;
   const bundle = join(root, 'cmd/berth/bin.mjs');
   const viaTsx = ['--import', 'tsx', join(root, 'cmd/berth/main.ts')];
-  const commands: Array<{ name: string; cmd: string; args: string[] }> = [
+  const commands: Array<{ name: string; cmd: string; args: string[]; slow?: boolean }> = [
     { name: 'berth version', cmd: node, args: [bundle, 'version', ...kc] },
     { name: 'berth get services', cmd: node, args: [bundle, 'get', 'services', ...kc] },
     { name: 'berth describe service web-0', cmd: node, args: [bundle, 'describe', 'service', 'web-0', ...kc] },
     { name: 'kubectl get services.berth.dev', cmd: KUBECTL, args: ['get', 'services.berth.dev'] },
     { name: 'kubectl get services.berth.dev web-0 -o yaml', cmd: KUBECTL, args: ['get', 'services.berth.dev', 'web-0', '-o', 'yaml'] },
-    { name: 'berth version (through tsx, no bundle)', cmd: node, args: [...viaTsx, 'version', ...kc] },
-    { name: 'berth get services (through tsx, no bundle)', cmd: node, args: [...viaTsx, 'get', 'services', ...kc] },
+    { name: 'berth version (through tsx, no bundle)', cmd: node, args: [...viaTsx, 'version', ...kc], slow: true },
+    { name: 'berth get services (through tsx, no bundle)', cmd: node, args: [...viaTsx, 'get', 'services', ...kc], slow: true },
+    ...(BEFORE
+      ? [
+          { name: `berth version (${BEFORE})`, cmd: node, args: [join(BEFORE, 'cmd/berth/bin.mjs'), 'version', ...kc], slow: true },
+          { name: `berth get services (${BEFORE})`, cmd: node, args: [join(BEFORE, 'cmd/berth/bin.mjs'), 'get', 'services', ...kc], slow: true },
+          { name: `berth describe service web-0 (${BEFORE})`, cmd: node, args: [join(BEFORE, 'cmd/berth/bin.mjs'), 'describe', 'service', 'web-0', ...kc], slow: true },
+        ]
+      : []),
     { name: 'node -e 0 (the floor: node starting and exiting)', cmd: node, args: ['-e', '0'] },
   ];
   const samples = new Map(commands.map((c) => [c.name, [] as number[]]));
   for (const c of commands) await timed(c.cmd, c.args, env); // warm the page cache and tsx's cache
   // interleaved, so that a load change on a shared machine falls on every command alike
-  for (let i = 0; i < RUNS; i++) for (const c of commands) samples.get(c.name)!.push(await timed(c.cmd, c.args, env));
-  const results = commands.map((c) => ({ command: c.name, runs: RUNS, median_ms: pct(samples.get(c.name)!, 50), p90_ms: pct(samples.get(c.name)!, 90), min_ms: pct(samples.get(c.name)!, 0) }));
+  for (let i = 0; i < RUNS; i++) for (const c of commands) if (!c.slow || i < SLOW_RUNS) samples.get(c.name)!.push(await timed(c.cmd, c.args, env));
+  const results = commands.map((c) => ({ command: c.name, runs: samples.get(c.name)!.length, median_ms: pct(samples.get(c.name)!, 50), p90_ms: pct(samples.get(c.name)!, 90), min_ms: pct(samples.get(c.name)!, 0) }));
   const out = { benchmark: 'cli', date: new Date().toISOString(), command: 'npm run bench:cli', services: SERVICES, machine: describeMachine(), results };
   mkdirSync(join(root, 'test/bench/results'), { recursive: true });
   writeFileSync(join(root, 'test/bench/results/cli.json'), JSON.stringify(out, null, 2) + '\n');
