@@ -49,3 +49,7 @@ fi
 
 # the web console's bundle (pkg/console/dist), rebuilt only when its sources changed
 node --import tsx hack/build-console.ts 2>/dev/null || echo "berth: could not build the web console bundle (the apiserver builds it on first use)" >&2
+# the binaries' bundles (dist/, esbuild): rebuilt when missing or older than any source they are
+# built from (hack/dist.mjs decides, with one stat per source file), so that `npx berth`,
+# `npm run up`, the tests and the systemd units start on plain node
+node hack/build.mjs --if-stale

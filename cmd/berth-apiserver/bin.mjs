@@ -1,5 +1,4 @@
 #!/usr/bin/env node
-// Runs the TypeScript entry point through tsx: berth has no build step (a decision, not an omission).
-import { register } from 'tsx/esm/api';
-register();
-await import('./main.ts');
+// Runs the bundle in dist/ (npm run build) when it is fresh, else main.ts through tsx.
+import { launch } from '../../hack/dist.mjs';
+await launch('berth-apiserver');

@@ -6,11 +6,8 @@ import { clientFromKubeconfig } from '../../pkg/client/client.ts';
 import { buildConfigCommands, completionScript } from '../../pkg/cli/config.ts';
 import { runCli, type CliDeps, type IO } from '../../pkg/cli/commands.ts';
 import { upFiles } from '../../pkg/cli/up/files.ts';
-import { upHooks } from '../../pkg/cli/up/hooks.ts';
-import { up } from '../../pkg/cli/up/up.ts';
 import { onShutdown } from '../../pkg/cmdutil/cmdutil.ts';
 import { BerthError, badRequest } from '../../pkg/errors/errors.ts';
-import { newLogger } from '../../pkg/log/log.ts';
 
 const io: IO = {
   out: (s) => process.stdout.write(s),
@@ -48,6 +45,8 @@ container.register<CliDeps>('CliDeps', {
         .option('--log-level <level>', 'pino level', process.env.BERTH_LOG_LEVEL ?? 'info')
         .action(async (o: { listen: string; region: string; agent: boolean; runtime: string; logLevel: string }) => {
           if (o.runtime !== 'docker' && o.runtime !== 'hollow') throw badRequest(`--runtime ${o.runtime}: choose docker or hollow`);
+          // loaded here, not at the top: every other command starts without the store, Docker and pino
+          const [{ up }, { upHooks }, { newLogger }] = await Promise.all([import('../../pkg/cli/up/up.ts'), import('../../pkg/cli/up/hooks.ts'), import('../../pkg/log/log.ts')]);
           const log = newLogger({ level: o.logLevel });
           const running = await up({ files: upFiles(), listen: o.listen, region: o.region, agent: o.agent, runtime: o.runtime, log, out: (l) => deps.io.out(l + '\n') }, upHooks({ runtime: o.runtime }));
           onShutdown(log, running.stop);
