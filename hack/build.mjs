@@ -18,6 +18,8 @@ export const EXTERNAL = [
   'etcd3', '@grpc/grpc-js', '@grpc/proto-loader', 'dockerode', 'docker-modem', 'pino', 'thread-stream',
   // large and only loaded by `berth config` (dynamic import); its own undici reads __filename
   '@kubernetes/client-node',
+  // the web console's bundler (the apiserver builds the console on first use when it is stale): finds its native binary beside itself
+  'esbuild',
 ];
 
 /**

@@ -4,9 +4,20 @@ import { createRequire } from 'node:module';
 import { basename, dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+/**
+ * The checkout's root: the nearest folder up from this module with a package.json (this module
+ * runs from pkg/console/ through tsx, or from a chunk in dist/ when the binaries are bundled).
+ */
+function projectRoot(from: string): string {
+  for (let d = from; ; d = dirname(d)) {
+    if (existsSync(join(d, 'package.json'))) return d;
+    if (dirname(d) === d) throw new Error(`no package.json above ${from}`);
+  }
+}
+const CONSOLE_DIR = join(projectRoot(dirname(fileURLToPath(import.meta.url))), 'pkg', 'console');
 /** the console's browser sources (plain TypeScript and CSS) and where their bundle is written */
-export const APP_DIR = join(dirname(fileURLToPath(import.meta.url)), 'app');
-export const DIST_DIR = join(dirname(fileURLToPath(import.meta.url)), 'dist');
+export const APP_DIR = join(CONSOLE_DIR, 'app');
+export const DIST_DIR = join(CONSOLE_DIR, 'dist');
 
 export interface Asset {
   body: Buffer;
@@ -41,7 +52,7 @@ export function sourceHash(): string {
   const h = createHash('sha256');
   h.update(JSON.parse(readFileSync(createRequire(import.meta.url).resolve('esbuild/package.json'), 'utf8')).version);
   // this file too: it writes the page
-  h.update(readFileSync(fileURLToPath(import.meta.url)));
+  h.update(readFileSync(join(CONSOLE_DIR, 'bundle.ts')));
   for (const f of sourceFiles(APP_DIR)) h.update(relative(APP_DIR, f)).update('\0').update(readFileSync(f)).update('\0');
   return h.digest('hex');
 }
