@@ -314,8 +314,21 @@ export const ServiceSpec = z.strictObject({
   enableECSManagedTags: z.boolean().optional(),
   enableExecuteCommand: z.boolean().optional(),
   propagateTags: z.enum(['TASK_DEFINITION', 'SERVICE', 'NONE']).optional(),
+  /**
+   * A forced deployment: any new value (UpdateService forceNewDeployment, `berth rollout
+   * restart` write the time) starts a new deployment of the same task definition, so every
+   * task is replaced within the deployment's bounds and its images pulled again.
+   */
+  restartedAt: z.string().min(1).max(64).optional(),
 });
 export type ServiceSpec = z.infer<typeof ServiceSpec>;
+
+/** A new spec.restartedAt: the time, never the value the service already has (two requests in one millisecond are two). */
+export function restartRequest(current: string | undefined, now = new Date()): string {
+  let t = now.getTime();
+  while (new Date(t).toISOString() === current) t++;
+  return new Date(t).toISOString();
+}
 
 export const Deployment = z.strictObject({
   id: z.string(),
@@ -358,6 +371,8 @@ export const ServiceStatus = z.strictObject({
   events: z.array(ServiceEvent).optional(),
   observedGeneration: z.number().int().optional(),
   conditions: z.array(Condition).optional(),
+  /** the restart request (spec.restartedAt, or the kubectl.kubernetes.io/restartedAt annotation) the controller last started a deployment for */
+  restartedAt: z.string().optional(),
 });
 export type ServiceStatus = z.infer<typeof ServiceStatus>;
 

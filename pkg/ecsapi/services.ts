@@ -1,4 +1,5 @@
 import { Kinds, type Service } from '../api/kinds.ts';
+import { restartRequest } from '../api/resources.ts';
 import { stableJson } from '../api/validate.ts';
 import { isBerthError } from '../errors/errors.ts';
 import { clusterOf, describeMany, getOrInactive, idOf, newObj, type OpContext, type Operation } from './context.ts';
@@ -92,8 +93,7 @@ export const UpdateService: Operation = async (c, i) => {
   const given = str(i, 'service', { required: true })!;
   unsupported(i, UNSUPPORTED);
   deploymentController(i);
-  // forceNewDeployment: accepted; berth starts a new deployment when the task definition changes
-  bool(i, 'forceNewDeployment');
+  const force = bool(i, 'forceNewDeployment') ?? false;
   const patch: Input = {};
   for (const k of UPDATABLE) if (i[k] !== undefined && i[k] !== null) patch[k] = i[k];
   for (const k of Object.keys(i)) {
@@ -105,10 +105,32 @@ export const UpdateService: Operation = async (c, i) => {
   const name = cur.metadata.name;
   if (serviceStatus(cur) !== 'ACTIVE') throw notActive();
   c.authorize({ verb: 'patch', resource: 'services', namespace: cluster, name });
+  // forceNewDeployment: a new restart request, which the service controller turns into a new deployment of the same task definition
+  if (force) patch.restartedAt = restartRequest(cur.spec.restartedAt);
   if (Object.keys(patch).length === 0) return { service: shape(c, cur) };
-  const out = await c.registry.patch(SVC, cluster, name, 'merge', { spec: patch }, undefined, c.req);
-  return { service: shape(c, out) };
+  const out = (await c.registry.patch(SVC, cluster, name, 'merge', { spec: patch }, undefined, c.req)) as unknown as Service;
+  const deploys = force || (patch.taskDefinition !== undefined && out.spec.taskDefinition !== cur.spec.taskDefinition);
+  return { service: shape(c, deploys ? await deployed(c, out, cur) : out) };
 };
+
+/**
+ * ECS answers an update that starts a deployment with that deployment already PRIMARY. The
+ * controller makes it: when it had caught up with the service before (so one is running),
+ * wait up to 3 s for it to take this generation, and answer with what it wrote.
+ */
+async function deployed(c: OpContext, out: Service, before: Service): Promise<Service> {
+  const generation = out.metadata.generation ?? 1;
+  if ((before.status?.observedGeneration ?? 0) < (before.metadata.generation ?? 1)) return out;
+  const deadline = Date.now() + 3_000;
+  let cur = out;
+  while ((cur.status?.observedGeneration ?? 0) < generation && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+    const s = (await c.registry.peek(SVC, out.metadata.namespace!, out.metadata.name)) as Service | undefined;
+    if (!s || s.metadata.uid !== out.metadata.uid) return out;
+    cur = s;
+  }
+  return cur;
+}
 
 export const DeleteService: Operation = async (c, i) => {
   const cluster = await clusterOf(c, i);

@@ -8,7 +8,7 @@ import { Controller, type ControllerMetrics } from '../runtime/controller.ts';
 import { Expectations } from '../runtime/expectations.ts';
 import { adoptTask, controllerOf, createOwnedTask, dropControllerFinalizer, ownedTask, stopOwnedTask } from '../runtime/writes.ts';
 import { inParallel } from '../runtime/parallel.ts';
-import { HEALTHY_AFTER_MS, planService, type PlanTask } from './plan.ts';
+import { HEALTHY_AFTER_MS, planService, RESTARTED_AT_ANNOTATION, restartToken, type PlanTask } from './plan.ts';
 import { ObservedStarts } from './starts.ts';
 
 /**
@@ -116,6 +116,7 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
         now: Date.now(),
         newId: () => randomUUID().replace(/-/g, '').slice(0, 20),
         healthyAfterMs,
+        restart: restartToken(svc.spec, svc.metadata.annotations),
       });
       // a rollback: the target's task definition becomes the service's, as in ECS (DescribeServices shows it), so a
       // later change of anything else does not deploy the failed revision again. Spec first, at the version planned
@@ -181,7 +182,9 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
       return { requeueAfterMs: plan.throttledForMs !== undefined ? plan.throttledForMs + 10 : waitingHealthy ? Math.min(soon, healthyAfterMs + 50) : soon };
     },
   });
-  inf.services.on({ add: (s) => c.enqueue(`${s.metadata.namespace}/${s.metadata.name}`), update: (p, s) => (specChanged(p, s) ? c.enqueue(`${s.metadata.namespace}/${s.metadata.name}`) : undefined) });
+  // the restart annotation is metadata (no new generation), and news too
+  const restartAnnotated = (p: Service, s: Service) => p.metadata.annotations?.[RESTARTED_AT_ANNOTATION] !== s.metadata.annotations?.[RESTARTED_AT_ANNOTATION];
+  inf.services.on({ add: (s) => c.enqueue(`${s.metadata.namespace}/${s.metadata.name}`), update: (p, s) => (specChanged(p, s) || restartAnnotated(p, s) ? c.enqueue(`${s.metadata.namespace}/${s.metadata.name}`) : undefined) });
   inf.tasks.on({
     // a task we created is seen when it appears; one we stopped when its desiredStatus is STOPPED
     add: (t) => {
