@@ -9,14 +9,14 @@ import { eventually } from './fleet.ts';
  * definition revision, under one new COMPLETED deployment, never above maximumPercent nor
  * below minimumHealthyPercent (sampled every 50 ms).
  */
-export async function expectRestart(client: Client, ns: string, name: string, restart: () => Promise<void>, o: { desired: number; maxPct?: number; minPct?: number; timeoutMs?: number }) {
+export async function expectRestart(client: Client, ns: string, name: string, restart: () => Promise<void>, o: { desired: number; desiredBefore?: number; maxPct?: number; minPct?: number; timeoutMs?: number }) {
   const tasks = async () => (await client.list<Task>('Task', ns, { fieldSelector: `spec.group=service:${name}` })).items;
   const live = (ts: Task[]) => ts.filter((t) => t.spec.desiredStatus === 'RUNNING' && t.status?.lastStatus !== 'STOPPED');
   const running = (ts: Task[]) => live(ts).filter((t) => t.status?.lastStatus === 'RUNNING');
   const steady = await eventually(async () => {
     const s = await client.get<Service>('Service', ns, name);
     const r = running(await tasks());
-    return s.status?.deployments?.length === 1 && s.status.deployments[0].rolloutState === 'COMPLETED' && r.length === o.desired && { s, r };
+    return s.status?.deployments?.length === 1 && s.status.deployments[0].rolloutState === 'COMPLETED' && r.length === (o.desiredBefore ?? o.desired) && { s, r };
   }, 30_000, `service ${name} steady before the restart`);
   const before = new Set(steady.r.map((t) => t.metadata.name));
   const revision = steady.s.status!.deployments![0].taskDefinition;
