@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { CreateServiceCommand, DescribeServicesCommand, RegisterTaskDefinitionCommand, UpdateServiceCommand, type ECSClient } from '@aws-sdk/client-ecs';
+import { CreateServiceCommand, DescribeServicesCommand, RegisterTaskDefinitionCommand, UpdateServiceCommand, type ECSClient, type UpdateServiceCommandOutput } from '@aws-sdk/client-ecs';
 import { expectRestart } from '../support/restart.ts';
 import { startEcsControlPlane } from './support.ts';
 
@@ -19,7 +19,7 @@ describe('UpdateService forceNewDeployment through the AWS SDK (real controllers
   });
 
   it('with no other change: the answer already shows the new PRIMARY deployment; every task is replaced by one of the same revision', async () => {
-    let answer: Awaited<ReturnType<typeof ecs.send<UpdateServiceCommand>>> | undefined;
+    let answer: UpdateServiceCommandOutput | undefined;
     const r = await expectRestart(env.cp.client, 'default', 'web', async () => {
       answer = await ecs.send(new UpdateServiceCommand({ cluster: 'default', service: 'web', forceNewDeployment: true }));
     }, { desired: 2, minPct: 50, maxPct: 100 });
