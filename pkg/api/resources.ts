@@ -12,8 +12,18 @@ const ts = z.string(); // RFC 3339 timestamps in the resource API; epoch seconds
 
 // ---------------------------------------------------------------- Cluster
 export const ClusterSpec = z.strictObject({
-  settings: z.array(z.strictObject({ name: z.literal('containerInsights'), value: z.enum(['enabled', 'disabled', 'enhanced']) })).optional(),
-  configuration: z.record(z.string(), z.unknown()).optional(),
+  settings: z
+    .array(
+      z.strictObject({
+        name: z.literal('containerInsights'),
+        value: z.enum(['enabled', 'disabled', 'enhanced']).refine((v) => v === 'disabled', { error: 'containerInsights can only be disabled: berth sends no metrics to CloudWatch Container Insights' }),
+      }),
+    )
+    .optional(),
+  configuration: z
+    .record(z.string(), z.unknown())
+    .refine((c) => Object.keys(c).length === 0, { error: 'cluster configuration (executeCommandConfiguration, managedStorageConfiguration) is not supported by berth: it has no ECS Exec and no managed storage' })
+    .optional(),
   tags: z.array(Tag).max(50).optional(),
 });
 export type ClusterSpec = z.infer<typeof ClusterSpec>;
@@ -140,7 +150,11 @@ export const TaskOverride = z.strictObject({
   containerOverrides: z.array(ContainerOverride).optional(),
   cpu: z.string().optional(),
   memory: z.string().optional(),
-  taskRoleArn: z.string().optional(),
+  taskRoleArn: z
+    .string()
+    .refine(() => false, { error: 'task IAM roles need the ECS credentials endpoint (169.254.170.2), which berth does not provide: a task with one could not get its credentials' })
+    .optional(),
+  /** the role ECS's agent pulls from ECR and ships awslogs with: nothing berth does needs one */
   executionRoleArn: z.string().optional(),
 });
 export type TaskOverride = z.infer<typeof TaskOverride>;
@@ -287,12 +301,14 @@ export const LoadBalancer = z.strictObject({
   containerPort: z.number().int(),
 });
 
+const noVpc = (what: string) => `${what}: berth has no VPC: an awsvpc task gets its own network namespace on its instance's bridge, with no subnets, security groups or public IPs (leave networkConfiguration out)`;
+/** ECS's awsvpcConfiguration: refused when it asks for anything (berth cannot put a task in a subnet or behind a security group). */
 export const NetworkConfiguration = z.strictObject({
   awsvpcConfiguration: z
     .strictObject({
-      subnets: z.array(z.string()).optional(),
-      securityGroups: z.array(z.string()).optional(),
-      assignPublicIp: z.enum(['ENABLED', 'DISABLED']).optional(),
+      subnets: z.array(z.string()).max(0, { error: noVpc('subnets') }).optional(),
+      securityGroups: z.array(z.string()).max(0, { error: noVpc('securityGroups') }).optional(),
+      assignPublicIp: z.enum(['ENABLED', 'DISABLED']).refine((v) => v === 'DISABLED', { error: noVpc('assignPublicIp') }).optional(),
     })
     .optional(),
 });
@@ -312,7 +328,10 @@ export const ServiceSpec = z.strictObject({
   tags: z.array(Tag).max(50).optional(),
   networkConfiguration: NetworkConfiguration.optional(),
   enableECSManagedTags: z.boolean().optional(),
-  enableExecuteCommand: z.boolean().optional(),
+  enableExecuteCommand: z
+    .boolean()
+    .refine((v) => !v, { error: 'enableExecuteCommand: berth has no ECS Exec (ExecuteCommand) yet, so no command could be run in the tasks: leave it out or false' })
+    .optional(),
   propagateTags: z.enum(['TASK_DEFINITION', 'SERVICE', 'NONE']).optional(),
   /**
    * A forced deployment: any new value (UpdateService forceNewDeployment, `berth rollout

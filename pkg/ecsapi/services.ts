@@ -25,6 +25,10 @@ const notFound = () => new EcsError('ServiceNotFoundException', 'Service not fou
 function deploymentController(i: Input) {
   const dc = obj(i, 'deploymentController');
   if (dc && dc.type !== undefined && dc.type !== 'ECS') throw invalidParameter(`deploymentController type ${String(dc.type)} is not supported by berth; only ECS (rolling update) is.`);
+  // berth never moves running tasks between zones by itself: only DISABLED is what it does
+  if (oneOf(i, 'availabilityZoneRebalancing', ['ENABLED', 'DISABLED'] as const) === 'ENABLED') {
+    throw invalidParameter('availabilityZoneRebalancing ENABLED is not supported by berth: it never moves running tasks to rebalance zones (use DISABLED, or leave it out, and a spread placement strategy).');
+  }
 }
 
 async function getService(c: OpContext, cluster: string, given: string): Promise<Service> {

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Service, Task } from '../../api/kinds.ts';
 import type { Client } from '../../client/client.ts';
+import { withTags } from '../../api/taskdefinition.ts';
 import { isBerthError } from '../../errors/errors.ts';
 import { splitKey, type SharedInformers } from '../informers.ts';
 import { Controller, type ControllerMetrics } from '../runtime/controller.ts';
@@ -155,7 +156,15 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
       });
       const creates: Array<{ deploymentId: string; taskDefinition: string }> = [];
       for (const s of plan.start) for (let k = 0; k < s.count; k++) creates.push(s);
+      // ECS's propagateTags (the service's or the task definition's tags) and managed tags (enableECSManagedTags)
+      const tagsFor = (td: string) =>
+        withTags(
+          [],
+          svc.spec.propagateTags === 'SERVICE' ? svc.spec.tags : svc.spec.propagateTags === 'TASK_DEFINITION' ? inf.taskDefinitions.get(td)?.spec.tags : undefined,
+          svc.spec.enableECSManagedTags ? [{ key: 'aws:ecs:serviceName', value: name }, { key: 'aws:ecs:clusterName', value: ns }] : undefined,
+        );
       await inParallel(creates, async (s) => {
+        const tags = tagsFor(s.taskDefinition);
         const task = ownedTask(ns, owner, {
           taskDefinition: s.taskDefinition,
           group: `service:${name}`,
@@ -165,7 +174,7 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
           launchType: svc.spec.launchType,
           placementConstraints: svc.spec.placementConstraints,
           placementStrategy: svc.spec.placementStrategy,
-          ...(svc.spec.propagateTags === 'SERVICE' && svc.spec.tags ? { tags: svc.spec.tags } : {}),
+          ...(tags.length ? { tags } : {}),
         } as Task['spec']);
         await createOwnedTask(client, exp, key, task);
       });
