@@ -1,5 +1,6 @@
 import { expect } from 'chai';
-import { CreateServiceCommand, DescribeServicesCommand, RegisterTaskDefinitionCommand, UpdateServiceCommand, type ECSClient, type UpdateServiceCommandOutput } from '@aws-sdk/client-ecs';
+import { CreateServiceCommand, DescribeServicesCommand, DescribeTasksCommand, ListTasksCommand, RegisterTaskDefinitionCommand, UpdateServiceCommand, type ECSClient, type UpdateServiceCommandOutput } from '@aws-sdk/client-ecs';
+import { eventually } from '../support/fleet.ts';
 import { expectRestart } from '../support/restart.ts';
 import { startEcsControlPlane } from './support.ts';
 
@@ -40,5 +41,20 @@ describe('UpdateService forceNewDeployment through the AWS SDK (real controllers
       expect(out.service!.deployments![0]).to.include({ status: 'PRIMARY', desiredCount: 3 });
     }, { desired: 3, desiredBefore: 2, minPct: 0, maxPct: 200 });
     expect(r.after).to.have.length(3);
+  });
+
+  it("a service's tasks carry the task definition's tags (propagateTags) and ECS's managed tags (enableECSManagedTags)", async () => {
+    await ecs.send(new RegisterTaskDefinitionCommand({ family: 'tagged', tags: [{ key: 'team', value: 'web' }], containerDefinitions: [{ name: 'app', image: 'busybox', memory: 16, command: ['sleep', '3600'] }] }));
+    await ecs.send(new CreateServiceCommand({ cluster: 'default', serviceName: 'tagged', taskDefinition: 'tagged', desiredCount: 1, propagateTags: 'TASK_DEFINITION', enableECSManagedTags: true }));
+    const arns = await eventually(async () => {
+      const l = await ecs.send(new ListTasksCommand({ cluster: 'default', serviceName: 'tagged' }));
+      return l.taskArns?.length === 1 && l.taskArns;
+    }, 20_000, 'the service\'s task');
+    const d = await ecs.send(new DescribeTasksCommand({ cluster: 'default', tasks: arns, include: ['TAGS'] }));
+    expect(d.tasks![0].tags).to.deep.include.members([
+      { key: 'team', value: 'web' },
+      { key: 'aws:ecs:serviceName', value: 'tagged' },
+      { key: 'aws:ecs:clusterName', value: 'default' },
+    ]);
   });
 });
