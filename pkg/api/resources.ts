@@ -301,7 +301,7 @@ export const LoadBalancer = z.strictObject({
   containerPort: z.number().int(),
 });
 
-const noVpc = (what: string) => `${what}: berth has no VPC: an awsvpc task gets its own network namespace on its instance's bridge, with no subnets, security groups or public IPs (leave networkConfiguration out)`;
+const noVpc = (what: string) => `berth has no VPC, so no ${what}: an awsvpc task gets its own network namespace on its instance's bridge, with no subnets, security groups or public IPs (leave networkConfiguration out)`;
 /** ECS's awsvpcConfiguration: refused when it asks for anything (berth cannot put a task in a subnet or behind a security group). */
 export const NetworkConfiguration = z.strictObject({
   awsvpcConfiguration: z
@@ -330,7 +330,7 @@ export const ServiceSpec = z.strictObject({
   enableECSManagedTags: z.boolean().optional(),
   enableExecuteCommand: z
     .boolean()
-    .refine((v) => !v, { error: 'enableExecuteCommand: berth has no ECS Exec (ExecuteCommand) yet, so no command could be run in the tasks: leave it out or false' })
+    .refine((v) => !v, { error: 'berth has no ECS Exec (ExecuteCommand) yet, so no command could be run in the tasks: leave it out or false' })
     .optional(),
   propagateTags: z.enum(['TASK_DEFINITION', 'SERVICE', 'NONE']).optional(),
   /**
