@@ -29,11 +29,16 @@ describe('forced deployments through the resource API and kubectl (real store, c
     await api?.stop();
   });
 
-  it('a new spec.restartedAt replaces every task with one of the same revision, within the bounds', async () => {
+  it('a new spec.restartedAt replaces every task with one of the same revision, within the bounds; each new task pulls its image', async () => {
+    const pulls = () => cp.fleet.agents.reduce((n, a) => n + (a.runtime as unknown as { calls: { pull: number } }).calls.pull, 0);
+    let before = 0;
     const r = await expectRestart(client, 'default', 'web', async () => {
+      before = pulls();
       await client.patch('Service', 'default', 'web', { spec: { restartedAt: '2026-01-01T00:00:00Z' } });
     }, { desired: 3 });
     expect(r.service.status!.restartedAt).to.equal('2026-01-01T00:00:00Z');
+    // the agents pull again for the new tasks (the runtime then applies ECS_IMAGE_PULL_BEHAVIOR)
+    expect(pulls() - before).to.be.at.least(3);
     // the same value again is no new request: nothing is replaced
     await client.patch('Service', 'default', 'web', { spec: { desiredCount: 3, restartedAt: '2026-01-01T00:00:00Z' } });
     await new Promise((res) => setTimeout(res, 1500));
