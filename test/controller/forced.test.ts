@@ -46,13 +46,13 @@ describe('forced deployments through the resource API and kubectl (real store, c
     expect(s.status!.deployments!.map((d) => d.id)).to.deep.equal([r.service.status!.deployments![0].id]);
   });
 
-  it('kubectl patch of spec.restartedAt, and of the kubectl.kubernetes.io/restartedAt annotation, each force one', async () => {
+  it('kubectl patch of spec.restartedAt, and kubectl annotate with kubectl.kubernetes.io/restartedAt, each force one', async () => {
     await expectRestart(client, 'default', 'web', async () => {
       const k = await kubectl(api.kubeconfigPath, ['patch', 'services.berth.dev/web', '-n', 'default', '--type', 'merge', '-p', '{"spec":{"restartedAt":"2026-01-02T00:00:00Z"}}']);
       expect(k.code, k.stderr).to.equal(0);
     }, { desired: 3 });
     await expectRestart(client, 'default', 'web', async () => {
-      const k = await kubectl(api.kubeconfigPath, ['patch', 'services.berth.dev/web', '-n', 'default', '--type', 'merge', '-p', '{"metadata":{"annotations":{"kubectl.kubernetes.io/restartedAt":"2026-01-03T00:00:00Z"}}}']);
+      const k = await kubectl(api.kubeconfigPath, ['annotate', 'services.berth.dev/web', '-n', 'default', '--overwrite', 'kubectl.kubernetes.io/restartedAt=2026-01-03T00:00:00Z']);
       expect(k.code, k.stderr).to.equal(0);
     }, { desired: 3 });
   });
