@@ -390,8 +390,8 @@ export const ServiceStatus = z.strictObject({
   events: z.array(ServiceEvent).optional(),
   observedGeneration: z.number().int().optional(),
   conditions: z.array(Condition).optional(),
-  /** the restart request (spec.restartedAt, or the kubectl.kubernetes.io/restartedAt annotation) the controller last started a deployment for */
-  restartedAt: z.string().optional(),
+  /** the restart requests the controller last acted on: spec.restartedAt, and the kubectl.kubernetes.io/restartedAt annotation */
+  restart: z.strictObject({ restartedAt: z.string().optional(), annotation: z.string().optional() }).optional(),
 });
 export type ServiceStatus = z.infer<typeof ServiceStatus>;
 

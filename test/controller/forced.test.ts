@@ -36,7 +36,7 @@ describe('forced deployments through the resource API and kubectl (real store, c
       before = pulls();
       await client.patch('Service', 'default', 'web', { spec: { restartedAt: '2026-01-01T00:00:00Z' } });
     }, { desired: 3 });
-    expect(r.service.status!.restartedAt).to.equal('2026-01-01T00:00:00Z');
+    expect(r.service.status!.restart).to.deep.equal({ restartedAt: '2026-01-01T00:00:00Z' });
     // the agents pull again for the new tasks (the runtime then applies ECS_IMAGE_PULL_BEHAVIOR)
     expect(pulls() - before).to.be.at.least(3);
     // the same value again is no new request: nothing is replaced

@@ -25,7 +25,7 @@ class World {
   stopTicks = 0;
   private stopAt = new Map<string, number>();
   healthyAfterMs: number | undefined;
-  restart: string | undefined;
+  restart: { restartedAt?: string; annotation?: string } | undefined;
   constructor(
     public spec: PlanInput['spec'],
     private startTicks = 2,
@@ -549,12 +549,12 @@ describe('service plan: forced deployments', () => {
       w.settle();
       const before = new Set(w.running().map((t) => t.name));
       const old = w.status!.deployments![0].id;
-      w.restart = '2026-01-01T00:00:00.000Z';
+      w.restart = { restartedAt: '2026-01-01T00:00:00.000Z' };
       w.generation++;
       const first = w.tick();
       expect(first.status.deployments!.map((d) => [d.status, d.taskDefinition])).to.deep.equal([['PRIMARY', 'app:1'], ['ACTIVE', 'app:1']]);
       expect(first.status.deployments![0].id).to.not.equal(old);
-      expect(first.status.restartedAt).to.equal(w.restart);
+      expect(first.status.restart).to.deep.equal(w.restart);
       expect(first.status.events!.map((e) => e.message)).to.include(`(service web) (deployment ${first.status.deployments![0].id}) is a forced new deployment of app:1.`);
       for (let i = 0; i < 60; i++) {
         w.tick();
@@ -571,7 +571,7 @@ describe('service plan: forced deployments', () => {
 
   it('the same restart request again, a scale or a new generation without one, starts no deployment', () => {
     const w = new World({ taskDefinition: 'app', desiredCount: 2, schedulingStrategy: 'REPLICA' });
-    w.restart = 'r1'; // created with a restart request already: one deployment, not two
+    w.restart = { restartedAt: 'r1' }; // created with a restart request already: one deployment, not two
     w.settle();
     expect(w.status!.deployments).to.have.length(1);
     const dep = w.status!.deployments![0].id;
@@ -580,6 +580,19 @@ describe('service plan: forced deployments', () => {
     for (let i = 0; i < 10; i++) w.tick();
     expect(w.status!.deployments!.map((d) => d.id)).to.deep.equal([dep]);
     expect(w.running()).to.have.length(3);
+    // a manifest re-applied without the field (it is removed), then with the same value again: still nothing
+    w.restart = undefined;
+    w.generation++;
+    for (let i = 0; i < 3; i++) w.tick();
+    w.restart = { restartedAt: 'r1' };
+    w.generation++;
+    for (let i = 0; i < 3; i++) w.tick();
+    expect(w.status!.deployments!.map((d) => d.id)).to.deep.equal([dep]);
+    // the kubectl annotation is a request of its own: a new one forces a deployment
+    w.restart = { restartedAt: 'r1', annotation: 'a1' };
+    w.tick();
+    expect(w.status!.deployments![0].id).to.not.equal(dep);
+    expect(w.status!.restart).to.deep.equal({ restartedAt: 'r1', annotation: 'a1' });
   });
 
   it('a forced deployment whose tasks fail rolls back to the previous one, and the request is not forced again', () => {
@@ -590,7 +603,7 @@ describe('service plan: forced deployments', () => {
     // the image changed under the same tag: the forced deployment's tasks fail to start
     const origTick = w.tick.bind(w);
     const failing = new Set<string>();
-    w.restart = 'r1';
+    w.restart = { restartedAt: 'r1' };
     const p = origTick();
     const forcedId = p.status.deployments![0].id;
     for (let i = 0; i < 40; i++) {
@@ -603,6 +616,6 @@ describe('service plan: forced deployments', () => {
     expect(failing.size).to.be.at.least(3);
     expect(w.status!.deployments!.find((d) => d.status === 'PRIMARY')!.id).to.equal(good);
     expect(w.running().map((t) => t.name).sort()).to.deep.equal(goodTasks);
-    expect(w.status!.restartedAt).to.equal('r1');
+    expect(w.status!.restart).to.deep.equal({ restartedAt: 'r1' });
   });
 });

@@ -9,7 +9,7 @@ import { Controller, type ControllerMetrics } from '../runtime/controller.ts';
 import { Expectations } from '../runtime/expectations.ts';
 import { adoptTask, controllerOf, createOwnedTask, dropControllerFinalizer, ownedTask, stopOwnedTask } from '../runtime/writes.ts';
 import { inParallel } from '../runtime/parallel.ts';
-import { HEALTHY_AFTER_MS, planService, RESTARTED_AT_ANNOTATION, restartToken, type PlanTask } from './plan.ts';
+import { HEALTHY_AFTER_MS, planService, RESTARTED_AT_ANNOTATION, type PlanTask } from './plan.ts';
 import { ObservedStarts } from './starts.ts';
 
 /**
@@ -117,7 +117,7 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
         now: Date.now(),
         newId: () => randomUUID().replace(/-/g, '').slice(0, 20),
         healthyAfterMs,
-        restart: restartToken(svc.spec, svc.metadata.annotations),
+        restart: { restartedAt: svc.spec.restartedAt, annotation: svc.metadata.annotations?.[RESTARTED_AT_ANNOTATION] },
       });
       // a rollback: the target's task definition becomes the service's, as in ECS (DescribeServices shows it), so a
       // later change of anything else does not deploy the failed revision again. Spec first, at the version planned

@@ -77,18 +77,25 @@ export interface PlanInput {
   newId: () => string;
   /** how long a task without health checks must have been RUNNING to count as healthy (ECS: 40 s) */
   healthyAfterMs?: number;
-  /** the service's restart request (`restartToken`): a new value starts a new deployment of the same task definition */
-  restart?: string;
+  /** the service's restart requests: a new value of either starts a new deployment of the same task definition */
+  restart?: RestartRequest;
+}
+
+/** spec.restartedAt, and the annotation kubectl's restart writes */
+export interface RestartRequest {
+  restartedAt?: string;
+  annotation?: string;
 }
 
 /** The annotation `kubectl rollout restart` writes; on a service it forces a new deployment as spec.restartedAt does. */
 export const RESTARTED_AT_ANNOTATION = 'kubectl.kubernetes.io/restartedAt';
 
-/** A service's restart request: spec.restartedAt and the kubectl annotation together (a change of either forces a deployment). */
-export function restartToken(spec: { restartedAt?: string }, annotations?: Record<string, string>): string | undefined {
-  const a = annotations?.[RESTARTED_AT_ANNOTATION];
-  if (a === undefined) return spec.restartedAt;
-  return `${spec.restartedAt ?? ''} ${RESTARTED_AT_ANNOTATION}=${a}`;
+/**
+ * Is there a restart request the controller has not acted on? A value that differs from the
+ * one last acted on; a value removed is none (re-applying a manifest without it restarts nothing).
+ */
+export function newRestart(req: RestartRequest = {}, seen: RestartRequest = {}): boolean {
+  return (req.restartedAt !== undefined && req.restartedAt !== seen.restartedAt) || (req.annotation !== undefined && req.annotation !== seen.annotation);
 }
 
 export interface StartOrder {
@@ -184,7 +191,7 @@ export function planService(input: PlanInput): Plan {
   let primary = deployments.find((d) => d.status === 'PRIMARY');
   const specChanged = (prev.observedGeneration ?? 0) < input.generation;
   // a forced deployment: the restart request changed since the controller last acted on one
-  const forced = !!primary && !input.deleting && (input.restart ?? '') !== (prev.restartedAt ?? '');
+  const forced = !!primary && !input.deleting && newRestart(input.restart, prev.restart);
   let needNew = !primary || forced || (specChanged && primary.taskDefinition !== input.taskDefinition);
   if (needNew) {
     for (const d of deployments) if (d.status === 'PRIMARY') d.status = 'ACTIVE';
@@ -461,8 +468,10 @@ export function planService(input: PlanInput): Plan {
     events: events.slice(0, MAX_EVENTS),
     observedGeneration: input.generation,
   };
-  if (input.restart !== undefined) status.restartedAt = input.restart;
-  else delete status.restartedAt;
+  // the requests acted on (a removed one stays remembered, so giving the same value back forces nothing)
+  const restartedAt = input.restart?.restartedAt ?? prev.restart?.restartedAt;
+  const annotation = input.restart?.annotation ?? prev.restart?.annotation;
+  if (restartedAt !== undefined || annotation !== undefined) status.restart = { ...(restartedAt !== undefined ? { restartedAt } : {}), ...(annotation !== undefined ? { annotation } : {}) };
   return { start, stop, status, finished, ...(throttledForMs !== undefined ? { throttledForMs } : {}), ...(rollbackTo !== undefined ? { rollbackTo } : {}) };
 }
 
