@@ -339,6 +339,11 @@ export const ServiceSpec = z.strictObject({
    * task is replaced within the deployment's bounds and its images pulled again.
    */
   restartedAt: z.string().min(1).max(64).optional(),
+}).superRefine((s, ctx) => {
+  // the daemon controller rolls DAEMON services by revision only: a restart request it would not act on is refused
+  if (s.restartedAt !== undefined && s.schedulingStrategy === 'DAEMON') {
+    ctx.addIssue({ code: 'custom', path: ['restartedAt'], message: 'forced deployments are for REPLICA services: a DAEMON service rolls when its task definition changes' });
+  }
 });
 export type ServiceSpec = z.infer<typeof ServiceSpec>;
 

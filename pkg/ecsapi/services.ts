@@ -110,6 +110,7 @@ export const UpdateService: Operation = async (c, i) => {
   if (serviceStatus(cur) !== 'ACTIVE') throw notActive();
   c.authorize({ verb: 'patch', resource: 'services', namespace: cluster, name });
   // forceNewDeployment: a new restart request, which the service controller turns into a new deployment of the same task definition
+  if (force && cur.spec.schedulingStrategy === 'DAEMON') throw invalidParameter('forceNewDeployment is for REPLICA services: a DAEMON service rolls when its task definition changes.');
   if (force) patch.restartedAt = restartRequest(cur.spec.restartedAt);
   if (Object.keys(patch).length === 0) return { service: shape(c, cur) };
   const out = (await c.registry.patch(SVC, cluster, name, 'merge', { spec: patch }, undefined, c.req)) as unknown as Service;

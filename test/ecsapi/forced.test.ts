@@ -2,7 +2,8 @@ import { expect } from 'chai';
 import { CreateServiceCommand, DescribeServicesCommand, DescribeTasksCommand, ListTasksCommand, RegisterTaskDefinitionCommand, UpdateServiceCommand, type ECSClient, type UpdateServiceCommandOutput } from '@aws-sdk/client-ecs';
 import { eventually } from '../support/fleet.ts';
 import { expectRestart } from '../support/restart.ts';
-import { startEcsControlPlane } from './support.ts';
+import { startEcsControlPlane, thrown } from './support.ts';
+import type { Service } from '../../pkg/api/kinds.ts';
 
 describe('UpdateService forceNewDeployment through the AWS SDK (real controllers, hollow agents)', function () {
   this.timeout(120_000);
@@ -56,5 +57,13 @@ describe('UpdateService forceNewDeployment through the AWS SDK (real controllers
       { key: 'aws:ecs:serviceName', value: 'tagged' },
       { key: 'aws:ecs:clusterName', value: 'default' },
     ]);
+  });
+
+  it('a DAEMON service refuses forceNewDeployment, naming it (it rolls by revision)', async () => {
+    await ecs.send(new CreateServiceCommand({ cluster: 'default', serviceName: 'everywhere', taskDefinition: 'web', schedulingStrategy: 'DAEMON' }));
+    const e = await thrown(() => ecs.send(new UpdateServiceCommand({ cluster: 'default', service: 'everywhere', forceNewDeployment: true })));
+    expect(e.name).to.equal('InvalidParameterException');
+    expect(e.message).to.include('forceNewDeployment');
+    expect((await env.cp.client.get<Service>('Service', 'default', 'everywhere')).spec.restartedAt).to.equal(undefined);
   });
 });
