@@ -148,8 +148,9 @@ export type ContainerOverride = z.infer<typeof ContainerOverride>;
 
 export const TaskOverride = z.strictObject({
   containerOverrides: z.array(ContainerOverride).optional(),
-  cpu: z.string().optional(),
-  memory: z.string().optional(),
+  /** the task's CPU units and MiB instead of its definition's: the scheduler places by them and the agent limits by them */
+  cpu: z.string().regex(/^[1-9]\d{0,6}$/, { error: 'overrides.cpu must be CPU units, a whole number ("512")' }).optional(),
+  memory: z.string().regex(/^[1-9]\d{0,7}$/, { error: 'overrides.memory must be MiB, a whole number ("1024")' }).optional(),
   taskRoleArn: z
     .string()
     .refine(() => false, { error: 'task IAM roles need the ECS credentials endpoint (169.254.170.2), which berth does not provide: a task with one could not get its credentials' })

@@ -103,7 +103,12 @@ const TASK: Record<string, Handling> = {
   'overrides.containerOverrides.cpu': { check: overrideChanges({ containerOverrides: [{ name: 'app', cpu: 128 }] }, (r) => r.containers[0].cpu) },
   'overrides.containerOverrides.memory': { check: overrideChanges({ containerOverrides: [{ name: 'app', memory: 128 }] }, (r) => r.containers[0].memory) },
   'overrides.containerOverrides.memoryReservation': { check: overrideChanges({ containerOverrides: [{ name: 'app', memoryReservation: 32 }] }, (r) => r.containers[0].memoryReservation) },
-  'overrides.cpu': { check: overrideChanges({ cpu: '512' }, (r) => r.cpu) },
+  'overrides.cpu': {
+    check: () => {
+      overrideChanges({ cpu: '512' }, (r) => r.cpu)();
+      expect(causes('Task', { taskDefinition: 'web:1', overrides: { cpu: '1 vCPU' } }, 'default')).to.deep.equal(['spec.overrides.cpu: overrides.cpu must be CPU units, a whole number ("512")']);
+    },
+  },
   'overrides.memory': { check: overrideChanges({ memory: '1024' }, (r) => r.memory) },
   'overrides.taskRoleArn': { refused: { overrides: { taskRoleArn: 'arn:aws:iam::0:role/app' } } },
   'overrides.executionRoleArn': { none: 'the role ECS\'s agent pulls from ECR and ships awslogs with: none of that happens off AWS (registry credentials and secrets are their own fields)' },
