@@ -163,8 +163,9 @@ export function runtimeTask(t: Task, td: { spec: TaskDefinitionSpec; status?: { 
     volumes: td.spec.volumes,
     assignedHostPorts: assigned,
     ...(instance ? { instance } : {}),
-    ...(td.spec.cpu !== undefined ? { cpu: Number(td.spec.cpu) } : {}),
-    ...(td.spec.memory !== undefined ? { memory: Number(td.spec.memory) } : {}),
+    // a task's overrides of the task-level cpu and memory win over its definition's (the scheduler placed it by them)
+    ...((t.spec.overrides?.cpu ?? td.spec.cpu) !== undefined ? { cpu: Number(t.spec.overrides?.cpu ?? td.spec.cpu) } : {}),
+    ...((t.spec.overrides?.memory ?? td.spec.memory) !== undefined ? { memory: Number(t.spec.overrides?.memory ?? td.spec.memory) } : {}),
     ...(td.spec.pidMode ? { pidMode: td.spec.pidMode } : {}),
     ...(td.spec.ipcMode ? { ipcMode: td.spec.ipcMode } : {}),
   };

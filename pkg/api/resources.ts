@@ -12,8 +12,18 @@ const ts = z.string(); // RFC 3339 timestamps in the resource API; epoch seconds
 
 // ---------------------------------------------------------------- Cluster
 export const ClusterSpec = z.strictObject({
-  settings: z.array(z.strictObject({ name: z.literal('containerInsights'), value: z.enum(['enabled', 'disabled', 'enhanced']) })).optional(),
-  configuration: z.record(z.string(), z.unknown()).optional(),
+  settings: z
+    .array(
+      z.strictObject({
+        name: z.literal('containerInsights'),
+        value: z.enum(['enabled', 'disabled', 'enhanced']).refine((v) => v === 'disabled', { error: 'containerInsights can only be disabled: berth sends no metrics to CloudWatch Container Insights' }),
+      }),
+    )
+    .optional(),
+  configuration: z
+    .record(z.string(), z.unknown())
+    .refine((c) => Object.keys(c).length === 0, { error: 'cluster configuration (executeCommandConfiguration, managedStorageConfiguration) is not supported by berth: it has no ECS Exec and no managed storage' })
+    .optional(),
   tags: z.array(Tag).max(50).optional(),
 });
 export type ClusterSpec = z.infer<typeof ClusterSpec>;
@@ -138,9 +148,14 @@ export type ContainerOverride = z.infer<typeof ContainerOverride>;
 
 export const TaskOverride = z.strictObject({
   containerOverrides: z.array(ContainerOverride).optional(),
-  cpu: z.string().optional(),
-  memory: z.string().optional(),
-  taskRoleArn: z.string().optional(),
+  /** the task's CPU units and MiB instead of its definition's: the scheduler places by them and the agent limits by them */
+  cpu: z.string().regex(/^[1-9]\d{0,6}$/, { error: 'overrides.cpu must be CPU units, a whole number ("512")' }).optional(),
+  memory: z.string().regex(/^[1-9]\d{0,7}$/, { error: 'overrides.memory must be MiB, a whole number ("1024")' }).optional(),
+  taskRoleArn: z
+    .string()
+    .refine(() => false, { error: 'task IAM roles need the ECS credentials endpoint (169.254.170.2), which berth does not provide: a task with one could not get its credentials' })
+    .optional(),
+  /** the role ECS's agent pulls from ECR and ships awslogs with: nothing berth does needs one */
   executionRoleArn: z.string().optional(),
 });
 export type TaskOverride = z.infer<typeof TaskOverride>;
@@ -287,12 +302,14 @@ export const LoadBalancer = z.strictObject({
   containerPort: z.number().int(),
 });
 
+const noVpc = (what: string) => `berth has no VPC, so no ${what}: an awsvpc task gets its own network namespace on its instance's bridge, with no subnets, security groups or public IPs (leave networkConfiguration out)`;
+/** ECS's awsvpcConfiguration: refused when it asks for anything (berth cannot put a task in a subnet or behind a security group). */
 export const NetworkConfiguration = z.strictObject({
   awsvpcConfiguration: z
     .strictObject({
-      subnets: z.array(z.string()).optional(),
-      securityGroups: z.array(z.string()).optional(),
-      assignPublicIp: z.enum(['ENABLED', 'DISABLED']).optional(),
+      subnets: z.array(z.string()).max(0, { error: noVpc('subnets') }).optional(),
+      securityGroups: z.array(z.string()).max(0, { error: noVpc('securityGroups') }).optional(),
+      assignPublicIp: z.enum(['ENABLED', 'DISABLED']).refine((v) => v === 'DISABLED', { error: noVpc('assignPublicIp') }).optional(),
     })
     .optional(),
 });
@@ -312,10 +329,31 @@ export const ServiceSpec = z.strictObject({
   tags: z.array(Tag).max(50).optional(),
   networkConfiguration: NetworkConfiguration.optional(),
   enableECSManagedTags: z.boolean().optional(),
-  enableExecuteCommand: z.boolean().optional(),
+  enableExecuteCommand: z
+    .boolean()
+    .refine((v) => !v, { error: 'berth has no ECS Exec (ExecuteCommand) yet, so no command could be run in the tasks: leave it out or false' })
+    .optional(),
   propagateTags: z.enum(['TASK_DEFINITION', 'SERVICE', 'NONE']).optional(),
+  /**
+   * A forced deployment: any new value (UpdateService forceNewDeployment, `berth rollout
+   * restart` write the time) starts a new deployment of the same task definition, so every
+   * task is replaced within the deployment's bounds and its images pulled again.
+   */
+  restartedAt: z.string().min(1).max(64).optional(),
+}).superRefine((s, ctx) => {
+  // the daemon controller rolls DAEMON services by revision only: a restart request it would not act on is refused
+  if (s.restartedAt !== undefined && s.schedulingStrategy === 'DAEMON') {
+    ctx.addIssue({ code: 'custom', path: ['restartedAt'], message: 'forced deployments are for REPLICA services: a DAEMON service rolls when its task definition changes' });
+  }
 });
 export type ServiceSpec = z.infer<typeof ServiceSpec>;
+
+/** A new spec.restartedAt: the time, never the value the service already has (two requests in one millisecond are two). */
+export function restartRequest(current: string | undefined, now = new Date()): string {
+  let t = now.getTime();
+  while (new Date(t).toISOString() === current) t++;
+  return new Date(t).toISOString();
+}
 
 export const Deployment = z.strictObject({
   id: z.string(),
@@ -358,6 +396,8 @@ export const ServiceStatus = z.strictObject({
   events: z.array(ServiceEvent).optional(),
   observedGeneration: z.number().int().optional(),
   conditions: z.array(Condition).optional(),
+  /** the restart requests the controller last acted on: spec.restartedAt, and the kubectl.kubernetes.io/restartedAt annotation */
+  restart: z.strictObject({ restartedAt: z.string().optional(), annotation: z.string().optional() }).optional(),
 });
 export type ServiceStatus = z.infer<typeof ServiceStatus>;
 

@@ -204,6 +204,16 @@ export const Tag = z.strictObject({
 });
 export type Tag = z.infer<typeof Tag>;
 
+/**
+ * The tags of a task: its own, then (ECS's propagateTags) the task definition's or the
+ * service's, then ECS's managed tags (enableECSManagedTags); a key given earlier wins.
+ */
+export function withTags(own: Tag[], propagated?: Tag[], managed?: Tag[]): Tag[] {
+  const out = [...own];
+  for (const t of [...(propagated ?? []), ...(managed ?? [])]) if (!out.some((x) => x.key === t.key)) out.push(t);
+  return out;
+}
+
 /** "256", 256, "1 vCPU", "0.25 vcpu" -> "256" / "1024"; memory "512", "1 GB", "1GB" -> MiB. */
 export const TaskCpu = z
   .union([z.number(), z.string()])

@@ -4,6 +4,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { kindByName, KINDS } from '../api/kinds.ts';
 import { NOMINATED_ANNOTATION, type KindInfo } from '../api/meta.ts';
 import type { ContainerInstance, Service, Task } from '../api/kinds.ts';
+import { restartRequest } from '../api/resources.ts';
 import type { AnyObj, Client } from '../client/client.ts';
 import { BerthError, isBerthError } from '../errors/errors.ts';
 import { readManifests, type Manifest } from './manifests.ts';
@@ -419,6 +420,19 @@ export function buildProgram(deps: CliDeps): Command {
       }
       await client.patch('Service', namespace, name, { spec: { taskDefinition: prev } });
       io.out(`service/${name} rolled back to ${prev}\n`);
+    });
+
+  rollout
+    .command('restart')
+    .description('start a new deployment of the service\'s task definition: every task is replaced (images pulled again), within its deployment bounds')
+    .argument('<service>')
+    .exitOverride()
+    .action(async (svc: string, _o: unknown, cmd: Command) => {
+      const { client, namespace } = await conn(cmd);
+      const name = svc.replace(/^(service|services|svc)\//, '');
+      const s = await client.get<Service>('Service', namespace, name);
+      await client.patch('Service', namespace, name, { metadata: { resourceVersion: s.metadata.resourceVersion }, spec: { restartedAt: restartRequest(s.spec.restartedAt) } });
+      io.out(`service/${name} restarted\n`);
     });
 
   sub('run-task', 'run tasks of a task definition once (placed by the scheduler)')

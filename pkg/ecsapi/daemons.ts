@@ -163,7 +163,7 @@ function checkOptions(i: Input) {
   unsupported(i, ['capacityProviderArns']);
   if (oneOf(i, 'propagateTags', ['DAEMON', 'NONE'] as const) === 'DAEMON') throw invalidParameter('propagateTags DAEMON is not supported by berth.');
   if (bool(i, 'enableECSManagedTags')) throw invalidParameter('enableECSManagedTags is not supported by berth.');
-  if (bool(i, 'enableExecuteCommand')) throw invalidParameter('enableExecuteCommand is not supported by berth.');
+  if (bool(i, 'enableExecuteCommand')) throw invalidParameter('enableExecuteCommand: berth has no ECS Exec (ExecuteCommand) yet, so no command could be run in the daemon\'s tasks: leave it out or false.');
   if (bool(i, 'critical')) throw invalidParameter('critical daemons are not supported by berth: it never drains an instance because its daemon task failed (give critical false, or leave it out).');
 }
 

@@ -1,4 +1,5 @@
 import { Kinds, type Service } from '../api/kinds.ts';
+import { restartRequest } from '../api/resources.ts';
 import { stableJson } from '../api/validate.ts';
 import { isBerthError } from '../errors/errors.ts';
 import { clusterOf, describeMany, getOrInactive, idOf, newObj, type OpContext, type Operation } from './context.ts';
@@ -24,6 +25,10 @@ const notFound = () => new EcsError('ServiceNotFoundException', 'Service not fou
 function deploymentController(i: Input) {
   const dc = obj(i, 'deploymentController');
   if (dc && dc.type !== undefined && dc.type !== 'ECS') throw invalidParameter(`deploymentController type ${String(dc.type)} is not supported by berth; only ECS (rolling update) is.`);
+  // berth never moves running tasks between zones by itself: only DISABLED is what it does
+  if (oneOf(i, 'availabilityZoneRebalancing', ['ENABLED', 'DISABLED'] as const) === 'ENABLED') {
+    throw invalidParameter('availabilityZoneRebalancing ENABLED is not supported by berth: it never moves running tasks to rebalance zones (use DISABLED, or leave it out, and a spread placement strategy).');
+  }
 }
 
 async function getService(c: OpContext, cluster: string, given: string): Promise<Service> {
@@ -92,8 +97,7 @@ export const UpdateService: Operation = async (c, i) => {
   const given = str(i, 'service', { required: true })!;
   unsupported(i, UNSUPPORTED);
   deploymentController(i);
-  // forceNewDeployment: accepted; berth starts a new deployment when the task definition changes
-  bool(i, 'forceNewDeployment');
+  const force = bool(i, 'forceNewDeployment') ?? false;
   const patch: Input = {};
   for (const k of UPDATABLE) if (i[k] !== undefined && i[k] !== null) patch[k] = i[k];
   for (const k of Object.keys(i)) {
@@ -105,10 +109,33 @@ export const UpdateService: Operation = async (c, i) => {
   const name = cur.metadata.name;
   if (serviceStatus(cur) !== 'ACTIVE') throw notActive();
   c.authorize({ verb: 'patch', resource: 'services', namespace: cluster, name });
+  // forceNewDeployment: a new restart request, which the service controller turns into a new deployment of the same task definition
+  if (force && cur.spec.schedulingStrategy === 'DAEMON') throw invalidParameter('forceNewDeployment is for REPLICA services: a DAEMON service rolls when its task definition changes.');
+  if (force) patch.restartedAt = restartRequest(cur.spec.restartedAt);
   if (Object.keys(patch).length === 0) return { service: shape(c, cur) };
-  const out = await c.registry.patch(SVC, cluster, name, 'merge', { spec: patch }, undefined, c.req);
-  return { service: shape(c, out) };
+  const out = (await c.registry.patch(SVC, cluster, name, 'merge', { spec: patch }, undefined, c.req)) as unknown as Service;
+  const deploys = force || (patch.taskDefinition !== undefined && out.spec.taskDefinition !== cur.spec.taskDefinition);
+  return { service: shape(c, deploys ? await deployed(c, out, cur) : out) };
 };
+
+/**
+ * ECS answers an update that starts a deployment with that deployment already PRIMARY. The
+ * controller makes it: when it had caught up with the service before (so one is running),
+ * wait up to 3 s for it to take this generation, and answer with what it wrote.
+ */
+async function deployed(c: OpContext, out: Service, before: Service): Promise<Service> {
+  const generation = out.metadata.generation ?? 1;
+  if ((before.status?.observedGeneration ?? 0) < (before.metadata.generation ?? 1)) return out;
+  const deadline = Date.now() + 3_000;
+  let cur = out;
+  while ((cur.status?.observedGeneration ?? 0) < generation && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+    const s = (await c.registry.peek(SVC, out.metadata.namespace!, out.metadata.name)) as Service | undefined;
+    if (!s || s.metadata.uid !== out.metadata.uid) return out;
+    cur = s;
+  }
+  return cur;
+}
 
 export const DeleteService: Operation = async (c, i) => {
   const cluster = await clusterOf(c, i);

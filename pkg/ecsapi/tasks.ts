@@ -2,15 +2,15 @@ import { createHash } from 'node:crypto';
 import { Kinds, type Task, type TaskDefinition } from '../api/kinds.ts';
 import { newId } from '../api/arn.ts';
 import { allocate, choosePorts, demandOf, usedPorts, type TaskDemand } from '../api/allocation.ts';
-import type { PlacementConstraint, PlacementStrategy } from '../api/taskdefinition.ts';
-import type { TaskSpec } from '../api/resources.ts';
+import { withTags, type PlacementConstraint, type PlacementStrategy, type Tag } from '../api/taskdefinition.ts';
+import { NetworkConfiguration, type TaskSpec } from '../api/resources.ts';
 import { storeKey } from '../api/meta.ts';
 import { contentHash } from '../api/validate.ts';
 import type { PreparedCreate } from '../apiserver/registry.ts';
 import { infeasible, schedule, type InstanceView, type TaskRequest } from '../scheduler/scheduler.ts';
 import { parseQuery, type Expr } from '../scheduler/query.ts';
 import { clusterOf, describeMany, getOrUndefined, idOf, instanceViews, newObj, type OpContext, type Operation } from './context.ts';
-import { int, list, obj, oneOf, paginate, str, strList, unsupported, type Input } from './params.ts';
+import { bool, int, list, obj, oneOf, paginate, str, strList, unsupported, type Input } from './params.ts';
 import { compact, taskToEcs } from './shapes.ts';
 import { getTd, tdRef } from './taskdefs.ts';
 import { clientException, EcsError, invalidParameter } from './wire.ts';
@@ -64,19 +64,23 @@ interface TaskInputs {
 /** The members RunTask and StartTask share, as a Task spec, validated by a dry-run create. */
 async function taskInputs(c: OpContext, cluster: string, i: Input, extra: Record<string, unknown>): Promise<TaskInputs> {
   const ref = tdRef(str(i, 'taskDefinition', { required: true })!);
-  unsupported(i, ['capacityProviderStrategy', 'platformVersion', 'volumeConfigurations']);
-  if (i.enableExecuteCommand === true) throw invalidParameter('enableExecuteCommand is not supported by berth.');
+  unsupported(i, ['capacityProviderStrategy', 'platformVersion', 'volumeConfigurations', 'referenceId']);
+  if (bool(i, 'enableExecuteCommand')) throw invalidParameter('enableExecuteCommand: berth has no ECS Exec (ExecuteCommand) yet, so no command could be run in the task: leave it out or false.');
+  noVpc(i);
   const overrides = obj(i, 'overrides');
   const startedBy = str(i, 'startedBy', { max: 128 });
-  const tags = list(i, 'tags');
+  const propagate = oneOf(i, 'propagateTags', ['TASK_DEFINITION', 'NONE', 'SERVICE'] as const);
+  if (propagate === 'SERVICE') throw invalidParameter('propagateTags SERVICE: a task that RunTask or StartTask starts has no service; use TASK_DEFINITION or NONE.');
+  const managed = bool(i, 'enableECSManagedTags') ?? false;
   const td = await runnableTd(c, ref);
+  const tags = withTags(list<Tag>(i, 'tags') ?? [], propagate === 'TASK_DEFINITION' ? td.spec.tags : undefined, managed ? [{ key: 'aws:ecs:clusterName', value: cluster }] : undefined);
   const family = td.status?.family ?? td.metadata.name.split(':')[0];
   const spec = compact({
     taskDefinition: td.metadata.name,
     overrides: overrides ? cleanOverrides(overrides) : undefined,
     group: str(i, 'group', { max: 255 }) ?? `family:${family}`,
     startedBy,
-    tags: tags?.length ? tags : undefined,
+    tags: tags.length ? tags : undefined,
     ...extra,
   }) as TaskInputs['spec'];
   // the one validation: admission on a dry run (the same checks a real create makes)
@@ -84,12 +88,23 @@ async function taskInputs(c: OpContext, cluster: string, i: Input, extra: Record
   return { td, spec, demand: demandOf(td.spec, spec.overrides) };
 }
 
+/** RunTask/StartTask networkConfiguration, checked as a service's is (berth has no VPC to place a task in). */
+function noVpc(i: Input) {
+  const nc = obj(i, 'networkConfiguration');
+  if (!nc) return;
+  const r = NetworkConfiguration.safeParse(nc);
+  if (!r.success) throw invalidParameter(r.error.issues.map((iss) => `networkConfiguration.${iss.path.join('.')}: ${iss.message}`).join('; '));
+}
+
 /** The SDK sends empty lists for members a caller left out of a container override. */
 function cleanOverrides(o: Input): Input {
   const out: Input = {};
   for (const [k, v] of Object.entries(o)) {
     if (v === null || v === undefined) continue;
-    if (k === 'inferenceAcceleratorOverrides' || k === 'ephemeralStorage') continue;
+    if (k === 'inferenceAcceleratorOverrides' || k === 'ephemeralStorage') {
+      if (Array.isArray(v) ? v.length === 0 : Object.keys(v as object).length === 0) continue;
+      throw invalidParameter(`overrides.${k} is not supported by berth (no Elastic Inference, no Fargate ephemeral storage).`);
+    }
     if (k === 'containerOverrides' && Array.isArray(v)) {
       out[k] = v.map((co) => {
         const x: Input = {};

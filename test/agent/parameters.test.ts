@@ -1,11 +1,11 @@
 import { expect } from 'chai';
-import type { z } from 'zod';
 import { ContainerDefinition, DaemonContainerDefinition, DaemonTaskDefinitionSpec, TaskDefinitionSpec } from '../../pkg/api/taskdefinition.ts';
 import { validateObject } from '../../pkg/api/validate.ts';
 import { newEngineTask } from '../../pkg/agent/engine/engine.ts';
 import { taskVolume, toCreateBody, type TranslateOptions } from '../../pkg/agent/runtime/translate.ts';
 import type { RuntimeTask } from '../../pkg/agent/runtime/runtime.ts';
 import { BerthError } from '../../pkg/errors/errors.ts';
+import { leaves, type Schema } from '../support/schemawalk.ts';
 
 /**
  * Review D12, "nothing accepted is dropped": every field of the container-definition and
@@ -14,28 +14,6 @@ import { BerthError } from '../../pkg/errors/errors.ts';
  * what the task engine does, is refused at registration naming the field, or is listed as
  * having no Docker meaning (with why). The daemon schemas are walked too.
  */
-
-type Schema = z.ZodType & { _zod: { def: { type: string; innerType?: Schema; element?: Schema; shape?: Record<string, Schema>; options?: Schema[] } } };
-
-/** Leaf field paths of a zod schema ("portMappings.containerPort"; arrays are transparent, records are leaves). */
-function leaves(s: Schema, prefix = ''): string[] {
-  const d = s._zod.def;
-  switch (d.type) {
-    case 'optional':
-    case 'default':
-    case 'nullable':
-    case 'prefault':
-      return leaves(d.innerType!, prefix);
-    case 'array':
-      return leaves(d.element!, prefix);
-    case 'object': {
-      const shape = (s as unknown as { shape: Record<string, Schema> }).shape;
-      return Object.entries(shape).flatMap(([k, v]) => leaves(v, prefix ? `${prefix}.${k}` : k));
-    }
-    default:
-      return [prefix];
-  }
-}
 
 type Handling =
   /** set in the container definition: `where` in the create body changes */

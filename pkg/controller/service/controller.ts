@@ -2,13 +2,14 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Service, Task } from '../../api/kinds.ts';
 import type { Client } from '../../client/client.ts';
+import { withTags } from '../../api/taskdefinition.ts';
 import { isBerthError } from '../../errors/errors.ts';
 import { splitKey, type SharedInformers } from '../informers.ts';
 import { Controller, type ControllerMetrics } from '../runtime/controller.ts';
 import { Expectations } from '../runtime/expectations.ts';
 import { adoptTask, controllerOf, createOwnedTask, dropControllerFinalizer, ownedTask, stopOwnedTask } from '../runtime/writes.ts';
 import { inParallel } from '../runtime/parallel.ts';
-import { HEALTHY_AFTER_MS, planService, type PlanTask } from './plan.ts';
+import { HEALTHY_AFTER_MS, planService, RESTARTED_AT_ANNOTATION, type PlanTask } from './plan.ts';
 import { ObservedStarts } from './starts.ts';
 
 /**
@@ -116,6 +117,7 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
         now: Date.now(),
         newId: () => randomUUID().replace(/-/g, '').slice(0, 20),
         healthyAfterMs,
+        restart: { restartedAt: svc.spec.restartedAt, annotation: svc.metadata.annotations?.[RESTARTED_AT_ANNOTATION] },
       });
       // a rollback: the target's task definition becomes the service's, as in ECS (DescribeServices shows it), so a
       // later change of anything else does not deploy the failed revision again. Spec first, at the version planned
@@ -154,7 +156,15 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
       });
       const creates: Array<{ deploymentId: string; taskDefinition: string }> = [];
       for (const s of plan.start) for (let k = 0; k < s.count; k++) creates.push(s);
+      // ECS's propagateTags (the service's or the task definition's tags) and managed tags (enableECSManagedTags)
+      const tagsFor = (td: string) =>
+        withTags(
+          [],
+          svc.spec.propagateTags === 'SERVICE' ? svc.spec.tags : svc.spec.propagateTags === 'TASK_DEFINITION' ? inf.taskDefinitions.get(td)?.spec.tags : undefined,
+          svc.spec.enableECSManagedTags ? [{ key: 'aws:ecs:serviceName', value: name }, { key: 'aws:ecs:clusterName', value: ns }] : undefined,
+        );
       await inParallel(creates, async (s) => {
+        const tags = tagsFor(s.taskDefinition);
         const task = ownedTask(ns, owner, {
           taskDefinition: s.taskDefinition,
           group: `service:${name}`,
@@ -164,7 +174,7 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
           launchType: svc.spec.launchType,
           placementConstraints: svc.spec.placementConstraints,
           placementStrategy: svc.spec.placementStrategy,
-          ...(svc.spec.propagateTags === 'SERVICE' && svc.spec.tags ? { tags: svc.spec.tags } : {}),
+          ...(tags.length ? { tags } : {}),
         } as Task['spec']);
         await createOwnedTask(client, exp, key, task);
       });
@@ -181,7 +191,9 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
       return { requeueAfterMs: plan.throttledForMs !== undefined ? plan.throttledForMs + 10 : waitingHealthy ? Math.min(soon, healthyAfterMs + 50) : soon };
     },
   });
-  inf.services.on({ add: (s) => c.enqueue(`${s.metadata.namespace}/${s.metadata.name}`), update: (p, s) => (specChanged(p, s) ? c.enqueue(`${s.metadata.namespace}/${s.metadata.name}`) : undefined) });
+  // the restart annotation is metadata (no new generation), and news too
+  const restartAnnotated = (p: Service, s: Service) => p.metadata.annotations?.[RESTARTED_AT_ANNOTATION] !== s.metadata.annotations?.[RESTARTED_AT_ANNOTATION];
+  inf.services.on({ add: (s) => c.enqueue(`${s.metadata.namespace}/${s.metadata.name}`), update: (p, s) => (specChanged(p, s) || restartAnnotated(p, s) ? c.enqueue(`${s.metadata.namespace}/${s.metadata.name}`) : undefined) });
   inf.tasks.on({
     // a task we created is seen when it appears; one we stopped when its desiredStatus is STOPPED
     add: (t) => {

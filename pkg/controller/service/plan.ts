@@ -31,6 +31,9 @@
  *   with healthy tasks, makes that deployment PRIMARY again instead of starting a new one
  *   (so a rollback whose status write was lost does not drain the target's healthy tasks
  *   to start copies of the same revision, review R3-2).
+ * - Forced. A new restart request (spec.restartedAt, or the kubectl restartedAt annotation)
+ *   starts a new deployment of the same task definition; the old tasks drain within the same
+ *   bounds. The request acted on is kept in the status, so a rollback does not force again.
  * - Throttle. After 3 tasks in a row fail to start (none reached RUNNING since), launches
  *   wait 5 s, doubling, up to 15 minutes.
  */
@@ -74,6 +77,25 @@ export interface PlanInput {
   newId: () => string;
   /** how long a task without health checks must have been RUNNING to count as healthy (ECS: 40 s) */
   healthyAfterMs?: number;
+  /** the service's restart requests: a new value of either starts a new deployment of the same task definition */
+  restart?: RestartRequest;
+}
+
+/** spec.restartedAt, and the annotation kubectl's restart writes */
+export interface RestartRequest {
+  restartedAt?: string;
+  annotation?: string;
+}
+
+/** The annotation `kubectl rollout restart` writes; on a service it forces a new deployment as spec.restartedAt does. */
+export const RESTARTED_AT_ANNOTATION = 'kubectl.kubernetes.io/restartedAt';
+
+/**
+ * Is there a restart request the controller has not acted on? A value that differs from the
+ * one last acted on; a value removed is none (re-applying a manifest without it restarts nothing).
+ */
+export function newRestart(req: RestartRequest = {}, seen: RestartRequest = {}): boolean {
+  return (req.restartedAt !== undefined && req.restartedAt !== seen.restartedAt) || (req.annotation !== undefined && req.annotation !== seen.annotation);
 }
 
 export interface StartOrder {
@@ -168,14 +190,18 @@ export function planService(input: PlanInput): Plan {
   const deployments: Deployment[] = (prev.deployments ?? []).map((d) => structuredClone(d));
   let primary = deployments.find((d) => d.status === 'PRIMARY');
   const specChanged = (prev.observedGeneration ?? 0) < input.generation;
-  if (!primary || (specChanged && primary.taskDefinition !== input.taskDefinition)) {
+  // a forced deployment: the restart request changed since the controller last acted on one
+  const forced = !!primary && !input.deleting && newRestart(input.restart, prev.restart);
+  let needNew = !primary || forced || (specChanged && primary.taskDefinition !== input.taskDefinition);
+  if (needNew) {
     for (const d of deployments) if (d.status === 'PRIMARY') d.status = 'ACTIVE';
     // the task definition of a deployment we still have, COMPLETED or with healthy tasks (a rollback whose
     // status write was lost after its spec write landed, or a user naming the previous revision again while
     // it still runs): that deployment is PRIMARY again, rather than a new one replacing its healthy copies of
     // the same revision (R3-2). A FAILED one is not resumed: naming it again deploys it anew.
+    // A forced deployment never resumes one: replacing the tasks that run is its point.
     const again = deployments
-      .filter((d) => d.taskDefinition === input.taskDefinition && d.rolloutState !== 'FAILED')
+      .filter((d) => !forced && d.taskDefinition === input.taskDefinition && d.rolloutState !== 'FAILED')
       .filter((d) => d.rolloutState === 'COMPLETED' || input.tasks.some((t) => t.deploymentId === d.id && healthy(t)))
       .sort((a, b) => ms(b.createdAt) - ms(a.createdAt))[0];
     if (again) {
@@ -187,9 +213,10 @@ export function planService(input: PlanInput): Plan {
       delete again.circuitBreaker;
       addEvent(`${svc} (deployment ${again.id}) is the primary deployment again.`);
       primary = again;
+      needNew = false;
     }
   }
-  if (!primary || (specChanged && primary.taskDefinition !== input.taskDefinition)) {
+  if (needNew || !primary) {
     primary = {
       id: `ecs-svc/${input.newId()}`,
       status: 'PRIMARY',
@@ -204,6 +231,7 @@ export function planService(input: PlanInput): Plan {
       updatedAt: iso(now),
     };
     deployments.unshift(primary);
+    if (forced) addEvent(`${svc} (deployment ${primary.id}) is a forced new deployment of ${input.taskDefinition}.`);
   }
   primary.desiredCount = desired;
 
@@ -440,6 +468,10 @@ export function planService(input: PlanInput): Plan {
     events: events.slice(0, MAX_EVENTS),
     observedGeneration: input.generation,
   };
+  // the requests acted on (a removed one stays remembered, so giving the same value back forces nothing)
+  const restartedAt = input.restart?.restartedAt ?? prev.restart?.restartedAt;
+  const annotation = input.restart?.annotation ?? prev.restart?.annotation;
+  if (restartedAt !== undefined || annotation !== undefined) status.restart = { ...(restartedAt !== undefined ? { restartedAt } : {}), ...(annotation !== undefined ? { annotation } : {}) };
   return { start, stop, status, finished, ...(throttledForMs !== undefined ? { throttledForMs } : {}), ...(rollbackTo !== undefined ? { rollbackTo } : {}) };
 }
 
