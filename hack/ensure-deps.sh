@@ -24,6 +24,9 @@ command -v ss >/dev/null 2>&1 || missing+=(iproute2)
 command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
 # the embedded store's durability test traces its fsyncs
 command -v strace >/dev/null 2>&1 || missing+=(strace)
+# the secrets test pulls from a private registry with repositoryCredentials (htpasswd auth)
+command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
+command -v htpasswd >/dev/null 2>&1 || missing+=(apache2-utils)
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

@@ -15,6 +15,7 @@ import { berthSecretName } from '../../pkg/secrets/refs.ts';
 import { startApiServer, type TestApiServer } from '../support/apiserver.ts';
 import { ensureBusyboxImage, ensureDocker, type DockerHandle } from '../support/docker.ts';
 import { eventually } from '../support/fleet.ts';
+import { startRegistry } from '../support/registry.ts';
 
 const PW = 'pw-only-in-the-container-5c1e';
 const TOKEN = 'token-from-json-key-0d42';
@@ -142,5 +143,32 @@ describe('agent on real Docker: secrets, environment files and references resolv
     expect(s.stoppedReason).to.match(/^ResourceInitializationError: unable to pull secrets or registry auth: .*no-such-secret.*ResourceNotFoundException/);
     expect(s.stopCode).to.equal('TaskFailedToStart');
     expect(await h.docker.listContainers({ all: true, filters: { label: [`${LABELS.taskArn}=${s.taskArn}`] } })).to.have.length(0);
+  });
+
+  it('pulls from a private registry with repositoryCredentials (and fails the pull without them)', async () => {
+    const reg = await startRegistry('puller', 'reg-pw-0b7e');
+    const image = `${reg.host}/private/busybox:1`;
+    try {
+      await h.docker.getImage('busybox:latest').tag({ repo: `${reg.host}/private/busybox`, tag: '1' });
+      const push = await h.docker.getImage(image).push({ authconfig: { username: 'puller', password: 'reg-pw-0b7e', serveraddress: reg.host } });
+      await new Promise<void>((res, rej) => h.docker.modem.followProgress(push, (e: Error | null, out: Array<{ error?: string }>) => (e || out.some((o) => o.error) ? rej(e ?? new Error(JSON.stringify(out.filter((o) => o.error)))) : res())));
+      await h.docker.getImage(image).remove(); // the agent must pull it
+      await admin.create({ apiVersion: 'berth.dev/v1', kind: 'Secret', metadata: { name: 'registry' }, spec: { type: 'RegistryAuth', data: { username: 'puller', password: 'reg-pw-0b7e' } } });
+      const c = { name: 'p', image, memory: 16, command: ['sleep', '600'] };
+      const ok = await run('private-pull', { containerDefinitions: [{ ...c, repositoryCredentials: { credentialsParameter: 'arn:aws:secretsmanager:us-east-1:000000000000:secret:registry' } }] });
+      await eventually(async () => (await task(ok)).status?.lastStatus === 'RUNNING', 60_000, 'the privately pulled task RUNNING');
+      await h.docker.getImage(image).remove({ force: true }).catch(() => undefined);
+      const denied = await run('private-no-creds', { containerDefinitions: [c] });
+      const st = await eventually(async () => {
+        const o = await task(denied);
+        return o.status?.lastStatus === 'STOPPED' ? o.status : undefined;
+      }, 60_000, 'the task without credentials STOPPED');
+      expect(st.stoppedReason).to.contain('CannotPullContainerError');
+      expect(logs).not.to.contain('reg-pw-0b7e');
+    } finally {
+      for (const c of await h.docker.listContainers({ all: true, filters: { ancestor: [image] } }).catch(() => [])) await h.docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
+      await h.docker.getImage(image).remove({ force: true }).catch(() => undefined);
+      await reg.stop();
+    }
   });
 });
