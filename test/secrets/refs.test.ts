@@ -62,3 +62,15 @@ describe('secret references, names and values (tables)', () => {
     expect(() => Keyring.parse('k1:c2hvcnQ=\n')).to.throw(/32/);
   });
 });
+
+describe('IAM actions of secret requests on the resource API', () => {
+  it('reading values is secretsmanager:GetSecretValue, not the metadata get', async () => {
+    const { resourceApiAction } = await import('../../pkg/apiserver/actions.ts');
+    const { Arns } = await import('../../pkg/api/arn.ts');
+    const lookups = { latestRevision: () => undefined };
+    const act = (subresource?: string) => resourceApiAction({ verb: 'get', resource: 'secrets', name: 'db', subresource, path: '/' }, 'u', new Arns(), lookups)?.action;
+    expect(act()).to.equal('berth:GetSecret');
+    expect(act('value')).to.equal('secretsmanager:GetSecretValue');
+    expect(resourceApiAction({ verb: 'update', resource: 'secrets', subresource: 'reencrypt', path: '/' }, 'u', new Arns(), lookups)?.action).to.equal('berth:ReencryptSecrets');
+  });
+});
