@@ -51,6 +51,7 @@ describe('agent on real Docker: secrets, environment files and references resolv
     admin = new Client({ server: api.url, token: api.adminToken });
     const secret = (name: string, data: Record<string, string>, type = 'Opaque') => admin.create({ apiVersion: 'berth.dev/v1', kind: 'Secret', metadata: { name }, spec: { type, data } });
     await secret('db-password', { value: PW });
+    await secret('log-max-size', { value: '3m' });
     await secret('app', { user: 'u', token: TOKEN });
     await secret(berthSecretName('cfg-bucket/app.env'), { value: `# comment\nA=${FILE_A}\nB=from-file\n` }, 'EnvFile');
     await secret(berthSecretName('cfg-bucket/second.env'), { A: 'from-second-file', C: 'from-second' }, 'EnvFile');
@@ -99,7 +100,7 @@ describe('agent on real Docker: secrets, environment files and references resolv
     return h.docker.getContainer(c.Id).inspect();
   };
 
-  it('gives the container its secrets (whole, and a JSON key), env files under environment, and nothing else shows them', async () => {
+  it('gives the container its secrets (whole, and a JSON key), env files under environment, log secret options, and nothing else shows them', async () => {
     const t = await run('with-secrets', {
       containerDefinitions: [
         {
@@ -108,6 +109,7 @@ describe('agent on real Docker: secrets, environment files and references resolv
           memory: 32,
           command: ['sleep', '600'],
           environment: [{ name: 'B', value: 'from-environment' }],
+          logConfiguration: { logDriver: 'json-file', options: { 'max-file': '2' }, secretOptions: [{ name: 'max-size', valueFrom: 'log-max-size' }] },
           environmentFiles: [
             { value: 'arn:aws:s3:::cfg-bucket/app.env', type: 's3' },
             { value: 'arn:aws:s3:::cfg-bucket/second.env', type: 's3' },
@@ -121,7 +123,9 @@ describe('agent on real Docker: secrets, environment files and references resolv
       ],
     });
     await eventually(async () => (await task(t)).status?.lastStatus === 'RUNNING', 30_000, 'the task RUNNING');
-    const env = (await inspectOf(t)).Config.Env;
+    const inspected = await inspectOf(t);
+    expect(inspected.HostConfig.LogConfig?.Config).to.deep.equal({ 'max-file': '2', 'max-size': '3m' });
+    const env = inspected.Config.Env;
     expect(env).to.include.members([`DB_PASSWORD=${PW}`, `APP_TOKEN=${TOKEN}`, `BARE=${PW}`, `A=${FILE_A}`, 'B=from-environment', 'C=from-second']);
     // a task beside it, without secrets: its inspect shows none of them
     const other = await run('plain', { containerDefinitions: [{ name: 'p', image: 'busybox:latest', memory: 16, command: ['sleep', '600'] }] });
