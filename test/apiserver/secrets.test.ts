@@ -177,7 +177,7 @@ describe('secrets: encrypted at rest, redacted on every read, values only to adm
 describe('secrets without an encryption key', function () {
   this.timeout(20_000);
   it('refuses to create one, saying how to give a key', async () => {
-    const s = await startApiServer();
+    const s = await startApiServer({ build: { keyring: undefined } });
     try {
       const r = await s.call('POST', `${V}/secrets`, secret('x', { value: 'v' }));
       expect(r.status).to.equal(400);
