@@ -26,6 +26,9 @@ command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
 command -v strace >/dev/null 2>&1 || missing+=(strace)
 # the web console's browser tests: Debian's Chromium, driven by playwright-core (no browser is ever downloaded)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+# the secrets test pulls from a private registry with repositoryCredentials (htpasswd auth)
+command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
+command -v htpasswd >/dev/null 2>&1 || missing+=(apache2-utils)
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

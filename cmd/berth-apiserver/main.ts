@@ -1,4 +1,5 @@
 import 'reflect-metadata';
+import { Keyring } from '../../pkg/secrets/keyring.ts';
 import { Command } from 'commander';
 import { container } from 'tsyringe';
 import { existsSync } from 'node:fs';
@@ -57,6 +58,7 @@ const program = new Command('berth-apiserver')
   .option('--watch-buffer-bytes <bytes>', 'a watch whose client has this much unread is closed (it relists)', String(DEFAULT_SERVER_LIMITS.watchBufferBytes))
   .option('--policy-file <file>', 'IAM policies attached to users and groups (JSON or YAML; see the README); re-read when it changes')
   .option('--audit-log <file>', 'append one JSON line per state-changing or denied request to this file')
+  .option('--encryption-key-file <file>', 'keys secrets are encrypted with, one ID:BASE64 (32 bytes) a line: the first encrypts, all decrypt; without it secrets are refused')
   .option('--max-txn-ops <n>', "etcd's --max-txn-ops (default 128): binding calls are split into txns within it and 1 MiB; raise both for fewer txns")
   .option('--log-level <level>', 'pino level', process.env.BERTH_LOG_LEVEL ?? 'info')
   .option('--no-console', 'do not serve the web console under /ui/')
@@ -88,6 +90,7 @@ runMain('berth-apiserver', async () => {
     region: string;
     policyFile?: string;
     auditLog?: string;
+    encryptionKeyFile?: string;
     compactionInterval: string;
     compactionRetention: string;
     maxTxnOps?: string;
@@ -149,6 +152,7 @@ runMain('berth-apiserver', async () => {
     noWaitForCache: true,
     policyFile: o.policyFile,
     auditLog: o.auditLog,
+    keyring: o.encryptionKeyFile ? Keyring.fromFile(o.encryptionKeyFile) : undefined,
     arn: { ...DEFAULT_ARN_CONFIG, region: o.region },
     frontDoors: (parts) => [ecsFrontDoor(parts, { accessKeyFile: o.accessKeyFile, region: o.region })],
     console: o.console,

@@ -1,4 +1,5 @@
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import { apiSecretReader } from './secrets.ts';
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { connect as tcpConnect } from 'node:net';
@@ -183,6 +184,8 @@ export function runtimeTask(t: Task, td: { spec: TaskDefinitionSpec; status?: { 
  */
 export class Agent {
   private client: Client;
+  /** berth Secrets, read with the node credential the client holds at the time */
+  private readonly secrets = apiSecretReader(() => this.client);
   readonly checkpoint: Checkpoint;
   instanceId = '';
   containerInstanceArn = '';
@@ -444,6 +447,7 @@ export class Agent {
           pullDependentUpfront: this.cfg.pullDependentUpfront,
           images: this.imagesInUse,
           logger: this.log,
+          secrets: this.secrets,
           ...this.deps.runner,
         });
         slot.runner = runner;

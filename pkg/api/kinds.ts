@@ -9,6 +9,8 @@ import {
   DaemonStatus,
   LeaseSpec,
   LeaseStatus,
+  SecretSpec,
+  SecretStatus,
   ServiceSpec,
   ServiceStatus,
   TaskSpec,
@@ -162,6 +164,22 @@ export const Kinds = {
     ],
     fieldSelectors: ['spec.holderIdentity'],
   },
+  Secret: {
+    kind: 'Secret',
+    plural: 'secrets',
+    singular: 'secret',
+    shortNames: ['sec'],
+    namespaced: false,
+    spec: SecretSpec,
+    status: SecretStatus,
+    printerColumns: [
+      { name: 'Type', type: 'string', jsonPath: '.spec.type' },
+      { name: 'Keys', type: 'string', jsonPath: '.status.keys[*]' },
+      { name: 'Changed', type: 'date', jsonPath: '.status.lastChangedDate' },
+      age,
+    ],
+    fieldSelectors: ['spec.type'],
+  },
 } satisfies Record<string, KindInfo>;
 
 export type KindName = keyof typeof Kinds;
@@ -190,6 +208,7 @@ export type Task = Obj<'Task'>;
 export type Service = Obj<'Service'>;
 export type Daemon = Obj<'Daemon'>;
 export type Lease = Obj<'Lease'>;
+export type Secret = Obj<'Secret'>;
 
 /** A new object of a kind, ready to create. */
 export function newObject<K extends KindName>(

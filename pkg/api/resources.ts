@@ -441,3 +441,43 @@ export const LeaseSpec = z.strictObject({
 });
 export type LeaseSpec = z.infer<typeof LeaseSpec>;
 export const LeaseStatus = z.strictObject({});
+
+// ---------------------------------------------------------------- Secret
+/** a key of a secret's data: what an env file or `--from-literal` names (letters, digits, `.`, `_`, `-`) */
+const SecretKey = z.string().regex(/^[A-Za-z0-9._-]{1,253}$/, { error: 'secret keys are 1-253 letters, digits, ".", "_" and "-"' });
+
+/** what a secret holds at most, all its values together (Secrets Manager's SecretString limit) */
+export const SECRET_MAX_BYTES = 64 * 1024;
+
+export const SecretSpec = z.strictObject({
+  /**
+   * Opaque (any values), EnvFile (the variables of an environment file), RegistryAuth
+   * (`username` and `password` for a registry), Parameter (an SSM parameter)
+   */
+  type: z.enum(['Opaque', 'EnvFile', 'RegistryAuth', 'Parameter'], { error: 'type must be Opaque, EnvFile, RegistryAuth or Parameter' }).default('Opaque'),
+  /**
+   * the values: clear on the way in, encrypted in the store (AES-256-GCM), never returned by
+   * get, list or watch (only by the `value` subresource, to admins and to the nodes that run
+   * a task referencing the secret). A write without `data` keeps the stored values.
+   */
+  data: z
+    .record(SecretKey, z.string())
+    .refine((d) => Object.keys(d).length <= 100, { error: 'at most 100 keys' })
+    .refine((d) => Object.entries(d).reduce((n, [k, v]) => n + k.length + Buffer.byteLength(v), 0) <= SECRET_MAX_BYTES * 2, { error: `the values must not exceed ${SECRET_MAX_BYTES} bytes` })
+    .optional(),
+  description: z.string().max(2048).optional(),
+  /** SSM parameters: String, StringList or SecureString */
+  parameterType: z.enum(['String', 'StringList', 'SecureString']).optional(),
+  tags: z.array(Tag).max(50).optional(),
+});
+export type SecretSpec = z.infer<typeof SecretSpec>;
+
+export const SecretStatus = z.strictObject({
+  /** the names of the keys (not secret) */
+  keys: z.array(z.string()).optional(),
+  /** changes whenever a value does (Secrets Manager's VersionId; SSM's Version counts them) */
+  versionId: z.string().optional(),
+  version: z.number().int().optional(),
+  lastChangedDate: ts.optional(),
+});
+export type SecretStatus = z.infer<typeof SecretStatus>;

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { parseEnvFileRef, parseSecretRef } from '../secrets/refs.ts';
 import { z } from 'zod';
 import { invalid, tooLarge, type FieldCause } from '../errors/errors.ts';
 import { API_VERSION, NAME_RE, ObjectMeta, type KindInfo } from './meta.ts';
@@ -148,12 +149,19 @@ export function taskDefinitionCauses(
     if (opts.daemon && c.linuxParameters && 'devices' in c.linuxParameters) {
       add(`${at}.linuxParameters`, 'daemon task definitions support only capabilities and initProcessEnabled');
     }
-    // accepted by ECS but not by berth yet: refused here rather than dropped at run time (review D12)
-    const notYet = 'is not supported yet: berth has no secret store (a later release adds one)';
-    if (c.secrets?.length) add(`${at}.secrets`, `${notYet}; pass values in environment meanwhile`, 'FieldValueNotSupported');
-    if (c.environmentFiles?.length) add(`${at}.environmentFiles`, `${notYet} and reads no S3 environment files; pass values in environment meanwhile`, 'FieldValueNotSupported');
-    if (c.logConfiguration?.secretOptions?.length) add(`${at}.logConfiguration.secretOptions`, `${notYet}; put the values in logConfiguration.options meanwhile`, 'FieldValueNotSupported');
-    if (c.repositoryCredentials) add(`${at}.repositoryCredentials`, `${notYet}; use ECS_ENGINE_AUTH_TYPE/ECS_ENGINE_AUTH_DATA on the instances meanwhile`, 'FieldValueNotSupported');
+    // references to berth Secrets (resolved by the agent at container creation): each must name one
+    const ref = (field: string, valueFrom: string) => {
+      const r = parseSecretRef(valueFrom);
+      if (typeof r === 'string') add(field, r);
+    };
+    (c.secrets ?? []).forEach((x, j) => ref(`${at}.secrets[${j}].valueFrom`, x.valueFrom));
+    (c.logConfiguration?.secretOptions ?? []).forEach((x, j) => ref(`${at}.logConfiguration.secretOptions[${j}].valueFrom`, x.valueFrom));
+    if (c.repositoryCredentials) ref(`${at}.repositoryCredentials.credentialsParameter`, c.repositoryCredentials.credentialsParameter);
+    (c.environmentFiles ?? []).forEach((f, j) => {
+      const r = parseEnvFileRef(f.value);
+      if (typeof r !== 'string') add(`${at}.environmentFiles[${j}].value`, r.error);
+    });
+    if ((c.environmentFiles ?? []).length > 10) add(`${at}.environmentFiles`, 'at most 10 environment files');
     if (c.logConfiguration?.logDriver === 'awsfirelens') {
       add(`${at}.logConfiguration.logDriver`, 'awsfirelens needs a FireLens log router, which berth does not run; use the fluentd driver with a log router container of your own', 'FieldValueNotSupported');
     }

@@ -249,6 +249,9 @@ const keyOf = (a: Pick<RequestAttributes, 'verb' | 'subresource'>): Key =>
   a.verb === 'update' || a.verb === 'patch' ? (a.subresource === 'status' ? 'status' : 'write') : a.verb === 'watch' ? 'list' : a.verb;
 
 function mappingOf(a: RequestAttributes): Mapping {
+  // a secret's clear values are their own right (as on the Secrets Manager face), not a get of its metadata
+  if (a.resource === 'secrets' && a.subresource === 'value') return m('secretsmanager:GetSecretValue', 'none');
+  if (a.resource === 'secrets' && a.subresource === 'reencrypt') return m('berth:ReencryptSecrets', 'none');
   const key = keyOf(a);
   const mp = TABLE[a.resource!]?.[key];
   if (mp) return mp;

@@ -23,6 +23,8 @@ import { logsRoute, type LogsProxyOptions } from './logs.ts';
 import { Metrics } from './metrics.ts';
 import { Registry } from './registry.ts';
 import { selfReviewRoutes } from './selfreview.ts';
+import { SecretAdmission, secretsRoute } from './secrets.ts';
+import type { Keyring } from '../secrets/keyring.ts';
 import { createApiHandler, type ApiRequest, type FrontDoorRequest } from './server.ts';
 import { WatchCache, type WatchCacheOptions } from './watchcache.ts';
 import { ensureBundle, type Bundle } from '../console/bundle.ts';
@@ -75,6 +77,8 @@ export interface ApiServerOptions {
   txnLimits?: TxnLimits;
   /** how long a deleted service or deregistered instance stays describable as INACTIVE (ECS: one hour) */
   inactiveRetentionMs?: number;
+  /** the keys secrets are encrypted with (--encryption-key-file); absent, secrets are refused */
+  keyring?: Keyring;
   /** more routes (the ECS API) */
   extensions?: Array<(req: ApiRequest, res: ServerResponse) => Promise<boolean>>;
   /**
@@ -93,6 +97,8 @@ export interface ApiParts {
   arns: Arns;
   binder: Binder;
   log: Logger;
+  /** the Secret kind's encryption (the Secrets Manager and SSM faces read values through it) */
+  secrets: SecretAdmission;
 }
 
 export interface ApiServer {
@@ -126,6 +132,8 @@ export async function buildApiServer(o: ApiServerOptions): Promise<ApiServer> {
   const registry = new Registry(o.store, cache, o.log.child({ component: 'registry' }), o.limits ?? DEFAULT_LIMITS, undefined, txnLimits);
   const arns = new Arns(o.arn ?? DEFAULT_ARN_CONFIG);
   installAdmission(registry, arns);
+  const secrets = new SecretAdmission(o.keyring);
+  registry.use('Secret', secrets);
   const binder = new Binder(registry, txnLimits);
   const authenticator = o.tokens ? new TokenAuthenticator(o.tokens, cache, o.now) : undefined;
   const builtin = o.authorizer ?? new DefaultAuthorizer(cache);
@@ -147,8 +155,8 @@ export async function buildApiServer(o: ApiServerOptions): Promise<ApiServer> {
     limits: o.serverLimits,
     random: o.random,
     bookmarkIntervalMs: o.bookmarkIntervalMs,
-    extensions: [bindingRoute(registry, binder), logsRoute(registry, o.logsProxy), bootstrapTokensRoute(registry, o.now), selfReviewRoutes(() => authorizer), ...(o.extensions ?? [])],
-    frontDoors: o.frontDoors?.({ registry, cache, arns, binder, log: o.log }),
+    extensions: [bindingRoute(registry, binder), logsRoute(registry, o.logsProxy), bootstrapTokensRoute(registry, o.now), selfReviewRoutes(() => authorizer), secretsRoute(registry, secrets), ...(o.extensions ?? [])],
+    frontDoors: o.frontDoors?.({ registry, cache, arns, binder, log: o.log, secrets }),
     console: consoleLogins ? consoleRoute(consoleBundle, consoleLogins) : undefined,
   });
   // the INACTIVE records of deleted services and deregistered instances expire after the

@@ -6,6 +6,7 @@ import { BOOTSTRAP_TOKEN_RE, bootstrapTokenKey, type BootstrapTokenRecord } from
 import type { FieldRequirement } from './selectors.ts';
 import type { AccessRequest } from './policy.ts';
 import type { WatchCache } from './watchcache.ts';
+import { candidateNames, referencedNames } from '../secrets/refs.ts';
 
 export interface Identity {
   user: string;
@@ -195,7 +196,7 @@ export class DefaultAuthorizer implements Authorizer {
       if (a.verb === 'get' && id.groups.includes(METRICS)) return;
       return deny(`metrics are for ${ADMINS} and ${METRICS}`);
     }
-    if (id.groups.includes(VIEWERS) && READS.has(a.verb) && !(a.resource && ADMIN_ONLY.has(a.resource))) return;
+    if (id.groups.includes(VIEWERS) && READS.has(a.verb) && !(a.resource && ADMIN_ONLY.has(a.resource)) && !revealsSecret(a)) return;
     if (!a.resource) {
       if (a.verb === 'get') return; // discovery, openapi, version
       return deny('not allowed');
@@ -244,6 +245,14 @@ export class DefaultAuthorizer implements Authorizer {
         deny('a node may write only the status of its tasks');
         break;
       }
+      case 'secrets': {
+        // the values of the secrets a task bound to this node references, one by one: no list,
+        // no watch, no secret another node's task needs
+        if (a.verb !== 'get' || a.subresource !== 'value' || !a.name) break;
+        if (this.boundSecretNames(n).has(a.name)) return;
+        deny('no task bound to this node references this secret');
+        break;
+      }
       case 'taskdefinitions':
       case 'daemontaskdefinitions': {
         if (a.verb !== 'get' || !a.name) break;
@@ -256,7 +265,27 @@ export class DefaultAuthorizer implements Authorizer {
     }
     deny('not allowed for a node identity');
   }
+
+  /** the berth names of every secret the tasks bound to this node reference (through their task definitions) */
+  private boundSecretNames(n: { cluster: string; instance: string }): Set<string> {
+    const out = new Set<string>();
+    for (const [, t] of this.cache.list('tasks', n.cluster, { field: 'spec.containerInstance', value: n.instance })) {
+      const spec = (t as { spec?: { taskDefinition?: string; daemonTaskDefinition?: string } }).spec;
+      const td = spec?.daemonTaskDefinition
+        ? this.cache.get(storeKey('daemontaskdefinitions', undefined, spec.daemonTaskDefinition))
+        : spec?.taskDefinition
+          ? this.cache.get(storeKey('taskdefinitions', undefined, spec.taskDefinition))
+          : undefined;
+      for (const name of referencedNames((td as { spec?: Parameters<typeof referencedNames>[0] } | undefined)?.spec)) {
+        for (const c of candidateNames(name)) out.add(c);
+      }
+    }
+    return out;
+  }
 }
+
+/** reading a secret's clear values (or re-encrypting them): admins, and a node for its tasks' secrets */
+const revealsSecret = (a: RequestAttributes) => a.resource === 'secrets' && (a.subresource === 'value' || a.subresource === 'reencrypt');
 
 /** Dev mode (no token file): everyone is an admin. Loopback only, enforced by the caller. */
 export class AllowAll implements Authorizer {

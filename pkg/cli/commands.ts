@@ -12,6 +12,7 @@ import { stringify } from 'yaml';
 import { describeLines, parseOutput, renderObjects, renderTable, type Table } from './printers.ts';
 import { buildCertsCommands } from './certs/certs.ts';
 import { addTokenCommand } from './token.ts';
+import { addSecretCommands } from './secrets.ts';
 
 /**
  * The `berth` commands: flags -> options -> validate -> run, with the IO and the client
@@ -516,6 +517,7 @@ export function buildProgram(deps: CliDeps): Command {
 
   buildCertsCommands(program, io);
   addTokenCommand(program, io, conn);
+  addSecretCommands(program, io, conn);
   deps.extend?.(program, deps);
   program.addOption(new Option('--no-color', 'plain output').hideHelp());
   return program;

@@ -33,6 +33,7 @@ import type { Input } from './params.ts';
 import { CreateService, DeleteService, DescribeServices, ListServices, UpdateService } from './services.ts';
 import { checkHeaders, loadAccessKeyFile, parseAuthorization, verify, type AccessKey } from './sigv4.ts';
 import { ListTagsForResource, TagResource, UntagResource } from './tags.ts';
+import { SECRETS_MANAGER, SSM, secretAction } from './secretsmanager.ts';
 import { DeregisterTaskDefinition, DescribeTaskDefinition, ListTaskDefinitionFamilies, ListTaskDefinitions, RegisterTaskDefinition } from './taskdefs.ts';
 import { DescribeTasks, ListTasks, RunTask, StartTask, StopTask } from './tasks.ts';
 import { EcsError, TARGET_PREFIX, sendEcs, toEcsError } from './wire.ts';
@@ -89,6 +90,13 @@ export const OPERATIONS: Record<string, Operation> = {
   UntagResource,
   ListTagsForResource,
 };
+
+/** the AWS JSON 1.1 services on this front door: ECS, and Secrets Manager and SSM on the Secret kind */
+const FACES: Array<{ prefix: string; service: 'ecs' | 'secretsmanager' | 'ssm'; operations: Record<string, Operation> }> = [
+  { prefix: TARGET_PREFIX, service: 'ecs', operations: OPERATIONS },
+  { prefix: 'secretsmanager.', service: 'secretsmanager', operations: SECRETS_MANAGER },
+  { prefix: 'AmazonSSM.', service: 'ssm', operations: SSM },
+];
 
 export interface EcsFrontDoorOptions {
   /** CSV `accessKeyId,secretAccessKey,user,"group1,group2"`; re-read when it changes */
@@ -166,14 +174,16 @@ export function ecsFrontDoor(parts: ApiParts, opts: EcsFrontDoorOptions): FrontD
   const lookups = cacheLookups(parts.cache);
   return async (req: FrontDoorRequest, res: ServerResponse): Promise<boolean> => {
     const target = req.raw.headers['x-amz-target'];
-    if (req.method !== 'POST' || typeof target !== 'string' || !target.startsWith(TARGET_PREFIX)) return false;
+    if (req.method !== 'POST' || typeof target !== 'string') return false;
+    const face = FACES.find((f) => target.startsWith(f.prefix));
+    if (!face) return false;
     const requestId = req.requestId;
-    const op = target.slice(TARGET_PREFIX.length);
+    const op = target.slice(face.prefix.length);
     const audit = req.audit;
     audit.face = 'ecs';
-    // every action but the Describe and List ones changes state (or tries to)
+    // every action but the Describe, List and Get ones changes state (or tries to); a read of a secret's value is audited too
     audit.mutating = !/^(Describe|List)/.test(op);
-    audit.iam = { action: `ecs:${op.slice(0, 128)}`, resources: [] };
+    audit.iam = { action: `${face.service}:${op.slice(0, 128)}`, resources: [] };
     let release: (() => void) | undefined;
     try {
       let known = keys();
@@ -181,12 +191,12 @@ export function ecsFrontDoor(parts: ApiParts, opts: EcsFrontDoorOptions): FrontD
       if (keyId && !known.has(keyId)) known = keys(true);
       const dev = known.size === 0 && req.devMode; // dev mode without keys: every caller is the admin (loopback only)
       const signed = { url: req.raw.url ?? '/', headers: req.raw.headers };
-      const checked = dev ? undefined : checkHeaders(signed, known);
+      const checked = dev ? undefined : checkHeaders(signed, known, Date.now(), face.service);
       const body = await req.bodyText(bodyLimit);
       const identity = checked ? verify({ ...signed, method: req.method, body }, known, Date.now(), checked) : DEV_IDENTITY;
       audit.identity = identity;
       release = req.admit(identity);
-      const handler = Object.hasOwn(OPERATIONS, op) ? OPERATIONS[op] : undefined;
+      const handler = Object.hasOwn(face.operations, op) ? face.operations[op] : undefined;
       if (!handler) throw new EcsError('UnknownOperationException', `Unknown operation "${op}": berth does not implement it (X-Amz-Target ${target}).`);
       let input: unknown = {};
       if (body.trim()) {
@@ -201,9 +211,9 @@ export function ecsFrontDoor(parts: ApiParts, opts: EcsFrontDoorOptions): FrontD
         throw new EcsError('SerializationException', `The request body must be a JSON object (got ${Array.isArray(input) ? 'a list' : input === null ? 'null' : typeof input}).`);
       }
       // a family it runs is pinned to its revision, resolved fresh, first (R1-8)
-      input = await pinTaskDefinition(op, input as Input, () => parts.registry.fresh(), lookups);
+      if (face.service === 'ecs') input = await pinTaskDefinition(op, input as Input, () => parts.registry.fresh(), lookups);
       // what the operation asks for in IAM's terms: every check it makes is decided for this action
-      const action = ecsAction(op, input as Input, parts.arns, lookups);
+      const action = face.service === 'ecs' ? ecsAction(op, input as Input, parts.arns, lookups) : secretAction({ parts, region: opts.region }, face.service, op, input as Input);
       audit.iam = action;
       const ctx: OpContext = {
         parts,

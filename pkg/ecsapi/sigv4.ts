@@ -175,7 +175,7 @@ export interface CheckedHeaders {
  * replayed for another operation: S10) and the clock skew. The ECS front door runs it
  * before it reads the body, so an unauthenticated caller never makes it read one (S5).
  */
-export function checkHeaders(r: Pick<SigV4Request, 'url' | 'headers'>, keys: Map<string, AccessKey>, now = Date.now()): CheckedHeaders {
+export function checkHeaders(r: Pick<SigV4Request, 'url' | 'headers'>, keys: Map<string, AccessKey>, now = Date.now(), service = SIGNING_SERVICE): CheckedHeaders {
   const header = r.headers.authorization;
   if (!header) {
     if (/[?&]X-Amz-Signature=/i.test(r.url)) {
@@ -193,8 +193,8 @@ export function checkHeaders(r: Pick<SigV4Request, 'url' | 'headers'>, keys: Map
   }
   const key = keys.get(a.accessKeyId);
   if (!key) throw new EcsError('UnrecognizedClientException', 'The security token included in the request is invalid.', 400);
-  if (a.service !== SIGNING_SERVICE) {
-    throw new EcsError('InvalidSignatureException', `Credential should be scoped to correct service: '${SIGNING_SERVICE}'. `, 403);
+  if (a.service !== service) {
+    throw new EcsError('InvalidSignatureException', `Credential should be scoped to correct service: '${service}'. `, 403);
   }
   if (!a.signedHeaders.includes('host')) throw new EcsError('InvalidSignatureException', "'Host' must be a signed header.", 403);
   if (r.headers['x-amz-target'] !== undefined && !a.signedHeaders.includes('x-amz-target')) {

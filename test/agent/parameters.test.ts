@@ -29,7 +29,8 @@ const base = { name: 'app', image: 'busybox', memory: 64 };
 const peers = { db: 'ecs-f-1-db-x', data: 'ecs-f-1-data-x' };
 const withPeers = { opts: { peers } };
 const vol = { task: { volumes: [{ name: 'v', host: { sourcePath: '/srv' } }] }, opts: { resources: { volumeSources: { v: { type: 'bind' as const, source: '/srv' } } } } };
-const secretsRefused = (patch: Record<string, unknown>): Handling => ({ refused: patch });
+/** read from berth Secrets by the agent at container creation: test/agent/secrets-docker.test.ts sees them in the container */
+const fromSecrets = (where: string): Handling => ({ none: `resolved from berth Secrets at container creation into ${where}` });
 
 const CONTAINER: Record<string, Handling> = {
   name: { docker: 'Labels', def: { name: 'other' } },
@@ -48,10 +49,10 @@ const CONTAINER: Record<string, Handling> = {
   command: { docker: 'Cmd', def: { command: ['sleep', '1'] } },
   'environment.name': { docker: 'Env', def: { environment: [{ name: 'A', value: '1' }] } },
   'environment.value': { docker: 'Env', def: { environment: [{ name: 'A', value: '2' }] } },
-  'environmentFiles.value': secretsRefused({ environmentFiles: [{ value: 'arn:aws:s3:::b/e.env', type: 's3' }] }),
-  'environmentFiles.type': secretsRefused({ environmentFiles: [{ value: 'arn:aws:s3:::b/e.env', type: 's3' }] }),
-  'secrets.name': secretsRefused({ secrets: [{ name: 'DB_PASSWORD', valueFrom: 'arn:aws:ssm:::parameter/db' }] }),
-  'secrets.valueFrom': secretsRefused({ secrets: [{ name: 'DB_PASSWORD', valueFrom: 'arn:aws:ssm:::parameter/db' }] }),
+  'environmentFiles.value': fromSecrets('Env (under environment)'),
+  'environmentFiles.type': fromSecrets('Env (under environment)'),
+  'secrets.name': fromSecrets('Env'),
+  'secrets.valueFrom': fromSecrets('Env'),
   'mountPoints.sourceVolume': { docker: 'HostConfig.Binds', def: { mountPoints: [{ sourceVolume: 'v', containerPath: '/data' }] }, ...vol },
   'mountPoints.containerPath': { docker: 'HostConfig.Binds', def: { mountPoints: [{ sourceVolume: 'v', containerPath: '/other' }] }, ...vol },
   'mountPoints.readOnly': { docker: 'HostConfig.Binds', def: { mountPoints: [{ sourceVolume: 'v', containerPath: '/data', readOnly: true }] }, ...vol },
@@ -63,8 +64,8 @@ const CONTAINER: Record<string, Handling> = {
   readonlyRootFilesystem: { docker: 'HostConfig.ReadonlyRootfs', def: { readonlyRootFilesystem: true } },
   'logConfiguration.logDriver': { docker: 'HostConfig.LogConfig', def: { logConfiguration: { logDriver: 'syslog' } } },
   'logConfiguration.options': { docker: 'HostConfig.LogConfig', def: { logConfiguration: { logDriver: 'json-file', options: { 'max-size': '1m' } } } },
-  'logConfiguration.secretOptions.name': secretsRefused({ logConfiguration: { logDriver: 'json-file', secretOptions: [{ name: 'k', valueFrom: 'arn' }] } }),
-  'logConfiguration.secretOptions.valueFrom': secretsRefused({ logConfiguration: { logDriver: 'json-file', secretOptions: [{ name: 'k', valueFrom: 'arn' }] } }),
+  'logConfiguration.secretOptions.name': fromSecrets('HostConfig.LogConfig.Config'),
+  'logConfiguration.secretOptions.valueFrom': fromSecrets('HostConfig.LogConfig.Config'),
   'healthCheck.command': { docker: 'Healthcheck', def: { healthCheck: { command: ['CMD', 'true'] } } },
   'healthCheck.interval': { docker: 'Healthcheck.Interval', def: { healthCheck: { command: ['CMD', 'true'], interval: 7 } } },
   'healthCheck.timeout': { docker: 'Healthcheck.Timeout', def: { healthCheck: { command: ['CMD', 'true'], timeout: 3 } } },
@@ -96,7 +97,7 @@ const CONTAINER: Record<string, Handling> = {
   'extraHosts.ipAddress': { docker: 'HostConfig.ExtraHosts', def: { extraHosts: [{ hostname: 'db', ipAddress: '10.0.0.8' }] } },
   dockerLabels: { docker: 'Labels', def: { dockerLabels: { team: 'x' } } },
   dockerSecurityOptions: { docker: 'HostConfig.SecurityOpt', def: { dockerSecurityOptions: ['no-new-privileges'] } },
-  'repositoryCredentials.credentialsParameter': secretsRefused({ repositoryCredentials: { credentialsParameter: 'arn:aws:secretsmanager:::secret:x' } }),
+  'repositoryCredentials.credentialsParameter': fromSecrets('the pull\'s registry auth'),
   'restartPolicy.enabled': { engine: { restartPolicy: { enabled: true } } },
   'restartPolicy.ignoredExitCodes': { engine: { restartPolicy: { enabled: true, ignoredExitCodes: [0] } } },
   'restartPolicy.restartAttemptPeriod': { engine: { restartPolicy: { enabled: true, restartAttemptPeriod: 120 } } },
@@ -124,7 +125,7 @@ const TASK: Record<string, Handling | { volume: string; spec: Record<string, unk
   pidMode: { task: 'HostConfig.PidMode', spec: { pidMode: 'host' } },
   ipcMode: { task: 'HostConfig.IpcMode', spec: { ipcMode: 'none' } },
   taskRoleArn: { refused: { taskRoleArn: 'arn:aws:iam::0:role/app' }, taskLevel: true },
-  executionRoleArn: { none: 'the role the ECS agent pulls from ECR, reads secrets and ships awslogs with: none of that happens off AWS (secrets and ECR credentials are refused)' },
+  executionRoleArn: { none: 'the role the ECS agent pulls from ECR, reads secrets and ships awslogs with: none of that happens off AWS (the agent reads berth Secrets with its node identity instead)' },
   'placementConstraints.type': { none: 'placement (the scheduler), not the agent' },
   'placementConstraints.expression': { none: 'placement (the scheduler), not the agent' },
   requiresCompatibilities: { none: 'placement compatibility, checked by the control plane' },

@@ -17,10 +17,8 @@ describe('D12: registration refuses what the agent would drop, on both API faces
 
   const base = { name: 'app', image: 'busybox', memory: 16 };
   const cases: Array<[string, Record<string, unknown>, string]> = [
-    ['secrets', { containerDefinitions: [{ ...base, secrets: [{ name: 'PW', valueFrom: 'arn:aws:ssm:us-east-1:0:parameter/pw' }] }] }, 'containerDefinitions[0].secrets'],
-    ['environmentFiles', { containerDefinitions: [{ ...base, environmentFiles: [{ value: 'arn:aws:s3:::b/x.env', type: 's3' }] }] }, 'containerDefinitions[0].environmentFiles'],
-    ['secretOptions', { containerDefinitions: [{ ...base, logConfiguration: { logDriver: 'json-file', secretOptions: [{ name: 'k', valueFrom: 'arn' }] } }] }, 'containerDefinitions[0].logConfiguration.secretOptions'],
-    ['repositoryCredentials', { containerDefinitions: [{ ...base, repositoryCredentials: { credentialsParameter: 'arn:aws:secretsmanager:us-east-1:0:secret:x' } }] }, 'containerDefinitions[0].repositoryCredentials'],
+    ['a secret reference that names no secret', { containerDefinitions: [{ ...base, secrets: [{ name: 'PW', valueFrom: 'arn:aws:kms:us-east-1:0:key/pw' }] }] }, 'containerDefinitions[0].secrets[0].valueFrom'],
+    ['an environment file that is not an S3 .env object', { containerDefinitions: [{ ...base, environmentFiles: [{ value: 'arn:aws:s3:::b/x.txt', type: 's3' }] }] }, 'containerDefinitions[0].environmentFiles[0].value'],
     ['taskRoleArn', { taskRoleArn: 'arn:aws:iam::0:role/app', containerDefinitions: [base] }, 'taskRoleArn'],
     ['awsvpc dnsServers', { networkMode: 'awsvpc', containerDefinitions: [{ ...base, dnsServers: ['10.0.0.2'] }] }, 'containerDefinitions[0].dnsServers'],
     ['mutual links', { containerDefinitions: [{ ...base, links: ['b'] }, { name: 'b', image: 'busybox', memory: 16, links: ['app'] }] }, 'containerDefinitions'],

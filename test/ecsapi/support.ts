@@ -6,6 +6,7 @@ import { ECSClient } from '@aws-sdk/client-ecs';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { ecsFrontDoor, type AccessKey } from '../../pkg/ecsapi/ecsapi.ts';
 import type { Store } from '../../pkg/store/store.ts';
+import type { Keyring } from '../../pkg/secrets/keyring.ts';
 import { startApiServer, type TestApiServer } from '../support/apiserver.ts';
 import { startControlPlane, type Running } from '../support/fleet.ts';
 
@@ -48,7 +49,7 @@ export class Sha256 {
 export const sdkSigner = (key: { accessKeyId: string; secretAccessKey: string }, region: string) =>
   new SignatureV4({ credentials: key, region, service: 'ecs', sha256: Sha256 as never });
 
-export async function startEcsServer(opts: { store?: 'embedded' | 'etcd'; inactiveRetentionMs?: number; wrapStore?: (s: Store) => Store } = {}): Promise<EcsTestServer> {
+export async function startEcsServer(opts: { store?: 'embedded' | 'etcd'; inactiveRetentionMs?: number; wrapStore?: (s: Store) => Store; keyring?: Keyring } = {}): Promise<EcsTestServer> {
   const dir = await mkdtemp(join(tmpdir(), 'berth-ecs-'));
   const admin = newKey('ecs-admin', ['berth:admins']);
   const viewer = newKey('ecs-viewer', ['berth:viewers']);
@@ -59,6 +60,7 @@ export async function startEcsServer(opts: { store?: 'embedded' | 'etcd'; inacti
     store: opts.store,
     inactiveRetentionMs: opts.inactiveRetentionMs,
     wrapStore: opts.wrapStore,
+    ...(opts.keyring ? { build: { keyring: opts.keyring } } : {}),
     frontDoors: (parts) => [ecsFrontDoor(parts, { accessKeyFile: keyFile, keys: [viewer], region: 'us-east-1' })],
   });
   const clients: ECSClient[] = [];

@@ -10,6 +10,7 @@ import { EtcdStore } from '../../pkg/store/etcd.ts';
 import { ensureSelfSignedCert } from '../../pkg/tls/selfsigned.ts';
 import type { Store } from '../../pkg/store/store.ts';
 import { startEtcd, type EtcdProcess } from './etcd.ts';
+import { Keyring, newKeyLine } from '../../pkg/secrets/keyring.ts';
 
 export interface TestApiServer {
   /** plain http (for fetch-based tests) */
@@ -97,6 +98,8 @@ export async function startApiServer(
     policyFile: opts.policyFile,
     policyFileIntervalMs: opts.policyFileIntervalMs,
     auditLog: opts.auditLog,
+    // secrets work as under `berth up` (a test without a key passes build: { keyring: undefined })
+    keyring: Keyring.parse(newKeyLine('test')),
     ...opts.server,
     ...opts.build,
   });

@@ -17,6 +17,7 @@
  *   when Docker answers a ping, and retried with backoff when it does not (ECS
  *   handleContainerStoppedTransitionError) (D7).
  */
+import { registryAuth, resolveContainerSecrets, type SecretReader } from '../secrets.ts';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { isRuntimeError } from '../../errors/errors.ts';
@@ -103,8 +104,10 @@ export interface TaskRunnerDeps {
   pullDependentUpfront?: boolean;
   /** images about to be used: held from before a container's pull until it exists, so image cleanup keeps them (R2-8) */
   images?: ImagesInUse;
-  /** resolves repositoryCredentials.credentialsParameter */
+  /** resolves repositoryCredentials.credentialsParameter (default: through `secrets`) */
   resolveRepositoryCredentials?: (parameter: string) => Promise<RegistryAuth>;
+  /** reads berth Secrets with the node's identity: secrets, environmentFiles, secretOptions, repositoryCredentials */
+  secrets?: SecretReader;
 }
 
 const CREATE_BACKOFF: BackoffOptions = { minMs: 1000, maxMs: 5000, multiplier: 2, jitter: 0.2 };
@@ -360,7 +363,9 @@ export class TaskRunner {
       switch (a.kind) {
         case 'pull': {
           const creds = def.repositoryCredentials?.credentialsParameter;
-          const auth = creds && this.deps.resolveRepositoryCredentials ? await this.deps.resolveRepositoryCredentials(creds) : undefined;
+          const secrets = this.deps.secrets;
+          const resolve = this.deps.resolveRepositoryCredentials ?? (secrets ? (p: string) => registryAuth(secrets, p, def.image) : undefined);
+          const auth = creds && resolve ? await resolve(creds) : undefined;
           await this.holdImage(a.container, def.image);
           await this.deps.runtime.pull(def.image, { auth });
           this.state = observe(this.state, a.container, { known: 'PULLED', at: this.now() });
@@ -384,8 +389,10 @@ export class TaskRunner {
             this.names[a.container] = name;
           }
           await this.holdImage(a.container, def.image); // kept on a failed create: it is tried again
+          // secret values are read now, for this create only (a missing one stops the task)
+          const resolved = this.deps.secrets ? await resolveContainerSecrets(def, this.deps.secrets) : undefined;
           // a create that timed out may have happened: the same name again is the idempotency check
-          const c = await retry(() => this.deps.runtime.create(this.task, a.container, { name: name!, resources, peers: { ...this.names } }), {
+          const c = await retry(() => this.deps.runtime.create(this.task, a.container, { name: name!, resources, peers: { ...this.names }, resolved }), {
             attempts: this.deps.createAttempts ?? 3,
             backoff: this.deps.createBackoff ?? CREATE_BACKOFF,
             retryable: (e) => isRuntimeError(e) && e.uncertain,

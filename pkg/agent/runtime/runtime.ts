@@ -137,6 +137,21 @@ export interface CreateOptions {
   resources: TaskResources;
   /** container name (task definition) -> runtime name of the same task's containers already created */
   peers: Record<string, string>;
+  /**
+   * what the agent resolved from berth Secrets at creation: environment files' variables and
+   * `secrets` (merged with `environment` as ECS merges them) and `secretOptions`. Held in
+   * memory for the create only: never checkpointed, logged or put in labels.
+   */
+  resolved?: ResolvedSecrets;
+}
+
+export interface ResolvedSecrets {
+  /** variables from environmentFiles, in file order (the first file that sets a name wins) */
+  envFiles: Array<[string, string]>;
+  /** `secrets[]`: name -> value */
+  secrets: Array<[string, string]>;
+  /** logConfiguration.secretOptions: option -> value */
+  logOptions: Record<string, string>;
 }
 
 export interface LogOptions {

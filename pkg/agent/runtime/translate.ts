@@ -31,6 +31,7 @@ import {
   hostPortKey,
   type ContainerStatus,
   type CreateOptions,
+  type ResolvedSecrets,
   type HealthStatus,
   type NetworkBinding,
   type RegistryAuth,
@@ -287,6 +288,19 @@ export interface TranslateOptions extends CreateOptions {
 }
 
 /**
+ * A container's environment as ECS builds it: environment files first (a name a file
+ * already set is not overridden by a later file), `environment` over the files, `secrets`
+ * last. Docker takes the last of duplicate names, so each name is given once.
+ */
+export function containerEnv(environment: Array<{ name: string; value: string }>, resolved?: Pick<ResolvedSecrets, 'envFiles' | 'secrets'>): string[] {
+  const vars = new Map<string, string>();
+  for (const [k, v] of resolved?.envFiles ?? []) if (!vars.has(k)) vars.set(k, v);
+  for (const e of environment) vars.set(e.name, e.value);
+  for (const [k, v] of resolved?.secrets ?? []) vars.set(k, v);
+  return [...vars].map(([k, v]) => `${k}=${v}`);
+}
+
+/**
  * Translate one ECS container definition of a task into a Docker create body. Pure. Throws
  * Invalid naming the field for what this instance cannot run (privileged when disabled, a log
  * driver it lacks); everything the API accepts is either here or refused at registration.
@@ -422,7 +436,7 @@ export function toCreateBody(task: RuntimeTask, def: ContainerDefinition, opts: 
   if (!opts.config.availableLoggingDrivers.includes(log.logDriver)) {
     throw bad('logConfiguration.logDriver', `log driver "${log.logDriver}" is not available on this instance (ECS_AVAILABLE_LOGGING_DRIVERS: ${opts.config.availableLoggingDrivers.join(', ')})`);
   }
-  host.LogConfig = { Type: log.logDriver, Config: log.options ?? {} };
+  host.LogConfig = { Type: log.logDriver, Config: { ...(log.options ?? {}), ...(opts.resolved?.logOptions ?? {}) } };
 
   const body: Docker.ContainerCreateOptions = {
     name: opts.name,
@@ -432,7 +446,8 @@ export function toCreateBody(task: RuntimeTask, def: ContainerDefinition, opts: 
   };
   if (def.stopTimeout !== undefined) body.StopTimeout = def.stopTimeout;
   if (Object.keys(exposed).length && (mode === 'bridge' || mode === 'host' || mode === 'none')) body.ExposedPorts = exposed;
-  if (def.environment?.length) body.Env = def.environment.map((e) => `${e.name}=${e.value}`);
+  const env = containerEnv(def.environment ?? [], opts.resolved);
+  if (env.length) body.Env = env;
   if (def.entryPoint) body.Entrypoint = def.entryPoint;
   if (def.command) body.Cmd = def.command;
   if (def.user) body.User = def.user;

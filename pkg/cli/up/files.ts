@@ -25,6 +25,8 @@ export interface UpFiles {
   agentDir: string;
   /** the audit log of the apiserver `up` runs (JSON lines) */
   auditLog: string;
+  /** the key file secrets are encrypted with (made on the first run) */
+  encryptionKeyFile: string;
 }
 
 export function upFiles(home = process.env.BERTH_HOME ?? join(homedir(), '.berth')): UpFiles {
@@ -39,6 +41,7 @@ export function upFiles(home = process.env.BERTH_HOME ?? join(homedir(), '.berth
     dockerDir: join(home, 'docker'),
     agentDir: join(home, 'agent'),
     auditLog: join(home, 'audit.log'),
+    encryptionKeyFile: join(home, 'pki', 'encryption-keys'),
   };
 }
 

@@ -4,6 +4,7 @@
  * on the local Docker (berth's own dockerd when none answers); writes the kubeconfig and the
  * AWS credentials; creates the `default` cluster; prints how to use it.
  */
+import { Keyring } from '../../secrets/keyring.ts';
 import { buildApiServer, listen, parseListen, type ApiParts, type FrontDoor } from '../../apiserver/apiserver.ts';
 import { Kinds } from '../../api/kinds.ts';
 import { isBerthError, badRequest } from '../../errors/errors.ts';
@@ -71,6 +72,7 @@ export async function up(o: UpOptions, hooks: UpHooks): Promise<Running> {
       tokens: creds.tokens,
       auditLog: o.files.auditLog,
       console: true,
+      keyring: Keyring.ensureFile(o.files.encryptionKeyFile),
       frontDoors: hooks.ecsFrontDoor ? (parts) => [hooks.ecsFrontDoor!(parts, o.files.accessKeyFile, o.region)] : undefined,
     });
     components.push({ name: 'watch cache', stop: async () => api.stop() });
