@@ -180,7 +180,8 @@ const OVERRIDES: Record<string, Record<string, Member>> = {
   },
   ContainerOverride: {
     ...Object.fromEntries(['name', 'command', 'environment', 'cpu', 'memory', 'memoryReservation'].map((k) => [k, { spec: ContainerOverride }])),
-    environmentFiles: { owned: 'the secrets work (secrets, environmentFiles, repositoryCredentials)' },
+    // a task definition's environmentFiles are honoured (test/agent/secrets-docker.test.ts); an override's are not modelled
+    environmentFiles: refused([{ value: 'arn:aws:s3:::bucket/app.env', type: 's3' }]),
     resourceRequirements: refused([{ type: 'GPU', value: '1' }]),
   },
 };
