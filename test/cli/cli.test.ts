@@ -113,7 +113,13 @@ spec: {taskDefinition: missing, desiredCount: 1}
   });
 
   it('gets tables like kubectl, and json/yaml/name', async () => {
-    await eventually(async () => (await client.get<Service>('Service', 'default', 'web')).status?.runningCount === 2, 20_000, 'web running');
+    // the rollout to web:2 of the test before ends: one deployment, 2 running, nothing pending, no old task left RUNNING
+    // (runningCount alone reaches 2 while old tasks still drain, and the task list then has more)
+    await eventually(async () => {
+      const st = (await client.get<Service>('Service', 'default', 'web')).status;
+      if (st?.runningCount !== 2 || st.pendingCount !== 0 || st.deployments?.length !== 1) return false;
+      return (await client.list('Task', 'default', { fieldSelector: 'status.lastStatus=RUNNING' })).items.length === 2;
+    }, 30_000, 'web steady on 2 tasks of one deployment');
     let r = await run('get', 'svc');
     expect(r.out.split('\n')[0]).to.match(/^NAME\s+TASK-DEFINITION\s+DESIRED\s+RUNNING\s+PENDING\s+STATUS\s+AGE$/);
     expect(r.out).to.match(/\nweb\s+web:2\s+2\s+2\s+0\s+ACTIVE\s+\S+\n/);
