@@ -1,4 +1,5 @@
 import { Kinds, type Service } from '../api/kinds.ts';
+import { serviceTaskDefinition } from '../api/resources.ts';
 import { stableJson } from '../api/validate.ts';
 import { isBerthError } from '../errors/errors.ts';
 import { clusterOf, describeMany, getOrInactive, idOf, newObj, type OpContext, type Operation } from './context.ts';
@@ -69,7 +70,8 @@ export const CreateService: Operation = async (c, i) => {
  */
 async function sameAsCreated(c: OpContext, cluster: string, name: string, spec: Input, existing: Service): Promise<boolean> {
   const { obj: dry } = await c.registry.create(SVC, cluster, newObj('Service', name, structuredClone(spec), cluster), { ...c.req, dryRun: true });
-  return stableJson(dry.spec) === stableJson(existing.spec);
+  const resolved = (s: Service) => stableJson({ ...s.spec, taskDefinition: serviceTaskDefinition(s) });
+  return resolved(dry as Service) === resolved(existing);
 }
 
 /** UpdateService members and where they go in the spec (merge patch: objects merge, lists replace). */

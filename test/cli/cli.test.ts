@@ -73,7 +73,7 @@ spec: {taskDefinition: web, desiredCount: ${count}}
     // the service names the family: like ECS's UpdateService, it moves to the newest revision
     r = await run('apply', '-f', f);
     expect(r.out).to.equal('taskdefinition/web:2 created\nservice/web configured\n');
-    expect((await client.get<Service>('Service', 'default', 'web')).spec.taskDefinition).to.equal('web:2');
+    expect((await client.get<Service>('Service', 'default', 'web')).status?.taskDefinition).to.equal('web:2');
   });
 
   it('applies the raw ECS JSON of the ECS Developer Guide (sleep360) as a task definition', async () => {

@@ -286,8 +286,8 @@ for (const store of (process.env.ONLY_STORE ? [process.env.ONLY_STORE] : ['embed
           const failed = s.status?.events?.some((e) => /deployment failed: tasks failed to start/.test(e.message));
           return (s.status?.observedGeneration ?? 0) >= updated.metadata.generation! && failed && primary?.id === completed.id && primary.rolloutState === 'COMPLETED' && s;
         }, 90_000, 'rolled back to app:1, and completed');
-        // ECS: the rollback target becomes the service's task definition (what DescribeServices reports), observed
-        expect(rolledBack.spec.taskDefinition).to.equal('app:1');
+        // ECS: the rollback target becomes the service's task definition (what DescribeServices reports; berth records it in status, the spec keeps what the user wrote), observed
+        expect(rolledBack.status!.taskDefinition).to.equal('app:1');
         expect(rolledBack.status!.observedGeneration).to.equal(rolledBack.metadata.generation);
         const badBefore = (await tasksOf('rb2')).filter((t) => t.spec.taskDefinition === 'rb2bad:1').length;
         expect(badBefore).to.be.at.least(3);

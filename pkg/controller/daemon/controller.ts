@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { NOMINATED_ANNOTATION } from '../../apiserver/admission.ts';
 import { demandOf, type TaskDemand } from '../../api/allocation.ts';
 import type { Daemon, Service, Task } from '../../api/kinds.ts';
+import { serviceTaskDefinition } from '../../api/resources.ts';
 import type { Client } from '../../client/client.ts';
 import { isBerthError } from '../../errors/errors.ts';
 import { evaluate, parseQuery } from '../../scheduler/query.ts';
@@ -81,7 +82,7 @@ export function daemonController(client: Client, inf: SharedInformers, log: Logg
       if (!exp.satisfied(key, Number(owner.metadata.resourceVersion))) return { requeueAfterMs: 200 };
       const now = Date.now();
       const deleting = !!owner.metadata.deletionTimestamp;
-      const taskDefinition = d ? d.spec.daemonTaskDefinition : svc!.spec.taskDefinition;
+      const taskDefinition = d ? d.spec.daemonTaskDefinition : serviceTaskDefinition(svc!);
       const tdSpec = d ? inf.daemonTaskDefinitions.get(taskDefinition)?.spec : inf.taskDefinitions.get(taskDefinition)?.spec;
       const demand = tdSpec ? demandOf(tdSpec, undefined, { daemon: !!d }) : undefined;
       const exprs = (owner.spec.placementConstraints ?? []).filter((p) => p.type === 'memberOf').map((p) => parseQuery(p.expression ?? ''));
