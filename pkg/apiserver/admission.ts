@@ -614,7 +614,7 @@ export class ServiceAdmission implements Admission {
     return { ...o, status: { ...(o.status as object), status: 'INACTIVE' } } as Obj;
   }
 
-  async update(next: Obj, prev: Obj, _w: WriteContext, sub: 'status' | undefined) {
+  async update(next: Obj, prev: Obj, w: WriteContext, sub: 'status' | undefined) {
     if (sub === 'status') return;
     keepSystemFinalizer(next, prev);
     const ns = next.spec as { taskDefinition: string; schedulingStrategy: string };
@@ -623,7 +623,9 @@ export class ServiceAdmission implements Admission {
       throw invalid('Service', prev.metadata.name, [{ field: 'spec.schedulingStrategy', message: 'cannot change once the service exists' }]);
     }
     const st = next.status as { taskDefinition?: string; followedRevision?: number } | undefined;
-    if (ns.taskDefinition !== ps.taskDefinition || !st?.taskDefinition) {
+    // resolved when the spec changes it (or ECS's UpdateService names it: the same name after a
+    // rollback deploys it again there; on the resource API a write of the same value is no change)
+    if (ns.taskDefinition !== ps.taskDefinition || !st?.taskDefinition || w.ctx.deploysTaskDefinition) {
       const { followedRevision: _was, ...rest } = st ?? {};
       next.status = { ...rest, ...resolvedStatus(next, await this.resolve(next)) };
     } else if (st.followedRevision !== undefined && !next.metadata.deletionTimestamp) {

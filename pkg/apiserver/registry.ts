@@ -44,6 +44,8 @@ export interface RequestContext {
   authorize?: (attrs: Omit<RequestAttributes, 'path'>) => void;
   /** the request's body names spec.taskDefinition (a service update's authorization asks ecs:task-definition then) */
   namesTaskDefinition?: boolean;
+  /** a service's task definition is deployed even if the spec names it already (ECS's UpdateService after a rollback) */
+  deploysTaskDefinition?: boolean;
 }
 
 /**

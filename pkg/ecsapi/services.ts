@@ -108,7 +108,8 @@ export const UpdateService: Operation = async (c, i) => {
   if (serviceStatus(cur) !== 'ACTIVE') throw notActive();
   c.authorize({ verb: 'patch', resource: 'services', namespace: cluster, name });
   if (Object.keys(patch).length === 0) return { service: shape(c, cur) };
-  const out = await c.registry.patch(SVC, cluster, name, 'merge', { spec: patch }, undefined, c.req);
+  // naming the task definition deploys it, even the one the spec names already (after a rollback, as in ECS)
+  const out = await c.registry.patch(SVC, cluster, name, 'merge', { spec: patch }, undefined, { ...c.req, deploysTaskDefinition: patch.taskDefinition !== undefined });
   return { service: shape(c, out) };
 };
 

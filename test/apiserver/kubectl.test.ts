@@ -237,7 +237,7 @@ describe('real kubectl against a running control plane (controllers, a hollow fl
     expect(r.stderr).to.contain('services.berth.dev "nope" not found');
     const nf = await s.call('GET', '/apis/berth.dev/v1/namespaces/default/services/nope');
     expect(nf.body.details).to.deep.equal({ name: 'nope', kind: 'services', group: 'berth.dev' });
-    r = await k(['create', '-f', '-'], example);
+    r = await k(['create', '-f', '-'], example.split('---')[1]);
     expect(r.stderr).to.contain('services.berth.dev "web" already exists');
     const cur = await svc();
     r = await k(['replace', '-f', '-'], JSON.stringify({ ...cur, metadata: { ...cur.metadata, resourceVersion: '1' } }));
@@ -245,6 +245,50 @@ describe('real kubectl against a running control plane (controllers, a hollow fl
     r = await k(['apply', '--server-side', '-f', '-'], example);
     expect(r.code).to.not.equal(0);
     expect(r.stderr).to.contain('server-side apply is not supported; use client-side apply');
+  });
+
+  it('discovery lists the verbs the server implements: every listed list and watch answers, kubectl get -w on events streams', async () => {
+    const calls: Array<Promise<[string, number]>> = [];
+    for (const base of ['/api/v1', '/apis/berth.dev/v1']) {
+      const doc = (await s.call('GET', base)).body;
+      for (const r of doc.resources.filter((x: any) => !x.name.includes('/'))) {
+        const path = `${base}${r.namespaced ? '/namespaces/default' : ''}/${r.name}`;
+        if (r.verbs.includes('list')) calls.push(s.call('GET', path).then((x) => [`list ${path}`, x.status]));
+        if (r.verbs.includes('watch')) calls.push(s.call('GET', `${path}?watch=1&timeoutSeconds=1`).then((x) => [`watch ${path}`, x.status]));
+      }
+    }
+    const answers = await Promise.all(calls);
+    expect(answers.length).to.be.greaterThan(10);
+    expect(answers.filter(([, status]) => status !== 200)).to.deep.equal([]);
+    const watch = kubectlSpawn(s.kubeconfigPath, ['get', 'events', '-w', '--field-selector', 'involvedObject.kind=Task']);
+    try {
+      await until(() => /^LAST SEEN/m.test(watch.output()));
+      const r = await k(['scale', 'services.berth.dev/web', '--replicas=1']);
+      expect(r.code, r.stderr).to.equal(0);
+      await until(() => (watch.output().match(/Task stopped: Service scaled down/g)?.length ?? 0) >= 2, 30_000);
+    } finally {
+      watch.child.kill();
+    }
+  });
+
+  it('the everyday commands: explain, edit (an EDITOR script), label, annotate, -o wide, --show-labels, -o jsonpath, api-versions', async () => {
+    let r = await k(['explain', 'services.berth.dev.spec.desiredCount']);
+    expect(r.code, r.stderr).to.equal(0);
+    expect(r.stdout).to.match(/FIELD:\s+desiredCount <integer>/);
+    r = await kubectl(s.kubeconfigPath, ['edit', 'services.berth.dev/web'], undefined, { EDITOR: `sed -i -e 's/^  desiredCount: .*/  desiredCount: 2/'` });
+    expect(r.code, r.stderr).to.equal(0);
+    expect(r.stdout).to.contain('service.berth.dev/web edited');
+    r = await k(['label', 'services.berth.dev/web', 'tier=front']);
+    expect(r.stdout).to.contain('service.berth.dev/web labeled');
+    r = await k(['annotate', 'services.berth.dev/web', 'owner=ops']);
+    expect(r.stdout).to.contain('service.berth.dev/web annotated');
+    r = await k(['get', 'services.berth.dev', '-o', 'wide', '--show-labels', '-l', 'tier=front']);
+    expect(r.stdout).to.match(/^NAME\s+TASK-DEFINITION\s+DESIRED\s+RUNNING\s+PENDING\s+STATUS\s+STRATEGY\s+AGE\s+LABELS\n/);
+    expect(r.stdout, r.stdout).to.match(/\nweb\s+web:2\s+2\s+\d+\s+\d+\s+ACTIVE\s+REPLICA\s+\S+\s+tier=front\n/);
+    r = await k(['get', 'services.berth.dev/web', '-o', 'jsonpath={.spec.desiredCount} {.metadata.annotations.owner} {.status.taskDefinition}']);
+    expect(r.stdout).to.equal('2 ops web:2');
+    r = await k(['api-versions']);
+    expect(r.stdout.split('\n')).to.include.members(['berth.dev/v1', 'v1', 'authorization.k8s.io/v1']);
   });
 
   it('kubectl replace (without the finalizer) then kubectl delete leaves no task running', async () => {
