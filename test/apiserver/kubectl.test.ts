@@ -185,6 +185,20 @@ describe('real kubectl against a running control plane (controllers, a hollow fl
     expect(rolled.metadata.generation).to.equal(1);
   });
 
+  it('a DAEMON-strategy service naming a bare family follows it too: one copy per instance rolls to the new revision', async () => {
+    const td = (arg: string) => `apiVersion: berth.dev/v1\nkind: TaskDefinition\nmetadata: {name: node}\nspec:\n  containerDefinitions:\n  - {name: app, image: busybox, memory: 16, command: [sleep, "${arg}"]}\n`;
+    const daemonSvc = `apiVersion: berth.dev/v1\nkind: Service\nmetadata: {name: node}\nspec: {taskDefinition: node, schedulingStrategy: DAEMON}\n`;
+    let r = await k(['apply', '-f', '-'], td('3600') + '---\n' + daemonSvc);
+    expect(r.code, r.stderr).to.equal(0);
+    const runningOn = async (rev: string) => (await json(['get', 'tasks', '--field-selector', 'spec.group=service:node,status.lastStatus=RUNNING'])).items.filter((t: any) => t.spec.desiredStatus === 'RUNNING' && t.spec.taskDefinition === rev).length;
+    await eventually(async () => (await runningOn('node:1')) === 2, 30_000, 'a copy on each instance');
+    r = await k(['apply', '-f', '-'], td('3601') + '---\n' + daemonSvc);
+    expect(r.stdout).to.contain('service.berth.dev/node unchanged');
+    await eventually(async () => (await runningOn('node:2')) === 2 && (await json(['get', 'services.berth.dev/node'])).status.taskDefinition === 'node:2', 30_000, 'rolled to node:2');
+    r = await k(['delete', 'services.berth.dev/node', '--wait=true', '--timeout=60s']);
+    expect(r.code, r.stderr).to.equal(0);
+  });
+
   it('kubectl scale writes spec.desiredCount through the scale subresource (autoscaling/v1 Scale); daemons have none', async () => {
     let r = await k(['scale', 'services.berth.dev/web', '--replicas=2']);
     expect(r.code, r.stderr).to.equal(0);

@@ -39,7 +39,7 @@ const comparable = (s: unknown) => JSON.stringify(s, (k, v) => (k === 'updatedAt
  * after what the service took (status.followedRevision) is rolled out, as re-resolving the
  * family would. A revision named explicitly (`web:3`, an ARN) stays pinned.
  */
-function followFamily(svc: Service, inf: SharedInformers): { taskDefinition: string; followedRevision: number } | undefined {
+export function followFamily(svc: Service, inf: SharedInformers): { taskDefinition: string; followedRevision: number } | undefined {
   const family = svc.spec.taskDefinition;
   const took = svc.status?.followedRevision;
   if (!namesBareFamily(family) || took === undefined) return undefined;
