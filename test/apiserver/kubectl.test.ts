@@ -246,6 +246,19 @@ describe('real kubectl against a running control plane (controllers, a hollow fl
     expect(r.stderr).to.contain('spec.colour');
   });
 
+  it('a placement failure is a Warning event (FailedPlacement) on its service', async () => {
+    const big = `apiVersion: berth.dev/v1\nkind: TaskDefinition\nmetadata: {name: big}\nspec:\n  containerDefinitions:\n  - {name: app, image: busybox, memory: 4096}\n---\napiVersion: berth.dev/v1\nkind: Service\nmetadata: {name: big}\nspec: {taskDefinition: big, desiredCount: 1}\n`;
+    let r = await k(['apply', '-f', '-'], big);
+    expect(r.code, r.stderr).to.equal(0);
+    const out = await eventually(async () => {
+      const x = await k(['events', '--for', 'services.berth.dev/big', '--types=Warning']);
+      return /Warning\s+FailedPlacement\s+Service\/big\s+\(service big\) was unable to place a task/.test(x.stdout) && x.stdout;
+    }, 30_000, 'a FailedPlacement event');
+    expect(out).to.not.match(/Normal/);
+    r = await k(['delete', 'services.berth.dev/big', '--wait=true', '--timeout=60s']);
+    expect(r.code, r.stderr).to.equal(0);
+  });
+
   it('errors name the qualified resource (services.berth.dev), with the group in details; server-side apply is refused with what to use instead', async () => {
     let r = await k(['get', 'services.berth.dev/nope']);
     expect(r.stderr).to.contain('services.berth.dev "nope" not found');
