@@ -625,10 +625,10 @@ export class ServiceAdmission implements Admission {
     const st = next.status as { taskDefinition?: string; followedRevision?: number } | undefined;
     // resolved when the spec changes it (or ECS's UpdateService names it: the same name after a
     // rollback deploys it again there; on the resource API a write of the same value is no change)
-    if (ns.taskDefinition !== ps.taskDefinition || !st?.taskDefinition || w.ctx.deploysTaskDefinition) {
+    if (ns.taskDefinition !== ps.taskDefinition || (!st?.taskDefinition && !next.metadata.deletionTimestamp) || w.ctx.deploysTaskDefinition) {
       const { followedRevision: _was, ...rest } = st ?? {};
       next.status = { ...rest, ...resolvedStatus(next, await this.resolve(next)) };
-    } else if (st.followedRevision !== undefined && !next.metadata.deletionTimestamp) {
+    } else if (st?.followedRevision !== undefined && !next.metadata.deletionTimestamp) {
       // the spec follows its family: a write moves it to a newer revision registered since (the
       // controller does too); a family without an ACTIVE revision leaves it where it is
       const r = await this.tds.resolveFresh(ns.taskDefinition).catch(() => undefined);
