@@ -122,7 +122,7 @@ export const Kinds = {
     spec: ServiceSpec,
     status: ServiceStatus,
     printerColumns: [
-      { name: 'Task-Definition', type: 'string', jsonPath: '.spec.taskDefinition' },
+      { name: 'Task-Definition', type: 'string', jsonPath: '.status.taskDefinition', description: 'the revision the service runs (spec.taskDefinition resolved)' },
       { name: 'Desired', type: 'integer', jsonPath: '.spec.desiredCount' },
       { name: 'Running', type: 'integer', jsonPath: '.status.runningCount' },
       { name: 'Pending', type: 'integer', jsonPath: '.status.pendingCount' },
@@ -131,6 +131,7 @@ export const Kinds = {
       age,
     ],
     fieldSelectors: ['status.status', 'spec.schedulingStrategy'],
+    scale: { specReplicasPath: '.spec.desiredCount', statusReplicasPath: '.status.runningCount' },
   },
   Daemon: {
     kind: 'Daemon',

@@ -104,6 +104,8 @@ export interface KindInfo {
   fieldSelectors: string[];
   /** the spec may not change once created (task definitions) */
   immutableSpec?: boolean;
+  /** a replica count served as the `scale` subresource (autoscaling/v1 Scale): its JSON paths, as a CRD declares them */
+  scale?: { specReplicasPath: string; statusReplicasPath: string };
 }
 
 /** Store key of an object: /berth/<plural>/<namespace-or-_>/<name> */

@@ -91,7 +91,7 @@ export function crdFor(kind: KindInfo): Schema {
           served: true,
           storage: true,
           schema: { openAPIV3Schema: schema },
-          subresources: { status: {} },
+          subresources: { status: {}, ...(kind.scale ? { scale: kind.scale } : {}) },
           additionalPrinterColumns: kind.printerColumns.map((c) => ({
             name: c.name,
             type: c.type,

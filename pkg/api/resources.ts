@@ -398,8 +398,26 @@ export const ServiceStatus = z.strictObject({
   conditions: z.array(Condition).optional(),
   /** the restart requests the controller last acted on: spec.restartedAt, and the kubectl.kubernetes.io/restartedAt annotation */
   restart: z.strictObject({ restartedAt: z.string().optional(), annotation: z.string().optional() }).optional(),
+  /**
+   * the revision the service runs (`family:revision`): spec.taskDefinition as admission
+   * resolved it when the spec named it (a family resolves to its latest ACTIVE revision), or a
+   * circuit breaker's rollback target. The spec keeps what the user wrote.
+   */
+  taskDefinition: z.string().optional(),
+  /**
+   * a spec naming a bare family follows it: the newest revision of the family the service has
+   * taken. A newer ACTIVE revision is rolled out; a rollback does not lower this, so a revision
+   * that failed is not deployed again until a newer one is registered.
+   */
+  followedRevision: z.number().int().optional(),
 });
 export type ServiceStatus = z.infer<typeof ServiceStatus>;
+
+/** The revision a service runs: status.taskDefinition (spec.taskDefinition for a service stored before it existed). */
+/** `web` (not `web:3`, not an ARN): a spec that follows its family's newest revision */
+export const namesBareFamily = (ref: string): boolean => !ref.includes(':') && !ref.includes('/');
+
+export const serviceTaskDefinition = (s: { spec: { taskDefinition: string }; status?: { taskDefinition?: string } }): string => s.status?.taskDefinition ?? s.spec.taskDefinition;
 
 // ---------------------------------------------------------------- Daemon
 export const DaemonSpec = z.strictObject({

@@ -1,4 +1,5 @@
 import { Kinds, type Cluster, type ContainerInstance, type Task } from '../api/kinds.ts';
+import { namesBareFamily } from '../api/resources.ts';
 import { API_VERSION, storeKey, type KindInfo } from '../api/meta.ts';
 import { Arns, isArn, newId, parseArn } from '../api/arn.ts';
 import { contentHash, sameJson } from '../api/validate.ts';
@@ -568,13 +569,14 @@ export class ServiceAdmission implements Admission {
     private readonly arns: Arns,
   ) {}
 
-  private async resolve(o: Obj, field = 'spec.taskDefinition') {
+  /** the revision spec.taskDefinition names now; it goes to status.taskDefinition (the spec stays the user's) */
+  private async resolve(o: Obj, field = 'spec.taskDefinition'): Promise<string> {
     const spec = o.spec as { taskDefinition: string };
     const r = await this.tds.resolveFresh(spec.taskDefinition);
     if (!r || !this.tds.revisions(r.split(':')[0]).some((t) => t.metadata.name === r)) {
       throw invalid('Service', o.metadata.name, [{ field, message: `task definition "${spec.taskDefinition}" not found (or it has no ACTIVE revision)` }]);
     }
-    spec.taskDefinition = r;
+    return r;
   }
 
   private defaults(o: Obj) {
@@ -599,12 +601,12 @@ export class ServiceAdmission implements Admission {
   }
 
   async create(o: Obj) {
-    await this.resolve(o);
+    const taskDefinition = await this.resolve(o);
     this.defaults(o);
     const spec = o.spec as { desiredCount?: number };
     const meta = o.metadata as { finalizers?: string[] };
     meta.finalizers = [...new Set([...(meta.finalizers ?? []), CONTROLLER_FINALIZER])];
-    o.status = { serviceArn: this.arns.service(o.metadata.namespace!, o.metadata.name), status: 'ACTIVE', desiredCount: spec.desiredCount ?? 0, runningCount: 0, pendingCount: 0, deployments: [], events: [] };
+    o.status = { serviceArn: this.arns.service(o.metadata.namespace!, o.metadata.name), status: 'ACTIVE', desiredCount: spec.desiredCount ?? 0, runningCount: 0, pendingCount: 0, deployments: [], events: [], ...resolvedStatus(o, taskDefinition) };
   }
 
   /** a deleted service is described (INACTIVE) for the retention; its name is free again at once */
@@ -612,14 +614,27 @@ export class ServiceAdmission implements Admission {
     return { ...o, status: { ...(o.status as object), status: 'INACTIVE' } } as Obj;
   }
 
-  async update(next: Obj, prev: Obj, _w: WriteContext, sub: 'status' | undefined) {
+  async update(next: Obj, prev: Obj, w: WriteContext, sub: 'status' | undefined) {
     if (sub === 'status') return;
+    keepSystemFinalizer(next, prev);
     const ns = next.spec as { taskDefinition: string; schedulingStrategy: string };
     const ps = prev.spec as { taskDefinition: string; schedulingStrategy: string };
     if (ns.schedulingStrategy !== ps.schedulingStrategy) {
       throw invalid('Service', prev.metadata.name, [{ field: 'spec.schedulingStrategy', message: 'cannot change once the service exists' }]);
     }
-    if (ns.taskDefinition !== ps.taskDefinition) await this.resolve(next);
+    const st = next.status as { taskDefinition?: string; followedRevision?: number } | undefined;
+    // resolved when the spec changes it (or ECS's UpdateService names it: the same name after a
+    // rollback deploys it again there; on the resource API a write of the same value is no change)
+    if (ns.taskDefinition !== ps.taskDefinition || (!st?.taskDefinition && !next.metadata.deletionTimestamp) || w.ctx.deploysTaskDefinition) {
+      const { followedRevision: _was, ...rest } = st ?? {};
+      next.status = { ...rest, ...resolvedStatus(next, await this.resolve(next)) };
+    } else if (st?.followedRevision !== undefined && !next.metadata.deletionTimestamp) {
+      // the spec follows its family: a write moves it to a newer revision registered since (the
+      // controller does too); a family without an ACTIVE revision leaves it where it is
+      const r = await this.tds.resolveFresh(ns.taskDefinition).catch(() => undefined);
+      const rev = r ? Number(r.split(':')[1]) : 0;
+      if (r && rev > st.followedRevision) next.status = { ...st, taskDefinition: r, followedRevision: rev };
+    }
     this.defaults(next);
   }
 }
@@ -691,11 +706,30 @@ export class DaemonAdmission implements Admission {
 
   async update(next: Obj, prev: Obj, w: WriteContext, sub: 'status' | undefined) {
     if (sub === 'status') return;
+    keepSystemFinalizer(next, prev);
     if ((next.spec as { daemonTaskDefinition: string }).daemonTaskDefinition !== (prev.spec as { daemonTaskDefinition: string }).daemonTaskDefinition) {
       await this.resolve(next);
       this.checkPorts(next, w);
     }
   }
+}
+
+/** what a service's status records of the revision its spec resolved to (a bare family is followed from it) */
+function resolvedStatus(o: Obj, taskDefinition: string): { taskDefinition: string; followedRevision?: number } {
+  const follows = namesBareFamily((o.spec as { taskDefinition: string }).taskDefinition);
+  return { taskDefinition, ...(follows ? { followedRevision: Number(taskDefinition.split(':')[1]) } : {}) };
+}
+
+/**
+ * The controller's finalizer is the system's, not the user's: a replace (PUT) or patch that
+ * omits it keeps it, or a `kubectl replace` then `delete` would leave the tasks running. It
+ * goes only once the object is being deleted (the controller lets go after draining).
+ */
+function keepSystemFinalizer(next: Obj, prev: Obj) {
+  const pm = prev.metadata as { finalizers?: string[] };
+  const nm = next.metadata as { finalizers?: string[]; deletionTimestamp?: string };
+  if (!pm.finalizers?.includes(CONTROLLER_FINALIZER) || nm.deletionTimestamp || nm.finalizers?.includes(CONTROLLER_FINALIZER)) return;
+  nm.finalizers = [...(nm.finalizers ?? []), CONTROLLER_FINALIZER];
 }
 
 /** Installs every kind's admission on a registry; returns the task definition admissions. */

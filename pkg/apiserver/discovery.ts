@@ -6,12 +6,12 @@ const GV = `${GROUP}/${VERSION}`;
 
 export const apiVersions = () => ({ kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: '' }] });
 
-/** core v1 serves only an (empty) events list, for `kubectl describe`; client-go treats a version with no resources as a failed discovery */
+/** core v1 serves only events (events.ts: what the controllers report), for `kubectl describe` and `kubectl events` */
 export const coreResources = () => ({
   kind: 'APIResourceList',
   apiVersion: 'v1',
   groupVersion: 'v1',
-  resources: [{ name: 'events', singularName: 'event', namespaced: true, kind: 'Event', verbs: ['list'], shortNames: ['ev'] }],
+  resources: [{ name: 'events', singularName: 'event', namespaced: true, kind: 'Event', verbs: ['get', 'list', 'watch'], shortNames: ['ev'] }],
 });
 
 /** the review groups kubectl auth can-i / whoami post to (selfreview.ts) */
@@ -67,6 +67,7 @@ export function apiResourceList(kinds: KindInfo[]) {
       categories: ['berth', 'all'],
     });
     resources.push({ name: `${k.plural}/status`, singularName: '', namespaced: k.namespaced, kind: k.kind, verbs: ['get', 'patch', 'update'] });
+    if (k.scale) resources.push({ name: `${k.plural}/scale`, singularName: '', namespaced: k.namespaced, group: 'autoscaling', version: 'v1', kind: 'Scale', verbs: ['get', 'patch', 'update'] });
   }
   resources.push({ name: 'bindings', singularName: 'binding', namespaced: true, kind: 'Binding', verbs: ['create'] });
   return { kind: 'APIResourceList', apiVersion: 'v1', groupVersion: GV, resources };

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../log/log.ts';
-import { API_VERSION, SYSTEM_NAMESPACE, storeKey, type KindInfo, type ListOptions } from '../api/meta.ts';
+import { API_VERSION, GROUP, SYSTEM_NAMESPACE, storeKey, type KindInfo, type ListOptions } from '../api/meta.ts';
 import { validateObject, type Limits, DEFAULT_LIMITS, sameJson } from '../api/validate.ts';
-import { badRequest, conflict, expired, internal, invalid, isBerthError, notFound, BerthError, CompactedError, StaleCacheError, TooLargeResourceVersionError } from '../errors/errors.ts';
+import { alreadyExists, badRequest, conflict, expired, internal, invalid, isBerthError, notFound, BerthError, CompactedError, StaleCacheError, TooLargeResourceVersionError } from '../errors/errors.ts';
 import type { Op, Compare, Store } from '../store/store.ts';
 import { mergePatch, jsonPatch } from './patch.ts';
 import { Reader } from './reader.ts';
@@ -44,6 +44,8 @@ export interface RequestContext {
   authorize?: (attrs: Omit<RequestAttributes, 'path'>) => void;
   /** the request's body names spec.taskDefinition (a service update's authorization asks ecs:task-definition then) */
   namesTaskDefinition?: boolean;
+  /** a service's task definition is deployed even if the spec names it already (ECS's UpdateService after a rollback) */
+  deploysTaskDefinition?: boolean;
 }
 
 /**
@@ -306,7 +308,7 @@ export class Registry {
    */
   async get(kind: KindInfo, ns: string | undefined, name: string, opts: { resourceVersion?: string } = {}): Promise<Obj> {
     const o = await this.readOne(kind, ns, name, readVersion(opts.resourceVersion, undefined, 'get'));
-    if (!o) throw notFound(kind.plural, name, `${kind.plural} "${name}" not found`);
+    if (!o) throw notFoundFor(kind, name);
     return this.aliased(kind, name, this.out(kind, o));
   }
 
@@ -627,7 +629,7 @@ export class Registry {
       // so the next one is tried (C5)
       const own = r.failed.includes(p.key);
       if (own && !kind.immutableSpec) throw alreadyExistsFor(kind, p.obj.metadata.name);
-      if (attempt >= (own ? REVISION_ATTEMPTS : CREATE_ATTEMPTS)) throw conflict(kind.plural, p.obj.metadata.name);
+      if (attempt >= (own ? REVISION_ATTEMPTS : CREATE_ATTEMPTS)) throw conflictFor(kind, p.obj.metadata.name);
       await this.fresh();
       if (own) await new Promise((res) => setTimeout(res, Math.random() * Math.min(20, 2 * attempt)));
     }
@@ -689,8 +691,8 @@ export class Registry {
         attempt--;
         continue;
       }
-      if (!cur) throw notFound(kind.plural, reqName, `${kind.plural} "${reqName}" not found`);
-      if (expectRv !== undefined && expectRv !== cur.metadata.resourceVersion) throw conflict(kind.plural, reqName);
+      if (!cur) throw notFoundFor(kind, reqName);
+      if (expectRv !== undefined && expectRv !== cur.metadata.resourceVersion) throw conflictFor(kind, reqName);
       const curClone = structuredClone(cur);
       // the patch is applied to the object without its version, so a version in the result
       // is one the client asked for (a precondition); without it the write retries on conflict
@@ -705,7 +707,7 @@ export class Registry {
         attempt--;
         continue;
       }
-      if (patchedRv !== undefined && patchedRv !== cur.metadata.resourceVersion) throw conflict(kind.plural, reqName);
+      if (patchedRv !== undefined && patchedRv !== cur.metadata.resourceVersion) throw conflictFor(kind, reqName);
       const w: WriteContext = { registry: this, compares: [], ops: [], ctx, reqName };
       let next: Obj;
       if (sub === 'status') {
@@ -775,8 +777,8 @@ export class Registry {
         next.metadata.resourceVersion = String(r.revision);
         return this.out(kind, next);
       }
-      if (expectRv !== undefined || patchedRv !== undefined) throw conflict(kind.plural, reqName);
-      if (attempt >= 10) throw conflict(kind.plural, reqName);
+      if (expectRv !== undefined || patchedRv !== undefined) throw conflictFor(kind, reqName);
+      if (attempt >= 10) throw conflictFor(kind, reqName);
       this.noteWrite(r.revision);
     }
   }
@@ -801,8 +803,8 @@ export class Registry {
         attempt--;
         continue;
       }
-      if (!cur) throw notFound(kind.plural, reqName, `${kind.plural} "${reqName}" not found`);
-      if (preconditionRv && preconditionRv !== cur.metadata.resourceVersion) throw conflict(kind.plural, reqName);
+      if (!cur) throw notFoundFor(kind, reqName);
+      if (preconditionRv && preconditionRv !== cur.metadata.resourceVersion) throw conflictFor(kind, reqName);
       const w: WriteContext = { registry: this, compares: [], ops: [], ctx, reqName };
       const curClone = structuredClone(cur);
       this.validateWrite({ verb: 'delete', kind, sub: undefined, prev: curClone, ctx });
@@ -825,7 +827,7 @@ export class Registry {
         const res = replacement ?? cur;
         return this.aliased(kind, reqName, this.out(kind, { ...res, metadata: { ...res.metadata, resourceVersion: String(r.revision) } }));
       }
-      if (preconditionRv || attempt >= 10) throw conflict(kind.plural, reqName);
+      if (preconditionRv || attempt >= 10) throw conflictFor(kind, reqName);
       this.noteWrite(r.revision);
     }
   }
@@ -954,8 +956,19 @@ export function mergeTxn(parts: Array<{ compares: Compare[]; ops: Op[] }>): { co
   return { compares: [...compares.values()], ops: [...ops.values()] };
 }
 
+/** a resource as kube-apiserver names it in errors: `services.berth.dev` (its group in details.group) */
+const qualified = (kind: KindInfo) => `${kind.plural}.${GROUP}`;
+
 function alreadyExistsFor(kind: KindInfo, name: string): BerthError {
-  return new BerthError('AlreadyExists', `${kind.plural} "${name}" already exists`, { kind: kind.plural, name });
+  return alreadyExists(kind.plural, name, `${qualified(kind)} "${name}" already exists`);
+}
+
+function notFoundFor(kind: KindInfo, name: string): BerthError {
+  return notFound(kind.plural, name, `${qualified(kind)} "${name}" not found`);
+}
+
+function conflictFor(kind: KindInfo, name: string): BerthError {
+  return conflict(kind.plural, name, `Operation cannot be fulfilled on ${qualified(kind)} "${name}": the object has been modified; please apply your changes to the latest version and try again`);
 }
 
 export function bookmark(kind: KindInfo, rev: number, initialEventsEnd = false): Obj {

@@ -12,6 +12,8 @@ import { ConnectionTracker, DEFAULT_SERVER_LIMITS, IdentityLimiter, watchTimeout
 import { sourceAddressOf } from './listener.ts';
 import { createNamesFamily, namesFamily } from './actions.ts';
 import { specFieldSet } from './patch.ts';
+import { patchScale, replicasPatch, scaleOf, scaleRequest } from './scale.ts';
+import { eventTable, eventsOf, selectEvents } from './events.ts';
 import { audited, auditLine, type AuditLog, type AuditRecord } from './audit.ts';
 import type { Metrics } from './metrics.ts';
 import { Registry, type ListOptions, type Obj, type RequestContext, type WatchHandle } from './registry.ts';
@@ -328,8 +330,11 @@ export function createApiHandler(deps: ApiServerDeps) {
           res.end(doc.body);
           return;
         }
-        const ev = /^\/api\/v1(\/namespaces\/[^/]+)?\/events$/.exec(path);
-        if (ev) return sendJson(res, 200, { kind: 'EventList', apiVersion: 'v1', metadata: { resourceVersion: String(registry.cache.revision) }, items: [] });
+        const ev = /^\/api\/v1(?:\/namespaces\/([^/]+))?\/events(?:\/([^/]+))?$/.exec(path);
+        if (ev) {
+          resourceLabel = 'events';
+          return await serveEvents(apiReq, res, ev[1] === undefined ? undefined : decodeURIComponent(ev[1]), ev[2] === undefined ? undefined : decodeURIComponent(ev[2]), (v) => (verbLabel = v));
+        }
       }
       const m = /^\/apis\/([^/]+)\/([^/]+)(?:\/namespaces\/([^/]+))?\/([^/]+)(?:\/([^/]+))?(?:\/([^/]+))?$/.exec(path);
       if (!m) throw notFound('path', path, `the server could not find the requested resource (${method} ${path})`);
@@ -338,10 +343,10 @@ export function createApiHandler(deps: ApiServerDeps) {
       if (version !== VERSION) throw notFound('version', version, `the server does not serve version "${version}" of ${GROUP}; use ${VERSION}`);
       const kind = kindByPlural(plural);
       if (!kind) throw notFound('resource', plural, `the server does not have a resource type "${plural}"`);
-      if (sub !== undefined && sub !== 'status') throw notFound('subresource', sub, `${plural} has no subresource "${sub}"`);
+      if (sub !== undefined && sub !== 'status' && !(sub === 'scale' && kind.scale)) throw notFound('subresource', sub, `${plural} has no subresource "${sub}"`);
       const name = rawName === undefined ? undefined : decodeURIComponent(rawName);
       resourceLabel = plural;
-      await resource(apiReq, res, kind, ns, name, sub as 'status' | undefined, (v) => (verbLabel = v));
+      await resource(apiReq, res, kind, ns, name, sub as 'status' | 'scale' | undefined, (v) => (verbLabel = v));
     } catch (e) {
       if (isBerthError(e, 'Forbidden') || isBerthError(e, 'Unauthorized')) {
         rec.denied = true;
@@ -361,7 +366,7 @@ export function createApiHandler(deps: ApiServerDeps) {
     kind: KindInfo,
     ns: string | undefined,
     name: string | undefined,
-    sub: 'status' | undefined,
+    subresource: 'status' | 'scale' | undefined,
     setVerb: (v: string) => void,
   ) {
     const q = r.query;
@@ -395,6 +400,8 @@ export function createApiHandler(deps: ApiServerDeps) {
         r.authorize(attrs);
       }
     };
+    if (subresource === 'scale') return serveScale(r, res, kind, nsForKind, name, ctx, authorize, setVerb);
+    const sub = subresource;
     switch (r.method) {
       case 'GET': {
         if (name === undefined) {
@@ -521,6 +528,92 @@ export function createApiHandler(deps: ApiServerDeps) {
       default:
         throw new BerthError('MethodNotAllowed', `method ${r.method} is not allowed`);
     }
+  }
+
+  /**
+   * core/v1 Events (events.ts): get, list and watch. Reading them is reading the services of
+   * the namespace (what they are about). A watch sends what is there (unless it resumes
+   * from a list's resourceVersion), then each new event as it appears.
+   */
+  async function serveEvents(r: ApiRequest, res: ServerResponse, ns: string | undefined, name: string | undefined, setVerb: (v: string) => void) {
+    const q = r.query;
+    const watch = name === undefined && (q.get('watch') === '1' || q.get('watch') === 'true');
+    const verb = name !== undefined ? 'get' : watch ? 'watch' : 'list';
+    setVerb(verb);
+    r.authorize({ verb: verb === 'get' ? 'get' : 'list', resource: 'services', namespace: ns });
+    if (name !== undefined) {
+      const e = eventsOf(registry.cache, ns).find((x) => x.metadata.name === name);
+      if (!e) throw notFound('events', name, `events "${name}" not found`);
+      return sendJson(res, 200, e);
+    }
+    const fieldSelector = q.get('fieldSelector') ?? undefined;
+    const list = () => selectEvents(registry.cache, ns, fieldSelector);
+    const table = wantsTable(r.raw.headers.accept);
+    if (!watch) {
+      const rv = String(registry.cache.revision);
+      return sendJson(res, 200, table ? eventTable(list(), rv, includeObject(q)) : { kind: 'EventList', apiVersion: 'v1', metadata: { resourceVersion: rv }, items: list() });
+    }
+    const timeoutSeconds = Number(q.get('timeoutSeconds') ?? 0);
+    const seen = new Set<string>();
+    let sentRows = 0;
+    const resumes = (q.get('resourceVersion') ?? '') !== '' && q.get('resourceVersion') !== '0';
+    const send = (first: boolean) => {
+      for (const e of list()) {
+        if (seen.has(e.metadata.name)) continue;
+        seen.add(e.metadata.name);
+        if (first && resumes) continue;
+        // a Table watch: the columns come with the first row only, as serveWatch sends them
+        const t = table ? eventTable([e], e.metadata.resourceVersion, includeObject(q)) : undefined;
+        if (t && sentRows++ > 0) t.columnDefinitions = [];
+        res.write(JSON.stringify({ type: 'ADDED', object: t ?? e }) + '\n');
+      }
+    };
+    res.writeHead(200, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' });
+    send(true);
+    await new Promise<void>((done) => {
+      const tick = setInterval(() => send(false), 1000);
+      const end = () => {
+        clearInterval(tick);
+        clearTimeout(timer);
+        done();
+      };
+      const timer = setTimeout(end, (timeoutSeconds > 0 ? timeoutSeconds : 1800) * 1000);
+      res.on('close', end);
+    });
+    res.end();
+  }
+
+  /** GET, PUT and PATCH of an object's Scale (scale.ts): the replica count read from and written to the object */
+  async function serveScale(
+    r: ApiRequest,
+    res: ServerResponse,
+    kind: KindInfo,
+    ns: string | undefined,
+    name: string | undefined,
+    ctx: RequestContext,
+    authorize: (attrs: Omit<RequestAttributes, 'path'>) => Promise<void>,
+    setVerb: (v: string) => void,
+  ) {
+    if (name === undefined) throw new BerthError('MethodNotAllowed', 'scale is a subresource of a named object');
+    const verb = r.method === 'GET' ? 'get' : r.method === 'PUT' ? 'update' : r.method === 'PATCH' ? 'patch' : undefined;
+    if (!verb) throw new BerthError('MethodNotAllowed', `method ${r.method} is not allowed on the scale subresource; use GET, PUT or PATCH`);
+    setVerb(verb);
+    await authorize({ verb, resource: kind.plural, namespace: ns, name, subresource: 'scale' });
+    if (verb === 'get') return sendJson(res, 200, scaleOf(kind, await registry.get(kind, ns, name, { resourceVersion: r.query.get('resourceVersion') ?? undefined })));
+    let want: { replicas: number; resourceVersion?: string };
+    if (verb === 'update') want = scaleRequest(kind, name, await r.body());
+    else {
+      const ct = String(r.raw.headers['content-type'] ?? '').split(';')[0].trim();
+      const type = ct === 'application/merge-patch+json' || ct === 'application/json' ? 'merge' : ct === 'application/json-patch+json' ? 'json' : undefined;
+      if (!type) throw new BerthError('UnsupportedMediaType', `unsupported patch content type "${ct}" for the scale subresource; use application/merge-patch+json or application/json-patch+json`);
+      const patch = parseBody(await r.bodyText(), 'application/json', { objectOnly: type === 'merge' });
+      const cur = scaleOf(kind, await registry.get(kind, ns, name));
+      want = scaleRequest(kind, name, patchScale(cur, type, patch));
+      // the patch was applied to the Scale as it was: the write is conditional on that version
+      want.resourceVersion ??= cur.metadata.resourceVersion;
+    }
+    const out = await registry.patch(kind, ns, name, 'merge', replicasPatch(kind, want.replicas, want.resourceVersion), undefined, ctx);
+    return sendJson(res, 200, scaleOf(kind, out));
   }
 
   async function serveWatch(r: ApiRequest, res: ServerResponse, kind: KindInfo, ns: string | undefined, table: boolean, fields: FieldRequirement[]) {

@@ -4,7 +4,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { kindByName, KINDS } from '../api/kinds.ts';
 import { NOMINATED_ANNOTATION, type KindInfo } from '../api/meta.ts';
 import type { ContainerInstance, Service, Task } from '../api/kinds.ts';
-import { restartRequest } from '../api/resources.ts';
+import { restartRequest, serviceTaskDefinition } from '../api/resources.ts';
 import type { AnyObj, Client } from '../client/client.ts';
 import { BerthError, isBerthError } from '../errors/errors.ts';
 import { readManifests, type Manifest } from './manifests.ts';
@@ -131,7 +131,7 @@ function serviceDescribe(s: Service, tasks: Task[]): string[] {
     `Cluster:             ${s.metadata.namespace}`,
     `ARN:                 ${st?.serviceArn ?? ''}`,
     `Status:              ${st?.status ?? ''}`,
-    `Task Definition:     ${s.spec.taskDefinition}`,
+    `Task Definition:     ${serviceTaskDefinition(s)}`,
     `Scheduling:          ${s.spec.schedulingStrategy}`,
     `Desired/Running/Pending: ${s.spec.desiredCount ?? 0}/${st?.runningCount ?? 0}/${st?.pendingCount ?? 0}`,
     `Deployment Config:   minimumHealthyPercent=${s.spec.deploymentConfiguration?.minimumHealthyPercent} maximumPercent=${s.spec.deploymentConfiguration?.maximumPercent}${s.spec.deploymentConfiguration?.deploymentCircuitBreaker?.enable ? ' circuitBreaker' + (s.spec.deploymentConfiguration.deploymentCircuitBreaker.rollback ? '+rollback' : '') : ''}`,
@@ -411,7 +411,7 @@ export function buildProgram(deps: CliDeps): Command {
       const { client, namespace } = await conn(cmd);
       const name = svc.replace(/^(service|services|svc)\//, '');
       const s = await client.get<Service>('Service', namespace, name);
-      const cur = s.spec.taskDefinition;
+      const cur = serviceTaskDefinition(s);
       let prev = s.status?.deployments?.find((d) => d.status !== 'PRIMARY' && d.taskDefinition !== cur)?.taskDefinition;
       if (!prev) {
         const [family, rev] = cur.split(':');

@@ -103,7 +103,7 @@ export class SharedInformers {
     this.instances = new Informer<ContainerInstance>(client, 'ContainerInstance', o).addIndex('namespace', (i) => [i.metadata.namespace!]);
     this.services = new Informer<Service>(client, 'Service', o).addIndex('namespace', (s) => [s.metadata.namespace!]);
     this.daemons = new Informer<Daemon>(client, 'Daemon', o).addIndex('namespace', (d) => [d.metadata.namespace!]);
-    this.taskDefinitions = new Informer<TaskDefinition>(client, 'TaskDefinition', { log });
+    this.taskDefinitions = new Informer<TaskDefinition>(client, 'TaskDefinition', { log }).addIndex('family', (td) => [td.metadata.name.split(':')[0]]);
     this.daemonTaskDefinitions = new Informer<DaemonTaskDefinition>(client, 'DaemonTaskDefinition', { log });
     // the ledger's handlers are registered first, so every controller's handler sees it up to date
     this.tasks.on({ add: (t) => this.account(t), update: (_p, t) => this.account(t), delete: (t) => this.account(t, true) });

@@ -1,5 +1,5 @@
 import { Kinds, type Service } from '../api/kinds.ts';
-import { restartRequest } from '../api/resources.ts';
+import { restartRequest, serviceTaskDefinition } from '../api/resources.ts';
 import { stableJson } from '../api/validate.ts';
 import { isBerthError } from '../errors/errors.ts';
 import { clusterOf, describeMany, getOrInactive, idOf, newObj, type OpContext, type Operation } from './context.ts';
@@ -74,7 +74,8 @@ export const CreateService: Operation = async (c, i) => {
  */
 async function sameAsCreated(c: OpContext, cluster: string, name: string, spec: Input, existing: Service): Promise<boolean> {
   const { obj: dry } = await c.registry.create(SVC, cluster, newObj('Service', name, structuredClone(spec), cluster), { ...c.req, dryRun: true });
-  return stableJson(dry.spec) === stableJson(existing.spec);
+  const resolved = (s: Service) => stableJson({ ...s.spec, taskDefinition: serviceTaskDefinition(s) });
+  return resolved(dry as Service) === resolved(existing);
 }
 
 /** UpdateService members and where they go in the spec (merge patch: objects merge, lists replace). */
@@ -113,8 +114,9 @@ export const UpdateService: Operation = async (c, i) => {
   if (force && cur.spec.schedulingStrategy === 'DAEMON') throw invalidParameter('forceNewDeployment is for REPLICA services: a DAEMON service rolls when its task definition changes.');
   if (force) patch.restartedAt = restartRequest(cur.spec.restartedAt);
   if (Object.keys(patch).length === 0) return { service: shape(c, cur) };
-  const out = (await c.registry.patch(SVC, cluster, name, 'merge', { spec: patch }, undefined, c.req)) as unknown as Service;
-  const deploys = force || (patch.taskDefinition !== undefined && out.spec.taskDefinition !== cur.spec.taskDefinition);
+  // naming the task definition deploys it, even the one the spec names already (after a rollback, as in ECS)
+  const out = (await c.registry.patch(SVC, cluster, name, 'merge', { spec: patch }, undefined, { ...c.req, deploysTaskDefinition: patch.taskDefinition !== undefined })) as unknown as Service;
+  const deploys = force || patch.taskDefinition !== undefined;
   return { service: shape(c, deploys ? await deployed(c, out, cur) : out) };
 };
 

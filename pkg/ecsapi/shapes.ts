@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Arns } from '../api/arn.ts';
 import type { Cluster, ContainerInstance, Daemon, DaemonTaskDefinition, Service, Task, TaskDefinition } from '../api/kinds.ts';
 import type { Resource } from '../api/meta.ts';
-import type { EcsResource } from '../api/resources.ts';
+import { serviceTaskDefinition, type EcsResource } from '../api/resources.ts';
 import { taskDefinitionToEcs } from '../api/ecsjson.ts';
 
 /**
@@ -229,7 +229,7 @@ export function serviceToEcs(s: Service, arns: Arns, include: string[] = []): Js
     runningCount: st?.runningCount ?? 0,
     pendingCount: st?.pendingCount ?? 0,
     launchType: spec.launchType ?? 'EC2',
-    taskDefinition: arns.taskDefinition(spec.taskDefinition),
+    taskDefinition: arns.taskDefinition(serviceTaskDefinition(s)),
     deploymentConfiguration: spec.deploymentConfiguration ?? {},
     deployments: (st?.deployments ?? []).map((d) =>
       compact({

@@ -155,7 +155,7 @@ describe('invariants in the committing txn, on two apiservers of one etcd cluste
       await cluster('resolve');
       created(await a.call('POST', `${V}/taskdefinitions`, obj('TaskDefinition', 'fam', containers('busybox:1'))));
       const svc = created(await a.call('POST', `${V}/namespaces/resolve/services`, obj('Service', 'web', { taskDefinition: 'fam', desiredCount: 0 })));
-      expect(svc.spec.taskDefinition).to.equal('fam:1');
+      expect(svc.status.taskDefinition).to.equal('fam:1');
       created(await a.call('POST', `${V}/namespaces/resolve/containerinstances`, obj('ContainerInstance', 'r1', { registeredResources: resources(4096, 4096) })));
       await sees(b, `${V}/namespaces/resolve/services/web`);
       await sees(b, `${V}/namespaces/resolve/containerinstances/r1`);
@@ -163,7 +163,7 @@ describe('invariants in the committing txn, on two apiservers of one etcd cluste
         expect(created(await a.call('POST', `${V}/taskdefinitions`, obj('TaskDefinition', 'fam', containers(`busybox:${rev}`)))).status.revision).to.equal(rev);
         const up = await b.call('PATCH', `${V}/namespaces/resolve/services/web`, { spec: { taskDefinition: rev % 2 ? 'fam' : 'arn:aws:ecs:us-east-1:000000000000:task-definition/fam' } }, 'application/merge-patch+json');
         expect(up.status, JSON.stringify(up.body)).to.equal(200);
-        expect(up.body.spec.taskDefinition).to.equal(`fam:${rev}`);
+        expect(up.body.status.taskDefinition).to.equal(`fam:${rev}`);
         // and a task started by family on the lagging apiserver runs the new revision too
         const t = created(await b.call('POST', `${V}/namespaces/resolve/tasks`, obj('Task', `byfamily${rev}`, { taskDefinition: 'fam' })));
         expect(t.spec.taskDefinition).to.equal(`fam:${rev}`);

@@ -71,10 +71,10 @@ spec: {taskDefinition: web, desiredCount: ${count}}
     r = await run('apply', '-f', f, '--dry-run');
     expect(r.out).to.include('(dry run)');
     expect((await client.list('TaskDefinition', undefined, { fieldSelector: 'status.family=web' })).items).to.have.length(1);
-    // the service names the family: like ECS's UpdateService, it moves to the newest revision
+    // the service names the family: its spec is unchanged, and it follows the family to the newest revision
     r = await run('apply', '-f', f);
-    expect(r.out).to.equal('taskdefinition/web:2 created\nservice/web configured\n');
-    expect((await client.get<Service>('Service', 'default', 'web')).spec.taskDefinition).to.equal('web:2');
+    expect(r.out).to.equal('taskdefinition/web:2 created\nservice/web unchanged\n');
+    await eventually(async () => (await client.get<Service>('Service', 'default', 'web')).status?.taskDefinition === 'web:2', 20_000, 'the service follows to web:2');
   });
 
   it('applies the raw ECS JSON of the ECS Developer Guide (sleep360) as a task definition', async () => {

@@ -10,9 +10,9 @@ export interface KubectlResult {
 }
 
 /** Runs the real kubectl with KUBECONFIG set (the gcloud dispatcher refuses flags before the verb). */
-export function kubectl(kubeconfig: string, args: string[], input?: string): Promise<KubectlResult> {
+export function kubectl(kubeconfig: string, args: string[], input?: string, env: Record<string, string> = {}): Promise<KubectlResult> {
   return new Promise((resolve) => {
-    const child = execFile(KUBECTL, args, { env: { ...process.env, KUBECONFIG: kubeconfig }, timeout: 60_000, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
+    const child = execFile(KUBECTL, args, { env: { ...process.env, ...env, KUBECONFIG: kubeconfig }, timeout: 60_000, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
       resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout: String(stdout), stderr: String(stderr) });
     });
     if (input !== undefined) child.stdin!.end(input);

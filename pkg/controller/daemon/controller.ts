@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { NOMINATED_ANNOTATION } from '../../apiserver/admission.ts';
 import { demandOf, type TaskDemand } from '../../api/allocation.ts';
 import type { Daemon, Service, Task } from '../../api/kinds.ts';
+import { serviceTaskDefinition } from '../../api/resources.ts';
 import type { Client } from '../../client/client.ts';
 import { isBerthError } from '../../errors/errors.ts';
 import { evaluate, parseQuery } from '../../scheduler/query.ts';
@@ -11,7 +12,7 @@ import { splitKey, type SharedInformers } from '../informers.ts';
 import { Controller, type ControllerMetrics } from '../runtime/controller.ts';
 import { Expectations } from '../runtime/expectations.ts';
 import { controllerOf, createOwnedTask, dropControllerFinalizer, ownedTask, stopOwnedTask, stopTask } from '../runtime/writes.ts';
-import { specChanged } from '../service/controller.ts';
+import { followFamily, specChanged } from '../service/controller.ts';
 import { withEvent } from '../service/events.ts';
 import { daemonServiceMaxUnavailable, planDaemon, shouldRun, type DaemonInstance } from './plan.ts';
 
@@ -81,7 +82,9 @@ export function daemonController(client: Client, inf: SharedInformers, log: Logg
       if (!exp.satisfied(key, Number(owner.metadata.resourceVersion))) return { requeueAfterMs: 200 };
       const now = Date.now();
       const deleting = !!owner.metadata.deletionTimestamp;
-      const taskDefinition = d ? d.spec.daemonTaskDefinition : svc!.spec.taskDefinition;
+      // a DAEMON service naming a bare family follows it, as a replica service does
+      const followed = svc && !deleting ? followFamily(svc, inf) : undefined;
+      const taskDefinition = d ? d.spec.daemonTaskDefinition : (followed?.taskDefinition ?? serviceTaskDefinition(svc!));
       const tdSpec = d ? inf.daemonTaskDefinitions.get(taskDefinition)?.spec : inf.taskDefinitions.get(taskDefinition)?.spec;
       const demand = tdSpec ? demandOf(tdSpec, undefined, { daemon: !!d }) : undefined;
       const exprs = (owner.spec.placementConstraints ?? []).filter((p) => p.type === 'memberOf').map((p) => parseQuery(p.expression ?? ''));
@@ -192,7 +195,7 @@ export function daemonController(client: Client, inf: SharedInformers, log: Logg
           createdAt: changed ? at : prev.createdAt,
           updatedAt: changed || JSON.stringify([prev.runningCount, prev.pendingCount, prev.desiredCount, prev.rolloutState]) !== JSON.stringify([plan.runningCount, counts.pendingCount, plan.desiredCount, steady ? 'COMPLETED' : 'IN_PROGRESS']) ? at : prev.updatedAt,
         };
-        status = { ...svc!.status!, ...counts, status: deleting ? (plan.finished ? 'INACTIVE' : 'DRAINING') : 'ACTIVE', deployments: [deployment], observedGeneration: svc!.metadata.generation ?? 1, events };
+        status = { ...svc!.status!, ...followed, ...counts, status: deleting ? (plan.finished ? 'INACTIVE' : 'DRAINING') : 'ACTIVE', deployments: [deployment], observedGeneration: svc!.metadata.generation ?? 1, events };
       }
       if (JSON.stringify(status) !== JSON.stringify(owner.status)) {
         const out = await client.updateStatus({ ...owner, status } as Daemon | Service).catch((e) => {
@@ -220,6 +223,12 @@ export function daemonController(client: Client, inf: SharedInformers, log: Logg
   inf.services.on({
     add: (s) => (s.spec.schedulingStrategy === 'DAEMON' ? c.enqueue(serviceKey(s.metadata.namespace!, s.metadata.name)) : undefined),
     update: (p, s) => (s.spec.schedulingStrategy === 'DAEMON' && specChanged(p, s) ? c.enqueue(serviceKey(s.metadata.namespace!, s.metadata.name)) : undefined),
+  });
+  inf.taskDefinitions.on({
+    add: (td) => {
+      const family = td.metadata.name.split(':')[0];
+      for (const s of inf.services.list()) if (s.spec.schedulingStrategy === 'DAEMON' && s.spec.taskDefinition === family) c.enqueue(serviceKey(s.metadata.namespace!, s.metadata.name));
+    },
   });
   const keyOf = (t: Task) => {
     const ref = controllerOf(t);

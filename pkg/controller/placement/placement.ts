@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Task } from '../../api/kinds.ts';
 import { NOMINATED_ANNOTATION } from '../../apiserver/admission.ts';
-import type { HostPortAssignment } from '../../api/resources.ts';
+import { serviceTaskDefinition, type HostPortAssignment } from '../../api/resources.ts';
 import type { Client } from '../../client/client.ts';
 import { isBerthError } from '../../errors/errors.ts';
 import { portsOf, scheduleAsync, type InstanceView, type TaskRequest } from '../../scheduler/scheduler.ts';
@@ -65,7 +65,7 @@ export function placementController(client: Client, inf: SharedInformers, log: L
     }
     for (const s of inf.services.byIndex('namespace', ns)) {
       if (s.spec.schedulingStrategy !== 'DAEMON' || s.metadata.deletionTimestamp) continue;
-      const td = inf.taskDefinitions.get(s.spec.taskDefinition);
+      const td = inf.taskDefinitions.get(serviceTaskDefinition(s));
       claims.push({ group: `service:${s.metadata.name}`, memberOf: memberOf(s.spec.placementConstraints), demand: td ? demandOf(td.spec, undefined, { daemon: false }) : undefined });
     }
     return claims;

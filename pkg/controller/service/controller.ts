@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Service, Task } from '../../api/kinds.ts';
+import { namesBareFamily, serviceTaskDefinition } from '../../api/resources.ts';
 import type { Client } from '../../client/client.ts';
 import { withTags } from '../../api/taskdefinition.ts';
 import { isBerthError } from '../../errors/errors.ts';
@@ -34,6 +35,22 @@ const taskKey = (t: Task) => `${t.metadata.namespace}/${t.metadata.name}`;
 const comparable = (s: unknown) => JSON.stringify(s, (k, v) => (k === 'updatedAt' ? undefined : v));
 
 /** Our own status writes come back as updates: only spec, deletion and finalizer changes are news. */
+/**
+ * A spec naming a bare family (`web`) runs the family's newest ACTIVE revision: one registered
+ * after what the service took (status.followedRevision) is rolled out, as re-resolving the
+ * family would. A revision named explicitly (`web:3`, an ARN) stays pinned.
+ */
+export function followFamily(svc: Service, inf: SharedInformers): { taskDefinition: string; followedRevision: number } | undefined {
+  const family = svc.spec.taskDefinition;
+  const took = svc.status?.followedRevision;
+  if (!namesBareFamily(family) || took === undefined) return undefined;
+  let newest: number | undefined;
+  inf.taskDefinitions.forIndex('family', family, (td) => {
+    if (td.status?.status === 'ACTIVE' && td.status.revision > (newest ?? took)) newest = td.status.revision;
+  });
+  return newest === undefined ? undefined : { taskDefinition: `${family}:${newest}`, followedRevision: newest };
+}
+
 export const specChanged = (p: { metadata: { generation?: number; deletionTimestamp?: string; finalizers?: string[] } }, o: typeof p) =>
   p.metadata.generation !== o.metadata.generation || p.metadata.deletionTimestamp !== o.metadata.deletionTimestamp || String(p.metadata.finalizers) !== String(o.metadata.finalizers);
 
@@ -106,11 +123,17 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
           stopReason: t.spec.stopReason,
         };
       });
+      const followed = deleting ? undefined : followFamily(svc, inf);
+      const taskDefinition = followed?.taskDefinition ?? serviceTaskDefinition(svc);
+      const primary = svc.status?.deployments?.find((d) => d.status === 'PRIMARY');
       const plan = planService({
         name,
         generation: svc.metadata.generation ?? 1,
         spec: svc.spec,
-        taskDefinition: svc.spec.taskDefinition,
+        taskDefinition,
+        // status.taskDefinition and the deployments are written together (a rollback too): a primary on another
+        // revision means the service was moved to a newer revision of its family
+        followed: !!followed || (!!primary && primary.taskDefinition !== taskDefinition),
         status: svc.status,
         tasks,
         deleting,
@@ -120,28 +143,12 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
         restart: { restartedAt: svc.spec.restartedAt, annotation: svc.metadata.annotations?.[RESTARTED_AT_ANNOTATION] },
       });
       // a rollback: the target's task definition becomes the service's, as in ECS (DescribeServices shows it), so a
-      // later change of anything else does not deploy the failed revision again. Spec first, at the version planned
-      // from (a user's write meanwhile conflicts, and the next pass plans from it); the status then records the
-      // rollback as observed at the generation this write made.
-      let cur = svc;
-      if (plan.rollbackTo !== undefined && plan.rollbackTo !== svc.spec.taskDefinition) {
-        const out = await client
-          .patch<Service>('Service', ns, name, { metadata: { resourceVersion: svc.metadata.resourceVersion }, spec: { taskDefinition: plan.rollbackTo } })
-          .catch((e) => {
-            if (isBerthError(e, 'NotFound')) return undefined;
-            // the target may not be named in a spec any more (say, its revision was deleted): the rollback itself goes on
-            if (isBerthError(e, 'Invalid')) {
-              rlog.warn({ err: e.message, taskDefinition: plan.rollbackTo }, 'rolled back, but could not make the rollback target the service\'s task definition');
-              return svc;
-            }
-            throw e;
-          });
-        if (!out) return;
-        cur = out;
-      }
+      // later change of anything else does not deploy the failed revision again. It is recorded in the status (the
+      // spec keeps what the user wrote), in the same write as the deployments that roll back.
+      const cur = svc;
       // status first: it records a new deployment id before tasks carry it
       const generation = cur.metadata.generation ?? 1;
-      const status = { ...plan.status, observedGeneration: generation, conditions: plan.status.conditions?.map((x) => ({ ...x, observedGeneration: generation })) };
+      const status = { ...plan.status, ...followed, ...(plan.rollbackTo !== undefined ? { taskDefinition: plan.rollbackTo } : {}), observedGeneration: generation, conditions: plan.status.conditions?.map((x) => ({ ...x, observedGeneration: generation })) };
       if (comparable(status) !== comparable(cur.status)) {
         const out = await client.updateStatus<Service>({ ...cur, status }).catch((e) => {
           if (isBerthError(e, 'NotFound')) return undefined; // deleted meanwhile: its delete event ends this
@@ -194,6 +201,13 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
   // the restart annotation is metadata (no new generation), and news too
   const restartAnnotated = (p: Service, s: Service) => p.metadata.annotations?.[RESTARTED_AT_ANNOTATION] !== s.metadata.annotations?.[RESTARTED_AT_ANNOTATION];
   inf.services.on({ add: (s) => c.enqueue(`${s.metadata.namespace}/${s.metadata.name}`), update: (p, s) => (specChanged(p, s) || restartAnnotated(p, s) ? c.enqueue(`${s.metadata.namespace}/${s.metadata.name}`) : undefined) });
+  // a new revision of a family that services follow (their spec names the bare family)
+  inf.taskDefinitions.on({
+    add: (td) => {
+      const family = td.metadata.name.split(':')[0];
+      for (const s of inf.services.list()) if (s.spec.taskDefinition === family) c.enqueue(`${s.metadata.namespace}/${s.metadata.name}`);
+    },
+  });
   inf.tasks.on({
     // a task we created is seen when it appears; one we stopped when its desiredStatus is STOPPED
     add: (t) => {

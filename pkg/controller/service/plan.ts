@@ -69,6 +69,8 @@ export interface PlanInput {
   spec: ServiceSpec & { desiredCount?: number };
   /** the service's resolved task definition (family:revision) */
   taskDefinition: string;
+  /** the task definition changed without a spec change (the family the spec names has a newer revision) */
+  followed?: boolean;
   status?: Partial<ServiceStatus>;
   tasks: PlanTask[];
   /** being deleted: scale to zero, then report INACTIVE */
@@ -189,7 +191,7 @@ export function planService(input: PlanInput): Plan {
   // ---- deployments: a changed task definition (spec changed since we last acted) makes a new PRIMARY
   const deployments: Deployment[] = (prev.deployments ?? []).map((d) => structuredClone(d));
   let primary = deployments.find((d) => d.status === 'PRIMARY');
-  const specChanged = (prev.observedGeneration ?? 0) < input.generation;
+  const specChanged = (prev.observedGeneration ?? 0) < input.generation || !!input.followed;
   // a forced deployment: the restart request changed since the controller last acted on one
   const forced = !!primary && !input.deleting && newRestart(input.restart, prev.restart);
   let needNew = !primary || forced || (specChanged && primary.taskDefinition !== input.taskDefinition);
