@@ -15,6 +15,7 @@ import {
   TaskStatus,
 } from './resources.ts';
 import { DaemonTaskDefinitionSpec, TaskDefinitionSpec, TaskDefinitionStatus } from './taskdefinition.ts';
+import { LoadBalancerSpec, LoadBalancerStatus, TargetGroupSpec, TargetGroupStatus } from './loadbalancing.ts';
 
 const age = { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' } as const;
 
@@ -162,6 +163,40 @@ export const Kinds = {
     ],
     fieldSelectors: ['spec.holderIdentity'],
   },
+  LoadBalancer: {
+    kind: 'LoadBalancer',
+    plural: 'loadbalancers',
+    singular: 'loadbalancer',
+    shortNames: ['lb', 'elb'],
+    namespaced: false,
+    spec: LoadBalancerSpec,
+    status: LoadBalancerStatus,
+    printerColumns: [
+      { name: 'Listeners', type: 'string', jsonPath: '.spec.listeners[*].loadBalancerPort' },
+      { name: 'Health-Check', type: 'string', jsonPath: '.spec.healthCheck.target' },
+      { name: 'DNS-Name', type: 'string', jsonPath: '.status.dnsName', priority: 1 },
+      age,
+    ],
+    fieldSelectors: [],
+  },
+  TargetGroup: {
+    kind: 'TargetGroup',
+    plural: 'targetgroups',
+    singular: 'targetgroup',
+    shortNames: ['tg'],
+    namespaced: false,
+    spec: TargetGroupSpec,
+    status: TargetGroupStatus,
+    printerColumns: [
+      { name: 'Protocol', type: 'string', jsonPath: '.spec.protocol' },
+      { name: 'Port', type: 'integer', jsonPath: '.spec.port' },
+      { name: 'Health-Path', type: 'string', jsonPath: '.spec.healthCheckPath' },
+      { name: 'Targets', type: 'string', jsonPath: '.status.targets[*].state' },
+      { name: 'ARN', type: 'string', jsonPath: '.status.targetGroupArn', priority: 1 },
+      age,
+    ],
+    fieldSelectors: [],
+  },
 } satisfies Record<string, KindInfo>;
 
 export type KindName = keyof typeof Kinds;
@@ -190,6 +225,8 @@ export type Task = Obj<'Task'>;
 export type Service = Obj<'Service'>;
 export type Daemon = Obj<'Daemon'>;
 export type Lease = Obj<'Lease'>;
+export type LoadBalancerObj = Obj<'LoadBalancer'>;
+export type TargetGroup = Obj<'TargetGroup'>;
 
 /** A new object of a kind, ready to create. */
 export function newObject<K extends KindName>(

@@ -13,6 +13,7 @@ import { cacheLookups } from './actions.ts';
 import { writeAuthorization } from './writeauthz.ts';
 import type { Admission, Obj, Registry, RequestContext, WriteContext } from './registry.ts';
 import { LeaseAdmission } from './fence.ts';
+import { LoadBalancerAdmission, serviceLoadBalancerCauses, TargetSetAdmission } from './lbadmission.ts';
 
 const now = () => new Date().toISOString();
 const LAST_ORDER = ['PROVISIONING', 'PENDING', 'ACTIVATING', 'RUNNING', 'DEACTIVATING', 'STOPPING', 'DEPROVISIONING', 'STOPPED'];
@@ -566,7 +567,15 @@ export class ServiceAdmission implements Admission {
   constructor(
     private readonly tds: TaskDefinitionAdmission,
     private readonly arns: Arns,
+    private readonly registry?: Registry,
   ) {}
+
+  /** the service's load balancers name targets that exist and a container port of its task definition */
+  private checkLoadBalancers(o: Obj) {
+    if (!this.registry) return;
+    const causes = serviceLoadBalancerCauses(this.registry, o.spec as { taskDefinition: string });
+    if (causes.length) throw invalid('Service', o.metadata.name, causes);
+  }
 
   private async resolve(o: Obj, field = 'spec.taskDefinition') {
     const spec = o.spec as { taskDefinition: string };
@@ -601,6 +610,7 @@ export class ServiceAdmission implements Admission {
   async create(o: Obj) {
     await this.resolve(o);
     this.defaults(o);
+    this.checkLoadBalancers(o);
     const spec = o.spec as { desiredCount?: number };
     const meta = o.metadata as { finalizers?: string[] };
     meta.finalizers = [...new Set([...(meta.finalizers ?? []), CONTROLLER_FINALIZER])];
@@ -621,6 +631,7 @@ export class ServiceAdmission implements Admission {
     }
     if (ns.taskDefinition !== ps.taskDefinition) await this.resolve(next);
     this.defaults(next);
+    if (ns.taskDefinition !== ps.taskDefinition || JSON.stringify((next.spec as { loadBalancers?: unknown }).loadBalancers) !== JSON.stringify((prev.spec as { loadBalancers?: unknown }).loadBalancers)) this.checkLoadBalancers(next);
   }
 }
 
@@ -707,10 +718,12 @@ export function installAdmission(registry: Registry, arns: Arns) {
   registry.use('Cluster', new ClusterAdmission(registry, arns));
   registry.use('ContainerInstance', new ContainerInstanceAdmission(registry, arns));
   registry.use('Task', new TaskAdmission(registry, tds, dtds, arns));
-  registry.use('Service', new ServiceAdmission(tds, arns));
+  registry.use('Service', new ServiceAdmission(tds, arns, registry));
   registry.use('Daemon', new DaemonAdmission(registry, dtds, arns));
   registry.useValidator(nodeRestriction);
   registry.use('Lease', new LeaseAdmission());
+  registry.use('LoadBalancer', new LoadBalancerAdmission(registry, arns));
+  registry.use('TargetGroup', new TargetSetAdmission('TargetGroup', arns));
   registry.useValidator(writeAuthorization(arns, cacheLookups(registry.cache)), 'admitted');
   return { tds, dtds };
 }
