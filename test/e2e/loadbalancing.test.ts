@@ -1,11 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { request } from 'node:http';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { ensureBusyboxImage, ensureDocker, type DockerHandle } from '../support/docker.ts';
+import { startBerthUp, type BerthUp } from '../support/berthup.ts';
 import { freePort } from '../support/etcd.ts';
 import { eventually } from '../support/fleet.ts';
 import { kubectl } from '../support/kubectl.ts';
@@ -19,27 +17,10 @@ import { kubectl } from '../support/kubectl.ts';
  */
 describe('load balancing end to end (berth up, berth-lb on HAProxy, busybox httpd tasks)', function () {
   this.timeout(300_000);
-  let home: string;
-  let docker: DockerHandle;
-  let up: ChildProcess;
-  let upOut = '';
+  let b: BerthUp;
   let lbPort: number;
-  const env = () => ({ ...process.env, BERTH_HOME: home, DOCKER_HOST: docker.dockerHost, ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION: '1s', BERTH_LOG_LEVEL: 'warn' });
-  const berth = (args: string[], input?: string) =>
-    new Promise<{ code: number; out: string; err: string }>((resolve) => {
-      const p = spawn(process.execPath, ['cmd/berth/bin.mjs', ...args], { env: env() });
-      let out = '';
-      let err = '';
-      p.stdout.on('data', (d) => (out += d));
-      p.stderr.on('data', (d) => (err += d));
-      p.on('close', (code) => resolve({ code: code ?? -1, out, err }));
-      p.stdin.end(input ?? '');
-    });
-  const ok = async (args: string[], input?: string) => {
-    const r = await berth(args, input);
-    expect(r.code, `berth ${args.join(' ')}: ${r.err}`).to.equal(0);
-    return r.out;
-  };
+  const berth = (args: string[], input?: string) => b.berth(args, input);
+  const ok = (args: string[], input?: string) => b.ok(args, input);
   const getJson = async (kind: string, name: string) => JSON.parse(await ok(['get', kind, name, '-o', 'json']));
   /** one GET through the load balancer on a new connection: its status and body, or the error */
   const get = (path = '/') =>
@@ -60,7 +41,7 @@ describe('load balancing end to end (berth up, berth-lb on HAProxy, busybox http
     const list = JSON.parse(await ok(['get', 'tasks', '--field-selector', 'spec.group=service:lb-web', '-o', 'json'])).items as Array<{ metadata: { name: string }; spec: { desiredStatus: string; stopReason?: string }; status?: { lastStatus: string; containers?: Array<{ dockerId?: string }> } }>;
     return list;
   };
-  const ourContainers = async () => docker.docker.listContainers({ all: true, filters: { label: ['com.amazonaws.ecs.task-definition-family=lb-web'] } });
+  const ourContainers = async () => b.docker.docker.listContainers({ all: true, filters: { label: ['com.amazonaws.ecs.task-definition-family=lb-web'] } });
 
   /** a request loop until `stop()`: every answer, and every failure */
   const loop = () => {
@@ -86,30 +67,24 @@ describe('load balancing end to end (berth up, berth-lb on HAProxy, busybox http
   };
 
   before(async () => {
-    docker = await ensureDocker();
-    await ensureBusyboxImage(docker.docker);
-    home = await mkdtemp(join(tmpdir(), 'berth-lb-'));
-    const port = await freePort();
     lbPort = await freePort();
-    up = spawn(process.execPath, ['cmd/berth/bin.mjs', 'up', '--listen', `127.0.0.1:${port}`], { env: env() });
-    up.stdout!.on('data', (d) => (upOut += d));
-    up.stderr!.on('data', (d) => (upOut += d));
-    await eventually(() => upOut.includes('berth is up on'), 60_000, `berth up (output so far: ${upOut})`);
-    await eventually(async () => (await berth(['get', 'ci', '-o', 'name'])).out.includes('containerinstance'), 30_000, 'the agent registered');
+    // dynamic host ports from a range of our own: other Docker daemons on this machine publish from the default one
+    const from = 40_000 + (process.pid % 200) * 50;
+    b = await startBerthUp('berth-lb-', { ECS_DYNAMIC_HOST_PORT_RANGE: `${from}-${from + 49}` });
   });
 
   afterEach(async function () {
     if (!process.env.LB_DEBUG || this.currentTest?.state !== 'failed') return;
-    upOut += `\n---- ${this.currentTest.title}\n${(await berth(['get', 'tg', '-o', 'yaml'])).out}\n${(await berth(['describe', 'service', 'lb-web'])).out}\n${(await berth(['get', 'tasks', '-o', 'wide'])).out}\n${await readFile(join(home, 'lb', 'haproxy.cfg'), 'utf8').catch(() => 'no cfg')}`;
+    console.log(`${b.output()}\n${(await berth(['get', 'tg', '-o', 'yaml'])).out}\n${(await berth(['describe', 'service', 'lb-web'])).out}\n${(await berth(['get', 'tasks', '-o', 'wide'])).out}`);
   });
 
   after(async () => {
-    if (up && up.exitCode === null) {
-      up.kill('SIGTERM');
-      await new Promise((r) => up.once('exit', r));
-    }
+    if (!b) return;
+    const pidFile = join(b.home, 'lb', 'haproxy.pid');
+    const containers = await ourContainers().catch(() => []);
+    const pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
+    await b.stop();
     // haproxy stops with berth up; by pid if it outlived it
-    const pid = Number((await readFile(join(home, 'lb', 'haproxy.pid'), 'utf8').catch(() => '')).trim());
     if (pid) {
       try {
         process.kill(pid, 'SIGKILL');
@@ -117,9 +92,7 @@ describe('load balancing end to end (berth up, berth-lb on HAProxy, busybox http
         /* gone already */
       }
     }
-    if (process.env.LB_DEBUG) (await import('node:fs')).writeFileSync('/tmp/lbtest-up.log', upOut);
-    for (const c of await ourContainers().catch(() => [])) await docker.docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
-    await rm(home, { recursive: true, force: true });
+    for (const c of containers) await b.docker.docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
   });
 
   it('refuses a service whose load balancer names a container port the task definition does not have', async () => {
@@ -177,7 +150,7 @@ describe('load balancing end to end (berth up, berth-lb on HAProxy, busybox http
     // the resource API and kubectl see the kinds; get and describe show the targets
     expect(await ok(['get', 'targetgroups,loadbalancers'])).to.match(/lb-web[\s\S]*healthy/);
     expect(await ok(['describe', 'service', 'lb-web'])).to.match(/Targets:[\s\S]*127.0.0.1:\d+\s+\w+\s+healthy/);
-    const k = await kubectl(join(home, 'config'), ['get', 'targetgroups.berth.dev', 'lb-web', '-o', 'jsonpath={.status.targets[*].state}']);
+    const k = await kubectl(join(b.home, 'config'), ['get', 'targetgroups.berth.dev', 'lb-web', '-o', 'jsonpath={.status.targets[*].state}']);
     expect(k.code, k.stderr).to.equal(0);
     expect(k.stdout.trim()).to.equal('healthy healthy healthy');
   });
@@ -186,11 +159,11 @@ describe('load balancing end to end (berth up, berth-lb on HAProxy, busybox http
     const arn = (await getJson('targetgroup', 'lb-web')).status.targetGroupArn as string;
     const victim = (await serviceTasks()).find((t) => t.spec.desiredStatus === 'RUNNING' && t.status?.lastStatus === 'RUNNING')!;
     const dockerId = victim.status!.containers![0].dockerId!;
-    const exec = await docker.docker.getContainer(dockerId).exec({ Cmd: ['rm', '/www/health'], AttachStdout: true, AttachStderr: true });
+    const exec = await b.docker.docker.getContainer(dockerId).exec({ Cmd: ['rm', '/www/health'], AttachStdout: true, AttachStderr: true });
     await new Promise<void>((resolve, reject) => exec.start({}, (err, stream) => (err ? reject(err) : stream ? (stream.on('end', () => resolve()), stream.resume()) : resolve())));
     const l = loop();
-    await eventually(async () => (await targets()).find((t) => t.task === `default/${victim.metadata.name}`)?.state === 'unhealthy', 30_000, 'the target unhealthy');
-    const stopReason = await eventually(async () => (await serviceTasks()).find((t) => t.metadata.name === victim.metadata.name)?.spec.stopReason, 30_000, 'the task asked to stop');
+    // unhealthy (HAProxy's checks get 404s), so the service drains it and gives it its stop with ECS's reason
+    const stopReason = await eventually(async () => (await serviceTasks()).find((t) => t.metadata.name === victim.metadata.name)?.spec.stopReason, 60_000, 'the task asked to stop');
     expect(stopReason).to.equal(`Task failed ELB health checks in (target-group ${arn})`);
     await eventually(async () => {
       const ts = await targets();
