@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what berth and its tests need on a fresh Debian machine, and nothing that is
 # already there: Debian packages (etcd, dockerd, a static busybox for the local test image,
-# iproute2; kubectl's fallback; haproxy, iptables, openssl and curl for the multi-host tests; strace for a durability test) and the npm packages of package-lock.json.
+# iproute2; kubectl's fallback; haproxy (berth-lb's data plane, and the multi-host tests), iptables, openssl and curl for the multi-host tests; strace for a durability test) and the npm packages of package-lock.json.
 # Idempotent and quiet when everything is present. Needs root for apt-get.
 set -euo pipefail
 cd "$(dirname "$0")/.."
