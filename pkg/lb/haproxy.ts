@@ -176,6 +176,12 @@ export class HaproxyProcess {
     child.stdout!.on('data', keep);
     child.stderr!.on('data', keep);
     child.on('error', (e) => keep(Buffer.from(`${e.message}\n`)));
+    // haproxy never outlives this process, however it ends (a forced exit skips stop())
+    const onExit = () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    };
+    process.once('exit', onExit);
+    child.once('exit', () => process.removeListener('exit', onExit));
     this.child = child;
   }
 
