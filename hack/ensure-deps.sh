@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what berth and its tests need on a fresh Debian machine, and nothing that is
 # already there: Debian packages (etcd, dockerd, a static busybox for the local test image,
-# iproute2; kubectl's fallback; haproxy, iptables, openssl and curl for the multi-host tests; strace for a durability test; chromium for the web console's browser tests), the npm packages of package-lock.json and the web console's bundle.
+# iproute2; kubectl's fallback; haproxy (berth-lb's data plane, and the multi-host tests), iptables, openssl and curl for the multi-host tests; strace for a durability test; chromium for the web console's browser tests), the npm packages of package-lock.json and the web console's bundle.
 # Idempotent and quiet when everything is present. Needs root for apt-get.
 set -euo pipefail
 cd "$(dirname "$0")/.."

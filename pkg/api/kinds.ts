@@ -17,6 +17,7 @@ import {
   TaskStatus,
 } from './resources.ts';
 import { DaemonTaskDefinitionSpec, TaskDefinitionSpec, TaskDefinitionStatus } from './taskdefinition.ts';
+import { LoadBalancerSpec, LoadBalancerStatus, TargetGroupSpec, TargetGroupStatus } from './loadbalancing.ts';
 
 const age = { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' } as const;
 
@@ -179,7 +180,41 @@ export const Kinds = {
       { name: 'Changed', type: 'date', jsonPath: '.status.lastChangedDate' },
       age,
     ],
-    fieldSelectors: ['spec.type'],
+    fieldSelectors: ['spec.type']
+  },
+  LoadBalancer: {
+    kind: 'LoadBalancer',
+    plural: 'loadbalancers',
+    singular: 'loadbalancer',
+    shortNames: ['lb', 'elb'],
+    namespaced: false,
+    spec: LoadBalancerSpec,
+    status: LoadBalancerStatus,
+    printerColumns: [
+      { name: 'Listeners', type: 'string', jsonPath: '.spec.listeners[*].loadBalancerPort' },
+      { name: 'Health-Check', type: 'string', jsonPath: '.spec.healthCheck.target' },
+      { name: 'DNS-Name', type: 'string', jsonPath: '.status.dnsName', priority: 1 },
+      age,
+    ],
+    fieldSelectors: [],
+  },
+  TargetGroup: {
+    kind: 'TargetGroup',
+    plural: 'targetgroups',
+    singular: 'targetgroup',
+    shortNames: ['tg'],
+    namespaced: false,
+    spec: TargetGroupSpec,
+    status: TargetGroupStatus,
+    printerColumns: [
+      { name: 'Protocol', type: 'string', jsonPath: '.spec.protocol' },
+      { name: 'Port', type: 'integer', jsonPath: '.spec.port' },
+      { name: 'Health-Path', type: 'string', jsonPath: '.spec.healthCheckPath' },
+      { name: 'Targets', type: 'string', jsonPath: '.status.targets[*].state' },
+      { name: 'ARN', type: 'string', jsonPath: '.status.targetGroupArn', priority: 1 },
+      age,
+    ],
+    fieldSelectors: [],
   },
 } satisfies Record<string, KindInfo>;
 
@@ -210,6 +245,8 @@ export type Service = Obj<'Service'>;
 export type Daemon = Obj<'Daemon'>;
 export type Lease = Obj<'Lease'>;
 export type Secret = Obj<'Secret'>;
+export type LoadBalancerObj = Obj<'LoadBalancer'>;
+export type TargetGroup = Obj<'TargetGroup'>;
 
 /** A new object of a kind, ready to create. */
 export function newObject<K extends KindName>(

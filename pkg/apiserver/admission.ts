@@ -14,6 +14,7 @@ import { cacheLookups } from './actions.ts';
 import { writeAuthorization } from './writeauthz.ts';
 import type { Admission, Obj, Registry, RequestContext, WriteContext } from './registry.ts';
 import { LeaseAdmission } from './fence.ts';
+import { LoadBalancerAdmission, serviceLoadBalancerCauses, TargetSetAdmission } from './lbadmission.ts';
 
 const now = () => new Date().toISOString();
 const LAST_ORDER = ['PROVISIONING', 'PENDING', 'ACTIVATING', 'RUNNING', 'DEACTIVATING', 'STOPPING', 'DEPROVISIONING', 'STOPPED'];
@@ -567,7 +568,16 @@ export class ServiceAdmission implements Admission {
   constructor(
     private readonly tds: TaskDefinitionAdmission,
     private readonly arns: Arns,
+    private readonly registry?: Registry,
   ) {}
+
+  /** the service's load balancers name targets that exist and a container port of its task definition */
+  private checkLoadBalancers(o: Obj, taskDefinition: string) {
+    if (!this.registry) return;
+    // checked against the revision the service runs (the spec may name a bare family)
+    const causes = serviceLoadBalancerCauses(this.registry, { ...(o.spec as { taskDefinition: string }), taskDefinition });
+    if (causes.length) throw invalid('Service', o.metadata.name, causes);
+  }
 
   /** the revision spec.taskDefinition names now; it goes to status.taskDefinition (the spec stays the user's) */
   private async resolve(o: Obj, field = 'spec.taskDefinition'): Promise<string> {
@@ -603,6 +613,7 @@ export class ServiceAdmission implements Admission {
   async create(o: Obj) {
     const taskDefinition = await this.resolve(o);
     this.defaults(o);
+    this.checkLoadBalancers(o, taskDefinition);
     const spec = o.spec as { desiredCount?: number };
     const meta = o.metadata as { finalizers?: string[] };
     meta.finalizers = [...new Set([...(meta.finalizers ?? []), CONTROLLER_FINALIZER])];
@@ -636,6 +647,8 @@ export class ServiceAdmission implements Admission {
       if (r && rev > st.followedRevision) next.status = { ...st, taskDefinition: r, followedRevision: rev };
     }
     this.defaults(next);
+    const runs = (next.status as { taskDefinition?: string } | undefined)?.taskDefinition ?? ns.taskDefinition;
+    if (runs !== (prev.status as { taskDefinition?: string } | undefined)?.taskDefinition || JSON.stringify((next.spec as { loadBalancers?: unknown }).loadBalancers) !== JSON.stringify((prev.spec as { loadBalancers?: unknown }).loadBalancers)) this.checkLoadBalancers(next, runs);
   }
 }
 
@@ -741,10 +754,12 @@ export function installAdmission(registry: Registry, arns: Arns) {
   registry.use('Cluster', new ClusterAdmission(registry, arns));
   registry.use('ContainerInstance', new ContainerInstanceAdmission(registry, arns));
   registry.use('Task', new TaskAdmission(registry, tds, dtds, arns));
-  registry.use('Service', new ServiceAdmission(tds, arns));
+  registry.use('Service', new ServiceAdmission(tds, arns, registry));
   registry.use('Daemon', new DaemonAdmission(registry, dtds, arns));
   registry.useValidator(nodeRestriction);
   registry.use('Lease', new LeaseAdmission());
+  registry.use('LoadBalancer', new LoadBalancerAdmission(registry, arns));
+  registry.use('TargetGroup', new TargetSetAdmission('TargetGroup', arns));
   registry.useValidator(writeAuthorization(arns, cacheLookups(registry.cache)), 'admitted');
   return { tds, dtds };
 }

@@ -5,6 +5,7 @@ import { kindByName, KINDS } from '../api/kinds.ts';
 import { NOMINATED_ANNOTATION, type KindInfo } from '../api/meta.ts';
 import type { ContainerInstance, Service, Task } from '../api/kinds.ts';
 import { restartRequest, serviceTaskDefinition } from '../api/resources.ts';
+import { targetSetOf, type Target } from '../api/loadbalancing.ts';
 import type { AnyObj, Client } from '../client/client.ts';
 import { BerthError, isBerthError } from '../errors/errors.ts';
 import { readManifests, type Manifest } from './manifests.ts';
@@ -159,6 +160,33 @@ function serviceDescribe(s: Service, tasks: Task[]): string[] {
   return lines;
 }
 
+/** `describe service`: the targets of its tasks in each load balancer or target group, and their health */
+async function serviceTargetLines(client: Client, s: Service): Promise<string[]> {
+  const lbs = s.spec.loadBalancers ?? [];
+  if (!lbs.length) return [];
+  const lines = ['Load Balancers:'];
+  for (const e of lbs) {
+    const ref = targetSetOf(e);
+    if (!ref) continue;
+    const obj = await client.tryGet<AnyObj>(ref.kind, undefined, ref.name);
+    const targets = ((obj?.status as { targets?: Target[] } | undefined)?.targets ?? []).filter((t) => t.service === `${s.metadata.namespace}/${s.metadata.name}`);
+    lines.push(`  ${ref.kind === 'TargetGroup' ? 'target group' : 'load balancer'} ${ref.name} -> ${e.containerName}:${e.containerPort}${obj ? '' : ' (not found)'}`);
+    lines.push('  Targets:');
+    if (!targets.length) lines.push('    <none>');
+    else
+      lines.push(
+        ...renderTable({
+          columnDefinitions: [{ name: 'Target' }, { name: 'Task' }, { name: 'State' }, { name: 'Reason' }],
+          rows: targets.map((t) => ({ cells: [`${t.id}:${t.port}`, t.task.slice(t.task.indexOf('/') + 1), t.state, t.reason ?? ''] })),
+        })
+          .trimEnd()
+          .split('\n')
+          .map((l) => '    ' + l),
+      );
+  }
+  return lines;
+}
+
 function instanceDescribe(ci: ContainerInstance, tasks: Task[]): string[] {
   const res = (list: ContainerInstance['spec']['registeredResources'], n: string) => {
     const r = list?.find((x) => x.name === n);
@@ -253,7 +281,9 @@ export function buildProgram(deps: CliDeps): Command {
     .option('--field-selector <fields>', 'field selector, e.g. status.lastStatus=RUNNING')
     .option('-A, --all-namespaces', 'every cluster')
     .option('-w, --watch', 'after listing, print changes as they happen')
-    .action(async (kindWord: string, name: string | undefined, o: { output?: string; selector?: string; fieldSelector?: string; allNamespaces?: boolean; watch?: boolean }, cmd: Command) => {
+    .action(async (kindWords: string, name: string | undefined, o: { output?: string; selector?: string; fieldSelector?: string; allNamespaces?: boolean; watch?: boolean }, cmd: Command) => {
+      // `get loadbalancers,targetgroups`: each kind in turn
+      for (const kindWord of kindWords.split(',').filter(Boolean)) await (async () => {
       const { client, namespace } = await conn(cmd);
       const t = target(kindWord, name);
       const fmt = parseOutput(o.output);
@@ -287,6 +317,7 @@ export function buildProgram(deps: CliDeps): Command {
           }
         }
       }
+      })();
     });
 
   sub('describe', 'show a resource in detail (services: deployments and events; instances: resources and tasks)')
@@ -301,7 +332,7 @@ export function buildProgram(deps: CliDeps): Command {
       for (const obj of objs) {
         if (t.kind.kind === 'Service') {
           const tasks = (await client.listAll<Task>('Task', ns, { fieldSelector: `spec.group=service:${obj.metadata.name}` })).items;
-          blocks.push(serviceDescribe(obj as unknown as Service, tasks).join('\n'));
+          blocks.push([...serviceDescribe(obj as unknown as Service, tasks), ...(await serviceTargetLines(client, obj as unknown as Service))].join('\n'));
         } else if (t.kind.kind === 'ContainerInstance') {
           const tasks = (await client.listAll<Task>('Task', ns, { fieldSelector: `spec.containerInstance=${obj.metadata.name}` })).items;
           blocks.push(instanceDescribe(obj as unknown as ContainerInstance, tasks).join('\n'));

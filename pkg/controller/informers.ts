@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { capacityOf, demandOf, emptyAllocation, type Allocation, type TaskAllocation, type TaskDemand } from '../api/allocation.ts';
-import type { ContainerInstance, Daemon, DaemonTaskDefinition, Service, Task, TaskDefinition } from '../api/kinds.ts';
+import type { ContainerInstance, Daemon, DaemonTaskDefinition, LoadBalancerObj, Service, TargetGroup, Task, TaskDefinition } from '../api/kinds.ts';
+import { targetSetKey, targetSetOf } from '../api/loadbalancing.ts';
 import type { TaskDefinitionSpec } from '../api/taskdefinition.ts';
 import type { Client } from '../client/client.ts';
 import { Informer, objKey } from '../client/informer.ts';
@@ -85,6 +86,8 @@ export class SharedInformers {
   readonly daemons: Informer<Daemon>;
   readonly taskDefinitions: Informer<TaskDefinition>;
   readonly daemonTaskDefinitions: Informer<DaemonTaskDefinition>;
+  readonly loadBalancers: Informer<LoadBalancerObj>;
+  readonly targetGroups: Informer<TargetGroup>;
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   private started = new Set<Informer<any>>();
   private readonly ledger = new Map<string, InstanceLedger>();
@@ -101,7 +104,14 @@ export class SharedInformers {
       .addIndex('namespace', (t) => [t.metadata.namespace!])
       .addIndex('taskDefinition', (t) => [this.tdKey(t)]);
     this.instances = new Informer<ContainerInstance>(client, 'ContainerInstance', o).addIndex('namespace', (i) => [i.metadata.namespace!]);
-    this.services = new Informer<Service>(client, 'Service', o).addIndex('namespace', (s) => [s.metadata.namespace!]);
+    this.services = new Informer<Service>(client, 'Service', o)
+      .addIndex('namespace', (s) => [s.metadata.namespace!])
+      .addIndex('targetSet', (s) => (s.spec.loadBalancers ?? []).flatMap((e) => {
+        const r = targetSetOf(e);
+        return r ? [targetSetKey(r)] : [];
+      }));
+    this.loadBalancers = new Informer<LoadBalancerObj>(client, 'LoadBalancer', o);
+    this.targetGroups = new Informer<TargetGroup>(client, 'TargetGroup', o);
     this.daemons = new Informer<Daemon>(client, 'Daemon', o).addIndex('namespace', (d) => [d.metadata.namespace!]);
     this.taskDefinitions = new Informer<TaskDefinition>(client, 'TaskDefinition', { log }).addIndex('family', (td) => [td.metadata.name.split(':')[0]]);
     this.daemonTaskDefinitions = new Informer<DaemonTaskDefinition>(client, 'DaemonTaskDefinition', { log });

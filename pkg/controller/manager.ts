@@ -10,8 +10,9 @@ import { placementController } from './placement/placement.ts';
 import { Controller, ControllerMetrics } from './runtime/controller.ts';
 import { LeaderElector } from './runtime/leader.ts';
 import { serviceController } from './service/controller.ts';
+import { targetSetKeys, targetsController } from './targets/controller.ts';
 
-export const ALL_CONTROLLERS = ['service', 'placement', 'daemon', 'instancehealth', 'gc'] as const;
+export const ALL_CONTROLLERS = ['service', 'placement', 'daemon', 'instancehealth', 'gc', 'targets'] as const;
 export type ControllerName = (typeof ALL_CONTROLLERS)[number];
 
 export interface ManagerOptions {
@@ -60,7 +61,9 @@ export class ControllerManager {
               ? daemonController(o.client, this.informers, l, this.metrics)
               : name === 'instancehealth'
                 ? instanceHealthController(o.client, this.informers, l, o.health ?? DEFAULT_HEALTH, this.metrics)
-                : gcController(o.client, this.informers, l, o.retentionMs, this.metrics);
+                : name === 'targets'
+                  ? targetsController(o.client, this.informers, l, this.metrics)
+                  : gcController(o.client, this.informers, l, o.retentionMs, this.metrics);
       this.controllers.set(name, c);
     }
   }
@@ -74,7 +77,7 @@ export class ControllerManager {
   async start(): Promise<void> {
     const inf = this.informers;
     // informers start at once (a standby keeps warm caches, so takeover is quick)
-    await inf.start(inf.taskDefinitions, inf.daemonTaskDefinitions, inf.instances, inf.tasks, inf.services, inf.daemons);
+    await inf.start(inf.taskDefinitions, inf.daemonTaskDefinitions, inf.instances, inf.tasks, inf.services, inf.daemons, inf.loadBalancers, inf.targetGroups);
     for (const [name, c] of this.controllers) {
       if (this.o.leaderElect === false) {
         void c.run();
@@ -98,6 +101,7 @@ export class ControllerManager {
               for (const d of inf.daemons.list()) c.enqueue(`${d.metadata.namespace}/${d.metadata.name}`);
               for (const s of inf.services.list()) if (s.spec.schedulingStrategy === 'DAEMON') c.enqueue(`service:${s.metadata.namespace}/${s.metadata.name}`);
             }
+            if (name === 'targets') for (const k of targetSetKeys(inf)) c.enqueue(k);
             if (name === 'placement' || name === 'instancehealth' || name === 'gc') {
               const nss = new Set([...inf.instances.list(), ...inf.services.list(), ...inf.daemons.list()].map((o) => o.metadata.namespace!));
               for (const ns of nss) c.enqueue(ns);

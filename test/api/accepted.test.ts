@@ -5,7 +5,7 @@ import { validateObject } from '../../pkg/api/validate.ts';
 import { runtimeTask } from '../../pkg/agent/agent.ts';
 import type { Task } from '../../pkg/api/kinds.ts';
 import type { TaskDefinitionSpec } from '../../pkg/api/taskdefinition.ts';
-import { isFailingHealth, type PlanTask } from '../../pkg/controller/service/plan.ts';
+import { healthFailure, type PlanTask } from '../../pkg/controller/service/plan.ts';
 import { BerthError } from '../../pkg/errors/errors.ts';
 import { leaves, type Schema } from '../support/schemawalk.ts';
 
@@ -58,16 +58,16 @@ const SERVICE: Record<string, Handling> = {
   'placementConstraints.expression': prove('test/scheduler/scheduler.test.ts', 'memberOf hit'),
   'placementStrategy.type': prove('test/scheduler/scheduler.test.ts', 'binpack by memory fills the fullest instance first'),
   'placementStrategy.field': prove('test/scheduler/scheduler.test.ts', 'spread by attribute balances across zones first'),
-  'loadBalancers.loadBalancerName': { owned: 'the traffic work (load balancers), which makes loadBalancers real' },
-  'loadBalancers.targetGroupArn': { owned: 'the traffic work (load balancers), which makes loadBalancers real' },
-  'loadBalancers.containerName': { owned: 'the traffic work (load balancers), which makes loadBalancers real' },
-  'loadBalancers.containerPort': { owned: 'the traffic work (load balancers), which makes loadBalancers real' },
+  'loadBalancers.loadBalancerName': prove('test/e2e/loadbalancing.test.ts', 'serves through HAProxy from all 3 tasks, and rolls and scales without a failed request'),
+  'loadBalancers.targetGroupArn': prove('test/controller/targets-plan.test.ts', 'registers RUNNING tasks as initial, keeps health, drains, deregisters'),
+  'loadBalancers.containerName': prove('test/e2e/loadbalancing.test.ts', 'refuses a service whose load balancer names a container port the task definition does not have'),
+  'loadBalancers.containerPort': prove('test/e2e/loadbalancing.test.ts', 'refuses a service whose load balancer names a container port the task definition does not have'),
   role: { none: 'the IAM role ECS assumes to call Elastic Load Balancing for the service; berth needs no permission to do what it does itself' },
   healthCheckGracePeriodSeconds: {
     check: () => {
       const t: PlanTask = { name: 't', taskDefinition: 'f:1', desiredStatus: 'RUNNING', lastStatus: 'RUNNING', healthStatus: 'UNHEALTHY', hasHealthCheck: true, startedAt: 0, createdAt: 0 };
-      expect(isFailingHealth(t, 30_000, 0), 'no grace: replaced').to.equal(true);
-      expect(isFailingHealth(t, 30_000, 60), 'within the grace period: kept').to.equal(false);
+      expect(healthFailure(t, 30_000, 0), 'no grace: replaced').to.be.a('string');
+      expect(healthFailure(t, 30_000, 60), 'within the grace period: kept').to.equal(undefined);
     },
   },
   clientToken: prove('test/ecsapi/operations.test.ts', 'CreateService returns the service; a clashing name is not idempotent; a clientToken is'),

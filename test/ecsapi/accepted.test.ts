@@ -35,7 +35,7 @@ type Member =
   | { refused: unknown };
 
 const refused = (v: unknown): Member => ({ refused: v });
-const LB: Member = { owned: 'the traffic work (load balancers) makes loadBalancers real' };
+const LB: Member = { proof: 'test/e2e/loadbalancing.test.ts :: serves through HAProxy from all 3 tasks, and rolls and scales without a failed request' };
 const noCapacityProviders = refused([{ capacityProvider: 'FARGATE' }]);
 
 const SERVICE_COMMON: Record<string, Member> = {

@@ -3,6 +3,7 @@ import { launchAgent } from '../../agent/launch.ts';
 import { Client } from '../../client/client.ts';
 import { ControllerManager } from '../../controller/manager.ts';
 import { ecsFrontDoor } from '../../ecsapi/ecsapi.ts';
+import { LoadBalancerHost } from '../../lb/lb.ts';
 import type { UpHooks } from './up.ts';
 
 /**
@@ -21,6 +22,24 @@ export function upHooks(o: { runtime: 'docker' | 'hollow'; env?: Record<string, 
         name: 'controllers',
         stop: async () => {
           await mgr.stop();
+          client.close();
+        },
+      };
+    },
+    startLoadBalancer: async (server, caPem, token, dir, log) => {
+      const client = new Client({ server, token, ca: caPem, userAgent: 'berth-lb' });
+      const host = new LoadBalancerHost({ client, log, dir, bindAddress: '127.0.0.1' });
+      try {
+        await host.start();
+      } catch (e) {
+        await host.stop();
+        client.close();
+        throw e;
+      }
+      return {
+        name: 'lb',
+        stop: async () => {
+          await host.stop();
           client.close();
         },
       };

@@ -14,6 +14,7 @@ import { ensureSelfSignedCert } from '../../tls/selfsigned.ts';
 import { findDocker, startDockerd } from '../../dockerd/dockerd.ts';
 import { ensureBusyboxImage } from '../../dockerd/image.ts';
 import { isLoopback } from '../../cmdutil/cmdutil.ts';
+import { join } from 'node:path';
 import { ensureCredentials, writeClientFiles, type Credentials, type UpFiles } from './files.ts';
 
 /** Something `up` started and stops on the way out. */
@@ -26,6 +27,8 @@ export interface UpHooks {
   /** the ECS API front door (SigV4 keys from the access-key file) */
   ecsFrontDoor?: (parts: ApiParts, accessKeyFile: string, region: string) => FrontDoor;
   startControllers?: (server: string, caPem: string, token: string, log: Logger) => Promise<Component>;
+  /** berth-lb on loopback: listeners of load balancers bind 127.0.0.1 */
+  startLoadBalancer?: (server: string, caPem: string, token: string, dir: string, log: Logger) => Promise<Component>;
   startAgent?: (o: { server: string; caPem: string; bootstrapToken: string; dockerHost: string; dataDir: string; log: Logger }) => Promise<Component>;
 }
 
@@ -96,6 +99,13 @@ export async function up(o: UpOptions, hooks: UpHooks): Promise<Running> {
     await writeClientFiles(o.files, creds, url, cert.certPem);
 
     if (hooks.startControllers) components.push(await hooks.startControllers(url, cert.certPem, creds.admin.token, o.log.child({ component: 'controller-manager' })));
+    if (hooks.startLoadBalancer) {
+      try {
+        components.push(await hooks.startLoadBalancer(url, cert.certPem, creds.admin.token, join(o.files.home, 'lb'), o.log.child({ component: 'lb' })));
+      } catch (e) {
+        o.log.warn({ err: (e as Error).message }, 'berth-lb did not start (install haproxy); load balancers will not serve');
+      }
+    }
     if (o.agent && hooks.startAgent) {
       let socket = o.runtime === 'hollow' ? '/dev/null' : await findDocker();
       if (!socket) {
@@ -135,7 +145,7 @@ export async function up(o: UpOptions, hooks: UpHooks): Promise<Running> {
         '',
         `audit log: ${o.files.auditLog}`,
         '',
-        `running: apiserver (embedded store in ${o.files.dataDir})${hooks.ecsFrontDoor ? ', ECS API' : ''}${hooks.startControllers ? ', controllers' : ''}${o.agent && hooks.startAgent ? ', agent' : ''}. Ctrl-C stops.`,
+        `running: apiserver (embedded store in ${o.files.dataDir})${hooks.ecsFrontDoor ? ', ECS API' : ''}${hooks.startControllers ? ', controllers' : ''}${hooks.startLoadBalancer ? ', load balancer (haproxy on 127.0.0.1)' : ''}${o.agent && hooks.startAgent ? ', agent' : ''}. Ctrl-C stops.`,
       ].join('\n'),
     );
     return { url, credentials: creds, components, stop: stopAll };

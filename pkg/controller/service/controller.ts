@@ -11,6 +11,8 @@ import { Expectations } from '../runtime/expectations.ts';
 import { adoptTask, controllerOf, createOwnedTask, dropControllerFinalizer, ownedTask, stopOwnedTask } from '../runtime/writes.ts';
 import { inParallel } from '../runtime/parallel.ts';
 import { HEALTHY_AFTER_MS, planService, RESTARTED_AT_ANNOTATION, type PlanTask } from './plan.ts';
+import { drainMsOfLoadBalancer, drainMsOfTargetGroup, targetSetOf, type LoadBalancerSpec, type TargetGroupSpec } from '../../api/loadbalancing.ts';
+import { DEREGISTRATION_ANNOTATION, deregistrationOf, targetSetLabel, targetSetObject, targetsOf } from '../targets/controller.ts';
 import { ObservedStarts } from './starts.ts';
 
 /**
@@ -74,7 +76,7 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
   const healthyAfterMs = opts.healthyAfterMs ?? HEALTHY_AFTER_MS;
   const c: Controller = new Controller({
     name: 'service',
-    informers: [inf.services, inf.tasks, inf.instances, inf.taskDefinitions],
+    informers: [inf.services, inf.tasks, inf.instances, inf.taskDefinitions, inf.loadBalancers, inf.targetGroups],
     client,
     // a new term awaits none of the previous term's writes: its caches already show them (they reach the acquisition)
     onTermStart: () => exp.reset(),
@@ -103,7 +105,18 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
         return { requeueAfterMs: 200 }; // plan once the cache shows them owned
       }
       const mine = inf.tasks.byIndex('owner', uid);
+      // behind load balancers: each task's targets, per target set the service registers in
+      const sets = (svc.spec.loadBalancers ?? []).flatMap((e) => {
+        const ref = targetSetOf(e);
+        if (!ref) return [];
+        const obj = targetSetObject(inf, ref);
+        const drainMs = !obj ? 0 : ref.kind === 'TargetGroup' ? drainMsOfTargetGroup(obj.spec as TargetGroupSpec) : drainMsOfLoadBalancer(obj.spec as LoadBalancerSpec);
+        return [{ label: targetSetLabel(ref, obj), targets: targetsOf(obj), drainMs }];
+      });
+      const targetsOfTask = (t: Task) => sets.map((s) => ({ set: s, target: s.targets.find((x) => x.task === taskKey(t)) }));
+      const now = Date.now();
       const tasks: PlanTask[] = mine.map((t) => {
+        const dereg = t.spec.desiredStatus === 'RUNNING' ? deregistrationOf(t) : undefined;
         // looked up per task: a map of the cluster's 2,000 instances per reconcile was the hot spot
         const ci = t.spec.containerInstance ? inf.instances.get(`${ns}/${t.spec.containerInstance}`) : undefined;
         const tdSpec = inf.taskDefinitionSpec(t);
@@ -111,7 +124,8 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
           name: t.metadata.name,
           deploymentId: t.spec.deploymentId,
           taskDefinition: t.spec.taskDefinition,
-          desiredStatus: t.spec.desiredStatus,
+          // draining before its stop: as far as the plan goes, it is asked to stop already
+          desiredStatus: dereg ? 'STOPPED' : t.spec.desiredStatus,
           lastStatus: t.status?.lastStatus ?? 'PENDING',
           containerInstance: t.spec.containerInstance,
           onDrainingInstance: !!t.spec.containerInstance && (!ci || ci.spec.status !== 'ACTIVE'),
@@ -120,7 +134,15 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
           hasHealthCheck: !!tdSpec?.containerDefinitions.some((cd) => cd.essential !== false && cd.healthCheck),
           startedAt: starts.startedAt(taskKey(t), agentStart(t), ms(t.metadata.creationTimestamp)),
           createdAt: ms(t.metadata.creationTimestamp),
-          stopReason: t.spec.stopReason,
+          stopReason: dereg ? dereg.reason : t.spec.stopReason,
+          ...(sets.length
+            ? {
+                lb: (() => {
+                  const mineT = targetsOfTask(t);
+                  return { healthy: mineT.every((x) => x.target?.state === 'healthy'), failedIn: mineT.find((x) => x.target?.state === 'unhealthy')?.set.label };
+                })(),
+              }
+            : {}),
         };
       });
       const followed = deleting ? undefined : followFamily(svc, inf);
@@ -137,7 +159,7 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
         status: svc.status,
         tasks,
         deleting,
-        now: Date.now(),
+        now,
         newId: () => randomUUID().replace(/-/g, '').slice(0, 20),
         healthyAfterMs,
         restart: { restartedAt: svc.spec.restartedAt, annotation: svc.metadata.annotations?.[RESTARTED_AT_ANNOTATION] },
@@ -158,8 +180,35 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
         exp.expect(key, [], Number(out.metadata.resourceVersion));
       }
 
+      // a task with registered targets drains first: marked for deregistration now, stopped once the delay has passed
+      let drainWaitMs: number | undefined;
+      const byName = new Map(mine.map((t) => [t.metadata.name, t]));
       await inParallel(plan.stop, async (s) => {
+        const t = byName.get(s.task);
+        const registered = t ? targetsOfTask(t).filter((x) => x.target && x.target.state !== 'draining') : [];
+        if (t && registered.length && registered.some((x) => x.set.drainMs > 0)) {
+          exp.expect(key, [s.task]);
+          try {
+            await client.patch('Task', ns, s.task, { metadata: { resourceVersion: t.metadata.resourceVersion, annotations: { [DEREGISTRATION_ANNOTATION]: JSON.stringify({ reason: s.reason, at: new Date(now).toISOString() }) } } });
+          } catch (e) {
+            exp.observed(key, s.task);
+            if (!isBerthError(e, 'NotFound') && !isBerthError(e, 'Conflict')) throw e;
+          }
+          drainWaitMs = Math.min(drainWaitMs ?? Infinity, Math.max(...registered.map((x) => x.set.drainMs)));
+          return;
+        }
         await stopOwnedTask(client, exp, key, ns, s.task, s.reason);
+      });
+      // tasks whose deregistration delay has passed get their stop
+      await inParallel(mine.filter((t) => t.spec.desiredStatus === 'RUNNING' && deregistrationOf(t)), async (t) => {
+        const d = deregistrationOf(t)!;
+        const delay = Math.max(0, ...targetsOfTask(t).filter((x) => x.target).map((x) => x.set.drainMs));
+        const left = Date.parse(d.at) + delay - now;
+        if (left > 0 && t.status?.lastStatus !== 'STOPPED') {
+          drainWaitMs = Math.min(drainWaitMs ?? Infinity, left);
+          return;
+        }
+        await stopOwnedTask(client, exp, key, ns, t.metadata.name, d.reason);
       });
       const creates: Array<{ deploymentId: string; taskDefinition: string }> = [];
       for (const s of plan.start) for (let k = 0; k < s.count; k++) creates.push(s);
@@ -195,7 +244,8 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
       // grace periods, health checks and the 40 s rule are time-based: look again in a while
       const soon = plan.start.length || plan.stop.length ? 5_000 : 30_000;
       const waitingHealthy = tasks.some((t) => t.lastStatus === 'RUNNING' && t.desiredStatus === 'RUNNING' && !t.hasHealthCheck && t.startedAt !== undefined && Date.now() - t.startedAt < healthyAfterMs);
-      return { requeueAfterMs: plan.throttledForMs !== undefined ? plan.throttledForMs + 10 : waitingHealthy ? Math.min(soon, healthyAfterMs + 50) : soon };
+      const next = plan.throttledForMs !== undefined ? plan.throttledForMs + 10 : waitingHealthy ? Math.min(soon, healthyAfterMs + 50) : soon;
+      return { requeueAfterMs: drainWaitMs !== undefined ? Math.min(next, drainWaitMs + 20) : next };
     },
   });
   // the restart annotation is metadata (no new generation), and news too
@@ -221,11 +271,12 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
       const key = serviceKeyOf(t);
       if (!key) return;
       starts.observe(taskKey(t), agentStart(t), agentStart(p), false, ms(t.metadata.creationTimestamp));
-      if (t.spec.desiredStatus === 'STOPPED') exp.observed(key, t.metadata.name);
+      if (t.spec.desiredStatus === 'STOPPED' || deregistrationOf(t)) exp.observed(key, t.metadata.name);
       if (
         p.status?.lastStatus !== t.status?.lastStatus ||
         p.status?.healthStatus !== t.status?.healthStatus ||
         p.spec.desiredStatus !== t.spec.desiredStatus ||
+        deregistrationOf(p)?.at !== deregistrationOf(t)?.at ||
         p.spec.containerInstance !== t.spec.containerInstance ||
         controllerOf(p)?.uid !== controllerOf(t)?.uid
       )
@@ -248,6 +299,17 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
     });
     for (const k of keys) c.enqueue(k);
   };
+  // a target's health (berth-lb's checks) decides whether its task counts as healthy: revisit its service
+  const onTargets = (p: { status?: { targets?: Array<{ task: string; service: string; state: string }> } } | undefined, o: { status?: { targets?: Array<{ task: string; service: string; state: string }> } }) => {
+    const before = new Map((p?.status?.targets ?? []).map((t) => [t.task, t.state]));
+    const keys = new Set<string>();
+    for (const t of o.status?.targets ?? []) if (before.get(t.task) !== t.state) keys.add(t.service);
+    const now = new Set((o.status?.targets ?? []).map((t) => t.task));
+    for (const t of p?.status?.targets ?? []) if (!now.has(t.task)) keys.add(t.service);
+    for (const k of keys) c.enqueue(k);
+  };
+  inf.loadBalancers.on({ add: (o) => onTargets(undefined, o), update: onTargets });
+  inf.targetGroups.on({ add: (o) => onTargets(undefined, o), update: onTargets });
   inf.instances.on({
     update: (p, i) => {
       if (p.spec.status !== i.spec.status || p.status?.agentConnected !== i.status?.agentConnected) onInstance(i);

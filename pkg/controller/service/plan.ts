@@ -61,6 +61,12 @@ export interface PlanTask {
   createdAt: number;
   /** the stop reason it was asked to stop with (spec.stopReason) */
   stopReason?: string;
+  /**
+   * The service registers its tasks in load balancers: whether every target of this task is
+   * healthy there, and where one failed the load balancer's health checks (`target-group
+   * ARN` or `elb NAME`). The task counts as healthy only when its targets are.
+   */
+  lb?: { healthy: boolean; failedIn?: string };
 }
 
 export interface PlanInput {
@@ -133,6 +139,8 @@ const MAX_EVENTS = 100;
 export const HEALTHY_AFTER_MS = 40_000;
 /** The stop reason of a task replaced for failing its health checks (what stage 2 counts). */
 export const HEALTH_STOP_REASON = 'Task failed container health checks';
+/** The stop reason of a task replaced for failing a load balancer's health checks (ECS's words), then `(target-group ARN)`. */
+export const ELB_HEALTH_STOP_PREFIX = 'Task failed ELB health checks in ';
 /** At most this many counted failed task names are kept per deployment. */
 const MAX_COUNTED = 400;
 
@@ -146,19 +154,28 @@ const stoppingStill = (t: PlanTask) => t.desiredStatus === 'STOPPED' && t.lastSt
 /** stage 1's failure: it stopped by itself without ever reaching RUNNING */
 export const failedToStart = (t: PlanTask) => t.lastStatus === 'STOPPED' && t.desiredStatus === 'RUNNING' && t.startedAt === undefined;
 /** stage 2's failure: the scheduler replaced it for failing its health checks */
-export const replacedForHealth = (t: PlanTask) => t.desiredStatus === 'STOPPED' && t.stopReason === HEALTH_STOP_REASON;
+export const replacedForHealth = (t: PlanTask) => t.desiredStatus === 'STOPPED' && (t.stopReason === HEALTH_STOP_REASON || !!t.stopReason?.startsWith(ELB_HEALTH_STOP_PREFIX));
 
 /** Healthy: RUNNING, and HEALTHY when an essential container has a health check, else RUNNING for `afterMs` (40 s). */
 export function isHealthy(t: PlanTask, now: number, afterMs = HEALTHY_AFTER_MS): boolean {
   if (!running(t)) return false;
   if (t.healthStatus === 'UNHEALTHY') return false;
+  // behind a load balancer: healthy when its targets are (and its container health check, if any, passes)
+  if (t.lb) return t.lb.healthy && (!t.hasHealthCheck || t.healthStatus === 'HEALTHY');
   if (t.hasHealthCheck) return t.healthStatus === 'HEALTHY';
   return t.startedAt !== undefined && now - t.startedAt >= afterMs;
 }
 
-/** UNHEALTHY past the health check grace period: ECS stops and replaces it. */
-export const isFailingHealth = (t: PlanTask, now: number, graceSeconds: number) =>
-  running(t) && t.healthStatus === 'UNHEALTHY' && now - (t.startedAt ?? 0) >= graceSeconds * 1000;
+/**
+ * UNHEALTHY, or failing a load balancer's health checks, past the health check grace
+ * period: ECS stops and replaces it. The stop reason, or undefined when it is not failing.
+ */
+export function healthFailure(t: PlanTask, now: number, graceSeconds: number): string | undefined {
+  if (!running(t) || now - (t.startedAt ?? 0) < graceSeconds * 1000) return undefined;
+  if (t.healthStatus === 'UNHEALTHY') return HEALTH_STOP_REASON;
+  if (t.lb?.failedIn) return `${ELB_HEALTH_STOP_PREFIX}(${t.lb.failedIn})`;
+  return undefined;
+}
 
 const iso = (ms: number) => new Date(ms).toISOString();
 const ms = (s?: string) => (s ? Date.parse(s) : 0);
@@ -262,8 +279,9 @@ export function planService(input: PlanInput): Plan {
   const liveAll = input.tasks.filter(live);
   const healthStops = new Set<string>();
   for (const t of liveAll) {
-    if (!isFailingHealth(t, now, grace)) continue;
-    stopTask(t, HEALTH_STOP_REASON);
+    const failure = healthFailure(t, now, grace);
+    if (!failure) continue;
+    stopTask(t, failure);
     healthStops.add(t.name);
   }
 

@@ -1,0 +1,216 @@
+/**
+ * Debian's HAProxy as berth's data plane: the configuration (a frontend per listener, a
+ * backend per target set, no servers: they come and go through the Runtime API), the
+ * Runtime API client (one command line per connection on the admin socket), the parsing of
+ * `show stat`, and the process (master-worker mode: SIGUSR2 reloads the configuration).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { connect } from 'node:net';
+import { healthCheckOfLoadBalancer, healthCheckOfTargetGroup, matcherCodes, targetGroupName, type HealthCheck, type LoadBalancerSpec, type TargetGroupSpec } from '../api/loadbalancing.ts';
+
+export interface Backend {
+  /** HAProxy backend name: `tg_NAME` or `elb_NAME` */
+  name: string;
+  ref: { kind: 'LoadBalancer' | 'TargetGroup'; name: string };
+  mode: 'http' | 'tcp';
+  check: HealthCheck;
+}
+
+export interface Frontend {
+  name: string;
+  bind: string;
+  mode: 'http' | 'tcp';
+  backend: string;
+}
+
+export interface DataPlane {
+  frontends: Frontend[];
+  backends: Backend[];
+}
+
+export const backendName = (ref: { kind: 'LoadBalancer' | 'TargetGroup'; name: string }) => `${ref.kind === 'TargetGroup' ? 'tg' : 'elb'}_${ref.name}`;
+/** a target's server name in its backend: its address and port */
+export const serverName = (id: string, port: number) => `t_${id.replace(/[^A-Za-z0-9]/g, '_')}_${port}`;
+
+const mode = (p: 'HTTP' | 'TCP') => (p === 'HTTP' ? 'http' : 'tcp') as 'http' | 'tcp';
+
+/** What the load balancers and target groups ask of HAProxy (pure). */
+export function dataPlaneOf(lbs: Array<{ name: string; spec: LoadBalancerSpec }>, tgs: Array<{ name: string; spec: TargetGroupSpec }>, bindAddress: string): DataPlane {
+  const backends = new Map<string, Backend>();
+  const frontends: Frontend[] = [];
+  for (const tg of tgs) {
+    const ref = { kind: 'TargetGroup' as const, name: tg.name };
+    backends.set(backendName(ref), { name: backendName(ref), ref, mode: mode(tg.spec.protocol), check: healthCheckOfTargetGroup(tg.spec) });
+  }
+  for (const lb of lbs) {
+    const ref = { kind: 'LoadBalancer' as const, name: lb.name };
+    const own = backendName(ref);
+    for (const l of lb.spec.listeners) {
+      let backend = own;
+      if (l.targetGroupArn) backend = backendName({ kind: 'TargetGroup', name: targetGroupName(l.targetGroupArn) });
+      else if (!backends.has(own)) backends.set(own, { name: own, ref, mode: mode(l.instanceProtocol ?? l.protocol), check: healthCheckOfLoadBalancer(lb.spec) });
+      const be = backends.get(backend);
+      if (!be) continue; // a target group that is gone: the listener waits for it
+      frontends.push({ name: `lb_${lb.name}_${l.loadBalancerPort}`, bind: `${bindAddress}:${l.loadBalancerPort}`, mode: be.mode, backend });
+    }
+  }
+  return { frontends, backends: [...backends.values()].sort((a, b) => a.name.localeCompare(b.name)) };
+}
+
+/** The whole configuration file (pure). */
+export function renderConfig(dp: DataPlane, socketPath: string): string {
+  const lines = [
+    '# written by berth-lb: servers are added, drained and removed through the Runtime API',
+    'global',
+    `    stats socket ${socketPath} mode 600 level admin expose-fd listeners`,
+    '    stats timeout 30s',
+    '',
+    'defaults',
+    '    mode http',
+    '    timeout connect 3s',
+    '    timeout client 60s',
+    '    timeout server 60s',
+    '    timeout tunnel 1h',
+    // a connection refused by a target that just went away is tried on another one
+    '    retries 3',
+    '    option redispatch 1',
+    '',
+  ];
+  for (const f of dp.frontends) {
+    lines.push(`frontend ${f.name}`, `    mode ${f.mode}`, `    bind ${f.bind}`, `    default_backend ${f.backend}`, '');
+  }
+  for (const b of dp.backends) {
+    lines.push(`backend ${b.name}`, `    mode ${b.mode}`, '    balance roundrobin', `    timeout check ${b.check.timeoutMs}ms`);
+    if (b.check.protocol === 'HTTP') {
+      lines.push('    option httpchk', `    http-check send meth GET uri ${b.check.path}`);
+      const codes = matcherCodes(b.check.codes);
+      lines.push(codes.length === 1 ? `    http-check expect status ${codes[0]}` : `    http-check expect rstatus ^(${codes.join('|')})$`);
+    }
+    lines.push('');
+  }
+  return lines.join('\n') + '\n';
+}
+
+/** The Runtime API command that adds a target as a server, checked as its backend says. */
+export function addServerCommand(b: Backend, id: string, port: number, startHealthy: boolean): string {
+  const s = `${b.name}/${serverName(id, port)}`;
+  const c = b.check;
+  const add = `add server ${s} ${id.includes(':') ? `[${id}]` : id}:${port} check inter ${c.intervalMs} rise ${c.healthy} fall ${c.unhealthy}${c.port ? ` port ${c.port}` : ''}`;
+  // ELB's `initial`: no traffic until the healthy threshold of checks has passed (a target already known healthy keeps its traffic)
+  return [add, ...(startHealthy ? [] : [`set server ${s} health down`]), `enable health ${s}`, `enable server ${s}`].join('; ');
+}
+
+export const drainServerCommand = (backend: string, server: string) => `set server ${backend}/${server} state drain`;
+export const removeServerCommand = (backend: string, server: string) => `set server ${backend}/${server} state maint; shutdown sessions server ${backend}/${server}; del server ${backend}/${server}`;
+
+/** One line of `show stat` for a server. */
+export interface ServerStat {
+  backend: string;
+  server: string;
+  /** UP, UP 1/2 (going down), DOWN, DOWN 1/2 (going up), NOLB, MAINT, DRAIN, no check */
+  status: string;
+  checkStatus: string;
+  checkCode: string;
+  checkDesc: string;
+  addr: string;
+}
+
+/** `show stat` CSV -> the servers' rows (pure). */
+export function parseShowStat(csv: string): ServerStat[] {
+  const lines = csv.split('\n').filter((l) => l.trim());
+  if (!lines.length || !lines[0].startsWith('# ')) return [];
+  const cols = lines[0].slice(2).split(',');
+  const at = (name: string) => cols.indexOf(name);
+  const i = { px: at('pxname'), sv: at('svname'), status: at('status'), cs: at('check_status'), cc: at('check_code'), cd: at('check_desc'), addr: at('addr') };
+  const out: ServerStat[] = [];
+  for (const l of lines.slice(1)) {
+    const f = l.split(',');
+    const sv = f[i.sv];
+    if (sv === 'FRONTEND' || sv === 'BACKEND') continue;
+    out.push({ backend: f[i.px], server: sv, status: f[i.status] ?? '', checkStatus: f[i.cs] ?? '', checkCode: f[i.cc] ?? '', checkDesc: f[i.cd] ?? '', addr: f[i.addr] ?? '' });
+  }
+  return out;
+}
+
+/** One Runtime API command line (commands separated by `;`): its whole answer. */
+export function runtimeCommand(socketPath: string, line: string, timeoutMs = 5_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const sock = connect(socketPath);
+    let out = '';
+    const timer = setTimeout(() => sock.destroy(new Error(`HAProxy Runtime API: no answer to "${line.slice(0, 60)}" in ${timeoutMs} ms`)), timeoutMs);
+    sock.setEncoding('utf8');
+    sock.on('connect', () => sock.end(`${line}\n`));
+    sock.on('data', (d) => (out += d));
+    sock.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    sock.on('close', () => {
+      clearTimeout(timer);
+      resolve(out);
+    });
+  });
+}
+
+/** The haproxy process, master-worker mode, in the foreground of its own process group. */
+export class HaproxyProcess {
+  private child?: ChildProcess;
+  output = '';
+  constructor(
+    private readonly binary: string,
+    private readonly configFile: string,
+    private readonly pidFile: string,
+  ) {}
+
+  get pid() {
+    return this.child?.pid;
+  }
+
+  get running() {
+    return !!this.child && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  start(): void {
+    const child = spawn(this.binary, ['-W', '-db', '-f', this.configFile, '-p', this.pidFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const keep = (d: Buffer) => (this.output = (this.output + d.toString()).slice(-8_000));
+    child.stdout!.on('data', keep);
+    child.stderr!.on('data', keep);
+    child.on('error', (e) => keep(Buffer.from(`${e.message}\n`)));
+    // haproxy never outlives this process, however it ends (a forced exit skips stop())
+    const onExit = () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    };
+    process.once('exit', onExit);
+    child.once('exit', () => process.removeListener('exit', onExit));
+    this.child = child;
+  }
+
+  /** reread the configuration (a new worker takes the listeners; the old one finishes its connections) */
+  reload(): void {
+    if (this.running) this.child!.kill('SIGUSR2');
+  }
+
+  async stop(): Promise<void> {
+    const child = this.child;
+    this.child = undefined;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    child.kill('SIGTERM');
+    const t = setTimeout(() => child.kill('SIGKILL'), 5_000);
+    await exited;
+    clearTimeout(t);
+  }
+}
+
+/** `haproxy -v`'s version, e.g. [2, 6] */
+export async function haproxyVersion(binary: string): Promise<[number, number] | undefined> {
+  const out = await new Promise<string>((resolve) => {
+    const p = spawn(binary, ['-v']);
+    let s = '';
+    p.stdout.on('data', (d) => (s += d));
+    p.on('error', () => resolve(''));
+    p.on('close', () => resolve(s));
+  });
+  const m = /version (\d+)\.(\d+)/.exec(out);
+  return m ? [Number(m[1]), Number(m[2])] : undefined;
+}
