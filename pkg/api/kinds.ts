@@ -15,6 +15,7 @@ import {
   TaskStatus,
 } from './resources.ts';
 import { DaemonTaskDefinitionSpec, TaskDefinitionSpec, TaskDefinitionStatus } from './taskdefinition.ts';
+import { EndpointsSpec, EndpointsStatus } from './endpoints.ts';
 
 const age = { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' } as const;
 
@@ -162,6 +163,21 @@ export const Kinds = {
     ],
     fieldSelectors: ['spec.holderIdentity'],
   },
+  Endpoints: {
+    kind: 'Endpoints',
+    plural: 'endpoints',
+    singular: 'endpoints',
+    shortNames: ['ep'],
+    namespaced: true,
+    spec: EndpointsSpec,
+    status: EndpointsStatus,
+    printerColumns: [
+      { name: 'Endpoints', type: 'string', jsonPath: '.spec.subsets[*].address' },
+      { name: 'Tasks', type: 'string', jsonPath: '.spec.subsets[*].task', priority: 1 },
+      age,
+    ],
+    fieldSelectors: [],
+  },
 } satisfies Record<string, KindInfo>;
 
 export type KindName = keyof typeof Kinds;
@@ -190,6 +206,7 @@ export type Task = Obj<'Task'>;
 export type Service = Obj<'Service'>;
 export type Daemon = Obj<'Daemon'>;
 export type Lease = Obj<'Lease'>;
+export type Endpoints = Obj<'Endpoints'>;
 
 /** A new object of a kind, ready to create. */
 export function newObject<K extends KindName>(

@@ -10,8 +10,9 @@ import { placementController } from './placement/placement.ts';
 import { Controller, ControllerMetrics } from './runtime/controller.ts';
 import { LeaderElector } from './runtime/leader.ts';
 import { serviceController } from './service/controller.ts';
+import { endpointsController } from './endpoints/controller.ts';
 
-export const ALL_CONTROLLERS = ['service', 'placement', 'daemon', 'instancehealth', 'gc'] as const;
+export const ALL_CONTROLLERS = ['service', 'placement', 'daemon', 'instancehealth', 'gc', 'endpoints'] as const;
 export type ControllerName = (typeof ALL_CONTROLLERS)[number];
 
 export interface ManagerOptions {
@@ -60,7 +61,9 @@ export class ControllerManager {
               ? daemonController(o.client, this.informers, l, this.metrics)
               : name === 'instancehealth'
                 ? instanceHealthController(o.client, this.informers, l, o.health ?? DEFAULT_HEALTH, this.metrics)
-                : gcController(o.client, this.informers, l, o.retentionMs, this.metrics);
+                : name === 'endpoints'
+                  ? endpointsController(o.client, this.informers, l, this.metrics)
+                  : gcController(o.client, this.informers, l, o.retentionMs, this.metrics);
       this.controllers.set(name, c);
     }
   }
@@ -74,7 +77,7 @@ export class ControllerManager {
   async start(): Promise<void> {
     const inf = this.informers;
     // informers start at once (a standby keeps warm caches, so takeover is quick)
-    await inf.start(inf.taskDefinitions, inf.daemonTaskDefinitions, inf.instances, inf.tasks, inf.services, inf.daemons);
+    await inf.start(inf.taskDefinitions, inf.daemonTaskDefinitions, inf.instances, inf.tasks, inf.services, inf.daemons, inf.endpoints);
     for (const [name, c] of this.controllers) {
       if (this.o.leaderElect === false) {
         void c.run();
@@ -93,7 +96,7 @@ export class ControllerManager {
           // workers start once the caches reflect the store as of the acquisition (term.revision)
           void c.run(term, () => {
             // revisit everything: the previous leader may have left work half done
-            if (name === 'service') for (const s of inf.services.list()) c.enqueue(`${s.metadata.namespace}/${s.metadata.name}`);
+            if (name === 'service' || name === 'endpoints') for (const s of inf.services.list()) c.enqueue(`${s.metadata.namespace}/${s.metadata.name}`);
             if (name === 'daemon') {
               for (const d of inf.daemons.list()) c.enqueue(`${d.metadata.namespace}/${d.metadata.name}`);
               for (const s of inf.services.list()) if (s.spec.schedulingStrategy === 'DAEMON') c.enqueue(`service:${s.metadata.namespace}/${s.metadata.name}`);
