@@ -39,7 +39,9 @@ const rows: Array<[string, string, string, string[]]> = [
   ['_web._sctp.default.berth.internal', 'SRV', 'NXDOMAIN', []],
 ];
 
-const data = (a: dnsPacket.Answer) => (a.type === 'SRV' ? `${a.data.port} ${a.data.target}` : String(a.data));
+const data = (a: dnsPacket.Answer) => (a.type === 'SRV' ? `${a.data.port} ${a.data.target}` : String((a as { data: unknown }).data));
+/** what dns-packet decodes besides its declared fields */
+type Decoded = dnsPacket.DecodedPacket & { rcode: string; flag_aa: boolean; flag_tc: boolean };
 
 describe('service discovery DNS', function () {
   describe('answers from the cluster\'s endpoints', () => {
@@ -48,14 +50,14 @@ describe('service discovery DNS', function () {
         const r = answer(zone, { name, type }, 5)!;
         expect(r.rcode).to.equal(rcode);
         expect(r.answers.map(data).sort()).to.deep.equal([...want].sort());
-        for (const a of r.answers) expect(a.ttl).to.equal(5);
+        for (const a of r.answers) expect((a as { ttl?: number }).ttl).to.equal(5);
         // an absence carries the zone's SOA, whose minimum bounds negative caching
         if (!want.length) expect(r.authorities.map((a) => a.type)).to.deep.equal(['SOA']);
       });
     }
     it('gives the SRV targets\' addresses as additional records', () => {
       const r = answer(zone, { name: '_web._udp.default.berth.internal', type: 'SRV' })!;
-      expect(r.additionals.map((a) => `${a.name} ${a.type} ${a.data}`)).to.deep.equal(['t2.web.default.berth.internal A 10.0.0.5']);
+      expect(r.additionals.map((a) => `${a.name} ${a.type} ${data(a)}`)).to.deep.equal(['t2.web.default.berth.internal A 10.0.0.5']);
     });
     it('leaves names outside berth.internal to the upstream resolvers', () => {
       expect(answer(zone, { name: 'example.com', type: 'A' })).to.equal(undefined);
@@ -104,14 +106,14 @@ describe('service discovery DNS', function () {
     });
 
     const udpAsk = (name: string, type: string) =>
-      new Promise<dnsPacket.DecodedPacket>((resolve, reject) => {
+      new Promise<Decoded>((resolve, reject) => {
         const s = dgram.createSocket('udp4');
         const t = setTimeout(() => (s.close(), reject(new Error('no answer'))), 3000);
-        s.on('message', (m) => (clearTimeout(t), s.close(), resolve(dnsPacket.decode(m))));
+        s.on('message', (m) => (clearTimeout(t), s.close(), resolve(dnsPacket.decode(m) as Decoded)));
         s.send(dnsPacket.encode({ type: 'query', id: 4242, flags: dnsPacket.RECURSION_DESIRED, questions: [{ name, type: type as 'A' }] }), server.port, '127.0.0.1');
       });
     const tcpAsk = (name: string, type: string) =>
-      new Promise<dnsPacket.DecodedPacket>((resolve, reject) => {
+      new Promise<Decoded>((resolve, reject) => {
         const s = net.connect(server.port, '127.0.0.1');
         let buf = Buffer.alloc(0);
         s.on('error', reject);
@@ -120,7 +122,7 @@ describe('service discovery DNS', function () {
           buf = Buffer.concat([buf, d]);
           if (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
             s.destroy();
-            resolve(dnsPacket.streamDecode(buf) as dnsPacket.DecodedPacket);
+            resolve(dnsPacket.streamDecode(buf) as Decoded);
           }
         });
       });
@@ -154,7 +156,7 @@ describe('service discovery DNS', function () {
       s.send(Buffer.from('0123456789abcdefgh'), server.port, '127.0.0.1');
       const m = await got;
       s.close();
-      expect(dnsPacket.decode(m).rcode).to.equal('FORMERR');
+      expect((dnsPacket.decode(m) as Decoded).rcode).to.equal('FORMERR');
       expect((await udpAsk('web.default.berth.internal', 'A')).answers).to.have.length(2);
     });
   });
