@@ -160,7 +160,7 @@ describe('service discovery DNS on real Docker', function () {
     const ip = t.status!.attachments![0].details!.find((d) => d.name === 'privateIPv4Address')!.value;
     let last = '';
     await eventually(async () => new RegExp(`Address: ${ip.replace(/\./g, '\\.')}$`, 'm').test((last = await lookup('api.default.berth.internal'))), 30_000, `api -> ${ip}`).catch(async (e) => {
-      throw new Error(`${(e as Error).message}; nslookup said ${last}; endpoints ${JSON.stringify((await admin.tryGet('Endpoints', 'default', 'api'))?.spec)}`);
+      throw new Error(`${(e as Error).message}; nslookup said ${last}; endpoints ${JSON.stringify((await admin.tryGet('Endpoints', 'default', 'api'))?.spec)}; server ${JSON.stringify(agent.discovery?.counts)}`);
     });
     // busybox nc resolves the name through the agent, and busybox httpd answers
     const got = await execIn(h.docker, client, ['sh', '-c', 'printf "GET /hostname HTTP/1.0\\r\\n\\r\\n" | timeout 5 nc api.default.berth.internal 80']);

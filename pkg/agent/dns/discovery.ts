@@ -40,6 +40,11 @@ export class ServiceDiscovery {
     return this.server?.port;
   }
 
+  /** questions answered from the zone, relayed, failed */
+  get counts(): DnsServer['counts'] | undefined {
+    return this.server?.counts;
+  }
+
   /** Starts watching and serving; false (and a warning) when it cannot serve. */
   async start(): Promise<boolean> {
     const address = this.o.address || (await this.o.runtime.bridgeGateway?.().catch(() => undefined));

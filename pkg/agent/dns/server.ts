@@ -133,8 +133,18 @@ export class DnsServer {
     });
   }
 
-  /** One message in, one out (undefined: drop it, e.g. not a query). Never throws. */
+  /** One message in, one out (undefined: drop it, e.g. not a query). Never throws: a failure is SERVFAIL. */
   async handle(msg: Buffer, transport: 'udp' | 'tcp'): Promise<Buffer | undefined> {
+    try {
+      return await this.reply(msg, transport);
+    } catch (e) {
+      this.counts.failed++;
+      this.log.warn({ err: (e as Error).message }, 'cannot answer a DNS question');
+      return msg.length >= 12 ? errorReply(msg, RCODE.SERVFAIL) : undefined;
+    }
+  }
+
+  private async reply(msg: Buffer, transport: 'udp' | 'tcp'): Promise<Buffer | undefined> {
     let q: ReturnType<typeof dnsPacket.decode>;
     try {
       q = dnsPacket.decode(msg);
