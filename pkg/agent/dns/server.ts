@@ -212,17 +212,30 @@ function errorReply(msg: Buffer, rcode: number): Buffer {
   }
 }
 
-function udpExchange(u: Upstream, msg: Buffer, timeoutMs: number): Promise<Buffer> {
+type Done = (e?: Error, out?: Buffer) => void;
+
+/** One exchange with an upstream: settles once (answer, error or timeout), then closes what `open` opened. */
+function exchange(timeoutMs: number, open: (done: Done) => () => void): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    const s = dgram.createSocket(net.isIPv6(u.host) ? 'udp6' : 'udp4');
-    const id = msg.readUInt16BE(0);
-    const done = (e?: Error, out?: Buffer) => {
+    let settled = false;
+    let close = () => {};
+    const done: Done = (e, out) => {
+      if (settled) return;
+      settled = true;
       clearTimeout(timer);
-      s.close();
+      close();
       if (e) reject(e);
       else resolve(out!);
     };
     const timer = setTimeout(() => done(new Error('timeout')), timeoutMs);
+    close = open(done);
+  });
+}
+
+function udpExchange(u: Upstream, msg: Buffer, timeoutMs: number): Promise<Buffer> {
+  return exchange(timeoutMs, (done) => {
+    const s = dgram.createSocket(net.isIPv6(u.host) ? 'udp6' : 'udp4');
+    const id = msg.readUInt16BE(0);
     s.on('error', (e) => done(e));
     s.on('message', (out, rinfo) => {
       // only the upstream's answer to this query (anyone may send to an open port)
@@ -230,20 +243,14 @@ function udpExchange(u: Upstream, msg: Buffer, timeoutMs: number): Promise<Buffe
       done(undefined, out);
     });
     s.send(msg, u.port, u.host, (e) => e && done(e));
+    return () => s.close();
   });
 }
 
 function tcpExchange(u: Upstream, msg: Buffer, timeoutMs: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
+  return exchange(timeoutMs, (done) => {
     const s = net.connect(u.port, u.host);
     let buf = Buffer.alloc(0);
-    const done = (e?: Error, out?: Buffer) => {
-      clearTimeout(timer);
-      s.destroy();
-      if (e) reject(e);
-      else resolve(out!);
-    };
-    const timer = setTimeout(() => done(new Error('timeout')), timeoutMs);
     s.on('error', (e) => done(e));
     s.on('connect', () => s.write(Buffer.concat([lengthPrefix(msg.length), msg])));
     s.on('data', (d) => {
@@ -251,5 +258,6 @@ function tcpExchange(u: Upstream, msg: Buffer, timeoutMs: number): Promise<Buffe
       if (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) done(undefined, buf.subarray(2, 2 + buf.readUInt16BE(0)));
     });
     s.on('end', () => done(new Error('closed before an answer')));
+    return () => s.destroy();
   });
 }
