@@ -1,5 +1,6 @@
 import { expect } from 'chai';
-import type { Endpoints, Service } from '../../pkg/api/kinds.ts';
+import { Kinds, type Endpoints, type Service } from '../../pkg/api/kinds.ts';
+import { toTable } from '../../pkg/apiserver/table.ts';
 import { Client } from '../../pkg/client/client.ts';
 import { ControllerManager } from '../../pkg/controller/manager.ts';
 import { silentLogger } from '../../pkg/log/log.ts';
@@ -93,6 +94,10 @@ describe('endpoints controller', function () {
     const e = (await endpoints())!;
     expect(e.spec.subsets.find((x) => x.task === 'w1')).to.deep.include({ containerInstance: 'i1', ports: [{ containerName: 'app', containerPort: 80, port: hostPorts.w1, protocol: 'tcp' }] });
     expect(e.metadata.ownerReferences?.[0]).to.include({ kind: 'Service', name: 'web', uid: svc.metadata.uid });
+    // `berth get endpoints` and kubectl print the addresses
+    const row = toTable(Kinds.Endpoints, [e as never]).rows[0].cells;
+    expect(row[0]).to.equal('web');
+    expect(String(row[1])).to.contain('10.9.0.4').and.contain(addr);
   });
 
   it('drops a task once it is asked to stop, and one that turns UNHEALTHY', async () => {
