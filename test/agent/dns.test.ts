@@ -150,6 +150,13 @@ describe('service discovery DNS', function () {
       expect(t.answers).to.have.length(60);
       expect(t.answers!.map(data)).to.include('30007 task-with-a-long-name-7.many.default.berth.internal');
     });
+    it('refuses to start on an address another server holds (an agent then runs without it)', async () => {
+      const second = new DnsServer({ address: '127.0.0.1', port: server.port, zone: () => big, upstreams: () => [], log: silentLogger() });
+      let err: unknown;
+      await second.start().catch((e) => (err = e));
+      expect((err as NodeJS.ErrnoException)?.code).to.equal('EADDRINUSE');
+      expect((await udpAsk('t1.web.default.berth.internal', 'A')).answers!.map(data)).to.deep.equal(['10.0.0.5']);
+    });
     it('answers garbage with FORMERR or not at all, and keeps serving', async () => {
       const s = dgram.createSocket('udp4');
       const got = new Promise<Buffer>((r) => s.on('message', (m) => r(m)));

@@ -74,9 +74,12 @@ export class DnsServer {
     const family = net.isIPv6(this.o.address) ? 'udp6' : 'udp4';
     const udp = dgram.createSocket({ type: family });
     await new Promise<void>((resolve, reject) => {
-      udp.once('error', reject);
+      udp.once('error', (e) => {
+        udp.close();
+        reject(e);
+      });
       udp.bind(this.o.port ?? 53, this.o.address, () => {
-        udp.off('error', reject);
+        udp.removeAllListeners('error');
         resolve();
       });
     });
