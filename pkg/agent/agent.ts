@@ -18,6 +18,7 @@ import { Checkpoint } from './checkpoint.ts';
 import type { AgentConfig } from './config.ts';
 import { TaskRunner, type TaskReport, type TaskRunnerDeps } from './engine/taskrunner.ts';
 import { ImageCleanup } from './imagecleanup.ts';
+import { ServiceDiscovery } from './dns/discovery.ts';
 import { ImagesInUse } from './imageuse.ts';
 import { hostFacts, registeredResources, type HostFacts } from './resources.ts';
 import { LABELS, hostPortKey, type ContainerRuntime, type RuntimeTask, type TaskNetworkMode } from './runtime/runtime.ts';
@@ -204,6 +205,8 @@ export class Agent {
   private introspection?: Server;
   private logServer?: Server;
   private images?: ImageCleanup;
+  /** service discovery DNS for this host's containers (Docker runtime, unless disabled) */
+  discovery?: ServiceDiscovery;
   /** images the task runners are about to use: image cleanup keeps them (R2-8) */
   private readonly imagesInUse = new ImagesInUse();
   /** the container-log endpoint and the secret the apiserver presents to it */
@@ -244,6 +247,11 @@ export class Agent {
       this.deps.runtime.setInstance?.(this.instanceId);
       this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.deps.heartbeatMs ?? 15_000);
       this.heartbeatTimer.unref?.();
+      // before any task runs: its containers get the DNS server as their resolver
+      if (!this.cfg.dnsDisabled && this.deps.runtime.kind === 'docker') {
+        const d = new ServiceDiscovery({ client: this.client, cluster: this.cfg.cluster, runtime: this.deps.runtime, address: this.cfg.dnsAddress, resolvConf: this.cfg.dnsResolvConf, log: this.log });
+        if (await d.start()) this.discovery = d;
+      }
       this.informer = new Informer<Task>(this.client, 'Task', { namespace: this.cfg.cluster, fieldSelector: `spec.containerInstance=${this.instanceId}`, log: this.log, resyncMs: 60_000 });
       this.informer.on({ add: (t) => this.onTask(t), update: (_p, t) => this.onTask(t), delete: (t) => this.onTaskDeleted(t) });
       this.informer.start();
@@ -255,6 +263,7 @@ export class Agent {
       this.checkpoint.unlock();
       this.logServer?.close();
       this.informer?.stop();
+      await this.discovery?.stop();
       if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
       throw e;
     }
@@ -779,6 +788,7 @@ export class Agent {
     this.stopped = true;
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     this.informer?.stop();
+    await this.discovery?.stop();
     this.images?.stop();
     if (this.flushTimer) clearTimeout(this.flushTimer);
     for (const h of this.held.values()) {

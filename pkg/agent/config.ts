@@ -175,6 +175,12 @@ const vars = {
   BERTH_CA_FILE: [z.string(), ''],
   /** the address other hosts and the apiserver reach this host at (empty: the local address of the connection to ECS_BACKEND_HOST) */
   BERTH_HOST_IP: [z.string().regex(/^$|^\d{1,3}(\.\d{1,3}){3}$|^[0-9a-fA-F:]+$/, { error: 'must be an IPv4 or IPv6 address' }), ''],
+  /** berth: no service discovery DNS server (containers keep Docker's resolvers) */
+  ECS_DISABLE_SERVICE_DISCOVERY_DNS: [bool, 'false'],
+  /** berth: the address the DNS server listens on (port 53) and containers are given (empty: the Docker bridge's gateway) */
+  ECS_SERVICE_DISCOVERY_DNS_ADDRESS: [z.string().regex(/^$|^\d{1,3}(\.\d{1,3}){3}$/, { error: 'must be an IPv4 address' }), ''],
+  /** berth: where the host's resolvers are read from, for the names outside berth.internal */
+  ECS_SERVICE_DISCOVERY_DNS_RESOLV_CONF: [z.string().min(1), '/etc/resolv.conf'],
 } as const satisfies Record<string, readonly [z.ZodType, string | undefined]>;
 
 export type AgentVariable = keyof typeof vars;
@@ -244,6 +250,10 @@ export interface AgentConfig {
   logsListen: string;
   caFile: string;
   hostIp: string;
+  /** service discovery DNS: off, the listen address (empty: the Docker bridge gateway), the upstreams' resolv.conf */
+  dnsDisabled: boolean;
+  dnsAddress: string;
+  dnsResolvConf: string;
 }
 
 /** Parse an `ecs.config`-style file: KEY=VALUE lines, `#` comments, optional `export`, optional quotes. */
@@ -400,6 +410,9 @@ export function loadAgentConfig(opts: LoadOptions = {}): AgentConfig {
     logsListen: val.BERTH_LOGS_LISTEN as string,
     caFile: val.BERTH_CA_FILE as string,
     hostIp: val.BERTH_HOST_IP as string,
+    dnsDisabled: val.ECS_DISABLE_SERVICE_DISCOVERY_DNS as boolean,
+    dnsAddress: val.ECS_SERVICE_DISCOVERY_DNS_ADDRESS as string,
+    dnsResolvConf: val.ECS_SERVICE_DISCOVERY_DNS_RESOLV_CONF as string,
   };
 }
 

@@ -18,6 +18,7 @@ import {
 } from './resources.ts';
 import { DaemonTaskDefinitionSpec, TaskDefinitionSpec, TaskDefinitionStatus } from './taskdefinition.ts';
 import { LoadBalancerSpec, LoadBalancerStatus, TargetGroupSpec, TargetGroupStatus } from './loadbalancing.ts';
+import { EndpointsSpec, EndpointsStatus } from './endpoints.ts';
 
 const age = { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' } as const;
 
@@ -180,7 +181,7 @@ export const Kinds = {
       { name: 'Changed', type: 'date', jsonPath: '.status.lastChangedDate' },
       age,
     ],
-    fieldSelectors: ['spec.type']
+    fieldSelectors: ['spec.type'],
   },
   LoadBalancer: {
     kind: 'LoadBalancer',
@@ -216,6 +217,21 @@ export const Kinds = {
     ],
     fieldSelectors: [],
   },
+  Endpoints: {
+    kind: 'Endpoints',
+    plural: 'endpoints',
+    singular: 'endpoints',
+    shortNames: ['ep'],
+    namespaced: true,
+    spec: EndpointsSpec,
+    status: EndpointsStatus,
+    printerColumns: [
+      { name: 'Endpoints', type: 'string', jsonPath: '.spec.subsets[*].address' },
+      { name: 'Tasks', type: 'string', jsonPath: '.spec.subsets[*].task', priority: 1 },
+      age,
+    ],
+    fieldSelectors: [],
+  },
 } satisfies Record<string, KindInfo>;
 
 export type KindName = keyof typeof Kinds;
@@ -247,6 +263,7 @@ export type Lease = Obj<'Lease'>;
 export type Secret = Obj<'Secret'>;
 export type LoadBalancerObj = Obj<'LoadBalancer'>;
 export type TargetGroup = Obj<'TargetGroup'>;
+export type Endpoints = Obj<'Endpoints'>;
 
 /** A new object of a kind, ready to create. */
 export function newObject<K extends KindName>(

@@ -262,6 +262,12 @@ export class DefaultAuthorizer implements Authorizer {
         deny('no task bound to this node references it');
         break;
       }
+      case 'endpoints':
+        // service discovery: the agent answers its containers' DNS queries for the services of its own cluster
+        if (a.namespace !== n.cluster) deny(`a node reads endpoints only in its cluster "${n.cluster}"`);
+        if (READS.has(a.verb) && !a.subresource) return;
+        deny('a node only reads endpoints');
+        break;
     }
     deny('not allowed for a node identity');
   }

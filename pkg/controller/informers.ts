@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { capacityOf, demandOf, emptyAllocation, type Allocation, type TaskAllocation, type TaskDemand } from '../api/allocation.ts';
-import type { ContainerInstance, Daemon, DaemonTaskDefinition, LoadBalancerObj, Service, TargetGroup, Task, TaskDefinition } from '../api/kinds.ts';
+import type { ContainerInstance, Daemon, DaemonTaskDefinition, Endpoints, LoadBalancerObj, Service, TargetGroup, Task, TaskDefinition } from '../api/kinds.ts';
 import { targetSetKey, targetSetOf } from '../api/loadbalancing.ts';
 import type { TaskDefinitionSpec } from '../api/taskdefinition.ts';
 import type { Client } from '../client/client.ts';
@@ -88,6 +88,7 @@ export class SharedInformers {
   readonly daemonTaskDefinitions: Informer<DaemonTaskDefinition>;
   readonly loadBalancers: Informer<LoadBalancerObj>;
   readonly targetGroups: Informer<TargetGroup>;
+  readonly endpoints: Informer<Endpoints>;
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   private started = new Set<Informer<any>>();
   private readonly ledger = new Map<string, InstanceLedger>();
@@ -115,6 +116,7 @@ export class SharedInformers {
     this.daemons = new Informer<Daemon>(client, 'Daemon', o).addIndex('namespace', (d) => [d.metadata.namespace!]);
     this.taskDefinitions = new Informer<TaskDefinition>(client, 'TaskDefinition', { log }).addIndex('family', (td) => [td.metadata.name.split(':')[0]]);
     this.daemonTaskDefinitions = new Informer<DaemonTaskDefinition>(client, 'DaemonTaskDefinition', { log });
+    this.endpoints = new Informer<Endpoints>(client, 'Endpoints', o);
     // the ledger's handlers are registered first, so every controller's handler sees it up to date
     this.tasks.on({ add: (t) => this.account(t), update: (_p, t) => this.account(t), delete: (t) => this.account(t, true) });
     const reserve = (i: ContainerInstance) => {

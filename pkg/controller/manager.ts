@@ -11,8 +11,9 @@ import { Controller, ControllerMetrics } from './runtime/controller.ts';
 import { LeaderElector } from './runtime/leader.ts';
 import { serviceController } from './service/controller.ts';
 import { targetSetKeys, targetsController } from './targets/controller.ts';
+import { endpointsController } from './endpoints/controller.ts';
 
-export const ALL_CONTROLLERS = ['service', 'placement', 'daemon', 'instancehealth', 'gc', 'targets'] as const;
+export const ALL_CONTROLLERS = ['service', 'placement', 'daemon', 'instancehealth', 'gc', 'targets', 'endpoints'] as const;
 export type ControllerName = (typeof ALL_CONTROLLERS)[number];
 
 export interface ManagerOptions {
@@ -63,6 +64,8 @@ export class ControllerManager {
                 ? instanceHealthController(o.client, this.informers, l, o.health ?? DEFAULT_HEALTH, this.metrics)
                 : name === 'targets'
                   ? targetsController(o.client, this.informers, l, this.metrics)
+                : name === 'endpoints'
+                  ? endpointsController(o.client, this.informers, l, this.metrics)
                   : gcController(o.client, this.informers, l, o.retentionMs, this.metrics);
       this.controllers.set(name, c);
     }
@@ -77,7 +80,7 @@ export class ControllerManager {
   async start(): Promise<void> {
     const inf = this.informers;
     // informers start at once (a standby keeps warm caches, so takeover is quick)
-    await inf.start(inf.taskDefinitions, inf.daemonTaskDefinitions, inf.instances, inf.tasks, inf.services, inf.daemons, inf.loadBalancers, inf.targetGroups);
+    await inf.start(inf.taskDefinitions, inf.daemonTaskDefinitions, inf.instances, inf.tasks, inf.services, inf.daemons, inf.loadBalancers, inf.targetGroups, inf.endpoints);
     for (const [name, c] of this.controllers) {
       if (this.o.leaderElect === false) {
         void c.run();
@@ -96,7 +99,7 @@ export class ControllerManager {
           // workers start once the caches reflect the store as of the acquisition (term.revision)
           void c.run(term, () => {
             // revisit everything: the previous leader may have left work half done
-            if (name === 'service') for (const s of inf.services.list()) c.enqueue(`${s.metadata.namespace}/${s.metadata.name}`);
+            if (name === 'service' || name === 'endpoints') for (const s of inf.services.list()) c.enqueue(`${s.metadata.namespace}/${s.metadata.name}`);
             if (name === 'daemon') {
               for (const d of inf.daemons.list()) c.enqueue(`${d.metadata.namespace}/${d.metadata.name}`);
               for (const s of inf.services.list()) if (s.spec.schedulingStrategy === 'DAEMON') c.enqueue(`service:${s.metadata.namespace}/${s.metadata.name}`);

@@ -65,6 +65,8 @@ describe('agent config', () => {
     ['dependent pulls up front', { ECS_PULL_DEPENDENT_CONTAINERS_UPFRONT: 'true' }, (c) => c.pullDependentUpfront, true],
     ['instance type', { ECS_INSTANCE_TYPE: 'm5.large' }, (c) => c.instanceType, 'm5.large'],
     ['availability zone', { ECS_AVAILABILITY_ZONE: 'zone-a' }, (c) => c.availabilityZone, 'zone-a'],
+    ['service discovery DNS on by default, on the bridge gateway, upstreams from /etc/resolv.conf', {}, (c) => [c.dnsDisabled, c.dnsAddress, c.dnsResolvConf], [false, '', '/etc/resolv.conf']],
+    ['service discovery DNS off, its address, its resolv.conf', { ECS_DISABLE_SERVICE_DISCOVERY_DNS: 'true', ECS_SERVICE_DISCOVERY_DNS_ADDRESS: '10.0.0.1', ECS_SERVICE_DISCOVERY_DNS_RESOLV_CONF: '/r' }, (c) => [c.dnsDisabled, c.dnsAddress, c.dnsResolvConf], [true, '10.0.0.1', '/r']],
   ];
   for (const [name, env, get, want] of table) {
     it(`reads ${name}`, () => expect(get(loadAgentConfig({ env }))).to.deep.equal(want));
@@ -83,6 +85,8 @@ describe('agent config', () => {
     ['ECS_DYNAMIC_HOST_PORT_RANGE', '200-100'],
     ['ECS_LOGLEVEL', 'loud'],
     ['ECS_BACKEND_HOST', 'not a url'],
+    ['ECS_SERVICE_DISCOVERY_DNS_ADDRESS', 'bridge0'],
+    ['ECS_DISABLE_SERVICE_DISCOVERY_DNS', 'perhaps'],
   ];
   for (const [k, v] of bad) {
     it(`rejects ${k}=${v} naming the variable and value`, () => {

@@ -10,7 +10,7 @@ import { DockerRuntime, DAEMON_ADDRESS, engineAuthFor, toCreateBody } from '../.
 import { daemonNames } from '../../pkg/agent/runtime/translate.ts';
 import { LABELS, containerRuntimeName, hostPortKey, type RuntimeEvent, type RuntimeTask, type ContainerRuntime } from '../../pkg/agent/runtime/runtime.ts';
 import { isBerthError } from '../../pkg/errors/errors.ts';
-import { ensureBusyboxImage, ensureDocker } from '../support/docker.ts';
+import { ensureBusyboxImage, ensureDocker, execIn } from '../support/docker.ts';
 import { Checkpoint } from '../../pkg/agent/checkpoint.ts';
 import { TaskRunner } from '../../pkg/agent/engine/taskrunner.ts';
 import { ImageCleanup } from '../../pkg/agent/imagecleanup.ts';
@@ -55,17 +55,6 @@ async function runTask(rt: ContainerRuntime, t: RuntimeTask, start = true): Prom
     if (start) await rt.start(created.id);
   }
   return ids;
-}
-
-async function execIn(docker: Docker, id: string, cmd: string[]): Promise<string> {
-  const ex = await docker.getContainer(id).exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true });
-  const stream = await ex.start({});
-  let out = '';
-  await new Promise<void>((r) => {
-    stream.on('data', (d: Buffer) => (out += d.toString()));
-    stream.on('end', () => r());
-  });
-  return out;
 }
 
 async function output(rt: ContainerRuntime, id: string): Promise<string> {

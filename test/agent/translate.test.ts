@@ -57,6 +57,18 @@ describe('Docker translation (pure)', () => {
     }
   });
 
+  it('the agent\'s DNS is the resolver of bridge and host containers and awsvpc namespaces, unless a definition names its own', () => {
+    const dns = (o: Partial<RuntimeTask>, def: Record<string, unknown> = {}) => body(task([{ name: 'x', image: 'i', memory: 8, ...def }], o), 0, { config: { ...cfg, dnsServers: ['172.17.0.1'] } }).HostConfig!.Dns;
+    expect(dns({ networkMode: 'bridge' })).to.deep.equal(['172.17.0.1']);
+    expect(dns({ networkMode: 'host' })).to.deep.equal(['172.17.0.1']);
+    expect(dns({ networkMode: 'bridge' }, { dnsServers: ['9.9.9.9'] })).to.deep.equal(['9.9.9.9']);
+    for (const networkMode of ['none', 'awsvpc', 'daemon_bridge'] as const) expect(dns({ networkMode }), networkMode).to.equal(undefined);
+    const vpc = task([{ name: 'x', image: 'i', memory: 8 }], { networkMode: 'awsvpc' });
+    expect(taskNamespaceBody(vpc, 'img', ['172.17.0.1']).HostConfig!.Dns).to.deep.equal(['172.17.0.1']);
+    expect(taskNamespaceBody(vpc, 'img').HostConfig!.Dns).to.equal(undefined);
+    expect(taskNamespaceBody(task([{ name: 'x', image: 'i', memory: 8 }], { pidMode: 'task' }), 'img', ['172.17.0.1']).HostConfig!.Dns, 'not a network namespace').to.equal(undefined);
+  });
+
   it('D12: sysctls go where Docker accepts them: net.* to the namespace owner, IPC ones to the container', () => {
     const sc = [{ namespace: 'net.core.somaxconn', value: '1024' }, { namespace: 'kernel.shmmax', value: '68719476736' }];
     const def = [{ name: 'x', image: 'i', memory: 8, systemControls: sc }];

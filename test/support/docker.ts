@@ -57,6 +57,18 @@ export function ensureDocker(): Promise<DockerHandle> {
   return shared;
 }
 
+/** Runs a command in a running container; its stdout and stderr (raw, multiplexed). */
+export async function execIn(docker: Docker, id: string, cmd: string[]): Promise<string> {
+  const ex = await docker.getContainer(id).exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true });
+  const stream = await ex.start({});
+  let out = '';
+  await new Promise<void>((r) => {
+    stream.on('data', (d: Buffer) => (out += d.toString()));
+    stream.on('end', () => r());
+  });
+  return out;
+}
+
 /** Stop the shared daemon if this process started it. */
 export async function stopDocker(): Promise<void> {
   shared = undefined;

@@ -144,6 +144,17 @@ export class DockerRuntime implements ContainerRuntime {
     this.opts.imageState = state;
   }
 
+  private dnsServers?: string[];
+
+  setDnsServers(servers: string[] | undefined): void {
+    this.dnsServers = servers?.length ? servers : undefined;
+  }
+
+  async bridgeGateway(): Promise<string | undefined> {
+    const n = await this.api.inspectNetwork('bridge');
+    return n?.IPAM?.Config?.find((c) => c.Gateway && !c.Gateway.includes(':'))?.Gateway;
+  }
+
   /** The container instance this runtime works for (known after registration). */
   setInstance(instance: string): void {
     this.owner = { ...this.owner, instance };
@@ -295,7 +306,7 @@ export class DockerRuntime implements ContainerRuntime {
 
   private async ensureTaskNamespace(task: RuntimeTask): Promise<RuntimeContainer> {
     const image = await this.namespaceImage();
-    const body = taskNamespaceBody({ ...task, instance: this.ownerOf(task).instance || undefined }, image);
+    const body = taskNamespaceBody({ ...task, instance: this.ownerOf(task).instance || undefined }, image, this.dnsServers);
     const c = await this.ensureContainer(body, (l) => l[LABELS.taskArn] === task.taskArn);
     if (task.networkMode === 'awsvpc') {
       // the task reaches its instance's daemons at 169.254.172.2, if it has any
@@ -411,7 +422,7 @@ export class DockerRuntime implements ContainerRuntime {
     const daemonNamespaceId = task.networkMode === 'daemon_bridge' ? (await this.ensureDaemonNamespace()).id : undefined;
     const body = toCreateBody(owned, def, {
       ...opts,
-      config: { disablePrivileged: this.opts.config.disablePrivileged, availableLoggingDrivers: this.opts.config.availableLoggingDrivers, taskCpuMemLimit: this.opts.config.taskCpuMemLimit },
+      config: { disablePrivileged: this.opts.config.disablePrivileged, availableLoggingDrivers: this.opts.config.availableLoggingDrivers, taskCpuMemLimit: this.opts.config.taskCpuMemLimit, dnsServers: this.dnsServers },
       daemonNamespaceId,
       cgroupParent: opts.resources.cgroupParent,
     });

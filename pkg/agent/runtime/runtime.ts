@@ -174,6 +174,10 @@ export interface ContainerRuntime {
   setInstance?(instance: string): void;
   /** where it keeps what it knows of images (ECS_IMAGE_PULL_BEHAVIOR=once, image cleanup) */
   setImageState?(state: ImageState): void;
+  /** the address the host has on the runtime's default bridge (containers reach the host there) */
+  bridgeGateway?(): Promise<string | undefined>;
+  /** the resolvers containers get unless their definition names its own dnsServers (undefined: the runtime's default) */
+  setDnsServers?(servers: string[] | undefined): void;
   pull(image: string, opts?: PullOptions): Promise<PullResult>;
   /** Create the task's volumes and, for awsvpc, its namespace container. Idempotent. */
   prepareTask(task: RuntimeTask): Promise<TaskResources>;

@@ -277,6 +277,8 @@ export interface TranslateConfig {
   availableLoggingDrivers: string[];
   /** ECS_ENABLE_TASK_CPU_MEM_LIMIT */
   taskCpuMemLimit?: boolean;
+  /** the agent's service discovery DNS: the resolvers of bridge and host containers whose definition names none */
+  dnsServers?: string[];
 }
 
 export interface TranslateOptions extends CreateOptions {
@@ -428,6 +430,7 @@ export function toCreateBody(task: RuntimeTask, def: ContainerDefinition, opts: 
     if (own.length) host.Sysctls = Object.fromEntries(own.map((s) => [s.namespace, s.value]));
   }
   if (def.dnsServers?.length) host.Dns = def.dnsServers;
+  else if (opts.config.dnsServers?.length && (mode === 'bridge' || mode === 'host')) host.Dns = opts.config.dnsServers;
   if (def.dnsSearchDomains?.length) host.DnsSearch = def.dnsSearchDomains;
   if (def.extraHosts?.length) host.ExtraHosts = def.extraHosts.map((h) => `${h.hostname}:${h.ipAddress}`);
   if (def.dockerSecurityOptions?.length) host.SecurityOpt = def.dockerSecurityOptions;
@@ -477,11 +480,13 @@ export function toCreateBody(task: RuntimeTask, def: ContainerDefinition, opts: 
  * awsvpc task (on the default bridge, with the task's net.* sysctls) and the PID/IPC
  * namespaces of a pidMode/ipcMode "task" task. It runs `sleep` from the namespace image.
  */
-export function taskNamespaceBody(task: RuntimeTask, image: string): Docker.ContainerCreateOptions {
+export function taskNamespaceBody(task: RuntimeTask, image: string, dnsServers?: string[]): Docker.ContainerCreateOptions {
   const net = Object.fromEntries(task.containers.flatMap((c) => c.systemControls ?? []).filter((s) => isNetSysctl(s.namespace)).map((s) => [s.namespace, s.value]));
   const ipc = Object.fromEntries(task.containers.flatMap((c) => c.systemControls ?? []).filter((s) => isIpcSysctl(s.namespace)).map((s) => [s.namespace, s.value]));
   const awsvpc = task.networkMode === 'awsvpc';
   const sysctls = { ...(awsvpc ? net : {}), ...(task.ipcMode === 'task' ? ipc : {}) };
+  // the task's containers share this namespace's resolv.conf: the agent's DNS unless a container names its own servers
+  const dns = awsvpc && dnsServers?.length && !task.containers.some((c) => c.dnsServers?.length) ? dnsServers : undefined;
   return {
     name: taskNamespaceName(task),
     Image: image,
@@ -498,6 +503,7 @@ export function taskNamespaceBody(task: RuntimeTask, image: string): Docker.Cont
       RestartPolicy: { Name: 'no' },
       ...(task.ipcMode === 'task' ? { IpcMode: 'shareable' } : {}),
       ...(Object.keys(sysctls).length ? { Sysctls: sysctls } : {}),
+      ...(dns ? { Dns: dns } : {}),
     },
   };
 }
