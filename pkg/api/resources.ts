@@ -314,6 +314,8 @@ export const ServiceSpec = z.strictObject({
   enableECSManagedTags: z.boolean().optional(),
   enableExecuteCommand: z.boolean().optional(),
   propagateTags: z.enum(['TASK_DEFINITION', 'SERVICE', 'NONE']).optional(),
+  /** kept and shown as given; berth's instances have no Availability Zones, so there is nothing to rebalance */
+  availabilityZoneRebalancing: z.enum(['ENABLED', 'DISABLED']).optional(),
 });
 export type ServiceSpec = z.infer<typeof ServiceSpec>;
 

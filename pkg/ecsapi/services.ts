@@ -42,7 +42,7 @@ export const CreateService: Operation = async (c, i) => {
   const clientToken = str(i, 'clientToken', { max: 36 });
   const spec: Input = {};
   for (const [k, v] of Object.entries(i)) {
-    if (['cluster', 'serviceName', 'deploymentController', 'availabilityZoneRebalancing', ...UNSUPPORTED].includes(k) || v === null || v === undefined) continue;
+    if (['cluster', 'serviceName', 'deploymentController', ...UNSUPPORTED].includes(k) || v === null || v === undefined) continue;
     spec[k] = v;
   }
   c.authorize({ verb: 'create', resource: 'services', namespace: cluster });
@@ -53,7 +53,7 @@ export const CreateService: Operation = async (c, i) => {
   }
   try {
     const { obj: created } = await c.registry.create(SVC, cluster, newObj('Service', name, spec, cluster), c.req);
-    return { service: shape(c, created) };
+    return { service: shape(c, await deployed(c, created as unknown as Service)) };
   } catch (e) {
     if (isBerthError(e, 'AlreadyExists')) throw invalidParameter('Creation of service was not idempotent.');
     throw e;
@@ -85,6 +85,7 @@ const UPDATABLE = [
   'propagateTags',
   'loadBalancers',
   'networkConfiguration',
+  'availabilityZoneRebalancing',
 ];
 
 export const UpdateService: Operation = async (c, i) => {
@@ -97,7 +98,7 @@ export const UpdateService: Operation = async (c, i) => {
   const patch: Input = {};
   for (const k of UPDATABLE) if (i[k] !== undefined && i[k] !== null) patch[k] = i[k];
   for (const k of Object.keys(i)) {
-    if (![...UPDATABLE, ...UNSUPPORTED, 'cluster', 'service', 'forceNewDeployment', 'deploymentController', 'availabilityZoneRebalancing'].includes(k) && i[k] !== null && i[k] !== undefined) {
+    if (![...UPDATABLE, ...UNSUPPORTED, 'cluster', 'service', 'forceNewDeployment', 'deploymentController'].includes(k) && i[k] !== null && i[k] !== undefined) {
       throw invalidParameter(`${k} cannot be changed by UpdateService.`);
     }
   }
@@ -107,8 +108,26 @@ export const UpdateService: Operation = async (c, i) => {
   c.authorize({ verb: 'patch', resource: 'services', namespace: cluster, name });
   if (Object.keys(patch).length === 0) return { service: shape(c, cur) };
   const out = await c.registry.patch(SVC, cluster, name, 'merge', { spec: patch }, undefined, c.req);
-  return { service: shape(c, out) };
+  return { service: shape(c, await deployed(c, out as unknown as Service)) };
 };
+
+/**
+ * The service once the service controller has acted on this generation of its spec: ECS
+ * answers CreateService with the PRIMARY deployment, and UpdateService with the deployment a
+ * new task definition starts (a waiter reading the answer must not see the old one as
+ * steady). Bounded by deploymentWaitMs; past it (no controller running), the service as written.
+ */
+async function deployed(c: OpContext, written: Service): Promise<Service> {
+  const deadline = Date.now() + c.deploymentWaitMs;
+  const gen = written.metadata.generation ?? 0;
+  while (Date.now() < deadline) {
+    const cur = (await c.registry.peek(SVC, written.metadata.namespace, written.metadata.name)) as Service | undefined;
+    if (!cur || cur.metadata.uid !== written.metadata.uid) return written;
+    if ((cur.metadata.generation ?? 0) >= gen && (cur.status?.observedGeneration ?? 0) >= gen) return cur;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return written;
+}
 
 export const DeleteService: Operation = async (c, i) => {
   const cluster = await clusterOf(c, i);

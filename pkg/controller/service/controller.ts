@@ -164,7 +164,7 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
           launchType: svc.spec.launchType,
           placementConstraints: svc.spec.placementConstraints,
           placementStrategy: svc.spec.placementStrategy,
-          ...(svc.spec.propagateTags === 'SERVICE' && svc.spec.tags ? { tags: svc.spec.tags } : {}),
+          ...taskTagsOf(svc),
         } as Task['spec']);
         await createOwnedTask(client, exp, key, task);
       });
@@ -229,4 +229,16 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
     delete: onInstance,
   });
   return c;
+}
+
+/**
+ * The tags a service gives its tasks: its own with propagateTags SERVICE, and with
+ * enableECSManagedTags the ones ECS adds (aws:ecs:clusterName, aws:ecs:serviceName).
+ */
+export function taskTagsOf(svc: Pick<Service, 'metadata' | 'spec'>): { tags?: Array<{ key: string; value?: string }> } {
+  const tags = [...(svc.spec.propagateTags === 'SERVICE' ? (svc.spec.tags ?? []) : [])];
+  if (svc.spec.enableECSManagedTags) {
+    tags.push({ key: 'aws:ecs:clusterName', value: svc.metadata.namespace! }, { key: 'aws:ecs:serviceName', value: svc.metadata.name });
+  }
+  return tags.length ? { tags } : {};
 }
