@@ -43,7 +43,8 @@ resource "aws_ecs_service" "web" {
  * offline) against berth's ECS endpoint: one apply, an empty plan, an import, a destroy.
  */
 describe('Terraform with the AWS provider against the ECS API', function () {
-  this.timeout(240_000);
+  // terraform starts its provider (a 700 MB binary) several times per command: ~2 min on an idle machine
+  this.timeout(480_000);
   let env: Awaited<ReturnType<typeof startEcsControlPlane>>;
   let ecs: ECSClient;
   let tf: TfDir;

@@ -1,4 +1,4 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -7,8 +7,6 @@ import { join } from 'node:path';
 /** Where the machine image keeps hashicorp/aws (a filesystem mirror: no registry is reached). */
 export const TF_PLUGIN_MIRROR = '/opt/tf-plugins';
 export const AWS_PROVIDER_VERSION = '5.100.0';
-
-const PROVIDER_BINARY = join(TF_PLUGIN_MIRROR, 'registry.terraform.io/hashicorp/aws', AWS_PROVIDER_VERSION, 'linux_amd64', `terraform-provider-aws_v${AWS_PROVIDER_VERSION}_x5`);
 
 export const terraformAvailable = () => existsSync(join(TF_PLUGIN_MIRROR, 'registry.terraform.io/hashicorp/aws', AWS_PROVIDER_VERSION));
 
@@ -30,36 +28,9 @@ export interface TfDir {
   run(args: string[], o?: { debugLog?: boolean }): Promise<TfResult>;
   /** run, failing with terraform's output unless it exits 0 (or one of `ok`) */
   must(args: string[], ok?: number[]): Promise<TfResult>;
-  /** stops the shared provider process and removes the directory */
   remove(): Promise<void>;
 }
 
-/**
- * The provider started once, in its debug mode, for every command to attach to
- * (TF_REATTACH_PROVIDERS): Terraform otherwise starts the 700 MB provider binary several
- * times per command, which is most of a command's time.
- */
-async function startProvider(env: Record<string, string>): Promise<{ reattach: string; proc: ChildProcess }> {
-  const proc = spawn(PROVIDER_BINARY, ['-debug'], { env, stdio: ['ignore', 'pipe', 'ignore'] });
-  let out = '';
-  const reattach = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the AWS provider printed no TF_REATTACH_PROVIDERS in 120 s: ${out.slice(-2000)}`)), 120_000);
-    proc.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /TF_REATTACH_PROVIDERS='([^']+)'/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    });
-    proc.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`the AWS provider exited (${code}) before it was ready: ${out.slice(-2000)}`));
-    });
-  });
-  proc.stdout!.resume();
-  return { reattach, proc };
-}
 
 export async function terraformDir(o: { ecsEndpoint: string; accessKeyId: string; secretAccessKey: string; region?: string }): Promise<TfDir> {
   const dir = await mkdtemp(join(tmpdir(), 'berth-tf-'));
@@ -95,11 +66,9 @@ provider "aws" {
     CHECKPOINT_DISABLE: '1',
     AWS_EC2_METADATA_DISABLED: 'true',
   };
-  const provider_ = await startProvider(env);
-  const attached = { ...env, TF_REATTACH_PROVIDERS: provider_.reattach };
   const run = (args: string[], r: { debugLog?: boolean } = {}) =>
     new Promise<TfResult>((resolve) => {
-      const e = r.debugLog ? { ...attached, TF_LOG: 'DEBUG', TF_LOG_PATH: join(dir, 'debug.log') } : attached;
+      const e = r.debugLog ? { ...env, TF_LOG: 'DEBUG', TF_LOG_PATH: join(dir, 'debug.log') } : env;
       execFile('terraform', [...args, '-no-color'], { cwd: dir, env: e, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
         const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
         resolve({ code, stdout, stderr });
@@ -116,13 +85,6 @@ provider "aws" {
       if (!ok.includes(r.code)) throw new Error(`terraform ${args.join(' ')} exited ${r.code}:\n${r.stdout.slice(-4000)}\n${r.stderr.slice(-4000)}`);
       return r;
     },
-    async remove() {
-      if (provider_.proc.exitCode === null) {
-        const exited = new Promise((r) => provider_.proc.once('exit', r));
-        provider_.proc.kill('SIGTERM');
-        await exited;
-      }
-      await rm(dir, { recursive: true, force: true });
-    },
+    remove: () => rm(dir, { recursive: true, force: true }),
   };
 }
