@@ -11,7 +11,7 @@ import { cidrList } from '../../pkg/apiserver/listener.ts';
 import { EMBEDDED_TXN_LIMITS, ETCD_TXN_LIMITS } from '../../pkg/apiserver/binding.ts';
 import { DEFAULT_WATCH_CACHE_SIZE } from '../../pkg/apiserver/watchcache.ts';
 import { isLoopback, onShutdown, runMain } from '../../pkg/cmdutil/cmdutil.ts';
-import { ecsFrontDoor } from '../../pkg/ecsapi/ecsapi.ts';
+import { DEPLOYMENT_WAIT_MS, ecsFrontDoor } from '../../pkg/ecsapi/ecsapi.ts';
 import { badRequest } from '../../pkg/errors/errors.ts';
 import { newLogger, type Logger } from '../../pkg/log/log.ts';
 import { openStore } from '../../pkg/store/open.ts';
@@ -154,7 +154,7 @@ runMain('berth-apiserver', async () => {
     auditLog: o.auditLog,
     keyring: o.encryptionKeyFile ? Keyring.fromFile(o.encryptionKeyFile) : undefined,
     arn: { ...DEFAULT_ARN_CONFIG, region: o.region },
-    frontDoors: (parts) => [ecsFrontDoor(parts, { accessKeyFile: o.accessKeyFile, region: o.region })],
+    frontDoors: (parts) => [ecsFrontDoor(parts, { accessKeyFile: o.accessKeyFile, region: o.region, deploymentWaitMs: DEPLOYMENT_WAIT_MS })],
     console: o.console,
   });
   const { server, url } = await listen(api.handler, { listen: o.listen, tlsCertFile: o.tlsCertFile, tlsKeyFile: o.tlsPrivateKeyFile, proxyProtocolTrusted });

@@ -76,6 +76,14 @@ export function hostFingerprint(): string {
   return machine ? `m:${hash(machine)}` : `h:${hash(os.hostname())}`;
 }
 
+/**
+ * The host's ECS Anywhere-shaped managed-instance id (`mi-` and 17 hex digits): derived from
+ * its fingerprint, so the same host keeps it across re-registrations. ECS_INSTANCE_ID overrides it.
+ */
+export function managedInstanceId(fingerprint: string): string {
+  return `mi-${createHash('sha256').update(fingerprint).digest('hex').slice(0, 17)}`;
+}
+
 /** Same host? Fingerprints of the older kind (machine id + hostname) are compared as they are. */
 export function sameHost(saved: string, now: string): boolean {
   if (saved === now) return true;
@@ -362,7 +370,7 @@ export class Agent {
       spec: {
         status: 'ACTIVE',
         hostname: os.hostname(),
-        ec2InstanceId: this.cfg.instanceId || undefined,
+        ec2InstanceId: this.cfg.instanceId || managedInstanceId(fp),
         attributes,
         tags: Object.entries(this.cfg.containerInstanceTags).map(([key, value]) => ({ key, value })),
         registeredResources: [

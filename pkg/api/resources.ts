@@ -334,6 +334,11 @@ export const ServiceSpec = z.strictObject({
     .refine((v) => !v, { error: 'berth has no ECS Exec (ExecuteCommand) yet, so no command could be run in the tasks: leave it out or false' })
     .optional(),
   propagateTags: z.enum(['TASK_DEFINITION', 'SERVICE', 'NONE']).optional(),
+  /** kept and shown as given: DISABLED only (berth never moves running tasks to rebalance zones) */
+  availabilityZoneRebalancing: z
+    .enum(['ENABLED', 'DISABLED'])
+    .refine((v) => v === 'DISABLED', { error: 'availabilityZoneRebalancing ENABLED is not supported by berth: it never moves running tasks to rebalance zones (use DISABLED, or leave it out, and a spread placement strategy)' })
+    .optional(),
   /**
    * A forced deployment: any new value (UpdateService forceNewDeployment, `berth rollout
    * restart` write the time) starts a new deployment of the same task definition, so every

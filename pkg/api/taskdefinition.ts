@@ -14,6 +14,17 @@ const nonNeg = (what: string) => int(what).min(0, { error: `${what} must be 0 or
 const port = (what: string) =>
   int(what).min(0, { error: `${what} must be between 0 and 65535` }).max(65535, { error: `${what} must be between 0 and 65535` });
 
+/**
+ * A member the current ECS API defines that berth cannot honour: refused by name when given
+ * (`undefined` and, for booleans and lists, the "off" value are accepted and not stored).
+ */
+const notHonoured = (what: string) =>
+  z
+    .unknown()
+    .refine((v) => v === undefined || v === null || v === false || (Array.isArray(v) && v.length === 0), { error: `is not supported by berth (${what})` })
+    .transform(() => undefined)
+    .optional();
+
 export const KeyValuePair = z.strictObject({ name: z.string(), value: z.string() });
 export type KeyValuePair = z.infer<typeof KeyValuePair>;
 
@@ -26,19 +37,21 @@ export const PortMapping = z.strictObject({
   protocol: Protocol.default('tcp'),
   name: z.string().optional(),
   appProtocol: z.enum(['http', 'http2', 'grpc']).optional(),
+  containerPortRange: notHonoured('port ranges: map each port'),
 });
 export type PortMapping = z.infer<typeof PortMapping>;
 
 export const MountPoint = z.strictObject({
   sourceVolume: z.string({ error: 'sourceVolume is required' }),
   containerPath: z.string({ error: 'containerPath is required' }).startsWith('/', { error: 'containerPath must be an absolute path' }),
-  readOnly: z.boolean().default(false),
+  /** absent is read-write; like ECS, kept absent (no default added) */
+  readOnly: z.boolean().optional(),
 });
 export type MountPoint = z.infer<typeof MountPoint>;
 
 export const VolumeFrom = z.strictObject({
   sourceContainer: z.string({ error: 'sourceContainer is required' }),
-  readOnly: z.boolean().default(false),
+  readOnly: z.boolean().optional(),
 });
 export type VolumeFrom = z.infer<typeof VolumeFrom>;
 
@@ -158,6 +171,11 @@ const containerShape = {
   disableNetworking: z.boolean().optional(),
   interactive: z.boolean().optional(),
   pseudoTerminal: z.boolean().optional(),
+  /** berth runs the image reference as given (no digest pinning): only "disabled" is what it does */
+  versionConsistency: z.enum(['disabled'], { error: 'versionConsistency "enabled" is not supported by berth (it does not pin image digests); use "disabled"' }).optional(),
+  resourceRequirements: notHonoured('GPU and inference accelerator requirements'),
+  firelensConfiguration: notHonoured('FireLens log routing'),
+  credentialSpecs: notHonoured('gMSA credential specs are for Windows containers'),
 };
 
 export const ContainerDefinition = z.strictObject(containerShape);
@@ -183,6 +201,11 @@ export const Volume = z.strictObject({
   /** with sourcePath: a bind mount of the host path; empty: a Docker volume owned by the task */
   host: HostVolume.optional(),
   dockerVolumeConfiguration: DockerVolumeConfiguration.optional(),
+  efsVolumeConfiguration: notHonoured('EFS volumes'),
+  fsxWindowsFileServerVolumeConfiguration: notHonoured('FSx for Windows volumes'),
+  s3filesVolumeConfiguration: notHonoured('S3 Files volumes'),
+  /** a volume configured when a service or task starts (volumeConfigurations): berth has none, so only false */
+  configuredAtLaunch: z.literal(false, { error: 'configuredAtLaunch true is not supported by berth (it needs volumeConfigurations, which berth does not implement)' }).optional(),
 });
 export type Volume = z.infer<typeof Volume>;
 
@@ -260,6 +283,17 @@ const taskShape = {
   pidMode: z.enum(['host', 'task']).optional(),
   ipcMode: z.enum(['host', 'task', 'none']).optional(),
   tags: z.array(Tag).max(50).optional(),
+  /** berth has no fault-injection endpoints: only false */
+  enableFaultInjection: z.literal(false, { error: 'enableFaultInjection true is not supported by berth' }).optional(),
+  proxyConfiguration: notHonoured('App Mesh proxy configuration'),
+  inferenceAccelerators: notHonoured('Elastic Inference accelerators'),
+  ephemeralStorage: notHonoured('ephemeral storage size is a Fargate setting'),
+  runtimePlatform: z
+    .strictObject({
+      operatingSystemFamily: z.enum(['LINUX'], { error: 'runtimePlatform.operatingSystemFamily: berth runs Linux containers only (LINUX)' }).optional(),
+      cpuArchitecture: notHonoured('placement by CPU architecture: tasks run on any host'),
+    })
+    .optional(),
 };
 
 /** A TaskDefinition's spec: the register-task-definition fields except `family`. */

@@ -220,6 +220,7 @@ const RESOLVERS: Record<string, Resolver> = {
   TagResource: tagged,
   UntagResource: tagged,
   ListTagsForResource: tagged,
+  PutClusterCapacityProviders: onCluster(),
 };
 
 /** The operations berth knows how to authorize (each of OPERATIONS must be here; a test checks). */

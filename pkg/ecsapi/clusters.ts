@@ -1,11 +1,12 @@
 import { Kinds, type Cluster } from '../api/kinds.ts';
 import { isArn, resolveIdentifier } from '../api/arn.ts';
 import { isBerthError } from '../errors/errors.ts';
-import { getOrUndefined, newObj, type Operation } from './context.ts';
+import { clusterNotFound, getOrUndefined, newObj, type Operation } from './context.ts';
 import { list, obj, paginate, str, strList, unsupported } from './params.ts';
 import { clusterToEcs, compact } from './shapes.ts';
+import { invalidParameter } from './wire.ts';
 
-/** CreateCluster, DeleteCluster, DescribeClusters, ListClusters. */
+/** CreateCluster, DeleteCluster, DescribeClusters, ListClusters, PutClusterCapacityProviders. */
 
 /** what CreateCluster answers with: the cluster as given */
 const CREATED = ['TAGS', 'SETTINGS', 'CONFIGURATIONS'];
@@ -58,3 +59,23 @@ export const ListClusters: Operation = async (c, i) => {
   return compact({ clusterArns: page.map((o) => c.parts.arns.cluster(o.metadata.name)), nextToken });
 };
 
+
+/**
+ * PutClusterCapacityProviders: berth has no capacity providers (tasks go on the cluster's
+ * registered instances), so the empty (default) association is what it accepts; a provider
+ * or a strategy naming one is refused by name.
+ */
+export const PutClusterCapacityProviders: Operation = async (c, i) => {
+  const given = str(i, 'cluster', { required: true })!;
+  list(i, 'capacityProviders', { required: true });
+  list(i, 'defaultCapacityProviderStrategy', { required: true });
+  for (const member of ['capacityProviders', 'defaultCapacityProviderStrategy']) {
+    if ((i[member] as unknown[]).length) throw invalidParameter(`${member}: berth has no capacity providers (tasks run on the cluster's registered container instances); give an empty list.`);
+  }
+  const name = isArn(given) ? resolveIdentifier(given, 'cluster').name : given;
+  // a write in ECS (it sets the association), so it needs what changing a cluster needs
+  c.authorize({ verb: 'patch', resource: 'clusters', name });
+  const cl = (await getOrUndefined(c, Kinds.Cluster, undefined, name)) as Cluster | undefined;
+  if (!cl || cl.status?.status === 'INACTIVE') throw clusterNotFound();
+  return { cluster: clusterToEcs(cl, c.parts.arns) };
+};

@@ -21,6 +21,8 @@ export interface OpContext {
   req: RequestContext;
   authorize(attrs: Omit<RequestAttributes, 'path'>): void;
   region: string;
+  /** how long CreateService/UpdateService wait for the service controller's deployment (0: answer at once) */
+  deploymentWaitMs: number;
 }
 
 export type Operation = (c: OpContext, input: Input) => Promise<unknown>;

@@ -6,7 +6,7 @@ import type { ApiParts, FrontDoor } from '../apiserver/apiserver.ts';
 import { ADMINS, type Identity } from '../apiserver/auth.ts';
 import type { FrontDoorRequest } from '../apiserver/server.ts';
 import { ecsAction, pinTaskDefinition } from './actions.ts';
-import { CreateCluster, DeleteCluster, DescribeClusters, ListClusters } from './clusters.ts';
+import { CreateCluster, DeleteCluster, DescribeClusters, ListClusters, PutClusterCapacityProviders } from './clusters.ts';
 import type { OpContext, Operation } from './context.ts';
 import {
   CreateDaemon,
@@ -89,7 +89,11 @@ export const OPERATIONS: Record<string, Operation> = {
   TagResource,
   UntagResource,
   ListTagsForResource,
+  PutClusterCapacityProviders,
 };
+
+/** How long CreateService/UpdateService wait for the service controller where one runs (berth up, berth-apiserver). */
+export const DEPLOYMENT_WAIT_MS = 5000;
 
 /** the AWS JSON 1.1 services on this front door: ECS, and Secrets Manager and SSM on the Secret kind */
 const FACES: Array<{ prefix: string; service: 'ecs' | 'secretsmanager' | 'ssm'; operations: Record<string, Operation> }> = [
@@ -104,6 +108,12 @@ export interface EcsFrontDoorOptions {
   keys?: AccessKey[];
   /** the region berth answers for (ARNs use the apiserver's ARN configuration) */
   region: string;
+  /**
+   * CreateService/UpdateService answer once the service controller has acted on the change
+   * (the new PRIMARY deployment is in the answer, as ECS's is), waiting at most this long;
+   * 0 (the default, for an apiserver without controllers) answers at once.
+   */
+  deploymentWaitMs?: number;
 }
 
 /** the errors of a caller who could not be authenticated or was not authorized (audited as denials) */
@@ -222,6 +232,7 @@ export function ecsFrontDoor(parts: ApiParts, opts: EcsFrontDoorOptions): FrontD
         req: { user: identity.user, sourceAddress: req.sourceAddress },
         authorize: (attrs) => req.authorize(identity, { ...attrs, action }),
         region: opts.region,
+        deploymentWaitMs: opts.deploymentWaitMs ?? 0,
       };
       const out = await handler(ctx, input as Input);
       log.debug({ op, user: identity.user, requestId }, 'ecs request');

@@ -47,7 +47,7 @@ export const CreateService: Operation = async (c, i) => {
   const clientToken = str(i, 'clientToken', { max: 36 });
   const spec: Input = {};
   for (const [k, v] of Object.entries(i)) {
-    if (['cluster', 'serviceName', 'deploymentController', 'availabilityZoneRebalancing', ...UNSUPPORTED].includes(k) || v === null || v === undefined) continue;
+    if (['cluster', 'serviceName', 'deploymentController', ...UNSUPPORTED].includes(k) || v === null || v === undefined) continue;
     spec[k] = v;
   }
   c.authorize({ verb: 'create', resource: 'services', namespace: cluster });
@@ -58,7 +58,7 @@ export const CreateService: Operation = async (c, i) => {
   }
   try {
     const { obj: created } = await c.registry.create(SVC, cluster, newObj('Service', name, spec, cluster), c.req);
-    return { service: shape(c, created) };
+    return { service: shape(c, await deployed(c, created as unknown as Service)) };
   } catch (e) {
     if (isBerthError(e, 'AlreadyExists')) throw invalidParameter('Creation of service was not idempotent.');
     throw e;
@@ -91,6 +91,7 @@ const UPDATABLE = [
   'propagateTags',
   'loadBalancers',
   'networkConfiguration',
+  'availabilityZoneRebalancing',
 ];
 
 export const UpdateService: Operation = async (c, i) => {
@@ -102,7 +103,7 @@ export const UpdateService: Operation = async (c, i) => {
   const patch: Input = {};
   for (const k of UPDATABLE) if (i[k] !== undefined && i[k] !== null) patch[k] = i[k];
   for (const k of Object.keys(i)) {
-    if (![...UPDATABLE, ...UNSUPPORTED, 'cluster', 'service', 'forceNewDeployment', 'deploymentController', 'availabilityZoneRebalancing'].includes(k) && i[k] !== null && i[k] !== undefined) {
+    if (![...UPDATABLE, ...UNSUPPORTED, 'cluster', 'service', 'forceNewDeployment', 'deploymentController'].includes(k) && i[k] !== null && i[k] !== undefined) {
       throw invalidParameter(`${k} cannot be changed by UpdateService.`);
     }
   }
@@ -121,22 +122,23 @@ export const UpdateService: Operation = async (c, i) => {
 };
 
 /**
- * ECS answers an update that starts a deployment with that deployment already PRIMARY. The
- * controller makes it: when it had caught up with the service before (so one is running),
- * wait up to 3 s for it to take this generation, and answer with what it wrote.
+ * The service once the service controller has acted on this generation of its spec: ECS
+ * answers CreateService with the PRIMARY deployment, and UpdateService with the deployment a
+ * new task definition or a forced deployment starts (a waiter reading the answer must not see
+ * the old one as steady). Bounded by deploymentWaitMs; past it, the service as written. An
+ * update of a service the controller had not caught up with before (none running) does not wait.
  */
-async function deployed(c: OpContext, out: Service, before: Service): Promise<Service> {
-  const generation = out.metadata.generation ?? 1;
-  if ((before.status?.observedGeneration ?? 0) < (before.metadata.generation ?? 1)) return out;
-  const deadline = Date.now() + 3_000;
-  let cur = out;
-  while ((cur.status?.observedGeneration ?? 0) < generation && Date.now() < deadline) {
+async function deployed(c: OpContext, written: Service, before?: Service): Promise<Service> {
+  if (before && (before.status?.observedGeneration ?? 0) < (before.metadata.generation ?? 1)) return written;
+  const deadline = Date.now() + c.deploymentWaitMs;
+  const gen = written.metadata.generation ?? 0;
+  while (Date.now() < deadline) {
+    const cur = (await c.registry.peek(SVC, written.metadata.namespace!, written.metadata.name)) as Service | undefined;
+    if (!cur || cur.metadata.uid !== written.metadata.uid) return written;
+    if ((cur.metadata.generation ?? 0) >= gen && (cur.status?.observedGeneration ?? 0) >= gen) return cur;
     await new Promise((r) => setTimeout(r, 50));
-    const s = (await c.registry.peek(SVC, out.metadata.namespace!, out.metadata.name)) as Service | undefined;
-    if (!s || s.metadata.uid !== out.metadata.uid) return out;
-    cur = s;
   }
-  return cur;
+  return written;
 }
 
 export const DeleteService: Operation = async (c, i) => {

@@ -261,6 +261,7 @@ export function serviceToEcs(s: Service, arns: Arns, include: string[] = []): Js
     enableECSManagedTags: spec.enableECSManagedTags ?? false,
     propagateTags: spec.propagateTags ?? 'NONE',
     enableExecuteCommand: spec.enableExecuteCommand ?? false,
+    availabilityZoneRebalancing: spec.availabilityZoneRebalancing ?? 'DISABLED',
   });
 }
 

@@ -60,6 +60,12 @@ describe('quickstart end to end (berth up on real Docker, the CLI as a user runs
     await rm(home, { recursive: true, force: true });
   });
 
+  it("serves the agent's introspection API where ECS's agent does (127.0.0.1:51678)", async () => {
+    const md = (await (await fetch('http://127.0.0.1:51678/v1/metadata')).json()) as { Cluster?: string; ContainerInstanceArn?: string };
+    expect(md.Cluster).to.equal('default');
+    expect(md.ContainerInstanceArn).to.match(/:container-instance\/default\/[0-9a-f]{32}$/);
+  });
+
   it('runs sleep360, a service through a scale and a rollout, a daemon, logs, drain, and cleans up', async () => {
     expect(upOut).to.include('kubectl --kubeconfig');
     expect(await ok('apply', '-f', 'deploy/examples/sleep360.yaml')).to.equal('taskdefinition/sleep360:1 created\n');

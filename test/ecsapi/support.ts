@@ -49,7 +49,7 @@ export class Sha256 {
 export const sdkSigner = (key: { accessKeyId: string; secretAccessKey: string }, region: string) =>
   new SignatureV4({ credentials: key, region, service: 'ecs', sha256: Sha256 as never });
 
-export async function startEcsServer(opts: { store?: 'embedded' | 'etcd'; inactiveRetentionMs?: number; wrapStore?: (s: Store) => Store; keyring?: Keyring } = {}): Promise<EcsTestServer> {
+export async function startEcsServer(opts: { store?: 'embedded' | 'etcd'; inactiveRetentionMs?: number; wrapStore?: (s: Store) => Store; keyring?: Keyring; deploymentWaitMs?: number } = {}): Promise<EcsTestServer> {
   const dir = await mkdtemp(join(tmpdir(), 'berth-ecs-'));
   const admin = newKey('ecs-admin', ['berth:admins']);
   const viewer = newKey('ecs-viewer', ['berth:viewers']);
@@ -61,7 +61,7 @@ export async function startEcsServer(opts: { store?: 'embedded' | 'etcd'; inacti
     inactiveRetentionMs: opts.inactiveRetentionMs,
     wrapStore: opts.wrapStore,
     ...(opts.keyring ? { build: { keyring: opts.keyring } } : {}),
-    frontDoors: (parts) => [ecsFrontDoor(parts, { accessKeyFile: keyFile, keys: [viewer], region: 'us-east-1' })],
+    frontDoors: (parts) => [ecsFrontDoor(parts, { accessKeyFile: keyFile, keys: [viewer], region: 'us-east-1', deploymentWaitMs: opts.deploymentWaitMs })],
   });
   const clients: ECSClient[] = [];
   const signer = sdkSigner(admin, 'us-east-1');
@@ -133,7 +133,8 @@ export async function thrown(fn: () => Promise<unknown>): Promise<any> {
 
 /** The ECS front door beside the real controllers and two hollow agents (2 vCPU, 1 GiB each): the SDK drives a working berth. */
 export async function startEcsControlPlane(opts: Parameters<typeof startEcsServer>[0] = {}): Promise<{ s: EcsTestServer; ecs: ECSClient; cp: Running; stop(): Promise<void> }> {
-  const s = await startEcsServer(opts);
+  // with controllers, CreateService/UpdateService answer with their deployment, as under berth up
+  const s = await startEcsServer({ deploymentWaitMs: 10_000, ...opts });
   try {
     const cp = await startControlPlane(s.api, 2, { fleet: { memoryMiB: 1024, cpus: 2 } });
     return {

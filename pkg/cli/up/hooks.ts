@@ -2,7 +2,7 @@ import { loadAgentConfig } from '../../agent/config.ts';
 import { launchAgent } from '../../agent/launch.ts';
 import { Client } from '../../client/client.ts';
 import { ControllerManager } from '../../controller/manager.ts';
-import { ecsFrontDoor } from '../../ecsapi/ecsapi.ts';
+import { DEPLOYMENT_WAIT_MS, ecsFrontDoor } from '../../ecsapi/ecsapi.ts';
 import { LoadBalancerHost } from '../../lb/lb.ts';
 import type { UpHooks } from './up.ts';
 
@@ -13,7 +13,7 @@ import type { UpHooks } from './up.ts';
  */
 export function upHooks(o: { runtime: 'docker' | 'hollow'; env?: Record<string, string | undefined> }): UpHooks {
   return {
-    ecsFrontDoor: (parts, accessKeyFile, region) => ecsFrontDoor(parts, { accessKeyFile, region }),
+    ecsFrontDoor: (parts, accessKeyFile, region) => ecsFrontDoor(parts, { accessKeyFile, region, deploymentWaitMs: DEPLOYMENT_WAIT_MS }),
     startControllers: async (server, caPem, token, log) => {
       const client = new Client({ server, token, ca: caPem, userAgent: 'berth-controller-manager' });
       const mgr = new ControllerManager({ client, log, leaderElect: false });
@@ -56,7 +56,8 @@ export function upHooks(o: { runtime: 'docker' | 'hollow'; env?: Record<string, 
           ECS_CHECKPOINT: 'true',
           DOCKER_HOST: a.dockerHost,
           BERTH_RUNTIME: o.runtime,
-          ECS_INTROSPECTION_PORT: env.ECS_INTROSPECTION_PORT ?? '0',
+          // where ECS's agent serves it (ECS_INTROSPECTION_PORT=0 turns it off)
+          ECS_INTROSPECTION_PORT: env.ECS_INTROSPECTION_PORT ?? '51678',
           // one host, images built or loaded locally: use what is cached (pulls of an image no
           // registry has would retry, as ECS's do, before falling back to the cache)
           ECS_IMAGE_PULL_BEHAVIOR: env.ECS_IMAGE_PULL_BEHAVIOR ?? 'prefer-cached',

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { Service, Task } from '../../api/kinds.ts';
 import { namesBareFamily, serviceTaskDefinition } from '../../api/resources.ts';
 import type { Client } from '../../client/client.ts';
-import { withTags } from '../../api/taskdefinition.ts';
+import { withTags, type Tag } from '../../api/taskdefinition.ts';
 import { isBerthError } from '../../errors/errors.ts';
 import { splitKey, type SharedInformers } from '../informers.ts';
 import { Controller, type ControllerMetrics } from '../runtime/controller.ts';
@@ -212,15 +212,7 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
       });
       const creates: Array<{ deploymentId: string; taskDefinition: string }> = [];
       for (const s of plan.start) for (let k = 0; k < s.count; k++) creates.push(s);
-      // ECS's propagateTags (the service's or the task definition's tags) and managed tags (enableECSManagedTags)
-      const tagsFor = (td: string) =>
-        withTags(
-          [],
-          svc.spec.propagateTags === 'SERVICE' ? svc.spec.tags : svc.spec.propagateTags === 'TASK_DEFINITION' ? inf.taskDefinitions.get(td)?.spec.tags : undefined,
-          svc.spec.enableECSManagedTags ? [{ key: 'aws:ecs:serviceName', value: name }, { key: 'aws:ecs:clusterName', value: ns }] : undefined,
-        );
       await inParallel(creates, async (s) => {
-        const tags = tagsFor(s.taskDefinition);
         const task = ownedTask(ns, owner, {
           taskDefinition: s.taskDefinition,
           group: `service:${name}`,
@@ -230,7 +222,7 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
           launchType: svc.spec.launchType,
           placementConstraints: svc.spec.placementConstraints,
           placementStrategy: svc.spec.placementStrategy,
-          ...(tags.length ? { tags } : {}),
+          ...taskTagsOf(svc, inf.taskDefinitions.get(s.taskDefinition)?.spec.tags),
         } as Task['spec']);
         await createOwnedTask(client, exp, key, task);
       });
@@ -317,4 +309,18 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
     delete: onInstance,
   });
   return c;
+}
+
+/**
+ * The tags a service gives its tasks (ECS's propagateTags): the service's own with SERVICE, its
+ * task definition's with TASK_DEFINITION; and with enableECSManagedTags the ones ECS adds
+ * (aws:ecs:clusterName, aws:ecs:serviceName). A key given earlier wins.
+ */
+export function taskTagsOf(svc: Pick<Service, 'metadata' | 'spec'>, taskDefinitionTags?: Tag[]): { tags?: Tag[] } {
+  const tags = withTags(
+    [],
+    svc.spec.propagateTags === 'SERVICE' ? svc.spec.tags : svc.spec.propagateTags === 'TASK_DEFINITION' ? taskDefinitionTags : undefined,
+    svc.spec.enableECSManagedTags ? [{ key: 'aws:ecs:clusterName', value: svc.metadata.namespace! }, { key: 'aws:ecs:serviceName', value: svc.metadata.name }] : undefined,
+  );
+  return tags.length ? { tags } : {};
 }
