@@ -77,6 +77,7 @@ const SERVICE: Record<string, Handling> = {
   'networkConfiguration.awsvpcConfiguration.securityGroups': { refused: { networkConfiguration: { awsvpcConfiguration: { securityGroups: ['sg-1'] } } } },
   'networkConfiguration.awsvpcConfiguration.assignPublicIp': { refused: { networkConfiguration: { awsvpcConfiguration: { assignPublicIp: 'ENABLED' } } } },
   enableECSManagedTags: prove('test/ecsapi/forced.test.ts', 'carry the task definition\'s tags (propagateTags) and ECS\'s managed tags'),
+  'availabilityZoneRebalancing': { refused: { availabilityZoneRebalancing: 'ENABLED' } },
   enableExecuteCommand: { refused: { enableExecuteCommand: true } },
   propagateTags: prove('test/ecsapi/forced.test.ts', 'carry the task definition\'s tags (propagateTags) and ECS\'s managed tags'),
   restartedAt: prove('test/controller/forced.test.ts', 'a new spec.restartedAt replaces every task with one of the same revision'),

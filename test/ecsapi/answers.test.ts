@@ -51,6 +51,9 @@ describe('ECS answers as ECS words them (the AWS CLI walk-through, through the S
     expect(created.deployments).to.have.length(1);
     expect(created.deployments![0]).to.include({ status: 'PRIMARY', taskDefinition: arn('task-definition/sleeper:2'), desiredCount: 1, rolloutState: 'IN_PROGRESS' });
     expect(created.deployments![0].id).to.match(/^ecs-svc\//);
+    // the first task runs before the update (as the walk-through waits for services-stable): a deployment whose
+    // tasks never started is replaced outright, and the answer would rightly show the new one alone
+    await eventually(async () => (await ecs.send(new DescribeServicesCommand({ services: ['web'] }))).services?.[0]?.runningCount === 1, 30_000, 'web running');
     await ecs.send(new RegisterTaskDefinitionCommand({ ...sleeper, containerDefinitions: [{ ...sleeper.containerDefinitions[0], command: ['sleep', '361'] }] }));
     const updated = (await ecs.send(new UpdateServiceCommand({ service: 'web', taskDefinition: 'sleeper:3' }))).service!;
     expect(updated.deployments?.map((d) => [d.status, d.taskDefinition])).to.deep.equal([
