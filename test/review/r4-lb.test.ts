@@ -5,7 +5,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TargetGroupSpec } from '../../pkg/api/loadbalancing.ts';
-import { dataPlaneOf, renderConfig } from '../../pkg/lb/haproxy.ts';
+import { addServerCommand, dataPlaneOf, renderConfig, runtimeCommand } from '../../pkg/lb/haproxy.ts';
+import { endpointOf } from '../../pkg/controller/targets/plan.ts';
+import type { Task } from '../../pkg/api/kinds.ts';
 
 /** Review probes for berth-lb's HAProxy configuration. A failing `it` is a finding (its id in the title). */
 describe('review R4: load balancing', function () {
@@ -60,5 +62,34 @@ describe('review R4: load balancing', function () {
     await writeFile(file, cfg);
     const check = spawnSync('haproxy', ['-W', '-c', '-f', file], { encoding: 'utf8' });
     expect(check.status, check.stdout + check.stderr).to.equal(0);
+  });
+
+  it('R4-9: an awsvpc task\'s address (written by its node) is an IP, so it cannot add Runtime API commands that move another service\'s server', async () => {
+    // what a hostile node writes into the status of a task of its own
+    const evil = '10.9.9.9:80; set server tg_b/t_127_0_0_1_8080 addr 127.0.0.66 port 9999;';
+    const task = { metadata: { name: 't', namespace: 'default' }, spec: {}, status: { attachments: [{ id: 'a', type: 'ElasticNetworkInterface', status: 'ATTACHED', details: [{ name: 'privateIPv4Address', value: evil }] }] } } as unknown as Task;
+    const ep = endpointOf(task, undefined, { networkMode: 'awsvpc', containerDefinitions: [] } as never, 'c', 80);
+    const tg = (name: string) => ({ name, spec: TargetGroupSpec.parse({ protocol: 'TCP', port: 80 }) });
+    const dp = dataPlaneOf([], [tg('a'), tg('b')], '127.0.0.1');
+    const sock = join(dir, 'r9.sock');
+    const file = join(dir, 'r9.cfg');
+    await writeFile(file, renderConfig(dp, sock));
+    const child = spawn('haproxy', ['-W', '-db', '-f', file, '-p', join(dir, 'r9.pid')], { stdio: 'ignore' });
+    const exited = new Promise((r) => child.once('exit', r));
+    let state = '';
+    try {
+      for (let i = 0; i < 50 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 100));
+      const [a, b] = dp.backends;
+      // service B's healthy target, added as berth-lb adds it
+      await runtimeCommand(sock, addServerCommand(b, '127.0.0.1', 8080, true));
+      // service A's target from the hostile node's task, added the same way
+      if (ep) await runtimeCommand(sock, addServerCommand(a, ep.id, ep.port, true));
+      state = await runtimeCommand(sock, 'show servers state tg_b');
+    } finally {
+      process.kill(child.pid!, 'SIGTERM');
+      await exited;
+    }
+    expect(state, "service B's server now points where the node said").not.to.contain('127.0.0.66');
+    expect(ep, 'the address is taken as written').to.equal(undefined);
   });
 });
