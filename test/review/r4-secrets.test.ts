@@ -115,4 +115,11 @@ describe('review R4: secrets', function () {
     const after = await s.call('GET', `${V}/secrets/rot/value`);
     expect(after.status, JSON.stringify(after.body)).to.equal(200);
   });
+
+  it('R4-10: a secret past its Secrets Manager deletion date gives no value through the value subresource (what agents read)', async () => {
+    const c = await s.call('POST', `${V}/secrets`, secret('gone', { value: 'r4-10-leaked-credential' }, { 'berth.dev/delete-at': new Date(Date.now() - 60_000).toISOString(), 'berth.dev/deleted-on': new Date(Date.now() - 86_400_000).toISOString() }));
+    expect(c.status, JSON.stringify(c.body)).to.equal(201);
+    const v = await s.call('GET', `${V}/secrets/gone/value`);
+    expect(v.status, 'the value of a deleted secret is still served').to.not.equal(200);
+  });
 });
