@@ -141,6 +141,23 @@ describe('web console in Chromium (apiserver, controllers, hollow agents)', func
     await page.locator('tr', { hasText: 'web:1' }).locator('[data-testid="progress-PRIMARY"][data-state="COMPLETED"]').waitFor({ timeout: 60_000 });
   });
 
+  it('forces a new deployment from the UI: every task replaced by one of the same revision', async () => {
+    const running = async () => ((await api.call('GET', `/apis/berth.dev/v1/namespaces/default/tasks?fieldSelector=${encodeURIComponent('status.lastStatus=RUNNING,spec.group=service:web')}`)).body as { items: Array<{ metadata: { name: string } }> }).items.map((t) => t.metadata.name);
+    const before = await running();
+    expect(before).to.have.length(3);
+    await page.getByRole('button', { name: 'Force new deployment…' }).click();
+    await page.getByRole('dialog').getByText('Replace every task of web with a new one of web:1, within its deployment bounds?').waitFor();
+    await page.getByRole('dialog').getByRole('button', { name: 'Force new deployment' }).click();
+    await page.locator('#flash').getByText('web: new deployment of web:1').waitFor();
+    expect((await service()).spec.restartedAt).to.be.a('string');
+    // a new PRIMARY of the same revision completes, and none of the old tasks is left running
+    await page.locator('tr', { hasText: 'web:1' }).locator('[data-testid="progress-PRIMARY"][data-state="COMPLETED"]').waitFor({ timeout: 90_000 });
+    await eventually(async () => {
+      const now = await running();
+      return now.length === 3 && now.every((n) => !before.includes(n));
+    }, 60_000, 'every task replaced');
+  });
+
   it("opens a task's log and sees a new line appear", async () => {
     await page.getByRole('navigation', { name: 'cluster default' }).getByRole('link', { name: 'Tasks' }).click();
     const first = page.locator('tr', { hasText: 'RUNNING' }).first().getByRole('link').first();

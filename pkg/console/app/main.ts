@@ -160,6 +160,8 @@ function clustersPage(): Page {
 }
 
 const serviceGroup = (name: string) => `service:${name}`;
+/** the revision a service runs: the one its spec resolved to (status); the spec may name a bare family */
+const runsRevision = (s: Obj): string => s.status?.taskDefinition ?? s.spec.taskDefinition;
 
 function servicesPage(c: string): Page {
   const services = watch('services', c);
@@ -173,7 +175,7 @@ function servicesPage(c: string): Page {
         ['Service', 'Status', 'Task definition', 'Desired', 'Running', 'Pending', 'Rollout'],
         services.list.map((s) => {
           const primary = s.status?.deployments?.find((d: { status: string }) => d.status === 'PRIMARY');
-          return [link(`/clusters/${encodeURIComponent(c)}/services/${encodeURIComponent(s.metadata.name)}`, s.metadata.name), badge(s.status?.status), s.spec.taskDefinition, s.spec.desiredCount ?? 0, s.status?.runningCount ?? 0, s.status?.pendingCount ?? 0, badge(primary?.rolloutState)];
+          return [link(`/clusters/${encodeURIComponent(c)}/services/${encodeURIComponent(s.metadata.name)}`, s.metadata.name), badge(s.status?.status), runsRevision(s), s.spec.desiredCount ?? 0, s.status?.runningCount ?? 0, s.status?.pendingCount ?? 0, badge(primary?.rolloutState)];
         }),
         'no services in this cluster',
       ),
@@ -196,7 +198,7 @@ interface Deployment {
 }
 
 async function previousRevision(s: Obj): Promise<string | undefined> {
-  const cur: string = s.spec.taskDefinition;
+  const cur: string = runsRevision(s);
   const prev = (s.status?.deployments as Deployment[] | undefined)?.find((d) => d.status !== 'PRIMARY' && d.taskDefinition !== cur)?.taskDefinition;
   if (prev) return prev;
   const [family, rev] = cur.split(':');
@@ -222,10 +224,17 @@ function servicePage(c: string, name: string): Page {
     } catch (e) {
       return showError(e);
     }
-    if (!prev) return showError(new Error(`${name} runs ${s.spec.taskDefinition}; there is no earlier revision to go back to`));
+    if (!prev) return showError(new Error(`${name} runs ${runsRevision(s)}; there is no earlier revision to go back to`));
     const to = prev;
-    if (!(await confirmAction(`Roll back ${name}`, [h('p', {}, `Deploy ${to} in place of ${s.spec.taskDefinition}?`)], 'Roll back'))) return;
+    if (!(await confirmAction(`Roll back ${name}`, [h('p', {}, `Deploy ${to} in place of ${runsRevision(s)}?`)], 'Roll back'))) return;
     await act(`${name} rolling back to ${to}`, () => request('PATCH', path, { spec: { taskDefinition: to } }));
+  };
+  // a forced deployment: a new spec.restartedAt (as `berth rollout restart` writes) replaces every task with a new one of the same revision
+  const forceDeployment = async (s: Obj) => {
+    if (!(await confirmAction(`Force a new deployment of ${name}`, [h('p', {}, `Replace every task of ${name} with a new one of ${runsRevision(s)}, within its deployment bounds?`)], 'Force new deployment'))) return;
+    let t = Date.now();
+    while (new Date(t).toISOString() === s.spec.restartedAt) t++;
+    await act(`${name}: new deployment of ${runsRevision(s)}`, () => request('PATCH', path, { metadata: { resourceVersion: s.metadata.resourceVersion }, spec: { restartedAt: new Date(t).toISOString() } }));
   };
   return {
     title: `${name} · ${c}`,
@@ -253,7 +262,7 @@ function servicePage(c: string, name: string): Page {
           h('dt', {}, 'Pending'),
           h('dd', { 'data-testid': 'pending' }, s.status?.pendingCount ?? 0),
           h('dt', {}, 'Task definition'),
-          h('dd', {}, link(`/taskdefinitions/${encodeURIComponent(s.spec.taskDefinition.split(':')[0])}`, s.spec.taskDefinition)),
+          h('dd', {}, link(`/taskdefinitions/${encodeURIComponent(runsRevision(s).split(':')[0])}`, runsRevision(s))),
           h('dt', {}, 'Circuit breaker'),
           h('dd', { 'data-testid': 'breaker' }, !breaker?.enable ? 'off' : `${primary?.circuitBreaker?.status ?? 'on'}${breaker.rollback ? ', rolls back' : ''}${primary?.circuitBreaker ? ` (${primary.failedTasks} of ${primary.circuitBreaker.threshold} failed)` : ''}`),
         ),
@@ -262,6 +271,7 @@ function servicePage(c: string, name: string): Page {
           { class: 'actions' },
           h('button', { 'data-k': 'scale', onclick: () => void scale(s) }, 'Scale…'),
           h('button', { 'data-k': 'rollback', onclick: () => void rollback(s) }, 'Roll back…'),
+          h('button', { 'data-k': 'force', onclick: () => void forceDeployment(s) }, 'Force new deployment…'),
         ),
         placement ? h('p', { class: 'warn', 'data-testid': 'placement' }, `Tasks cannot be placed: ${placement.message}`) : '',
         h('h2', {}, 'Deployments'),
