@@ -80,8 +80,26 @@ function event(o: Obj, kind: string, id: string, at: string, message: string, re
   };
 }
 
+/**
+ * The view at one cache revision, per namespace: every events watch reads it each second, so it
+ * is built once per change for all of them, not once per watcher (callers do not mutate it).
+ */
+const views = new WeakMap<WatchCache, { revision: number; byNamespace: Map<string | undefined, K8sEvent[]> }>();
+
 /** The events of one namespace (every namespace when undefined), oldest first. */
 export function eventsOf(cache: WatchCache, namespace: string | undefined): K8sEvent[] {
+  const revision = cache.revision as number | undefined;
+  if (revision === undefined) return buildEvents(cache, namespace);
+  let view = views.get(cache);
+  if (!view || view.revision !== revision) views.set(cache, (view = { revision, byNamespace: new Map() }));
+  let out = view.byNamespace.get(namespace);
+  if (!out) view.byNamespace.set(namespace, (out = buildEvents(cache, namespace)));
+  return out;
+}
+
+const byCode = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+function buildEvents(cache: WatchCache, namespace: string | undefined): K8sEvent[] {
   const out: K8sEvent[] = [];
   for (const [plural, kind, component] of [
     ['services', 'Service', 'service-controller'],
@@ -100,7 +118,7 @@ export function eventsOf(cache: WatchCache, namespace: string | undefined): K8sE
     const failed = st.stopCode !== undefined && FAILED_STOPS.has(st.stopCode);
     out.push(event(t, 'Task', 'stopped', st.stoppedAt, `Task stopped: ${st.stoppedReason ?? 'no reason given'}`, st.stopCode ?? 'Stopped', failed ? 'Warning' : 'Normal', 'berth-agent'));
   }
-  return out.sort((a, b) => a.lastTimestamp.localeCompare(b.lastTimestamp) || a.metadata.name.localeCompare(b.metadata.name));
+  return out.sort((a, b) => byCode(a.lastTimestamp, b.lastTimestamp) || byCode(a.metadata.name, b.metadata.name));
 }
 
 /** The events a list asks for (its field selector; a 400 naming a field it cannot select on). */

@@ -556,12 +556,17 @@ export function createApiHandler(deps: ApiServerDeps) {
     const timeoutSeconds = Number(q.get('timeoutSeconds') ?? 0);
     const seen = new Set<string>();
     let sentRows = 0;
-    const resumes = (q.get('resourceVersion') ?? '') !== '' && q.get('resourceVersion') !== '0';
-    const send = (first: boolean) => {
+    // resumed from a list's resourceVersion: the list had what is at or below it, not what came after
+    const from = Number(q.get('resourceVersion') ?? 0) || 0;
+    let sentAt: number | undefined;
+    const send = () => {
+      // nothing changed since the last tick: nothing new to send
+      if (sentAt === registry.cache.revision) return;
+      sentAt = registry.cache.revision;
       for (const e of list()) {
         if (seen.has(e.metadata.name)) continue;
         seen.add(e.metadata.name);
-        if (first && resumes) continue;
+        if (Number(e.metadata.resourceVersion) <= from) continue;
         // a Table watch: the columns come with the first row only, as serveWatch sends them
         const t = table ? eventTable([e], e.metadata.resourceVersion, includeObject(q)) : undefined;
         if (t && sentRows++ > 0) t.columnDefinitions = [];
@@ -569,9 +574,9 @@ export function createApiHandler(deps: ApiServerDeps) {
       }
     };
     res.writeHead(200, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' });
-    send(true);
+    send();
     await new Promise<void>((done) => {
-      const tick = setInterval(() => send(false), 1000);
+      const tick = setInterval(send, 1000);
       const end = () => {
         clearInterval(tick);
         clearTimeout(timer);

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { capacityOf, demandOf, emptyAllocation, type Allocation, type TaskAllocation, type TaskDemand } from '../api/allocation.ts';
 import type { ContainerInstance, Daemon, DaemonTaskDefinition, Endpoints, LoadBalancerObj, Service, TargetGroup, Task, TaskDefinition } from '../api/kinds.ts';
 import { targetSetKey, targetSetOf } from '../api/loadbalancing.ts';
+import { namesBareFamily } from '../api/resources.ts';
 import type { TaskDefinitionSpec } from '../api/taskdefinition.ts';
 import type { Client } from '../client/client.ts';
 import { Informer, objKey } from '../client/informer.ts';
@@ -110,7 +111,9 @@ export class SharedInformers {
       .addIndex('targetSet', (s) => (s.spec.loadBalancers ?? []).flatMap((e) => {
         const r = targetSetOf(e);
         return r ? [targetSetKey(r)] : [];
-      }));
+      }))
+      // the family a service follows: its spec names the bare family, so each new revision rolls out
+      .addIndex('follows', (s) => (namesBareFamily(s.spec.taskDefinition) ? [s.spec.taskDefinition] : []));
     this.loadBalancers = new Informer<LoadBalancerObj>(client, 'LoadBalancer', o);
     this.targetGroups = new Informer<TargetGroup>(client, 'TargetGroup', o);
     this.daemons = new Informer<Daemon>(client, 'Daemon', o).addIndex('namespace', (d) => [d.metadata.namespace!]);

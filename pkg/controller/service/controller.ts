@@ -247,7 +247,7 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
   inf.taskDefinitions.on({
     add: (td) => {
       const family = td.metadata.name.split(':')[0];
-      for (const s of inf.services.list()) if (s.spec.taskDefinition === family) c.enqueue(`${s.metadata.namespace}/${s.metadata.name}`);
+      inf.services.forIndex('follows', family, (s) => c.enqueue(`${s.metadata.namespace}/${s.metadata.name}`));
     },
   });
   inf.tasks.on({
