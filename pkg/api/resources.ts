@@ -402,7 +402,7 @@ export const ServiceStatus = z.strictObject({
   observedGeneration: z.number().int().optional(),
   conditions: z.array(Condition).optional(),
   /** the restart requests the controller last acted on: spec.restartedAt, and the kubectl.kubernetes.io/restartedAt annotation */
-  restart: z.strictObject({ restartedAt: z.string().optional(), annotation: z.string().optional() }).optional(),
+  restart: z.strictObject({ restartedAt: z.string().optional(), annotation: z.string().optional(), secrets: z.string().optional() }).optional(),
   /**
    * the revision the service runs (`family:revision`): spec.taskDefinition as admission
    * resolved it when the spec named it (a family resolves to its latest ACTIVE revision), or a

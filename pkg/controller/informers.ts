@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { capacityOf, demandOf, emptyAllocation, type Allocation, type TaskAllocation, type TaskDemand } from '../api/allocation.ts';
-import type { ContainerInstance, Daemon, DaemonTaskDefinition, Endpoints, LoadBalancerObj, Service, TargetGroup, Task, TaskDefinition } from '../api/kinds.ts';
+import type { ContainerInstance, Daemon, DaemonTaskDefinition, Endpoints, LoadBalancerObj, Secret, Service, TargetGroup, Task, TaskDefinition } from '../api/kinds.ts';
 import { targetSetKey, targetSetOf } from '../api/loadbalancing.ts';
 import { namesBareFamily } from '../api/resources.ts';
 import type { TaskDefinitionSpec } from '../api/taskdefinition.ts';
@@ -90,6 +90,8 @@ export class SharedInformers {
   readonly loadBalancers: Informer<LoadBalancerObj>;
   readonly targetGroups: Informer<TargetGroup>;
   readonly endpoints: Informer<Endpoints>;
+  /** Secrets' metadata (values are never served to the controllers): their versions, for services that redeploy when one changes */
+  readonly secrets: Informer<Secret>;
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   private started = new Set<Informer<any>>();
   private readonly ledger = new Map<string, InstanceLedger>();
@@ -120,6 +122,7 @@ export class SharedInformers {
     this.taskDefinitions = new Informer<TaskDefinition>(client, 'TaskDefinition', { log }).addIndex('family', (td) => [td.metadata.name.split(':')[0]]);
     this.daemonTaskDefinitions = new Informer<DaemonTaskDefinition>(client, 'DaemonTaskDefinition', { log });
     this.endpoints = new Informer<Endpoints>(client, 'Endpoints', o);
+    this.secrets = new Informer<Secret>(client, 'Secret', { log });
     // the ledger's handlers are registered first, so every controller's handler sees it up to date
     this.tasks.on({ add: (t) => this.account(t), update: (_p, t) => this.account(t), delete: (t) => this.account(t, true) });
     const reserve = (i: ContainerInstance) => {

@@ -14,6 +14,7 @@ import {
   hostPortKey,
   type ContainerRuntime,
   type CreateOptions,
+  type ResolvedSecrets,
   type EventListener,
   type LogOptions,
   type NetworkBinding,
@@ -30,6 +31,8 @@ export interface HollowRule {
   image?: string | RegExp;
   /** matches the task-definition container name */
   container?: string;
+  /** matches when the container is created with these values of its `secrets` (what the agent resolved from berth Secrets): a bad secret value's effect */
+  secretEnv?: Record<string, string>;
   /** inject a failure at this step */
   fail?: 'pull' | 'create' | 'start';
   /** the container exits by itself this long after it started */
@@ -121,11 +124,12 @@ export class HollowRuntime implements ContainerRuntime {
     throw f.error?.() ?? new RuntimeError('DockerTimeoutError', `simulated: no answer to ${op} in time`, { uncertain: true });
   }
 
-  private ruleFor(image: string, container?: string): HollowRule | undefined {
+  private ruleFor(image: string, container?: string, resolved?: ResolvedSecrets): HollowRule | undefined {
     return this.opts.rules?.find(
       (r) =>
         (r.image === undefined || (typeof r.image === 'string' ? r.image === image : r.image.test(image))) &&
-        (r.container === undefined || r.container === container),
+        (r.container === undefined || r.container === container) &&
+        (r.secretEnv === undefined || Object.entries(r.secretEnv).every(([k, v]) => resolved?.secrets.some(([n, val]) => n === k && val === v))),
     );
   }
 
@@ -182,7 +186,7 @@ export class HollowRuntime implements ContainerRuntime {
     this.call('create');
     const existingId = this.byName.get(opts.name);
     if (existingId) return structuredClone(this.containers.get(existingId)!.c);
-    const rule = this.ruleFor(def.image, container);
+    const rule = this.ruleFor(def.image, container, opts.resolved);
     if (rule?.fail === 'create') throw new RuntimeError('CannotCreateContainerError', `simulated create failure for ${def.image}`, { uncertain: false, kind: 'Container', name: opts.name });
     for (const l of def.links ?? []) {
       const target = l.split(':')[0];

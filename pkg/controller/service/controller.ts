@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { Service, Task } from '../../api/kinds.ts';
+import type { Secret, Service, Task } from '../../api/kinds.ts';
+import { referencedNames, referencesSecret, candidateNames } from '../../secrets/refs.ts';
 import { namesBareFamily, serviceTaskDefinition } from '../../api/resources.ts';
 import type { Client } from '../../client/client.ts';
 import { withTags, type Tag } from '../../api/taskdefinition.ts';
@@ -10,7 +11,7 @@ import { Controller, type ControllerMetrics } from '../runtime/controller.ts';
 import { Expectations } from '../runtime/expectations.ts';
 import { adoptTask, controllerOf, createOwnedTask, dropControllerFinalizer, ownedTask, stopOwnedTask } from '../runtime/writes.ts';
 import { inParallel } from '../runtime/parallel.ts';
-import { HEALTHY_AFTER_MS, planService, RESTARTED_AT_ANNOTATION, type PlanTask } from './plan.ts';
+import { HEALTHY_AFTER_MS, planService, REDEPLOY_ON_SECRET_CHANGE, RESTARTED_AT_ANNOTATION, type PlanTask } from './plan.ts';
 import { drainMsOfLoadBalancer, drainMsOfTargetGroup, targetSetOf, type LoadBalancerSpec, type TargetGroupSpec } from '../../api/loadbalancing.ts';
 import { DEREGISTRATION_ANNOTATION, deregistrationOf, targetSetLabel, targetSetObject, targetsOf } from '../targets/controller.ts';
 import { ObservedStarts } from './starts.ts';
@@ -162,7 +163,7 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
         now,
         newId: () => randomUUID().replace(/-/g, '').slice(0, 20),
         healthyAfterMs,
-        restart: { restartedAt: svc.spec.restartedAt, annotation: svc.metadata.annotations?.[RESTARTED_AT_ANNOTATION] },
+        restart: { restartedAt: svc.spec.restartedAt, annotation: svc.metadata.annotations?.[RESTARTED_AT_ANNOTATION], secrets: secretVersions(svc, inf, taskDefinition) },
       });
       // a rollback: the target's task definition becomes the service's, as in ECS (DescribeServices shows it), so a
       // later change of anything else does not deploy the failed revision again. It is recorded in the status (the
@@ -250,6 +251,14 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
       inf.services.forIndex('follows', family, (s) => c.enqueue(`${s.metadata.namespace}/${s.metadata.name}`));
     },
   });
+  // a secret's new version: the services that opted in and read it roll (their restart request's secrets changed)
+  const onSecret = (sec: Secret) => {
+    for (const svc of inf.services.list()) {
+      if (!redeploysOnSecretChange(svc)) continue;
+      if (referencesSecret(referencedNames(inf.taskDefinitions.get(serviceTaskDefinition(svc))?.spec), sec.metadata.name)) c.enqueue(`${svc.metadata.namespace}/${svc.metadata.name}`);
+    }
+  };
+  inf.secrets.on({ add: onSecret, update: (p, s) => (p.status?.version !== s.status?.version ? onSecret(s) : undefined), delete: onSecret });
   inf.tasks.on({
     // a task we created is seen when it appears; one we stopped when its desiredStatus is STOPPED
     add: (t) => {
@@ -323,4 +332,22 @@ export function taskTagsOf(svc: Pick<Service, 'metadata' | 'spec'>, taskDefiniti
     svc.spec.enableECSManagedTags ? [{ key: 'aws:ecs:clusterName', value: svc.metadata.namespace! }, { key: 'aws:ecs:serviceName', value: svc.metadata.name }] : undefined,
   );
   return tags.length ? { tags } : {};
+}
+
+/** the service opted in to a new deployment when a secret it reads changes (annotation or tag REDEPLOY_ON_SECRET_CHANGE = "true") */
+export function redeploysOnSecretChange(svc: Pick<Service, 'metadata' | 'spec'>): boolean {
+  return svc.metadata.annotations?.[REDEPLOY_ON_SECRET_CHANGE] === 'true' || !!svc.spec.tags?.some((t) => t.key === REDEPLOY_ON_SECRET_CHANGE && t.value === 'true');
+}
+
+/**
+ * What an opted-in service's tasks read: every berth Secret its task definition may resolve a
+ * reference to, with its version (`-` where there is none yet), sorted. Undefined when the
+ * service has not opted in, or its task definition is not known yet.
+ */
+export function secretVersions(svc: Service, inf: Pick<SharedInformers, 'taskDefinitions' | 'secrets'>, taskDefinition: string): string | undefined {
+  if (!redeploysOnSecretChange(svc)) return undefined;
+  const td = inf.taskDefinitions.get(taskDefinition);
+  if (!td) return undefined;
+  const names = [...referencedNames(td.spec)].flatMap((n) => candidateNames(n)).sort();
+  return names.map((n) => `${n}@${inf.secrets.get(n)?.status?.version ?? '-'}`).join(',');
 }

@@ -89,11 +89,20 @@ export interface PlanInput {
   restart?: RestartRequest;
 }
 
-/** spec.restartedAt, and the annotation kubectl's restart writes */
+/** spec.restartedAt, the annotation kubectl's restart writes, and (opted in) the versions of the secrets the service's tasks read */
 export interface RestartRequest {
   restartedAt?: string;
   annotation?: string;
+  /**
+   * `secretVersions`: what a service that opted in (REDEPLOY_ON_SECRET_CHANGE) reads, as
+   * `name@version,...`. A change after one was recorded is a new deployment; the first seen only
+   * records it (opting in restarts nothing).
+   */
+  secrets?: string;
 }
+
+/** A service opts in to a new deployment when a secret its task definition references changes: this annotation, or a tag of this key, set to "true". */
+export const REDEPLOY_ON_SECRET_CHANGE = 'berth.dev/redeploy-on-secret-change';
 
 /** The annotation `kubectl rollout restart` writes; on a service it forces a new deployment as spec.restartedAt does. */
 export const RESTARTED_AT_ANNOTATION = 'kubectl.kubernetes.io/restartedAt';
@@ -103,8 +112,52 @@ export const RESTARTED_AT_ANNOTATION = 'kubectl.kubernetes.io/restartedAt';
  * one last acted on; a value removed is none (re-applying a manifest without it restarts nothing).
  */
 export function newRestart(req: RestartRequest = {}, seen: RestartRequest = {}): boolean {
-  return (req.restartedAt !== undefined && req.restartedAt !== seen.restartedAt) || (req.annotation !== undefined && req.annotation !== seen.annotation);
+  return (
+    (req.restartedAt !== undefined && req.restartedAt !== seen.restartedAt) ||
+    (req.annotation !== undefined && req.annotation !== seen.annotation) ||
+    secretsNewer(req.secrets, seen.secrets)
+  );
 }
+
+/** `name@version,...` -> name -> version (undefined where the secret was not there) */
+function versionsOf(list: string | undefined): Map<string, number | undefined> {
+  const m = new Map<string, number | undefined>();
+  for (const part of list ? list.split(',') : []) {
+    const at = part.lastIndexOf('@');
+    const v = Number(part.slice(at + 1));
+    m.set(part.slice(0, at), Number.isInteger(v) ? v : undefined);
+  }
+  return m;
+}
+
+/**
+ * A secret the service reads has a newer version than the one recorded. Only a version newer
+ * than one seen counts: a secret first seen (its informer behind the service's, or created after
+ * the service) records it, and a cache behind the recorded version is no change.
+ */
+function secretsNewer(req: string | undefined, seen: string | undefined): boolean {
+  if (req === undefined || seen === undefined) return false;
+  const was = versionsOf(seen);
+  for (const [name, v] of versionsOf(req)) {
+    const w = was.get(name);
+    if (v !== undefined && w !== undefined && v > w) return true;
+  }
+  return false;
+}
+
+/** what to record: each referenced secret at the newest version seen (now or before) */
+function mergedVersions(req: string, seen: string | undefined): string {
+  const was = versionsOf(seen);
+  return [...versionsOf(req)].map(([name, v]) => {
+    const w = was.get(name);
+    const best = v === undefined ? w : w === undefined ? v : Math.max(v, w);
+    return `${name}@${best ?? '-'}`;
+  }).join(',');
+}
+
+/** The restart request of a change of secrets only (its event says so). */
+const bySecrets = (req: RestartRequest = {}, seen: RestartRequest = {}) =>
+  secretsNewer(req.secrets, seen.secrets) && !newRestart({ restartedAt: req.restartedAt, annotation: req.annotation }, seen);
 
 export interface StartOrder {
   deploymentId: string;
@@ -250,7 +303,7 @@ export function planService(input: PlanInput): Plan {
       updatedAt: iso(now),
     };
     deployments.unshift(primary);
-    if (forced) addEvent(`${svc} (deployment ${primary.id}) is a forced new deployment of ${input.taskDefinition}.`);
+    if (forced) addEvent(`${svc} (deployment ${primary.id}) is a forced new deployment of ${input.taskDefinition}${bySecrets(input.restart, prev.restart) ? ': a secret it references changed' : ''}.`);
   }
   primary.desiredCount = desired;
 
@@ -491,7 +544,11 @@ export function planService(input: PlanInput): Plan {
   // the requests acted on (a removed one stays remembered, so giving the same value back forces nothing)
   const restartedAt = input.restart?.restartedAt ?? prev.restart?.restartedAt;
   const annotation = input.restart?.annotation ?? prev.restart?.annotation;
-  if (restartedAt !== undefined || annotation !== undefined) status.restart = { ...(restartedAt !== undefined ? { restartedAt } : {}), ...(annotation !== undefined ? { annotation } : {}) };
+  // the secrets' versions are recorded as they are now (opted out: forgotten, so opting in again restarts nothing)
+  const secrets = input.restart?.secrets === undefined ? undefined : mergedVersions(input.restart.secrets, prev.restart?.secrets);
+  if (restartedAt !== undefined || annotation !== undefined || secrets !== undefined) {
+    status.restart = { ...(restartedAt !== undefined ? { restartedAt } : {}), ...(annotation !== undefined ? { annotation } : {}), ...(secrets !== undefined ? { secrets } : {}) };
+  }
   return { start, stop, status, finished, ...(throttledForMs !== undefined ? { throttledForMs } : {}), ...(rollbackTo !== undefined ? { rollbackTo } : {}) };
 }
 
