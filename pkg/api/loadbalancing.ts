@@ -18,6 +18,15 @@ import { Tag } from './taskdefinition.ts';
 export const ELB_NAME_RE = /^(?!-)[A-Za-z0-9-]{1,32}(?<!-)$/;
 export const ELB_NAME_MESSAGE = 'must be 1-32 letters, digits and hyphens, and must not begin or end with a hyphen';
 
+/**
+ * What a health check path may hold: RFC 3986 path and query characters without quotes,
+ * `#`, `\\`, spaces or control characters. The path is written into haproxy.cfg, where those
+ * would end the word, start a comment or a new line of configuration.
+ */
+const PATH_CHARS = String.raw`[A-Za-z0-9\-._~!$&()*+,;=:@%/?]`;
+export const HTTP_PATH_RE = new RegExp(`^/${PATH_CHARS}*$`);
+export const HTTP_PATH_MESSAGE = 'must start with / and hold only letters, digits and - . _ ~ ! $ & ( ) * + , ; = : @ % / ? (no spaces, quotes or #)';
+
 const Protocol = z.enum(['HTTP', 'TCP'], { error: 'protocol must be HTTP or TCP' });
 const Port = z.number({ error: 'port must be a number' }).int().min(1, { error: 'port must be 1-65535' }).max(65535, { error: 'port must be 1-65535' });
 
@@ -28,16 +37,20 @@ export const Listener = z.strictObject({
   /** classic ELB: the instances' port; berth registers each task's own (dynamic) host port, as ECS does with target groups */
   instancePort: Port.optional(),
   /** ELBv2: forward to this target group (its name or ARN) instead of the load balancer's own instances */
-  targetGroupArn: z.string().min(1).optional(),
+  targetGroupArn: z
+    .string()
+    .min(1)
+    .refine((a) => ELB_NAME_RE.test(targetGroupName(a)), { error: `targetGroupArn must be a target group ARN or name; the name ${ELB_NAME_MESSAGE}` })
+    .optional(),
 });
 export type Listener = z.infer<typeof Listener>;
 
 /** `HTTP:80/index.html`, `TCP:8080`: what, where and (HTTP) which path the classic health check asks */
-export const HEALTH_TARGET_RE = /^(HTTP|TCP):(\d{1,5})(\/\S*)?$/;
+export const HEALTH_TARGET_RE = new RegExp(String.raw`^(HTTP|TCP):(\d{1,5})(/${PATH_CHARS}*)?$`);
 
 export const ClassicHealthCheck = z
   .strictObject({
-    target: z.string().regex(HEALTH_TARGET_RE, { error: 'target must be PROTOCOL:PORT[/PATH] with PROTOCOL HTTP or TCP (e.g. HTTP:80/index.html); a path only with HTTP' }),
+    target: z.string().regex(HEALTH_TARGET_RE, { error: `target must be PROTOCOL:PORT[/PATH] with PROTOCOL HTTP or TCP (e.g. HTTP:80/index.html); a path only with HTTP; the path ${HTTP_PATH_MESSAGE}` }),
     interval: z.number().int().min(1).max(300).default(30),
     timeout: z.number().int().min(1).max(60).default(5),
     healthyThreshold: z.number().int().min(2).max(10).default(10),
@@ -93,7 +106,7 @@ export const TargetGroupSpec = z
     healthCheckProtocol: Protocol.optional(),
     /** `traffic-port` (default) or a port number */
     healthCheckPort: z.union([z.literal('traffic-port'), z.string().regex(/^\d{1,5}$/, { error: 'healthCheckPort must be traffic-port or a port number' })]).optional(),
-    healthCheckPath: z.string().startsWith('/', { error: 'healthCheckPath must start with /' }).max(1024).optional(),
+    healthCheckPath: z.string().max(1024).regex(HTTP_PATH_RE, { error: `healthCheckPath ${HTTP_PATH_MESSAGE}` }).optional(),
     healthCheckIntervalSeconds: z.number().int().min(1).max(300).default(30),
     healthCheckTimeoutSeconds: z.number().int().min(1).max(120).default(5),
     healthyThresholdCount: z.number().int().min(2).max(10).default(5),

@@ -1,3 +1,4 @@
+import { isIPv4, isIPv6 } from 'node:net';
 import { z } from 'zod';
 import { Condition } from './meta.ts';
 import { KeyValuePair, PlacementConstraint, PlacementStrategy, Tag } from './taskdefinition.ts';
@@ -252,11 +253,18 @@ export const ContainerStatus = z.strictObject({
 });
 export type ContainerStatus = z.infer<typeof ContainerStatus>;
 
+/** Attachment details that name an address: the load balancers and service discovery send traffic there, so they are addresses and nothing else. */
+const ADDRESS_DETAILS: Record<string, (v: string) => boolean> = { privateIPv4Address: isIPv4, privateIPv6Address: isIPv6 };
+
 export const Attachment = z.strictObject({
   id: z.string(),
   type: z.string(),
   status: z.string().optional(),
-  details: z.array(KeyValuePair).optional(),
+  details: z
+    .array(
+      KeyValuePair.refine((d) => !ADDRESS_DETAILS[d.name] || ADDRESS_DETAILS[d.name](d.value), { error: (i) => `${(i.input as { name: string }).name} must be an IP address`, path: ['value'] }),
+    )
+    .optional(),
 });
 
 export const TaskStatus = z.strictObject({

@@ -5,8 +5,8 @@
  * `show stat`, and the process (master-worker mode: SIGUSR2 reloads the configuration).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { connect } from 'node:net';
-import { healthCheckOfLoadBalancer, healthCheckOfTargetGroup, matcherCodes, targetGroupName, type HealthCheck, type LoadBalancerSpec, type TargetGroupSpec } from '../api/loadbalancing.ts';
+import { connect, isIP } from 'node:net';
+import { ELB_NAME_RE, healthCheckOfLoadBalancer, healthCheckOfTargetGroup, HTTP_PATH_RE, matcherCodes, MATCHER_RE, targetGroupName, type HealthCheck, type LoadBalancerSpec, type TargetGroupSpec } from '../api/loadbalancing.ts';
 
 export interface Backend {
   /** HAProxy backend name: `tg_NAME` or `elb_NAME` */
@@ -26,6 +26,20 @@ export interface Frontend {
 export interface DataPlane {
   frontends: Frontend[];
   backends: Backend[];
+  /** target sets left out because a field could not be written into haproxy.cfg safely (older objects, written before their schema refused it) */
+  refused?: Array<{ kind: 'LoadBalancer' | 'TargetGroup'; name: string; reason: string }>;
+}
+
+/**
+ * Why a target set cannot go into haproxy.cfg (undefined: it can). The schemas refuse these
+ * already; this keeps one object written before them from making the whole file invalid
+ * (which would stop every reload) or from adding configuration of its own.
+ */
+function unsafeTargetSet(name: string, check: HealthCheck): string | undefined {
+  if (!ELB_NAME_RE.test(name)) return 'its name is not an ELB name';
+  if (check.protocol === 'HTTP' && !HTTP_PATH_RE.test(check.path)) return 'its health check path holds characters haproxy.cfg cannot take';
+  if (check.protocol === 'HTTP' && !MATCHER_RE.test(check.codes)) return 'its health check matcher is not HTTP codes';
+  return undefined;
 }
 
 export const backendName = (ref: { kind: 'LoadBalancer' | 'TargetGroup'; name: string }) => `${ref.kind === 'TargetGroup' ? 'tg' : 'elb'}_${ref.name}`;
@@ -38,12 +52,21 @@ const mode = (p: 'HTTP' | 'TCP') => (p === 'HTTP' ? 'http' : 'tcp') as 'http' | 
 export function dataPlaneOf(lbs: Array<{ name: string; spec: LoadBalancerSpec }>, tgs: Array<{ name: string; spec: TargetGroupSpec }>, bindAddress: string): DataPlane {
   const backends = new Map<string, Backend>();
   const frontends: Frontend[] = [];
+  const refused: NonNullable<DataPlane['refused']> = [];
   for (const tg of tgs) {
     const ref = { kind: 'TargetGroup' as const, name: tg.name };
-    backends.set(backendName(ref), { name: backendName(ref), ref, mode: mode(tg.spec.protocol), check: healthCheckOfTargetGroup(tg.spec) });
+    const check = healthCheckOfTargetGroup(tg.spec);
+    const bad = unsafeTargetSet(tg.name, check);
+    if (bad) refused.push({ ...ref, reason: bad });
+    else backends.set(backendName(ref), { name: backendName(ref), ref, mode: mode(tg.spec.protocol), check });
   }
   for (const lb of lbs) {
     const ref = { kind: 'LoadBalancer' as const, name: lb.name };
+    const bad = unsafeTargetSet(lb.name, healthCheckOfLoadBalancer(lb.spec));
+    if (bad) {
+      refused.push({ ...ref, reason: bad });
+      continue;
+    }
     const own = backendName(ref);
     for (const l of lb.spec.listeners) {
       let backend = own;
@@ -54,8 +77,14 @@ export function dataPlaneOf(lbs: Array<{ name: string; spec: LoadBalancerSpec }>
       frontends.push({ name: `lb_${lb.name}_${l.loadBalancerPort}`, bind: `${bindAddress}:${l.loadBalancerPort}`, mode: be.mode, backend });
     }
   }
-  return { frontends, backends: [...backends.values()].sort((a, b) => a.name.localeCompare(b.name)) };
+  return { frontends, backends: [...backends.values()].sort((a, b) => a.name.localeCompare(b.name)), ...(refused.length ? { refused } : {}) };
 }
+
+/** one word of haproxy.cfg: printable, and nothing that quotes, escapes or comments (a Runtime API argument: nor `;`, which separates commands) */
+const word = (s: string, command = false): string => {
+  if (!/^[!-~]+$/.test(s) || /[#"'\\]/.test(s) || (command && s.includes(';'))) throw new Error(`refusing to write ${JSON.stringify(s.slice(0, 80))} into HAProxy's ${command ? 'Runtime API command' : 'configuration'}`);
+  return s;
+};
 
 /** The whole configuration file (pure). */
 export function renderConfig(dp: DataPlane, socketPath: string): string {
@@ -77,12 +106,12 @@ export function renderConfig(dp: DataPlane, socketPath: string): string {
     '',
   ];
   for (const f of dp.frontends) {
-    lines.push(`frontend ${f.name}`, `    mode ${f.mode}`, `    bind ${f.bind}`, `    default_backend ${f.backend}`, '');
+    lines.push(`frontend ${word(f.name)}`, `    mode ${f.mode}`, `    bind ${word(f.bind)}`, `    default_backend ${word(f.backend)}`, '');
   }
   for (const b of dp.backends) {
-    lines.push(`backend ${b.name}`, `    mode ${b.mode}`, '    balance roundrobin', `    timeout check ${b.check.timeoutMs}ms`);
+    lines.push(`backend ${word(b.name)}`, `    mode ${b.mode}`, '    balance roundrobin', `    timeout check ${b.check.timeoutMs}ms`);
     if (b.check.protocol === 'HTTP') {
-      lines.push('    option httpchk', `    http-check send meth GET uri ${b.check.path}`);
+      lines.push('    option httpchk', `    http-check send meth GET uri ${word(b.check.path)}`);
       const codes = matcherCodes(b.check.codes);
       lines.push(codes.length === 1 ? `    http-check expect status ${codes[0]}` : `    http-check expect rstatus ^(${codes.join('|')})$`);
     }
@@ -93,15 +122,18 @@ export function renderConfig(dp: DataPlane, socketPath: string): string {
 
 /** The Runtime API command that adds a target as a server, checked as its backend says. */
 export function addServerCommand(b: Backend, id: string, port: number, startHealthy: boolean): string {
-  const s = `${b.name}/${serverName(id, port)}`;
+  // the address and port come from a task's status: an address and a port, or no command at all
+  if (!isIP(id)) throw new Error(`refusing to add server ${JSON.stringify(id.slice(0, 80))}: not an IP address`);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`refusing to add server ${id} port ${port}: not a port`);
+  const s = `${word(b.name, true)}/${serverName(id, port)}`;
   const c = b.check;
   const add = `add server ${s} ${id.includes(':') ? `[${id}]` : id}:${port} check inter ${c.intervalMs} rise ${c.healthy} fall ${c.unhealthy}${c.port ? ` port ${c.port}` : ''}`;
   // ELB's `initial`: no traffic until the healthy threshold of checks has passed (a target already known healthy keeps its traffic)
   return [add, ...(startHealthy ? [] : [`set server ${s} health down`]), `enable health ${s}`, `enable server ${s}`].join('; ');
 }
 
-export const drainServerCommand = (backend: string, server: string) => `set server ${backend}/${server} state drain`;
-export const removeServerCommand = (backend: string, server: string) => `set server ${backend}/${server} state maint; shutdown sessions server ${backend}/${server}; del server ${backend}/${server}`;
+export const drainServerCommand = (backend: string, server: string) => `set server ${word(backend, true)}/${word(server, true)} state drain`;
+export const removeServerCommand = (backend: string, server: string) => `set server ${word(backend, true)}/${word(server, true)} state maint; shutdown sessions server ${backend}/${server}; del server ${backend}/${server}`;
 
 /** One line of `show stat` for a server. */
 export interface ServerStat {
@@ -134,6 +166,8 @@ export function parseShowStat(csv: string): ServerStat[] {
 
 /** One Runtime API command line (commands separated by `;`): its whole answer. */
 export function runtimeCommand(socketPath: string, line: string, timeoutMs = 5_000): Promise<string> {
+  // one line: a newline would end it and start commands of its own (arguments are checked as the commands are built)
+  if (/[\r\n]/.test(line)) return Promise.reject(new Error('refusing a HAProxy Runtime API command with a line break'));
   return new Promise((resolve, reject) => {
     const sock = connect(socketPath);
     let out = '';

@@ -66,6 +66,8 @@ export class LoadBalancerHost {
   private readonly socket: string;
   private readonly configFile: string;
   private lastConfig = '';
+  /** target sets already logged as refused (logged once, not every pass) */
+  private refusedLogged = new Set<string>();
   private timer?: NodeJS.Timeout;
   private running = Promise.resolve();
   private queued = false;
@@ -145,6 +147,8 @@ export class LoadBalancerHost {
       this.o.bindAddress,
     );
     const config = renderConfig(dp, this.socket);
+    for (const r of dp.refused ?? []) if (!this.refusedLogged.has(`${r.kind}/${r.name}`)) this.o.log.warn(r, 'target set not served: it cannot be written into haproxy.cfg');
+    this.refusedLogged = new Set((dp.refused ?? []).map((r) => `${r.kind}/${r.name}`));
     if (config !== this.lastConfig) {
       await writeFile(this.configFile, config, { mode: 0o600 });
       if (this.haproxy.running) this.haproxy.reload();
@@ -169,7 +173,14 @@ export class LoadBalancerHost {
         const s = have.get(name);
         if (!s) {
           if (t.state === 'draining') continue; // never served: nothing to drain
-          await this.expectOk(await this.cmd(addServerCommand(b, t.id, t.port, t.state === 'healthy')), 'add server');
+          let add: string;
+          try {
+            add = addServerCommand(b, t.id, t.port, t.state === 'healthy');
+          } catch (e) {
+            this.o.log.warn({ backend: b.name, target: t.id, err: (e as Error).message }, 'target not served'); // one bad target does not stop the others
+            continue;
+          }
+          await this.expectOk(await this.cmd(add), 'add server');
           changed = true;
         } else if (t.state === 'draining' && s.status !== 'DRAIN' && s.status !== 'MAINT') {
           await this.cmd(drainServerCommand(b.name, name));

@@ -12,6 +12,7 @@
  * - A target whose task stopped, is gone, or no longer belongs to a service registering
  *   here, is removed.
  */
+import { isIP } from 'node:net';
 import type { Target } from '../../api/loadbalancing.ts';
 import type { Task, ContainerInstance } from '../../api/kinds.ts';
 import type { TaskDefinitionSpec } from '../../api/taskdefinition.ts';
@@ -77,10 +78,11 @@ export function endpointOf(task: Task, instance: ContainerInstance | undefined, 
   const mode = td?.networkMode ?? 'bridge';
   if (mode === 'awsvpc') {
     const ip = task.status?.attachments?.flatMap((a) => a.details ?? []).find((d) => d.name === 'privateIPv4Address')?.value;
-    return ip ? { id: ip, port: containerPort } : undefined;
+    // the task's node writes it: only an address is an endpoint (it goes into the data plane's commands)
+    return ip && isIP(ip) ? { id: ip, port: containerPort } : undefined;
   }
   const address = instance?.status?.registeredAddress?.replace(/^::ffff:/, '');
-  if (!address) return undefined;
+  if (!address || !isIP(address)) return undefined;
   if (mode === 'host') {
     const m = td?.containerDefinitions.find((c) => c.name === containerName)?.portMappings?.find((p) => p.containerPort === containerPort);
     return { id: address, port: m?.hostPort || containerPort };
