@@ -21,6 +21,36 @@ type SecretObj = Obj & { spec: SecretSpec; status?: SecretStatus };
 const aad = (name: string, key: string) => `secrets/${name}/${key}`;
 const now = () => new Date().toISOString();
 
+/** what client-side `kubectl apply` stores: the manifest as applied, values and all */
+export const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
+
+/**
+ * The last-applied annotation of a Secret keeps the names of its values, never the values
+ * (the annotation is metadata: stored in clear and shown to viewers). kubectl's three-way
+ * merge still sees which keys a manifest dropped; a value it sends again is compared with
+ * the stored one (an unchanged value is no change). An annotation that is not JSON is dropped.
+ */
+function redactLastApplied(o: SecretObj): void {
+  const text = o.metadata.annotations?.[LAST_APPLIED];
+  if (text === undefined) return;
+  const annotations = { ...o.metadata.annotations };
+  let applied: { spec?: { data?: unknown } } | undefined;
+  try {
+    applied = JSON.parse(text);
+  } catch {
+    applied = undefined;
+  }
+  if (!applied || typeof applied !== 'object') delete annotations[LAST_APPLIED];
+  else {
+    const data = applied.spec?.data;
+    if (data !== undefined) {
+      applied.spec!.data = data && typeof data === 'object' ? Object.fromEntries(Object.keys(data).map((k) => [k, ''])) : {};
+    }
+    annotations[LAST_APPLIED] = JSON.stringify(applied);
+  }
+  o.metadata = { ...o.metadata, annotations };
+}
+
 export const NO_KEY_MESSAGE = 'secrets are refused: the apiserver has no encryption key (start it with --encryption-key-file FILE; berth up makes one under its data dir)';
 
 export class SecretAdmission implements Admission {
@@ -34,6 +64,7 @@ export class SecretAdmission implements Admission {
   async create(obj: Obj): Promise<void> {
     const o = obj as SecretObj;
     const ring = this.ring();
+    redactLastApplied(o);
     if (!o.spec.data) throw invalid('Secret', o.metadata.name, [{ field: 'spec.data', message: 'is required: the values of the secret' }]);
     const data: Record<string, string> = {};
     for (const [k, v] of Object.entries(o.spec.data)) data[k] = ring.encrypt(v, aad(o.metadata.name, k));
@@ -47,6 +78,7 @@ export class SecretAdmission implements Admission {
     // the status is the server's (keys, version): a client's is not taken
     n.status = p.status;
     if (sub === 'status') return;
+    redactLastApplied(n);
     const before = p.spec.data ?? {};
     if (n.spec.data === undefined) {
       n.spec = { ...n.spec, data: before };

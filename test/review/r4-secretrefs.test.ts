@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { newKeyLine, Keyring } from '../../pkg/secrets/keyring.ts';
 import { startApiServer, type TestApiServer } from '../support/apiserver.ts';
 
-/** Review probe: who may make a node read a secret. A failing `it` is a finding (its id in the title). */
+/** Regression test of the fourth review: who may make a node read a secret (the finding's id in the title). */
 const V = '/apis/berth.dev/v1';
 const NS = `${V}/namespaces/default`;
 const ARN = 'arn:aws:ecs:us-east-1:000000000000';

@@ -7,11 +7,9 @@ import { reencryptSecrets, SecretAdmission } from '../../pkg/apiserver/secrets.t
 import type { Registry } from '../../pkg/apiserver/registry.ts';
 import { newKeyLine, Keyring } from '../../pkg/secrets/keyring.ts';
 import { startApiServer, type TestApiServer } from '../support/apiserver.ts';
+import { kubectl } from '../support/kubectl.ts';
 
-/**
- * Review probes (run by name: npx mocha test/review/FILE.probe.ts; not in the suite until fixed) for the Secret kind. Each `it` states what should hold; a failing one is a
- * finding (its id in the title). They pass once the finding is fixed.
- */
+/** Regression tests of the fourth review's findings on the Secret kind (the finding's id in each title). */
 const V = '/apis/berth.dev/v1';
 const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
 const secret = (name: string, data: Record<string, string>, annotations?: Record<string, string>) => ({
@@ -53,6 +51,26 @@ describe('review R4: secrets', function () {
     expect(seen.status).to.equal(200);
     expect(JSON.stringify(seen.body), 'a viewer reads the clear value in the annotation').not.to.contain(CLEAR);
     expect(await rawStore(s), 'the clear value is stored unencrypted').not.to.contain(CLEAR);
+  });
+
+  it('R4-1: `kubectl apply` of a Secret twice works, keeps only the key names in its annotation, and a changed value is applied', async () => {
+    const CLEAR = 'r4-1-kubectl-clear-77ab';
+    const doc = (v: string) => JSON.stringify(secret('kapplied', { value: v, other: 'x-r4-1' }));
+    const first = await kubectl(s.kubeconfigPath, ['apply', '-f', '-'], doc(CLEAR));
+    expect(first.code, first.stderr).to.equal(0);
+    expect(first.stdout).to.contain('created');
+    const again = await kubectl(s.kubeconfigPath, ['apply', '-f', '-'], doc(CLEAR));
+    expect(again.code, again.stderr).to.equal(0);
+    const seen = await s.call('GET', `${V}/secrets/kapplied`, undefined, { token: s.viewerToken });
+    expect(JSON.stringify(seen.body)).not.to.contain(CLEAR);
+    expect(JSON.parse(seen.body.metadata.annotations[LAST_APPLIED]).spec.data).to.deep.equal({ value: '', other: '' });
+    expect(seen.body.status.version, 'the same value applied again is no change').to.equal(1);
+    const changed = await kubectl(s.kubeconfigPath, ['apply', '-f', '-'], doc('r4-1-kubectl-next'));
+    expect(changed.code, changed.stderr).to.equal(0);
+    const v = await s.call('GET', `${V}/secrets/kapplied/value`);
+    expect(v.body.spec.data).to.deep.equal({ value: 'r4-1-kubectl-next', other: 'x-r4-1' });
+    expect(v.body.status.version).to.equal(2);
+    expect(await rawStore(s)).not.to.contain('r4-1-kubectl-next');
   });
 
   it('R4-2: a dry-run write does not tell a caller without the value right whether a guess is the stored value', async () => {
