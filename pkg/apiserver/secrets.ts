@@ -51,6 +51,9 @@ function redactLastApplied(o: SecretObj): void {
   o.metadata = { ...o.metadata, annotations };
 }
 
+/** a secret scheduled for deletion (Secrets Manager's DeleteSecret with a recovery window): when it goes */
+export const DELETE_AT_ANNOTATION = 'berth.dev/delete-at';
+
 export const NO_KEY_MESSAGE = 'secrets are refused: the apiserver has no encryption key (start it with --encryption-key-file FILE; berth up makes one under its data dir)';
 
 export class SecretAdmission implements Admission {
@@ -192,6 +195,9 @@ export function secretsRoute(registry: Registry, adm: SecretAdmission) {
     }
     const o = await registry.peek(Kinds.Secret, undefined, name);
     if (!o) throw notFound('secrets', name, `secrets "${name}" not found`, 'ResourceNotFoundException');
+    // a secret scheduled for deletion has no value (as GetSecretValue refuses it): its tasks fail to start
+    const deleteAt = o.metadata.annotations?.[DELETE_AT_ANNOTATION];
+    if (deleteAt) throw notFound('secrets', name, `secrets "${name}" is scheduled for deletion (at ${deleteAt}): it has no value until it is restored`, 'ResourceNotFoundException');
     send(res, 200, { ...adm.decorate(o), spec: { ...(o.spec as SecretSpec), data: adm.reveal(o) } });
     return true;
   };

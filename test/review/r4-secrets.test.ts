@@ -138,6 +138,11 @@ describe('review R4: secrets', function () {
     const c = await s.call('POST', `${V}/secrets`, secret('gone', { value: 'r4-10-leaked-credential' }, { 'berth.dev/delete-at': new Date(Date.now() - 60_000).toISOString(), 'berth.dev/deleted-on': new Date(Date.now() - 86_400_000).toISOString() }));
     expect(c.status, JSON.stringify(c.body)).to.equal(201);
     const v = await s.call('GET', `${V}/secrets/gone/value`);
-    expect(v.status, 'the value of a deleted secret is still served').to.not.equal(200);
+    expect(v.status, 'the value of a deleted secret is still served').to.equal(404);
+    expect(JSON.stringify(v.body)).not.to.contain('r4-10-leaked-credential');
+    // restored (what RestoreSecret does: the annotations removed), it is served again
+    const r = await s.call('PATCH', `${V}/secrets/gone`, { metadata: { annotations: { 'berth.dev/delete-at': null, 'berth.dev/deleted-on': null } } }, { contentType: 'application/merge-patch+json' });
+    expect(r.status, JSON.stringify(r.body)).to.equal(200);
+    expect((await s.call('GET', `${V}/secrets/gone/value`)).body.spec.data.value).to.equal('r4-10-leaked-credential');
   });
 });
