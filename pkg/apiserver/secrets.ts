@@ -147,10 +147,24 @@ export async function reencryptSecrets(registry: Registry, adm: SecretAdmission)
   await registry.fresh();
   const all = registry.cache.list('secrets', undefined).map(([, o]) => o);
   const rewritten: string[] = [];
-  for (const o of all) {
-    if (!adm.stale(o)) continue;
-    await registry.patch(Kinds.Secret, undefined, o.metadata.name, 'merge', { spec: { data: adm.reveal(o) } }, undefined, { user: 'system:reencrypt' });
-    rewritten.push(o.metadata.name);
+  for (const listed of all) {
+    // the clear values written back are those of the version they were read from (a
+    // precondition): a value written meanwhile makes it a conflict, and that newer version
+    // is read and sealed again instead of being reverted
+    let o: Obj | undefined = listed;
+    for (let attempt = 0; o && adm.stale(o); attempt++) {
+      const patch = { metadata: { resourceVersion: o.metadata.resourceVersion }, spec: { data: adm.reveal(o) } };
+      try {
+        await registry.patch(Kinds.Secret, undefined, o.metadata.name, 'merge', patch, undefined, { user: 'system:reencrypt' });
+        rewritten.push(o.metadata.name);
+        break;
+      } catch (e) {
+        if (isBerthError(e, 'NotFound')) break;
+        if (!isBerthError(e, 'Conflict') || attempt >= 4) throw e;
+        await registry.fresh();
+        o = await registry.peek(Kinds.Secret, undefined, listed.metadata.name);
+      }
+    }
   }
   return { rewritten, total: all.length, keys: adm.keyIds() };
 }
