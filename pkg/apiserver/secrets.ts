@@ -75,7 +75,7 @@ export class SecretAdmission implements Admission {
     o.status = { keys: Object.keys(data).sort(), versionId: randomUUID(), version: 1, lastChangedDate: now() };
   }
 
-  async update(next: Obj, prev: Obj, _w: WriteContext, sub: 'status' | undefined): Promise<void> {
+  async update(next: Obj, prev: Obj, w: WriteContext, sub: 'status' | undefined): Promise<void> {
     const n = next as SecretObj;
     const p = prev as SecretObj;
     // the status is the server's (keys, version): a client's is not taken
@@ -97,7 +97,9 @@ export class SecretAdmission implements Admission {
         data[k] = old; // the stored envelope, carried by a patch
         continue;
       }
-      const oldClear = old !== undefined ? ring.decrypt(old, aad(name, k)) : undefined;
+      // a dry run is answered as a change of every value sent in clear: its reply (version,
+      // generation) must not tell whether a guessed value is the stored one
+      const oldClear = old !== undefined && !w.ctx.dryRun ? ring.decrypt(old, aad(name, k)) : undefined;
       if (oldClear !== v) changed = true;
       // unchanged under the key that encrypts now: kept as it is (a write that changes nothing is no write)
       data[k] = oldClear === v && parseEnvelope(old!)?.keyId === ring.primary ? old! : ring.encrypt(v, aad(name, k));

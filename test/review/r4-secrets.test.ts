@@ -81,13 +81,20 @@ describe('review R4: secrets', function () {
     const guess = async (v: string) => {
       const r = await s.call('PUT', `${V}/secrets/pin?dryRun=All`, { ...cur, spec: { ...cur.spec, data: { value: v } } });
       expect(r.status, JSON.stringify(r.body)).to.equal(200);
-      return r.body.status.version as number;
+      return { version: r.body.status.version as number, generation: r.body.metadata.generation as number, keys: r.body.status.keys };
     };
     const wrong = await guess('r4-2-pin-0000');
     const right = await guess(CLEAR);
     // the update right is not the value right (secretsmanager:PutSecretValue without GetSecretValue):
     // the answer must not differ between a right and a wrong guess
-    expect(right, 'status.version stays 1 only for the right guess: a confirmation oracle').to.equal(wrong);
+    expect(right, 'status.version stays 1 only for the right guess: a confirmation oracle').to.deep.equal(wrong);
+    // nothing was written; a real write of the same value is still no change
+    const after = await s.call('GET', `${V}/secrets/pin/value`);
+    expect(after.body.spec.data.value).to.equal(CLEAR);
+    expect(after.body.status.version).to.equal(1);
+    const same = await s.call('PUT', `${V}/secrets/pin`, { ...cur, spec: { ...cur.spec, data: { value: CLEAR } } });
+    expect(same.status, JSON.stringify(same.body)).to.equal(200);
+    expect(same.body.status.version).to.equal(1);
   });
 
   it('R4-3: re-encryption does not undo a value written while it runs', async () => {
