@@ -3,6 +3,7 @@ import { kindByPlural } from '../api/kinds.ts';
 import { sameJson } from '../api/validate.ts';
 import type { RequestAttributes } from './auth.ts';
 import type { AccessRequest } from './policy.ts';
+import { candidateNames, referencedNames } from '../secrets/refs.ts';
 import { parseFieldSelector } from './selectors.ts';
 import type { WatchCache } from './watchcache.ts';
 
@@ -337,7 +338,8 @@ export function writeActions(w: WriteChange, arns: Arns, lookups: ActionLookups)
   const base = { resource: w.resource, namespace: w.namespace, name, path: '' };
   if (w.verb === 'create' || !w.prev) {
     const attrs: RequestAttributes = { ...base, verb: 'create', object: w.next };
-    return [{ attrs: strip(attrs), request: requestOf(mappingOf(attrs), attrs, '', arns, lookups) }];
+    const reads = w.resource === 'taskdefinitions' || w.resource === 'daemontaskdefinitions' ? secretReadActions(w.next.spec, arns, lookups) : [];
+    return [{ attrs: strip(attrs), request: requestOf(mappingOf(attrs), attrs, '', arns, lookups) }, ...reads];
   }
   const attrs: RequestAttributes = { ...base, verb: 'update' };
   const mp = mappingOf(attrs);
@@ -365,6 +367,24 @@ export function writeActions(w: WriteChange, arns: Arns, lookups: ActionLookups)
   }
   if (tag && changed.includes('tags')) out.push(as(tag));
   return out.length ? out : [as(mp)];
+}
+
+/**
+ * Registering a task definition that references secrets is reading them: the node of a task
+ * of it reads their values into the containers (as ECS asks iam:PassRole on the execution
+ * role that reads them). The registering caller must itself be allowed
+ * `secretsmanager:GetSecretValue` on each (every berth name the reference may be stored
+ * under); the controllers that later create its tasks are not asked again.
+ */
+export function secretReadActions(spec: unknown, arns: Arns, lookups: ActionLookups): Array<{ attrs: Omit<RequestAttributes, 'path'>; request: AccessRequest }> {
+  const out: Array<{ attrs: Omit<RequestAttributes, 'path'>; request: AccessRequest }> = [];
+  for (const aws of referencedNames(spec as Parameters<typeof referencedNames>[0])) {
+    for (const name of candidateNames(aws)) {
+      const attrs: RequestAttributes = { verb: 'get', resource: 'secrets', name, subresource: 'value', path: '' };
+      out.push({ attrs: strip(attrs), request: requestOf(mappingOf(attrs), attrs, '', arns, lookups) });
+    }
+  }
+  return out;
 }
 
 /** attributes without the path (the server adds its own) and without the object (authorized by its action) */

@@ -132,6 +132,7 @@ export async function buildApiServer(o: ApiServerOptions): Promise<ApiServer> {
   const registry = new Registry(o.store, cache, o.log.child({ component: 'registry' }), o.limits ?? DEFAULT_LIMITS, undefined, txnLimits);
   const arns = new Arns(o.arn ?? DEFAULT_ARN_CONFIG);
   installAdmission(registry, arns);
+  if (o.keyring && !o.keyring.log) o.keyring.log = o.log.child({ component: 'keyring' });
   const secrets = new SecretAdmission(o.keyring);
   registry.use('Secret', secrets);
   const binder = new Binder(registry, txnLimits);

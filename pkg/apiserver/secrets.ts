@@ -21,6 +21,39 @@ type SecretObj = Obj & { spec: SecretSpec; status?: SecretStatus };
 const aad = (name: string, key: string) => `secrets/${name}/${key}`;
 const now = () => new Date().toISOString();
 
+/** what client-side `kubectl apply` stores: the manifest as applied, values and all */
+export const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
+
+/**
+ * The last-applied annotation of a Secret keeps the names of its values, never the values
+ * (the annotation is metadata: stored in clear and shown to viewers). kubectl's three-way
+ * merge still sees which keys a manifest dropped; a value it sends again is compared with
+ * the stored one (an unchanged value is no change). An annotation that is not JSON is dropped.
+ */
+function redactLastApplied(o: SecretObj): void {
+  const text = o.metadata.annotations?.[LAST_APPLIED];
+  if (text === undefined) return;
+  const annotations = { ...o.metadata.annotations };
+  let applied: { spec?: { data?: unknown } } | undefined;
+  try {
+    applied = JSON.parse(text);
+  } catch {
+    applied = undefined;
+  }
+  if (!applied || typeof applied !== 'object') delete annotations[LAST_APPLIED];
+  else {
+    const data = applied.spec?.data;
+    if (data !== undefined) {
+      applied.spec!.data = data && typeof data === 'object' ? Object.fromEntries(Object.keys(data).map((k) => [k, ''])) : {};
+    }
+    annotations[LAST_APPLIED] = JSON.stringify(applied);
+  }
+  o.metadata = { ...o.metadata, annotations };
+}
+
+/** a secret scheduled for deletion (Secrets Manager's DeleteSecret with a recovery window): when it goes */
+export const DELETE_AT_ANNOTATION = 'berth.dev/delete-at';
+
 export const NO_KEY_MESSAGE = 'secrets are refused: the apiserver has no encryption key (start it with --encryption-key-file FILE; berth up makes one under its data dir)';
 
 export class SecretAdmission implements Admission {
@@ -34,6 +67,7 @@ export class SecretAdmission implements Admission {
   async create(obj: Obj): Promise<void> {
     const o = obj as SecretObj;
     const ring = this.ring();
+    redactLastApplied(o);
     if (!o.spec.data) throw invalid('Secret', o.metadata.name, [{ field: 'spec.data', message: 'is required: the values of the secret' }]);
     const data: Record<string, string> = {};
     for (const [k, v] of Object.entries(o.spec.data)) data[k] = ring.encrypt(v, aad(o.metadata.name, k));
@@ -41,12 +75,13 @@ export class SecretAdmission implements Admission {
     o.status = { keys: Object.keys(data).sort(), versionId: randomUUID(), version: 1, lastChangedDate: now() };
   }
 
-  async update(next: Obj, prev: Obj, _w: WriteContext, sub: 'status' | undefined): Promise<void> {
+  async update(next: Obj, prev: Obj, w: WriteContext, sub: 'status' | undefined): Promise<void> {
     const n = next as SecretObj;
     const p = prev as SecretObj;
     // the status is the server's (keys, version): a client's is not taken
     n.status = p.status;
     if (sub === 'status') return;
+    redactLastApplied(n);
     const before = p.spec.data ?? {};
     if (n.spec.data === undefined) {
       n.spec = { ...n.spec, data: before };
@@ -62,7 +97,9 @@ export class SecretAdmission implements Admission {
         data[k] = old; // the stored envelope, carried by a patch
         continue;
       }
-      const oldClear = old !== undefined ? ring.decrypt(old, aad(name, k)) : undefined;
+      // a dry run is answered as a change of every value sent in clear: its reply (version,
+      // generation) must not tell whether a guessed value is the stored one
+      const oldClear = old !== undefined && !w.ctx.dryRun ? ring.decrypt(old, aad(name, k)) : undefined;
       if (oldClear !== v) changed = true;
       // unchanged under the key that encrypts now: kept as it is (a write that changes nothing is no write)
       data[k] = oldClear === v && parseEnvelope(old!)?.keyId === ring.primary ? old! : ring.encrypt(v, aad(name, k));
@@ -112,10 +149,24 @@ export async function reencryptSecrets(registry: Registry, adm: SecretAdmission)
   await registry.fresh();
   const all = registry.cache.list('secrets', undefined).map(([, o]) => o);
   const rewritten: string[] = [];
-  for (const o of all) {
-    if (!adm.stale(o)) continue;
-    await registry.patch(Kinds.Secret, undefined, o.metadata.name, 'merge', { spec: { data: adm.reveal(o) } }, undefined, { user: 'system:reencrypt' });
-    rewritten.push(o.metadata.name);
+  for (const listed of all) {
+    // the clear values written back are those of the version they were read from (a
+    // precondition): a value written meanwhile makes it a conflict, and that newer version
+    // is read and sealed again instead of being reverted
+    let o: Obj | undefined = listed;
+    for (let attempt = 0; o && adm.stale(o); attempt++) {
+      const patch = { metadata: { resourceVersion: o.metadata.resourceVersion }, spec: { data: adm.reveal(o) } };
+      try {
+        await registry.patch(Kinds.Secret, undefined, o.metadata.name, 'merge', patch, undefined, { user: 'system:reencrypt' });
+        rewritten.push(o.metadata.name);
+        break;
+      } catch (e) {
+        if (isBerthError(e, 'NotFound')) break;
+        if (!isBerthError(e, 'Conflict') || attempt >= 4) throw e;
+        await registry.fresh();
+        o = await registry.peek(Kinds.Secret, undefined, listed.metadata.name);
+      }
+    }
   }
   return { rewritten, total: all.length, keys: adm.keyIds() };
 }
@@ -160,6 +211,9 @@ export function secretsRoute(registry: Registry, adm: SecretAdmission) {
     }
     const o = await registry.peek(Kinds.Secret, undefined, name);
     if (!o) throw notFound('secrets', name, `secrets "${name}" not found`, 'ResourceNotFoundException');
+    // a secret scheduled for deletion has no value (as GetSecretValue refuses it): its tasks fail to start
+    const deleteAt = o.metadata.annotations?.[DELETE_AT_ANNOTATION];
+    if (deleteAt) throw notFound('secrets', name, `secrets "${name}" is scheduled for deletion (at ${deleteAt}): it has no value until it is restored`, 'ResourceNotFoundException');
     send(res, 200, { ...adm.decorate(o), spec: { ...(o.spec as SecretSpec), data: adm.reveal(o) } });
     return true;
   };

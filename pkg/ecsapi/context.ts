@@ -2,6 +2,7 @@ import type { ApiParts } from '../apiserver/apiserver.ts';
 import type { Identity, RequestAttributes } from '../apiserver/auth.ts';
 import type { Obj, Registry, RequestContext } from '../apiserver/registry.ts';
 import { allocationKey } from '../apiserver/admission.ts';
+import { cacheLookups, secretReadActions } from '../apiserver/actions.ts';
 import { Kinds, type Cluster, type ContainerInstance, type Task } from '../api/kinds.ts';
 import { API_VERSION, type KindInfo } from '../api/meta.ts';
 import { isArn, resolveIdentifier, type ArnResource } from '../api/arn.ts';
@@ -23,6 +24,11 @@ export interface OpContext {
   region: string;
   /** how long CreateService/UpdateService wait for the service controller's deployment (0: answer at once) */
   deploymentWaitMs: number;
+}
+
+/** a task definition referencing secrets is registered only by a caller who may read them (actions.ts secretReadActions) */
+export function authorizeSecretReads(c: OpContext, spec: unknown): void {
+  for (const { attrs, request } of secretReadActions(spec, c.parts.arns, cacheLookups(c.parts.cache))) c.authorize({ ...attrs, action: request });
 }
 
 export type Operation = (c: OpContext, input: Input) => Promise<unknown>;

@@ -2,7 +2,7 @@ import { Kinds, type ContainerInstance, type Daemon, type DaemonTaskDefinition, 
 import { isArn, parseArn, resolveIdentifier } from '../api/arn.ts';
 import { stableJson } from '../api/validate.ts';
 import { isBerthError } from '../errors/errors.ts';
-import { clusterOf, getOrUndefined, newObj, type OpContext, type Operation } from './context.ts';
+import { authorizeSecretReads, clusterOf, getOrUndefined, newObj, type OpContext, type Operation } from './context.ts';
 import { bool, list, obj, oneOf, paginate, str, unsupported, type Input } from './params.ts';
 import {
   UPDATED_AT_ANNOTATION,
@@ -46,6 +46,7 @@ export const RegisterDaemonTaskDefinition: Operation = async (c, i) => {
     spec[k] = v;
   }
   c.authorize({ verb: 'create', resource: 'daemontaskdefinitions' });
+  authorizeSecretReads(c, spec);
   const { obj: created } = await c.registry.create(DTD, undefined, newObj('DaemonTaskDefinition', family, spec), c.req);
   const td = created as unknown as DaemonTaskDefinition;
   return { daemonTaskDefinitionArn: td.status?.taskDefinitionArn ?? c.parts.arns.daemonTaskDefinition(td.metadata.name) };

@@ -230,7 +230,8 @@ export function ecsFrontDoor(parts: ApiParts, opts: EcsFrontDoorOptions): FrontD
         registry: parts.registry,
         identity,
         req: { user: identity.user, sourceAddress: req.sourceAddress },
-        authorize: (attrs) => req.authorize(identity, { ...attrs, action }),
+        // a check the operation names its own action for (a task definition's secret reads) keeps it
+        authorize: (attrs) => req.authorize(identity, { ...attrs, action: attrs.action ?? action }),
         region: opts.region,
         deploymentWaitMs: opts.deploymentWaitMs ?? 0,
       };

@@ -3,6 +3,7 @@ import { API_VERSION } from '../api/meta.ts';
 import type { SecretSpec, SecretStatus } from '../api/resources.ts';
 import type { AccessRequest } from '../apiserver/policy.ts';
 import type { Obj } from '../apiserver/registry.ts';
+import { DELETE_AT_ANNOTATION } from '../apiserver/secrets.ts';
 import { isBerthError } from '../errors/errors.ts';
 import { awsSecretName, berthSecretName, candidateNames, parseSecretRef, secretString } from '../secrets/refs.ts';
 import type { OpContext, Operation } from './context.ts';
@@ -18,8 +19,6 @@ import { EcsError } from './wire.ts';
  */
 type SecretObj = Obj & { spec: SecretSpec; status?: SecretStatus };
 
-/** a secret scheduled for deletion (DeleteSecret with a recovery window): when it goes */
-export const DELETE_AT_ANNOTATION = 'berth.dev/delete-at';
 const DELETED_ON_ANNOTATION = 'berth.dev/deleted-on';
 
 const epoch = (iso: string | undefined) => (iso ? Date.parse(iso) / 1000 : undefined);

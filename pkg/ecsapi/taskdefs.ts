@@ -2,7 +2,7 @@ import { Kinds, type TaskDefinition } from '../api/kinds.ts';
 import { isArn, parseArn } from '../api/arn.ts';
 import { ecsToManifest } from '../api/ecsjson.ts';
 import { isBerthError } from '../errors/errors.ts';
-import type { OpContext, Operation } from './context.ts';
+import { authorizeSecretReads, type OpContext, type Operation } from './context.ts';
 import { list, oneOf, paginate, str, strList, type Input } from './params.ts';
 import { compact, tagsOf, taskDefinitionShape } from './shapes.ts';
 import { clientException } from './wire.ts';
@@ -28,6 +28,7 @@ export const RegisterTaskDefinition: Operation = async (c, i) => {
   for (const [k, v] of Object.entries(i)) if (!NOT_SPEC.has(k) && v !== null && v !== undefined) doc[k] = v;
   const manifest = ecsToManifest(doc, { shape: 'task-definition' });
   c.authorize({ verb: 'create', resource: 'taskdefinitions' });
+  authorizeSecretReads(c, manifest.spec);
   // ECS registers a new revision on every call, even of identical content (`berth apply`
   // of an unchanged manifest is a no-op instead)
   const { obj } = await c.registry.create(TD, undefined, manifest, { ...c.req, newRevision: true });

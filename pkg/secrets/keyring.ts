@@ -1,6 +1,7 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { badRequest, BerthError } from '../errors/errors.ts';
+import type { Logger } from '../log/log.ts';
 
 /**
  * Encryption of secret values at rest: AES-256-GCM under keys read from the apiserver's
@@ -22,6 +23,8 @@ export interface KeyringKey {
 
 export class Keyring {
   private path?: string;
+  /** where a reload that failed during a read is told (the reader gets a generic error) */
+  log?: Logger;
 
   constructor(private keys: KeyringKey[]) {
     if (!keys.length) throw badRequest('an encryption key file needs at least one key');
@@ -41,6 +44,20 @@ export class Keyring {
     if (!this.path) return false;
     this.keys = Keyring.fromFile(this.path).keys;
     return true;
+  }
+
+  /**
+   * A reload on a read: a file that does not parse (an editor rewriting it during a rotation)
+   * keeps the keys already read, and its error (the file's path and line) goes to the log,
+   * not to the reader (a task's stoppedReason).
+   */
+  private reloadKeeping(): boolean {
+    try {
+      return this.reload();
+    } catch (e) {
+      this.log?.warn({ err: (e as Error).message }, 'the encryption key file does not parse: the keys read before are kept');
+      return false;
+    }
   }
 
   /** the key that encrypts */
@@ -90,7 +107,7 @@ export class Keyring {
     const parsed = parseEnvelope(envelope);
     if (!parsed) throw new BerthError('InternalError', 'a stored secret value is not an encrypted envelope');
     let k = this.keys.find((x) => x.id === parsed.keyId);
-    if (!k && this.reload()) k = this.keys.find((x) => x.id === parsed.keyId);
+    if (!k && this.reloadKeeping()) k = this.keys.find((x) => x.id === parsed.keyId);
     if (!k) throw new BerthError('InternalError', `a stored secret value is sealed with key "${parsed.keyId}", which the encryption key file no longer holds`);
     const raw = Buffer.from(parsed.body, 'base64');
     if (raw.length < 28) throw new BerthError('InternalError', 'a stored secret value is truncated');

@@ -7,11 +7,9 @@ import { reencryptSecrets, SecretAdmission } from '../../pkg/apiserver/secrets.t
 import type { Registry } from '../../pkg/apiserver/registry.ts';
 import { newKeyLine, Keyring } from '../../pkg/secrets/keyring.ts';
 import { startApiServer, type TestApiServer } from '../support/apiserver.ts';
+import { kubectl } from '../support/kubectl.ts';
 
-/**
- * Review probes (run by name: npx mocha test/review/FILE.probe.ts; not in the suite until fixed) for the Secret kind. Each `it` states what should hold; a failing one is a
- * finding (its id in the title). They pass once the finding is fixed.
- */
+/** Regression tests of the fourth review's findings on the Secret kind (the finding's id in each title). */
 const V = '/apis/berth.dev/v1';
 const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
 const secret = (name: string, data: Record<string, string>, annotations?: Record<string, string>) => ({
@@ -55,6 +53,26 @@ describe('review R4: secrets', function () {
     expect(await rawStore(s), 'the clear value is stored unencrypted').not.to.contain(CLEAR);
   });
 
+  it('R4-1: `kubectl apply` of a Secret twice works, keeps only the key names in its annotation, and a changed value is applied', async () => {
+    const CLEAR = 'r4-1-kubectl-clear-77ab';
+    const doc = (v: string) => JSON.stringify(secret('kapplied', { value: v, other: 'x-r4-1' }));
+    const first = await kubectl(s.kubeconfigPath, ['apply', '-f', '-'], doc(CLEAR));
+    expect(first.code, first.stderr).to.equal(0);
+    expect(first.stdout).to.contain('created');
+    const again = await kubectl(s.kubeconfigPath, ['apply', '-f', '-'], doc(CLEAR));
+    expect(again.code, again.stderr).to.equal(0);
+    const seen = await s.call('GET', `${V}/secrets/kapplied`, undefined, { token: s.viewerToken });
+    expect(JSON.stringify(seen.body)).not.to.contain(CLEAR);
+    expect(JSON.parse(seen.body.metadata.annotations[LAST_APPLIED]).spec.data).to.deep.equal({ value: '', other: '' });
+    expect(seen.body.status.version, 'the same value applied again is no change').to.equal(1);
+    const changed = await kubectl(s.kubeconfigPath, ['apply', '-f', '-'], doc('r4-1-kubectl-next'));
+    expect(changed.code, changed.stderr).to.equal(0);
+    const v = await s.call('GET', `${V}/secrets/kapplied/value`);
+    expect(v.body.spec.data).to.deep.equal({ value: 'r4-1-kubectl-next', other: 'x-r4-1' });
+    expect(v.body.status.version).to.equal(2);
+    expect(await rawStore(s)).not.to.contain('r4-1-kubectl-next');
+  });
+
   it('R4-2: a dry-run write does not tell a caller without the value right whether a guess is the stored value', async () => {
     const CLEAR = 'r4-2-pin-4711';
     const c = await s.call('POST', `${V}/secrets`, secret('pin', { value: CLEAR }));
@@ -63,13 +81,20 @@ describe('review R4: secrets', function () {
     const guess = async (v: string) => {
       const r = await s.call('PUT', `${V}/secrets/pin?dryRun=All`, { ...cur, spec: { ...cur.spec, data: { value: v } } });
       expect(r.status, JSON.stringify(r.body)).to.equal(200);
-      return r.body.status.version as number;
+      return { version: r.body.status.version as number, generation: r.body.metadata.generation as number, keys: r.body.status.keys };
     };
     const wrong = await guess('r4-2-pin-0000');
     const right = await guess(CLEAR);
     // the update right is not the value right (secretsmanager:PutSecretValue without GetSecretValue):
     // the answer must not differ between a right and a wrong guess
-    expect(right, 'status.version stays 1 only for the right guess: a confirmation oracle').to.equal(wrong);
+    expect(right, 'status.version stays 1 only for the right guess: a confirmation oracle').to.deep.equal(wrong);
+    // nothing was written; a real write of the same value is still no change
+    const after = await s.call('GET', `${V}/secrets/pin/value`);
+    expect(after.body.spec.data.value).to.equal(CLEAR);
+    expect(after.body.status.version).to.equal(1);
+    const same = await s.call('PUT', `${V}/secrets/pin`, { ...cur, spec: { ...cur.spec, data: { value: CLEAR } } });
+    expect(same.status, JSON.stringify(same.body)).to.equal(200);
+    expect(same.body.status.version).to.equal(1);
   });
 
   it('R4-3: re-encryption does not undo a value written while it runs', async () => {
@@ -120,6 +145,11 @@ describe('review R4: secrets', function () {
     const c = await s.call('POST', `${V}/secrets`, secret('gone', { value: 'r4-10-leaked-credential' }, { 'berth.dev/delete-at': new Date(Date.now() - 60_000).toISOString(), 'berth.dev/deleted-on': new Date(Date.now() - 86_400_000).toISOString() }));
     expect(c.status, JSON.stringify(c.body)).to.equal(201);
     const v = await s.call('GET', `${V}/secrets/gone/value`);
-    expect(v.status, 'the value of a deleted secret is still served').to.not.equal(200);
+    expect(v.status, 'the value of a deleted secret is still served').to.equal(404);
+    expect(JSON.stringify(v.body)).not.to.contain('r4-10-leaked-credential');
+    // restored (what RestoreSecret does: the annotations removed), it is served again
+    const r = await s.call('PATCH', `${V}/secrets/gone`, { metadata: { annotations: { 'berth.dev/delete-at': null, 'berth.dev/deleted-on': null } } }, { contentType: 'application/merge-patch+json' });
+    expect(r.status, JSON.stringify(r.body)).to.equal(200);
+    expect((await s.call('GET', `${V}/secrets/gone/value`)).body.spec.data.value).to.equal('r4-10-leaked-credential');
   });
 });
