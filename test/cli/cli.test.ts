@@ -6,6 +6,7 @@ import type { Service, Task } from '../../pkg/api/kinds.ts';
 import { runCli, type CliDeps } from '../../pkg/cli/commands.ts';
 import { buildConfigCommands, completionScript } from '../../pkg/cli/config.ts';
 import { Client } from '../../pkg/client/client.ts';
+import { cliRunner } from '../support/cli.ts';
 import { startApiServer, type TestApiServer } from '../support/apiserver.ts';
 import { eventually, startControlPlane, type Fleet, type Running } from '../support/fleet.ts';
 import { expectRestart } from '../support/restart.ts';
@@ -18,17 +19,7 @@ describe('berth CLI (in-process, against a real apiserver, controllers and hollo
   let cp: Running;
   let dir: string;
 
-  const run = async (...argv: string[]) => {
-    let out = '';
-    let err = '';
-    const deps: CliDeps = {
-      io: { out: (s) => void (out += s), err: (s) => void (err += s), stdin: async () => '' },
-      version: 'test',
-      connect: async () => ({ client, namespace: 'default' }),
-    };
-    const code = await runCli(argv, deps);
-    return { code, out, err };
-  };
+  const run = cliRunner(() => client);
 
   before(async () => {
     api = await startApiServer();

@@ -2,9 +2,9 @@ import { expect } from 'chai';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runCli, type CliDeps } from '../../pkg/cli/commands.ts';
 import { Client } from '../../pkg/client/client.ts';
 import { newKeyLine, Keyring } from '../../pkg/secrets/keyring.ts';
+import { cliRunner } from '../support/cli.ts';
 import { startApiServer, type TestApiServer } from '../support/apiserver.ts';
 
 describe('berth create secret, get secrets, delete secret, secrets reencrypt (in-process, real apiserver)', function () {
@@ -12,16 +12,7 @@ describe('berth create secret, get secrets, delete secret, secrets reencrypt (in
   let api: TestApiServer;
   let client: Client;
   let dir: string;
-  const run = async (...argv: string[]) => {
-    let out = '';
-    let err = '';
-    const deps: CliDeps = {
-      io: { out: (s) => void (out += s), err: (s) => void (err += s), stdin: async () => '' },
-      version: 'test',
-      connect: async () => ({ client, namespace: 'default' }),
-    };
-    return { code: await runCli(argv, deps), out, err };
-  };
+  const run = cliRunner(() => client);
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'berth-cli-secrets-'));
     await writeFile(join(dir, 'keys'), newKeyLine('k1'));

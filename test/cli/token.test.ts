@@ -1,7 +1,7 @@
 import { expect } from 'chai';
-import { runCli, type CliDeps } from '../../pkg/cli/commands.ts';
 import { tokenCreateBody } from '../../pkg/cli/token.ts';
 import { Client } from '../../pkg/client/client.ts';
+import { cliRunner } from '../support/cli.ts';
 import { startApiServer, type TestApiServer } from '../support/apiserver.ts';
 import { eventually } from '../support/fleet.ts';
 
@@ -9,17 +9,7 @@ describe('berth token create|list|delete (S7, against a real apiserver)', functi
   this.timeout(60_000);
   let api: TestApiServer;
   let client: Client;
-  const run = async (...argv: string[]) => {
-    let out = '';
-    let err = '';
-    const deps: CliDeps = {
-      io: { out: (s) => void (out += s), err: (s) => void (err += s), stdin: async () => '' },
-      version: 'test',
-      connect: async () => ({ client, namespace: 'default' }),
-    };
-    const code = await runCli(argv, deps);
-    return { code, out, err };
-  };
+  const run = cliRunner(() => client);
   before(async () => {
     api = await startApiServer();
     client = new Client({ server: api.url, token: api.adminToken });
