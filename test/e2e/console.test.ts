@@ -202,6 +202,24 @@ describe('web console in Chromium (apiserver, controllers, hollow agents)', func
     await shot(page, 'instances');
   });
 
+  it('shows target groups with their targets, live as a load-balanced service registers its task', async () => {
+    const td = await api.call('POST', '/apis/berth.dev/v1/taskdefinitions', { apiVersion: 'berth.dev/v1', kind: 'TaskDefinition', metadata: { name: 'lbweb' }, spec: { containerDefinitions: [{ name: 'app', image: 'busybox', memory: 32, command: ['httpd', '-f'], portMappings: [{ containerPort: 80, hostPort: 0 }] }] } });
+    expect(td.status, JSON.stringify(td.body)).to.equal(201);
+    const tg = await api.call('POST', '/apis/berth.dev/v1/targetgroups', { apiVersion: 'berth.dev/v1', kind: 'TargetGroup', metadata: { name: 'lbweb-tg' }, spec: { protocol: 'HTTP', port: 80, healthCheckPath: '/health', deregistrationDelaySeconds: 1 } });
+    expect(tg.status, JSON.stringify(tg.body)).to.equal(201);
+    await page.getByRole('navigation', { name: 'main' }).getByRole('link', { name: 'Load balancing' }).click();
+    await page.getByTestId('targets-lbweb-tg').getByText('no targets registered').waitFor();
+    const svc = await api.call('POST', `${SVC}`, { apiVersion: 'berth.dev/v1', kind: 'Service', metadata: { name: 'lbweb', namespace: 'default' }, spec: { taskDefinition: 'lbweb', desiredCount: 1, loadBalancers: [{ targetGroupArn: 'lbweb-tg', containerName: 'app', containerPort: 80 }] } });
+    expect(svc.status, JSON.stringify(svc.body)).to.equal(201);
+    // the task's endpoint appears in the target group, in ELB's first state (no berth-lb checks it here)
+    const row = page.getByTestId('targets-lbweb-tg').locator('tr', { hasText: 'initial' });
+    await row.waitFor({ timeout: 30_000 });
+    expect(await row.getByRole('link').last().textContent()).to.equal('lbweb');
+    await shot(page, 'loadbalancing');
+    const del = await api.call('DELETE', `${SVC}/lbweb`);
+    expect(del.status).to.be.oneOf([200, 202]);
+  });
+
   it('lists the daemons of a cluster (none here)', async () => {
     await page.goto(`${api.url}/ui/clusters/default/daemons`);
     await page.getByText('no daemons in this cluster').waitFor();

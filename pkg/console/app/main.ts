@@ -493,6 +493,46 @@ function daemonsPage(c: string): Page {
   };
 }
 
+/** a target group ARN (`...:targetgroup/NAME/ID`) or name -> NAME */
+const targetGroupLabel = (a: string) => /:targetgroup\/([^/]+)/.exec(a)?.[1] ?? a;
+
+/** load balancers and target groups (cluster-scoped, as ELB's are): listeners, health checks, and each target's ELB state */
+function loadBalancingPage(): Page {
+  const lbs = watch('loadbalancers');
+  const tgs = watch('targetgroups');
+  const targets = (o: Obj) =>
+    table(
+      ['Target', 'Port', 'State', 'Reason', 'Task', 'Service'],
+      ((o.status?.targets ?? []) as Array<{ id: string; port: number; state: string; reason?: string; task: string; service: string }>).map((t) => {
+        const [c, task] = t.task.split('/');
+        const [, svc] = t.service.split('/');
+        return [t.id, t.port, badge(t.state), t.reason ?? '', link(`/clusters/${encodeURIComponent(c)}/tasks/${encodeURIComponent(task)}`, task), link(`/clusters/${encodeURIComponent(c)}/services/${encodeURIComponent(svc)}`, svc)];
+      }),
+      'no targets registered',
+    );
+  return {
+    title: 'Load balancing',
+    watches: [lbs, tgs],
+    render: () => [
+      h('h1', {}, 'Load balancing'),
+      h('h2', {}, 'Target groups'),
+      ...(tgs.list.length
+        ? tgs.list.flatMap((g) => [
+            h('h3', {}, g.metadata.name, ' ', h('span', { class: 'muted' }, `${g.spec.protocol} :${g.spec.port} · health ${g.spec.healthCheckPath ?? '/'} · deregistration delay ${g.spec.deregistrationDelaySeconds ?? 300} s`)),
+            h('div', { 'data-testid': `targets-${g.metadata.name}` }, targets(g)),
+          ])
+        : [h('p', { class: 'empty' }, 'no target groups')]),
+      h('h2', {}, 'Load balancers'),
+      ...(lbs.list.length
+        ? lbs.list.flatMap((l) => [
+            h('h3', {}, l.metadata.name, ' ', h('span', { class: 'muted' }, ((l.spec.listeners ?? []) as Array<{ protocol?: string; loadBalancerPort: number; targetGroupArn?: string; instancePort?: number }>).map((x) => `${x.protocol ?? ''} :${x.loadBalancerPort} → ${x.targetGroupArn ? targetGroupLabel(x.targetGroupArn) : `:${x.instancePort ?? ''}`}`).join(', '))),
+            h('div', { 'data-testid': `targets-${l.metadata.name}` }, targets(l)),
+          ])
+        : [h('p', { class: 'empty' }, 'no load balancers')]),
+    ],
+  };
+}
+
 const family = (t: Obj) => t.status?.family ?? t.metadata.name.split(':')[0];
 const revision = (t: Obj) => Number(t.metadata.name.split(':')[1]);
 
@@ -624,7 +664,7 @@ function header() {
     {},
     h('a', { class: 'skip', href: '#main' }, 'Skip to content'),
     link('/', 'berth', { class: 'brand' }),
-    h('nav', { 'aria-label': 'main' }, link('/', 'Clusters'), link('/taskdefinitions', 'Task definitions')),
+    h('nav', { 'aria-label': 'main' }, link('/', 'Clusters'), link('/taskdefinitions', 'Task definitions'), link('/loadbalancing', 'Load balancing')),
     user
       ? h(
           'span',
@@ -653,6 +693,7 @@ function pageFor(path: string): Page {
   const parts = p.split('/').filter(Boolean).map(decodeURIComponent);
   if (parts[0] === 'login') return loginPage();
   if (parts[0] === 'taskdefinitions') return parts[1] ? familyPage(parts[1]) : taskDefinitionsPage();
+  if (parts[0] === 'loadbalancing') return loadBalancingPage();
   if (parts[0] === 'clusters' && parts[1]) {
     const c = parts[1];
     switch (parts[2]) {
