@@ -438,7 +438,7 @@ export class Workload {
     const key = storeKey('services', ns, name);
     if (r.status === 201) {
       this.ack({ op, server: t.index, what: 'create service', key, rv: Number(r.body.metadata.resourceVersion), type: 'put', uid: r.body.metadata.uid });
-      this.rec.resolutions.push({ op, server: t.index, what: 'create service', family, resolved: Number(String(r.body.spec.taskDefinition).split(':')[1]), atLeast });
+      this.rec.resolutions.push({ op, server: t.index, what: 'create service', family, resolved: Number(String(r.body.status?.taskDefinition ?? r.body.spec.taskDefinition).split(':')[1]), atLeast });
       this.known.of(ns).services.add(name);
     } else this.rec.refusals.push({ op, server: t.index, what: 'create service', key, status: r.status, message: r.body?.message });
   }
@@ -454,7 +454,7 @@ export class Workload {
     const r = this.judge(op, t, 'update service', await request(t, 'PATCH', path('services', ns, name), { metadata: { annotations: { [MARK]: marker } }, spec: { taskDefinition: family, desiredCount: this.rng.int(3) } }, 'application/merge-patch+json'));
     if (r?.status !== 200) return;
     this.ack({ op, server: t.index, what: 'update service', key: storeKey('services', ns, name), rv: Number(r.body.metadata.resourceVersion), type: 'put', marker });
-    this.rec.resolutions.push({ op, server: t.index, what: 'update service', family, resolved: Number(String(r.body.spec.taskDefinition).split(':')[1]), atLeast });
+    this.rec.resolutions.push({ op, server: t.index, what: 'update service', family, resolved: Number(String(r.body.status?.taskDefinition ?? r.body.spec.taskDefinition).split(':')[1]), atLeast });
   }
 
   /** DELETE marks it (the controller finalizer), removing the finalizer then removes it */
