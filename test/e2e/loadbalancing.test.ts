@@ -1,4 +1,3 @@
-import { request } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -6,6 +5,7 @@ import { expect } from 'chai';
 import { startBerthUp, type BerthUp } from '../support/berthup.ts';
 import { freePort } from '../support/etcd.ts';
 import { eventually } from '../support/fleet.ts';
+import { httpGet } from '../support/haproxy.ts';
 import { kubectl } from '../support/kubectl.ts';
 
 /**
@@ -23,18 +23,7 @@ describe('load balancing end to end (berth up, berth-lb on HAProxy, busybox http
   const ok = (args: string[], input?: string) => b.ok(args, input);
   const getJson = async (kind: string, name: string) => JSON.parse(await ok(['get', kind, name, '-o', 'json']));
   /** one GET through the load balancer on a new connection: its status and body, or the error */
-  const get = (path = '/') =>
-    new Promise<{ status: number; body: string } | { error: string }>((resolve) => {
-      const req = request({ host: '127.0.0.1', port: lbPort, path, agent: false, timeout: 5_000 }, (res) => {
-        let body = '';
-        res.on('data', (d) => (body += d));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: body.trim() }));
-        res.on('error', (e) => resolve({ error: e.message }));
-      });
-      req.on('timeout', () => req.destroy(new Error('timeout')));
-      req.on('error', (e) => resolve({ error: e.message }));
-      req.end();
-    });
+  const get = (path = '/') => httpGet('127.0.0.1', lbPort, path, 5_000);
   const manifest = () => readFileSync('deploy/examples/lb-web.yaml', 'utf8').replace('loadBalancerPort: 8081', `loadBalancerPort: ${lbPort}`);
   const targets = async () => ((await getJson('targetgroup', 'lb-web')).status?.targets ?? []) as Array<{ task: string; state: string; port: number }>;
   const serviceTasks = async () => {

@@ -1,7 +1,10 @@
+import { request } from 'node:http';
+
 /**
  * Test support: the HAProxy configuration in front of the apiservers. deploy/haproxy/haproxy.cfg
  * is this function's output for the addresses of deploy/README.md (a test checks they are
- * the same), so the topology runs exactly what an operator installs.
+ * the same), so the topology runs exactly what an operator installs. And one GET through a
+ * load balancer, for the tests that put tasks behind berth-lb.
  */
 export interface HaproxyConfig {
   /** address:port clients connect to */
@@ -61,3 +64,18 @@ export const DEPLOY_HAPROXY: HaproxyConfig = {
   caFile: '/etc/berth/pki/ca.crt',
   sendProxy: true,
 };
+
+/** One GET on a new connection (through a load balancer, say): its status and body, or the error. */
+export function httpGet(host: string, port: number, urlPath = '/', timeoutMs = 5_000): Promise<{ status: number; body: string } | { error: string }> {
+  return new Promise((resolve) => {
+    const req = request({ host, port, path: urlPath, agent: false, timeout: timeoutMs }, (res) => {
+      let body = '';
+      res.on('data', (d) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: body.trim() }));
+      res.on('error', (e) => resolve({ error: e.message }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', (e) => resolve({ error: e.message }));
+    req.end();
+  });
+}
