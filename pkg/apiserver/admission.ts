@@ -627,7 +627,7 @@ export class ServiceAdmission implements Admission {
 
   async update(next: Obj, prev: Obj, w: WriteContext, sub: 'status' | undefined) {
     if (sub === 'status') return;
-    keepSystemFinalizer(next, prev);
+    keepSystemFinalizer(next, prev, w);
     const ns = next.spec as { taskDefinition: string; schedulingStrategy: string };
     const ps = prev.spec as { taskDefinition: string; schedulingStrategy: string };
     if (ns.schedulingStrategy !== ps.schedulingStrategy) {
@@ -719,7 +719,7 @@ export class DaemonAdmission implements Admission {
 
   async update(next: Obj, prev: Obj, w: WriteContext, sub: 'status' | undefined) {
     if (sub === 'status') return;
-    keepSystemFinalizer(next, prev);
+    keepSystemFinalizer(next, prev, w);
     if ((next.spec as { daemonTaskDefinition: string }).daemonTaskDefinition !== (prev.spec as { daemonTaskDefinition: string }).daemonTaskDefinition) {
       await this.resolve(next);
       this.checkPorts(next, w);
@@ -734,11 +734,13 @@ function resolvedStatus(o: Obj, taskDefinition: string): { taskDefinition: strin
 }
 
 /**
- * The controller's finalizer is the system's, not the user's: a replace (PUT) or patch that
- * omits it keeps it, or a `kubectl replace` then `delete` would leave the tasks running. It
- * goes only once the object is being deleted (the controller lets go after draining).
+ * The controller's finalizer is the system's: a replace (PUT) whose body omits it keeps it
+ * while the object is not being deleted, or a `kubectl replace -f` then `delete -f` would leave
+ * the tasks running. A patch that removes it is a deliberate removal, as in Kubernetes (the
+ * multi-apiserver workload's finalize-after-delete lost its delete to a kept finalizer).
  */
-function keepSystemFinalizer(next: Obj, prev: Obj) {
+function keepSystemFinalizer(next: Obj, prev: Obj, w: WriteContext) {
+  if (!w.ctx.replacesObject) return;
   const pm = prev.metadata as { finalizers?: string[] };
   const nm = next.metadata as { finalizers?: string[]; deletionTimestamp?: string };
   if (!pm.finalizers?.includes(CONTROLLER_FINALIZER) || nm.deletionTimestamp || nm.finalizers?.includes(CONTROLLER_FINALIZER)) return;

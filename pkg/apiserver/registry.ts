@@ -46,6 +46,8 @@ export interface RequestContext {
   namesTaskDefinition?: boolean;
   /** a service's task definition is deployed even if the spec names it already (ECS's UpdateService after a rollback) */
   deploysTaskDefinition?: boolean;
+  /** a PUT of the whole object (kubectl replace): system finalizers its body omits are kept */
+  replacesObject?: boolean;
 }
 
 /**
@@ -649,7 +651,7 @@ export class Registry {
     if (bodyName !== undefined && bodyName !== name && this.resolveName(kind, ns, String(bodyName)) !== this.resolveName(kind, ns, name)) {
       throw badRequest(`the name of the object (${String(bodyName)}) does not match the name on the URL (${name})`);
     }
-    return this.aliased(kind, name, await this.write(kind, ns, name, sub, ctx, () => body, String(rv)));
+    return this.aliased(kind, name, await this.write(kind, ns, name, sub, { ...ctx, replacesObject: true }, () => body, String(rv)));
   }
 
   /** PATCH: merge patch or JSON patch on the current object; retried on conflict unless the patch pins a resourceVersion. */
