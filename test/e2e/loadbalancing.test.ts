@@ -70,7 +70,8 @@ describe('load balancing end to end (berth up, berth-lb on HAProxy, busybox http
     lbPort = await freePort();
     // dynamic host ports from a range of our own: other Docker daemons on this machine publish from the default one
     const from = 40_000 + (process.pid % 200) * 50;
-    b = await startBerthUp('berth-lb-', { ECS_DYNAMIC_HOST_PORT_RANGE: `${from}-${from + 49}` });
+    // and an introspection port of our own: another berth up on this machine may hold the default one
+    b = await startBerthUp('berth-lb-', { ECS_DYNAMIC_HOST_PORT_RANGE: `${from}-${from + 49}`, ECS_INTROSPECTION_PORT: String(await freePort()) });
   });
 
   afterEach(async function () {
