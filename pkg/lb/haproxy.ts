@@ -127,9 +127,11 @@ export function addServerCommand(b: Backend, id: string, port: number, startHeal
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`refusing to add server ${id} port ${port}: not a port`);
   const s = `${word(b.name, true)}/${serverName(id, port)}`;
   const c = b.check;
-  const add = `add server ${s} ${id.includes(':') ? `[${id}]` : id}:${port} check inter ${c.intervalMs} rise ${c.healthy} fall ${c.unhealthy}${c.port ? ` port ${c.port}` : ''}`;
-  // ELB's `initial`: no traffic until the healthy threshold of checks has passed (a target already known healthy keeps its traffic)
-  return [add, ...(startHealthy ? [] : [`set server ${s} health down`]), `enable health ${s}`, `enable server ${s}`].join('; ');
+  const add = `add server ${s} ${id.includes(':') ? `[${id}]` : id}:${port} check inter ${c.intervalMs} rise ${c.healthy} fall ${c.unhealthy}${c.port ? ` port ${c.port}` : ''}${startHealthy ? '' : ' weight 0'}`;
+  // ELB's `initial`: no traffic until the healthy threshold of checks has passed (a target already known healthy keeps its traffic).
+  // Leaving maintenance (`enable server`) sets a checked server's health to up, so it is marked down after that, with
+  // weight 0 until then so no request reaches it meanwhile
+  return [add, `enable health ${s}`, `enable server ${s}`, ...(startHealthy ? [] : [`set server ${s} health down`, `set server ${s} weight 1`])].join('; ');
 }
 
 export const drainServerCommand = (backend: string, server: string) => `set server ${word(backend, true)}/${word(server, true)} state drain`;

@@ -59,7 +59,7 @@ describe('target registration plan (pure)', () => {
     expect(cfg).to.include('http-check send meth GET uri /health');
     expect(cfg).to.include('http-check expect rstatus ^(200|201|202)$');
     expect(addServerCommand(dp.backends[0], '10.0.0.1', 32768, false)).to.equal(
-      'add server tg_web-tg/t_10_0_0_1_32768 10.0.0.1:32768 check inter 30000 rise 5 fall 2; set server tg_web-tg/t_10_0_0_1_32768 health down; enable health tg_web-tg/t_10_0_0_1_32768; enable server tg_web-tg/t_10_0_0_1_32768',
+      'add server tg_web-tg/t_10_0_0_1_32768 10.0.0.1:32768 check inter 30000 rise 5 fall 2 weight 0; enable health tg_web-tg/t_10_0_0_1_32768; enable server tg_web-tg/t_10_0_0_1_32768; set server tg_web-tg/t_10_0_0_1_32768 health down; set server tg_web-tg/t_10_0_0_1_32768 weight 1',
     );
     const rows = parseShowStat('# pxname,svname,status,check_status,check_code,check_desc,addr\ntg_a,t_1,UP,L7OK,200,ok,1:2\ntg_a,BACKEND,UP,,,,\n');
     expect(rows).to.deep.equal([{ backend: 'tg_a', server: 't_1', status: 'UP', checkStatus: 'L7OK', checkCode: '200', checkDesc: 'ok', addr: '1:2' }]);

@@ -59,7 +59,8 @@ describe('load balancing end to end (berth up, berth-lb on HAProxy, busybox http
     lbPort = await freePort();
     // dynamic host ports from a range of our own: other Docker daemons on this machine publish from the default one
     const from = 40_000 + (process.pid % 200) * 50;
-    b = await startBerthUp('berth-lb-', { ECS_DYNAMIC_HOST_PORT_RANGE: `${from}-${from + 49}` });
+    // and an introspection port of our own: another berth up on this machine may hold the default one
+    b = await startBerthUp('berth-lb-', { ECS_DYNAMIC_HOST_PORT_RANGE: `${from}-${from + 49}`, ECS_INTROSPECTION_PORT: String(await freePort()) });
   });
 
   afterEach(async function () {
@@ -161,6 +162,61 @@ describe('load balancing end to end (berth up, berth-lb on HAProxy, busybox http
     await l.stop();
     // its traffic path still answered until it was out of rotation: no request failed
     expect(l.failures, l.failures.slice(0, 5).join(', ')).to.deep.equal([]);
+
+    await ok(['delete', 'service', 'lb-web']);
+    await eventually(async () => (await targets()).length === 0, 60_000, 'every target deregistered');
+  });
+
+  it('trips the circuit breaker on a revision whose tasks fail ELB health checks and rolls back, old tasks answering every request', async () => {
+    const breaker = (m: string) => m.replace('maximumPercent: 200', 'maximumPercent: 200\n    deploymentCircuitBreaker: {enable: true, rollback: true}');
+    await ok(['apply', '-f', '-'], breaker(manifest().replace('value: "1"', 'value: "3"')));
+    expect(await ok(['rollout', 'status', 'service/lb-web', '--timeout', '120'])).to.include('3 running)');
+    const good = (await getJson('service', 'lb-web')).status.taskDefinition as string;
+    await eventually(async () => {
+      const ts = await targets();
+      return ts.length === 3 && ts.every((t) => t.state === 'healthy');
+    }, 60_000, 'three healthy targets');
+    const arn = (await getJson('targetgroup', 'lb-web')).status.targetGroupArn as string;
+    // the old tasks' answers: their containers' hostnames
+    const oldTasks = (await serviceTasks()).filter((t) => t.spec.desiredStatus === 'RUNNING');
+    expect(oldTasks.length).to.equal(3);
+    const old = new Set(await Promise.all(oldTasks.map(async (t) => (await b.docker.docker.getContainer(t.status!.containers![0].dockerId!).inspect()).Config.Hostname)));
+    expect(old.size).to.equal(3);
+
+    const l = loop();
+    // the new revision serves no /health (HAProxy's checks get 404s) and would answer "bad HOSTNAME"
+    const bad = breaker(manifest().replace('value: "1"', 'value: "4"').replace('hostname > /www/index.html && echo ok > /www/health', 'echo bad $(hostname) > /www/index.html'));
+    await ok(['apply', '-f', '-'], bad);
+    const badTd = await eventually(async () => {
+      const td = (await getJson('service', 'lb-web')).status?.taskDefinition as string | undefined;
+      return td && td !== good ? td : undefined;
+    }, 15_000, 'the new revision deployed');
+    const s = await eventually(async () => {
+      const s = await getJson('service', 'lb-web');
+      const primary = s.status?.deployments?.find((d: { status: string }) => d.status === 'PRIMARY');
+      const rolledBack = (s.status?.events ?? []).some((e: { message: string }) => / rolling back to deployment /.test(e.message));
+      return rolledBack && primary?.taskDefinition === good ? s : undefined;
+    }, 75_000, 'the breaker trips and the service rolls back');
+    expect(s.status.taskDefinition).to.equal(good);
+    const failed = s.status.deployments.find((d: { taskDefinition: string }) => d.taskDefinition === badTd);
+    if (failed) expect(failed.rolloutState).to.equal('FAILED');
+    // back on the old revision: no task of the new one left, three healthy old targets
+    await eventually(async () => {
+      const live = (await serviceTasks()).filter((t) => t.spec.desiredStatus === 'RUNNING');
+      const ts = await targets();
+      return live.length === 3 && live.every((t) => (t.spec as { taskDefinition?: string }).taskDefinition === good) && ts.length === 3 && ts.every((t) => t.state === 'healthy');
+    }, 60_000, 'only the old revision left');
+    // the new revision's tasks were stopped for failing ELB health checks (what the breaker counts)
+    const badTasks = (await serviceTasks()).filter((t) => (t.spec as { taskDefinition?: string }).taskDefinition === badTd);
+    const elbStops = badTasks.filter((t) => t.spec.stopReason === `Task failed ELB health checks in (target-group ${arn})`);
+    expect(elbStops.length, JSON.stringify(badTasks.map((t) => t.spec.stopReason))).to.be.greaterThanOrEqual(3);
+    await new Promise((r) => setTimeout(r, 1_000));
+    await l.stop();
+    expect(l.failures, `failed requests: ${l.failures.slice(0, 5).join(', ')}`).to.deep.equal([]);
+    expect(l.answers.length).to.be.greaterThan(50);
+    // every answer came from an old task
+    expect([...new Set(l.answers)].filter((a) => !old.has(a))).to.deep.equal([]);
+    expect(new Set(l.answers).size).to.be.greaterThanOrEqual(2);
 
     await ok(['delete', 'service', 'lb-web']);
     await eventually(async () => (await targets()).length === 0, 60_000, 'every target deregistered');
