@@ -4,9 +4,14 @@
 const named = process.argv.slice(2).some((a) => /\.test\.ts$/.test(a) || a.startsWith('test/'));
 function lane() {
   const faults = 'test/hosts/faults-*.test.ts';
-  if (process.env.BERTH_TEST_LANE === 'hosts') return { spec: ['test/hosts/*.test.ts'], ignore: [faults] };
-  if (process.env.BERTH_TEST_LANE === 'rest') return { spec: ['test/**/*.test.ts'], ignore: [faults, 'test/hosts/*.test.ts'] };
-  return { spec: ['test/**/*.test.ts'], ignore: [faults] };
+  // `npm run test:lb` (about 4 minutes on real Docker and HAProxy); npm test runs the load
+  // balancer's multi-host test, its review tests and its plan tables instead
+  const lb = 'test/e2e/loadbalancing.test.ts';
+  // Terraform (no Docker; mostly terraform restarting its provider) runs beside the hosts tests, which mostly wait
+  const terraform = 'test/ecsapi/terraform.test.ts';
+  if (process.env.BERTH_TEST_LANE === 'hosts') return { spec: ['test/hosts/*.test.ts', terraform], ignore: [faults] };
+  if (process.env.BERTH_TEST_LANE === 'rest') return { spec: ['test/**/*.test.ts'], ignore: [faults, lb, terraform, 'test/hosts/*.test.ts'] };
+  return { spec: ['test/**/*.test.ts'], ignore: [faults, lb] };
 }
 module.exports = {
   'node-option': ['import=tsx'],

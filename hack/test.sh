@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# `npm test`: installs what is missing, then runs every test. The tests start what they need
+# `npm test`: installs what is missing, then runs the suite (the longer suites have scripts of
+# their own: test:lb, test:faults, test:multi, test:fuzz; .mocharc.cjs says which). The tests start what they need
 # themselves (etcd, an apiserver, a dockerd of their own when none is reachable, the multi-host
 # topology in network namespaces) on free loopback ports and temporary directories, and stop it
 # afterwards.
 #
 # With no arguments the suite runs in two lanes at once: the multi-host tests (test/hosts: a
 # topology of network namespaces with its own etcd cluster, dockerds, apiservers and HAProxy;
-# mostly waiting out heartbeat timeouts, leases and partitions) beside everything else, which
-# shares nothing with them. The hosts lane's output follows the other's; the last line counts
+# mostly waiting out heartbeat timeouts, leases and partitions; and the Terraform test, which
+# needs no Docker and mostly waits on terraform) beside everything else, which shares nothing
+# with them. The hosts lane's output follows the other's; the last line counts
 # both. With arguments it is plain mocha (`npm test -- test/store/store.test.ts`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
