@@ -408,6 +408,10 @@ export class ContainerInstanceAdmission implements Admission {
       const registeredAddress = ps.registeredAddress ?? (own ? w.ctx.sourceAddress : undefined);
       if (registeredAddress) ns.registeredAddress = registeredAddress;
       else delete ns.registeredAddress;
+      // the logs token is the apiserver's (the logs proxy presents it; responses never show it):
+      // a status written back from a read (the instance health controller's) keeps it, or the
+      // logs of that instance would be refused until its agent's next heartbeat
+      if (ns.logs && !ns.logs.token && ps.logs?.token && ns.logs.endpoint === ps.logs.endpoint) ns.logs = { ...ns.logs, token: ps.logs.token };
       next.status = ns;
       // a changed endpoint is checked here; one that was stored before (an instance registered
       // before addresses were recorded) is checked by the logs proxy when it is used

@@ -116,7 +116,10 @@ export async function applyOne(client: Client, m: Manifest, ns: string, dryRun: 
         const rev = (o: AnyObj) => (o.status?.family ? `${o.status.family}:${o.status.revision}` : o.metadata.name);
         return rev(out) !== rev(cur) ? `${kind.singular}/${rev(out)} created${suffix}` : `${kind.singular}/${rev(out)} unchanged`;
       }
-      if (out.metadata.resourceVersion === cur.metadata.resourceVersion && stable(out.spec) === stable(cur.spec)) return `${kind.singular}/${out.metadata.name} unchanged`;
+      // what the user writes (spec, labels, annotations) decides, not the status admission may move along
+      // with the write (a service following its family to a revision registered a moment before)
+      const own = (o: AnyObj) => stable({ spec: o.spec, labels: o.metadata.labels ?? {}, annotations: o.metadata.annotations ?? {} });
+      if (own(out) === own(cur)) return `${kind.singular}/${out.metadata.name} unchanged`;
       return `${kind.singular}/${out.metadata.name} configured${suffix}`;
     } catch (e) {
       if (!isBerthError(e, 'Conflict')) throw e;

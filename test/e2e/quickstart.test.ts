@@ -80,7 +80,8 @@ describe('quickstart end to end (berth up on real Docker, the CLI as a user runs
     await ok('scale', 'service/web', '--replicas', '1');
     expect(await ok('rollout', 'status', 'service/web', '--timeout', '120')).to.include('successfully rolled out (web:1, 1 running)');
     const edited = (await import('node:fs')).readFileSync('deploy/examples/web-service.yaml', 'utf8').replace('/etc]', '/etc, -v]').replace('desiredCount: 3', 'desiredCount: 1');
-    expect(await (await berth(['apply', '-f', '-'], edited)).out).to.equal('taskdefinition/web:2 created\nservice/web configured\n');
+    // the service names the family as written, so it is unchanged, and it follows the family to web:2
+    expect(await (await berth(['apply', '-f', '-'], edited)).out).to.equal('taskdefinition/web:2 created\nservice/web unchanged\n');
     expect(await ok('rollout', 'status', 'service/web', '--timeout', '180')).to.include('successfully rolled out (web:2, 1 running)');
 
     // the daemon example: one copy on the instance
