@@ -253,6 +253,9 @@ export class Agent {
       if (this.cfg.logsListen) await this.serveLogs();
       await this.register();
       this.deps.runtime.setInstance?.(this.instanceId);
+      // a registration's status is the apiserver's (a create keeps none of the body's): the logs
+      // endpoint and its token arrive with a heartbeat, so the first one goes now, not a period later
+      if (this.logs) await this.heartbeat();
       this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.deps.heartbeatMs ?? 15_000);
       this.heartbeatTimer.unref?.();
       // before any task runs: its containers get the DNS server as their resolver
