@@ -90,6 +90,8 @@ export function lineDiff(a: string, b: string): string[] {
 }
 
 /** Stable JSON of a spec for "did anything change" decisions. */
+/** `service/web`, `services/web`, `svc/web` or `web` -> `web` */
+const serviceArg = (arg: string) => arg.replace(/^(service|services|svc)\//, '');
 const stable = (v: unknown): string => JSON.stringify(v, (_k, x) => (x && typeof x === 'object' && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).sort(([a], [b]) => a.localeCompare(b))) : x));
 
 export async function applyOne(client: Client, m: Manifest, ns: string, dryRun: boolean): Promise<string> {
@@ -400,7 +402,7 @@ export function buildProgram(deps: CliDeps): Command {
       const { client, namespace } = await conn(cmd);
       const n = Number(o.replicas);
       if (!Number.isInteger(n) || n < 0) throw new BerthError('BadRequest', `--replicas ${o.replicas}: must be a whole number, 0 or more`);
-      const name = svc.replace(/^(service|services|svc)\//, '');
+      const name = serviceArg(svc);
       await client.patch('Service', namespace, name, { spec: { desiredCount: n } });
       io.out(`service/${name} scaled to ${n}\n`);
     });
@@ -414,7 +416,7 @@ export function buildProgram(deps: CliDeps): Command {
     .exitOverride()
     .action(async (svc: string, o: { timeout: string }, cmd: Command) => {
       const { client, namespace } = await conn(cmd);
-      const name = svc.replace(/^(service|services|svc)\//, '');
+      const name = serviceArg(svc);
       const deadline = Date.now() + Number(o.timeout) * 1000;
       let last = '';
       for (;;) {
@@ -443,7 +445,7 @@ export function buildProgram(deps: CliDeps): Command {
     .exitOverride()
     .action(async (svc: string, _o: unknown, cmd: Command) => {
       const { client, namespace } = await conn(cmd);
-      const name = svc.replace(/^(service|services|svc)\//, '');
+      const name = serviceArg(svc);
       const s = await client.get<Service>('Service', namespace, name);
       const cur = serviceTaskDefinition(s);
       let prev = s.status?.deployments?.find((d) => d.status !== 'PRIMARY' && d.taskDefinition !== cur)?.taskDefinition;
@@ -464,7 +466,7 @@ export function buildProgram(deps: CliDeps): Command {
     .exitOverride()
     .action(async (svc: string, _o: unknown, cmd: Command) => {
       const { client, namespace } = await conn(cmd);
-      const name = svc.replace(/^(service|services|svc)\//, '');
+      const name = serviceArg(svc);
       const s = await client.get<Service>('Service', namespace, name);
       await client.patch('Service', namespace, name, { metadata: { resourceVersion: s.metadata.resourceVersion }, spec: { restartedAt: restartRequest(s.spec.restartedAt) } });
       io.out(`service/${name} restarted\n`);
