@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 import { API_VERSION, type KindInfo, type ObjectMeta, type Resource } from './meta.ts';
+import { KIND_NAMES, namesOf } from './names.ts';
 import {
   ClusterSpec,
   ClusterStatus,
@@ -24,11 +25,7 @@ const age = { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp'
 
 export const Kinds = {
   Cluster: {
-    kind: 'Cluster',
-    plural: 'clusters',
-    singular: 'cluster',
-    shortNames: ['cl'],
-    namespaced: false,
+    ...KIND_NAMES.Cluster,
     spec: ClusterSpec,
     status: ClusterStatus,
     printerColumns: [
@@ -42,11 +39,7 @@ export const Kinds = {
     fieldSelectors: ['status.status'],
   },
   ContainerInstance: {
-    kind: 'ContainerInstance',
-    plural: 'containerinstances',
-    singular: 'containerinstance',
-    shortNames: ['ci'],
-    namespaced: true,
+    ...KIND_NAMES.ContainerInstance,
     spec: ContainerInstanceSpec,
     status: ContainerInstanceStatus,
     printerColumns: [
@@ -61,11 +54,7 @@ export const Kinds = {
     fieldSelectors: ['spec.status', 'status.agentConnected'],
   },
   TaskDefinition: {
-    kind: 'TaskDefinition',
-    plural: 'taskdefinitions',
-    singular: 'taskdefinition',
-    shortNames: ['td'],
-    namespaced: false,
+    ...KIND_NAMES.TaskDefinition,
     spec: TaskDefinitionSpec,
     status: TaskDefinitionStatus,
     printerColumns: [
@@ -77,14 +66,9 @@ export const Kinds = {
       age,
     ],
     fieldSelectors: ['status.family', 'status.status'],
-    immutableSpec: true,
   },
   DaemonTaskDefinition: {
-    kind: 'DaemonTaskDefinition',
-    plural: 'daemontaskdefinitions',
-    singular: 'daemontaskdefinition',
-    shortNames: ['dtd'],
-    namespaced: false,
+    ...KIND_NAMES.DaemonTaskDefinition,
     spec: DaemonTaskDefinitionSpec,
     status: TaskDefinitionStatus,
     printerColumns: [
@@ -94,14 +78,9 @@ export const Kinds = {
       age,
     ],
     fieldSelectors: ['status.family', 'status.status'],
-    immutableSpec: true,
   },
   Task: {
-    kind: 'Task',
-    plural: 'tasks',
-    singular: 'task',
-    shortNames: ['tk'],
-    namespaced: true,
+    ...KIND_NAMES.Task,
     spec: TaskSpec,
     status: TaskStatus,
     printerColumns: [
@@ -116,11 +95,7 @@ export const Kinds = {
     fieldSelectors: ['spec.containerInstance', 'spec.desiredStatus', 'status.lastStatus', 'spec.group', 'spec.startedBy', 'spec.taskDefinition'],
   },
   Service: {
-    kind: 'Service',
-    plural: 'services',
-    singular: 'service',
-    shortNames: ['svc'],
-    namespaced: true,
+    ...KIND_NAMES.Service,
     spec: ServiceSpec,
     status: ServiceStatus,
     printerColumns: [
@@ -133,14 +108,9 @@ export const Kinds = {
       age,
     ],
     fieldSelectors: ['status.status', 'spec.schedulingStrategy'],
-    scale: { specReplicasPath: '.spec.desiredCount', statusReplicasPath: '.status.runningCount' },
   },
   Daemon: {
-    kind: 'Daemon',
-    plural: 'daemons',
-    singular: 'daemon',
-    shortNames: ['dmn'],
-    namespaced: true,
+    ...KIND_NAMES.Daemon,
     spec: DaemonSpec,
     status: DaemonStatus,
     printerColumns: [
@@ -153,11 +123,7 @@ export const Kinds = {
     fieldSelectors: ['status.status'],
   },
   Lease: {
-    kind: 'Lease',
-    plural: 'leases',
-    singular: 'lease',
-    shortNames: [],
-    namespaced: true,
+    ...KIND_NAMES.Lease,
     spec: LeaseSpec,
     status: LeaseStatus,
     printerColumns: [
@@ -168,11 +134,7 @@ export const Kinds = {
     fieldSelectors: ['spec.holderIdentity'],
   },
   Secret: {
-    kind: 'Secret',
-    plural: 'secrets',
-    singular: 'secret',
-    shortNames: ['sec'],
-    namespaced: false,
+    ...KIND_NAMES.Secret,
     spec: SecretSpec,
     status: SecretStatus,
     printerColumns: [
@@ -184,11 +146,7 @@ export const Kinds = {
     fieldSelectors: ['spec.type'],
   },
   LoadBalancer: {
-    kind: 'LoadBalancer',
-    plural: 'loadbalancers',
-    singular: 'loadbalancer',
-    shortNames: ['lb', 'elb'],
-    namespaced: false,
+    ...KIND_NAMES.LoadBalancer,
     spec: LoadBalancerSpec,
     status: LoadBalancerStatus,
     printerColumns: [
@@ -200,11 +158,7 @@ export const Kinds = {
     fieldSelectors: [],
   },
   TargetGroup: {
-    kind: 'TargetGroup',
-    plural: 'targetgroups',
-    singular: 'targetgroup',
-    shortNames: ['tg'],
-    namespaced: false,
+    ...KIND_NAMES.TargetGroup,
     spec: TargetGroupSpec,
     status: TargetGroupStatus,
     printerColumns: [
@@ -218,11 +172,7 @@ export const Kinds = {
     fieldSelectors: [],
   },
   Endpoints: {
-    kind: 'Endpoints',
-    plural: 'endpoints',
-    singular: 'endpoints',
-    shortNames: ['ep'],
-    namespaced: true,
+    ...KIND_NAMES.Endpoints,
     spec: EndpointsSpec,
     status: EndpointsStatus,
     printerColumns: [
@@ -239,16 +189,14 @@ export const KINDS: KindInfo[] = Object.values(Kinds);
 
 const byPlural = new Map(KINDS.map((k) => [k.plural, k]));
 const byKind = new Map(KINDS.map((k) => [k.kind, k]));
-const byAnyName = new Map<string, KindInfo>();
-for (const k of KINDS) {
-  for (const n of [k.plural, k.singular, k.kind.toLowerCase(), ...k.shortNames]) byAnyName.set(n, k);
-}
 
 export const kindByPlural = (plural: string): KindInfo | undefined => byPlural.get(plural);
 export const kindByKind = (kind: string): KindInfo | undefined => byKind.get(kind);
 /** `tasks`, `task`, `Task`, `tk`, `tasks.berth.dev`: what a person types after `get` */
-export const kindByName = (name: string): KindInfo | undefined =>
-  byAnyName.get(name.toLowerCase().replace(/\.berth\.dev$/, '').replace(/\.v1\.berth\.dev$/, ''));
+export const kindByName = (name: string): KindInfo | undefined => {
+  const n = namesOf(name);
+  return n && byKind.get(n.kind);
+};
 
 // typed objects of each kind
 type Obj<K extends KindName> = Resource<z.infer<(typeof Kinds)[K]['spec']>, z.infer<(typeof Kinds)[K]['status']>>;

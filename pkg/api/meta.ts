@@ -1,18 +1,11 @@
 import { z } from 'zod';
 import { isUnsafeKey } from './safepath.ts';
 
-/** API group and version of every berth kind. */
-export const GROUP = 'berth.dev';
-export const VERSION = 'v1';
-export const API_VERSION = `${GROUP}/${VERSION}` as const;
+import type { API_VERSION, KindNames } from './names.ts';
+
+export { API_VERSION, GROUP, NOMINATED_ANNOTATION, VERSION } from './names.ts';
 /** The namespace that needs no cluster: the controllers' leader-election leases live here. */
 export const SYSTEM_NAMESPACE = 'berth-system';
-/**
- * On a task: the instance its creator binds it to (a daemon, a DAEMON-strategy service,
- * `berth start-task`); the placement controller leaves it alone and the binder binds it
- * nowhere else.
- */
-export const NOMINATED_ANNOTATION = 'berth.dev/nominated-instance';
 
 /** ECS names: 1-255 letters, digits, hyphens and underscores. */
 export const NAME_RE = /^[A-Za-z0-9_-]{1,255}$/;
@@ -90,22 +83,12 @@ export interface PrinterColumn {
  * What the apiserver, the CRD generator, the clients and the CLI need to know of a kind.
  * pkg/api/kinds.ts holds one of these for every kind.
  */
-export interface KindInfo {
-  kind: string;
-  plural: string;
-  singular: string;
-  shortNames: string[];
-  /** namespaced kinds live in a cluster: the namespace is the ECS cluster name */
-  namespaced: boolean;
+export interface KindInfo extends KindNames {
   spec: z.ZodType;
   status: z.ZodType;
   printerColumns: PrinterColumn[];
   /** field paths usable in field selectors, besides metadata.name and metadata.namespace */
   fieldSelectors: string[];
-  /** the spec may not change once created (task definitions) */
-  immutableSpec?: boolean;
-  /** a replica count served as the `scale` subresource (autoscaling/v1 Scale): its JSON paths, as a CRD declares them */
-  scale?: { specReplicasPath: string; statusReplicasPath: string };
 }
 
 /** Store key of an object: /berth/<plural>/<namespace-or-_>/<name> */

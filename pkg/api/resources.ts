@@ -1,6 +1,8 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { z } from 'zod';
 import { Condition } from './meta.ts';
+
+export { restartRequest, serviceTaskDefinition } from './resolved.ts';
 import { KeyValuePair, PlacementConstraint, PlacementStrategy, Tag } from './taskdefinition.ts';
 
 /**
@@ -361,13 +363,6 @@ export const ServiceSpec = z.strictObject({
 });
 export type ServiceSpec = z.infer<typeof ServiceSpec>;
 
-/** A new spec.restartedAt: the time, never the value the service already has (two requests in one millisecond are two). */
-export function restartRequest(current: string | undefined, now = new Date()): string {
-  let t = now.getTime();
-  while (new Date(t).toISOString() === current) t++;
-  return new Date(t).toISOString();
-}
-
 export const Deployment = z.strictObject({
   id: z.string(),
   status: z.enum(['PRIMARY', 'ACTIVE', 'INACTIVE']),
@@ -426,11 +421,8 @@ export const ServiceStatus = z.strictObject({
 });
 export type ServiceStatus = z.infer<typeof ServiceStatus>;
 
-/** The revision a service runs: status.taskDefinition (spec.taskDefinition for a service stored before it existed). */
 /** `web` (not `web:3`, not an ARN): a spec that follows its family's newest revision */
 export const namesBareFamily = (ref: string): boolean => !ref.includes(':') && !ref.includes('/');
-
-export const serviceTaskDefinition = (s: { spec: { taskDefinition: string }; status?: { taskDefinition?: string } }): string => s.status?.taskDefinition ?? s.spec.taskDefinition;
 
 // ---------------------------------------------------------------- Daemon
 export const DaemonSpec = z.strictObject({

@@ -2,7 +2,7 @@
  * Output like kubectl's: aligned tables (from the server's Table responses, so columns are
  * the same as `kubectl get`), `-o json|yaml|name|wide`, and describe's indented key/value text.
  */
-import { stringify } from 'yaml';
+import { BerthError } from '../errors/errors.ts';
 
 export interface TableColumn {
   name: string;
@@ -32,14 +32,16 @@ export type OutputFormat = 'table' | 'wide' | 'json' | 'yaml' | 'name';
 export function parseOutput(s: string | undefined): OutputFormat {
   if (s === undefined) return 'table';
   if (['wide', 'json', 'yaml', 'name'].includes(s)) return s as OutputFormat;
-  throw new Error(`--output ${JSON.stringify(s)}: use one of wide, json, yaml, name`);
+  throw new BerthError('BadRequest', `--output ${JSON.stringify(s)}: use one of wide, json, yaml, name`);
 }
 
 /** Objects as json/yaml (one object, or a List like kubectl) or `kind.group/name` lines. */
-export function renderObjects(objs: Array<Record<string, any>>, format: 'json' | 'yaml' | 'name', single: boolean): string {
+export async function renderObjects(objs: Array<Record<string, any>>, format: 'json' | 'yaml' | 'name', single: boolean): Promise<string> {
   if (format === 'name') return objs.map((o) => `${String(o.kind).toLowerCase()}.berth.dev/${o.metadata?.name}`).join('\n') + (objs.length ? '\n' : '');
   const doc = single && objs.length === 1 ? objs[0] : { apiVersion: 'v1', kind: 'List', items: objs };
-  return format === 'json' ? JSON.stringify(doc, null, 2) + '\n' : stringify(doc);
+  if (format === 'json') return JSON.stringify(doc, null, 2) + '\n';
+  const { stringify } = await import('yaml'); // only -o yaml needs the YAML printer
+  return stringify(doc);
 }
 
 /** describe: `Key:  value` lines, nested objects indented, lists of scalars comma-joined. */

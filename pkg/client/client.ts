@@ -4,8 +4,9 @@ import https from 'node:https';
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { dirname } from 'node:path';
-import { API_VERSION, GROUP, VERSION, type KindInfo, type ListOptions } from '../api/meta.ts';
-import { kindByKind, kindByName, type KindName } from '../api/kinds.ts';
+import type { ListOptions } from '../api/meta.ts';
+import type { KindName } from '../api/kinds.ts';
+import { API_VERSION, GROUP, VERSION, namesOf, type KindNames } from '../api/names.ts';
 import { BerthError, isBerthError, type Reason } from '../errors/errors.ts';
 
 export type { ListOptions };
@@ -46,11 +47,11 @@ export interface WatchEvent<T> {
   object: T;
 }
 
-export type KindRef = KindName | KindInfo | string;
+export type KindRef = KindName | KindNames | string;
 
-const kindInfo = (k: KindRef): KindInfo => {
+const kindInfo = (k: KindRef): KindNames => {
   if (typeof k !== 'string') return k;
-  const info = kindByKind(k) ?? kindByName(k);
+  const info = namesOf(k);
   if (!info) throw new BerthError('BadRequest', `unknown kind "${k}"`);
   return info;
 };

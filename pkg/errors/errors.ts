@@ -86,7 +86,20 @@ export interface Denial {
   explicit: boolean;
 }
 
+const BRAND = Symbol.for('berth.dev/BerthError');
+
 export class BerthError extends Error {
+  /**
+   * `instanceof` by brand, not by prototype: the same module loaded twice (a test runner's
+   * CommonJS copy beside the ESM one a dynamic import loads, as mocha with tsx does) still makes
+   * one kind of error, so a command module imported lazily recognises the client's errors.
+   */
+  static override [Symbol.hasInstance](x: unknown): boolean {
+    // a subclass (CompactedError, ...) is checked by its prototype as usual
+    if (this !== BerthError) return Function.prototype[Symbol.hasInstance].call(this, x);
+    return typeof x === 'object' && x !== null && (x as { [BRAND]?: boolean })[BRAND] === true;
+  }
+  readonly [BRAND] = true;
   readonly reason: Reason;
   readonly details: ErrorDetails;
   constructor(reason: Reason, message: string, details: ErrorDetails = {}) {

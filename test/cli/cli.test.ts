@@ -4,7 +4,6 @@ import { join } from 'node:path';
 import { expect } from 'chai';
 import type { Service, Task } from '../../pkg/api/kinds.ts';
 import { runCli, type CliDeps } from '../../pkg/cli/commands.ts';
-import { buildConfigCommands, completionScript } from '../../pkg/cli/config.ts';
 import { Client } from '../../pkg/client/client.ts';
 import { cliRunner } from '../support/cli.ts';
 import { startApiServer, type TestApiServer } from '../support/apiserver.ts';
@@ -64,7 +63,7 @@ spec: {taskDefinition: web, desiredCount: ${count}}
     expect((await client.list('TaskDefinition', undefined, { fieldSelector: 'status.family=web' })).items).to.have.length(1);
     // the service names the family: its spec is unchanged, and it follows the family to the newest revision
     r = await run('apply', '-f', f);
-    expect(r.out).to.equal('taskdefinition/web:2 created\nservice/web unchanged\n');
+    expect(r.out, r.err).to.equal('taskdefinition/web:2 created\nservice/web unchanged\n');
     await eventually(async () => (await client.get<Service>('Service', 'default', 'web')).status?.taskDefinition === 'web:2', 20_000, 'the service follows to web:2');
   });
 
@@ -211,10 +210,7 @@ spec: {taskDefinition: missing, desiredCount: 1}
         io: { out: (x) => void (out += x), err: (x) => void (err += x), stdin: async () => '' },
         version: 'test',
         connect: async () => ({ client, namespace: 'default' }),
-        extend: (program, d) => {
-          buildConfigCommands(program, d, (given) => given ?? kc);
-          program.command('completion').action(() => d.io.out(completionScript(program)));
-        },
+        kubeconfigPath: (given) => given ?? kc,
       };
       return { code: await runCli(argv, deps), out, err };
     };

@@ -8,42 +8,12 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
-import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { stringify } from 'yaml';
 import { ADMINS, BOOTSTRAPPERS, newToken, parseTokenFile, type TokenEntry } from '../../apiserver/auth.ts';
+import type { UpFiles } from './paths.ts';
 
-export interface UpFiles {
-  home: string;
-  kubeconfig: string;
-  awsCredentials: string;
-  tokenFile: string;
-  accessKeyFile: string;
-  pkiDir: string;
-  dataDir: string;
-  dockerDir: string;
-  agentDir: string;
-  /** the audit log of the apiserver `up` runs (JSON lines) */
-  auditLog: string;
-  /** the key file secrets are encrypted with (made on the first run) */
-  encryptionKeyFile: string;
-}
-
-export function upFiles(home = process.env.BERTH_HOME ?? join(homedir(), '.berth')): UpFiles {
-  return {
-    home,
-    kubeconfig: process.env.BERTH_CONFIG ?? join(home, 'config'),
-    awsCredentials: join(home, 'aws-credentials'),
-    tokenFile: join(home, 'tokens.csv'),
-    accessKeyFile: join(home, 'access-keys.csv'),
-    pkiDir: join(home, 'pki'),
-    dataDir: join(home, 'data'),
-    dockerDir: join(home, 'docker'),
-    agentDir: join(home, 'agent'),
-    auditLog: join(home, 'audit.log'),
-    encryptionKeyFile: join(home, 'pki', 'encryption-keys'),
-  };
-}
+export { upFiles, type UpFiles } from './paths.ts';
 
 async function writePrivate(path: string, text: string) {
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
