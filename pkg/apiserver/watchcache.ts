@@ -52,6 +52,9 @@ interface RingEntry {
 
 export type WatchType = 'ADDED' | 'MODIFIED' | 'DELETED';
 
+/** What the watchers of one event share (see CacheWatcher.send); lives only while the event is dispatched. */
+export type EventShare = Map<string, unknown>;
+
 export interface CacheWatcher {
   plural: string;
   namespace?: string;
@@ -59,7 +62,12 @@ export interface CacheWatcher {
   from: number;
   /** does the object match this watcher's selectors */
   matches(o: Obj): boolean;
-  send(type: WatchType, obj: Obj, rev: number): void;
+  /**
+   * `share` is the same map for every watcher one event reaches: what a watcher derives from
+   * the event (the object as it is sent, its encoded frame) is kept there by the first one
+   * and reused by the others (serialize once, not once per watcher)
+   */
+  send(type: WatchType, obj: Obj, rev: number, share: EventShare): void;
   /** an exact match on an indexed field (`spec.containerInstance=ID`): only events whose old or new object has that value reach it */
   index?: { field: string; value: string };
 }
@@ -382,15 +390,16 @@ export class WatchCache {
   }
 
   private notify(e: CacheEvent) {
+    const share: EventShare = new Map();
     const plain = this.plainWatchers.get(e.plural);
-    if (plain) for (const w of plain) this.dispatch(w, e);
+    if (plain) for (const w of plain) this.dispatch(w, e, share);
     const byField = this.indexedWatchers.get(e.plural);
     if (!byField) return;
     for (const [field, byVal] of byField) {
       const a = e.prev ? valueAt(e.prev, field) : undefined;
       const b = e.obj ? valueAt(e.obj, field) : undefined;
-      if (a !== undefined) for (const w of byVal.get(a) ?? []) this.dispatch(w, e);
-      if (b !== undefined && b !== a) for (const w of byVal.get(b) ?? []) this.dispatch(w, e);
+      if (a !== undefined) for (const w of byVal.get(a) ?? []) this.dispatch(w, e, share);
+      if (b !== undefined && b !== a) for (const w of byVal.get(b) ?? []) this.dispatch(w, e, share);
     }
   }
 
@@ -420,17 +429,22 @@ export class WatchCache {
   }
 
   /** Delivers one event to one watcher, turning selector transitions into ADDED/DELETED. */
-  private dispatch(w: CacheWatcher, e: CacheEvent) {
+  private dispatch(w: CacheWatcher, e: CacheEvent, share: EventShare = new Map()) {
     if (w.plural !== e.plural || e.rev <= w.from) return;
     if (w.namespace !== undefined && namespaceOf(e.key) !== w.namespace) return;
     const was = e.prev !== undefined && w.matches(e.prev);
     const is = e.obj !== undefined && w.matches(e.obj);
-    if (is && was) w.send('MODIFIED', e.obj!, e.rev);
-    else if (is) w.send('ADDED', e.obj!, e.rev);
+    if (is && was) w.send('MODIFIED', e.obj!, e.rev, share);
+    else if (is) w.send('ADDED', e.obj!, e.rev, share);
     else if (was) {
-      // deleted, or no longer matching: send the last state the watcher would know, at this rev
-      const last = e.obj ?? { ...e.prev!, metadata: { ...e.prev!.metadata, resourceVersion: String(e.rev) } };
-      w.send('DELETED', last, e.rev);
+      // deleted, or no longer matching: send the last state the watcher would know, at this
+      // rev (one object per event, so every watcher it reaches shares its encoding too)
+      let last = share.get('last') as Obj | undefined;
+      if (!last) {
+        last = e.obj ?? { ...e.prev!, metadata: { ...e.prev!.metadata, resourceVersion: String(e.rev) } };
+        share.set('last', last);
+      }
+      w.send('DELETED', last, e.rev, share);
     }
   }
 
