@@ -142,8 +142,13 @@ export class WatchCache {
   /** the history: ring[head..] (trimmed from the front, compacted now and then) */
   private ring: Array<RingEntry | undefined> = [];
   private head = 0;
-  /** key -> the current object's stored JSON and revision (the next event's `prev` in the ring) */
-  private readonly raw = new Map<string, { value: string; rev: number }>();
+  /**
+   * key -> its newest event still in the ring: the next event of the key takes its old
+   * object's JSON from there (the same string, not a copy). The cache keeps no JSON of its
+   * current objects beside them (it did: about 2 KB per task, as much as the parsed object);
+   * an old object whose event has left the ring is serialized when its key next changes.
+   */
+  private readonly lastEntry = new Map<string, RingEntry>();
   private ringStart = 0; // events with rev > ringStart are all in the ring
   private rev = 0;
   private readonly watchers = new Set<CacheWatcher>();
@@ -272,6 +277,7 @@ export class WatchCache {
       // a fresh cache has no history (watches from before now get 410); after a relist the
       // history has a hole, and watchers resuming from before it must relist
       this.ring = [];
+      this.lastEntry.clear();
       this.head = 0;
       this.ringStart = listRev;
     }
@@ -326,15 +332,22 @@ export class WatchCache {
       this.byKey.delete(e.key);
       per.delete(e.key);
     }
-    const before = this.raw.get(e.key);
     const value = e.obj ? (e.value ?? JSON.stringify(e.obj)) : undefined;
-    if (value !== undefined) this.raw.set(e.key, { value, rev: e.rev });
-    else this.raw.delete(e.key);
+    let prevValue: string | undefined;
+    let prevRev: number | undefined;
+    if (e.prev) {
+      prevRev = Number(e.prev.metadata.resourceVersion);
+      const last = this.lastEntry.get(e.key);
+      // a replay parses it back and sets its resourceVersion again: the parsed object's JSON serves
+      prevValue = last && last.rev === prevRev && last.value !== undefined ? last.value : JSON.stringify(e.prev);
+    }
     const at = this.now();
     const fields = this.indexFields[e.plural];
     const idx = fields && e.obj ? fields.map((f) => valueAt(e.obj, f)) : undefined;
     const prevIdx = fields && e.prev ? fields.map((f) => valueAt(e.prev, f)) : undefined;
-    this.ring.push({ rev: e.rev, key: e.key, plural: e.plural, value, prevValue: before?.value, prevRev: before?.rev, idx, prevIdx, at });
+    const entry: RingEntry = { rev: e.rev, key: e.key, plural: e.plural, value, prevValue, prevRev, idx, prevIdx, at };
+    this.ring.push(entry);
+    this.lastEntry.set(e.key, entry);
     this.trim(at);
     if (notify) this.notify(e);
   }
@@ -347,7 +360,9 @@ export class WatchCache {
   private trim(now: number) {
     let size = this.ring.length - this.head;
     while (size > this.minEvents && (size > this.capacity || this.ring[this.head]!.at < now - this.historyMs)) {
-      this.ringStart = this.ring[this.head]!.rev;
+      const gone = this.ring[this.head]!;
+      this.ringStart = gone.rev;
+      if (this.lastEntry.get(gone.key) === gone) this.lastEntry.delete(gone.key);
       this.ring[this.head] = undefined; // let the value go now
       this.head++;
       size--;
