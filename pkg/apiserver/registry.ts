@@ -7,7 +7,7 @@ import type { Op, Compare, Store } from '../store/store.ts';
 import { mergePatch, jsonPatch } from './patch.ts';
 import { Reader } from './reader.ts';
 import { matchesFields, matchesLabels, parseFieldSelector, parseLabelSelector, type FieldRequirement, type Selector } from './selectors.ts';
-import { WatchCache, parseStored, type CacheWatcher, type Obj, type WatchType } from './watchcache.ts';
+import { WatchCache, parseStored, type CacheWatcher, type EventShare, type Obj, type WatchType } from './watchcache.ts';
 import { decodeContinue, encodeContinue } from '../store/keys.ts';
 import { listPages } from '../store/pager.ts';
 import { checkFence, withFence, type Fence } from './fence.ts';
@@ -149,7 +149,34 @@ export interface WatchOptions {
   sendInitialEvents?: boolean;
 }
 
-export type WatchSink = (type: WatchType | 'BOOKMARK', obj: Obj) => void;
+/**
+ * A watch's receiver: the event's type, the object as it is sent (decorated and redacted:
+ * `Admission.decorate`), and its frame, `{"type":...,"object":...}\n` as bytes. The frame is
+ * built once per event and type and the same Buffer handed to every watcher the event
+ * reaches, whatever its selectors (they decide who gets an event, not what it says).
+ */
+export type WatchSink = (type: WatchType | 'BOOKMARK', obj: Obj, frame: () => Buffer) => void;
+
+/** Objects encoded for watchers (each event's once, however many watchers it reaches): what tests count. */
+export const watchEncoding = { objects: 0 };
+
+/** The watch frame of an object, once per `share` (an event) and type. */
+function sharedFrame(share: EventShare, type: WatchType, slot: string, obj: Obj): Buffer {
+  const key = `frame:${type}:${slot}`;
+  let f = share.get(key) as Buffer | undefined;
+  if (!f) {
+    const jsonKey = `json:${slot}`;
+    let json = share.get(jsonKey) as string | undefined;
+    if (json === undefined) {
+      watchEncoding.objects++;
+      json = JSON.stringify(obj);
+      share.set(jsonKey, json);
+    }
+    f = Buffer.from(`{"type":"${type}","object":${json}}\n`);
+    share.set(key, f);
+  }
+  return f;
+}
 
 /** A running watch. */
 export interface WatchHandle {
@@ -484,10 +511,13 @@ export class Registry {
     if (v.kind !== 'notOlderThan' || opts.sendInitialEvents) {
       from = this.cache.revision;
       for (const [, o] of this.cache.list(kind.plural, namespace, idx ? { field: idx.field, value: idx.value } : undefined)) {
-        if (matches(o)) sink('ADDED', this.out(kind, o));
+        if (!matches(o)) continue;
+        const out = this.out(kind, o);
+        sink('ADDED', out, () => sharedFrame(new Map(), 'ADDED', 'obj', out));
       }
       if (opts.sendInitialEvents && opts.allowWatchBookmarks) {
-        sink('BOOKMARK', bookmark(kind, from, true));
+        const mark = bookmark(kind, from, true);
+        sink('BOOKMARK', mark, () => Buffer.from(`{"type":"BOOKMARK","object":${JSON.stringify(mark)}}\n`));
       }
     } else {
       from = v.rv;
@@ -498,9 +528,17 @@ export class Registry {
       namespace,
       from,
       matches,
-      send: (type, obj, rev) => {
+      send: (type, obj, rev, share) => {
         if (rev > sent) sent = rev;
-        sink(type, this.out(kind, obj));
+        // the object as sent, decorated once per event: a DELETED's last state is its own slot
+        const slot = type === 'DELETED' ? 'last' : 'obj';
+        let out = share.get(`out:${slot}`) as Obj | undefined;
+        if (!out) {
+          out = this.out(kind, obj);
+          share.set(`out:${slot}`, out);
+        }
+        const o = out;
+        sink(type, o, () => sharedFrame(share, type, slot, o));
       },
       ...(idx ? { index: { field: idx.field, value: idx.value } } : {}),
     };

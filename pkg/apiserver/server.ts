@@ -633,7 +633,6 @@ export function createApiHandler(deps: ApiServerDeps) {
     let starting = true;
     let allowance = 0;
     let started = false;
-    const memo = new WeakMap<object, string>();
     // headers go out once the synchronous checks passed (a refusal before them, 429 while
     // the cache resyncs, is a plain HTTP status); what fails later (a resourceVersion the
     // cache does not reach in time, one too old) is an ERROR event, as in Kubernetes
@@ -643,7 +642,7 @@ export function createApiHandler(deps: ApiServerDeps) {
       res.writeHead(200, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' });
       res.flushHeaders();
     };
-    const write = (line: string) => {
+    const write = (line: string | Buffer) => {
       if (closed) return;
       begin();
       res.write(line);
@@ -654,18 +653,17 @@ export function createApiHandler(deps: ApiServerDeps) {
         res.destroy();
       }
     };
-    const sink = (type: string, obj: Obj) => {
-      let body: string;
+    const sink = (type: string, obj: Obj, frame: () => Buffer) => {
       if (table && type !== 'BOOKMARK') {
+        // a Table watch (kubectl get -w) is this watcher's own: its columns come with the first row only
         const t = toTable(kind, [obj], { resourceVersion: obj.metadata.resourceVersion }, includeObject(q));
         if (!first) (t as { columnDefinitions?: unknown }).columnDefinitions = [];
         first = false;
-        body = JSON.stringify(t);
+        write(`{"type":"${type}","object":${JSON.stringify(t)}}\n`);
       } else {
-        body = memo.get(obj) ?? JSON.stringify(obj);
-        memo.set(obj, body);
+        // the event's frame, encoded once and the same bytes written to every watcher it reaches
+        write(frame());
       }
-      write(`{"type":"${type}","object":${body}}\n`);
     };
     // bad selectors and versions are plain 400s, before the stream starts
     const rvq = q.get('resourceVersion');
@@ -697,7 +695,7 @@ export function createApiHandler(deps: ApiServerDeps) {
           allowWatchBookmarks: bookmarks,
           sendInitialEvents: q.get('sendInitialEvents') === 'true',
         },
-        (type, obj) => sink(type, obj),
+        (type, obj, frame) => sink(type, obj, frame),
       );
       if (closed) handle.stop();
       starting = false;

@@ -52,6 +52,9 @@ interface RingEntry {
 
 export type WatchType = 'ADDED' | 'MODIFIED' | 'DELETED';
 
+/** What the watchers of one event share (see CacheWatcher.send); lives only while the event is dispatched. */
+export type EventShare = Map<string, unknown>;
+
 export interface CacheWatcher {
   plural: string;
   namespace?: string;
@@ -59,7 +62,12 @@ export interface CacheWatcher {
   from: number;
   /** does the object match this watcher's selectors */
   matches(o: Obj): boolean;
-  send(type: WatchType, obj: Obj, rev: number): void;
+  /**
+   * `share` is the same map for every watcher one event reaches: what a watcher derives from
+   * the event (the object as it is sent, its encoded frame) is kept there by the first one
+   * and reused by the others (serialize once, not once per watcher)
+   */
+  send(type: WatchType, obj: Obj, rev: number, share: EventShare): void;
   /** an exact match on an indexed field (`spec.containerInstance=ID`): only events whose old or new object has that value reach it */
   index?: { field: string; value: string };
 }
@@ -134,8 +142,13 @@ export class WatchCache {
   /** the history: ring[head..] (trimmed from the front, compacted now and then) */
   private ring: Array<RingEntry | undefined> = [];
   private head = 0;
-  /** key -> the current object's stored JSON and revision (the next event's `prev` in the ring) */
-  private readonly raw = new Map<string, { value: string; rev: number }>();
+  /**
+   * key -> its newest event still in the ring: the next event of the key takes its old
+   * object's JSON from there (the same string, not a copy). The cache keeps no JSON of its
+   * current objects beside them (it did: about 2 KB per task, as much as the parsed object);
+   * an old object whose event has left the ring is serialized when its key next changes.
+   */
+  private readonly lastEntry = new Map<string, RingEntry>();
   private ringStart = 0; // events with rev > ringStart are all in the ring
   private rev = 0;
   private readonly watchers = new Set<CacheWatcher>();
@@ -264,6 +277,7 @@ export class WatchCache {
       // a fresh cache has no history (watches from before now get 410); after a relist the
       // history has a hole, and watchers resuming from before it must relist
       this.ring = [];
+      this.lastEntry.clear();
       this.head = 0;
       this.ringStart = listRev;
     }
@@ -318,15 +332,22 @@ export class WatchCache {
       this.byKey.delete(e.key);
       per.delete(e.key);
     }
-    const before = this.raw.get(e.key);
     const value = e.obj ? (e.value ?? JSON.stringify(e.obj)) : undefined;
-    if (value !== undefined) this.raw.set(e.key, { value, rev: e.rev });
-    else this.raw.delete(e.key);
+    let prevValue: string | undefined;
+    let prevRev: number | undefined;
+    if (e.prev) {
+      prevRev = Number(e.prev.metadata.resourceVersion);
+      const last = this.lastEntry.get(e.key);
+      // a replay parses it back and sets its resourceVersion again: the parsed object's JSON serves
+      prevValue = last && last.rev === prevRev && last.value !== undefined ? last.value : JSON.stringify(e.prev);
+    }
     const at = this.now();
     const fields = this.indexFields[e.plural];
     const idx = fields && e.obj ? fields.map((f) => valueAt(e.obj, f)) : undefined;
     const prevIdx = fields && e.prev ? fields.map((f) => valueAt(e.prev, f)) : undefined;
-    this.ring.push({ rev: e.rev, key: e.key, plural: e.plural, value, prevValue: before?.value, prevRev: before?.rev, idx, prevIdx, at });
+    const entry: RingEntry = { rev: e.rev, key: e.key, plural: e.plural, value, prevValue, prevRev, idx, prevIdx, at };
+    this.ring.push(entry);
+    this.lastEntry.set(e.key, entry);
     this.trim(at);
     if (notify) this.notify(e);
   }
@@ -339,7 +360,9 @@ export class WatchCache {
   private trim(now: number) {
     let size = this.ring.length - this.head;
     while (size > this.minEvents && (size > this.capacity || this.ring[this.head]!.at < now - this.historyMs)) {
-      this.ringStart = this.ring[this.head]!.rev;
+      const gone = this.ring[this.head]!;
+      this.ringStart = gone.rev;
+      if (this.lastEntry.get(gone.key) === gone) this.lastEntry.delete(gone.key);
       this.ring[this.head] = undefined; // let the value go now
       this.head++;
       size--;
@@ -382,15 +405,16 @@ export class WatchCache {
   }
 
   private notify(e: CacheEvent) {
+    const share: EventShare = new Map();
     const plain = this.plainWatchers.get(e.plural);
-    if (plain) for (const w of plain) this.dispatch(w, e);
+    if (plain) for (const w of plain) this.dispatch(w, e, share);
     const byField = this.indexedWatchers.get(e.plural);
     if (!byField) return;
     for (const [field, byVal] of byField) {
       const a = e.prev ? valueAt(e.prev, field) : undefined;
       const b = e.obj ? valueAt(e.obj, field) : undefined;
-      if (a !== undefined) for (const w of byVal.get(a) ?? []) this.dispatch(w, e);
-      if (b !== undefined && b !== a) for (const w of byVal.get(b) ?? []) this.dispatch(w, e);
+      if (a !== undefined) for (const w of byVal.get(a) ?? []) this.dispatch(w, e, share);
+      if (b !== undefined && b !== a) for (const w of byVal.get(b) ?? []) this.dispatch(w, e, share);
     }
   }
 
@@ -420,17 +444,22 @@ export class WatchCache {
   }
 
   /** Delivers one event to one watcher, turning selector transitions into ADDED/DELETED. */
-  private dispatch(w: CacheWatcher, e: CacheEvent) {
+  private dispatch(w: CacheWatcher, e: CacheEvent, share: EventShare = new Map()) {
     if (w.plural !== e.plural || e.rev <= w.from) return;
     if (w.namespace !== undefined && namespaceOf(e.key) !== w.namespace) return;
     const was = e.prev !== undefined && w.matches(e.prev);
     const is = e.obj !== undefined && w.matches(e.obj);
-    if (is && was) w.send('MODIFIED', e.obj!, e.rev);
-    else if (is) w.send('ADDED', e.obj!, e.rev);
+    if (is && was) w.send('MODIFIED', e.obj!, e.rev, share);
+    else if (is) w.send('ADDED', e.obj!, e.rev, share);
     else if (was) {
-      // deleted, or no longer matching: send the last state the watcher would know, at this rev
-      const last = e.obj ?? { ...e.prev!, metadata: { ...e.prev!.metadata, resourceVersion: String(e.rev) } };
-      w.send('DELETED', last, e.rev);
+      // deleted, or no longer matching: send the last state the watcher would know, at this
+      // rev (one object per event, so every watcher it reaches shares its encoding too)
+      let last = share.get('last') as Obj | undefined;
+      if (!last) {
+        last = e.obj ?? { ...e.prev!, metadata: { ...e.prev!.metadata, resourceVersion: String(e.rev) } };
+        share.set('last', last);
+      }
+      w.send('DELETED', last, e.rev, share);
     }
   }
 
