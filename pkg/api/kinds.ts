@@ -7,6 +7,8 @@ import {
   ContainerInstanceStatus,
   DaemonSpec,
   DaemonStatus,
+  InstanceLeaseSpec,
+  InstanceLeaseStatus,
   LeaseSpec,
   LeaseStatus,
   SecretSpec,
@@ -167,6 +169,23 @@ export const Kinds = {
     ],
     fieldSelectors: ['spec.holderIdentity'],
   },
+  InstanceLease: {
+    kind: 'InstanceLease',
+    plural: 'instanceleases',
+    singular: 'instancelease',
+    shortNames: ['il'],
+    namespaced: true,
+    spec: InstanceLeaseSpec,
+    status: InstanceLeaseStatus,
+    printerColumns: [
+      { name: 'Holder', type: 'string', jsonPath: '.spec.holderIdentity' },
+      { name: 'Renewed', type: 'date', jsonPath: '.spec.renewTime' },
+      { name: 'Duration', type: 'integer', jsonPath: '.spec.leaseDurationSeconds' },
+      { name: 'Connected', type: 'boolean', jsonPath: '.status.agentConnected', priority: 1 },
+      age,
+    ],
+    fieldSelectors: ['spec.holderIdentity'],
+  },
   Secret: {
     kind: 'Secret',
     plural: 'secrets',
@@ -260,6 +279,7 @@ export type Task = Obj<'Task'>;
 export type Service = Obj<'Service'>;
 export type Daemon = Obj<'Daemon'>;
 export type Lease = Obj<'Lease'>;
+export type InstanceLease = Obj<'InstanceLease'>;
 export type Secret = Obj<'Secret'>;
 export type LoadBalancerObj = Obj<'LoadBalancer'>;
 export type TargetGroup = Obj<'TargetGroup'>;
