@@ -6,7 +6,7 @@ import { connect as tcpConnect } from 'node:net';
 import os from 'node:os';
 import type { Logger } from 'pino';
 import { API_VERSION } from '../api/meta.ts';
-import type { ContainerInstance, Task, TaskDefinition } from '../api/kinds.ts';
+import type { ContainerInstance, InstanceLease, Task, TaskDefinition } from '../api/kinds.ts';
 import type { ContainerStatus as ApiContainerStatus, TaskStatus } from '../api/resources.ts';
 import type { ContainerDefinition, TaskDefinitionSpec } from '../api/taskdefinition.ts';
 import { NODE_TOKEN_ANNOTATION } from '../apiserver/admission.ts';
@@ -98,6 +98,16 @@ export function sameHost(saved: string, now: string): boolean {
     return createHash('sha256').update(`${machine}|${os.hostname()}`).digest('hex').slice(0, 32) === saved;
   }
   return false;
+}
+
+/**
+ * Does a heartbeat write the instance's status? When it never has since this agent started
+ * (`written` undefined), when what it reports changed, or when the apiserver says the
+ * instance is recorded disconnected (`connected` false: the renewal's answer, or an apiserver
+ * without leases). A renewal that says nothing (undefined) or true leaves it alone.
+ */
+export function shouldWriteInstanceStatus(written: string | undefined, want: string, connected: boolean | undefined): boolean {
+  return written === undefined || written !== want || connected === false;
 }
 
 /** ECS task status from the engine's report. */
@@ -224,6 +234,13 @@ export class Agent {
   private readonly cfg: AgentConfig;
   /** status writes made (for benchmarks) */
   statusWrites = 0;
+  /** lease renewals made and instance status writes made by heartbeats (for tests and benchmarks) */
+  leaseRenewals = 0;
+  instanceStatusWrites = 0;
+  /** what the last heartbeat that wrote the instance's status reported (JSON): later ones write only a change */
+  private instanceWritten?: string;
+  private leasesUnsupported = false;
+  private beating = false;
   /** status writes the apiserver refused or did not answer */
   statusWriteFailures = 0;
 
@@ -254,8 +271,9 @@ export class Agent {
       await this.register();
       this.deps.runtime.setInstance?.(this.instanceId);
       // a registration's status is the apiserver's (a create keeps none of the body's): the logs
-      // endpoint and its token arrive with a heartbeat, so the first one goes now, not a period later
-      if (this.logs) await this.heartbeat();
+      // endpoint and its token arrive with a heartbeat, so the first one goes now, not a period
+      // later; it also creates the instance's lease. (A resumed instance had its first in resumeRegistered.)
+      if (!this.instanceWritten) await this.heartbeat();
       this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.deps.heartbeatMs ?? 15_000);
       this.heartbeatTimer.unref?.();
       // before any task runs: its containers get the DNS server as their resolver
@@ -402,13 +420,62 @@ export class Agent {
     this.log.info({ instance: this.instanceId, cpu: res.cpu, memory: res.memory }, 'registered container instance');
   }
 
+  /**
+   * A heartbeat renews the instance's lease (a small write no watcher of instances sees) and
+   * writes the instance's status only when what the agent reports of it changes (its logs
+   * endpoint and token, its versions, the first heartbeat after a start) or when the
+   * renewal's answer says the instance was recorded disconnected (agentConnected: false).
+   * Against an apiserver without instance leases, every heartbeat writes the status, as before.
+   */
   async heartbeat(): Promise<void> {
     if (this.stopped && this.instanceId) return;
+    if (this.beating) return; // the previous one is still out
+    this.beating = true;
     try {
-      await this.client.patch('ContainerInstance', this.cfg.cluster, this.instanceId, { status: { agentConnected: true, lastHeartbeat: iso(), ...(this.logs ? { logs: this.logs } : {}), versionInfo: { agentVersion: AGENT_VERSION, ...(this.deps.dockerVersion ? { dockerVersion: this.deps.dockerVersion } : {}) } } }, { status: true });
+      const connected = this.leasesUnsupported ? false : await this.renewLease();
+      const want = this.instanceStatus();
+      const text = JSON.stringify(want);
+      if (shouldWriteInstanceStatus(this.instanceWritten, text, connected)) {
+        await this.client.patch('ContainerInstance', this.cfg.cluster, this.instanceId, { status: { ...want, lastHeartbeat: iso() } }, { status: true });
+        this.instanceWritten = text;
+        this.instanceStatusWrites++;
+      }
     } catch (e) {
       this.log.warn({ err: (e as Error).message }, 'heartbeat failed');
+    } finally {
+      this.beating = false;
     }
+  }
+
+  /** What the agent reports in its instance's status (besides the heartbeat's time). */
+  private instanceStatus() {
+    return { agentConnected: true, ...(this.logs ? { logs: this.logs } : {}), versionInfo: { agentVersion: AGENT_VERSION, ...(this.deps.dockerVersion ? { dockerVersion: this.deps.dockerVersion } : {}) } };
+  }
+
+  /**
+   * Renews (or creates) this instance's InstanceLease; returns the instance's agentConnected
+   * as the apiserver has it (the renewal's status), undefined when it does not say.
+   */
+  private async renewLease(): Promise<boolean | undefined> {
+    const spec = { holderIdentity: this.instanceId, renewTime: iso(), leaseDurationSeconds: Math.max(1, Math.ceil((4 * (this.deps.heartbeatMs ?? 15_000)) / 1000)) };
+    let out: InstanceLease;
+    try {
+      out = await this.client.patch<InstanceLease>('InstanceLease', this.cfg.cluster, this.instanceId, { spec });
+    } catch (e) {
+      if (!isBerthError(e, 'NotFound')) throw e;
+      try {
+        out = await this.client.create<InstanceLease>({ apiVersion: API_VERSION, kind: 'InstanceLease', metadata: { name: this.instanceId, namespace: this.cfg.cluster }, spec } as InstanceLease);
+      } catch (e2) {
+        if (isBerthError(e2, 'AlreadyExists')) return undefined; // created meanwhile (a second heartbeat): renewed by it
+        if (!isBerthError(e2, 'NotFound')) throw e2;
+        // an apiserver from before instance leases: heartbeats are status writes, as they were
+        this.leasesUnsupported = true;
+        this.log.info('the apiserver has no instance leases; heartbeats write the instance status');
+        return false;
+      }
+    }
+    this.leaseRenewals++;
+    return out.status?.agentConnected;
   }
 
   private td(t: Task): Promise<TaskDefinition> {

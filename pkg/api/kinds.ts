@@ -8,6 +8,8 @@ import {
   ContainerInstanceStatus,
   DaemonSpec,
   DaemonStatus,
+  InstanceLeaseSpec,
+  InstanceLeaseStatus,
   LeaseSpec,
   LeaseStatus,
   SecretSpec,
@@ -133,6 +135,23 @@ export const Kinds = {
     ],
     fieldSelectors: ['spec.holderIdentity'],
   },
+  InstanceLease: {
+    kind: 'InstanceLease',
+    plural: 'instanceleases',
+    singular: 'instancelease',
+    shortNames: ['il'],
+    namespaced: true,
+    spec: InstanceLeaseSpec,
+    status: InstanceLeaseStatus,
+    printerColumns: [
+      { name: 'Holder', type: 'string', jsonPath: '.spec.holderIdentity' },
+      { name: 'Renewed', type: 'date', jsonPath: '.spec.renewTime' },
+      { name: 'Duration', type: 'integer', jsonPath: '.spec.leaseDurationSeconds' },
+      { name: 'Connected', type: 'boolean', jsonPath: '.status.agentConnected', priority: 1 },
+      age,
+    ],
+    fieldSelectors: ['spec.holderIdentity'],
+  },
   Secret: {
     ...KIND_NAMES.Secret,
     spec: SecretSpec,
@@ -208,6 +227,7 @@ export type Task = Obj<'Task'>;
 export type Service = Obj<'Service'>;
 export type Daemon = Obj<'Daemon'>;
 export type Lease = Obj<'Lease'>;
+export type InstanceLease = Obj<'InstanceLease'>;
 export type Secret = Obj<'Secret'>;
 export type LoadBalancerObj = Obj<'LoadBalancer'>;
 export type TargetGroup = Obj<'TargetGroup'>;

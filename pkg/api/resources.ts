@@ -465,6 +465,24 @@ export const LeaseSpec = z.strictObject({
 export type LeaseSpec = z.infer<typeof LeaseSpec>;
 export const LeaseStatus = z.strictObject({});
 
+// ---------------------------------------------------------------- InstanceLease
+/**
+ * An agent's heartbeat (Kubernetes' node Lease, coordination.k8s.io): one per container
+ * instance, named after it, in its cluster; the agent renews it every heartbeat, so the
+ * ContainerInstance is written only when its content changes.
+ */
+export const InstanceLeaseSpec = z.strictObject({
+  /** the container instance id whose agent renews it (the lease's name) */
+  holderIdentity: z.string().min(1),
+  /** when the agent last renewed it (by the agent's clock: shown, never judged by) */
+  renewTime: ts,
+  /** the agent's heartbeat period x 4: how long its silence is expected to last at most */
+  leaseDurationSeconds: z.number().int().min(1).max(86_400),
+});
+export type InstanceLeaseSpec = z.infer<typeof InstanceLeaseSpec>;
+/** computed on every read, never stored: the instance's `agentConnected` as the apiserver has it (an agent recorded disconnected writes its instance again) */
+export const InstanceLeaseStatus = z.strictObject({ agentConnected: z.boolean().optional() });
+
 // ---------------------------------------------------------------- Secret
 /** a key of a secret's data: what an env file or `--from-literal` names (letters, digits, `.`, `_`, `-`) */
 const SecretKey = z.string().regex(/^[A-Za-z0-9._-]{1,253}$/, { error: 'secret keys are 1-253 letters, digits, ".", "_" and "-"' });

@@ -14,6 +14,7 @@ import { cacheLookups } from './actions.ts';
 import { writeAuthorization } from './writeauthz.ts';
 import type { Admission, Obj, Registry, RequestContext, WriteContext } from './registry.ts';
 import { LeaseAdmission } from './fence.ts';
+import { compareInstanceLease, deleteInstanceLease, InstanceLeaseAdmission, withLeaseHeartbeat } from './instancelease.ts';
 import { LoadBalancerAdmission, serviceLoadBalancerCauses, TargetSetAdmission } from './lbadmission.ts';
 
 const now = () => new Date().toISOString();
@@ -366,6 +367,7 @@ export class ContainerInstanceAdmission implements Admission {
       w.ops.push({ type: 'delete', key: ak });
     }
     this.revokeCredentials(ns, o.metadata.name, w);
+    deleteInstanceLease(w, ns, o.metadata.name);
     return undefined;
   }
 
@@ -419,6 +421,8 @@ export class ContainerInstanceAdmission implements Admission {
         const problem = logsEndpointProblem(ns.logs.endpoint, ns.registeredAddress);
         if (problem) throw invalid('ContainerInstance', prev.metadata.name, [{ field: 'status.logs.endpoint', message: problem }]);
       }
+      // a disconnect judged on the instance's lease commits only while the lease is as judged
+      compareInstanceLease(w, prev.metadata.namespace!, prev.metadata.name);
     }
     const cluster = next.metadata.namespace!;
     const ak = allocationKey(cluster, next.metadata.name);
@@ -441,11 +445,11 @@ export class ContainerInstanceAdmission implements Admission {
     const spec = o.spec as ContainerInstance['spec'];
     const cap = capacityOf(spec.registeredResources);
     const tasks = this.registry.cache.list('tasks', ns, { field: 'spec.containerInstance', value: o.metadata.name }).map(([, t]) => t as Task);
-    const st = o.status as ContainerInstance['status'];
+    const st = withLeaseHeartbeat(this.registry.cache, o).status as ContainerInstance['status'];
     return {
       ...o,
       status: {
-        ...(o.status as object),
+        ...st,
         ...(st?.logs ? { logs: { endpoint: st.logs.endpoint } } : {}),
         remainingResources: remainingResources(cap, a ? { cpu: a.cpu, memory: a.memory, tasks: a.tasks } : emptyAllocation()),
         runningTasksCount: tasks.filter((t) => t.status?.lastStatus === 'RUNNING').length,
@@ -764,6 +768,7 @@ export function installAdmission(registry: Registry, arns: Arns) {
   registry.use('Daemon', new DaemonAdmission(registry, dtds, arns));
   registry.useValidator(nodeRestriction);
   registry.use('Lease', new LeaseAdmission());
+  registry.use('InstanceLease', new InstanceLeaseAdmission(registry));
   registry.use('LoadBalancer', new LoadBalancerAdmission(registry, arns));
   registry.use('TargetGroup', new TargetSetAdmission('TargetGroup', arns));
   registry.useValidator(writeAuthorization(arns, cacheLookups(registry.cache)), 'admitted');

@@ -228,6 +228,13 @@ export class DefaultAuthorizer implements Authorizer {
         if ((a.verb === 'update' || a.verb === 'patch') && a.subresource === 'status') return;
         deny('a node may write only the status of its container instance');
         break;
+      case 'instanceleases':
+        // its heartbeat: node restriction checks the name and holder of what it creates
+        if (a.name !== undefined && a.name !== n.instance) deny('a node may only read and renew the lease of its own container instance');
+        if (a.subresource) deny('a node writes only the spec of its instance lease');
+        if (a.verb === 'create' || (a.name && (a.verb === 'get' || a.verb === 'update' || a.verb === 'patch'))) return;
+        deny('a node may only create, read and renew the lease of its own container instance');
+        break;
       case 'tasks': {
         if (a.verb === 'list' || a.verb === 'watch') {
           const want = `spec.containerInstance=${n.instance}`;

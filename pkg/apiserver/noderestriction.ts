@@ -12,8 +12,9 @@ import type { Obj, WriteValidator } from './registry.ts';
  *
  * A node writes only:
  * - the status of its own container instance, and there only what its agent reports;
- * - the status of the tasks bound to it, and there only what the agent of a task owns.
- * It creates and deletes nothing, and writes no spec and no metadata.
+ * - the status of the tasks bound to it, and there only what the agent of a task owns;
+ * - its own instance's InstanceLease (its heartbeat): create and renew its spec, held by itself.
+ * It creates and deletes nothing else, and writes no other spec and no metadata.
  */
 
 /** what the agent writes in its instance's status (heartbeat, versions, logs endpoint: pkg/agent/agent.ts) */
@@ -70,6 +71,7 @@ function forbiddenChange(kind: KindInfo, prev: Obj, next: Obj, allowed: Readonly
  */
 export function nodeWriteProblem(node: NodeRef, op: Omit<NodeWrite, 'ctx'>): string | undefined {
   const who = `node ${node.cluster}/${node.instance}`;
+  if (op.kind.kind === 'InstanceLease') return leaseWriteProblem(node, who, op);
   if (op.verb !== 'update') return `${who} may not ${op.verb} ${op.kind.plural}`;
   if (op.sub !== 'status') return `${who} may write only the status of its container instance and of the tasks bound to it, not the spec of ${op.kind.plural}`;
   const prev = op.prev!;
@@ -100,3 +102,25 @@ export const nodeRestriction: WriteValidator = (op) => {
   const problem = nodeWriteProblem(node, op);
   if (problem) throw forbidden(problem);
 };
+
+/** A node creates and renews the lease of its own instance, held by itself; it deletes none, writes no metadata. */
+function leaseWriteProblem(node: NodeRef, who: string, op: Omit<NodeWrite, 'ctx'>): string | undefined {
+  if (op.verb === 'delete') return `${who} may not delete instance leases (deregistering its instance removes its lease)`;
+  if (op.sub === 'status') return `${who} may not write the status of an instance lease (it is computed)`;
+  const next = op.next!;
+  const ns = next.metadata.namespace;
+  if (ns !== node.cluster || next.metadata.name !== node.instance) return `${who} may create and renew only the lease of its own container instance (${node.cluster}/${node.instance}), not ${ns}/${next.metadata.name}`;
+  const holder = (next.spec as { holderIdentity?: string } | undefined)?.holderIdentity;
+  if (holder !== node.instance) return `${who} may not change spec.holderIdentity of its lease: it must be its instance id "${node.instance}"`;
+  const m = next.metadata as Record<string, unknown>;
+  if (op.verb === 'create') {
+    for (const f of ['labels', 'annotations', 'ownerReferences', 'finalizers']) {
+      const v = m[f];
+      if (v !== undefined && !(Array.isArray(v) ? v.length === 0 : Object.keys(v as object).length === 0)) return `${who} may not set metadata.${f} of its lease`;
+    }
+    return undefined;
+  }
+  const prev = op.prev!;
+  if (!sameJson({ ...prev.metadata, resourceVersion: undefined }, { ...next.metadata, resourceVersion: undefined })) return `${who} may not change the metadata of its lease`;
+  return undefined;
+}

@@ -38,6 +38,12 @@ export interface RequestContext {
   /** the lease fence the request carries (Berth-Lease-Fence): every txn it commits also compares it */
   fence?: Fence;
   /**
+   * on a container instance's status write (Berth-Instance-Lease): the revision of the
+   * instance's InstanceLease the writer judged it by (0: it saw none); the write commits only
+   * while the lease is still at it, so a renewal landing meanwhile defeats a disconnect
+   */
+  instanceLeaseRevision?: number;
+  /**
    * the request's authorizer, for what a write turns out to do (writeauthz.ts): the
    * resource API passes it; absent, the caller authorized the whole operation itself
    */

@@ -21,6 +21,7 @@ import { toStatus, type K8sStatus } from './status.ts';
 import { toTable } from './table.ts';
 import { parseFieldSelector, parseLabelSelector, type FieldRequirement } from './selectors.ts';
 import { FENCE_HEADER, parseFence } from './fence.ts';
+import { INSTANCE_LEASE_HEADER, parseInstanceLeaseRevision } from './instancelease.ts';
 import type { ConsoleRoute } from '../console/serve.ts';
 
 export const DEFAULT_BODY_LIMIT = 3 * 1024 * 1024;
@@ -380,6 +381,7 @@ export function createApiHandler(deps: ApiServerDeps) {
       sourceAddress: r.sourceAddress,
       // a controller's writes carry its lease fence; reads ignore it
       fence: r.method === 'GET' ? undefined : parseFence(r.raw.headers[FENCE_HEADER], registry.cache, (namespace, name) => r.authorize({ verb: 'update', resource: 'leases', namespace, name })),
+      ...(r.method !== 'GET' && r.raw.headers[INSTANCE_LEASE_HEADER] !== undefined ? { instanceLeaseRevision: parseInstanceLeaseRevision(r.raw.headers[INSTANCE_LEASE_HEADER]) } : {}),
       // what a write turns out to do is authorized in the write path (writeauthz.ts), worded
       // (and audited) with the request's own verb
       authorize: (attrs) => r.authorize(attrs.verb === 'update' && r.method === 'PATCH' ? { ...attrs, verb: 'patch' } : attrs),

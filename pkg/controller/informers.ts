@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { capacityOf, demandOf, emptyAllocation, type Allocation, type TaskAllocation, type TaskDemand } from '../api/allocation.ts';
-import type { ContainerInstance, Daemon, DaemonTaskDefinition, Endpoints, LoadBalancerObj, Secret, Service, TargetGroup, Task, TaskDefinition } from '../api/kinds.ts';
+import type { ContainerInstance, Daemon, DaemonTaskDefinition, Endpoints, InstanceLease, LoadBalancerObj, Secret, Service, TargetGroup, Task, TaskDefinition } from '../api/kinds.ts';
 import { targetSetKey, targetSetOf } from '../api/loadbalancing.ts';
 import { namesBareFamily } from '../api/resources.ts';
 import type { TaskDefinitionSpec } from '../api/taskdefinition.ts';
@@ -83,6 +83,8 @@ class InstanceLedger {
 export class SharedInformers {
   readonly tasks: Informer<Task>;
   readonly instances: Informer<ContainerInstance>;
+  /** the agents' heartbeats (instance health alone watches them: a renewal is no instance event) */
+  readonly instanceLeases: Informer<InstanceLease>;
   readonly services: Informer<Service>;
   readonly daemons: Informer<Daemon>;
   readonly taskDefinitions: Informer<TaskDefinition>;
@@ -108,6 +110,7 @@ export class SharedInformers {
       .addIndex('namespace', (t) => [t.metadata.namespace!])
       .addIndex('taskDefinition', (t) => [this.tdKey(t)]);
     this.instances = new Informer<ContainerInstance>(client, 'ContainerInstance', o).addIndex('namespace', (i) => [i.metadata.namespace!]);
+    this.instanceLeases = new Informer<InstanceLease>(client, 'InstanceLease', o);
     this.services = new Informer<Service>(client, 'Service', o)
       .addIndex('namespace', (s) => [s.metadata.namespace!])
       .addIndex('targetSet', (s) => (s.spec.loadBalancers ?? []).flatMap((e) => {

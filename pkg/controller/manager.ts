@@ -80,7 +80,9 @@ export class ControllerManager {
   async start(): Promise<void> {
     const inf = this.informers;
     // informers start at once (a standby keeps warm caches, so takeover is quick)
-    await inf.start(inf.taskDefinitions, inf.daemonTaskDefinitions, inf.instances, inf.tasks, inf.services, inf.daemons, inf.loadBalancers, inf.targetGroups, inf.endpoints, inf.secrets);
+    // (the agents' heartbeat leases only where instance health runs: nothing else reads them)
+    const leases = this.controllers.has('instancehealth') ? [inf.instanceLeases] : [];
+    await inf.start(inf.taskDefinitions, inf.daemonTaskDefinitions, inf.instances, inf.tasks, inf.services, inf.daemons, inf.loadBalancers, inf.targetGroups, inf.endpoints, inf.secrets, ...leases);
     for (const [name, c] of this.controllers) {
       if (this.o.leaderElect === false) {
         void c.run();

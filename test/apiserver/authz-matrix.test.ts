@@ -141,6 +141,26 @@ const K8S: K8sRow[] = [
     expect: { admin: 200, viewer: 403, alice: 403, nodeA: 200, nodeB: 403, anonymous: 401, stranger: 401 },
   },
   {
+    name: "renew ci-a's instance lease (its heartbeat)",
+    req: async (w, s) => {
+      const lease = { apiVersion: 'berth.dev/v1', kind: 'InstanceLease', metadata: { name: 'ci-a' }, spec: { holderIdentity: 'ci-a', renewTime: new Date().toISOString(), leaseDurationSeconds: 40 } };
+      const r = await s.k8s('admin', 'POST', `${ns('A')}/instanceleases`, lease);
+      if (r.status !== 201 && r.status !== 409) throw new Error(`preparing the lease: ${r.status} ${JSON.stringify(r.body)}`);
+      return { method: 'PATCH', path: `${ns('A')}/instanceleases/ci-a`, body: { spec: { renewTime: new Date(Date.now() + 1000).toISOString() } }, contentType: merge };
+    },
+    expect: { admin: 200, viewer: 403, alice: 403, nodeA: 200, nodeB: 403, anonymous: 401, stranger: 401 },
+  },
+  {
+    name: "read ci-a's instance lease",
+    req: async () => ({ method: 'GET', path: `${ns('A')}/instanceleases/ci-a` }),
+    expect: { admin: 200, viewer: 200, alice: 403, nodeA: 200, nodeB: 403, anonymous: 401, stranger: 401 },
+  },
+  {
+    name: 'list the instance leases of A',
+    req: async () => ({ method: 'GET', path: `${ns('A')}/instanceleases` }),
+    expect: { admin: 200, viewer: 200, alice: 403, nodeA: 403, nodeB: 403, anonymous: 401, stranger: 401 },
+  },
+  {
     name: 'set the state of ci-a (patch its spec)',
     req: async () => ({ method: 'PATCH', path: `${ns('A')}/containerinstances/ci-a`, body: { spec: { status: 'ACTIVE' } }, contentType: merge }),
     expect: { admin: 200, viewer: 403, alice: 403, nodeA: 403, nodeB: 403, anonymous: 401, stranger: 401 },

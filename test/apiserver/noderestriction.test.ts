@@ -121,6 +121,36 @@ describe('node restriction: what a node identity may write, field by field (tabl
     });
   });
 
+  describe('its own instance lease (its heartbeat)', () => {
+    const IL = Kinds.InstanceLease;
+    const lease = (name = 'na', ns = 'default', holder = name): Obj => ({
+      apiVersion: 'berth.dev/v1',
+      kind: 'InstanceLease',
+      metadata: { name, namespace: ns, resourceVersion: '9' },
+      spec: { holderIdentity: holder, renewTime: '2026-01-01T00:00:00.000Z', leaseDurationSeconds: 40 },
+    });
+    const renewed = (o: Obj) => ({ ...structuredClone(o), spec: { ...(o.spec as object), renewTime: '2026-01-01T00:00:10.000Z' } });
+    const rows: Array<[string, Omit<Parameters<typeof nodeWriteProblem>[1], never>, RegExp | undefined]> = [
+      ['creates its own', { verb: 'create', kind: IL, sub: undefined, next: lease() }, undefined],
+      ['renews its own', { verb: 'update', kind: IL, sub: undefined, prev: lease(), next: renewed(lease()) }, undefined],
+      ['creates no lease of another instance', { verb: 'create', kind: IL, sub: undefined, next: lease('nb') }, /only the lease of its own container instance \(default\/na\), not default\/nb/],
+      ['renews no lease of another instance', { verb: 'update', kind: IL, sub: undefined, prev: lease('nb'), next: renewed(lease('nb')) }, /not default\/nb/],
+      ['creates none in another cluster under its own name', { verb: 'create', kind: IL, sub: undefined, next: lease('na', 'other') }, /not other\/na/],
+      ['names no other holder', { verb: 'update', kind: IL, sub: undefined, prev: lease(), next: lease('na', 'default', 'nb') }, /spec.holderIdentity/],
+      ['deletes none, not even its own', { verb: 'delete', kind: IL, sub: undefined, prev: lease() }, /may not delete instance leases/],
+      ['writes no status (computed)', { verb: 'update', kind: IL, sub: 'status', prev: lease(), next: lease() }, /status of an instance lease/],
+      ['sets no labels on create', { verb: 'create', kind: IL, sub: undefined, next: { ...lease(), metadata: { ...lease().metadata, labels: { a: 'b' } } } }, /metadata.labels/],
+      ['changes no metadata on renewal', { verb: 'update', kind: IL, sub: undefined, prev: lease(), next: { ...renewed(lease()), metadata: { ...lease().metadata, annotations: { a: 'b' } } } }, /metadata/],
+    ];
+    for (const [what, op, problem] of rows) {
+      it(what, () => {
+        const p = nodeWriteProblem(NODE, op);
+        if (problem) expect(p).to.match(problem);
+        else expect(p).to.equal(undefined);
+      });
+    }
+  });
+
   describe('everything else', () => {
     it('creates and deletes nothing', () => {
       for (const kind of [Kinds.ContainerInstance, Kinds.Task, Kinds.Cluster, Kinds.Service]) {

@@ -2,7 +2,8 @@
 // fleet? N hollow agents (the real agent: registration with a bootstrap token, node
 // credential, a watch of its own tasks, heartbeats every 10 s) register against
 // berth-apiserver (its own process) and heartbeat for three periods. Reports registration
-// time, how many instances stayed connected with a fresh heartbeat, and the RSS and CPU of
+// time, how many instances stayed connected with a fresh heartbeat, the requests/s the
+// apiserver answered meanwhile (its /metrics, by verb and resource), and the RSS and CPU of
 // the apiserver and of the fleet's process. A benchmark, not a test.
 import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -54,8 +55,30 @@ try {
   const fleet = await startFleet(url, boot, N, { heartbeatMs: HEARTBEAT_MS, env: { BERTH_LOGS_LISTEN: '' } });
   const registered = (Date.now() - t0) / 1000;
   console.error(`${N} agents registered in ${registered.toFixed(1)} s`);
+  // requests the apiserver answered (its /metrics), by resource: what the heartbeats cost it
+  const requests = async () => {
+    const text = String((await client.request('GET', '/metrics', undefined, { accept: 'text/plain' }).catch(() => '')) ?? '');
+    const by: Record<string, number> = {};
+    for (const m of text.matchAll(/^berth_apiserver_requests_total\{([^}]*)\} (\d+)/gm)) {
+      const verb = /verb="([^"]*)"/.exec(m[1])?.[1] ?? '?';
+      const resource = /resource="([^"]*)"/.exec(m[1])?.[1] ?? '?';
+      by[`${verb} ${resource}`] = (by[`${verb} ${resource}`] ?? 0) + Number(m[2]);
+    }
+    return by;
+  };
+  const rss = () => Math.round(Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${api.pid}/status`, 'utf8'))![1]) / 1024);
+  const req0 = await requests();
   const cpu0 = { api: cpuS(api.pid!), fleet: cpuS(process.pid) };
+  const rssSamples: number[] = [];
+  const sampler = setInterval(() => rssSamples.push(rss()), 1000);
   await sleep(3 * HEARTBEAT_MS);
+  clearInterval(sampler);
+  const req1 = await requests();
+  const steadyRequests: Record<string, number> = Object.fromEntries(
+    Object.keys(req1)
+      .map((k): [string, number] => [k, Math.round(((req1[k] - (req0[k] ?? 0)) / ((3 * HEARTBEAT_MS) / 1000)) * 10) / 10])
+      .filter(([, v]) => v > 0),
+  );
   const list = (await client.listAll<ContainerInstance>('ContainerInstance', 'default')).items;
   const now = Date.now();
   const fresh = list.filter((i) => i.status?.agentConnected && now - Date.parse(i.status?.lastHeartbeat ?? '') <= 2 * HEARTBEAT_MS).length;
@@ -69,7 +92,9 @@ try {
     connected_with_fresh_heartbeat: fresh,
     heartbeat_period_s: HEARTBEAT_MS / 1000,
     heartbeats_per_s: Math.round(N / (HEARTBEAT_MS / 1000)),
-    apiserver: { peak_rss_mib: hwm(api.pid!), cpu_s_per_s_steady: Math.round(((cpu1.api - cpu0.api) / (3 * HEARTBEAT_MS / 1000)) * 100) / 100 },
+    requests_per_s_steady: Math.round(Object.values(steadyRequests).reduce((a, b) => a + b, 0) * 10) / 10,
+    requests_per_s_steady_by_verb_resource: steadyRequests,
+    apiserver: { peak_rss_mib: hwm(api.pid!), steady_rss_mib_max: Math.max(...rssSamples), cpu_s_per_s_steady: Math.round(((cpu1.api - cpu0.api) / (3 * HEARTBEAT_MS / 1000)) * 100) / 100 },
     fleet_process: { peak_rss_mib: hwm(process.pid), cpu_s_per_s_steady: Math.round(((cpu1.fleet - cpu0.fleet) / (3 * HEARTBEAT_MS / 1000)) * 100) / 100 },
   };
   await fleet.stop();
@@ -80,7 +105,7 @@ try {
   await etcd?.stop();
   await rm(dir, { recursive: true, force: true });
 }
-const out = { benchmark: 'fleet', date: new Date().toISOString(), machine: describeMachine(), command: `npm run bench:fleet -- ${args.join(' ')}`.trim(), result };
+const out = { benchmark: 'fleet', date: new Date().toISOString(), machine: describeMachine(), load_average: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '), command: `npm run bench:fleet -- ${args.join(' ')}`.trim(), result };
 console.log(JSON.stringify(out, null, 2));
 mkdirSync(join(root, 'test/bench/results'), { recursive: true });
 writeFileSync(join(root, `test/bench/results/fleet-${STORE}.json`), JSON.stringify(out, null, 2) + '\n');

@@ -29,7 +29,7 @@ describe('R3-3: an instance recorded disconnected without a time gets one, once,
   /** one controller process: its informers and the instance health controller, until `stop` */
   const startController = async () => {
     const inf = new SharedInformers(admin, log);
-    await inf.start(inf.instances, inf.tasks);
+    await inf.start(inf.instances, inf.tasks, inf.instanceLeases);
     const c = instanceHealthController(admin, inf, log, cfg);
     await c.run();
     c.enqueue('default');

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { planGc, planInstanceHealth, type HealthInstance, type HealthTask } from '../../pkg/controller/instancehealth/plan.ts';
+import { observe, planGc, planInstanceHealth, type HealthInstance, type HealthTask, type Observed } from '../../pkg/controller/instancehealth/plan.ts';
 
 const cfg = { heartbeatTimeoutMs: 30_000, lostGraceMs: 60_000 };
 const inst = (id: string, silentMs: number, agentConnected = true): HealthInstance => ({ id, agentConnected, lastHeartbeat: 1_000_000 - silentMs, status: 'ACTIVE' });
@@ -117,6 +117,47 @@ describe('instance health and gc plans', () => {
     expect(recorded.halted).to.equal(undefined);
     expect(recorded.lost.map((l) => l.task)).to.deep.equal(['svc-task']);
     expect(recorded.backfill).to.deep.equal([]);
+  });
+
+  describe('observe: heartbeats timed when they are seen (a lease renewal, or an old agent\'s lastHeartbeat), never by their timestamps (table)', () => {
+    const T0 = 1_000;
+    const NOW = 9_000;
+    const rows: Array<[string, Observed | undefined, { lease?: string; heartbeat?: string }, number]> = [
+      ['first sight counts as heard now', undefined, {}, NOW],
+      ['first sight of a lease counts as heard now', undefined, { lease: '7' }, NOW],
+      ['a renewal (new lease revision) is a heartbeat', { lease: '7', heartbeat: 'h1', at: T0 }, { lease: '8' }, NOW],
+      ['the same lease revision again (a resync) is none', { lease: '7', heartbeat: 'h1', at: T0 }, { lease: '7' }, T0],
+      ['the lease first appearing (the agent\'s first renewal) is a heartbeat', { heartbeat: 'h1', at: T0 }, { lease: '3' }, NOW],
+      ['an instance event with the same lastHeartbeat is none (a lease renewal alone does not touch the instance)', { lease: '7', heartbeat: 'h1', at: T0 }, { heartbeat: 'h1' }, T0],
+      ['an agent from before leases: a changed lastHeartbeat is a heartbeat', { heartbeat: 'h1', at: T0 }, { heartbeat: 'h2' }, NOW],
+      ['a lease event says nothing of lastHeartbeat', { lease: '7', heartbeat: 'h1', at: T0 }, { lease: '7' }, T0],
+    ];
+    for (const [what, prev, seen, at] of rows) {
+      it(what, () => {
+        const o = observe(prev, seen, NOW);
+        expect(o.at).to.equal(at);
+        expect(o.lease).to.equal('lease' in seen ? seen.lease : prev?.lease);
+        expect(o.heartbeat).to.equal('heartbeat' in seen ? seen.heartbeat : prev?.heartbeat);
+      });
+    }
+    it('an instance renewing its lease is never planned disconnected; one whose renewals stopped is, past the timeout', () => {
+      let live = observe(undefined, { lease: '1' }, 0);
+      let quiet = observe(undefined, { lease: '1' }, 0);
+      for (let t = 10_000; t <= 100_000; t += 10_000) {
+        live = observe(live, { lease: String(t) }, t);
+        quiet = observe(quiet, { lease: '1' }, t); // resyncs of the same revision
+      }
+      const plan = planInstanceHealth(
+        [
+          { id: 'live', agentConnected: true, lastHeartbeat: live.at, status: 'ACTIVE' },
+          { id: 'quiet', agentConnected: true, lastHeartbeat: quiet.at, status: 'ACTIVE' },
+        ],
+        () => [],
+        100_000,
+        cfg,
+      );
+      expect(plan.disconnect).to.deep.equal(['quiet']);
+    });
   });
 
   it('deletes finished objects only after the retention', () => {

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
-import type { ContainerInstance, Task } from '../../api/kinds.ts';
+import type { ContainerInstance, InstanceLease, Task } from '../../api/kinds.ts';
+import { INSTANCE_LEASE_HEADER } from '../../apiserver/instancelease.ts';
 import type { Client } from '../../client/client.ts';
 import { isBerthError } from '../../errors/errors.ts';
 import type { SharedInformers } from '../informers.ts';
@@ -7,7 +8,7 @@ import { Controller, type ControllerMetrics } from '../runtime/controller.ts';
 import { inParallel } from '../runtime/parallel.ts';
 import { controllerOf, stopTask } from '../runtime/writes.ts';
 import type { Condition } from '../../api/meta.ts';
-import { AGENT_CONNECTED_CONDITION, DEFAULT_HEALTH, planGc, planInstanceHealth, type GcObject, type HealthConfig } from './plan.ts';
+import { AGENT_CONNECTED_CONDITION, DEFAULT_HEALTH, observe, planGc, planInstanceHealth, type GcObject, type HealthConfig, type Observed } from './plan.ts';
 
 const ms = (s?: string) => (s ? Date.parse(s) : 0);
 
@@ -26,23 +27,27 @@ const withAgentCondition = (i: ContainerInstance, c: Omit<Condition, 'type' | 'l
  * timer, since silence produces no events.
  *
  * It never evicts on its own say-so alone: an instance is lost only once it is recorded
- * disconnected (a compare-and-swap write that a heartbeat landing meanwhile makes fail),
+ * disconnected (a compare-and-swap write, on the instance and on its lease at the revision
+ * judged, that a heartbeat landing meanwhile makes fail),
  * and a fresh read of the instance confirms it just before its tasks are stopped. When most
  * of a cluster looks lost at once, nothing is evicted: that is the controller's own
  * staleness far more often than the cluster's.
  */
 export function instanceHealthController(client: Client, inf: SharedInformers, log: Logger, cfg: HealthConfig = DEFAULT_HEALTH, metrics?: ControllerMetrics): Controller {
   const period = Math.max(500, Math.min(cfg.heartbeatTimeoutMs / 4, 10_000));
-  // when this controller last SAW each instance's heartbeat change, by its own clock (like
-  // Kubernetes' node lifecycle controller's probeTimestamp): neither the agents' clocks nor
-  // a lagging cache can make a live instance look silent. An instance first seen counts as
-  // heard from now.
-  const heardAt = new Map<string, number>();
-  const key = (i: ContainerInstance) => `${i.metadata.namespace}/${i.metadata.name}`;
+  // when this controller last SAW each instance's heartbeat (a renewal of its InstanceLease, or
+  // a change of its lastHeartbeat from an agent that keeps no lease), by its own clock (like
+  // Kubernetes' node lifecycle controller's probeTimestamp): neither the agents' clocks nor a
+  // lagging cache can make a live instance look silent. An instance first seen counts as heard from now.
+  const heard = new Map<string, Observed>();
+  const key = (i: { metadata: { namespace?: string; name: string } }) => `${i.metadata.namespace}/${i.metadata.name}`;
+  const see = (k: string, seen: { lease?: string; heartbeat?: string }) => heard.set(k, observe(heard.get(k), seen, Date.now()));
+  const heardAt = (k: string) => heard.get(k)?.at ?? see(k, {}).get(k)!.at;
+  const leaseRev = (ns: string, id: string) => inf.instanceLeases.get(`${ns}/${id}`)?.metadata.resourceVersion;
   let haltedNoted = '';
   const c: Controller = new Controller({
     name: 'instancehealth',
-    informers: [inf.instances, inf.tasks],
+    informers: [inf.instances, inf.tasks, inf.instanceLeases],
     client,
     workers: 1,
     log,
@@ -51,12 +56,11 @@ export function instanceHealthController(client: Client, inf: SharedInformers, l
       const instances = inf.instances.byIndex('namespace', ns);
       const plan = planInstanceHealth(
         instances.map((i) => {
-          if (!heardAt.has(key(i))) heardAt.set(key(i), Date.now());
           const connected = i.status?.agentConnected ?? false;
           const cond = agentCondition(i);
           // when the disconnect was recorded: it survives a restart of this controller, unlike heardAt
           const disconnectedAt = !connected && cond?.status === 'False' && cond.lastTransitionTime ? ms(cond.lastTransitionTime) : undefined;
-          return { id: i.metadata.name, agentConnected: connected, lastHeartbeat: heardAt.get(key(i))!, status: i.spec.status, ...(disconnectedAt ? { disconnectedAt } : {}) };
+          return { id: i.metadata.name, agentConnected: connected, lastHeartbeat: heardAt(key(i)), status: i.spec.status, ...(disconnectedAt ? { disconnectedAt } : {}) };
         }),
         (id) =>
           inf.tasksOn(ns, id).map((t) => ({ name: t.metadata.name, containerInstance: t.spec.containerInstance, desiredStatus: t.spec.desiredStatus, lastStatus: t.status?.lastStatus ?? 'PENDING', owned: !!controllerOf(t) })),
@@ -73,7 +77,9 @@ export function instanceHealthController(client: Client, inf: SharedInformers, l
           // this controller's clock), so a loss that is long over is told from one happening now, across restarts
           const silentS = Math.round(cfg.heartbeatTimeoutMs / 1000);
           const conditions = withAgentCondition(cur, { status: 'False', reason: 'HeartbeatTimeout', message: `no heartbeat from the agent for more than ${silentS} s` });
-          await client.updateStatus<ContainerInstance>({ ...cur, status: { ...cur.status!, agentConnected: false, conditions } });
+          // and on the lease revision we judged (none seen: 0): a renewal we did not see (our lease watch behind) wins too
+          const judged = client.scoped({ headers: { [INSTANCE_LEASE_HEADER]: leaseRev(ns, id) ?? '0' } });
+          await judged.updateStatus<ContainerInstance>({ ...cur, status: { ...cur.status!, agentConnected: false, conditions } });
         } catch (e) {
           if (!isBerthError(e, 'Conflict') && !isBerthError(e, 'NotFound')) throw e;
         }
@@ -111,9 +117,11 @@ export function instanceHealthController(client: Client, inf: SharedInformers, l
       const confirmed = new Set<string>();
       for (const id of new Set(plan.lost.map((l) => l.instance))) {
         const fresh = await client.tryGet<ContainerInstance>('ContainerInstance', ns, id);
+        const freshLease = await client.tryGet<InstanceLease>('InstanceLease', ns, id);
         const cached = inf.instances.get(`${ns}/${id}`);
-        if (fresh && fresh.status?.agentConnected === false && fresh.status?.lastHeartbeat === cached?.status?.lastHeartbeat) confirmed.add(id);
-        else if (fresh) heardAt.set(`${ns}/${id}`, Date.now()); // it spoke after all: our cache is behind
+        const silent = fresh?.status?.lastHeartbeat === cached?.status?.lastHeartbeat && freshLease?.metadata.resourceVersion === leaseRev(ns, id);
+        if (fresh && fresh.status?.agentConnected === false && silent) confirmed.add(id);
+        else if (fresh) heard.set(`${ns}/${id}`, { ...heard.get(`${ns}/${id}`), at: Date.now() }); // it spoke after all: our cache is behind
       }
       const lost = plan.lost.filter((l) => confirmed.has(l.instance));
       if (lost.length) rlog.info({ tasks: lost.length, instances: confirmed.size }, 'tasks on a lost instance; stopping them so they are replaced');
@@ -123,14 +131,19 @@ export function instanceHealthController(client: Client, inf: SharedInformers, l
   });
   inf.instances.on({
     add: (i) => {
-      heardAt.set(key(i), Date.now());
+      heard.set(key(i), { ...heard.get(key(i)), heartbeat: i.status?.lastHeartbeat, at: Date.now() });
       c.enqueue(i.metadata.namespace!);
     },
     update: (p, i) => {
-      if (p.status?.lastHeartbeat !== i.status?.lastHeartbeat) heardAt.set(key(i), Date.now());
+      see(key(i), { heartbeat: i.status?.lastHeartbeat });
       if (p.status?.agentConnected !== i.status?.agentConnected) c.enqueue(i.metadata.namespace!);
     },
-    delete: (i) => heardAt.delete(key(i)),
+    delete: (i) => heard.delete(key(i)),
+  });
+  // a renewal is a heartbeat; it enqueues nothing (silence is found by the timer, a reconnection by the instance's write)
+  inf.instanceLeases.on({
+    add: (l) => see(key(l), { lease: l.metadata.resourceVersion }),
+    update: (_p, l) => see(key(l), { lease: l.metadata.resourceVersion }),
   });
   return c;
 }

@@ -116,6 +116,33 @@ export function planInstanceHealth(instances: HealthInstance[], tasksOn: (instan
   return { disconnect, backfill, lost, ...extra };
 }
 
+/**
+ * What this controller last observed of an instance's heartbeats: the revision of its
+ * InstanceLease (agents renew it every heartbeat), the instance's own lastHeartbeat (what an
+ * agent from before leases writes every heartbeat), and when, by this controller's clock,
+ * either was last seen to change.
+ */
+export interface Observed {
+  lease?: string;
+  heartbeat?: string;
+  at: number;
+}
+
+/**
+ * Heartbeats are timed when this controller observes them (like Kubernetes' node lifecycle
+ * controller's probeTimestamp), never by the agents' timestamps: an instance first seen
+ * counts as heard from now; after that, only a change of its lease's revision or of its
+ * instance's lastHeartbeat is a heartbeat. Fields not given (`undefined`) are not looked at:
+ * a lease event says nothing of the instance, and an instance event nothing of the lease.
+ */
+export function observe(prev: Observed | undefined, seen: { lease?: string; heartbeat?: string }, now: number): Observed {
+  if (!prev) return { ...seen, at: now };
+  const lease = 'lease' in seen ? seen.lease : prev.lease;
+  const heartbeat = 'heartbeat' in seen ? seen.heartbeat : prev.heartbeat;
+  const changed = lease !== prev.lease || heartbeat !== prev.heartbeat;
+  return { lease, heartbeat, at: changed ? now : prev.at };
+}
+
 export interface GcObject {
   plural: 'tasks' | 'containerinstances' | 'services' | 'daemons';
   namespace: string;
