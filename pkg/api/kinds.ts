@@ -78,6 +78,7 @@ export const Kinds = {
     ],
     fieldSelectors: ['status.family', 'status.status'],
     immutableSpec: true,
+    specAsWritten: true,
   },
   DaemonTaskDefinition: {
     kind: 'DaemonTaskDefinition',
@@ -95,6 +96,7 @@ export const Kinds = {
     ],
     fieldSelectors: ['status.family', 'status.status'],
     immutableSpec: true,
+    specAsWritten: true,
   },
   Task: {
     kind: 'Task',
@@ -105,7 +107,7 @@ export const Kinds = {
     spec: TaskSpec,
     status: TaskStatus,
     printerColumns: [
-      { name: 'Task-Definition', type: 'string', jsonPath: '.spec.taskDefinition' },
+      { name: 'Task-Definition', type: 'string', jsonPath: '.status.taskDefinition', description: 'the revision the task runs (spec.taskDefinition resolved at creation)' },
       { name: 'Instance', type: 'string', jsonPath: '.spec.containerInstance' },
       { name: 'Desired', type: 'string', jsonPath: '.spec.desiredStatus' },
       { name: 'Last', type: 'string', jsonPath: '.status.lastStatus' },
@@ -144,7 +146,7 @@ export const Kinds = {
     spec: DaemonSpec,
     status: DaemonStatus,
     printerColumns: [
-      { name: 'Task-Definition', type: 'string', jsonPath: '.spec.daemonTaskDefinition' },
+      { name: 'Task-Definition', type: 'string', jsonPath: '.status.taskDefinition', description: 'the revision the daemon runs (spec.daemonTaskDefinition resolved)' },
       { name: 'Desired', type: 'integer', jsonPath: '.status.desiredCount' },
       { name: 'Running', type: 'integer', jsonPath: '.status.runningCount' },
       { name: 'Up-To-Date', type: 'integer', jsonPath: '.status.updatedCount' },

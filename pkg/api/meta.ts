@@ -104,6 +104,8 @@ export interface KindInfo {
   fieldSelectors: string[];
   /** the spec may not change once created (task definitions) */
   immutableSpec?: boolean;
+  /** the spec is stored as the user wrote it (validated, but without the schema's defaults): task definitions */
+  specAsWritten?: boolean;
   /** a replica count served as the `scale` subresource (autoscaling/v1 Scale): its JSON paths, as a CRD declares them */
   scale?: { specReplicasPath: string; statusReplicasPath: string };
 }

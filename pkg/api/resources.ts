@@ -285,6 +285,11 @@ export const TaskStatus = z.strictObject({
   attachments: z.array(Attachment).optional(),
   /** increments each time the agent reports, like ECS's task `version` */
   version: z.number().int().optional(),
+  /**
+   * the revision the task runs (`family:revision`): spec.taskDefinition (or
+   * spec.daemonTaskDefinition) as admission resolved it at creation. The spec keeps what was written.
+   */
+  taskDefinition: z.string().optional(),
 });
 export type TaskStatus = z.infer<typeof TaskStatus>;
 
@@ -432,6 +437,13 @@ export const namesBareFamily = (ref: string): boolean => !ref.includes(':') && !
 
 export const serviceTaskDefinition = (s: { spec: { taskDefinition: string }; status?: { taskDefinition?: string } }): string => s.status?.taskDefinition ?? s.spec.taskDefinition;
 
+/** The revision a task runs: status.taskDefinition (the spec's, resolved, for a task stored before it existed). */
+export const taskRevision = (t: { spec: { taskDefinition: string; daemonTaskDefinition?: string }; status?: { taskDefinition?: string } }): string =>
+  t.status?.taskDefinition ?? t.spec.daemonTaskDefinition ?? t.spec.taskDefinition;
+
+/** The daemon task definition revision a daemon runs: status.taskDefinition (spec.daemonTaskDefinition for a daemon stored before it existed). */
+export const daemonRevision = (d: { spec: { daemonTaskDefinition: string }; status?: { taskDefinition?: string } }): string => d.status?.taskDefinition ?? d.spec.daemonTaskDefinition;
+
 // ---------------------------------------------------------------- Daemon
 export const DaemonSpec = z.strictObject({
   /** a daemon task definition: `family`, `family:revision` or its ARN */
@@ -459,6 +471,10 @@ export const DaemonStatus = z.strictObject({
   events: z.array(ServiceEvent).optional(),
   observedGeneration: z.number().int().optional(),
   conditions: z.array(Condition).optional(),
+  /** the revision the daemon runs (`family:revision`): spec.daemonTaskDefinition resolved; the spec keeps what was written */
+  taskDefinition: z.string().optional(),
+  /** a spec naming a bare family follows it: the newest revision taken (a newer ACTIVE one is rolled out) */
+  followedRevision: z.number().int().optional(),
 });
 export type DaemonStatus = z.infer<typeof DaemonStatus>;
 

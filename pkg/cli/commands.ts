@@ -4,7 +4,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { kindByName, KINDS } from '../api/kinds.ts';
 import { NOMINATED_ANNOTATION, type KindInfo } from '../api/meta.ts';
 import type { ContainerInstance, Service, Task } from '../api/kinds.ts';
-import { restartRequest, serviceTaskDefinition } from '../api/resources.ts';
+import { restartRequest, serviceTaskDefinition, taskRevision } from '../api/resources.ts';
 import { targetSetOf, type Target } from '../api/loadbalancing.ts';
 import type { AnyObj, Client } from '../client/client.ts';
 import { BerthError, isBerthError } from '../errors/errors.ts';
@@ -213,7 +213,7 @@ function instanceDescribe(ci: ContainerInstance, tasks: Task[]): string[] {
   for (const a of ci.spec.attributes ?? []) lines.push(`  ${a.name}${a.value !== undefined ? `=${a.value}` : ''}`);
   const live = tasks.filter((t) => t.status?.lastStatus !== 'STOPPED');
   lines.push(`Tasks (${live.length} live):`);
-  for (const t of live) lines.push(`  ${t.metadata.name}  ${t.spec.taskDefinition}  ${t.status?.lastStatus ?? ''}  ${t.spec.group ?? ''}`);
+  for (const t of live) lines.push(`  ${t.metadata.name}  ${taskRevision(t)}  ${t.status?.lastStatus ?? ''}  ${t.spec.group ?? ''}`);
   return lines;
 }
 
@@ -495,7 +495,7 @@ export function buildProgram(deps: CliDeps): Command {
             cur = await client.get<Task>('Task', namespace, t.metadata.name);
           }
         }
-        io.out(`task/${t.metadata.name} created (${t.spec.taskDefinition})${cur.spec.containerInstance ? ` on ${cur.spec.containerInstance}` : ''}\n`);
+        io.out(`task/${t.metadata.name} created (${taskRevision(t)})${cur.spec.containerInstance ? ` on ${cur.spec.containerInstance}` : ''}\n`);
       }
     });
 
