@@ -7,8 +7,8 @@ import os from 'node:os';
 import type { Logger } from 'pino';
 import { API_VERSION } from '../api/meta.ts';
 import type { ContainerInstance, InstanceLease, Task, TaskDefinition } from '../api/kinds.ts';
-import type { ContainerStatus as ApiContainerStatus, TaskStatus } from '../api/resources.ts';
-import type { ContainerDefinition, TaskDefinitionSpec } from '../api/taskdefinition.ts';
+import { taskRevision, type ContainerStatus as ApiContainerStatus, type TaskStatus } from '../api/resources.ts';
+import { effectiveTaskDefinition, type ContainerDefinition, type TaskDefinitionSpec } from '../api/taskdefinition.ts';
 import { NODE_TOKEN_ANNOTATION } from '../apiserver/admission.ts';
 import type { Client } from '../client/client.ts';
 import { Informer } from '../client/informer.ts';
@@ -153,8 +153,10 @@ export function taskStatusFromReport(r: TaskReport, prev: TaskStatus | undefined
 }
 
 /** The task the engine runs, from the API task and its (immutable) task definition. */
-export function runtimeTask(t: Task, td: { spec: TaskDefinitionSpec; status?: { family?: string; revision?: number } }, cluster: string, instance?: string): RuntimeTask {
+export function runtimeTask(t: Task, stored: { spec: TaskDefinitionSpec; status?: { family?: string; revision?: number } }, cluster: string, instance?: string): RuntimeTask {
   const daemon = t.spec.daemonTaskDefinition !== undefined;
+  // ECS's defaults apply here (the stored spec is as the user wrote it)
+  const td = { ...stored, spec: effectiveTaskDefinition(stored.spec, daemon) as TaskDefinitionSpec };
   const ov = new Map((t.spec.overrides?.containerOverrides ?? []).map((o) => [o.name, o]));
   const containers = (td.spec.containerDefinitions as ContainerDefinition[]).map((c) => {
     const o = ov.get(c.name);
@@ -170,7 +172,7 @@ export function runtimeTask(t: Task, td: { spec: TaskDefinitionSpec; status?: { 
       environment: [...env].map(([name, value]) => ({ name, value })),
     } as ContainerDefinition;
   });
-  const [family, rev] = t.spec.taskDefinition.split(':');
+  const [family, rev] = taskRevision(t).split(':');
   const assigned: Record<string, number> = {};
   for (const h of t.spec.hostPorts ?? []) assigned[hostPortKey(h.containerName, h.containerPort, h.protocol)] = h.hostPort;
   return {
@@ -480,7 +482,8 @@ export class Agent {
 
   private td(t: Task): Promise<TaskDefinition> {
     const daemon = t.spec.daemonTaskDefinition !== undefined;
-    const name = daemon ? t.spec.daemonTaskDefinition! : t.spec.taskDefinition;
+    // the revision admission resolved at creation (the spec may name a family or an ARN)
+    const name = taskRevision(t);
     const key = `${daemon ? 'd' : 't'}/${name}`;
     let p = this.tds.get(key);
     if (!p) {

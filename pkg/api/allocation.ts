@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { ContainerDefinition, DaemonTaskDefinitionSpec, TaskDefinitionSpec } from './taskdefinition.ts';
+import { effectiveTaskDefinition, type ContainerDefinition, type DaemonTaskDefinitionSpec, type TaskDefinitionSpec } from './taskdefinition.ts';
 import { EcsResource, type HostPortAssignment, type TaskOverride } from './resources.ts';
 
 /**
@@ -27,10 +27,11 @@ export interface TaskDemand {
 export const containerMemory = (c: Pick<ContainerDefinition, 'memory' | 'memoryReservation'>) => c.memoryReservation ?? c.memory ?? 0;
 
 export function demandOf(
-  spec: TaskDefinitionSpec | DaemonTaskDefinitionSpec,
+  stored: TaskDefinitionSpec | DaemonTaskDefinitionSpec,
   overrides?: TaskOverride,
   opts: { daemon?: boolean } = {},
 ): TaskDemand {
+  const spec = effectiveTaskDefinition(stored, !!opts.daemon);
   const ov = new Map((overrides?.containerOverrides ?? []).map((o) => [o.name, o]));
   const containers = (spec.containerDefinitions as ContainerDefinition[]).map((c) => {
     const o = ov.get(c.name);

@@ -1,6 +1,7 @@
 import { badRequest } from '../errors/errors.ts';
 import { API_VERSION, type Resource } from './meta.ts';
 import type { TaskDefinition } from './kinds.ts';
+import { effectiveTaskDefinition } from './taskdefinition.ts';
 import type { Arns } from './arn.ts';
 
 /**
@@ -73,7 +74,8 @@ export function ecsToManifest(doc: unknown, opts: { daemon?: boolean; shape?: Ec
 export function taskDefinitionToEcs(td: TaskDefinition | Resource, arns?: Arns): Json {
   const status = (td.status ?? {}) as Json;
   const [family, rev] = td.metadata.name.split(':');
-  const spec = td.spec as Json;
+  // ECS answers with its defaults filled in (the stored spec is as the user wrote it)
+  const spec = effectiveTaskDefinition(td.spec, td.kind === 'DaemonTaskDefinition') as unknown as Json;
   const out: Json = {
     taskDefinitionArn: status.taskDefinitionArn ?? (arns ? arns.taskDefinition(td.metadata.name) : undefined),
     family: status.family ?? family,

@@ -68,6 +68,7 @@ export const Kinds = {
       age,
     ],
     fieldSelectors: ['status.family', 'status.status'],
+    specAsWritten: true,
   },
   DaemonTaskDefinition: {
     ...KIND_NAMES.DaemonTaskDefinition,
@@ -80,13 +81,14 @@ export const Kinds = {
       age,
     ],
     fieldSelectors: ['status.family', 'status.status'],
+    specAsWritten: true,
   },
   Task: {
     ...KIND_NAMES.Task,
     spec: TaskSpec,
     status: TaskStatus,
     printerColumns: [
-      { name: 'Task-Definition', type: 'string', jsonPath: '.spec.taskDefinition' },
+      { name: 'Task-Definition', type: 'string', jsonPath: '.status.taskDefinition', description: 'the revision the task runs (spec.taskDefinition resolved at creation)' },
       { name: 'Instance', type: 'string', jsonPath: '.spec.containerInstance' },
       { name: 'Desired', type: 'string', jsonPath: '.spec.desiredStatus' },
       { name: 'Last', type: 'string', jsonPath: '.status.lastStatus' },
@@ -116,7 +118,7 @@ export const Kinds = {
     spec: DaemonSpec,
     status: DaemonStatus,
     printerColumns: [
-      { name: 'Task-Definition', type: 'string', jsonPath: '.spec.daemonTaskDefinition' },
+      { name: 'Task-Definition', type: 'string', jsonPath: '.status.taskDefinition', description: 'the revision the daemon runs (spec.daemonTaskDefinition resolved)' },
       { name: 'Desired', type: 'integer', jsonPath: '.status.desiredCount' },
       { name: 'Running', type: 'integer', jsonPath: '.status.runningCount' },
       { name: 'Up-To-Date', type: 'integer', jsonPath: '.status.updatedCount' },
@@ -136,11 +138,7 @@ export const Kinds = {
     fieldSelectors: ['spec.holderIdentity'],
   },
   InstanceLease: {
-    kind: 'InstanceLease',
-    plural: 'instanceleases',
-    singular: 'instancelease',
-    shortNames: ['il'],
-    namespaced: true,
+    ...KIND_NAMES.InstanceLease,
     spec: InstanceLeaseSpec,
     status: InstanceLeaseStatus,
     printerColumns: [

@@ -89,6 +89,8 @@ export interface KindInfo extends KindNames {
   printerColumns: PrinterColumn[];
   /** field paths usable in field selectors, besides metadata.name and metadata.namespace */
   fieldSelectors: string[];
+  /** the spec is stored as the user wrote it (validated, but without the schema's defaults): task definitions */
+  specAsWritten?: boolean;
 }
 
 /** Store key of an object: /berth/<plural>/<namespace-or-_>/<name> */

@@ -89,6 +89,13 @@ export const KIND_NAMES = {
     shortNames: [],
     namespaced: true,
   },
+  InstanceLease: {
+    kind: 'InstanceLease',
+    plural: 'instanceleases',
+    singular: 'instancelease',
+    shortNames: ['il'],
+    namespaced: true,
+  },
   Secret: {
     kind: 'Secret',
     plural: 'secrets',

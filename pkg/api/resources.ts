@@ -2,7 +2,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { z } from 'zod';
 import { Condition } from './meta.ts';
 
-export { restartRequest, serviceTaskDefinition } from './resolved.ts';
+export { daemonRevision, restartRequest, serviceTaskDefinition, taskRevision } from './resolved.ts';
 import { KeyValuePair, PlacementConstraint, PlacementStrategy, Tag } from './taskdefinition.ts';
 
 /**
@@ -287,6 +287,11 @@ export const TaskStatus = z.strictObject({
   attachments: z.array(Attachment).optional(),
   /** increments each time the agent reports, like ECS's task `version` */
   version: z.number().int().optional(),
+  /**
+   * the revision the task runs (`family:revision`): spec.taskDefinition (or
+   * spec.daemonTaskDefinition) as admission resolved it at creation. The spec keeps what was written.
+   */
+  taskDefinition: z.string().optional(),
 });
 export type TaskStatus = z.infer<typeof TaskStatus>;
 
@@ -451,6 +456,10 @@ export const DaemonStatus = z.strictObject({
   events: z.array(ServiceEvent).optional(),
   observedGeneration: z.number().int().optional(),
   conditions: z.array(Condition).optional(),
+  /** the revision the daemon runs (`family:revision`): spec.daemonTaskDefinition resolved; the spec keeps what was written */
+  taskDefinition: z.string().optional(),
+  /** a spec naming a bare family follows it: the newest revision taken (a newer ACTIVE one is rolled out) */
+  followedRevision: z.number().int().optional(),
 });
 export type DaemonStatus = z.infer<typeof DaemonStatus>;
 

@@ -378,3 +378,29 @@ export const DaemonTaskDefinitionSpec = z.strictObject(
   },
 );
 export type DaemonTaskDefinitionSpec = z.infer<typeof DaemonTaskDefinitionSpec>;
+
+// ---- the stored spec is the user's; its defaults apply where it is read ----
+
+const effectiveCache = new WeakMap<object, unknown>();
+
+/**
+ * A task definition's spec with ECS's defaults applied (`essential` true, `cpu` 0, `protocol`
+ * tcp, `networkMode` bridge, health check timings, "0.25 vCPU" as "256", ...): what the
+ * scheduler, the agent, the controllers, admission and the ECS face's answers read. The stored
+ * spec keeps what the user wrote, so `kubectl apply` of an unchanged file is `unchanged`.
+ * Pure; a spec stored before (already defaulted) comes back equal. Remembered per spec object
+ * (cached objects are never modified).
+ */
+export function effectiveTaskDefinition(spec: TaskDefinitionSpecInput | TaskDefinitionSpec, daemon?: false): TaskDefinitionSpec;
+export function effectiveTaskDefinition(spec: unknown, daemon: true): DaemonTaskDefinitionSpec;
+export function effectiveTaskDefinition(spec: unknown, daemon?: boolean): TaskDefinitionSpec | DaemonTaskDefinitionSpec;
+export function effectiveTaskDefinition(spec: unknown, daemon = false): TaskDefinitionSpec | DaemonTaskDefinitionSpec {
+  if (typeof spec !== 'object' || spec === null) return spec as TaskDefinitionSpec;
+  const hit = effectiveCache.get(spec);
+  if (hit) return hit as TaskDefinitionSpec;
+  const r = (daemon ? DaemonTaskDefinitionSpec : TaskDefinitionSpec).safeParse(spec);
+  // what was admitted parses; anything else is shown as stored rather than dropped
+  const out = (r.success ? r.data : spec) as TaskDefinitionSpec;
+  effectiveCache.set(spec, out);
+  return out;
+}

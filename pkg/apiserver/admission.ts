@@ -1,10 +1,10 @@
 import { Kinds, type Cluster, type ContainerInstance, type Task } from '../api/kinds.ts';
-import { namesBareFamily } from '../api/resources.ts';
+import { daemonRevision, namesBareFamily } from '../api/resources.ts';
 import { API_VERSION, storeKey, type KindInfo } from '../api/meta.ts';
 import { Arns, isArn, newId, parseArn } from '../api/arn.ts';
 import { contentHash, sameJson } from '../api/validate.ts';
 import { Allocation, capacityOf, emptyAllocation, gateOf, release, remainingResources } from '../api/allocation.ts';
-import type { TaskDefinitionSpec, TaskDefinitionStatus } from '../api/taskdefinition.ts';
+import { effectiveTaskDefinition, type TaskDefinitionStatus } from '../api/taskdefinition.ts';
 import { BerthError, badRequest, conflict, invalid, notFound } from '../errors/errors.ts';
 import { credentialIndexKey, credentialKey, hashToken, newToken, type NodeCredential } from './auth.ts';
 import { chargeRegistration } from './bootstraptokens.ts';
@@ -125,7 +125,8 @@ export class TaskDefinitionAdmission implements Admission {
    */
   async normalize(o: Obj, _ns: string | undefined, w: WriteContext): Promise<Obj | { existing: Obj }> {
     const [family, revStr] = o.metadata.name.split(':');
-    const hash = contentHash(o.spec);
+    // content is compared with ECS's defaults applied: `essential: true` written out or left to the default is one revision
+    const hash = contentHash(effectiveTaskDefinition(o.spec, this.daemon));
     const revs = this.revisions(family);
     const latest = revs.find((r) => r.status.status === 'ACTIVE');
     const max = revs[0]?.status.revision ?? 0;
@@ -494,8 +495,7 @@ export class TaskAdmission implements Admission {
     if (td.status.status !== 'ACTIVE' && !owned) {
       throw invalid('Task', o.metadata.name, [{ field, message: `task definition "${resolved}" is INACTIVE; register a new revision` }], `TaskDefinition is inactive`);
     }
-    spec.taskDefinition = resolved!;
-    if (daemon) spec.daemonTaskDefinition = resolved!;
+    // the spec keeps what was written (`web`, an ARN); the revision it runs is status.taskDefinition
     if (spec.containerInstance !== undefined) {
       throw invalid('Task', o.metadata.name, [{ field: 'spec.containerInstance', message: 'is set through the bindings call (or StartTask), not at creation' }]);
     }
@@ -506,6 +506,7 @@ export class TaskAdmission implements Admission {
       lastStatus: spec.desiredStatus === 'STOPPED' ? 'STOPPED' : 'PENDING',
       containers,
       version: 1,
+      taskDefinition: resolved!,
       ...(spec.desiredStatus === 'STOPPED' ? { stoppedAt: now(), stoppedReason: spec.stopReason ?? 'created stopped' } : {}),
     };
     void w;
@@ -518,8 +519,13 @@ export class TaskAdmission implements Admission {
     const bad = (field: string, message: string) => {
       throw invalid('Task', name, [{ field, message, reason: 'FieldValueForbidden' }]);
     };
+    // the revision a task runs was resolved at its creation: the server's, kept by every write
+    // (a status written from a report or a read without it keeps it)
+    const ran = (p.status as { taskDefinition?: string } | undefined)?.taskDefinition;
+    if (ran !== undefined) n.status = { ...(n.status ?? { lastStatus: p.status?.lastStatus ?? 'PENDING' }), taskDefinition: ran } as Task['status'];
     if (sub !== 'status') {
       if (n.spec.taskDefinition !== p.spec.taskDefinition) bad('spec.taskDefinition', 'cannot change once the task exists');
+      if (n.spec.daemonTaskDefinition !== p.spec.daemonTaskDefinition) bad('spec.daemonTaskDefinition', 'cannot change once the task exists');
       if (n.spec.containerInstance !== p.spec.containerInstance) bad('spec.containerInstance', 'is set once, through the bindings call');
       if (JSON.stringify(n.spec.hostPorts) !== JSON.stringify(p.spec.hostPorts)) bad('spec.hostPorts', 'is set once, through the bindings call');
       if (p.spec.desiredStatus === 'STOPPED' && n.spec.desiredStatus === 'RUNNING') bad('spec.desiredStatus', 'a task that is to stop cannot be made to run again');
@@ -681,9 +687,9 @@ export class DaemonAdmission implements Admission {
    * Daemons share one `daemon_bridge` namespace per instance: two daemons of a cluster may
    * not listen on the same container port.
    */
-  private checkPorts(o: Obj, w: WriteContext) {
+  private checkPorts(o: Obj, revision: string, w: WriteContext) {
     const ns = o.metadata.namespace!;
-    const mine = this.ports((o.spec as { daemonTaskDefinition: string }).daemonTaskDefinition);
+    const mine = this.ports(revision);
     if (mine.size === 0) return;
     // the check below is as fresh as this cache; the guard, read from the same cache, is
     // compared and rewritten in the txn: a daemon admitted meanwhile (on any apiserver)
@@ -694,7 +700,7 @@ export class DaemonAdmission implements Admission {
     w.ops.push({ type: 'put', key: daemonPortsKey(ns), value });
     for (const [, other] of this.registry.cache.list('daemons', ns)) {
       if (other.metadata.name === o.metadata.name || (other.status as { status?: string } | undefined)?.status === 'INACTIVE') continue;
-      const theirs = this.ports((other.spec as { daemonTaskDefinition: string }).daemonTaskDefinition);
+      const theirs = this.ports(daemonRevision(other as unknown as { spec: { daemonTaskDefinition: string }; status?: { taskDefinition?: string } }));
       for (const port of mine) {
         if (theirs.has(port)) {
           throw invalid('Daemon', o.metadata.name, [
@@ -708,29 +714,59 @@ export class DaemonAdmission implements Admission {
     }
   }
 
-  private async resolve(o: Obj) {
+  /** the revision spec.daemonTaskDefinition names now; it goes to status.taskDefinition (the spec stays the user's) */
+  private async resolve(o: Obj): Promise<string> {
     const spec = o.spec as { daemonTaskDefinition: string };
     const r = await this.dtds.resolveFresh(spec.daemonTaskDefinition);
     if (!r || !this.dtds.revisions(r.split(':')[0]).some((t) => t.metadata.name === r)) {
       throw invalid('Daemon', o.metadata.name, [{ field: 'spec.daemonTaskDefinition', message: `daemon task definition "${spec.daemonTaskDefinition}" not found (or it has no ACTIVE revision)` }]);
     }
-    spec.daemonTaskDefinition = r;
+    return r;
+  }
+
+  /** what the status records of the revision the daemon runs (a bare family is followed from it) */
+  private resolvedStatus(o: Obj, revision: string) {
+    const follows = namesBareFamily((o.spec as { daemonTaskDefinition: string }).daemonTaskDefinition);
+    return { taskDefinition: revision, daemonTaskDefinitionArn: this.arns.daemonTaskDefinition(revision), ...(follows ? { followedRevision: Number(revision.split(':')[1]) } : {}) };
   }
 
   async create(o: Obj, w: WriteContext) {
-    await this.resolve(o);
-    this.checkPorts(o, w);
+    const revision = await this.resolve(o);
+    this.checkPorts(o, revision, w);
     const meta = o.metadata as { finalizers?: string[] };
     meta.finalizers = [...new Set([...(meta.finalizers ?? []), CONTROLLER_FINALIZER])];
-    o.status = { daemonArn: this.arns.daemon(o.metadata.namespace!, o.metadata.name), status: 'ACTIVE', daemonTaskDefinitionArn: this.arns.daemonTaskDefinition((o.spec as { daemonTaskDefinition: string }).daemonTaskDefinition), desiredCount: 0, runningCount: 0, pendingCount: 0, updatedCount: 0 };
+    o.status = { daemonArn: this.arns.daemon(o.metadata.namespace!, o.metadata.name), status: 'ACTIVE', desiredCount: 0, runningCount: 0, pendingCount: 0, updatedCount: 0, ...this.resolvedStatus(o, revision) };
   }
 
   async update(next: Obj, prev: Obj, w: WriteContext, sub: 'status' | undefined) {
-    if (sub === 'status') return;
+    type St = { taskDefinition?: string; followedRevision?: number; daemonTaskDefinitionArn?: string } | undefined;
+    const ps = prev.status as St;
+    if (sub === 'status') {
+      const ns = (next.status ?? {}) as NonNullable<St>;
+      next.status = ns;
+      if (!ns.taskDefinition || ns.taskDefinition === ps?.taskDefinition) {
+        // the revision is the server's: a status written without it keeps it
+        for (const k of ['taskDefinition', 'followedRevision', 'daemonTaskDefinitionArn'] as const) if (ps?.[k] !== undefined) (ns as Record<string, unknown>)[k] = ps[k];
+        return;
+      }
+      // the controller takes a newer revision of the family the spec follows: it must be one,
+      // ACTIVE, and its ports must not clash with the cluster's other daemons
+      const family = (next.spec as { daemonTaskDefinition: string }).daemonTaskDefinition;
+      const [f, rev] = ns.taskDefinition.split(':');
+      const td = this.dtds.revisions(f).find((t) => t.metadata.name === ns.taskDefinition);
+      if (!namesBareFamily(family) || f !== family || !td || td.status.status !== 'ACTIVE' || Number(rev) <= (ps?.followedRevision ?? 0)) {
+        throw invalid('Daemon', prev.metadata.name, [{ field: 'status.taskDefinition', message: `can move only to a newer ACTIVE revision of the family the spec follows ("${family}")` }]);
+      }
+      this.checkPorts(next, ns.taskDefinition, w);
+      Object.assign(ns, this.resolvedStatus(next, ns.taskDefinition));
+      return;
+    }
     keepSystemFinalizer(next, prev, w);
-    if ((next.spec as { daemonTaskDefinition: string }).daemonTaskDefinition !== (prev.spec as { daemonTaskDefinition: string }).daemonTaskDefinition) {
-      await this.resolve(next);
-      this.checkPorts(next, w);
+    if ((next.spec as { daemonTaskDefinition: string }).daemonTaskDefinition !== (prev.spec as { daemonTaskDefinition: string }).daemonTaskDefinition || (!ps?.taskDefinition && !next.metadata.deletionTimestamp)) {
+      const revision = await this.resolve(next);
+      const { followedRevision: _was, ...rest } = (next.status ?? {}) as NonNullable<St>;
+      next.status = { ...rest, ...this.resolvedStatus(next, revision) };
+      this.checkPorts(next, revision, w);
     }
   }
 }

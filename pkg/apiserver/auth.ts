@@ -2,6 +2,8 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { badRequest, forbidden, unauthorized } from '../errors/errors.ts';
 import { storeKey } from '../api/meta.ts';
+import { taskRevision } from '../api/resources.ts';
+import type { Task } from '../api/kinds.ts';
 import { BOOTSTRAP_TOKEN_RE, bootstrapTokenKey, type BootstrapTokenRecord } from './bootstraptokens.ts';
 import type { FieldRequirement } from './selectors.ts';
 import type { AccessRequest } from './policy.ts';
@@ -263,9 +265,13 @@ export class DefaultAuthorizer implements Authorizer {
       case 'taskdefinitions':
       case 'daemontaskdefinitions': {
         if (a.verb !== 'get' || !a.name) break;
-        const field = a.resource === 'taskdefinitions' ? 'taskDefinition' : 'daemonTaskDefinition';
+        // the revision a bound task runs (status.taskDefinition: its spec may name the family)
+        const daemon = a.resource === 'daemontaskdefinitions';
         const tasks = this.cache.list('tasks', n.cluster, { field: 'spec.containerInstance', value: n.instance });
-        if (tasks.some(([, t]) => (t as { spec?: Record<string, string> }).spec?.[field] === a.name)) return;
+        if (tasks.some(([, o]) => {
+          const t = o as unknown as Task;
+          return !!t.spec && (t.spec.daemonTaskDefinition !== undefined) === daemon && taskRevision(t) === a.name;
+        })) return;
         deny('no task bound to this node references it');
         break;
       }
@@ -283,12 +289,8 @@ export class DefaultAuthorizer implements Authorizer {
   private boundSecretNames(n: { cluster: string; instance: string }): Set<string> {
     const out = new Set<string>();
     for (const [, t] of this.cache.list('tasks', n.cluster, { field: 'spec.containerInstance', value: n.instance })) {
-      const spec = (t as { spec?: { taskDefinition?: string; daemonTaskDefinition?: string } }).spec;
-      const td = spec?.daemonTaskDefinition
-        ? this.cache.get(storeKey('daemontaskdefinitions', undefined, spec.daemonTaskDefinition))
-        : spec?.taskDefinition
-          ? this.cache.get(storeKey('taskdefinitions', undefined, spec.taskDefinition))
-          : undefined;
+      const task = t as unknown as Task;
+      const td = task.spec?.taskDefinition ? this.cache.get(storeKey(task.spec.daemonTaskDefinition ? 'daemontaskdefinitions' : 'taskdefinitions', undefined, taskRevision(task))) : undefined;
       for (const name of referencedNames((td as { spec?: Parameters<typeof referencedNames>[0] } | undefined)?.spec)) {
         for (const c of candidateNames(name)) out.add(c);
       }

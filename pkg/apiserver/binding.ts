@@ -4,7 +4,7 @@ import { GROUP, NOMINATED_ANNOTATION, VERSION, storeKey } from '../api/meta.ts';
 import type { ContainerInstance, Task } from '../api/kinds.ts';
 import { allocate, capacityOf, choosePorts, demandOf, emptyAllocation, fitFailure, gateOf, hostPortsMismatch, usedPorts } from '../api/allocation.ts';
 import type { Allocation, InstanceGate, TaskAllocation, TaskDemand } from '../api/allocation.ts';
-import { HostPortAssignment } from '../api/resources.ts';
+import { HostPortAssignment, taskRevision } from '../api/resources.ts';
 import type { TaskDefinitionSpec } from '../api/taskdefinition.ts';
 import { parseOrInvalid } from '../api/validate.ts';
 import { badRequest } from '../errors/errors.ts';
@@ -143,7 +143,7 @@ export class Binder {
 
   private demand(task: Task): TaskDemand | undefined {
     const daemon = task.spec.daemonTaskDefinition !== undefined;
-    const td = this.registry.cache.get(storeKey(daemon ? 'daemontaskdefinitions' : 'taskdefinitions', undefined, task.spec.taskDefinition));
+    const td = this.registry.cache.get(storeKey(daemon ? 'daemontaskdefinitions' : 'taskdefinitions', undefined, taskRevision(task)));
     if (!td) return undefined;
     return demandOf((td as unknown as { spec: TaskDefinitionSpec }).spec, task.spec.overrides, { daemon });
   }
@@ -279,7 +279,7 @@ export class Binder {
       }
       const demand = this.demand(it.task);
       if (!demand) {
-        this.fail(results[it.i], 'MISSING', `task definition "${it.task.spec.taskDefinition}" not found`);
+        this.fail(results[it.i], 'MISSING', `task definition "${taskRevision(it.task)}" not found`);
         continue;
       }
       const cap = capacityOf(entry.gate.registeredResources);

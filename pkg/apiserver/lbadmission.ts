@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Arns } from '../api/arn.ts';
 import { ELB_NAME_MESSAGE, ELB_NAME_RE, targetSetOf, type LoadBalancerSpec } from '../api/loadbalancing.ts';
 import { storeKey } from '../api/meta.ts';
-import type { TaskDefinitionSpec } from '../api/taskdefinition.ts';
+import { effectiveTaskDefinition, type TaskDefinitionSpec } from '../api/taskdefinition.ts';
 import { invalid, type FieldCause } from '../errors/errors.ts';
 import type { Admission, Obj, Registry } from './registry.ts';
 
@@ -33,7 +33,8 @@ export function serviceLoadBalancerCauses(registry: Registry, spec: { taskDefini
   const causes: FieldCause[] = [];
   const lbs = spec.loadBalancers ?? [];
   if (lbs.length > 5) causes.push({ field: 'spec.loadBalancers', message: 'at most 5 load balancers per service' });
-  const td = registry.cache.get(storeKey('taskdefinitions', undefined, spec.taskDefinition))?.spec as TaskDefinitionSpec | undefined;
+  const stored = registry.cache.get(storeKey('taskdefinitions', undefined, spec.taskDefinition))?.spec as TaskDefinitionSpec | undefined;
+  const td = stored && effectiveTaskDefinition(stored);
   const seen = new Set<string>();
   lbs.forEach((e, i) => {
     const at = (f: string) => `spec.loadBalancers[${i}].${f}`;

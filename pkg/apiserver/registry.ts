@@ -565,7 +565,9 @@ export class Registry {
     } else if (v.metadata.namespace) {
       throw badRequest(`${kind.plural} are not namespaced; drop metadata.namespace`);
     }
-    const o: Obj = { apiVersion: API_VERSION, kind: kind.kind, metadata: { ...v.metadata }, spec: v.spec } as Obj;
+    // a spec stored as written keeps the user's own (kubectl's three-way patch compares it with the file)
+    const spec = kind.specAsWritten ? structuredClone((body as { spec?: unknown }).spec) : v.spec;
+    const o: Obj = { apiVersion: API_VERSION, kind: kind.kind, metadata: { ...v.metadata }, spec } as Obj;
     if (kind.namespaced) o.metadata.namespace = ns;
     if (v.status !== undefined) o.status = v.status;
     return o;

@@ -2,8 +2,8 @@ import type { Logger } from 'pino';
 import { capacityOf, demandOf, emptyAllocation, type Allocation, type TaskAllocation, type TaskDemand } from '../api/allocation.ts';
 import type { ContainerInstance, Daemon, DaemonTaskDefinition, Endpoints, InstanceLease, LoadBalancerObj, Secret, Service, TargetGroup, Task, TaskDefinition } from '../api/kinds.ts';
 import { targetSetKey, targetSetOf } from '../api/loadbalancing.ts';
-import { namesBareFamily } from '../api/resources.ts';
-import type { TaskDefinitionSpec } from '../api/taskdefinition.ts';
+import { namesBareFamily, taskRevision } from '../api/resources.ts';
+import { effectiveTaskDefinition, type TaskDefinitionSpec } from '../api/taskdefinition.ts';
 import type { Client } from '../client/client.ts';
 import { Informer, objKey } from '../client/informer.ts';
 import { instanceView, type InstanceView } from '../scheduler/scheduler.ts';
@@ -123,7 +123,7 @@ export class SharedInformers {
     this.targetGroups = new Informer<TargetGroup>(client, 'TargetGroup', o);
     this.daemons = new Informer<Daemon>(client, 'Daemon', o).addIndex('namespace', (d) => [d.metadata.namespace!]);
     this.taskDefinitions = new Informer<TaskDefinition>(client, 'TaskDefinition', { log }).addIndex('family', (td) => [td.metadata.name.split(':')[0]]);
-    this.daemonTaskDefinitions = new Informer<DaemonTaskDefinition>(client, 'DaemonTaskDefinition', { log });
+    this.daemonTaskDefinitions = new Informer<DaemonTaskDefinition>(client, 'DaemonTaskDefinition', { log }).addIndex('family', (td) => [td.metadata.name.split(':')[0]]);
     this.endpoints = new Informer<Endpoints>(client, 'Endpoints', o);
     this.secrets = new Informer<Secret>(client, 'Secret', { log });
     // the ledger's handlers are registered first, so every controller's handler sees it up to date
@@ -148,7 +148,7 @@ export class SharedInformers {
   }
 
   private tdKey(t: Task) {
-    return t.spec.daemonTaskDefinition !== undefined ? `d:${t.spec.daemonTaskDefinition}` : `t:${t.spec.taskDefinition}`;
+    return `${t.spec.daemonTaskDefinition !== undefined ? 'd' : 't'}:${taskRevision(t)}`;
   }
 
   private entry(key: string): InstanceLedger {
@@ -202,10 +202,11 @@ export class SharedInformers {
     for (const i of this.started) i.stop();
   }
 
+  /** the task's definition with ECS's defaults applied (the stored spec is as the user wrote it) */
   taskDefinitionSpec(t: Task): TaskDefinitionSpec | undefined {
     const daemon = t.spec.daemonTaskDefinition !== undefined;
-    const td = daemon ? this.daemonTaskDefinitions.get(t.spec.daemonTaskDefinition!) : this.taskDefinitions.get(t.spec.taskDefinition);
-    return td?.spec as TaskDefinitionSpec | undefined;
+    const td = daemon ? this.daemonTaskDefinitions.get(taskRevision(t)) : this.taskDefinitions.get(taskRevision(t));
+    return td ? (effectiveTaskDefinition(td.spec, daemon) as TaskDefinitionSpec) : undefined;
   }
 
   demand(t: Task): TaskDemand | undefined {

@@ -1,6 +1,7 @@
 import { Kinds, type ContainerInstance, type Daemon, type DaemonTaskDefinition, type Task } from '../api/kinds.ts';
 import { isArn, parseArn, resolveIdentifier } from '../api/arn.ts';
 import { stableJson } from '../api/validate.ts';
+import { daemonRevision, taskRevision } from '../api/resources.ts';
 import { isBerthError } from '../errors/errors.ts';
 import { authorizeSecretReads, clusterOf, getOrUndefined, newObj, type OpContext, type Operation } from './context.ts';
 import { bool, list, obj, oneOf, paginate, str, unsupported, type Input } from './params.ts';
@@ -72,11 +73,11 @@ async function revisionsInUse(c: OpContext): Promise<Set<string>> {
   const used = new Set<string>();
   for (const [, o] of c.registry.cache.list('daemons', undefined)) {
     const d = o as unknown as Daemon;
-    if (daemonStatus(d) !== 'INACTIVE') used.add(d.spec.daemonTaskDefinition);
+    if (daemonStatus(d) !== 'INACTIVE') used.add(daemonRevision(d));
   }
   for (const [, o] of c.registry.cache.list('tasks', undefined)) {
     const t = o as unknown as Task;
-    if (t.spec.daemonTaskDefinition && t.status?.lastStatus !== 'STOPPED') used.add(t.spec.daemonTaskDefinition);
+    if (t.spec.daemonTaskDefinition && t.status?.lastStatus !== 'STOPPED') used.add(taskRevision(t));
   }
   return used;
 }
@@ -151,8 +152,10 @@ async function runnableDtd(c: OpContext, i: Input): Promise<string> {
   c.authorize({ verb: 'get', resource: 'daemontaskdefinitions', name: ref });
   const td = await getOrUndefined(c, DTD, undefined, ref);
   if (!td) throw clientException(`Daemon task definition ${ref} not found.`);
-  if ((td as unknown as DaemonTaskDefinition).status?.status !== 'ACTIVE') throw clientException(`Daemon task definition ${ref} is not ACTIVE (it was deleted); register a new revision.`);
-  return ref;
+  const st = (td as unknown as DaemonTaskDefinition).status;
+  if (st?.status !== 'ACTIVE') throw clientException(`Daemon task definition ${ref} is not ACTIVE (it was deleted); register a new revision.`);
+  // ECS pins the revision a family resolves to now (as UpdateService does); the resource API's spec may name the family and follow it
+  return st.family && st.revision ? `${st.family}:${st.revision}` : ref;
 }
 
 /**

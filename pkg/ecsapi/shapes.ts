@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import type { Arns } from '../api/arn.ts';
 import type { Cluster, ContainerInstance, Daemon, DaemonTaskDefinition, Service, Task, TaskDefinition } from '../api/kinds.ts';
 import type { Resource } from '../api/meta.ts';
-import { serviceTaskDefinition, type EcsResource } from '../api/resources.ts';
+import { daemonRevision, serviceTaskDefinition, taskRevision, type EcsResource } from '../api/resources.ts';
+import { effectiveTaskDefinition } from '../api/taskdefinition.ts';
 import { taskDefinitionToEcs } from '../api/ecsjson.ts';
 
 /**
@@ -140,7 +141,8 @@ export function containerId(taskId: string, name: string): string {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
 }
 
-export function taskToEcs(t: Task, arns: Arns, td?: TaskDefinition, include: string[] = []): Json {
+export function taskToEcs(t: Task, arns: Arns, stored?: TaskDefinition, include: string[] = []): Json {
+  const td = stored && { ...stored, spec: effectiveTaskDefinition(stored.spec, t.spec.daemonTaskDefinition !== undefined) };
   const ns = t.metadata.namespace!;
   const id = t.metadata.name;
   const taskArn = t.status?.taskArn ?? arns.task(ns, id);
@@ -171,7 +173,7 @@ export function taskToEcs(t: Task, arns: Arns, td?: TaskDefinition, include: str
     taskArn,
     clusterArn: arns.cluster(ns),
     // a daemon's task runs a daemon task definition
-    taskDefinitionArn: t.spec.daemonTaskDefinition ? arns.daemonTaskDefinition(t.spec.daemonTaskDefinition) : arns.taskDefinition(t.spec.taskDefinition),
+    taskDefinitionArn: t.spec.daemonTaskDefinition ? arns.daemonTaskDefinition(taskRevision(t)) : arns.taskDefinition(taskRevision(t)),
     containerInstanceArn: t.spec.containerInstance ? arns.containerInstance(ns, t.spec.containerInstance) : undefined,
     overrides: { containerOverrides: overrides.containerOverrides ?? (td?.spec.containerDefinitions ?? []).map((c) => ({ name: c.name })), inferenceAcceleratorOverrides: [], ...stripUndefined(overrides, ['containerOverrides']) },
     lastStatus: st?.lastStatus ?? 'PROVISIONING',
@@ -282,7 +284,7 @@ const revisionName = (td: DaemonTaskDefinition) => (td.status ? `${td.status.fam
 /** ECS's DaemonTaskDefinition shape (DescribeDaemonTaskDefinition). */
 export function daemonTaskDefinitionToEcs(td: DaemonTaskDefinition, arns: Arns, status: DaemonTaskDefinitionStatus): Json {
   const st = td.status;
-  const { tags: _tags, ...spec } = td.spec;
+  const { tags: _tags, ...spec } = effectiveTaskDefinition(td.spec, true);
   void _tags;
   const [family, rev] = revisionName(td).split(':');
   return compact({
@@ -366,9 +368,9 @@ export function daemonSummary(d: Daemon, arns: Arns): Json {
  */
 export function daemonDetail(d: Daemon, arns: Arns, tasks: Task[]): Json {
   const ns = d.metadata.namespace!;
-  const target = d.spec.daemonTaskDefinition;
+  const target = daemonRevision(d);
   const live = tasks.filter((t) => t.spec.desiredStatus === 'RUNNING' && t.status?.lastStatus !== 'STOPPED');
-  const revOf = (t: Task) => t.spec.daemonTaskDefinition ?? t.spec.taskDefinition;
+  const revOf = taskRevision;
   const revisions = [target, ...new Set(live.map(revOf).filter((r) => r !== target))];
   const running = (rev?: string) => live.filter((t) => t.status?.lastStatus === 'RUNNING' && (rev === undefined || revOf(t) === rev)).length;
   const desired = d.status?.desiredCount ?? 0;

@@ -3,7 +3,7 @@ import { Kinds, type Task, type TaskDefinition } from '../api/kinds.ts';
 import { newId } from '../api/arn.ts';
 import { allocate, choosePorts, demandOf, usedPorts, type TaskDemand } from '../api/allocation.ts';
 import { withTags, type PlacementConstraint, type PlacementStrategy, type Tag } from '../api/taskdefinition.ts';
-import { NetworkConfiguration, type TaskSpec } from '../api/resources.ts';
+import { NetworkConfiguration, taskRevision, type TaskSpec } from '../api/resources.ts';
 import { storeKey } from '../api/meta.ts';
 import { contentHash } from '../api/validate.ts';
 import type { PreparedCreate } from '../apiserver/registry.ts';
@@ -33,7 +33,7 @@ export interface Failure {
 
 /** The task's definition from the cache: a daemon's task runs a daemon task definition (a subset of the same shape). */
 function tdOf(c: OpContext, t: Task): TaskDefinition | undefined {
-  const key = t.spec.daemonTaskDefinition ? storeKey('daemontaskdefinitions', undefined, t.spec.daemonTaskDefinition) : storeKey('taskdefinitions', undefined, t.spec.taskDefinition);
+  const key = storeKey(t.spec.daemonTaskDefinition ? 'daemontaskdefinitions' : 'taskdefinitions', undefined, taskRevision(t));
   return c.registry.cache.get(key) as unknown as TaskDefinition | undefined;
 }
 
@@ -426,7 +426,7 @@ export const ListTasks: Operation = async (c, i) => {
         desiredStatus !== 'PENDING' &&
         t.spec.desiredStatus === desiredStatus &&
         (!instance || t.spec.containerInstance === instance) &&
-        (!family || t.spec.taskDefinition.split(':')[0] === family) &&
+        (!family || taskRevision(t).split(':')[0] === family) &&
         (!startedBy || t.spec.startedBy === startedBy) &&
         (!serviceName || t.spec.group === `service:${serviceName}`) &&
         (!daemonName || t.spec.group === `daemon:${daemonName}`) &&

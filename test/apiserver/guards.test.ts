@@ -48,8 +48,9 @@ describe('guards: what they protect changes only through the writes that compare
     const take = await s.call('PATCH', `${D}/b`, { spec: { daemonTaskDefinition: 'other:2' } }, merge);
     expect(take.status, JSON.stringify(take.body)).to.equal(422);
     expect(take.body.message).to.contain('udp/8125');
-    const ds = (await s.call('GET', D)).body.items.map((d: any) => `${d.metadata.name}=${d.spec.daemonTaskDefinition}`);
-    expect(ds).to.deep.equal(['a=statsd:1', 'b=other:1']);
+    // the revision each daemon runs (its spec keeps what was written)
+    const ds = (await s.call('GET', D)).body.items.map((d: any) => `${d.metadata.name}=${d.spec.daemonTaskDefinition}->${d.status.taskDefinition}`);
+    expect(ds).to.deep.equal(['a=statsd->statsd:1', 'b=other->other:1']);
   });
 
   it('R1-7: INACTIVE is what deregistration makes of an instance: a client may not set it (nor leave it), and DeleteCluster counts every registered instance', async () => {

@@ -310,7 +310,7 @@ describe('R1-8: a family is authorized as the revision it runs, resolved fresh, 
     expect(frankEcs.status, JSON.stringify(frankEcs.body)).to.equal(200);
     expect(frankEcs.body.tasks.map((t: { taskDefinitionArn: string }) => t.taskDefinitionArn)).to.deep.equal([`${ARN}:task-definition/job:2`]);
     expect(frankK8s.status, JSON.stringify(frankK8s.body)).to.equal(201);
-    expect(frankK8s.body.spec.taskDefinition).to.equal('job:2');
+    expect([frankK8s.body.spec.taskDefinition, frankK8s.body.status.taskDefinition]).to.deep.equal(['job', 'job:2']);
     // what erin was refused does not exist
     expect((await s.k8s('admin', 'GET', `${ns('A')}/tasks/r18-erin`)).status).to.equal(404);
   });

@@ -75,6 +75,13 @@ describe('berth loads only the command it runs (issue 22: a quick CLI)', functio
     for (const [argv, want] of table) expect(commandWord(argv), argv.join(' ')).to.equal(want);
   });
 
+  it('every kind has its names without its schema, the same as the kind has (the client finds kinds by them)', async () => {
+    const { Kinds } = await import('../../pkg/api/kinds.ts');
+    const { KIND_NAMES } = await import('../../pkg/api/names.ts');
+    expect(Object.keys(KIND_NAMES).sort()).to.deep.equal(Object.keys(Kinds).sort());
+    for (const [k, v] of Object.entries(Kinds)) for (const f of Object.keys((KIND_NAMES as Record<string, object>)[k])) expect((v as Record<string, unknown>)[f], `${k}.${f}`).to.deep.equal((KIND_NAMES as Record<string, Record<string, unknown>>)[k][f]);
+  });
+
   it('every command in the table has a module that registers it', async () => {
     for (const c of COMMANDS) expect(typeof (await c.load()).register, c.name).to.equal('function');
   });

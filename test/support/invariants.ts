@@ -23,6 +23,7 @@
  * A sample that fails (the API unreachable) is counted, not judged.
  */
 import type { ContainerInstance, Service, Task } from '../../pkg/api/kinds.ts';
+import { taskRevision } from '../../pkg/api/resources.ts';
 import type { Client } from '../../pkg/client/client.ts';
 
 export interface InvariantResult {
@@ -139,7 +140,7 @@ export class InvariantChecker {
 
   private usageOf(t: Task): Promise<Usage> {
     const daemon = t.spec.daemonTaskDefinition !== undefined;
-    const name = daemon ? t.spec.daemonTaskDefinition! : t.spec.taskDefinition;
+    const name = taskRevision(t);
     const key = `${daemon ? 'd' : 't'}/${name}`;
     let p = this.tdUsage.get(key);
     if (!p) {

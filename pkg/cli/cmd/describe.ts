@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { ContainerInstance, Service, Task } from '../../api/kinds.ts';
 import type { Target } from '../../api/loadbalancing.ts';
-import { serviceTaskDefinition } from '../../api/resolved.ts';
+import { serviceTaskDefinition, taskRevision } from '../../api/resolved.ts';
 import type { AnyObj, Client } from '../../client/client.ts';
 import { target, type CommandContext } from '../command.ts';
 import { describeLines, renderTable } from '../printers.ts';
@@ -118,6 +118,6 @@ function instanceDescribe(ci: ContainerInstance, tasks: Task[]): string[] {
   for (const a of ci.spec.attributes ?? []) lines.push(`  ${a.name}${a.value !== undefined ? `=${a.value}` : ''}`);
   const live = tasks.filter((t) => t.status?.lastStatus !== 'STOPPED');
   lines.push(`Tasks (${live.length} live):`);
-  for (const t of live) lines.push(`  ${t.metadata.name}  ${t.spec.taskDefinition}  ${t.status?.lastStatus ?? ''}  ${t.spec.group ?? ''}`);
+  for (const t of live) lines.push(`  ${t.metadata.name}  ${taskRevision(t)}  ${t.status?.lastStatus ?? ''}  ${t.spec.group ?? ''}`);
   return lines;
 }

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Command } from 'commander';
 import type { Task } from '../../api/kinds.ts';
 import { NOMINATED_ANNOTATION } from '../../api/names.ts';
+import { taskRevision } from '../../api/resolved.ts';
 import { BerthError } from '../../errors/errors.ts';
 import { sleep, taskArg, type CommandContext } from '../command.ts';
 
@@ -31,7 +32,7 @@ export function register(program: Command, ctx: CommandContext): void {
             cur = await client.get<Task>('Task', namespace, t.metadata.name);
           }
         }
-        ctx.io.out(`task/${t.metadata.name} created (${t.spec.taskDefinition})${cur.spec.containerInstance ? ` on ${cur.spec.containerInstance}` : ''}\n`);
+        ctx.io.out(`task/${t.metadata.name} created (${taskRevision(t)})${cur.spec.containerInstance ? ` on ${cur.spec.containerInstance}` : ''}\n`);
       }
     });
 

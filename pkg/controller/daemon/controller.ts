@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { NOMINATED_ANNOTATION } from '../../apiserver/admission.ts';
 import { demandOf, type TaskDemand } from '../../api/allocation.ts';
 import type { Daemon, Service, Task } from '../../api/kinds.ts';
-import { serviceTaskDefinition } from '../../api/resources.ts';
+import { daemonRevision, namesBareFamily, serviceTaskDefinition, taskRevision } from '../../api/resources.ts';
 import type { Client } from '../../client/client.ts';
 import { isBerthError } from '../../errors/errors.ts';
 import { evaluate, parseQuery } from '../../scheduler/query.ts';
@@ -26,6 +26,22 @@ function noFit(v: InstanceView, d: TaskDemand | undefined): DaemonInstance['noFi
   if (v.allocation.cpu + d.cpu > v.capacity.cpu) return { reason: 'RESOURCE:CPU', detail: `needs ${d.cpu} CPU units, ${v.capacity.cpu - v.allocation.cpu} remain` };
   if (v.allocation.memory + d.memory > v.capacity.memory) return { reason: 'RESOURCE:MEMORY', detail: `needs ${d.memory} MiB, ${v.capacity.memory - v.allocation.memory} remain` };
   return undefined;
+}
+
+/**
+ * A Daemon whose spec names a bare family runs the family's newest ACTIVE revision: one
+ * registered after what it took (status.followedRevision) is taken, as a service follows its
+ * family. A revision named explicitly stays pinned.
+ */
+export function followDaemonFamily(d: Daemon, inf: Pick<SharedInformers, 'daemonTaskDefinitions'>): { taskDefinition: string; followedRevision: number } | undefined {
+  const family = d.spec.daemonTaskDefinition;
+  const took = d.status?.followedRevision;
+  if (!namesBareFamily(family) || took === undefined) return undefined;
+  let newest: number | undefined;
+  inf.daemonTaskDefinitions.forIndex('family', family, (td) => {
+    if (td.status?.status === 'ACTIVE' && td.status.revision > (newest ?? took)) newest = td.status.revision;
+  });
+  return newest === undefined ? undefined : { taskDefinition: `${family}:${newest}`, followedRevision: newest };
 }
 
 /**
@@ -84,7 +100,23 @@ export function daemonController(client: Client, inf: SharedInformers, log: Logg
       const deleting = !!owner.metadata.deletionTimestamp;
       // a DAEMON service naming a bare family follows it, as a replica service does
       const followed = svc && !deleting ? followFamily(svc, inf) : undefined;
-      const taskDefinition = d ? d.spec.daemonTaskDefinition : (followed?.taskDefinition ?? serviceTaskDefinition(svc!));
+      // a Daemon takes a newer revision of its family in a status write first: admission checks
+      // that revision's ports against the cluster's other daemons before any copy of it starts
+      const next = d && !deleting ? followDaemonFamily(d, inf) : undefined;
+      if (d && next) {
+        const out = await client.updateStatus({ ...d, status: { ...d.status!, ...next } } as Daemon).catch((e) => {
+          if (isBerthError(e, 'NotFound')) return undefined;
+          if (!isBerthError(e, 'Invalid')) throw e;
+          rlog.warn({ taskDefinition: next.taskDefinition, err: (e as Error).message }, 'the daemon cannot take the newer revision of its family');
+          return null;
+        });
+        if (out === undefined) return;
+        if (out) {
+          exp.expect(key, [], Number(out.metadata.resourceVersion));
+          return { requeueAfterMs: 0 };
+        }
+      }
+      const taskDefinition = d ? daemonRevision(d) : (followed?.taskDefinition ?? serviceTaskDefinition(svc!));
       const tdSpec = d ? inf.daemonTaskDefinitions.get(taskDefinition)?.spec : inf.taskDefinitions.get(taskDefinition)?.spec;
       const demand = tdSpec ? demandOf(tdSpec, undefined, { daemon: !!d }) : undefined;
       const exprs = (owner.spec.placementConstraints ?? []).filter((p) => p.type === 'memberOf').map((p) => parseQuery(p.expression ?? ''));
@@ -115,7 +147,7 @@ export function daemonController(client: Client, inf: SharedInformers, log: Logg
           name: t.metadata.name,
           containerInstance: t.spec.containerInstance,
           nominated: t.metadata.annotations?.[NOMINATED_ANNOTATION],
-          taskDefinition: t.spec.daemonTaskDefinition ?? t.spec.taskDefinition,
+          taskDefinition: taskRevision(t),
           desiredStatus: t.spec.desiredStatus,
           lastStatus: t.status?.lastStatus ?? 'PENDING',
           stoppedReason: t.status?.stoppedReason,
@@ -228,6 +260,13 @@ export function daemonController(client: Client, inf: SharedInformers, log: Logg
     add: (td) => {
       const family = td.metadata.name.split(':')[0];
       for (const s of inf.services.list()) if (s.spec.schedulingStrategy === 'DAEMON' && s.spec.taskDefinition === family) c.enqueue(serviceKey(s.metadata.namespace!, s.metadata.name));
+    },
+  });
+  // a new revision of a family that Daemons follow (their spec names the bare family)
+  inf.daemonTaskDefinitions.on({
+    add: (td) => {
+      const family = td.metadata.name.split(':')[0];
+      for (const d of inf.daemons.list()) if (d.spec.daemonTaskDefinition === family) c.enqueue(`${d.metadata.namespace}/${d.metadata.name}`);
     },
   });
   const keyOf = (t: Task) => {

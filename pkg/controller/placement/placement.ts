@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Task } from '../../api/kinds.ts';
 import { NOMINATED_ANNOTATION } from '../../apiserver/admission.ts';
-import { serviceTaskDefinition, type HostPortAssignment } from '../../api/resources.ts';
+import { daemonRevision, serviceTaskDefinition, type HostPortAssignment } from '../../api/resources.ts';
 import type { Client } from '../../client/client.ts';
 import { isBerthError } from '../../errors/errors.ts';
 import { portsOf, scheduleAsync, type InstanceView, type TaskRequest } from '../../scheduler/scheduler.ts';
@@ -60,7 +60,7 @@ export function placementController(client: Client, inf: SharedInformers, log: L
     const claims: DaemonClaim[] = [];
     for (const d of inf.daemons.byIndex('namespace', ns)) {
       if (d.metadata.deletionTimestamp) continue;
-      const td = inf.daemonTaskDefinitions.get(d.spec.daemonTaskDefinition);
+      const td = inf.daemonTaskDefinitions.get(daemonRevision(d));
       claims.push({ group: `daemon:${d.metadata.name}`, memberOf: memberOf(d.spec.placementConstraints), demand: td ? demandOf(td.spec, undefined, { daemon: true }) : undefined });
     }
     for (const s of inf.services.byIndex('namespace', ns)) {

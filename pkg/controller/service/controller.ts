@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Secret, Service, Task } from '../../api/kinds.ts';
 import { referencedNames, referencesSecret, candidateNames } from '../../secrets/refs.ts';
-import { namesBareFamily, serviceTaskDefinition } from '../../api/resources.ts';
+import { namesBareFamily, serviceTaskDefinition, taskRevision } from '../../api/resources.ts';
 import type { Client } from '../../client/client.ts';
 import { withTags, type Tag } from '../../api/taskdefinition.ts';
 import { isBerthError } from '../../errors/errors.ts';
@@ -124,7 +124,7 @@ export function serviceController(client: Client, inf: SharedInformers, log: Log
         return {
           name: t.metadata.name,
           deploymentId: t.spec.deploymentId,
-          taskDefinition: t.spec.taskDefinition,
+          taskDefinition: taskRevision(t),
           // draining before its stop: as far as the plan goes, it is asked to stop already
           desiredStatus: dereg ? 'STOPPED' : t.spec.desiredStatus,
           lastStatus: t.status?.lastStatus ?? 'PENDING',
