@@ -23,6 +23,9 @@ import { ImagesInUse } from './imageuse.ts';
 import { hostFacts, registeredResources, type HostFacts } from './resources.ts';
 import { LABELS, hostPortKey, type ContainerRuntime, type RuntimeTask, type TaskNetworkMode } from './runtime/runtime.ts';
 
+/** task statuses per taskstatuses call (the apiserver takes up to 1000) */
+const MAX_STATUSES_PER_CALL = 500;
+
 export const AGENT_VERSION = '0.1.0';
 
 export interface AgentDeps {
@@ -243,6 +246,8 @@ export class Agent {
   private instanceWritten?: string;
   private leasesUnsupported = false;
   private beating = false;
+  /** until when status reports go one PATCH per task (the apiserver answered that it has no taskstatuses route) */
+  private batchStatusOffUntil = 0;
   /** status writes the apiserver refused or did not answer */
   statusWriteFailures = 0;
 
@@ -691,50 +696,103 @@ export class Agent {
     this.held.set(arn, entry);
   }
 
-  /** Writes the pending reports, many in parallel. */
+  /**
+   * Writes the pending reports: in one request (POST taskstatuses, committed in one store
+   * txn as far as its limits allow), each task answered for itself; against an apiserver
+   * without that route, one status PATCH per task, many in parallel (asked again after a
+   * minute: the apiserver may have been upgraded).
+   */
   async flush(): Promise<void> {
     if (this.flushing) await this.flushing;
     const batch = [...this.dirty];
     this.dirty.clear();
     if (!batch.length) return;
     this.flushing = (async () => {
-      let i = 0;
-      const worker = async () => {
-        while (i < batch.length) {
-          const [arn, r] = batch[i++];
-          const slot = this.runners.get(arn);
-          const name = slot?.name ?? arn;
-          const cur = this.informer?.get(`${this.cfg.cluster}/${name}`);
-          const status = taskStatusFromReport(r, cur?.status, cur?.spec.stopCode);
+      const items = batch.map(([arn, r]) => {
+        const slot = this.runners.get(arn);
+        const name = slot?.name ?? arn;
+        const cur = this.informer?.get(`${this.cfg.cluster}/${name}`);
+        const status = taskStatusFromReport(r, cur?.status, cur?.spec.stopCode);
+        return { arn, r, name, status, patch: { ...status, version: (cur?.status?.version ?? 1) + 1 } };
+      });
+      if (Date.now() >= this.batchStatusOffUntil) {
+        for (let k = 0; k < items.length; k += MAX_STATUSES_PER_CALL) {
+          const part = items.slice(k, k + MAX_STATUSES_PER_CALL);
+          let results: Awaited<ReturnType<Client['patchTaskStatuses']>>;
           try {
-            await this.client.patch('Task', this.cfg.cluster, name, { status: { ...status, version: (cur?.status?.version ?? 1) + 1 } }, { status: true });
-            this.statusWrites++;
-            const held = this.held.get(arn);
-            if (held?.report === r) this.held.delete(arn);
-            const ck = this.checkpoint.task(arn);
-            if (ck && ck.sentStatus !== status.lastStatus) await this.checkpoint.recordSent(arn, status.lastStatus!, Date.now()).catch(() => undefined);
-            if (status.lastStatus === 'STOPPED') this.armCleanup(arn, r.knownAt);
+            results = await this.client.patchTaskStatuses(
+              this.cfg.cluster,
+              part.map((it) => ({ task: it.name, status: it.patch })),
+            );
           } catch (e) {
-            this.statusWriteFailures++;
-            if (isBerthError(e, 'NotFound') || isBerthError(e, 'Forbidden')) {
-              // the task is gone, or no longer bound here: stop it and clean up once stopped
-              this.held.delete(arn);
-              if (slot?.runner) {
-                slot.deleted = true;
-                slot.runner.stop('Task deleted');
-                if (slot.runner.report().known === 'STOPPED') void this.cleanup(arn);
-              }
-              continue;
+            if (isBerthError(e, 'NotFound') && e.details.name === 'taskstatuses') {
+              this.log.info('the apiserver has no taskstatuses route; reporting task statuses one by one');
+              this.batchStatusOffUntil = Date.now() + 60_000;
+              await this.patchEach(items.slice(k));
+              return;
             }
-            this.log.warn({ task: name, err: (e as Error).message }, 'status report failed; retrying with backoff');
-            this.holdReport(arn, this.held.get(arn)?.report ?? r);
+            // the call failed as a whole: every task of it waits for its own backoff
+            for (const it of part) this.reportFailed(it.arn, it.r, it.name, e);
+            continue;
+          }
+          for (const [j, it] of part.entries()) {
+            const res = results[j];
+            if (res && res.task === it.name && !res.error) await this.reportWritten(it.arn, it.r, it.status.lastStatus);
+            else this.reportFailed(it.arn, it.r, it.name, res?.error ?? new Error('the apiserver did not answer for this task'));
           }
         }
-      };
-      await Promise.all(Array.from({ length: Math.min(16, batch.length) }, worker));
+        return;
+      }
+      await this.patchEach(items);
     })();
     await this.flushing;
     this.flushing = undefined;
+  }
+
+  /** One status PATCH per task, 16 at a time (an apiserver without the taskstatuses route). */
+  private async patchEach(items: Array<{ arn: string; r: TaskReport; name: string; status: { lastStatus?: string }; patch: Record<string, unknown> }>): Promise<void> {
+    let i = 0;
+    const worker = async () => {
+      while (i < items.length) {
+        const it = items[i++];
+        try {
+          await this.client.patch('Task', this.cfg.cluster, it.name, { status: it.patch }, { status: true });
+        } catch (e) {
+          this.reportFailed(it.arn, it.r, it.name, e);
+          continue;
+        }
+        await this.reportWritten(it.arn, it.r, it.status.lastStatus);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(16, items.length) }, worker));
+  }
+
+  /** A task's report was written: its backoff ends, the checkpoint records it, a STOPPED task's cleanup is armed. */
+  private async reportWritten(arn: string, r: TaskReport, lastStatus: string | undefined): Promise<void> {
+    this.statusWrites++;
+    const held = this.held.get(arn);
+    if (held?.report === r) this.held.delete(arn);
+    const ck = this.checkpoint.task(arn);
+    if (lastStatus && ck && ck.sentStatus !== lastStatus) await this.checkpoint.recordSent(arn, lastStatus, Date.now()).catch(() => undefined);
+    if (lastStatus === 'STOPPED') this.armCleanup(arn, r.knownAt);
+  }
+
+  /** A task's report was refused or not answered: gone or not bound here, stop it; otherwise its backoff (D7). */
+  private reportFailed(arn: string, r: TaskReport, name: string, e: unknown): void {
+    this.statusWriteFailures++;
+    if (isBerthError(e, 'NotFound') || isBerthError(e, 'Forbidden')) {
+      // the task is gone, or no longer bound here: stop it and clean up once stopped
+      this.held.delete(arn);
+      const slot = this.runners.get(arn);
+      if (slot?.runner) {
+        slot.deleted = true;
+        slot.runner.stop('Task deleted');
+        if (slot.runner.report().known === 'STOPPED') void this.cleanup(arn);
+      }
+      return;
+    }
+    this.log.warn({ task: name, err: (e as Error).message }, 'status report failed; retrying with backoff');
+    this.holdReport(arn, this.held.get(arn)?.report ?? r);
   }
 
   /** Image cleanup on the Docker runtime (ECS_DISABLE_IMAGE_CLEANUP and friends). */

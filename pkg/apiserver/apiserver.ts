@@ -15,6 +15,7 @@ import { DefaultAuthorizer, TokenAuthenticator, type Authorizer, type TokenEntry
 import { PolicyAuthorizer } from './authz.ts';
 import { NO_POLICIES, PolicyFile, type PolicySource } from './policyfile.ts';
 import { Binder, bindingRoute, type TxnLimits } from './binding.ts';
+import { taskStatusRoute } from './taskstatus.ts';
 import { defaultTxnLimits } from '../store/limits.ts';
 import { bootstrapTokensRoute } from './bootstraptokens.ts';
 import type { ServerLimits } from './limits.ts';
@@ -156,7 +157,7 @@ export async function buildApiServer(o: ApiServerOptions): Promise<ApiServer> {
     limits: o.serverLimits,
     random: o.random,
     bookmarkIntervalMs: o.bookmarkIntervalMs,
-    extensions: [bindingRoute(registry, binder), logsRoute(registry, o.logsProxy), bootstrapTokensRoute(registry, o.now), selfReviewRoutes(() => authorizer), secretsRoute(registry, secrets), ...(o.extensions ?? [])],
+    extensions: [bindingRoute(registry, binder), taskStatusRoute(registry), logsRoute(registry, o.logsProxy), bootstrapTokensRoute(registry, o.now), selfReviewRoutes(() => authorizer), secretsRoute(registry, secrets), ...(o.extensions ?? [])],
     frontDoors: o.frontDoors?.({ registry, cache, arns, binder, log: o.log, secrets }),
     console: consoleLogins ? consoleRoute(consoleBundle, consoleLogins) : undefined,
   });

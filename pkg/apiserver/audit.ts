@@ -45,6 +45,8 @@ export interface AuditLine {
   /** denied requests: the message the caller got */
   message?: string;
   dryRun?: true;
+  /** a batch request (taskstatuses): each item's object name and the code it was answered */
+  items?: Array<{ name: string; code: number }>;
 }
 
 /** What a request fills in while it is served; the server writes it out when the response ends. */
@@ -66,6 +68,8 @@ export interface AuditRecord {
   errorType?: string;
   message?: string;
   dryRun?: boolean;
+  /** a batch request: each item's outcome */
+  items?: Array<{ name: string; code: number }>;
 }
 
 /** The request's source address: the client's own, behind a trusted balancer that sends the PROXY protocol. */
@@ -102,6 +106,7 @@ export function auditLine(rec: AuditRecord, req: IncomingMessage, code: number, 
     ...(rec.errorType ? { error: rec.errorType } : {}),
     ...(rec.denied && rec.message ? { message: rec.message } : {}),
     ...(rec.dryRun ? { dryRun: true as const } : {}),
+    ...(rec.items ? { items: rec.items } : {}),
   };
 }
 

@@ -70,6 +70,7 @@ export function apiResourceList(kinds: KindInfo[]) {
     if (k.scale) resources.push({ name: `${k.plural}/scale`, singularName: '', namespaced: k.namespaced, group: 'autoscaling', version: 'v1', kind: 'Scale', verbs: ['get', 'patch', 'update'] });
   }
   resources.push({ name: 'bindings', singularName: 'binding', namespaced: true, kind: 'Binding', verbs: ['create'] });
+  resources.push({ name: 'taskstatuses', singularName: 'taskstatus', namespaced: true, kind: 'TaskStatus', verbs: ['create'] });
   return { kind: 'APIResourceList', apiVersion: 'v1', groupVersion: GV, resources };
 }
 

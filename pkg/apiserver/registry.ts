@@ -132,6 +132,19 @@ export interface PreparedCreate {
   response?: (o: Obj) => Obj;
 }
 
+/** An update admitted and validated, not yet committed: the txn that makes it (Registry.prepareWrite). */
+interface PreparedWrite {
+  key: string;
+  /** the object as it will be stored (its resourceVersion set once committed) */
+  next: Obj;
+  compares: Compare[];
+  ops: Op[];
+  /** the client pinned a resourceVersion: a failed compare is a Conflict, not a retry */
+  pinned: boolean;
+  /** the cache was confirmed against fresh state on the way */
+  confirmed: boolean;
+}
+
 /** how often a create is admitted again after its txn met a newer state (a revision taken, a guard moved) */
 const CREATE_ATTEMPTS = 6;
 /** task definition revisions: every concurrent registration must get its own, however many there are */
@@ -710,6 +723,107 @@ export class Registry {
   }
 
   /**
+   * Merge patches of the status of many objects of one kind, committed in as few txns as the
+   * store's limits allow (an agent's status reports: one request per report interval). Each
+   * item is admitted exactly as a single status PATCH (node restriction, admission, status
+   * validation, what the write does) and gets its own outcome: its object, or its error. An
+   * item whose txn met a newer state is prepared again from that state (as `write` retries);
+   * an item that would write a key another item of the same txn writes (two tasks of one
+   * instance releasing its allocation record as they stop) goes in a later txn, prepared
+   * on the state the earlier one left. Items that name one object twice: the second is refused.
+   */
+  async patchStatuses(kind: KindInfo, ns: string | undefined, items: Array<{ name: string; patch: unknown }>, ctx: RequestContext = {}): Promise<Array<{ obj: Obj } | { error: unknown }>> {
+    await this.checkNamespace(kind, ns);
+    const out: Array<{ obj: Obj } | { error: unknown }> = new Array(items.length);
+    const seen = new Set<string>();
+    let pending: number[] = [];
+    items.forEach((it, i) => {
+      if (typeof it.patch !== 'object' || it.patch === null || Array.isArray(it.patch)) out[i] = { error: badRequest('a merge patch must be a JSON object') };
+      else if (seen.has(it.name)) out[i] = { error: badRequest(`${kind.plural} "${it.name}" is named twice in this call`) };
+      else pending.push(i);
+      seen.add(it.name);
+    });
+    const confirmed = new Map<number, boolean>();
+    const conflicts = new Map<number, number>();
+    const { maxOps, maxBytes } = this.txnLimits;
+    while (pending.length) {
+      const prepared: Array<{ i: number; p: PreparedWrite }> = [];
+      for (const i of pending) {
+        const { name, patch } = items[i];
+        try {
+          const p = await this.prepareWrite(kind, ns, name, 'status', ctx, (cur) => mergePatch(cur, patch), undefined, confirmed.get(i) ?? false);
+          if ('done' in p) out[i] = { obj: this.aliased(kind, name, p.done) };
+          else {
+            confirmed.set(i, p.confirmed);
+            prepared.push({ i, p });
+          }
+        } catch (e) {
+          out[i] = { error: e };
+        }
+      }
+      // txns within the limits; an item touching a key an earlier item of the txn writes (or
+      // writing one it compares) waits for the next round
+      const next: number[] = [];
+      let chunk: Array<{ i: number; p: PreparedWrite }> = [];
+      let compareRev = new Map<string, number>();
+      let written = new Set<string>();
+      const roundWritten = new Set<string>();
+      let bytes = 0;
+      const chunks: Array<typeof chunk> = [];
+      const size = (p: PreparedWrite) => p.compares.reduce((n, c) => n + c.key.length + 16, 0) + p.ops.reduce((n, o) => n + o.key.length + (o.type === 'put' ? o.value.length : 0) + 16, 0);
+      for (const it of prepared) {
+        const { p } = it;
+        const clash =
+          p.ops.some((o) => roundWritten.has(o.key) || compareRev.has(o.key)) ||
+          p.compares.some((c) => roundWritten.has(c.key) || (compareRev.has(c.key) && compareRev.get(c.key) !== c.modRevision));
+        if (clash) {
+          next.push(it.i);
+          continue;
+        }
+        const b = size(p);
+        const newCompares = p.compares.filter((c) => !compareRev.has(c.key)).length;
+        if (chunk.length && (compareRev.size + newCompares > maxOps || written.size + p.ops.length > maxOps || bytes + b > maxBytes)) {
+          chunks.push(chunk);
+          chunk = [];
+          compareRev = new Map();
+          written = new Set();
+          bytes = 0;
+        }
+        chunk.push(it);
+        for (const c of p.compares) compareRev.set(c.key, c.modRevision);
+        for (const o of p.ops) {
+          written.add(o.key);
+          roundWritten.add(o.key);
+        }
+        bytes += b;
+      }
+      if (chunk.length) chunks.push(chunk);
+      for (const c of chunks) {
+        const merged = mergeTxn(c.map((x) => x.p));
+        if ('contradicts' in merged) throw internal(`a status batch compares ${merged.contradicts} twice`);
+        const r = await this.commit(ctx, merged.compares, merged.ops);
+        this.noteWrite(r.revision);
+        if (r.succeeded) {
+          for (const { i, p } of c) out[i] = { obj: this.aliased(kind, items[i].name, this.committedWrite(kind, p, r.revision)) };
+          continue;
+        }
+        // the items whose compares failed met a newer state: prepared again from it (a few
+        // times, as a single write); the others of the txn only go again
+        const failed = new Set(r.failed);
+        const touched = c.filter((x) => x.p.compares.some((cmp) => failed.has(cmp.key)));
+        for (const x of touched.length ? touched : c) {
+          const n = (conflicts.get(x.i) ?? 0) + 1;
+          conflicts.set(x.i, n);
+          if (n > 10) out[x.i] = { error: conflictFor(kind, items[x.i].name) };
+        }
+        for (const x of c) if (!out[x.i]) next.push(x.i);
+      }
+      pending = next;
+    }
+    return out;
+  }
+
+  /**
    * The read-mutate-CAS loop shared by update and patch (GuaranteedUpdate): bounded
    * retries, and a write that changes nothing is skipped.
    */
@@ -722,13 +836,52 @@ export class Registry {
     mutate: (cur: Obj) => unknown,
     expectRv?: string,
   ): Promise<Obj> {
+    let confirmed = false;
+    for (let attempt = 0; ; attempt++) {
+      const p = await this.prepareWrite(kind, ns, reqName, sub, ctx, mutate, expectRv, confirmed);
+      if ('done' in p) return p.done;
+      confirmed = p.confirmed;
+      const r = await this.commit(ctx, p.compares, p.ops);
+      if (r.succeeded) {
+        this.noteWrite(r.revision);
+        return this.committedWrite(kind, p, r.revision);
+      }
+      if (p.pinned) throw conflictFor(kind, reqName);
+      if (attempt >= 10) throw conflictFor(kind, reqName);
+      this.noteWrite(r.revision);
+    }
+  }
+
+  /** What a prepared write returns once its txn committed at `revision`. */
+  private committedWrite(kind: KindInfo, p: PreparedWrite, revision: number): Obj {
+    p.next.metadata.resourceVersion = String(revision);
+    return this.out(kind, p.next);
+  }
+
+  /**
+   * One pass of the read-mutate step of `write`, up to (not including) the commit: the txn
+   * that makes the write, or what to answer without one (no change, a dry run, a new
+   * revision registered instead). Every check of a single write runs here (node
+   * restriction, admission, status validation, authorization of what the write does), so a
+   * batch of writes (`patchStatuses`) checks each item exactly as a single write.
+   */
+  private async prepareWrite(
+    kind: KindInfo,
+    ns: string | undefined,
+    reqName: string,
+    sub: 'status' | undefined,
+    ctx: RequestContext,
+    mutate: (cur: Obj) => unknown,
+    expectRv: string | undefined,
+    confirmedBefore: boolean,
+  ): Promise<PreparedWrite | { done: Obj }> {
     const a = this.adm(kind);
     // C8: the cache may trail another apiserver's writes; a miss or a precondition that fails
     // only because the client has seen a newer version is confirmed against fresh state
     // (once) before it becomes a 404 or a 409, as GuaranteedUpdate re-reads when its cached
     // state fails a precondition. The compare-and-swap below catches any other staleness.
-    let confirmed = false;
-    for (let attempt = 0; ; attempt++) {
+    let confirmed = confirmedBefore;
+    for (;;) {
       const name = this.resolveName(kind, ns, reqName);
       const key = this.key(kind, ns, name);
       await this.ownWrites();
@@ -736,7 +889,6 @@ export class Registry {
       if (!confirmed && (!cur || aheadOf(expectRv, cur))) {
         await this.fresh();
         confirmed = true;
-        attempt--;
         continue;
       }
       if (!cur) throw notFoundFor(kind, reqName);
@@ -752,7 +904,6 @@ export class Registry {
       if (!confirmed && aheadOf(patchedRv, cur)) {
         await this.fresh();
         confirmed = true;
-        attempt--;
         continue;
       }
       if (patchedRv !== undefined && patchedRv !== cur.metadata.resourceVersion) throw conflictFor(kind, reqName);
@@ -788,7 +939,7 @@ export class Registry {
             const body = { apiVersion: API_VERSION, kind: kind.kind, metadata: { name: family, labels, annotations }, spec: next.spec };
             // a registration, authorized as one before anything is read back (R1-1)
             this.validateAdmitted({ verb: 'create', kind, sub: undefined, next: body as Obj, ctx });
-            return (await this.create(kind, ns, body, ctx)).obj;
+            return { done: (await this.create(kind, ns, body, ctx)).obj };
           }
           if (!sameJson(next.spec, curClone.spec)) {
             const message = `${kind.plural} revisions are immutable; apply the family "${name.split(':')[0]}" to register a new revision`;
@@ -806,28 +957,23 @@ export class Registry {
       delete next.metadata.resourceVersion;
       const prevComparable = { ...curClone, metadata: { ...curClone.metadata, resourceVersion: undefined } };
       if (w.ops.length === 0 && (sub === 'status' ? sameJson(next.status, curClone.status) : sameJson(next, prevComparable))) {
-        return this.out(kind, cur); // nothing changed: no write
+        return { done: this.out(kind, cur) }; // nothing changed: no write
       }
       this.validateAdmitted({ verb: 'update', kind, sub, prev: curClone, next, ctx });
       // finalizers: a deleting object whose last finalizer went away is removed now
       const finalizing =
         (next.metadata as Record<string, unknown>).deletionTimestamp !== undefined &&
         !((next.metadata as Record<string, unknown>).finalizers as string[] | undefined)?.length;
-      if (ctx.dryRun) return this.out(kind, { ...next, metadata: { ...next.metadata, resourceVersion: cur.metadata.resourceVersion } });
+      if (ctx.dryRun) return { done: this.out(kind, { ...next, metadata: { ...next.metadata, resourceVersion: cur.metadata.resourceVersion } }) };
       if (finalizing) this.addTombstone(kind, ns, next, w);
-      const r = await this.commit(
-        ctx,
-        [{ key, modRevision: Number(cur.metadata.resourceVersion) }, ...w.compares],
-        [finalizing ? { type: 'delete', key } : { type: 'put', key, value: JSON.stringify(next) }, ...w.ops],
-      );
-      if (r.succeeded) {
-        this.noteWrite(r.revision);
-        next.metadata.resourceVersion = String(r.revision);
-        return this.out(kind, next);
-      }
-      if (expectRv !== undefined || patchedRv !== undefined) throw conflictFor(kind, reqName);
-      if (attempt >= 10) throw conflictFor(kind, reqName);
-      this.noteWrite(r.revision);
+      return {
+        key,
+        next,
+        compares: [{ key, modRevision: Number(cur.metadata.resourceVersion) }, ...w.compares],
+        ops: [finalizing ? { type: 'delete', key } : { type: 'put', key, value: JSON.stringify(next) }, ...w.ops],
+        pinned: expectRv !== undefined || patchedRv !== undefined,
+        confirmed,
+      };
     }
   }
 

@@ -300,6 +300,21 @@ export class Client {
     return this.request('POST', `/apis/${GROUP}/${VERSION}/namespaces/${encodeURIComponent(ns)}/bindings`, { bindings });
   }
 
+  /**
+   * POST /namespaces/NS/taskstatuses: merge patches of many tasks' status in one request (and
+   * as few store txns as fit). Each result has its own outcome: `error` is what a single
+   * status PATCH of that task would have thrown. An apiserver without the route throws
+   * NotFound naming `taskstatuses` (details.name): the caller patches one by one then.
+   */
+  async patchTaskStatuses(ns: string, statuses: Array<{ task: string; status: Record<string, unknown> }>): Promise<Array<{ task: string; resourceVersion?: string; error?: BerthError }>> {
+    const r = await this.request<{ results: Array<{ task: string; code: number; resourceVersion?: string; reason?: string; message?: string }> }>(
+      'POST',
+      `/apis/${GROUP}/${VERSION}/namespaces/${encodeURIComponent(ns)}/taskstatuses`,
+      { statuses },
+    );
+    return r.results.map((x) => (x.code >= 200 && x.code < 300 ? { task: x.task, resourceVersion: x.resourceVersion } : { task: x.task, error: statusError(x.code, { reason: x.reason, message: x.message }) }));
+  }
+
   /** A streamed GET (task logs): the body as it arrives; a non-2xx answer throws its Status. */
   stream(path: string, query: Record<string, string | number | boolean | undefined> = {}, signal?: AbortSignal): Promise<http.IncomingMessage> {
     return this.open(path + query_(query), { Accept: '*/*' }, signal);

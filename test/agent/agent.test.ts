@@ -133,7 +133,8 @@ describe('agent against a real apiserver (hollow runtime)', function () {
       let refusing = false;
       let refused = 0;
       proxy.setRule((req) => {
-        if (refusing && req.method === 'PATCH' && /\/tasks\/[^/]+\/status/.test(req.url ?? '')) {
+        // a status report: the batch call, or a single status PATCH
+        if (refusing && ((req.method === 'PATCH' && /\/tasks\/[^/]+\/status/.test(req.url ?? '')) || (req.method === 'POST' && /\/taskstatuses$/.test(req.url ?? '')))) {
           refused++;
           return { status: 503 };
         }
@@ -146,6 +147,42 @@ describe('agent against a real apiserver (hollow runtime)', function () {
       expect(refused).to.be.within(2, 8);
       refusing = false;
       await eventually(async () => (await getTask(name)).status?.lastStatus === 'RUNNING', 40_000, 'the report lands');
+    });
+
+    it('reports every task status change of an interval in one taskstatuses call, no status PATCH', async () => {
+      const { agent } = await newAgent({ server: proxy.url });
+      const seen = { batch: 0, single: 0 };
+      proxy.setRule((req) => {
+        if (req.method === 'POST' && /\/taskstatuses$/.test(req.url ?? '')) seen.batch++;
+        if (req.method === 'PATCH' && /\/tasks\/[^/]+\/status/.test(req.url ?? '')) seen.single++;
+        return undefined;
+      });
+      const names: string[] = [];
+      for (let i = 0; i < 4; i++) names.push(await runTask(agent.instanceId, 'batch1', [{ name: 'a', image: 'app', memory: 8 }]));
+      for (const name of names) await eventually(async () => (await getTask(name)).status?.lastStatus === 'RUNNING', 40_000, `${name} RUNNING`);
+      expect(seen.single, 'no single status PATCH').to.equal(0);
+      expect(seen.batch).to.be.greaterThan(0);
+      // PENDING -> RUNNING of four tasks (and their container states) in fewer calls than changes
+      expect(seen.batch).to.be.lessThan(names.length * 2);
+    });
+
+    it('against an apiserver without the taskstatuses route (404), reports each status with its own PATCH', async () => {
+      const seen = { batch: 0, single: 0 };
+      proxy.setRule((req) => {
+        if (req.method === 'POST' && /\/taskstatuses$/.test(req.url ?? '')) {
+          seen.batch++;
+          // what an apiserver of before the route answers
+          return { status: 404, body: { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'NotFound', code: 404, message: 'the server does not have a resource type "taskstatuses"', details: { name: 'taskstatuses', kind: 'resource' } } };
+        }
+        if (req.method === 'PATCH' && /\/tasks\/[^/]+\/status/.test(req.url ?? '')) seen.single++;
+        return undefined;
+      });
+      const { agent } = await newAgent({ server: proxy.url });
+      const a = await runTask(agent.instanceId, 'batch2', [{ name: 'a', image: 'app', memory: 8 }]);
+      const b = await runTask(agent.instanceId, 'batch2', [{ name: 'a', image: 'app', memory: 8 }]);
+      for (const name of [a, b]) await eventually(async () => (await getTask(name)).status?.lastStatus === 'RUNNING', 40_000, `${name} RUNNING`);
+      expect(seen.batch, 'asked once, then remembered for a while').to.equal(1);
+      expect(seen.single).to.be.greaterThan(0);
     });
 
     it('D13: a task deleted while its task definition is being read is not run', async () => {

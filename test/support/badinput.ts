@@ -59,6 +59,8 @@ export const cases: BadInputCase[] = [
   { name: 'a patch that makes the object invalid', method: 'PATCH', path: `${V}/clusters/default`, body: { spec: { settings: [{ name: 'containerInsights', value: 'maybe' }] } }, contentType: 'application/merge-patch+json', status: 422, says: 'spec.settings' },
   { name: 'a binding with no bindings', method: 'POST', path: `${NS}/bindings`, body: { bindings: [] }, status: 422, says: 'bindings' },
   { name: 'a binding naming an unknown field', method: 'POST', path: `${NS}/bindings`, body: { bindings: [{ task: 'a', containerInstance: 'b', when: 'now' }] }, status: 422, says: 'when' },
+  { name: 'task statuses with no statuses', method: 'POST', path: `${NS}/taskstatuses`, body: { statuses: [] }, status: 422, says: 'statuses' },
+  { name: 'a task status that is not an object', method: 'POST', path: `${NS}/taskstatuses`, body: { statuses: [{ task: 'a', status: 'RUNNING' }] }, status: 422, says: 'statuses[0].status' },
   { name: 'a task with a bad desiredStatus', method: 'POST', path: `${NS}/tasks`, body: { apiVersion: 'berth.dev/v1', kind: 'Task', metadata: { name: 'bad' }, spec: { taskDefinition: 'good', desiredStatus: 'PAUSED' } }, status: 422, says: 'desiredStatus' },
   { name: 'a service without taskDefinition', method: 'POST', path: `${NS}/services`, body: { apiVersion: 'berth.dev/v1', kind: 'Service', metadata: { name: 's' }, spec: { desiredCount: 1 } }, status: 422, says: 'taskDefinition' },
   { name: 'a negative desiredCount', method: 'POST', path: `${NS}/services`, body: { apiVersion: 'berth.dev/v1', kind: 'Service', metadata: { name: 's' }, spec: { taskDefinition: 'good', desiredCount: -1 } }, status: 422, says: 'desiredCount' },
