@@ -8,8 +8,8 @@ import { invalidParameter } from './wire.ts';
 
 /** CreateCluster, DeleteCluster, DescribeClusters, ListClusters, PutClusterCapacityProviders. */
 
-/** what CreateCluster answers with: the cluster as given */
-const CREATED = ['TAGS', 'SETTINGS', 'CONFIGURATIONS'];
+/** what CreateCluster answers with: the cluster as given, and its (empty) statistics, as ECS does */
+const CREATED = ['TAGS', 'SETTINGS', 'CONFIGURATIONS', 'STATISTICS'];
 
 export const CreateCluster: Operation = async (c, i) => {
   const name = str(i, 'clusterName') ?? 'default';
@@ -18,12 +18,12 @@ export const CreateCluster: Operation = async (c, i) => {
   c.authorize({ verb: 'create', resource: 'clusters' });
   try {
     const { obj: created } = await c.registry.create(Kinds.Cluster, undefined, newObj('Cluster', name, spec), c.req);
-    return { cluster: clusterToEcs(created as unknown as Cluster, c.parts.arns, CREATED) };
+    return { cluster: clusterToEcs(created as unknown as Cluster, c.parts.arns, CREATED, true) };
   } catch (e) {
     // ECS: creating a cluster that exists returns it
     if (!isBerthError(e, 'AlreadyExists')) throw e;
     const existing = await c.registry.get(Kinds.Cluster, undefined, name);
-    return { cluster: clusterToEcs(existing as unknown as Cluster, c.parts.arns, CREATED) };
+    return { cluster: clusterToEcs(existing as unknown as Cluster, c.parts.arns, CREATED, true) };
   }
 };
 

@@ -51,7 +51,7 @@ export function compact<T extends Json>(o: T): T {
   return o;
 }
 
-export function clusterToEcs(c: Cluster, arns: Arns, include: string[] = []): Json {
+export function clusterToEcs(c: Cluster, arns: Arns, include: string[] = [], created = false): Json {
   const st = c.status;
   return compact({
     clusterArn: st?.clusterArn ?? arns.cluster(c.metadata.name),
@@ -66,8 +66,9 @@ export function clusterToEcs(c: Cluster, arns: Arns, include: string[] = []): Js
     tags: include.includes('TAGS') ? tagsOf(c) : undefined,
     settings: include.includes('SETTINGS') ? (c.spec?.settings ?? [{ name: 'containerInsights', value: 'disabled' }]) : undefined,
     configuration: include.includes('CONFIGURATIONS') ? c.spec?.configuration : undefined,
-    capacityProviders: [],
-    defaultCapacityProviderStrategy: [],
+    // berth has none: CreateCluster (given none) shows none, as ECS; the reads show the empty lists
+    capacityProviders: created ? undefined : [],
+    defaultCapacityProviderStrategy: created ? undefined : [],
   });
 }
 
@@ -78,6 +79,13 @@ export function resourcesToEcs(rs: EcsResource[] | undefined): Json[] {
       ? { name: r.name, type: r.type, doubleValue: 0, longValue: 0, integerValue: 0, stringSetValue: r.stringSetValue ?? [] }
       : { name: r.name, type: r.type, doubleValue: r.doubleValue ?? 0, longValue: r.longValue ?? 0, integerValue: r.integerValue ?? 0 },
   );
+}
+
+/** ECS's VersionInfo: the Docker version as the ECS agent words it ("DockerVersion: 27.5.1"). */
+function versionInfoToEcs(v: { agentVersion?: string; agentHash?: string; dockerVersion?: string } | undefined): Json {
+  const out: Json = { ...(v ?? {}) };
+  if (typeof out.dockerVersion === 'string' && !out.dockerVersion.startsWith('DockerVersion: ')) out.dockerVersion = `DockerVersion: ${out.dockerVersion}`;
+  return out;
 }
 
 /** The ECS status of an instance: what the operator asked (spec) unless registration says otherwise. */
@@ -93,7 +101,7 @@ export function instanceToEcs(ci: ContainerInstance, arns: Arns, include: string
     containerInstanceArn: ci.status?.containerInstanceArn ?? arns.containerInstance(ns, ci.metadata.name),
     ec2InstanceId: ci.spec.ec2InstanceId,
     version: Number(ci.metadata.resourceVersion ?? 0) || (ci.metadata.generation ?? 1),
-    versionInfo: ci.status?.versionInfo ?? {},
+    versionInfo: versionInfoToEcs(ci.status?.versionInfo),
     remainingResources: resourcesToEcs(ci.status?.remainingResources),
     registeredResources: resourcesToEcs(ci.spec.registeredResources),
     status: instanceStatus(ci),
@@ -110,7 +118,11 @@ export function instanceToEcs(ci: ContainerInstance, arns: Arns, include: string
   });
 }
 
-/** A task definition as ECS shows it: the ECS Developer Guide's empty lists present, timestamps as numbers. */
+/**
+ * A task definition as ECS shows it: the ECS Developer Guide's empty lists present, timestamps
+ * as numbers, `compatibilities` in ECS's order, `requiresAttributes` only when there are some
+ * (ECS omits the empty list).
+ */
 export function taskDefinitionShape(td: TaskDefinition | Resource, arns: Arns): Json {
   const out = taskDefinitionToEcs(td, arns);
   const status = (td.status ?? {}) as { registeredAt?: string; deregisteredAt?: string };
@@ -128,20 +140,30 @@ export function taskDefinitionShape(td: TaskDefinition | Resource, arns: Arns): 
     containerDefinitions: containers,
     volumes: out.volumes ?? [],
     placementConstraints: out.placementConstraints ?? [],
-    compatibilities: ['EC2', 'EXTERNAL'],
-    requiresAttributes: out.requiresAttributes ?? [],
+    compatibilities: ['EXTERNAL', 'EC2'],
+    requiresAttributes: (out.requiresAttributes as unknown[] | undefined)?.length ? out.requiresAttributes : undefined,
     registeredAt: epoch(status.registeredAt ?? td.metadata.creationTimestamp),
     deregisteredAt: epoch(status.deregisteredAt),
   });
 }
 
-/** A container id that stays the same on every read: derived from the task id and container name. */
-export function containerId(taskId: string, name: string): string {
+/** A UUID-shaped id that stays the same on every read: derived from the task id and a name. */
+function stableUuid(taskId: string, name: string): string {
   const h = createHash('sha1').update(`${taskId}/${name}`).digest('hex');
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
 }
 
-export function taskToEcs(t: Task, arns: Arns, stored?: TaskDefinition, include: string[] = []): Json {
+/** A container id that stays the same on every read: derived from the task id and container name. */
+export const containerId = (taskId: string, name: string): string => stableUuid(taskId, name);
+
+/**
+ * A task as ECS answers RunTask, DescribeTasks and StopTask. As ECS does: a container's
+ * `networkBindings` and the task's `healthStatus` appear once the agent has reported them (not
+ * while PENDING); `memory` is the containers' sum when the task definition sets none; `tags` is
+ * an empty list unless `include: ["TAGS"]`; `attributes` carries the instance's CPU
+ * architecture; the ENI attachment is an awsvpc task's only (a bridge or host task has none).
+ */
+export function taskToEcs(t: Task, arns: Arns, stored?: TaskDefinition, include: string[] = [], instance?: ContainerInstance): Json {
   const td = stored && { ...stored, spec: effectiveTaskDefinition(stored.spec, t.spec.daemonTaskDefinition !== undefined) };
   const ns = t.metadata.namespace!;
   const id = t.metadata.name;
@@ -160,7 +182,7 @@ export function taskToEcs(t: Task, arns: Arns, stored?: TaskDefinition, include:
       lastStatus: c.lastStatus,
       exitCode: c.exitCode,
       reason: c.reason,
-      networkBindings: c.networkBindings ?? [],
+      networkBindings: c.lastStatus === 'PENDING' ? undefined : (c.networkBindings ?? []),
       networkInterfaces: c.networkInterfaces ?? [],
       healthStatus: c.healthStatus ?? (def?.healthCheck ? 'UNKNOWN' : undefined),
       cpu: c.cpu ?? (def ? String(def.cpu ?? 0) : undefined),
@@ -169,6 +191,14 @@ export function taskToEcs(t: Task, arns: Arns, stored?: TaskDefinition, include:
     });
   });
   const overrides = t.spec.overrides ?? {};
+  const reported = st?.lastStatus !== undefined && st.lastStatus !== 'PROVISIONING' && st.lastStatus !== 'PENDING';
+  const memoryOver = new Map((overrides.containerOverrides ?? []).map((o) => [o.name, o]));
+  const memorySum = (td?.spec.containerDefinitions ?? []).reduce((n, c) => {
+    const o = memoryOver.get(c.name);
+    return n + (o?.memory ?? c.memory ?? o?.memoryReservation ?? c.memoryReservation ?? 0);
+  }, 0);
+  const arch = instance?.spec.attributes?.find((a) => a.name === 'ecs.cpu-architecture')?.value;
+  const awsvpc = td?.spec.networkMode === 'awsvpc';
   return compact({
     taskArn,
     clusterArn: arns.cluster(ns),
@@ -179,7 +209,7 @@ export function taskToEcs(t: Task, arns: Arns, stored?: TaskDefinition, include:
     lastStatus: st?.lastStatus ?? 'PROVISIONING',
     desiredStatus: t.spec.desiredStatus,
     cpu: t.spec.overrides?.cpu ?? td?.spec.cpu ?? (td ? String(td.spec.containerDefinitions.reduce((s, c) => s + (c.cpu ?? 0), 0)) : undefined),
-    memory: t.spec.overrides?.memory ?? td?.spec.memory,
+    memory: t.spec.overrides?.memory ?? td?.spec.memory ?? (memorySum ? String(memorySum) : undefined),
     containers,
     startedBy: t.spec.startedBy,
     group: t.spec.group,
@@ -196,9 +226,10 @@ export function taskToEcs(t: Task, arns: Arns, stored?: TaskDefinition, include:
     stoppingAt: epoch(st?.stoppingAt),
     stoppedAt: epoch(st?.stoppedAt),
     launchType: t.spec.launchType ?? 'EC2',
-    attachments: st?.attachments ?? [],
-    healthStatus: st?.healthStatus ?? 'UNKNOWN',
-    tags: include.includes('TAGS') ? tagsOf(t) : undefined,
+    attachments: awsvpc ? (st?.attachments ?? []).map((a) => ({ ...a, id: a.id === 'eni' ? stableUuid(id, 'eni') : a.id })) : [],
+    attributes: arch ? [{ name: 'ecs.cpu-architecture', value: arch }] : undefined,
+    healthStatus: reported ? (st?.healthStatus ?? 'UNKNOWN') : undefined,
+    tags: include.includes('TAGS') ? tagsOf(t) : [],
     enableExecuteCommand: false,
   });
 }

@@ -58,7 +58,8 @@ export const DescribeTaskDefinition: Operation = async (c, i) => {
   const include = strList(i, 'include') ?? [];
   c.authorize({ verb: 'get', resource: 'taskdefinitions', name: ref });
   const td = await getTd(c, ref);
-  return compact({ taskDefinition: shape(c, td), tags: include.includes('TAGS') ? tagsOf(td) : undefined });
+  // ECS answers an empty tags list unless asked for them
+  return { taskDefinition: shape(c, td), tags: include.includes('TAGS') ? tagsOf(td) : [] };
 };
 
 export const DeregisterTaskDefinition: Operation = async (c, i) => {

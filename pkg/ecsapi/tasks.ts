@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { Kinds, type Task, type TaskDefinition } from '../api/kinds.ts';
+import { Kinds, type ContainerInstance, type Task, type TaskDefinition } from '../api/kinds.ts';
 import { newId } from '../api/arn.ts';
 import { allocate, choosePorts, demandOf, usedPorts, type TaskDemand } from '../api/allocation.ts';
 import { withTags, type PlacementConstraint, type PlacementStrategy, type Tag } from '../api/taskdefinition.ts';
@@ -37,7 +37,11 @@ function tdOf(c: OpContext, t: Task): TaskDefinition | undefined {
   return c.registry.cache.get(key) as unknown as TaskDefinition | undefined;
 }
 
-export const taskShape = (c: OpContext, t: Task, include: string[] = []) => taskToEcs(t, c.parts.arns, tdOf(c, t), include);
+/** The instance a task is bound to, from the cache (its CPU architecture is the task's attribute). */
+const instanceOf = (c: OpContext, t: Task): ContainerInstance | undefined =>
+  t.spec.containerInstance ? (c.registry.cache.get(storeKey('containerinstances', t.metadata.namespace, t.spec.containerInstance)) as unknown as ContainerInstance | undefined) : undefined;
+
+export const taskShape = (c: OpContext, t: Task, include: string[] = []) => taskToEcs(t, c.parts.arns, tdOf(c, t), include, instanceOf(c, t));
 
 /** The task definition a RunTask/StartTask names: must exist and be ACTIVE (ECS's ClientException). */
 async function runnableTd(c: OpContext, ref: string): Promise<TaskDefinition> {

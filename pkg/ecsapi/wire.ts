@@ -24,8 +24,16 @@ export class EcsError extends Error {
 export const invalidParameter = (message: string) => new EcsError('InvalidParameterException', message);
 export const clientException = (message: string) => new EcsError('ClientException', message);
 
+/**
+ * A Resource's `doubleValue` is a double on ECS's wire (`0.0`, the ECS Developer Guide's
+ * describe-container-instances), which the AWS CLI prints as written: JSON.stringify writes
+ * whole numbers without the fraction. Keys are never escaped in JSON.stringify's output, so a
+ * string value cannot match.
+ */
+const wholeDoubles = (text: string) => text.replace(/"doubleValue":(-?\d+)(?=[,}])/g, '"doubleValue":$1.0');
+
 export function sendEcs(res: ServerResponse, requestId: string, status: number, body: unknown) {
-  const text = JSON.stringify(body ?? {});
+  const text = wholeDoubles(JSON.stringify(body ?? {}));
   res.writeHead(status, {
     'Content-Type': CONTENT_TYPE,
     'Content-Length': Buffer.byteLength(text),

@@ -11,6 +11,8 @@ import {
   type ECSClient,
 } from '@aws-sdk/client-ecs';
 import { managedInstanceId } from '../../pkg/agent/agent.ts';
+import { Arns } from '../../pkg/api/arn.ts';
+import { instanceToEcs, taskToEcs } from '../../pkg/ecsapi/shapes.ts';
 import { taskTagsOf } from '../../pkg/controller/service/controller.ts';
 import { eventually } from '../support/fleet.ts';
 import { startEcsControlPlane, thrown } from './support.ts';
@@ -109,4 +111,50 @@ describe('managed-instance ids and managed tags (pure)', () => {
     ['both', { tags: [{ key: 'a' }], propagateTags: 'SERVICE', enableECSManagedTags: true }, { tags: [{ key: 'a' }, { key: 'aws:ecs:clusterName', value: 'c' }, { key: 'aws:ecs:serviceName', value: 's' }] }],
   ];
   for (const [what, spec, want] of table) it(what, () => expect(taskTagsOf(svc(spec))).to.deep.equal(want));
+});
+
+describe('a task as ECS answers it (pure)', () => {
+  const arns = new Arns();
+  const td = (networkMode: string, memory?: number) =>
+    ({ metadata: { name: 'app:1' }, spec: { networkMode, containerDefinitions: [{ name: 'a', image: 'busybox', cpu: 10, memory: memory ?? 10 }, { name: 'b', image: 'busybox', memoryReservation: 6 }] } }) as never;
+  const eni = [{ id: 'eni', type: 'ElasticNetworkInterface', status: 'ATTACHED', details: [{ name: 'privateIPv4Address', value: '10.0.0.2' }] }];
+  const task = (lastStatus: string, c: string) =>
+    ({
+      metadata: { name: 'f'.repeat(32), namespace: 'default', creationTimestamp: '2026-12-02T00:00:00Z' },
+      spec: { taskDefinition: 'app:1', desiredStatus: 'RUNNING', containerInstance: 'i1' },
+      status: { lastStatus, healthStatus: 'UNKNOWN', attachments: eni, containers: ['a', 'b'].map((name) => ({ name, lastStatus: c, networkBindings: [], healthStatus: 'UNKNOWN' })) },
+    }) as never;
+  const instance = { spec: { attributes: [{ name: 'ecs.cpu-architecture', value: 'arm64' }] } } as never;
+  const table: Array<[string, Record<string, unknown>, Record<string, unknown>]> = [
+    ['PENDING: no health, no network bindings yet', { t: task('PENDING', 'PENDING'), td: td('bridge') }, { healthStatus: undefined, bindings: [undefined, undefined] }],
+    ['RUNNING: health and network bindings', { t: task('RUNNING', 'RUNNING'), td: td('bridge') }, { healthStatus: 'UNKNOWN', bindings: [[], []] }],
+    ["memory: the containers' limits or reservations summed", { t: task('RUNNING', 'RUNNING'), td: td('bridge', 20) }, { memory: '26' }],
+    ['a bridge task has no ENI attachment', { t: task('RUNNING', 'RUNNING'), td: td('bridge') }, { attachments: [] }],
+    ["an awsvpc task's ENI attachment, its id UUID-shaped", { t: task('RUNNING', 'RUNNING'), td: td('awsvpc') }, { attachmentId: /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/ }],
+    ['tags: an empty list unless asked for', { t: task('RUNNING', 'RUNNING'), td: td('bridge') }, { tags: [] }],
+    ["attributes: the instance's CPU architecture", { t: task('RUNNING', 'RUNNING'), td: td('bridge'), instance }, { attributes: [{ name: 'ecs.cpu-architecture', value: 'arm64' }] }],
+  ];
+  for (const [what, given, want] of table) {
+    it(what, () => {
+      const out = taskToEcs(given.t as never, arns, given.td as never, [], given.instance as never) as Record<string, any>;
+      if ('healthStatus' in want) expect(out.healthStatus).to.equal(want.healthStatus);
+      if ('bindings' in want) expect(out.containers.map((c: { networkBindings?: unknown }) => c.networkBindings)).to.deep.equal(want.bindings);
+      if ('memory' in want) expect(out.memory).to.equal(want.memory);
+      if ('attachments' in want) expect(out.attachments).to.deep.equal(want.attachments);
+      if ('attachmentId' in want) expect(out.attachments[0].id).to.match(want.attachmentId as RegExp);
+      if ('tags' in want) expect(out.tags).to.deep.equal(want.tags);
+      if ('attributes' in want) expect(out.attributes).to.deep.equal(want.attributes);
+    });
+  }
+});
+
+describe("a container instance's versionInfo as ECS answers it (pure)", () => {
+  const ci = (versionInfo: Record<string, string>) =>
+    ({ metadata: { name: 'i1', namespace: 'default', resourceVersion: '7' }, spec: { status: 'ACTIVE', ec2InstanceId: 'mi-0', registeredResources: [] }, status: { versionInfo } }) as never;
+  const table: Array<[string, Record<string, string>, Record<string, string>]> = [
+    ['the Docker version in the ECS agent\'s words', { agentVersion: '0.1.0', dockerVersion: '27.5.1' }, { agentVersion: '0.1.0', dockerVersion: 'DockerVersion: 27.5.1' }],
+    ['already in them: kept', { dockerVersion: 'DockerVersion: 27.5.1' }, { dockerVersion: 'DockerVersion: 27.5.1' }],
+    ['no Docker (the hollow runtime): none shown', { agentVersion: '0.1.0' }, { agentVersion: '0.1.0' }],
+  ];
+  for (const [what, given, want] of table) it(what, () => expect(instanceToEcs(ci(given), new Arns()).versionInfo).to.deep.equal(want));
 });

@@ -425,10 +425,11 @@ for (const store of (process.env.ONLY_STORE ? [process.env.ONLY_STORE] : ['embed
         expect((await ecs.send(new DescribeServicesCommand({ cluster: 'tagged', services: ['svc'] }))).services?.[0].tags).to.equal(undefined);
         const task = await ecs.send(new DescribeTasksCommand({ cluster: 'tagged', tasks: [taskArn], include: ['TAGS'] }));
         expect(task.tasks?.[0].tags).to.deep.equal([{ key: 'run', value: 'changed' }]);
-        expect((await ecs.send(new DescribeTasksCommand({ cluster: 'tagged', tasks: [taskArn] }))).tasks?.[0].tags).to.equal(undefined);
+        // tasks and task definitions: ECS answers an empty list when tags are not asked for
+        expect((await ecs.send(new DescribeTasksCommand({ cluster: 'tagged', tasks: [taskArn] }))).tasks?.[0].tags).to.deep.equal([]);
         const td = await ecs.send(new DescribeTaskDefinitionCommand({ taskDefinition: 'tagged-app:1', include: ['TAGS'] }));
         expect(td.tags).to.deep.equal([{ key: 'app', value: 'changed' }]);
-        expect((await ecs.send(new DescribeTaskDefinitionCommand({ taskDefinition: 'tagged-app:1' }))).tags).to.equal(undefined);
+        expect((await ecs.send(new DescribeTaskDefinitionCommand({ taskDefinition: 'tagged-app:1' }))).tags).to.deep.equal([]);
         const ci = await ecs.send(new DescribeContainerInstancesCommand({ cluster: 'tagged', containerInstances: [ciArn], include: ['TAGS'] }));
         expect(ci.containerInstances?.[0].tags).to.deep.equal([{ key: 'rack', value: 'changed' }]);
         expect((await ecs.send(new DescribeContainerInstancesCommand({ cluster: 'tagged', containerInstances: [ciArn] }))).containerInstances?.[0].tags).to.equal(undefined);
