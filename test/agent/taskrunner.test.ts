@@ -4,9 +4,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { ContainerDefinition } from '../../pkg/api/taskdefinition.ts';
 import { Checkpoint } from '../../pkg/agent/checkpoint.ts';
-import { TaskRunner } from '../../pkg/agent/engine/taskrunner.ts';
+import { TaskRunner, echoesAction } from '../../pkg/agent/engine/taskrunner.ts';
 import { HollowRuntime } from '../../pkg/agent/runtime/hollow.ts';
-import { LABELS, type RuntimeTask } from '../../pkg/agent/runtime/runtime.ts';
+import { LABELS, type CreateOptions, type RuntimeTask } from '../../pkg/agent/runtime/runtime.ts';
 import { CONTAINER_VANISHED, ESSENTIAL_EXITED } from '../../pkg/agent/engine/engine.ts';
 
 const task = (id: string, defs: unknown[]): RuntimeTask => ({
@@ -252,5 +252,63 @@ describe('task runner on the hollow runtime', () => {
     const rep = await r.waitFor((x) => x.known === 'STOPPED', 5000);
     expect(rep.containers[0].reason).to.equal(CONTAINER_VANISHED);
     await r.close();
+  });
+  it('the name is on disk when the create is issued, though its write began with the pull; a failed write creates nothing', async () => {
+    // a slow checkpoint (an fsync behind dockerd's writes): the pull no longer waits for it, the create must
+    class SlowCheckpoint extends Checkpoint {
+      failNames = false;
+      override async recordContainerName(arn: string, container: string, name: string): Promise<void> {
+        await new Promise((res) => setTimeout(res, 150));
+        if (this.failNames) throw new Error('disk full');
+        return super.recordContainerName(arn, container, name);
+      }
+    }
+    const ck = new SlowCheckpoint(dir);
+    const seenAtCreate: Array<string | undefined> = [];
+    const rt = new HollowRuntime();
+    const create = rt.create.bind(rt);
+    rt.create = async (t: RuntimeTask, container: string, o: CreateOptions) => {
+      const onDisk = JSON.parse(fs.readFileSync(ck.file, 'utf8')) as { tasks: Record<string, { containerNames: Record<string, string> }> };
+      seenAtCreate.push(onDisk.tasks[t.taskArn]?.containerNames[container] === o.name ? o.name : undefined);
+      return create(t, container, o);
+    };
+    const t = task('early-name', [{ name: 'app', image: 'app' }, { name: 'side', image: 'side', essential: false }]);
+    const r = new TaskRunner(t, { runtime: rt, checkpoint: ck, defaultStopTimeoutMs: 100 });
+    await r.start();
+    const running = await r.waitFor((x) => x.known === 'RUNNING', 5000);
+    expect(seenAtCreate).to.have.length(2);
+    expect(seenAtCreate).to.deep.equal(running.containers.map((c) => c.runtimeName));
+    await r.close();
+
+    ck.failNames = true;
+    const t2 = task('no-name', [{ name: 'app', image: 'app' }]);
+    const r2 = new TaskRunner(t2, { runtime: rt, checkpoint: ck, defaultStopTimeoutMs: 100 });
+    await r2.start();
+    const stopped = await r2.waitFor((x) => x.known === 'STOPPED', 5000);
+    expect(stopped.containers[0].reason).to.contain('disk full');
+    expect(await rt.list({ [LABELS.taskArn]: t2.taskArn })).to.have.length(0);
+    await r2.close();
+  });
+
+  it('events that only echo the runner\'s own pending create or start are not inspected again; every other one is', () => {
+    const ev = (action: string, id = 'c1') => ({ action, id });
+    const rows: Array<[string, Parameters<typeof echoesAction>[0], ReturnType<typeof ev>, string | undefined, boolean]> = [
+      ['create while creating', { pending: 'create', known: 'PULLED' }, ev('create'), undefined, true],
+      ['create of the container made', { known: 'CREATED' }, ev('create'), 'c1', true],
+      ['create of the container made, running since', { known: 'RUNNING' }, ev('create'), 'c1', true],
+      ['create of another container of that name', { known: 'CREATED' }, ev('create', 'c2'), 'c1', false],
+      ['create not asked for', { known: 'NONE' }, ev('create'), undefined, false],
+      ['start while starting', { pending: 'start', known: 'CREATED' }, ev('start'), 'c1', true],
+      ['start while restarting', { pending: 'restart', known: 'RUNNING' }, ev('start'), 'c1', true],
+      ['start of another container', { pending: 'start', known: 'CREATED' }, ev('start', 'c2'), 'c1', false],
+      ['start nobody asked for (came back)', { known: 'STOPPED' }, ev('start'), 'c1', false],
+      ['start after the start', { known: 'RUNNING' }, ev('start'), 'c1', false],
+      ['die while starting', { pending: 'start', known: 'CREATED' }, ev('die'), 'c1', false],
+      ['stop while stopping', { pending: 'stop', known: 'RUNNING' }, ev('stop'), 'c1', false],
+      ['health_status', { known: 'RUNNING' }, ev('health_status'), 'c1', false],
+      ['destroy', { known: 'RUNNING' }, ev('destroy'), 'c1', false],
+      ['unknown container', undefined, ev('create'), undefined, false],
+    ];
+    for (const [what, c, e, id, want] of rows) expect(echoesAction(c, e, id), what).to.equal(want);
   });
 });

@@ -2,14 +2,17 @@
  * One writer per task: drives the pure state machine (engine.ts) against a ContainerRuntime,
  * as the ECS agent's managedTask does.
  *
- * - Records each container's runtime name in the checkpoint BEFORE creating it, and its id
- *   right after; persists the task's state (known/desired status, when reached, exits) on
- *   every change, and restores it on start, so a restarted agent continues where it was.
+ * - Records each container's runtime name in the checkpoint BEFORE creating it (the write
+ *   begins with the container's pull and the create waits for it), and its id right after (the
+ *   start does not wait for that write; every later write carries the id); persists the task's
+ *   state (known/desired status, when reached, exits) on every change, and restores it on
+ *   start, so a restarted agent continues where it was.
  * - On start adopts the task's containers by label (never creating a duplicate); a container
  *   whose recorded id Docker no longer has vanished (ECS ContainerVanishedError) and is not
  *   created again (review D3).
- * - Runtime events drive it: the container is re-inspected, and when that fails the event is
- *   authoritative (a die event's exit code, ECS setExitCodeFromEvent). Every stream
+ * - Runtime events drive it: the container is re-inspected (not for the echo of the runner's
+ *   own pending create or start, which inspects once Docker answers), and when that fails the
+ *   event is authoritative (a die event's exit code, ECS setExitCodeFromEvent). Every stream
  *   (re)connect re-lists, and a steady-state check re-inspects every container on its own
  *   schedule (ECS: every 5 min +/- 30 s) so a missed event is caught (D8).
  * - Failed actions: a create that timed out is retried by name (409 is the idempotency check);
@@ -49,6 +52,7 @@ import {
   taskKnownStatus,
   type Action,
   type ContainerStatus,
+  type EngineContainer,
   type EngineTask,
   type StopCode,
   type Waiting,
@@ -112,10 +116,29 @@ export interface TaskRunnerDeps {
 
 const CREATE_BACKOFF: BackoffOptions = { minMs: 1000, maxMs: 5000, multiplier: 2, jitter: 0.2 };
 
+/**
+ * Is a runtime event only the echo of this runner's own create or start, so that inspecting the
+ * container for it would tell nothing new? A create event while the create is pending (or of the
+ * container the create made), a start event while the start (or restart) is pending: the
+ * action inspects the container itself once Docker has answered, after the event, so it sees
+ * at least what the event saw. Every other event (die, stop, oom, health_status, destroy, one
+ * of a container this runner does not know) is inspected as before. Each echo's inspect was
+ * one more call into a daemon busy starting containers (two per container; a start event's
+ * inspect waits for the start to finish).
+ */
+export function echoesAction(c: Pick<EngineContainer, 'pending' | 'known'> | undefined, e: Pick<RuntimeEvent, 'action' | 'id'>, knownId: string | undefined): boolean {
+  if (!c) return false;
+  if (e.action === 'create') return c.pending === 'create' || (knownId === e.id && statusRank(c.known) >= statusRank('CREATED'));
+  if (e.action === 'start') return knownId === e.id && (c.pending === 'start' || c.pending === 'restart');
+  return false;
+}
+
 export class TaskRunner {
   private state: EngineTask;
   private waiting: Waiting[] = [];
   private readonly names: Record<string, string> = {};
+  /** a container's name being recorded (begun with its pull, awaited by its create) */
+  private readonly naming = new Map<string, Promise<string>>();
   private readonly ids: Record<string, string> = {};
   private readonly seen: Record<string, RuntimeContainer> = {};
   private readonly stopBackoffs: Record<string, Backoff> = {};
@@ -146,10 +169,20 @@ export class TaskRunner {
     this.state = newEngineTask(task.taskArn, task.containers, deps.defaultStopTimeoutMs, { pullDependentUpfront: deps.pullDependentUpfront });
     this.log = (deps.logger ?? silentLogger()).child({ component: 'task-runner', task: task.taskArn });
     this.now = deps.now ?? Date.now;
+    this.traced = this.log.isLevelEnabled('debug');
+  }
+
+  /** debug logging on: the start path's stages are logged with their times (bench:docker --profile) */
+  private readonly traced: boolean;
+  private lastKnown?: ContainerStatus;
+
+  private trace(stage: string, fields: Record<string, unknown> = {}): void {
+    if (this.traced) this.log.debug({ stage, ...fields }, 'task stage');
   }
 
   /** Restore the checkpointed state, adopt what exists, subscribe to events, and start driving. */
   async start(): Promise<void> {
+    this.trace('runner');
     const ck = this.deps.checkpoint.task(this.task.taskArn);
     if (ck) this.restore(ck);
     this.persisted = this.persistKey();
@@ -161,6 +194,7 @@ export class TaskRunner {
       this.offEvents = undefined;
       throw e;
     }
+    this.trace('adopted');
     this.kick();
     this.armSteadyState();
   }
@@ -251,6 +285,7 @@ export class TaskRunner {
     if (!name || !this.state.containers.some((c) => c.name === name)) return;
     if (this.task.instance && e.labels[LABELS.instance] && e.labels[LABELS.instance] !== this.task.instance) return;
     this.enqueue(async () => {
+      if (echoesAction(this.state.containers.find((x) => x.name === name), e, this.ids[name])) return;
       let c: RuntimeContainer | undefined;
       let unreadable = false;
       try {
@@ -317,6 +352,8 @@ export class TaskRunner {
       this.tornDown = true;
       this.deps.runtime.taskStopped(this.task).catch((e: Error) => this.log.warn({ err: e.message }, 'cannot stop the task namespace'));
     }
+    if (this.traced && p.known !== this.lastKnown) this.trace(`known ${p.known}`);
+    this.lastKnown = p.known;
     this.persist();
     this.notify();
   }
@@ -359,12 +396,15 @@ export class TaskRunner {
 
   private async execute(a: Action): Promise<void> {
     const def = this.task.containers.find((c) => c.name === a.container)!;
+    const t0 = this.traced ? performance.now() : 0;
     try {
       switch (a.kind) {
         case 'pull': {
           const creds = def.repositoryCredentials?.credentialsParameter;
           const secrets = this.deps.secrets;
           const resolve = this.deps.resolveRepositoryCredentials ?? (secrets ? (p: string) => registryAuth(secrets, p, def.image) : undefined);
+          // the name's checkpoint write (an fsync) goes on while the image is checked or pulled
+          void this.nameFor(a.container).catch(() => undefined); // a failure is the create's
           const auth = creds && resolve ? await resolve(creds) : undefined;
           await this.holdImage(a.container, def.image);
           await this.deps.runtime.pull(def.image, { auth });
@@ -381,18 +421,13 @@ export class TaskRunner {
             throw e;
           }
           this.taskIp = resources.ipAddress;
-          let name = this.names[a.container];
-          if (!name) {
-            name = containerRuntimeName(this.task, a.container, this.deps.random?.() ?? randomBytes(10).toString('hex'));
-            // recorded BEFORE create: a crash in between leaves a name we will find again
-            await this.deps.checkpoint.recordContainerName(this.task.taskArn, a.container, name);
-            this.names[a.container] = name;
-          }
+          // on disk BEFORE create: a crash in between leaves a name we will find again
+          const name = await this.nameFor(a.container);
           await this.holdImage(a.container, def.image); // kept on a failed create: it is tried again
           // secret values are read now, for this create only (a missing one stops the task)
           const resolved = this.deps.secrets ? await resolveContainerSecrets(def, this.deps.secrets) : undefined;
           // a create that timed out may have happened: the same name again is the idempotency check
-          const c = await retry(() => this.deps.runtime.create(this.task, a.container, { name: name!, resources, peers: { ...this.names }, resolved }), {
+          const c = await retry(() => this.deps.runtime.create(this.task, a.container, { name, resources, peers: { ...this.names }, resolved }), {
             attempts: this.deps.createAttempts ?? 3,
             backoff: this.deps.createBackoff ?? CREATE_BACKOFF,
             retryable: (e) => isRuntimeError(e) && e.uncertain,
@@ -400,7 +435,11 @@ export class TaskRunner {
           });
           this.ids[a.container] = c.id;
           this.releaseImage(a.container); // the container exists: Docker keeps its image now
-          await this.deps.checkpoint.recordDockerId(this.task.taskArn, a.container, c.id);
+          if (this.traced) this.trace('created', { container: a.container });
+          // the id is kept in memory now (every later checkpoint write carries it, so no state on
+          // disk is past CREATED without it) and on disk soon; the start does not wait for the
+          // fsync: a crash before it lands leaves a container the next start adopts by its labels
+          this.deps.checkpoint.recordDockerId(this.task.taskArn, a.container, c.id).catch((e: Error) => this.log.warn({ container: a.container, err: e.message }, 'cannot checkpoint the container id'));
           this.record(a.container, c);
           break;
         }
@@ -415,6 +454,7 @@ export class TaskRunner {
           break;
       }
       this.state = actionDone(this.state, a.container, a.kind, this.now());
+      if (this.traced) this.trace(a.kind, { container: a.container, ms: Math.round((performance.now() - t0) * 10) / 10 });
     } catch (err) {
       const msg = (err as Error).message;
       if (a.kind === 'stop') {
@@ -564,7 +604,33 @@ export class TaskRunner {
     await this.deps.checkpoint.removeTask(this.task.taskArn);
   }
 
-  /** Stop listening; containers are left as they are (an agent restart adopts them). */
+  /**
+   * The container's Docker name, on disk in the checkpoint before it is returned (a create
+   * uses it only then). Made and recorded once per container: the pull begins it, so its fsync
+   * overlaps the pull, and the create waits for it; a failed write is tried anew by the next.
+   */
+  private nameFor(container: string): Promise<string> {
+    const have = this.names[container];
+    if (have) return Promise.resolve(have);
+    let p = this.naming.get(container);
+    if (!p) {
+      const name = containerRuntimeName(this.task, container, this.deps.random?.() ?? randomBytes(10).toString('hex'));
+      const t0 = this.traced ? performance.now() : 0;
+      p = this.deps.checkpoint.recordContainerName(this.task.taskArn, container, name).then(() => {
+        this.names[container] = name;
+        if (this.traced) this.trace('name recorded', { container, ms: Math.round((performance.now() - t0) * 10) / 10 });
+        return name;
+      });
+      const mine = p;
+      const done = () => {
+        if (this.naming.get(container) === mine) this.naming.delete(container);
+      };
+      p.then(done, done);
+      this.naming.set(container, p);
+    }
+    return p;
+  }
+
   /** Hold the container's image until its container exists (R2-8); once per container. */
   private async holdImage(container: string, image: string): Promise<void> {
     if (!this.deps.images) return;
@@ -580,6 +646,7 @@ export class TaskRunner {
     void h.then((release) => release());
   }
 
+  /** Stop listening; containers are left as they are (an agent restart adopts them). */
   async close(): Promise<void> {
     this.closed = true;
     if (this.tick) clearTimeout(this.tick);

@@ -109,6 +109,13 @@ export class DockerRuntime implements ContainerRuntime {
   private nsImage?: Promise<string>;
   private daemonNs?: { id: string; ip: string; network: string };
   private daemonNsPending?: Promise<{ id: string; ip: string; network: string }>;
+  /**
+   * Docker was asked and this instance has no running daemon namespace. Only this runtime makes
+   * one (createDaemonNamespace, which joins every application container that predates it), so
+   * the answer holds until it does: bridge containers' creates and starts do not ask again
+   * (two inspects per container, on a daemon busy starting them).
+   */
+  private daemonNsAbsent = false;
   private readonly cgroups: TaskCgroups;
   private cgroupDriver?: Promise<string | undefined>;
 
@@ -159,6 +166,7 @@ export class DockerRuntime implements ContainerRuntime {
   setInstance(instance: string): void {
     this.owner = { ...this.owner, instance };
     this.daemonNs = undefined;
+    this.daemonNsAbsent = false;
   }
 
   private ownerOf(task: Pick<RuntimeTask, 'cluster' | 'instance'>): Owner {
@@ -338,11 +346,16 @@ export class DockerRuntime implements ContainerRuntime {
   private async existingDaemonNamespace(): Promise<{ id: string; ip: string; network: string } | undefined> {
     if (this.daemonNs) return this.daemonNs;
     if (this.daemonNsPending) return this.daemonNsPending;
-    const n = daemonNames(this.owner);
+    if (this.daemonNsAbsent) return undefined;
+    const owner = this.owner;
+    const n = daemonNames(owner);
     const i = await this.api.inspectContainer(n.container);
-    if (!i || i.State.Status !== 'running' || !this.mine(i.Config.Labels)) return undefined;
-    const ip = i.NetworkSettings?.Networks?.[n.network]?.IPAddress;
-    if (!ip) return undefined;
+    const ip = i && i.State.Status === 'running' && this.mine(i.Config.Labels) ? i.NetworkSettings?.Networks?.[n.network]?.IPAddress : undefined;
+    // (an answer about another instance than the current one is no answer)
+    if (!i || !ip) {
+      if (this.owner === owner && !this.daemonNs && !this.daemonNsPending) this.daemonNsAbsent = true;
+      return undefined;
+    }
     this.daemonNs = { id: i.Id, ip, network: n.network };
     return this.daemonNs;
   }
@@ -378,6 +391,7 @@ export class DockerRuntime implements ContainerRuntime {
     if (!ip) throw internal(`daemon namespace ${n.container} has no address on ${n.network}`);
     const ns = { id: c.id, ip, network: n.network };
     this.daemonNs = ns;
+    this.daemonNsAbsent = false;
     // the instance's application containers that predate it join it
     const ours = await this.api.listContainers({ label: [`${LABELS.cluster}=${this.owner.cluster}`, ...(this.owner.instance ? [`${LABELS.instance}=${this.owner.instance}`] : [])] });
     for (const s of ours) {
@@ -541,6 +555,7 @@ export class DockerRuntime implements ContainerRuntime {
     const net = await this.api.inspectNetwork(n.network);
     if (net && this.mine(net.Labels)) await this.api.removeNetwork(n.network);
     this.daemonNs = undefined;
+    this.daemonNsAbsent = false;
   }
 
   async close(): Promise<void> {

@@ -124,7 +124,11 @@ export class DockerApi {
     this.log = (o.logger ?? silentLogger()).child({ component: 'dockerapi' });
     this.emitter.setMaxListeners(0);
     this.reconnect = new Backoff(o.reconnect ?? { minMs: 500, maxMs: 30_000, multiplier: 2, jitter: 0.2 });
+    this.traced = this.log.isLevelEnabled('debug');
   }
+
+  /** debug logging on: every call logs its duration */
+  private readonly traced: boolean;
 
   /**
    * Run one call under a deadline. An abort past the deadline is a DockerTimeoutError (uncertain);
@@ -141,6 +145,7 @@ export class DockerApi {
     const late = () => new RuntimeError('DockerTimeoutError', `${what}: no answer from Docker within ${ms} ms`, { uncertain: true, ...subject });
     const deadline = new Promise<never>((_, reject) => ac.signal.addEventListener('abort', () => reject(late()), { once: true }));
     deadline.catch(() => undefined);
+    const t0 = this.traced ? performance.now() : 0;
     try {
       // calls without abort support still end at the deadline (the request is left to finish)
       return await Promise.race([fn(ac.signal), deadline]);
@@ -152,6 +157,8 @@ export class DockerApi {
       throw new RuntimeError(errorName, `${what}: ${messageOf(err)}`, { statusCode: err.statusCode, uncertain, ...subject });
     } finally {
       clearTimeout(timer);
+      // the start-path profile (bench:docker --profile) reads these
+      if (this.traced) this.log.debug({ call: errorName.replace(/^Cannot|Error$/g, ''), what, ms: Math.round((performance.now() - t0) * 10) / 10 }, 'docker call');
     }
   }
 
