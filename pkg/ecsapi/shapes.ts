@@ -198,7 +198,7 @@ export function taskToEcs(t: Task, arns: Arns, stored?: TaskDefinition, include:
     return n + (o?.memory ?? c.memory ?? o?.memoryReservation ?? c.memoryReservation ?? 0);
   }, 0);
   const arch = instance?.spec.attributes?.find((a) => a.name === 'ecs.cpu-architecture')?.value;
-  const awsvpc = td?.spec.networkMode === 'awsvpc';
+  const awsvpc = !!td && 'networkMode' in td.spec && td.spec.networkMode === 'awsvpc';
   return compact({
     taskArn,
     clusterArn: arns.cluster(ns),
