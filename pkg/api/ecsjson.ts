@@ -84,8 +84,6 @@ export function taskDefinitionToEcs(td: TaskDefinition | Resource, arns?: Arns):
     ...spec,
   };
   if (td.kind === 'DaemonTaskDefinition') out.networkMode = 'daemon_bridge';
-  // ...but, as ECS, no networkMode where none was given (the default bridge is implied)
-  else if ((td.spec as Json).networkMode === undefined) delete out.networkMode;
   if (status.requiresAttributes) out.requiresAttributes = status.requiresAttributes;
   if (status.registeredAt) out.registeredAt = status.registeredAt;
   if (status.deregisteredAt) out.deregisteredAt = status.deregisteredAt;

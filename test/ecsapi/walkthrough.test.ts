@@ -408,6 +408,8 @@ describe('the ECS Developer Guide walk-through typed into the AWS CLI v1: each a
         today: [...['status:string', 'placementConstraints:array', 'compatibilities:array', 'compatibilities[]:string', 'registeredAt:number', 'registeredBy:string'].map(td), 'tags:array'],
         // who registered it: berth keeps no registering principal
         berthLacks: [td('registeredBy:string')],
+        // berth answers the default network mode (bridge) where none was given (README)
+        berthAdds: [td('networkMode:string')],
       }),
     );
     expect(json.taskDefinition.taskDefinitionArn).to.match(ARN.taskDefinition('sleep360:1'));
