@@ -655,8 +655,10 @@ export class ServiceAdmission implements Admission {
       next.status = { ...rest, ...resolvedStatus(next, await this.resolve(next)) };
     } else if (st?.followedRevision !== undefined && !next.metadata.deletionTimestamp) {
       // the spec follows its family: a write moves it to a newer revision registered since (the
-      // controller does too); a family without an ACTIVE revision leaves it where it is
-      const r = await this.tds.resolveFresh(ns.taskDefinition).catch(() => undefined);
+      // controller does too); a family without an ACTIVE revision leaves it where it is. When the
+      // store's latest state cannot be read in time, the write fails (503, retried): answering
+      // with the revision a lagging cache still has would skip one registered before it (C5)
+      const r = await this.tds.resolveFresh(ns.taskDefinition);
       const rev = r ? Number(r.split(':')[1]) : 0;
       if (r && rev > st.followedRevision) next.status = { ...st, taskDefinition: r, followedRevision: rev };
     }

@@ -17,6 +17,11 @@ export class FaultStore implements Store {
   holdRevisionReads = false;
   revisionReads = 0;
   private held: Array<() => void> = [];
+  /** while set, currentRevision() fails with 503 (the store unreachable for that read) */
+  failRevisionReads = false;
+  /** while set, open watches deliver nothing: their events wait, in order, for releaseEvents() (a watch lagging behind the store) */
+  holdEvents = false;
+  private heldEvents: Array<() => void> = [];
 
   constructor(readonly inner: Store) {}
 
@@ -69,7 +74,10 @@ export class FaultStore implements Store {
       prefix,
       afterRevision,
       {
-        onEvents: (evs) => handlers.onEvents(evs),
+        onEvents: (evs) => {
+          if (this.holdEvents || this.heldEvents.length > 0) this.heldEvents.push(() => handlers.onEvents(evs));
+          else handlers.onEvents(evs);
+        },
         onError: (err) => {
           if (!entry || !this.open.delete(entry)) return;
           handlers.onError(err);
@@ -88,8 +96,15 @@ export class FaultStore implements Store {
       },
     };
   }
+  /** delivers the events held back while `holdEvents` was set, in order, and stops holding */
+  releaseEvents(): void {
+    this.holdEvents = false;
+    for (const d of this.heldEvents.splice(0)) d();
+  }
+
   async currentRevision() {
     this.revisionReads++;
+    if (this.failRevisionReads) throw unavailable('etcd: injected: the revision read failed');
     const rev = await this.inner.currentRevision();
     if (this.holdRevisionReads) await new Promise<void>((r) => this.held.push(r));
     return rev;

@@ -454,6 +454,9 @@ export class Workload {
     const r = this.judge(op, t, 'update service', await request(t, 'PATCH', path('services', ns, name), { metadata: { annotations: { [MARK]: marker } }, spec: { taskDefinition: family, desiredCount: this.rng.int(3) } }, 'application/merge-patch+json'));
     if (r?.status !== 200) return;
     this.ack({ op, server: t.index, what: 'update service', key: storeKey('services', ns, name), rv: Number(r.body.metadata.resourceVersion), type: 'put', marker });
+    // a service being deleted (its finalize still to come, e.g. sent to the paused apiserver)
+    // keeps the revision it runs: it is drained, not moved to newer ones, so it resolves nothing
+    if (r.body.metadata.deletionTimestamp) return;
     this.rec.resolutions.push({ op, server: t.index, what: 'update service', family, resolved: Number(String(r.body.status?.taskDefinition ?? r.body.spec.taskDefinition).split(':')[1]), atLeast });
   }
 
