@@ -381,7 +381,8 @@ export type DaemonTaskDefinitionSpec = z.infer<typeof DaemonTaskDefinitionSpec>;
 
 // ---- the stored spec is the user's; its defaults apply where it is read ----
 
-const effectiveCache = new WeakMap<object, unknown>();
+// one per schema: the same object read as a daemon's and as a task's spec gives each its own answer
+const effectiveCache = { task: new WeakMap<object, unknown>(), daemon: new WeakMap<object, unknown>() };
 
 /**
  * A task definition's spec with ECS's defaults applied (`essential` true, `cpu` 0, `protocol`
@@ -396,11 +397,12 @@ export function effectiveTaskDefinition(spec: unknown, daemon: true): DaemonTask
 export function effectiveTaskDefinition(spec: unknown, daemon?: boolean): TaskDefinitionSpec | DaemonTaskDefinitionSpec;
 export function effectiveTaskDefinition(spec: unknown, daemon = false): TaskDefinitionSpec | DaemonTaskDefinitionSpec {
   if (typeof spec !== 'object' || spec === null) return spec as TaskDefinitionSpec;
-  const hit = effectiveCache.get(spec);
+  const cache = daemon ? effectiveCache.daemon : effectiveCache.task;
+  const hit = cache.get(spec);
   if (hit) return hit as TaskDefinitionSpec;
   const r = (daemon ? DaemonTaskDefinitionSpec : TaskDefinitionSpec).safeParse(spec);
   // what was admitted parses; anything else is shown as stored rather than dropped
   const out = (r.success ? r.data : spec) as TaskDefinitionSpec;
-  effectiveCache.set(spec, out);
+  cache.set(spec, out);
   return out;
 }

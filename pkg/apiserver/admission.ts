@@ -162,9 +162,14 @@ export class TaskDefinitionAdmission implements Admission {
     return r.status.contentHash === hash && (!this.daemon || samePorts(r, o));
   }
 
-  /** what a revision is, beside its spec (the registry registers a new revision when it changes): a daemon's declared ports */
+  /**
+   * What a revision is (the registry registers a new revision when it changes): its spec with
+   * ECS's defaults applied, as its registration compares it (R5-1: `essential: true` written
+   * out is the revision that left it to the default), and a daemon's declared ports.
+   */
   revisionContent(o: Obj): unknown {
-    return this.daemon ? { spec: o.spec, ports: [...daemonPortsOf(o)].sort() } : o.spec;
+    const spec = effectiveTaskDefinition(o.spec, this.daemon);
+    return this.daemon ? { spec, ports: [...daemonPortsOf(o)].sort() } : spec;
   }
 
   async update(next: Obj, prev: Obj, _w: WriteContext, sub: 'status' | undefined) {

@@ -52,6 +52,13 @@ describe('effectiveTaskDefinition', () => {
     });
   }
 
+  it('one spec object read as a task\'s and as a daemon\'s gets each schema\'s answer (the cache is per schema)', () => {
+    const spec = { containerDefinitions: [{ name: 'a', image: 'x', memory: 16 }] };
+    expect(effectiveTaskDefinition(spec, true)).to.not.have.property('networkMode');
+    expect(effectiveTaskDefinition(spec, false)).to.include({ networkMode: 'bridge' });
+    expect(effectiveTaskDefinition(spec, true)).to.not.have.property('networkMode');
+  });
+
   it('the scheduler demands by the effective spec (a task definition written with "0.5 vCPU")', () => {
     const d = demandOf({ cpu: '0.5 vCPU', containerDefinitions: [{ name: 'a', image: 'x', memory: 64, portMappings: [{ containerPort: 80, hostPort: 8080 }] }] } as never);
     expect(d.cpu).to.equal(512);
