@@ -11,7 +11,7 @@ import { badRequest } from '../errors/errors.ts';
 import type { Compare, Op } from '../store/store.ts';
 import { EMBEDDED_TXN_LIMITS, ETCD_TXN_LIMITS, type TxnLimits } from '../store/limits.ts';
 import { allocationKey } from './admission.ts';
-import { FENCE_HEADER, parseFence } from './fence.ts';
+import { FENCE_HEADER, parseFence, roomBeside } from './fence.ts';
 import type { Obj, Registry, RequestContext } from './registry.ts';
 import { sendJson, type ApiRequest } from './server.ts';
 
@@ -192,7 +192,7 @@ export class Binder {
       const { planned, entries } = this.plan(cluster, items, results);
       if (planned.length === 0) break;
       const next: number[] = [];
-      for (const chunk of this.chunks(planned, entries)) {
+      for (const chunk of this.chunks(planned, entries, roomBeside(ctx.fence, this.limits))) {
         const out = await this.commit(chunk, entries, ctx);
         for (const p of out.committed) {
           Object.assign(results[p.i], { bound: true, resourceVersion: String(out.revision), reason: undefined, detail: undefined });
@@ -324,14 +324,14 @@ export class Binder {
    * Splits a plan into txns within the limits: an instance's tasks go together as far as
    * they fit, and each txn that holds some of an instance's tasks also holds its record.
    */
-  private chunks(planned: Planned[], entries: Map<string, InstanceEntry>): Chunk[] {
+  private chunks(planned: Planned[], entries: Map<string, InstanceEntry>, limits: TxnLimits): Chunk[] {
     const byInstance = new Map<string, Planned[]>();
     for (const p of planned) {
       const l = byInstance.get(p.ak);
       if (l) l.push(p);
       else byInstance.set(p.ak, [p]);
     }
-    const { maxOps, maxBytes } = this.limits;
+    const { maxOps, maxBytes } = limits;
     const chunks: Chunk[] = [];
     let cur: Planned[] = [];
     let ops = 0;

@@ -1,5 +1,6 @@
 import { storeKey } from '../api/meta.ts';
 import { badRequest, leaseLost } from '../errors/errors.ts';
+import type { TxnLimits } from '../store/limits.ts';
 import type { Compare, TxnResult } from '../store/store.ts';
 import type { Admission, Obj, WriteContext } from './registry.ts';
 import type { WatchCache } from './watchcache.ts';
@@ -53,6 +54,14 @@ export function parseFence(header: string | string[] | undefined, cache: WatchCa
 }
 
 const lost = (fence: Fence) => leaseLost(`the lease ${fence.namespace}/${fence.lease} was acquired by another holder after revision ${fence.revision}; this write was not applied`);
+
+/**
+ * The limits left for a request's own compares and ops once its fence's compare is counted
+ * (R5-3: a controller's fenced batch filled to the limit was one compare over it, and etcd
+ * refused the txn).
+ */
+export const roomBeside = (fence: Fence | undefined, limits: TxnLimits): TxnLimits =>
+  fence ? { maxOps: limits.maxOps - 1, maxBytes: limits.maxBytes - fence.key.length - 16 } : limits;
 
 /** The compares of a txn, with the fence's when the request carries one. */
 export const withFence = (fence: Fence | undefined, compares: Compare[]): Compare[] => (fence ? [...compares, { key: fence.key, modRevision: fence.revision }] : compares);

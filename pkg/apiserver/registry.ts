@@ -10,7 +10,7 @@ import { matchesFields, matchesLabels, parseFieldSelector, parseLabelSelector, t
 import { WatchCache, parseStored, type CacheWatcher, type EventShare, type Obj, type WatchType } from './watchcache.ts';
 import { decodeContinue, encodeContinue } from '../store/keys.ts';
 import { listPages } from '../store/pager.ts';
-import { checkFence, withFence, type Fence } from './fence.ts';
+import { checkFence, roomBeside, withFence, type Fence } from './fence.ts';
 import { defaultTxnLimits, type TxnLimits } from '../store/limits.ts';
 import type { RequestAttributes } from './auth.ts';
 
@@ -745,7 +745,7 @@ export class Registry {
     });
     const confirmed = new Map<number, boolean>();
     const conflicts = new Map<number, number>();
-    const { maxOps, maxBytes } = this.txnLimits;
+    const { maxOps, maxBytes } = roomBeside(ctx.fence, this.txnLimits);
     while (pending.length) {
       const prepared: Array<{ i: number; p: PreparedWrite }> = [];
       for (const i of pending) {
@@ -1075,7 +1075,7 @@ export class Registry {
    * caller reads them again and retries what still applies.
    */
   async commitEach(items: Array<{ compares: Compare[]; ops: Op[] }>, ctx: RequestContext = {}): Promise<number[]> {
-    const { maxOps, maxBytes } = this.txnLimits;
+    const { maxOps, maxBytes } = roomBeside(ctx.fence, this.txnLimits);
     const size = (it: { compares: Compare[]; ops: Op[] }) =>
       it.compares.reduce((n, c) => n + c.key.length + 16, 0) + it.ops.reduce((n, o) => n + o.key.length + (o.type === 'put' ? o.value.length : 0) + 16, 0);
     const failed: number[] = [];

@@ -4,6 +4,7 @@ import { startAuthzServer, ns, type AuthzServer } from '../support/authz.ts';
 import { eventually } from '../support/fleet.ts';
 import { startApiServer, type TestApiServer } from '../support/apiserver.ts';
 import { startEtcd, type EtcdProcess } from '../support/etcd.ts';
+import { FENCE_HEADER, fenceHeader, fenceKey } from '../../pkg/apiserver/fence.ts';
 
 /**
  * POST /namespaces/CLUSTER/taskstatuses: an agent's status reports of one interval in one
@@ -194,5 +195,27 @@ describe("taskstatuses on etcd with its DEFAULT limits (128 compares and ops per
     // 150 items of one compare and one put each: 128 in the first txn, 22 in the second
     expect(await s.store.currentRevision()).to.equal(before + 2);
     expect(new Set(r.body.results.map((x: { resourceVersion: string }) => x.resourceVersion)).size).to.equal(2);
+  });
+
+  it("a controller's fenced batch: the fence's compare counts against the limit too (bindings and statuses of 150 tasks)", async () => {
+    const V = '/apis/berth.dev/v1';
+    const lease = await s.call('POST', `${V}/namespaces/berth-system/leases`, {
+      apiVersion: 'berth.dev/v1', kind: 'Lease', metadata: { name: 'big-batches' },
+      spec: { holderIdentity: 'me', acquireTime: new Date().toISOString(), renewTime: new Date().toISOString(), leaseDurationSeconds: 60 },
+    });
+    expect(lease.status, JSON.stringify(lease.body)).to.equal(201);
+    const fence = fenceHeader('berth-system', 'big-batches', (await s.store.get(fenceKey('berth-system', 'big-batches')))!.modRevision);
+    const fenced = async (path: string, body: unknown) => {
+      const res = await fetch(`${s.url}${V}/namespaces/default/${path}`, { method: 'POST', headers: { Authorization: `Bearer ${s.adminToken}`, 'Content-Type': 'application/json', [FENCE_HEADER]: fence }, body: JSON.stringify(body) });
+      return { status: res.status, body: (await res.json()) as any };
+    };
+    const names = Array.from({ length: 150 }, (_, i) => `fenced${i}`);
+    for (const name of names) expect((await s.call('POST', `${V}/namespaces/default/tasks`, { apiVersion: 'berth.dev/v1', kind: 'Task', metadata: { name }, spec: { taskDefinition: 'tiny' } })).status).to.equal(201);
+    const b = await fenced('bindings', { bindings: names.map((task) => ({ task, containerInstance: 'big' })) });
+    expect(b.status, JSON.stringify(b.body).slice(0, 400)).to.equal(200);
+    expect(b.body.results.filter((x: { bound: boolean }) => !x.bound)).to.deep.equal([]);
+    const r = await fenced('taskstatuses', { statuses: names.map((task) => ({ task, status: { lastStatus: 'RUNNING', version: 2 } })) });
+    expect(r.status, JSON.stringify(r.body).slice(0, 400)).to.equal(200);
+    expect(r.body.results.filter((x: { code: number }) => x.code !== 200)).to.deep.equal([]);
   });
 });
