@@ -391,7 +391,7 @@ export class Agent {
       ...Object.entries(this.cfg.instanceAttributes).map(([name, value]) => ({ name, value })),
     ];
     const id = this.cfg.instanceId || randomUUID().replace(/-/g, '');
-    const ci = await this.deps.client.create<ContainerInstance>({
+    const ci = await this.refusedRetried('register', () => this.deps.client.create<ContainerInstance>({
       apiVersion: API_VERSION,
       kind: 'ContainerInstance',
       metadata: { name: id, namespace: this.cfg.cluster },
@@ -411,7 +411,7 @@ export class Agent {
         hostFingerprint: fp,
       },
       status: { agentConnected: true, runningTasksCount: 0, pendingTasksCount: 0, ...(this.logs ? { logs: this.logs } : {}), versionInfo: { agentVersion: AGENT_VERSION, dockerVersion: this.deps.dockerVersion } },
-    } as ContainerInstance);
+    } as ContainerInstance));
     const token = ci.metadata.annotations?.[NODE_TOKEN_ANNOTATION];
     if (!token) throw new BerthError('Forbidden', 'the apiserver issued no node credential: register with a bootstrap token (BERTH_BOOTSTRAP_TOKEN of group berth:bootstrappers)');
     this.instanceId = ci.metadata.name;
@@ -425,6 +425,29 @@ export class Agent {
       d.hostFingerprint = fp;
     });
     this.log.info({ instance: this.instanceId, cpu: res.cpu, memory: res.memory }, 'registered container instance');
+  }
+
+  /**
+   * A call the apiserver refused without doing it (429: too many requests or connections, as
+   * when a fleet's hosts all register at once on one bootstrap token; 503: not ready) is sent
+   * again after its Retry-After or a growing backoff (1 s .. 30 s, jittered, so a fleet does
+   * not come back in step), until the agent stops. Anything else, and a call whose outcome is
+   * unknown (a timeout: a create may have happened), is the caller's.
+   */
+  private async refusedRetried<T>(what: string, call: () => Promise<T>): Promise<T> {
+    const backoff = new Backoff({ minMs: 1000, maxMs: 30_000, multiplier: 2, jitter: 0.3 });
+    for (;;) {
+      try {
+        return await call();
+      } catch (e) {
+        const refused = isBerthError(e, 'TooManyRequests') || isBerthError(e, 'ServiceUnavailable');
+        if (this.stopped || !refused) throw e;
+        const after = ((e as BerthError).details.retryAfterSeconds ?? 0) * 1000;
+        const wait = Math.max(after, backoff.next());
+        this.log.warn({ err: (e as Error).message, retryInMs: wait, attempt: backoff.attempts }, `${what}: refused for now; retrying`);
+        await sleep(wait);
+      }
+    }
   }
 
   /**

@@ -1,4 +1,5 @@
 import { mkdtemp, rm } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
@@ -11,6 +12,7 @@ import { HollowRuntime } from '../../pkg/agent/runtime/hollow.ts';
 import { Client } from '../../pkg/client/client.ts';
 import { silentLogger } from '../../pkg/log/log.ts';
 import { startApiServer, type TestApiServer } from '../support/apiserver.ts';
+import { eventually } from '../support/fleet.ts';
 
 describe('agent identity in ECS_DATADIR (real apiserver)', function () {
   this.timeout(60_000);
@@ -62,3 +64,46 @@ describe('agent identity in ECS_DATADIR (real apiserver)', function () {
     expect(sameHost('m:0123456789abcdef0123456789abcd', fp)).to.equal(false);
   });
 });
+
+describe('agent registration refused for now (429: the bootstrap token\'s connections are all in use)', function () {
+  this.timeout(60_000);
+  let api: TestApiServer;
+  let dir: string;
+  before(async () => {
+    // one connection per identity: a fleet's hosts registering at once on one bootstrap token, in small
+    api = await startApiServer({ build: { serverLimits: { maxConnectionsPerIdentity: 1 } } });
+    dir = await mkdtemp(join(tmpdir(), 'berth-register-429-'));
+  });
+  after(async () => {
+    await api?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('retries after the Retry-After instead of failing its start, and registers once a connection is free', async () => {
+    // another host's agent holds the token's one connection (keep-alive, idle)
+    const sock = connect(Number(new URL(api.url).port), '127.0.0.1');
+    await new Promise<void>((r) => sock.once('connect', () => r()));
+    let answered = '';
+    sock.on('data', (d) => (answered += d.toString()));
+    sock.write(`GET /apis/berth.dev/v1/clusters HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${api.bootstrapToken}\r\n\r\n`);
+    await eventually(() => /^HTTP\/1.1 (\d+)/.exec(answered), 10_000, 'the holder\'s answer');
+    const a = new Agent({
+      config: loadAgentConfig({ env: { ECS_CLUSTER: 'default', ECS_DATADIR: dir, ECS_CHECKPOINT: 'true', BERTH_BOOTSTRAP_TOKEN: api.bootstrapToken, ECS_BACKEND_HOST: api.url, ECS_INTROSPECTION_PORT: '0' } }),
+      client: new Client({ server: api.url, token: api.bootstrapToken }),
+      runtime: new HollowRuntime(),
+      log: silentLogger(),
+      fingerprint: 'host-429',
+    });
+    let started: unknown;
+    const start = a.start().then(() => (started = true), (e: Error) => (started = e));
+    await new Promise((r) => setTimeout(r, 1500));
+    // before the retry its start failed here with "too many connections for bootstrap"
+    expect(started, String(started)).to.equal(undefined);
+    sock.destroy();
+    await start;
+    expect(started, String(started)).to.equal(true);
+    expect(a.instanceId).to.be.a('string');
+    await a.stop();
+  });
+});
+
