@@ -760,7 +760,15 @@ export class DaemonAdmission implements Admission {
       // ACTIVE, and its ports must not clash with the cluster's other daemons
       const family = (next.spec as { daemonTaskDefinition: string }).daemonTaskDefinition;
       const [f, rev] = ns.taskDefinition.split(':');
-      const td = this.dtds.revisions(f).find((t) => t.metadata.name === ns.taskDefinition);
+      const named = () => this.dtds.revisions(f).find((t) => t.metadata.name === ns.taskDefinition);
+      // a revision this cache does not show yet may have been registered on another apiserver
+      // (the controller's informer saw it): caught up first, so it is judged on the store's
+      // state (503 when that cannot be read in time), not refused as invalid (C5)
+      let td = named();
+      if (!td && namesBareFamily(family) && f === family) {
+        await caughtUp(this.registry);
+        td = named();
+      }
       if (!namesBareFamily(family) || f !== family || !td || td.status.status !== 'ACTIVE' || Number(rev) <= (ps?.followedRevision ?? 0)) {
         throw invalid('Daemon', prev.metadata.name, [{ field: 'status.taskDefinition', message: `can move only to a newer ACTIVE revision of the family the spec follows ("${family}")` }]);
       }
