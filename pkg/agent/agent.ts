@@ -14,6 +14,7 @@ import type { Client } from '../client/client.ts';
 import { Informer } from '../client/informer.ts';
 import { BerthError, isBerthError } from '../errors/errors.ts';
 import { Backoff, sleep, type BackoffOptions } from './backoff.ts';
+import { setTimeout as delay } from 'node:timers/promises';
 import { Checkpoint } from './checkpoint.ts';
 import type { AgentConfig } from './config.ts';
 import { TaskRunner, type TaskReport, type TaskRunnerDeps } from './engine/taskrunner.ts';
@@ -235,6 +236,8 @@ export class Agent {
   /** the container-log endpoint and the secret the apiserver presents to it */
   private logs?: { endpoint: string; token: string };
   private stopped = false;
+  /** aborted by stop(): what waits out a backoff before the agent runs (registration) ends then */
+  private readonly stopping = new AbortController();
   private readonly log: Logger;
   private readonly cfg: AgentConfig;
   /** status writes made (for benchmarks) */
@@ -353,6 +356,8 @@ export class Agent {
       return false;
     } catch (e) {
       return isBerthError(e, 'NotFound');
+    } finally {
+      this.deps.client.releaseIdleConnections(); // the bootstrap token's connection, as after a registration
     }
   }
 
@@ -412,11 +417,15 @@ export class Agent {
       },
       status: { agentConnected: true, runningTasksCount: 0, pendingTasksCount: 0, ...(this.logs ? { logs: this.logs } : {}), versionInfo: { agentVersion: AGENT_VERSION, dockerVersion: this.deps.dockerVersion } },
     } as ContainerInstance));
+    // stopped while the create was out: nothing more (the checkpoint is no longer this agent's to write)
+    if (this.stopped) throw new BerthError('ServiceUnavailable', `register: the agent stopped while registering container instance ${ci.metadata.name}`);
     const token = ci.metadata.annotations?.[NODE_TOKEN_ANNOTATION];
     if (!token) throw new BerthError('Forbidden', 'the apiserver issued no node credential: register with a bootstrap token (BERTH_BOOTSTRAP_TOKEN of group berth:bootstrappers)');
     this.instanceId = ci.metadata.name;
     this.containerInstanceArn = ci.status?.containerInstanceArn ?? '';
     this.client = this.deps.client.withToken(token);
+    // the bootstrap token is done with: its connection goes now, not at the server's idle timeout
+    this.deps.client.releaseIdleConnections();
     await this.checkpoint.update((d) => {
       d.cluster = this.cfg.cluster;
       d.instanceId = this.instanceId;
@@ -428,24 +437,27 @@ export class Agent {
   }
 
   /**
-   * A call the apiserver refused without doing it (429: too many requests or connections, as
-   * when a fleet's hosts all register at once on one bootstrap token; 503: not ready) is sent
-   * again after its Retry-After or a growing backoff (1 s .. 30 s, jittered, so a fleet does
-   * not come back in step), until the agent stops. Anything else, and a call whose outcome is
-   * unknown (a timeout: a create may have happened), is the caller's.
+   * A call the apiserver answered with a refusal that did nothing (429: too many requests or
+   * connections, as when a fleet's hosts all register at once on one bootstrap token; 503: not
+   * ready) is sent again after its Retry-After or a growing backoff (1 s .. 30 s, jittered, so
+   * a fleet does not come back in step), until the agent stops: then it fails (the start does
+   * not go on). A client-side failure (a connection that broke after the request went out: a
+   * create may have happened) is never resent here; it is the caller's.
    */
   private async refusedRetried<T>(what: string, call: () => Promise<T>): Promise<T> {
     const backoff = new Backoff({ minMs: 1000, maxMs: 30_000, multiplier: 2, jitter: 0.3 });
+    const abandoned = () => new BerthError('ServiceUnavailable', `${what}: the agent is stopping`);
     for (;;) {
+      if (this.stopped) throw abandoned();
       try {
         return await call();
       } catch (e) {
-        const refused = isBerthError(e, 'TooManyRequests') || isBerthError(e, 'ServiceUnavailable');
-        if (this.stopped || !refused) throw e;
-        const after = ((e as BerthError).details.retryAfterSeconds ?? 0) * 1000;
-        const wait = Math.max(after, backoff.next());
-        this.log.warn({ err: (e as Error).message, retryInMs: wait, attempt: backoff.attempts }, `${what}: refused for now; retrying`);
-        await sleep(wait);
+        // an answer of the server's (a client-side failure says whether it was sent: notSent)
+        const answered = e instanceof BerthError && e.details.notSent === undefined;
+        if (!answered || !(isBerthError(e, 'TooManyRequests') || isBerthError(e, 'ServiceUnavailable'))) throw e;
+        const wait = Math.max((e.details.retryAfterSeconds ?? 0) * 1000, backoff.next());
+        this.log.warn({ err: e.message, retryInMs: wait, attempt: backoff.attempts }, `${what}: refused for now; retrying`);
+        await delay(wait, undefined, { signal: this.stopping.signal }).catch(() => undefined);
       }
     }
   }
@@ -948,6 +960,7 @@ export class Agent {
   /** Stop watching and reporting; containers keep running (a restarted agent adopts them). */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.stopping.abort();
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     this.informer?.stop();
     await this.discovery?.stop();

@@ -146,6 +146,19 @@ export class Client {
     this.streamAgent.destroy();
   }
 
+  /**
+   * Closes the idle connections this client keeps alive (requests in flight keep theirs); it
+   * stays usable: a later request connects anew. For a credential used once: the agent's
+   * bootstrap token, whose idle keep-alive connection would count against that token's
+   * connections at the apiserver until the server's idle timeout, while the fleet's other
+   * hosts register.
+   */
+  releaseIdleConnections(): void {
+    for (const pool of [this.agent, this.streamAgent]) {
+      for (const list of Object.values(pool.freeSockets)) for (const sock of list ?? []) sock.destroy();
+    }
+  }
+
   /** The path of a kind's collection or of one object. */
   path(kind: KindRef, ns: string | undefined, name?: string, sub?: 'status'): string {
     const k = kindInfo(kind);

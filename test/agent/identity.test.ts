@@ -1,5 +1,6 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
+import { pino } from 'pino';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
@@ -104,6 +105,29 @@ describe('agent registration refused for now (429: the bootstrap token\'s connec
     expect(started, String(started)).to.equal(true);
     expect(a.instanceId).to.be.a('string');
     await a.stop();
+  });
+
+  it('lets the bootstrap token\'s connection go once registered: the next host registers at once, not after the server\'s idle timeout', async () => {
+    const refusals: string[] = [];
+    const agentOn = async (n: number) => {
+      const d = await mkdtemp(join(tmpdir(), `berth-register-next-${n}-`));
+      return new Agent({
+        config: loadAgentConfig({ env: { ECS_CLUSTER: 'default', ECS_DATADIR: d, ECS_CHECKPOINT: 'true', BERTH_BOOTSTRAP_TOKEN: api.bootstrapToken, ECS_BACKEND_HOST: api.url, ECS_INTROSPECTION_PORT: '0' } }),
+        client: new Client({ server: api.url, token: api.bootstrapToken }),
+        runtime: new HollowRuntime(),
+        log: pino({ level: 'warn' }, { write: (line: string) => void (/refused for now/.test(line) && refusals.push(`host ${n}: ${line}`)) }),
+        fingerprint: `host-next-${n}`,
+      });
+    };
+    const first = await agentOn(1);
+    await first.start();
+    const second = await agentOn(2);
+    await second.start();
+    // with the first host's idle bootstrap connection still open, the second was refused (429)
+    // and waited for the server to close it (65 s idle) through backoffs
+    expect(refusals).to.deep.equal([]);
+    await first.stop();
+    await second.stop();
   });
 });
 
