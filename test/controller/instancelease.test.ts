@@ -128,6 +128,30 @@ for (const store of (process.env.ONLY_STORE ? [process.env.ONLY_STORE] : ['embed
       expect(ci.metadata.resourceVersion).to.equal(rv);
     });
 
+    it('the disconnect\'s own write is no heartbeat: the tasks of an instance whose renewals stopped are lost the grace after its disconnect, not a heartbeat timeout later', async () => {
+      // (bench:scale's failover took 30 s longer with leases: the instance as served carries its
+      // lease's latest renewTime as lastHeartbeat, so the disconnect's event showed a "new"
+      // lastHeartbeat and instance health counted it as heard from then)
+      const victimId = running(await tasks())[0].spec.containerInstance!;
+      agentsProxy.hold((m, p) => p.endsWith(`/instanceleases/${victimId}`));
+      try {
+        let disconnectedAt = 0;
+        let lostAt = 0;
+        await eventually(async () => {
+          const now = Date.now();
+          if (!disconnectedAt && (await instance(victimId)).status?.agentConnected === false) disconnectedAt = now;
+          if (disconnectedAt && !lostAt && (await tasks()).some((t) => t.spec.containerInstance === victimId && t.spec.stopReason === LOST_REASON)) lostAt = now;
+          return lostAt > 0;
+        }, 30_000, 'disconnected, then lost');
+        // the rule: disconnected after the timeout of silence, lost after the grace more (one reconcile period of 750 ms each)
+        expect(lostAt - disconnectedAt, 'from the disconnect to the lost tasks\' stop (ms)').to.be.below(health.heartbeatTimeoutMs + health.lostGraceMs - 500);
+      } finally {
+        agentsProxy.release();
+      }
+      await eventually(async () => (await instance(victimId)).status?.agentConnected === true, 20_000, 'reconnected');
+      await eventually(async () => running(await tasks()).length === 3, 30_000, '3 running again');
+    });
+
     it('deregistering an instance deletes its lease in the same write', async () => {
       const a = fleet.agents[2];
       const id = a.agent.instanceId;

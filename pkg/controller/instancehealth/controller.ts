@@ -119,7 +119,9 @@ export function instanceHealthController(client: Client, inf: SharedInformers, l
         const fresh = await client.tryGet<ContainerInstance>('ContainerInstance', ns, id);
         const freshLease = await client.tryGet<InstanceLease>('InstanceLease', ns, id);
         const cached = inf.instances.get(`${ns}/${id}`);
-        const silent = fresh?.status?.lastHeartbeat === cached?.status?.lastHeartbeat && freshLease?.metadata.resourceVersion === leaseRev(ns, id);
+        // silent: no renewal of its lease since the one judged (an agent without a lease: no new lastHeartbeat)
+        const judgedLease = leaseRev(ns, id);
+        const silent = judgedLease !== undefined ? freshLease?.metadata.resourceVersion === judgedLease : !freshLease && fresh?.status?.lastHeartbeat === cached?.status?.lastHeartbeat;
         if (fresh && fresh.status?.agentConnected === false && silent) confirmed.add(id);
         else if (fresh) heard.set(`${ns}/${id}`, { ...heard.get(`${ns}/${id}`), at: Date.now() }); // it spoke after all: our cache is behind
       }
@@ -135,7 +137,11 @@ export function instanceHealthController(client: Client, inf: SharedInformers, l
       c.enqueue(i.metadata.namespace!);
     },
     update: (p, i) => {
-      see(key(i), { heartbeat: i.status?.lastHeartbeat });
+      // an instance with a lease is served with the lease's latest renewTime as lastHeartbeat,
+      // so any write of it (the disconnect's own) shows a "new" lastHeartbeat: its renewals are
+      // heard through the lease's revision, and its lastHeartbeat is no heartbeat (else a lost
+      // instance counted as heard at its disconnect and was lost a heartbeat timeout late)
+      if (!inf.instanceLeases.get(key(i))) see(key(i), { heartbeat: i.status?.lastHeartbeat });
       if (p.status?.agentConnected !== i.status?.agentConnected) c.enqueue(i.metadata.namespace!);
     },
     delete: (i) => heard.delete(key(i)),
