@@ -59,7 +59,8 @@ async function load(port: number) {
   return { requests: lat.length, errors, rps: Math.round(lat.length / SECONDS), p50Ms: q(0.5), p99Ms: q(0.99) };
 }
 
-const from = 40_000 + (process.pid % 200) * 50;
+// below the kernel's ephemeral ports (32768-60999), which the benchmark's own connections take
+const from = 29_000 + (process.pid % 60) * 60;
 const b = await startBerthUp('berth-lb-bench-', { ECS_DYNAMIC_HOST_PORT_RANGE: `${from}-${from + 49}` });
 try {
   const lbPort = await freePort();

@@ -57,8 +57,11 @@ describe('load balancing end to end (berth up, berth-lb on HAProxy, busybox http
 
   before(async () => {
     lbPort = await freePort();
-    // dynamic host ports from a range of our own: other Docker daemons on this machine publish from the default one
-    const from = 40_000 + (process.pid % 200) * 50;
+    // dynamic host ports from a range of our own: other Docker daemons on this machine publish
+    // from the default one; and below the kernel's ephemeral ports (32768-60999): a range inside
+    // them met connections' local ports (HAProxy's checks and the request loop's, thousands of
+    // them), and a task's start failed with "bind: address already in use"
+    const from = 29_000 + (process.pid % 60) * 60;
     // and an introspection port of our own: another berth up on this machine may hold the default one
     b = await startBerthUp('berth-lb-', { ECS_DYNAMIC_HOST_PORT_RANGE: `${from}-${from + 49}`, ECS_INTROSPECTION_PORT: String(await freePort()) });
   });
@@ -202,7 +205,8 @@ describe('load balancing end to end (berth up, berth-lb on HAProxy, busybox http
     if (failed) expect(failed.rolloutState).to.equal('FAILED');
     // back on the old revision: no task of the new one left, three healthy old targets
     await eventually(async () => {
-      const live = (await serviceTasks()).filter((t) => t.spec.desiredStatus === 'RUNNING');
+      // live: meant to run and not stopped (a task whose start failed stays desired RUNNING, STOPPED)
+      const live = (await serviceTasks()).filter((t) => t.spec.desiredStatus === 'RUNNING' && t.status?.lastStatus !== 'STOPPED');
       const ts = await targets();
       return live.length === 3 && live.every((t) => (t.spec as { taskDefinition?: string }).taskDefinition === good) && ts.length === 3 && ts.every((t) => t.state === 'healthy');
     }, 60_000, 'only the old revision left');
