@@ -13,6 +13,7 @@ import { HollowRuntime } from '../../pkg/agent/runtime/hollow.ts';
 import { Client } from '../../pkg/client/client.ts';
 import { silentLogger } from '../../pkg/log/log.ts';
 import { startApiServer, type TestApiServer } from '../support/apiserver.ts';
+import { registeringAgent } from '../support/registering.ts';
 import { eventually } from '../support/fleet.ts';
 
 describe('agent identity in ECS_DATADIR (real apiserver)', function () {
@@ -88,13 +89,7 @@ describe('agent registration refused for now (429: the bootstrap token\'s connec
     sock.on('data', (d) => (answered += d.toString()));
     sock.write(`GET /apis/berth.dev/v1/clusters HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${api.bootstrapToken}\r\n\r\n`);
     await eventually(() => /^HTTP\/1.1 (\d+)/.exec(answered), 10_000, 'the holder\'s answer');
-    const a = new Agent({
-      config: loadAgentConfig({ env: { ECS_CLUSTER: 'default', ECS_DATADIR: dir, ECS_CHECKPOINT: 'true', BERTH_BOOTSTRAP_TOKEN: api.bootstrapToken, ECS_BACKEND_HOST: api.url, ECS_INTROSPECTION_PORT: '0' } }),
-      client: new Client({ server: api.url, token: api.bootstrapToken }),
-      runtime: new HollowRuntime(),
-      log: silentLogger(),
-      fingerprint: 'host-429',
-    });
+    const a = registeringAgent({ server: api.url, bootstrapToken: api.bootstrapToken, dataDir: dir, fingerprint: 'host-429' });
     let started: unknown;
     const start = a.start().then(() => (started = true), (e: Error) => (started = e));
     await new Promise((r) => setTimeout(r, 1500));
@@ -111,13 +106,8 @@ describe('agent registration refused for now (429: the bootstrap token\'s connec
     const refusals: string[] = [];
     const agentOn = async (n: number) => {
       const d = await mkdtemp(join(tmpdir(), `berth-register-next-${n}-`));
-      return new Agent({
-        config: loadAgentConfig({ env: { ECS_CLUSTER: 'default', ECS_DATADIR: d, ECS_CHECKPOINT: 'true', BERTH_BOOTSTRAP_TOKEN: api.bootstrapToken, ECS_BACKEND_HOST: api.url, ECS_INTROSPECTION_PORT: '0' } }),
-        client: new Client({ server: api.url, token: api.bootstrapToken }),
-        runtime: new HollowRuntime(),
-        log: pino({ level: 'warn' }, { write: (line: string) => void (/refused for now/.test(line) && refusals.push(`host ${n}: ${line}`)) }),
-        fingerprint: `host-next-${n}`,
-      });
+      const log = pino({ level: 'warn' }, { write: (line: string) => void (/refused for now/.test(line) && refusals.push(`host ${n}: ${line}`)) });
+      return registeringAgent({ server: api.url, bootstrapToken: api.bootstrapToken, dataDir: d, fingerprint: `host-next-${n}`, log });
     };
     const first = await agentOn(1);
     await first.start();

@@ -9,12 +9,8 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { Agent } from '../../pkg/agent/agent.ts';
-import { loadAgentConfig } from '../../pkg/agent/config.ts';
-import { HollowRuntime } from '../../pkg/agent/runtime/hollow.ts';
-import { Client } from '../../pkg/client/client.ts';
-import { silentLogger } from '../../pkg/log/log.ts';
 import { startApiServer, type TestApiServer } from '../support/apiserver.ts';
+import { registeringAgent } from '../support/registering.ts';
 
 describe('review R5-4: a registration whose answer was lost', function () {
   this.timeout(60_000);
@@ -61,25 +57,13 @@ describe('review R5-4: a registration whose answer was lost', function () {
 
   it('does not send a create again whose outcome it does not know (and leaves no instance it cannot use)', async () => {
     const url = `http://127.0.0.1:${(proxy.address() as net.AddressInfo).port}`;
-    const a = new Agent({
-      config: loadAgentConfig({ env: { ECS_CLUSTER: 'default', ECS_DATADIR: dir, ECS_CHECKPOINT: 'true', BERTH_BOOTSTRAP_TOKEN: api.bootstrapToken, ECS_BACKEND_HOST: url, ECS_INTROSPECTION_PORT: '0' } }),
-      client: new Client({ server: url, token: api.bootstrapToken }),
-      runtime: new HollowRuntime(),
-      log: silentLogger(),
-      fingerprint: 'host-reset-probe',
-    });
+    const a = registeringAgent({ server: url, bootstrapToken: api.bootstrapToken, dataDir: dir, fingerprint: 'host-reset-probe' });
     const err = await a.start().then(() => undefined, (e: Error) => e);
     await a.stop().catch(() => undefined);
     const list = (await (await fetch(`${api.url}/apis/berth.dev/v1/namespaces/default/containerinstances`, { headers: { authorization: `Bearer ${api.adminToken}` } })).json()) as { items: unknown[] };
     const report = `creates sent: ${posts}; start(): ${err ? `${(err as { reason?: string }).reason}: ${err.message}` : 'resolved'}; instances in the store: ${list.items.length}`;
     // the host's agent is restarted (systemd): no instanceId in its checkpoint, so a new one
-    const again = new Agent({
-      config: loadAgentConfig({ env: { ECS_CLUSTER: 'default', ECS_DATADIR: dir, ECS_CHECKPOINT: 'true', BERTH_BOOTSTRAP_TOKEN: api.bootstrapToken, ECS_BACKEND_HOST: api.url, ECS_INTROSPECTION_PORT: '0' } }),
-      client: new Client({ server: api.url, token: api.bootstrapToken }),
-      runtime: new HollowRuntime(),
-      log: silentLogger(),
-      fingerprint: 'host-reset-probe',
-    });
+    const again = registeringAgent({ server: api.url, bootstrapToken: api.bootstrapToken, dataDir: dir, fingerprint: 'host-reset-probe' });
     await again.start();
     await again.stop();
     const after = (await (await fetch(`${api.url}/apis/berth.dev/v1/namespaces/default/containerinstances`, { headers: { authorization: `Bearer ${api.adminToken}` } })).json()) as { items: unknown[] };

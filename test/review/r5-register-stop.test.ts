@@ -8,11 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { pino } from 'pino';
-import { Agent } from '../../pkg/agent/agent.ts';
-import { loadAgentConfig } from '../../pkg/agent/config.ts';
-import { HollowRuntime } from '../../pkg/agent/runtime/hollow.ts';
-import { Client } from '../../pkg/client/client.ts';
 import { startApiServer, type TestApiServer } from '../support/apiserver.ts';
+import { registeringAgent } from '../support/registering.ts';
 import { eventually } from '../support/fleet.ts';
 
 describe('review R5-4: stop() during the registration retry', function () {
@@ -37,13 +34,7 @@ describe('review R5-4: stop() during the registration retry', function () {
     sock.write(`GET /apis/berth.dev/v1/clusters HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${api.bootstrapToken}\r\n\r\n`);
     await eventually(() => /^HTTP\/1.1 (\d+)/.exec(answered), 10_000, 'holder answered');
     const refusals: string[] = [];
-    const a = new Agent({
-      config: loadAgentConfig({ env: { ECS_CLUSTER: 'default', ECS_DATADIR: dir, ECS_CHECKPOINT: 'true', BERTH_BOOTSTRAP_TOKEN: api.bootstrapToken, ECS_BACKEND_HOST: api.url, ECS_INTROSPECTION_PORT: '0' } }),
-      client: new Client({ server: api.url, token: api.bootstrapToken }),
-      runtime: new HollowRuntime(),
-      log: pino({ level: 'warn' }, { write: (l: string) => void (/refused for now/.test(l) && refusals.push(l)) }),
-      fingerprint: 'host-stop-probe',
-    });
+    const a = registeringAgent({ server: api.url, bootstrapToken: api.bootstrapToken, dataDir: dir, fingerprint: 'host-stop-probe', log: pino({ level: 'warn' }, { write: (l: string) => void (/refused for now/.test(l) && refusals.push(l)) }) });
     let started: unknown;
     const start = a.start().then(() => (started = 'resolved'), (e: Error) => (started = e));
     await eventually(() => refusals.length > 0 || undefined, 10_000, 'first refusal');
